@@ -1,0 +1,1 @@
+"""Custom code of the lumbar Dixon muscle fat-fraction bundle, imported by the configs as ``scripts.*``."""
