@@ -1,0 +1,296 @@
+"""Anatomy of the lumbar Dixon phantom: from T12 to the hip joints, in RAS world millimetres.
+
+Everything is laid out relative to the spine: ``z = 0`` is the L5/S1 disc (before the subject's offset), each
+lumbar level is 36 mm tall (27 mm body, 9 mm disc) times the subject's height factor, and ``y_spine(z)`` is the
+antero-posterior centre of the vertebral body, curved by the lordosis above S1 and by the sacral slope below it.
+Soft tissues of the pelvis hang from the S1 position (``y_ref``), not from the sacrum, which bends backwards.
+
+Muscle courses (keyframes below) follow textbook anatomy and the real MuscleMap lumbar sample in
+``shared/real-samples`` (cross-sections compared in docs/phantom.md):
+- psoas from the T12-L1 bodies, growing caudally and moving antero-laterally into the pelvis;
+- iliacus on the inner surface of the iliac wing, joining psoas below the pelvic brim;
+- quadratus lumborum from the 12th rib to the iliac crest, lateral to the transverse processes;
+- erector spinae + multifidus behind the laminae, largest at L3-L5, multifidus alone over the sacrum.
+Muscles are painted before bones, so vertebrae, transverse processes and the iliac wing carve them as in life; each
+labelled muscle carries a thin fat shell, so neighbours are separated by fat planes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..labels import label_value
+from .render import Canvas, Shape, Structure, Tissue
+from .textures import SmoothNoise
+
+__all__ = ["TISSUES", "SubjectAnatomy", "draw_subject"]
+
+#: Dixon signal (in-phase magnitude, fat = 1.0) and apparent FF of the unlabelled tissues.
+TISSUES: dict[str, Tissue] = {
+    "skin": Tissue("skin", 0.55, 0.10),
+    "subcutaneous_fat": Tissue("subcutaneous_fat", 1.0, 0.93),
+    "visceral_fat": Tissue("visceral_fat", 0.95, 0.92),
+    "fascia": Tissue("fascia", 0.85, 0.85),
+    "bowel": Tissue("bowel", 0.45, 0.05),
+    "muscle_other": Tissue("muscle_other", 0.40, 0.09),
+    "kidney": Tissue("kidney", 0.50, 0.02),
+    "liver": Tissue("liver", 0.55, 0.05),
+    "cortical_bone": Tissue("cortical_bone", 0.04, 0.30),
+    "disc": Tissue("disc", 0.35, 0.0),
+    "csf": Tissue("csf", 0.25, 0.0),
+}
+#: signal of labelled muscle (its FF comes from the subject's draw).
+MUSCLE_SIGNAL = 0.40
+
+
+@dataclass
+class SubjectAnatomy:
+    """The drawn anatomy of one subject.
+
+    Args:
+        sex: "F" or "M".
+        age: years.
+        bmi: body-mass index (kg/m^2); drives subcutaneous and visceral fat.
+        height_factor: cranio-caudal scale of the spine (1 = a 36 mm lumbar level).
+        width_factor: in-plane scale of the bones and trunk.
+        muscle_scale: (muscle, side) -> in-plane scale of the muscle cross-section (area scales with its square).
+        muscle_ff: (muscle, side) -> target mean FF (0-1) over the label.
+        lordosis_mm: anterior bulge of the lumbar spine at L3 relative to the L1-S1 chord.
+        offset_mm: position of the anatomy in the field of view (x, y, z).
+        marrow_ff: fat fraction of vertebral marrow.
+        marbling: strength (0-1) of intramuscular fat streaks.
+        jitter: per-keyframe shape variation (relative SD of semi-axes).
+    """
+
+    sex: str
+    age: float
+    bmi: float
+    height_factor: float
+    width_factor: float
+    muscle_scale: dict[tuple[str, str], float]
+    muscle_ff: dict[tuple[str, str], float]
+    lordosis_mm: float
+    offset_mm: tuple[float, float, float]
+    marrow_ff: float
+    marbling: float
+    jitter: float = 0.06
+    other_muscle_ff: float = 0.09
+    extras: dict = field(default_factory=dict)
+
+    # -- spine geometry ---------------------------------------------------------------------------------------------
+    def z(self, z_rel: float | np.ndarray) -> np.ndarray:
+        """World z of a spine-relative position (mm above the L5/S1 disc, before scaling)."""
+        return np.asarray(z_rel, dtype=np.float64) * self.height_factor + self.offset_mm[2]
+
+    def y_spine(self, zw: np.ndarray) -> np.ndarray:
+        """World y of the vertebral-body (or sacral) centre at world z."""
+        t = (np.asarray(zw, dtype=np.float64) - self.offset_mm[2]) / self.height_factor
+        lumbar = self.lordosis_mm * np.sin(np.pi * np.clip(t, 0, 230) / 230.0)
+        sacral = -0.55 * np.abs(np.minimum(t, 0)) - 0.0012 * np.minimum(t, 0) ** 2
+        return np.where(t >= 0, lumbar, sacral) + self.offset_mm[1]
+
+    def y_ref(self, zw: np.ndarray) -> np.ndarray:
+        """World y reference for soft tissue: the spine above S1, the S1 position below."""
+        t = (np.asarray(zw, dtype=np.float64) - self.offset_mm[2]) / self.height_factor
+        return self.y_spine(self.z(np.maximum(t, 0.0)))
+
+    @property
+    def sat_mm(self) -> float:
+        """Subcutaneous fat thickness (mm) from BMI and sex."""
+        return float(np.clip(6.0 + (self.bmi - 18.0) * (2.6 if self.sex == "F" else 1.9), 4.0, 60.0))
+
+    @property
+    def visceral(self) -> float:
+        """Visceral fat amount (0 lean - 1.5 obese), larger in men at equal BMI."""
+        return float(np.clip((self.bmi - 19.0) / 12.0 * (1.25 if self.sex == "M" else 0.85), 0.0, 1.5))
+
+
+def _mirror(side: str) -> float:
+    # RAS: +x is the patient's right, so left-sided structures sit at negative x
+    return 1.0 if side == "right" else -1.0
+
+
+class _Builder:
+    """Turns spine-relative keyframes into world-space Shapes with per-subject jitter."""
+
+    def __init__(self, anat: SubjectAnatomy, rng: np.random.Generator) -> None:
+        self.anat = anat
+        self.rng = rng
+
+    def shape(self, z_rel, cx, cy, a, b, theta=0.0, p=2.0, side: str | None = None, scale: float = 1.0,
+              y_mode: str = "ref", jitter: float | None = None) -> Shape:
+        an = self.anat
+        z_rel = np.asarray(z_rel, dtype=np.float64)
+        n = z_rel.size
+        jit = an.jitter if jitter is None else jitter
+        zw = an.z(z_rel)
+        order = np.argsort(zw)
+        sgn = _mirror(side) if side else 1.0
+        w = an.width_factor
+        cx = np.broadcast_to(np.asarray(cx, np.float64), (n,)) * w + self.rng.normal(0, 1.5 * (jit > 0), n)
+        cy = np.broadcast_to(np.asarray(cy, np.float64), (n,)) * w + self.rng.normal(0, 1.5 * (jit > 0), n)
+        a = np.broadcast_to(np.asarray(a, np.float64), (n,)) * w * scale * np.exp(self.rng.normal(0, jit, n))
+        b = np.broadcast_to(np.asarray(b, np.float64), (n,)) * w * scale * np.exp(self.rng.normal(0, jit, n))
+        th = np.broadcast_to(np.asarray(theta, np.float64), (n,))
+        yb = {"ref": an.y_ref, "spine": an.y_spine}[y_mode](zw)
+        x = sgn * cx + an.offset_mm[0]
+        # mirroring x turns an axis at angle theta into one at pi - theta
+        th = th if sgn > 0 else np.pi - th
+        return Shape(z=zw[order], cx=x[order], cy=(cy + yb)[order], a=np.maximum(a, 0.5)[order],
+                     b=np.maximum(b, 0.5)[order], theta=th[order], p=p)
+
+
+def _muscle_ff_field(anat: SubjectAnatomy, canvas: Canvas, marbling: SmoothNoise, base: float,
+                     caudal_gradient: float, z_mid: float):
+    """Voxel-wise muscle FF: the subject's value with a cranio-caudal gradient and fat streaks along the fibres.
+
+    The streak threshold is set so the streak volume grows with the muscle's FF (fattier muscles marble more).
+    The label mean is renormalised afterwards, so these shape the texture, not the muscle's mean.
+    """
+    frac = float(np.clip(0.04 + 0.5 * base * anat.marbling, 0.01, 0.4))
+    thr = float(np.quantile(np.random.default_rng(0).standard_normal(20000), 1 - frac))
+
+    def field(sl: tuple[slice, slice, slice]) -> np.ndarray:
+        zz = canvas.z[sl[2]][None, None, :]
+        ff = base * (1.0 + caudal_gradient * np.clip((z_mid - zz) / 150.0, -1, 1))
+        streak = 1.0 / (1.0 + np.exp(-(marbling.sample_bbox(sl) - thr) / 0.12))
+        return (ff * (1 - streak) + 0.8 * streak).astype(np.float32)
+
+    return field
+
+
+def draw_subject(anat: SubjectAnatomy, canvas: Canvas, rng: np.random.Generator) -> dict[str, tuple[float, float]]:
+    """Paint the whole subject onto ``canvas``; returns landmark z ranges (world mm) for the record."""
+    B = _Builder(anat, rng)
+    T = TISSUES
+    grid = canvas.grid
+    landmarks: dict[str, tuple[float, float]] = {}
+    bowel_noise = SmoothNoise(grid, (14.0, 14.0, 20.0), rng)
+    marbling = SmoothNoise(grid, (2.5, 2.5, 14.0), rng)
+    vis = anat.visceral
+    sat = anat.sat_mm
+
+    # ---- trunk: skin, subcutaneous fat, abdominal/back muscle wall, visceral cavity -------------------------------
+    zk = np.array([-150, -100, -40, 20, 60, 110, 160, 210, 290])
+    rx = np.array([170, 172, 165, 148, 135, 128, 128, 132, 138]) + 18 * vis
+    ry = np.array([95, 98, 100, 100, 98, 100, 102, 106, 110]) + np.array([0, 5, 10, 20, 30, 35, 30, 25, 20]) * vis
+    back = 82.0  # distance from the vertebral-body centre to the posterior muscle surface
+    outer = rx + sat + 2.0, ry + (sat + 2.0) / 2.0
+    # the trunk centre sits anterior to the spine so that the back surface lies ``back`` mm behind it
+    trunk = B.shape(zk, 0.0, -back + ry - sat / 2.0, outer[0], outer[1], p=2.3, jitter=0.03)
+
+    def viscera(sl: tuple[slice, slice, slice]):
+        n = bowel_noise.sample_bbox(sl)
+        yy = canvas.y[sl[1]][None, :, None]
+        zz = canvas.z[sl[2]][None, None, :]
+        # retroperitoneum next to the spine is fat, bowel fills the anterior cavity; more visceral fat, less bowel
+        post = np.clip((yy - anat.y_spine(zz) - 5.0) / 40.0, 0, 1)
+        m = post / (1.0 + np.exp(-(n - (vis - 0.3)) / 0.25))
+        gas = (n > 2.2).astype(np.float32)
+        bw, bf = T["bowel"].signal * (1 - T["bowel"].ff), T["bowel"].signal * T["bowel"].ff
+        vw, vf = T["visceral_fat"].signal * (1 - T["visceral_fat"].ff), T["visceral_fat"].signal * T["visceral_fat"].ff
+        w = (m * bw + (1 - m) * vw) * (1 - 0.9 * gas * m)
+        f = (m * bf + (1 - m) * vf) * (1 - 0.9 * gas * m)
+        return w.astype(np.float32), f.astype(np.float32)
+
+    wall = 10.0 + 3.0 * (anat.sex == "M")
+    canvas.draw_layers(trunk, [(0.0, T["skin"]), (2.0, T["subcutaneous_fat"]),
+                               (2.0 + sat, Tissue("muscle_wall", T["muscle_other"].signal, anat.other_muscle_ff)),
+                               (2.0 + sat + wall, viscera)])
+
+    # ---- organs --------------------------------------------------------------------------------------------------
+    for side, dz in (("left", 12.0), ("right", 0.0)):
+        kz = np.array([95, 115, 150, 190, 215]) + dz
+        canvas.draw(Structure(f"kidney_{side}", B.shape(kz, [74, 78, 80, 76, 70], [10, 12, 14, 12, 8],
+                                                        [12, 24, 29, 24, 10], [10, 19, 22, 19, 8], 0.5, side=side),
+                              T["kidney"], shell_mm=7.0, shell_tissue=T["visceral_fat"]))
+    canvas.draw(Structure("liver", B.shape([150, 185, 230, 300], [70, 72, 70, 68], [35, 40, 40, 40],
+                                           [25, 60, 75, 80], [20, 45, 60, 65], 0.2, side="right"), T["liver"]))
+
+    # ---- labelled and unlabelled muscles (bones are painted after them and carve them) -------------------------------
+    def muscle(name: str, side: str, shape_args: dict, caudal_gradient: float, z_mid_rel: float) -> None:
+        sc = anat.muscle_scale[(name, side)]
+        ff = anat.muscle_ff[(name, side)]
+        shp = B.shape(side=side, scale=sc, **shape_args)
+        fld = _muscle_ff_field(anat, canvas, marbling, ff, caudal_gradient, float(anat.z(z_mid_rel)))
+        canvas.draw(Structure(f"{name}_{side}", shp, Tissue(name, MUSCLE_SIGNAL, ff), label=label_value(name, side),
+                              shell_mm=1.2, shell_tissue=T["fascia"], ff_field=fld))
+
+    for side in ("left", "right"):
+        canvas.draw(Structure(f"gluteal_{side}", B.shape(
+            [45, 10, -30, -70, -110, -150], [92, 100, 102, 98, 95, 95], [-45, -58, -62, -58, -48, -42],
+            [12, 33, 45, 50, 46, 42], [7, 18, 28, 34, 30, 28], 0.5, side=side),
+            Tissue("gluteal", T["muscle_other"].signal, anat.other_muscle_ff), shell_mm=1.5,
+            shell_tissue=T["fascia"]))
+
+    for side in ("left", "right"):
+        muscle("erector_spinae_multifidus", side, dict(
+            z_rel=[290, 215, 170, 130, 90, 50, 15, -15, -40, -62, -72],
+            cx=[22, 24, 28, 32, 34, 34, 31, 25, 18, 13, 10],
+            cy=[-45, -45, -47, -49, -51, -52, -50, -43, -30, -22, -20],
+            a=[21, 23, 27, 31, 34, 34, 30, 23, 16, 10, 4], b=[17, 18, 19, 21, 23, 23, 22, 17, 12, 8, 3],
+            theta=0.05, p=2.6, y_mode="spine"), caudal_gradient=0.30, z_mid_rel=110)
+        muscle("quadratus_lumborum", side, dict(
+            z_rel=[212, 195, 160, 120, 85, 55, 42], cx=[50, 56, 62, 66, 70, 74, 78],
+            cy=[-16, -17, -18, -18, -17, -16, -15], a=[5, 13, 18, 21, 22, 17, 6], b=[3, 5.5, 7, 7.5, 7.5, 6, 2.5],
+            theta=[0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4]), caudal_gradient=0.1, z_mid_rel=120)
+        muscle("psoas", side, dict(
+            z_rel=[212, 195, 160, 120, 80, 40, 5, -35, -75, -115, -150],
+            cx=[25, 28, 33, 38, 42, 46, 51, 58, 66, 72, 76], cy=[1, 2, 4, 7, 11, 17, 24, 33, 41, 45, 46],
+            a=[3, 6.5, 10.5, 14.5, 17.5, 19.5, 20.5, 19.5, 17.5, 16, 15],
+            b=[3, 7.5, 11.5, 15.5, 17.5, 18.5, 18.5, 16.5, 15, 14, 13], theta=0.35), caudal_gradient=0.0,
+            z_mid_rel=80)
+        # iliacus lies on the inner (antero-medial) face of the iliac wing and joins psoas below the brim
+        muscle("iliacus", side, dict(
+            z_rel=[50, 40, 20, -5, -35, -65, -95, -125, -150], cx=[74, 72, 70, 68, 67, 68, 70, 72, 73],
+            cy=[-8, -4, 2, 8, 16, 25, 34, 38, 40], a=[4, 15, 24, 29, 29, 25, 19, 15, 13],
+            b=[2.5, 5, 8, 10, 12, 13, 13, 12, 11], theta=[0.75, 0.8, 0.85, 0.9, 1.0, 1.15, 1.3, 1.4, 1.45]),
+            caudal_gradient=0.0, z_mid_rel=-20)
+
+    # ---- pelvis bones --------------------------------------------------------------------------------------------
+    marrow = Tissue("marrow", 0.70, anat.marrow_ff)
+    for side in ("left", "right"):
+        wing = B.shape([50, 38, 20, 0, -30, -60, -85, -105], [86, 88, 88, 86, 84, 82, 84, 88],
+                       [-22, -20, -18, -14, -6, 2, 10, 16], [20, 36, 44, 46, 40, 30, 22, 20], [3, 4, 4.5, 5, 6, 9, 14, 16],
+                       [0.55, 0.58, 0.62, 0.66, 0.75, 0.9, 1.1, 1.2], side=side, jitter=0.03)
+        canvas.draw(Structure(f"iliac_wing_{side}", wing, marrow, shell_mm=1.5, shell_tissue=T["cortical_bone"]))
+        r = 23.0 * anat.width_factor
+        t = np.array([-1, -0.9, -0.6, 0, 0.6, 0.9, 1])
+        head = B.shape(-102 + r * t / anat.height_factor, 88, 38, r * np.sqrt(np.maximum(1 - t**2, 0.02)),
+                       r * np.sqrt(np.maximum(1 - t**2, 0.02)), side=side, jitter=0.0)
+        canvas.draw(Structure(f"femoral_head_{side}", head, Tissue("femoral_marrow", 0.8, 0.8), shell_mm=2.0,
+                              shell_tissue=T["cortical_bone"]))
+    sacrum = B.shape([6, -10, -30, -50, -70, -90, -108], 0.0, [0, -2, -3, -3, -3, -3, -3],
+                     [26, 48, 42, 32, 22, 14, 6], [16, 16, 14, 12, 10, 8, 4], p=3.0, y_mode="spine", jitter=0.03)
+    canvas.draw(Structure("sacrum", sacrum, marrow, shell_mm=1.5, shell_tissue=T["cortical_bone"]))
+    landmarks["sacrum"] = sacrum.z_range
+
+    # ---- lumbar vertebrae (T11-L5): bodies, discs, arches, spinous and transverse processes ----------------------
+    for k, name in enumerate(["L5", "L4", "L3", "L2", "L1", "T12", "T11"]):
+        z0, z1 = 5 + 36 * k, 32 + 36 * k
+        av = (25.0 - 0.9 * k) * np.exp(rng.normal(0, 0.03))
+        bv = (17.0 - 0.4 * k) * np.exp(rng.normal(0, 0.03))
+        zz = [z0, z0 + 1.5, (z0 + z1) / 2, z1 - 1.5, z1]
+        body = B.shape(zz, 0.0, 0.0, [av - 2, av, av - 0.5, av, av - 2], [bv - 2, bv, bv - 0.5, bv, bv - 2],
+                       y_mode="spine", jitter=0.0)
+        canvas.draw(Structure(f"{name}_body", body, marrow, shell_mm=1.5, shell_tissue=T["cortical_bone"]))
+        landmarks[name] = body.z_range
+        disc = B.shape([z0 - 9.5, z0 - 4.5, z0 + 0.5], 0.0, 0.0, av + 0.5, bv + 0.5, y_mode="spine", jitter=0.0)
+        canvas.draw(Structure(f"disc_below_{name}", disc, T["disc"]))
+        arch = B.shape([z0 + 4, z0 + 8, z1 + 2, z1 + 6], 0.0, -bv - 13, 16, [9, 12, 12, 9], y_mode="spine", jitter=0.0)
+        canvas.draw(Structure(f"{name}_arch", arch, marrow, shell_mm=1.5, shell_tissue=T["cortical_bone"]))
+        spin = B.shape([z0 + 1, z0 + 5, z1 - 1, z1 + 3], 0.0, -bv - 36, 3.5, [14, 18, 18, 14], p=4.0, y_mode="spine",
+                       jitter=0.0)
+        canvas.draw(Structure(f"{name}_spinous", spin, marrow, shell_mm=1.2, shell_tissue=T["cortical_bone"]))
+        tp_len = 15.0 + (4.0 if k in (1, 2, 3) else 0.0) - (5.0 if k >= 5 else 0.0)
+        for side in ("left", "right"):
+            tp = B.shape([z1 - 16, z1 - 13, z1 - 6, z1 - 3], av + 0.6 * tp_len, -bv - 2, tp_len, [3, 4.5, 4.5, 3],
+                         0.12, side=side, y_mode="spine", jitter=0.0)
+            canvas.draw(Structure(f"{name}_transverse_{side}", tp, marrow, shell_mm=1.0,
+                                  shell_tissue=T["cortical_bone"]))
+    canal = B.shape([-70, -40, 0, 60, 120, 180, 240, 300], 0.0, [-18, -22, -27, -27, -27, -26, -26, -26],
+                    [4, 7, 10, 10.5, 11, 10.5, 10, 10], [3, 5, 7.5, 8, 8.5, 8, 8, 8], y_mode="spine", jitter=0.0)
+    canvas.draw(Structure("spinal_canal", canal, T["csf"]))
+    return landmarks
