@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -17,5 +18,7 @@ if str(BUNDLE_ROOT) not in sys.path:
 def shared_dir() -> Path:
     """The ``shared`` folder beside the checkout (present for developers and CI, not in a user's clone)."""
     if not SHARED.is_dir():
+        if os.environ.get("REQUIRE_SHARED") == "1":
+            pytest.fail(f"REQUIRE_SHARED=1 but {SHARED} is absent: CI must run the tests that read ../shared")
         pytest.skip(f"needs ../shared beside the checkout ({SHARED} is absent): real samples and the metadata schema")
     return SHARED

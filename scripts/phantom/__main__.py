@@ -28,9 +28,24 @@ def subject(out_dir: str, seed: int = 0, geometry: str = "reference", spacing: t
     return paths
 
 
+def sample(out_dir: str = "sample_data", n: int = 3, seed: int = 0) -> dict:
+    """The embedded default data: ``n`` subjects at the reference geometry, made once and reused.
+
+    Deterministic for ``seed``; when ``out_dir`` already holds the sample it is left untouched.
+    """
+    from pathlib import Path
+
+    dl = Path(out_dir) / "datalist.json"
+    if dl.exists():
+        logging.getLogger(__name__).info("sample already present: %s", dl)
+        return {"datalist": str(dl)}
+    return generate_cohort(out_dir, n=n, seed=seed, geometry="reference", variety=False, n_validation=0,
+                           n_testing=n)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    fire.Fire({"subject": subject, "cohort": generate_cohort})
+    fire.Fire({"subject": subject, "cohort": generate_cohort, "sample": sample})
 
 
 if __name__ == "__main__":

@@ -341,8 +341,8 @@ def generate_cohort(out_dir: str | Path, n: int = 30, seed: int = 0, geometry: s
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     n_val = max(1, round(0.2 * n)) if n_validation is None and n > 1 else (n_validation or 0)
-    if n_val + n_testing >= n and n > 1:
-        raise ValueError(f"n_validation ({n_val}) + n_testing ({n_testing}) must leave training subjects (n={n})")
+    if n_val + n_testing > n:
+        raise ValueError(f"n_validation ({n_val}) + n_testing ({n_testing}) exceed the cohort (n={n})")
     entries, parts, truths = [], [], []
     for i in tqdm(range(n), desc="phantom cohort", disable=not progress):
         sseed = seed * 100003 + i

@@ -1,0 +1,68 @@
+"""The bundle stays valid: metadata against the official schema, configs as 4-space JSON, pinned requirements."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from scripts.labels import LABELS, channel_def
+from tests.conftest import BUNDLE_ROOT
+
+CONFIGS = sorted((BUNDLE_ROOT / "configs").glob("*.json"))
+
+
+def test_metadata_validates_against_official_schema(shared_dir):
+    jsonschema = pytest.importorskip("jsonschema")
+    meta = json.loads((BUNDLE_ROOT / "configs" / "metadata.json").read_text())
+    schema = json.loads((shared_dir / "monai" / "meta_schema_20240725.json").read_text())
+    errors = sorted(jsonschema.Draft201909Validator(schema).iter_errors(meta), key=str)
+    assert not errors, [e.message for e in errors]
+
+
+def test_metadata_version_changelog_and_classes():
+    meta = json.loads((BUNDLE_ROOT / "configs" / "metadata.json").read_text())
+    assert re.fullmatch(r"\d+\.\d+\.\d+", meta["version"])
+    assert meta["version"] in meta["changelog"]
+    assert list(meta["changelog"])[0] == meta["version"], "newest changelog entry first"
+    pred = meta["network_data_format"]["outputs"]["pred"]
+    assert pred["num_channels"] == len(LABELS) == 9
+    assert pred["channel_def"] == channel_def()
+    req = (BUNDLE_ROOT / "requirements.txt").read_text()
+    assert f"monai=={meta['monai_version']}" in req
+    assert f"torch=={meta['pytorch_version']}" in req
+    assert f"numpy=={meta['numpy_version']}" in req
+    for name, version in meta["required_packages_version"].items():
+        assert f"{name}=={version}" in req, name
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_configs_are_four_space_json(path):
+    text = path.read_text()
+    data = json.loads(text)
+    assert text == json.dumps(data, indent=4) + "\n", f"{path.name}: not 4-space indented JSON with a final newline"
+
+
+def test_requirements_are_pinned_exactly():
+    for line in (BUNDLE_ROOT / "requirements.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            assert re.fullmatch(r"[A-Za-z0-9_.\-]+==[0-9][0-9A-Za-z.+\-]*", line), line
+    assert "torch==2.13.0" in (BUNDLE_ROOT / "requirements.txt").read_text()
+
+
+def test_bundle_layout():
+    for rel in ["LICENSE", "configs/metadata.json", "configs/logging.conf", "docs/README.md", "docs/data_license.txt",
+                "large_files.yml", "scripts/__init__.py", "README.md", ".ci/run"]:
+        assert (BUNDLE_ROOT / rel).exists(), rel
+
+
+def test_readme_quick_start_has_two_commands():
+    text = (BUNDLE_ROOT / "README.md").read_text()
+    block = text.split("## Quick start", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    commands = [line for line in block.splitlines() if line.strip() and not line.startswith("#")]
+    assert len(commands) == 2, commands
+    assert "pytest" in commands[1]
+    ci = (BUNDLE_ROOT / ".ci" / "run").read_text()
+    assert "-m pytest -q tests" in ci and "-m pytest -q tests" in commands[1]
