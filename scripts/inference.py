@@ -1,0 +1,218 @@
+"""Dictionary transforms that connect inference.json to the Dixon reader, the quantification and the report.
+
+``LoadDixond`` opens a subject (every Dixon image it has, validated) and puts the network input under ``image``;
+``QuantifyDixond`` takes the final label map (input grid) and writes the subject's FF map, tables, normative
+comparison, pictures and HTML report, and adds its rows to the run's cohort table. Both are plain MONAI
+``MapTransform`` s, so the label map exists in the data dictionary before any saver runs (MONAI Label drops savers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Hashable, Mapping
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import MapTransform
+
+from .dixon_inputs import DixonScan, compute_ff, load_dixon
+from .fat_fraction import detect_fat_water_swap, map_labels_to_grid
+from .normative import compare_to_reference, load_reference
+from .quantify import CohortTable, atomic_write_text, quantify_muscles, write_tables
+
+__all__ = ["LoadDixond", "QuantifyDixond", "RunConflictError", "file_fingerprint"]
+
+logger = logging.getLogger(__name__)
+
+# Scans read by LoadDixond, kept for QuantifyDixond in the same process so the images are read once.
+_SCANS: dict[str, DixonScan] = {}
+_ROLES = ("water", "fat", "inphase", "opposed", "ff")
+
+
+class RunConflictError(FileExistsError):
+    """An output folder holds results of a different run (other inputs, model or settings)."""
+
+
+def file_fingerprint(path: str | Path) -> dict[str, Any]:
+    """Name, size and SHA-1 of the first MiB of a file: cheap, and enough to tell two inputs apart."""
+    p = Path(path)
+    with open(p, "rb") as fh:
+        head = fh.read(1 << 20)
+    return {"name": p.name, "size": p.stat().st_size, "sha1_head": hashlib.sha1(head).hexdigest()}
+
+
+class LoadDixond(MapTransform):
+    """Load and validate one subject's Dixon images; write the network input as a (1, X, Y, Z) MetaTensor.
+
+    The input entry is one item of :func:`scripts.dixon_inputs.discover_subjects` (roles ``water``, ``fat``,
+    ``inphase``, ``opposed``, ``ff`` -> paths, and ``subject``). The network reads the in-phase image, or water +
+    fat when there is no in-phase image (DESIGN.md). Bad input raises
+    :class:`scripts.dixon_inputs.DixonInputError` naming the file and the problem, before anything is written.
+
+    Args:
+        keys: the key receiving the network input (default ``"image"``).
+        min_fov_mm: smallest field of view accepted per axis (mm), e.g. the network patch in mm.
+        allow_missing_keys: MONAI's flag (unused: the key is always written).
+    """
+
+    def __init__(self, keys: KeysCollection = "image", min_fov_mm: Any = None, allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        self.min_fov_mm = min_fov_mm
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        entry = {k: v for k, v in d.items() if k in _ROLES or k in ("subject", "label")}
+        scan = load_dixon(entry, min_shape_mm=self.min_fov_mm)
+        d["subject"] = scan.subject
+        _SCANS[scan.subject] = scan
+        meta = {
+            # a virtual file name so that SaveImaged writes <output_dir>/<subject>/<subject>_seg.nii.gz
+            "filename_or_obj": f"{scan.subject}.nii.gz",
+            "original_affine": torch.as_tensor(scan.affine, dtype=torch.float64),
+            "spatial_shape": np.asarray(scan.shape),
+            "original_channel_dim": float("nan"),
+            "space": "RAS",
+        }
+        for key in self.key_iterator(d) if self.keys else []:
+            pass
+        img = MetaTensor(torch.as_tensor(scan.network_input()[None], dtype=torch.float32),
+                         affine=torch.as_tensor(scan.affine, dtype=torch.float64), meta=meta)
+        for key in self.keys:
+            d[key] = img
+        return d
+
+
+class QuantifyDixond(MapTransform):
+    """From the final label map to the subject's fat-fraction results, written under ``output_dir/<subject>/``.
+
+    Writes ``<subject>_ff.nii.gz`` (FF in percent, float32, native Dixon grid; NaN = excluded voxel),
+    ``<subject>_ff_table.csv/.json`` (one row per muscle and side plus L/R means), ``<subject>_ff_slices.csv``,
+    ``<subject>_normative.csv``, ``<subject>_qc_axial.png``, ``<subject>_ff_chart.png`` and ``<subject>_report.html``,
+    and adds the subject's rows to ``output_dir/<cohort_table>``. A ``<subject>_run.json`` manifest records the
+    inputs, model and settings; an output folder made by a different run is never overwritten unless ``overwrite``.
+
+    Args:
+        keys: the label-map key (``(1, X, Y, Z)`` MetaTensor on the input grid, values 0-8).
+        output_dir: the run's output folder (``eval/`` by default in inference.json).
+        ff_method: "auto", "water_fat", "inphase_opposed", "vendor_map" or "magnitude_discrimination".
+        ff_scale: override of a vendor map's scale ("fraction", "percent", "permille"); None = detect.
+        erosion_mm: in-plane erosion for the core mean (None = 1 voxel in-plane).
+        reference_file: normative reference JSON (None = the paper's, shipped with the bundle).
+        participants_file: optional BIDS participants.tsv (participant_id, sex, age, activity) for strata.
+        model_file: the weights used (fingerprinted in the manifest).
+        cohort_table: file name of the run's table of all subjects.
+        report: also draw the pictures and the HTML page.
+        overwrite: replace results of a different run.
+        version: bundle version written into the manifest.
+    """
+
+    def __init__(self, keys: KeysCollection = "pred", output_dir: str = "eval", ff_method: str = "auto",
+                 ff_scale: str | None = None, erosion_mm: float | None = None, reference_file: str | None = None,
+                 participants_file: str | None = None, model_file: str | None = None,
+                 cohort_table: str = "cohort_ff_table.csv", report: bool = True, overwrite: bool = False,
+                 version: str = "", allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.output_dir = Path(output_dir)
+        self.ff_method = ff_method
+        self.ff_scale = ff_scale
+        self.erosion_mm = erosion_mm
+        self.reference = load_reference(reference_file) if reference_file else load_reference(None)
+        self.reference_file = reference_file
+        self.participants = None
+        if participants_file and Path(participants_file).is_file():
+            self.participants = pd.read_csv(participants_file, sep="\t", dtype={"participant_id": str})
+        self.model_fp = file_fingerprint(model_file) if model_file and Path(model_file).is_file() else None
+        self.cohort = CohortTable(self.output_dir / cohort_table)
+        self.report = report
+        self.overwrite = overwrite
+        self.version = version
+
+    def _demographics(self, subject: str) -> dict[str, Any]:
+        if self.participants is None:
+            return {}
+        row = self.participants[self.participants.participant_id == subject]
+        if row.empty:
+            return {}
+        r = row.iloc[0]
+        return {k: (None if pd.isna(r.get(k)) else r.get(k)) for k in ("sex", "age", "activity") if k in r}
+
+    def _manifest(self, scan: DixonScan) -> dict[str, Any]:
+        return {
+            "subject": scan.subject,
+            "bundle_version": self.version,
+            "inputs": {role: file_fingerprint(path) for role, path in sorted(scan.files.items())},
+            "model": self.model_fp,
+            "settings": {"ff_method": self.ff_method, "ff_scale": self.ff_scale, "erosion_mm": self.erosion_mm,
+                         "reference": self.reference_file or "bmc2026_lumbar_ff"},
+        }
+
+    def _check_manifest(self, sdir: Path, manifest: dict[str, Any]) -> None:
+        path = sdir / f"{manifest['subject']}_run.json"
+        if path.exists() and not self.overwrite:
+            old = json.loads(path.read_text())
+            if old != manifest:
+                diff = sorted(k for k in manifest if old.get(k) != manifest.get(k))
+                raise RunConflictError(
+                    f"{sdir} holds results of a different run (differs in: {', '.join(diff)}); refusing to overwrite "
+                    "them. Choose another output_dir, or pass --overwrite true to replace them.")
+        atomic_write_text(path, json.dumps(manifest, indent=2) + "\n", overwrite=True)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        subject = str(d["subject"])
+        scan = _SCANS.pop(subject, None)
+        if scan is None:
+            scan = load_dixon({k: v for k, v in d.items() if k in _ROLES or k in ("subject", "label")})
+        for key in self.key_iterator(d):
+            pred = d[key]
+            label = np.asarray(pred.detach().cpu().numpy()[0]).astype(np.uint8)
+            label_affine = np.asarray(pred.affine.detach().cpu().numpy(), dtype=np.float64)
+            self._quantify(scan, label, label_affine)
+        return d
+
+    def _quantify(self, scan: DixonScan, label: np.ndarray, label_affine: np.ndarray) -> None:
+        sdir = self.output_dir / scan.subject
+        sdir.mkdir(parents=True, exist_ok=True)
+        self._check_manifest(sdir, self._manifest(scan))
+        ffr = compute_ff(scan, method=self.ff_method, ff_scale=self.ff_scale)
+        prov = dict(ffr.provenance)
+        swap = None
+        if scan.has("water", "fat"):
+            lab_ff = map_labels_to_grid(label, label_affine, ffr.ff.shape, ffr.affine)
+            swap = detect_fat_water_swap(scan.images["water"], scan.images["fat"], labels=lab_ff)
+        result = quantify_muscles(label, label_affine, ffr.ff, ffr.affine, prov, erosion_mm=self.erosion_mm,
+                                  subject=scan.subject, swap_report=swap)
+        write_tables(result, sdir, scan.subject, overwrite=True)
+        ff_img = nib.Nifti1Image((ffr.ff * 100.0).astype(np.float32), ffr.affine)
+        ff_img.header["descrip"] = b"fat fraction, percent; NaN = excluded voxel"
+        nib.save(ff_img, str(sdir / f"{scan.subject}_ff.nii.gz"))
+        demo = self._demographics(scan.subject)
+        comparison = compare_to_reference(result.table, self.reference, **demo)
+        atomic_write_text(sdir / f"{scan.subject}_normative.csv", comparison.to_csv(index=False), overwrite=True)
+        rows = result.table.merge(
+            comparison[["muscle", "side", "band", "percentile_approx", "z_score_approx", "distribution"]]
+            if "side" in comparison.columns else comparison[["muscle", "band", "percentile_approx",
+                                                             "z_score_approx", "distribution"]],
+            how="left", on=[c for c in ("muscle", "side") if c in comparison.columns])
+        self.cohort.add(rows, subject=scan.subject)
+        if self.report:
+            from .report import ff_chart, html_report, qc_montage
+
+            base = scan.images.get("inphase")
+            if base is None:
+                base = scan.network_input()
+            images = {
+                "QC montage": qc_montage(base, scan.affine, label, sdir / f"{scan.subject}_qc_axial.png",
+                                         label_affine=label_affine, title=scan.subject),
+                "FF against reference": ff_chart(result.table, comparison, sdir / f"{scan.subject}_ff_chart.png"),
+            }
+            html_report(scan.subject, result.table, comparison, images, sdir / f"{scan.subject}_report.html", prov)
+        logger.info("%s: FF table and report written to %s", scan.subject, sdir)
