@@ -1,0 +1,104 @@
+"""Bundle workflows end to end on tiny phantoms: train.json (a few iterations) then inference.json."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from scripts.phantom import generate_cohort
+from tests.conftest import BUNDLE_ROOT
+
+TINY_OVERRIDES = ["--working_spacing", "[8.0,8.0,12.0]", "--num_workers", "0"]
+
+
+def _bundle_run(*args: str, cwd: Path = BUNDLE_ROOT) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "monai.bundle", "run", *args]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def tiny_cohort(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cohort") / "data"
+    generate_cohort(out, n=5, seed=11, geometry="tiny", variety=False, n_validation=1, n_testing=1, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_cohort, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("train")
+    res = _bundle_run("--config_file", "configs/train.json", "--dataset_dir", str(tiny_cohort), "--epochs", "3",
+                      "--val_interval", "1", "--patch_size", "[32,32,16]", "--ckpt_dir", str(run / "models"),
+                      "--output_dir", str(run / "eval"), *TINY_OVERRIDES)
+    assert res.returncode == 0, res.stderr[-3000:]
+    (run / "train.log").write_text(res.stdout + res.stderr)
+    return run
+
+
+def test_training_writes_bare_state_dict_and_loss_decreases(tiny_model):
+    import torch
+
+    sd = torch.load(tiny_model / "models" / "model.pt", weights_only=True)
+    assert isinstance(sd, dict) and all(isinstance(v, torch.Tensor) for v in sd.values())
+    assert any(k.startswith("model.") for k in sd)
+    log = (tiny_model / "train.log").read_text()
+    losses = [float(x) for x in re.findall(r"train_loss: ([0-9.]+)", log)]
+    assert len(losses) >= 6
+    assert np.mean(losses[-3:]) < np.mean(losses[:3])
+    assert list((tiny_model / "models" / "train_state").glob("checkpoint_epoch=*.pt"))
+
+
+def test_inference_end_to_end(tiny_cohort, tiny_model, tmp_path):
+    out = tmp_path / "eval"
+    args = ["--config_file", "configs/inference.json", "--dataset_dir", str(tiny_cohort), "--ckpt_path",
+            str(tiny_model / "models" / "model.pt"), "--roi_size", "[32,32,16]", "--output_dir", str(out),
+            "--working_spacing", "[8.0,8.0,12.0]"]
+    res = _bundle_run(*args)
+    assert res.returncode == 0, res.stderr[-3000:]
+    dl = json.loads((tiny_cohort / "datalist.json").read_text())
+    subject = dl["testing"][0]["subject"]
+    sdir = out / subject
+    seg = nib.load(sdir / f"{subject}_seg.nii.gz")
+    src = nib.load(tiny_cohort / dl["testing"][0]["inphase"])
+    assert seg.shape == src.shape
+    np.testing.assert_allclose(seg.affine, src.affine, atol=1e-4)
+    table = pd.read_csv(sdir / f"{subject}_ff_table.csv")
+    assert len(table) == 12
+    assert {"ff_mean_pct", "ff_core_mean_pct", "volume_ml", "ff_method", "ff_source"} <= set(table.columns)
+    for name in ("ff_table.json", "ff_slices.csv", "normative.csv", "qc_axial.png", "ff_chart.png", "report.html",
+                 "ff.nii.gz", "run.json"):
+        assert (sdir / f"{subject}_{name}").stat().st_size > 0, name
+    cohort = pd.read_csv(out / "cohort_ff_table.csv", dtype={"subject": str})
+    assert set(cohort.subject) == {subject}
+    # the same run again is allowed (identical inputs, model and settings) ...
+    assert _bundle_run(*args).returncode == 0
+    # ... a different model writing into the same folder is refused
+    other = tmp_path / "other.pt"
+    shutil.copy(tiny_model / "models" / "model.pt", other)
+    with open(other, "ab") as fh:
+        fh.write(b"\0")
+    res = _bundle_run(*[a if a != str(tiny_model / "models" / "model.pt") else str(other) for a in args])
+    assert res.returncode != 0
+    assert "different run" in res.stderr
+
+
+def test_inference_refuses_a_missing_file_naming_it(tiny_cohort, tiny_model, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_cohort, bad)
+    dl = json.loads((bad / "datalist.json").read_text())
+    victim = bad / dl["testing"][0]["fat"]
+    victim.unlink()
+    res = _bundle_run("--config_file", "configs/inference.json", "--dataset_dir", str(bad), "--ckpt_path",
+                      str(tiny_model / "models" / "model.pt"), "--roi_size", "[32,32,16]", "--output_dir",
+                      str(tmp_path / "eval"), "--working_spacing", "[8.0,8.0,12.0]")
+    assert res.returncode != 0
+    assert victim.name in res.stderr and "file not found" in res.stderr
+    assert not list((tmp_path / "eval").glob("*/*_ff_table.csv"))
