@@ -1,0 +1,92 @@
+"""Benchmark of inference.json: wall time per stage and peak memory per subject, then a batch in one process.
+
+Usage, from the bundle root::
+
+    python scripts/benchmark_inference.py --dataset_dir sample_data --n 3
+
+Stages are timed by running the config's own transform objects one by one (the same objects ``monai.bundle run``
+uses); the batch figure is the whole ``evaluator.run()`` over ``n`` subjects in one process, so start-up (imports,
+network, weights) is paid once. Prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import fire
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def _parser(bundle_root: Path, dataset_dir: str, output_dir: str, overrides: dict):
+    from monai.bundle import ConfigParser
+
+    p = ConfigParser()
+    p.read_config(str(bundle_root / "configs" / "inference.json"))
+    p.update({"bundle_root": str(bundle_root), "dataset_dir": dataset_dir, "output_dir": output_dir, **overrides})
+    return p
+
+
+def run(dataset_dir: str = "sample_data", n: int = 3, datalist_key: str = "testing", **overrides) -> str:
+    """Time ``n`` subjects stage by stage, then as one batch; returns the Markdown report."""
+    root = Path(__file__).resolve().parents[1]
+    torch.set_num_threads(os.cpu_count() or 1)
+    stages: dict[str, list[float]] = defaultdict(list)
+    totals = []
+    with tempfile.TemporaryDirectory() as tmp:
+        p = _parser(root, dataset_dir, tmp + "/staged", {"datalist_key": datalist_key, **overrides})
+        t0 = time.perf_counter()
+        data = p.get_parsed_content("data")[:n]
+        net = p.get_parsed_content("network")
+        net.load_state_dict(torch.load(p.get_parsed_content("ckpt_path"), map_location="cpu", weights_only=True))
+        net.eval()
+        pre = p.get_parsed_content("preprocessing")
+        inferer = p.get_parsed_content("inferer")
+        post = p.get_parsed_content("postprocessing")
+        startup = time.perf_counter() - t0
+        for entry in data:
+            t_sub = time.perf_counter()
+            d = dict(entry)
+            for tr in pre.transforms:
+                t = time.perf_counter()
+                d = tr(d)
+                stages[f"pre: {type(tr).__name__}"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            with torch.no_grad():
+                d["pred"] = inferer(d["image"][None], net)[0]
+            stages["sliding-window inference"].append(time.perf_counter() - t)
+            for tr in post.transforms:
+                t = time.perf_counter()
+                d = tr(d)
+                stages[f"post: {type(tr).__name__}"].append(time.perf_counter() - t)
+            totals.append(time.perf_counter() - t_sub)
+        rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+        # the batch: one evaluator run over the same subjects, as `monai.bundle run` does
+        pb = _parser(root, dataset_dir, tmp + "/batch", {"datalist_key": datalist_key, **overrides})
+        pb["data"] = f"$scripts.dixon_inputs.discover_subjects(@dataset_dir, @datalist, @datalist_key, @input_mapping)[:{n}]"
+        t = time.perf_counter()
+        pb.get_parsed_content("evaluator").run()
+        batch = time.perf_counter() - t
+    lines = [f"Subjects: {len(totals)} from `{dataset_dir}`; machine: {os.cpu_count()} CPU cores "
+             f"({platform.machine()}), torch {torch.__version__}, no GPU.", "",
+             "| stage | median s per subject |", "|---|---|"]
+    for k, v in stages.items():
+        lines.append(f"| {k} | {np.median(v):.2f} |")
+    lines += [f"| **total per subject (read to report)** | **{np.median(totals):.2f}** |", "",
+              f"Start-up (config, network, weights): {startup:.1f} s. Peak RSS of the staged run: {rss_gb:.2f} GB.",
+              f"Batch of {len(totals)} subjects in one `evaluator.run()`: {batch:.1f} s "
+              f"({batch / max(len(totals), 1):.1f} s per subject)."]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    fire.Fire(run)
