@@ -72,7 +72,7 @@ def run(dataset_dir: str = "sample_data", n: int = 3, datalist_key: str = "testi
         rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
         # the batch: one evaluator run over the same subjects, as `monai.bundle run` does
         pb = _parser(root, dataset_dir, tmp + "/batch", {"datalist_key": datalist_key, **overrides})
-        pb["data"] = f"$scripts.dixon_inputs.discover_subjects(@dataset_dir, @datalist, @datalist_key, @input_mapping)[:{n}]"
+        pb["data"] = data
         t = time.perf_counter()
         pb.get_parsed_content("evaluator").run()
         batch = time.perf_counter() - t

@@ -61,6 +61,7 @@ from .fat_fraction import (
 )
 
 __all__ = [
+    "inference_datalist",
     "IMAGE_ROLES",
     "MAGNITUDE_ROLES",
     "FF_METHODS",
@@ -1121,3 +1122,17 @@ def _vendor_ff(
                       ff_scale_override=ff_scale is not None, ff_scale_reason=detection.reason)
     assumption = f"vendor FF map as stored, divided by {detection.divisor:g} ({detection.scale})"
     return ff, threshold, assumption
+
+
+def inference_datalist(
+    dataset_dir: str | os.PathLike[str] | None,
+    datalist: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    datalist_key: str | None = "testing",
+    mapping: Mapping[str, Any] | str | os.PathLike[str] | None = None,
+) -> list[dict[str, Any]]:
+    """:func:`discover_subjects` with the roles a subject lacks left out, ready for a MONAI ``Dataset``.
+
+    PyTorch's collate cannot batch ``None``, so absent images are dropped from each entry instead.
+    """
+    return [{k: v for k, v in e.items() if v is not None}
+            for e in discover_subjects(dataset_dir, datalist, datalist_key, mapping)]

@@ -58,10 +58,11 @@ def test_training_writes_bare_state_dict_and_loss_decreases(tiny_model):
 
 def test_inference_end_to_end(tiny_cohort, tiny_model, tmp_path):
     out = tmp_path / "eval"
-    args = ["--config_file", "configs/inference.json", "--dataset_dir", str(tiny_cohort), "--ckpt_path",
-            str(tiny_model / "models" / "model.pt"), "--roi_size", "[32,32,16]", "--output_dir", str(out),
-            "--working_spacing", "[8.0,8.0,12.0]"]
-    res = _bundle_run(*args)
+    # run from another folder, as a user would with the bundle elsewhere: scripts.* must still import
+    args = ["--config_file", str(BUNDLE_ROOT / "configs" / "inference.json"), "--bundle_root", str(BUNDLE_ROOT),
+            "--dataset_dir", str(tiny_cohort), "--ckpt_path", str(tiny_model / "models" / "model.pt"),
+            "--roi_size", "[32,32,16]", "--output_dir", str(out), "--working_spacing", "[8.0,8.0,12.0]"]
+    res = _bundle_run(*args, cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
     dl = json.loads((tiny_cohort / "datalist.json").read_text())
     subject = dl["testing"][0]["subject"]
@@ -79,13 +80,13 @@ def test_inference_end_to_end(tiny_cohort, tiny_model, tmp_path):
     cohort = pd.read_csv(out / "cohort_ff_table.csv", dtype={"subject": str})
     assert set(cohort.subject) == {subject}
     # the same run again is allowed (identical inputs, model and settings) ...
-    assert _bundle_run(*args).returncode == 0
+    assert _bundle_run(*args, cwd=tmp_path).returncode == 0
     # ... a different model writing into the same folder is refused
     other = tmp_path / "other.pt"
     shutil.copy(tiny_model / "models" / "model.pt", other)
     with open(other, "ab") as fh:
         fh.write(b"\0")
-    res = _bundle_run(*[a if a != str(tiny_model / "models" / "model.pt") else str(other) for a in args])
+    res = _bundle_run(*[a if a != str(tiny_model / "models" / "model.pt") else str(other) for a in args], cwd=tmp_path)
     assert res.returncode != 0
     assert "different run" in res.stderr
 
