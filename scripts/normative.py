@@ -78,7 +78,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -90,6 +89,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, sparse, stats
 
+from scripts.atomic_io import atomic_write_text
 from scripts.labels import MUSCLES, SIDES
 
 __all__ = [
@@ -1442,21 +1442,5 @@ def save_reference(ref: Mapping[str, Any], path: str | os.PathLike[str], overwri
         text = json.dumps(ref, indent=2, allow_nan=False) + "\n"
     except ValueError as err:
         raise ReferenceFormatError(f"{target}: cannot be written as JSON ({err}); NaN and inf are not allowed") from err
-    if target.exists():
-        if target.read_text(encoding="utf-8") == text:
-            return target
-        if not overwrite:
-            raise FileExistsError(f"{target} exists with different content; pass overwrite=True to replace it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        # Never leave a half-written temporary file behind.
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(target, text, overwrite=overwrite)
     return target

@@ -19,7 +19,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from scripts.atomic_io import atomic_write_text
 from scripts.fat_fraction import (
     SwapReport,
     check_same_grid,
@@ -482,44 +482,6 @@ def _typed_table(table: pd.DataFrame) -> pd.DataFrame:
 # ----------------------------------------------------------------------------------------------------------------
 # writers
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str, overwrite: bool = False) -> bool:
-    """Write ``text`` to ``path`` atomically: a temporary file in the same folder, fsync, then ``os.replace``.
-
-    Args:
-        path: target file; its folder is created.
-        text: the content (UTF-8).
-        overwrite: replace an existing file whose content differs.
-
-    Returns:
-        True when the file was written, False when it already held exactly ``text`` (left untouched).
-
-    Raises:
-        FileExistsError: the file exists with different content and ``overwrite`` is False (names the file).
-    """
-    target = Path(path)
-    if target.exists():
-        if target.read_text(encoding="utf-8") == text:
-            return False
-        if not overwrite:
-            raise FileExistsError(f"{target} exists with different content; pass overwrite=True to replace it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; a table should get the usual permissions
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        # never leave a half-written temporary file behind
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return True
 
 
 def _jsonable(value: Any) -> Any:

@@ -19,7 +19,6 @@ import html
 import io
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
+from scripts.atomic_io import atomic_write_bytes
 from scripts.fat_fraction import map_labels_to_grid, slice_axis_from_affine
 from scripts.labels import LABELS, MUSCLES, NUM_CLASSES
 
@@ -158,33 +158,10 @@ def coronal_slice(volume: np.ndarray, affine: np.ndarray, j: int) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _atomic_write_bytes(path: Path, payload: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a report should get the usual permissions
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        # never leave a half-written temporary file behind
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _save_png(fig: Figure, out_png: str | os.PathLike[str], dpi: int) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
-    return _atomic_write_bytes(Path(out_png), buffer.getvalue())
+    return atomic_write_bytes(Path(out_png), buffer.getvalue())
 
 
 def _new_figure(figsize: tuple[float, float]) -> Figure:
@@ -604,4 +581,4 @@ def html_report(
         parts.append(f"<figure><img alt=\"{esc(caption)}\" src=\"data:image/png;base64,{b64}\">"
                      f"<figcaption>{esc(caption)}</figcaption></figure>")
     parts.append("</body></html>\n")
-    return _atomic_write_bytes(Path(out_html), "\n".join(parts).encode("utf-8"))
+    return atomic_write_bytes(Path(out_html), "\n".join(parts).encode("utf-8"))

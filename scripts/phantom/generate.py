@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,6 +12,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from ..atomic_io import atomic_write, atomic_write_text
 from ..labels import LABELS, MUSCLES, SIDES, label_value
 from . import acquisition as acqmod
 from .acquisition import Acquisition
@@ -246,22 +245,6 @@ def generate_subject(seed: int, acquisition: Acquisition | None = None, particip
     return PhantomSubject(sid, images, out_affine, truth, p, acq, flags)
 
 
-def _atomic_write_bytes(path: Path, writer, suffix: str = ".tmp") -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    try:
-        writer(tmp)
-        # mkstemp creates 0600 files; give the result the permissions a plain open() would have
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_subject(subject: PhantomSubject, out_dir: str | Path, write_ff_true: bool = True,
                   overwrite: bool = False) -> dict[str, str]:
     """Write a subject's NIfTI files to ``out_dir/<id>/<id>_<key>.nii.gz`` (atomically).
@@ -291,18 +274,12 @@ def write_subject(subject: PhantomSubject, out_dir: str | Path, write_ff_true: b
         if k == "ff":
             img.header["descrip"] = f"fat fraction, scale={subject.acquisition.ff_scale}".encode()
         # the temporary name keeps the .nii.gz suffix so nibabel compresses it
-        _atomic_write_bytes(paths[k], lambda tmp: nib.save(img, tmp), suffix=".tmp.nii.gz")
+        atomic_write(paths[k], lambda tmp: nib.save(img, tmp), suffix=".tmp.nii.gz")
 
     # gzip releases the GIL: two writers use both cores
     with ThreadPoolExecutor(max_workers=2) as ex:
         list(ex.map(one, keys))
     return {k: str(p.relative_to(out_dir)) for k, p in paths.items()}
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    def w(tmp: str) -> None:
-        Path(tmp).write_text(text)
-    _atomic_write_bytes(path, w)
 
 
 def generate_cohort(out_dir: str | Path, n: int = 30, seed: int = 0, geometry: str = "reference",
@@ -365,9 +342,9 @@ def generate_cohort(out_dir: str | Path, n: int = 30, seed: int = 0, geometry: s
                 "testing": entries[n_train + n_val:]}
     pdf = pd.DataFrame(parts)
     gt = pd.concat(truths, ignore_index=True)
-    _write_text_atomic(out / "participants.tsv", pdf.to_csv(sep="\t", index=False, na_rep="n/a"))
-    _write_text_atomic(out / "ground_truth.csv", gt.to_csv(index=False, float_format="%.4f"))
-    _write_text_atomic(datalist_path, json.dumps(datalist, indent=4))
+    atomic_write_text(out / "participants.tsv", pdf.to_csv(sep="\t", index=False, na_rep="n/a"), overwrite=True)
+    atomic_write_text(out / "ground_truth.csv", gt.to_csv(index=False, float_format="%.4f"), overwrite=True)
+    atomic_write_text(datalist_path, json.dumps(datalist, indent=4), overwrite=True)
     logger.info("wrote %d subjects to %s", n, out)
     return {"datalist": str(datalist_path), "participants": str(out / "participants.tsv"),
             "ground_truth": str(out / "ground_truth.csv")}
