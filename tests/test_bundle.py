@@ -66,3 +66,37 @@ def test_readme_quick_start_has_two_commands():
     assert "pytest" in commands[1]
     ci = (BUNDLE_ROOT / ".ci" / "run").read_text()
     assert "-m pytest -q tests" in ci and "-m pytest -q tests" in commands[1]
+
+
+def _monai_bundle(*args: str):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "monai.bundle", *args], cwd=BUNDLE_ROOT, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_verify_net_in_out():
+    res = _monai_bundle("verify_net_in_out", "network_def", "--meta_file", "configs/metadata.json", "--config_file",
+                        "configs/inference.json")
+    assert res.returncode == 0 and "verified with no error" in res.stdout + res.stderr, res.stderr[-2000:]
+
+
+def test_verify_metadata_cli(shared_dir, tmp_path):
+    schema = tmp_path / "schema.json"
+    schema.write_bytes((shared_dir / "monai" / "meta_schema_20240725.json").read_bytes())
+    res = _monai_bundle("verify_metadata", "--meta_file", "configs/metadata.json", "--filepath", str(schema))
+    assert res.returncode == 0 and "metadata is verified with no error" in res.stdout + res.stderr, res.stderr[-2000:]
+
+
+@pytest.mark.parametrize("files", [["train.json"], ["inference.json"], ["train.json", "evaluate.json"],
+                                   ["train.json", "multi_gpu_train.json"]])
+def test_configs_parse_with_monai(files):
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config([str(BUNDLE_ROOT / "configs" / f) for f in files])
+    parser.parse()
+    for key in ("network_def", "bundle_root", "device"):
+        assert key in parser
+    assert parser.get_parsed_content("network_def").__class__.__name__ == "UNet"
