@@ -130,3 +130,13 @@ def test_multi_gpu_overlay_runs_under_torchrun_with_gloo(tiny_cohort, tmp_path):
     # the saver unwraps DistributedDataParallel: the weights load into the plain network
     assert not any(k.startswith("module.") for k in sd)
     assert len(list((tmp_path / "models" / "train_state").glob("checkpoint_epoch=*.pt"))) == 1
+
+
+def test_real_samples_are_segmented_and_scored(shared_dir, tiny_model):
+    from scripts.evaluate_real_samples import evaluate
+
+    df = evaluate(str(shared_dir), str(tiny_model / "models" / "model.pt"), str(BUNDLE_ROOT),
+                  overrides={"working_spacing": [8.0, 8.0, 12.0], "roi_size": [32, 32, 16]})
+    assert set(df["sample"]) == {"musclemap_lumbar_sub0001", "totalsegmentator_mr_sample"}
+    assert df.dice.between(0, 1).all()
+    assert (df[df["sample"] == "musclemap_lumbar_sub0001"].vol_ref_ml > 10).all()
