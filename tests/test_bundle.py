@@ -100,3 +100,33 @@ def test_configs_parse_with_monai(files):
     for key in ("network_def", "bundle_root", "device"):
         assert key in parser
     assert parser.get_parsed_content("network_def").__class__.__name__ == "UNet"
+
+
+def test_ckpt_export_matches_the_eager_network(tmp_path):
+    import torch
+    from monai.bundle import ConfigParser
+
+    ts = tmp_path / "model.ts"
+    res = _monai_bundle("ckpt_export", "network_def", "--filepath", str(ts), "--ckpt_file", "models/model.pt",
+                        "--meta_file", "configs/metadata.json", "--config_file", "configs/inference.json")
+    assert res.returncode == 0, res.stderr[-2000:]
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLE_ROOT / "configs" / "inference.json"))
+    net = parser.get_parsed_content("network_def")
+    net.load_state_dict(torch.load(BUNDLE_ROOT / "models" / "model.pt", weights_only=True))
+    net.eval()
+    x = torch.rand(1, 1, 32, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(torch.jit.load(str(ts))(x), net(x), rtol=1e-4, atol=1e-4)
+
+
+def test_large_files_hash_matches_the_weights():
+    import hashlib
+
+    import yaml
+
+    entries = yaml.safe_load((BUNDLE_ROOT / "large_files.yml").read_text())["large_files"]
+    assert {e["path"] for e in entries} >= {"models/model.pt"}
+    for e in entries:
+        assert e["hash_type"] == "sha256"
+        assert hashlib.sha256((BUNDLE_ROOT / e["path"]).read_bytes()).hexdigest() == e["hash_val"], e["path"]
