@@ -1084,35 +1084,51 @@ class RandIntensityRemap(RandomizableTransform):
         return convert_to_dst_type(out, img_t, dtype=self.dtype)[0]
 
 
-class RandIntensityRemapd(RandomizableTransform, MapTransform):
+class _RandIntensityd(RandomizableTransform, MapTransform):
+    """One draw of an inner intensity transform (built with ``prob=1``) applied to every key, or none at all.
+
+    Subclasses build ``self.inner``; keys not transformed are still returned as float tensors so the output type
+    does not depend on the draw.
+    """
+
+    def __init__(self, keys: KeysCollection, prob: float, inner: RandomizableTransform,
+                 allow_missing_keys: bool = False) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, _parse_probability(prob))
+        self.inner = inner
+
+    def set_random_state(self, seed: int | None = None,
+                         state: np.random.RandomState | None = None) -> _RandIntensityd:
+        super().set_random_state(seed, state)
+        self.inner.set_random_state(seed, state)
+        return self
+
+    def randomize(self, data: Any = None) -> None:
+        super().randomize(None)
+        if self._do_transform:
+            self.inner.randomize(None)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        self.randomize(None)
+        for key in self.key_iterator(d):
+            if self._do_transform:
+                d[key] = self.inner(d[key], randomize=False)
+            else:
+                img_t = _as_spatial_tensor(d[key], type(self).__name__)
+                d[key] = img_t if img_t.dtype.is_floating_point else img_t.to(torch.float32)
+        return d
+
+
+class RandIntensityRemapd(_RandIntensityd):
     """Dictionary version of :class:`RandIntensityRemap` (one draw for all keys; use on images only)."""
 
     backend = RandIntensityRemap.backend
 
     def __init__(self, keys: KeysCollection, prob: float = 0.1, num_control_points: int = 6,
                  invert_prob: float = 0.2, non_monotonic_prob: float = 0.1, allow_missing_keys: bool = False) -> None:
-        MapTransform.__init__(self, keys, allow_missing_keys)
-        RandomizableTransform.__init__(self, _parse_probability(prob))
-        self.remap = RandIntensityRemap(1.0, num_control_points, invert_prob, non_monotonic_prob)
-
-    def set_random_state(self, seed: int | None = None,
-                         state: np.random.RandomState | None = None) -> RandIntensityRemapd:
-        super().set_random_state(seed, state)
-        self.remap.set_random_state(seed, state)
-        return self
-
-    def randomize(self, data: Any = None) -> None:
-        super().randomize(None)
-        if self._do_transform:
-            self.remap.randomize(None)
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        self.randomize(None)
-        for key in self.key_iterator(d):
-            d[key] = (self.remap(d[key], randomize=False) if self._do_transform
-                      else convert_to_tensor(d[key], track_meta=get_track_meta(), dtype=torch.float32))
-        return d
+        super().__init__(keys, prob, RandIntensityRemap(1.0, num_control_points, invert_prob, non_monotonic_prob),
+                         allow_missing_keys)
 
 
 class RandLowResolutionAxis(RandomizableTransform):
@@ -1170,38 +1186,14 @@ class RandLowResolutionAxis(RandomizableTransform):
         return convert_to_dst_type(x, img_t, dtype=img_t.dtype)[0]
 
 
-class RandLowResolutionAxisd(RandomizableTransform, MapTransform):
+class RandLowResolutionAxisd(_RandIntensityd):
     """Dictionary version of :class:`RandLowResolutionAxis` (one draw for all keys; use on images only)."""
 
     backend = RandLowResolutionAxis.backend
 
     def __init__(self, keys: KeysCollection, prob: float = 0.1, factor_range: float | Sequence[float] = (1.0, 3.0),
                  world_axes: int | Sequence[int] = (0, 1, 2), allow_missing_keys: bool = False) -> None:
-        MapTransform.__init__(self, keys, allow_missing_keys)
-        RandomizableTransform.__init__(self, _parse_probability(prob))
-        self.degrader = RandLowResolutionAxis(1.0, factor_range, world_axes)
-
-    def set_random_state(self, seed: int | None = None,
-                         state: np.random.RandomState | None = None) -> RandLowResolutionAxisd:
-        super().set_random_state(seed, state)
-        self.degrader.set_random_state(seed, state)
-        return self
-
-    def randomize(self, data: Any = None) -> None:
-        super().randomize(None)
-        if self._do_transform:
-            self.degrader.randomize(None)
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        self.randomize(None)
-        for key in self.key_iterator(d):
-            if self._do_transform:
-                d[key] = self.degrader(d[key], randomize=False)
-            else:
-                img_t = _as_spatial_tensor(d[key], type(self).__name__)
-                d[key] = img_t if img_t.dtype.is_floating_point else img_t.to(torch.float32)
-        return d
+        super().__init__(keys, prob, RandLowResolutionAxis(1.0, factor_range, world_axes), allow_missing_keys)
 
 
 def intensity_augmentations(
