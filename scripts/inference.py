@@ -81,8 +81,6 @@ class LoadDixond(MapTransform):
             "original_channel_dim": float("nan"),
             "space": "RAS",
         }
-        for key in self.key_iterator(d) if self.keys else []:
-            pass
         img = MetaTensor(torch.as_tensor(scan.network_input()[None], dtype=torch.float32),
                          affine=torch.as_tensor(scan.affine, dtype=torch.float64), meta=meta)
         for key in self.keys:
@@ -197,11 +195,11 @@ class QuantifyDixond(MapTransform):
         demo = self._demographics(scan.subject)
         comparison = compare_to_reference(result.table, self.reference, **demo)
         atomic_write_text(sdir / f"{scan.subject}_normative.csv", comparison.to_csv(index=False), overwrite=True)
-        rows = result.table.merge(
-            comparison[["muscle", "side", "band", "percentile_approx", "z_score_approx", "distribution"]]
-            if "side" in comparison.columns else comparison[["muscle", "band", "percentile_approx",
-                                                             "z_score_approx", "distribution"]],
-            how="left", on=[c for c in ("muscle", "side") if c in comparison.columns])
+        # the normative module calls the paper's L/R mean "lr_mean"; the tables call it "mean"
+        comp = comparison.replace({"side": {"lr_mean": "mean"}}) if "side" in comparison.columns else comparison
+        keys = [c for c in ("muscle", "side") if c in comp.columns]
+        rows = result.table.merge(comp[keys + ["band", "percentile_approx", "z_score_approx", "distribution"]],
+                                  how="left", on=keys)
         self.cohort.add(rows, subject=scan.subject)
         if self.report:
             from .report import ff_chart, html_report, qc_montage

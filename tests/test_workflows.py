@@ -79,6 +79,10 @@ def test_inference_end_to_end(tiny_cohort, tiny_model, tmp_path):
         assert (sdir / f"{subject}_{name}").stat().st_size > 0, name
     cohort = pd.read_csv(out / "cohort_ff_table.csv", dtype={"subject": str})
     assert set(cohort.subject) == {subject}
+    means = cohort[cohort.side == "mean"]
+    assert len(means) == 4
+    # the paper's reference is an L/R mean: every mean row is placed against it (band NaN only if FF is missing)
+    assert means.loc[means.ff_mean_pct.notna(), "band"].notna().all()
     # the same run again is allowed (identical inputs, model and settings) ...
     assert _bundle_run(*args, cwd=tmp_path).returncode == 0
     # ... a different model writing into the same folder is refused
