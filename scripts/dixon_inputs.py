@@ -819,6 +819,7 @@ def load_dixon(
     clip_negative: bool = True,
     tilt_warn_deg: float = 10.0,
     tilt_refuse_deg: float = 30.0,
+    segmentation_only: bool = False,
 ) -> DixonScan:
     """Load and validate one subject's Dixon images (an entry of :func:`discover_subjects`).
 
@@ -858,6 +859,8 @@ def load_dixon(
             computed from the same signed images).
         tilt_warn_deg: slice tilt (degrees from world z) above which a warning is recorded.
         tilt_refuse_deg: slice tilt above which the scan is refused.
+        segmentation_only: also accept an in-phase image alone (Dixon set ``"inphase_only"``): enough for the
+            network, not for FF. For tools that send the bundle one image (MONAI Label, MONAI Deploy).
 
     Returns:
         A :class:`DixonScan`.
@@ -868,6 +871,8 @@ def load_dixon(
     subject = str(entry.get("subject") or "?")
     paths = {r: Path(str(entry[r])).expanduser() for r in IMAGE_ROLES if entry.get(r) is not None}
     dixon_set = dixon_set_of(paths)
+    if dixon_set is None and segmentation_only and set(paths) == {"inphase"}:
+        dixon_set = "inphase_only"
     if dixon_set is None:
         found = ", ".join(f"{_ROLE_WORDS[r]} ({p.name})" for r, p in paths.items()) or "no image"
         raise DixonInputError(

@@ -23,7 +23,7 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
-from .dixon_inputs import DixonScan, compute_ff, load_dixon
+from .dixon_inputs import DixonInputError, DixonScan, compute_ff, load_dixon
 from .fat_fraction import detect_fat_water_swap, map_labels_to_grid
 from .normative import compare_to_reference, load_reference
 from .quantify import CohortTable, atomic_write_text, quantify_muscles, write_tables
@@ -52,10 +52,20 @@ def file_fingerprint(path: str | Path) -> dict[str, Any]:
 class LoadDixond(MapTransform):
     """Load and validate one subject's Dixon images; write the network input as a (1, X, Y, Z) MetaTensor.
 
-    The input entry is one item of :func:`scripts.dixon_inputs.discover_subjects` (roles ``water``, ``fat``,
-    ``inphase``, ``opposed``, ``ff`` -> paths, and ``subject``). The network reads the in-phase image, or water +
-    fat when there is no in-phase image (DESIGN.md). Bad input raises
-    :class:`scripts.dixon_inputs.DixonInputError` naming the file and the problem, before anything is written.
+    Three kinds of entry are accepted:
+
+    - an item of :func:`scripts.dixon_inputs.discover_subjects` (roles ``water``, ``fat``, ``inphase``,
+      ``opposed``, ``ff`` -> paths, and ``subject``): the bundle's own runs. The network reads the in-phase image,
+      or water + fat when there is no in-phase image (DESIGN.md);
+    - ``{key: "<path to a NIfTI>"}`` with no Dixon roles: the file is the in-phase image (MONAI Label sends its
+      datastore image this way); validated like any in-phase image, subject = the file name without extension;
+    - ``{key: array}`` (MetaTensor, tensor or ndarray; ``(X, Y, Z)`` or ``(1, X, Y, Z)``): an image already in
+      memory (MONAI Deploy's bundle operator drops loaders and passes the series this way); used as the in-phase
+      image with the MetaTensor's affine.
+
+    In the last two cases there is no FF source, so :class:`QuantifyDixond` passes the entry through untouched.
+    Bad input raises :class:`scripts.dixon_inputs.DixonInputError` naming the file and the problem, before
+    anything is written.
 
     Args:
         keys: the key receiving the network input (default ``"image"``).
@@ -70,22 +80,64 @@ class LoadDixond(MapTransform):
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         entry = {k: v for k, v in d.items() if k in _ROLES or k in ("subject", "label")}
-        scan = load_dixon(entry, min_shape_mm=self.min_fov_mm)
+        if not any(k in _ROLES for k in entry):
+            given = d.get(self.keys[0])
+            if given is None:
+                raise DixonInputError(f"the data entry has no Dixon image (keys: {sorted(map(str, d))}); expected "
+                                      f"roles {', '.join(_ROLES)} or an image under {self.keys[0]!r}")
+            if not isinstance(given, (str, Path)):
+                return self._from_memory(d, given)
+            entry = {"inphase": str(given), "subject": d.get("subject") or _stem(given)}
+        scan = load_dixon(entry, min_shape_mm=self.min_fov_mm, segmentation_only=True)
         d["subject"] = scan.subject
-        _SCANS[scan.subject] = scan
+        if scan.dixon_set != "inphase_only":
+            _SCANS[scan.subject] = scan
+        return self._write(d, scan.network_input(), scan.affine, scan.subject)
+
+    def _from_memory(self, d: dict[Hashable, Any], image: Any) -> dict[Hashable, Any]:
+        arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+        if arr.ndim == 4 and arr.shape[0] == 1:
+            arr = arr[0]
+        elif arr.ndim == 4 and arr.shape[-1] == 1:
+            arr = arr[..., 0]
+        if arr.ndim != 3:
+            raise DixonInputError(f"in-memory image under {self.keys[0]!r} has shape {arr.shape}; expected one 3D "
+                                  "volume (X, Y, Z), optionally with a leading or trailing channel of 1")
+        if not np.isfinite(arr).all():
+            raise DixonInputError(f"in-memory image under {self.keys[0]!r} contains NaN or Inf")
+        if isinstance(image, MetaTensor):
+            affine = np.asarray(image.affine.detach().cpu().numpy(), dtype=np.float64)
+            name = image.meta.get("subject") or _stem(str(image.meta.get("filename_or_obj") or "image"))
+        else:
+            raise DixonInputError(f"in-memory image under {self.keys[0]!r} is a {type(image).__name__} without an "
+                                  "affine; pass a MetaTensor so that orientation and voxel size are known")
+        subject = str(d.get("subject") or name)
+        d["subject"] = subject
+        return self._write(d, arr.astype(np.float32), affine, subject)
+
+    def _write(self, d: dict[Hashable, Any], image: np.ndarray, affine: np.ndarray, subject: str
+               ) -> dict[Hashable, Any]:
         meta = {
             # a virtual file name so that SaveImaged writes <output_dir>/<subject>/<subject>_seg.nii.gz
-            "filename_or_obj": f"{scan.subject}.nii.gz",
-            "original_affine": torch.as_tensor(scan.affine, dtype=torch.float64),
-            "spatial_shape": np.asarray(scan.shape),
+            "filename_or_obj": f"{subject}.nii.gz",
+            "original_affine": torch.as_tensor(affine, dtype=torch.float64),
+            "spatial_shape": np.asarray(image.shape),
             "original_channel_dim": float("nan"),
             "space": "RAS",
         }
-        img = MetaTensor(torch.as_tensor(scan.network_input()[None], dtype=torch.float32),
-                         affine=torch.as_tensor(scan.affine, dtype=torch.float64), meta=meta)
+        img = MetaTensor(torch.as_tensor(image[None], dtype=torch.float32),
+                         affine=torch.as_tensor(affine, dtype=torch.float64), meta=meta)
         for key in self.keys:
             d[key] = img
         return d
+
+
+def _stem(path: str | Path) -> str:
+    name = Path(str(path)).name
+    for suffix in (".nii.gz", ".nii", ".nrrd", ".dcm"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 class QuantifyDixond(MapTransform):
@@ -168,7 +220,12 @@ class QuantifyDixond(MapTransform):
         subject = str(d["subject"])
         scan = _SCANS.pop(subject, None)
         if scan is None:
-            scan = load_dixon({k: v for k, v in d.items() if k in _ROLES or k in ("subject", "label")})
+            roles = {k: v for k, v in d.items() if k in _ROLES or k in ("subject", "label")}
+            if not any(k in _ROLES for k in roles):
+                # segmentation-only input (MONAI Label, MONAI Deploy): no water/fat, so no FF to measure
+                logger.info("%s: segmentation only (no Dixon water/fat files); no FF quantification", subject)
+                return d
+            scan = load_dixon(roles)
         for key in self.key_iterator(d):
             pred = d[key]
             label = np.asarray(pred.detach().cpu().numpy()[0]).astype(np.uint8)
