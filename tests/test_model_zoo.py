@@ -1,0 +1,96 @@
+"""Model-zoo compliance beyond the metadata checks of test_bundle.py: workflow properties, as the zoo's CI runs
+them (initialize -> check_properties -> run -> finalize), and ``monai.bundle.load`` from a local zoo folder."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from monai.bundle import ConfigWorkflow, load
+
+from scripts.phantom import generate_cohort
+from tests.conftest import BUNDLE_ROOT
+
+CONFIGS = BUNDLE_ROOT / "configs"
+ZOO_NAME = "lumbar_dixon_muscle_fat_segmentation"
+# what a model-zoo folder of this bundle holds (no data, no outputs, no virtual environments)
+BUNDLE_CONTENT = ("configs", "models", "scripts", "resources", "docs", "LICENSE", "large_files.yml")
+
+
+def _workflow(workflow_type: str, config_file, **override) -> ConfigWorkflow:
+    return ConfigWorkflow(workflow_type=workflow_type, config_file=config_file,
+                          meta_file=str(CONFIGS / "metadata.json"), logging_file=str(CONFIGS / "logging.conf"),
+                          bundle_root=str(BUNDLE_ROOT), **override)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("zoo") / "data"
+    generate_cohort(out, n=3, seed=21, geometry="tiny", variety=False, n_validation=1, n_testing=1, progress=False)
+    return out
+
+
+@pytest.mark.parametrize("workflow_type,configs", [
+    ("inference", [CONFIGS / "inference.json"]),
+    ("train", [CONFIGS / "train.json"]),
+    ("train", [CONFIGS / "train.json", CONFIGS / "evaluate.json"]),
+])
+def test_workflow_properties_are_complete(workflow_type, configs, tiny_data):
+    wf = _workflow(workflow_type, [str(c) for c in configs], dataset_dir=str(tiny_data))
+    wf.initialize()
+    assert not wf.check_properties()
+    assert wf.bundle_root == str(BUNDLE_ROOT)
+    assert isinstance(wf.network_def, torch.nn.Module)
+    wf.finalize()
+
+
+def test_inference_workflow_runs_like_the_zoo_unit_tests(tiny_data, tmp_path):
+    out = tmp_path / "eval"
+    wf = _workflow("inference", str(CONFIGS / "inference.json"), dataset_dir=str(tiny_data), output_dir=str(out),
+                   working_spacing=[8.0, 8.0, 12.0], roi_size=[64, 64, 32], device="$torch.device('cpu')",
+                   amp=False)
+    wf.initialize()
+    assert not wf.check_properties()
+    wf.run()
+    wf.finalize()
+    subject = pd.read_csv(tiny_data / "participants.tsv", sep="\t").participant_id.iloc[-1]
+    seg = nib.load(str(out / subject / f"{subject}_seg.nii.gz"))
+    inphase = nib.load(str(tiny_data / subject / f"{subject}_inphase.nii.gz"))
+    assert seg.shape == inphase.shape
+    np.testing.assert_allclose(seg.affine, inphase.affine, atol=1e-4)
+    table = pd.read_csv(out / subject / f"{subject}_ff_table.csv")
+    assert set(table.muscle) >= {"psoas", "iliacus", "quadratus_lumborum", "erector_spinae_multifidus"}
+
+
+@pytest.fixture(scope="module")
+def zoo_folder(tmp_path_factory) -> Path:
+    zoo = tmp_path_factory.mktemp("model_zoo")
+    for item in BUNDLE_CONTENT:
+        src = BUNDLE_ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, zoo / ZOO_NAME / item)
+    return zoo
+
+
+@pytest.mark.parametrize("workflow_type", ["inference", "train"])
+def test_monai_bundle_load_from_a_local_zoo_folder(zoo_folder, workflow_type):
+    # load() initialises the workflow with no data at all: nothing in initialize may read the datalist
+    net = load(ZOO_NAME, bundle_dir=str(zoo_folder), workflow_type=workflow_type, source="github", device="cpu",
+               progress=False)
+    shipped = torch.load(BUNDLE_ROOT / "models" / "model.pt", map_location="cpu", weights_only=True)
+    state = net.state_dict()
+    assert state.keys() == shipped.keys()
+    assert all(torch.equal(state[k], shipped[k]) for k in shipped)
+
+
+def test_monai_bundle_load_of_the_torchscript_module_carries_the_configs(zoo_folder):
+    ts, meta, extra = load(ZOO_NAME, bundle_dir=str(zoo_folder), load_ts_module=True, source="github",
+                           device="cpu", progress=False)
+    assert meta["network_data_format"]["outputs"]["pred"]["num_channels"] == 9
+    x = torch.rand(1, 1, 64, 64, 32)
+    with torch.no_grad():
+        assert ts(x).shape == (1, 9, 64, 64, 32)
