@@ -300,7 +300,8 @@ def _unrecognised_folder_error(root: Path, files: Sequence[Path]) -> ValueError:
     found += f" and {len(other)} other file(s)" + (f" ({listing(other)})" if other else "")
     dicom_hint = ""
     if any(p.suffix.lower() in (".dcm", ".ima") or p.suffix == "" for p in other):
-        dicom_hint = " DICOM is not read yet: convert the series to NIfTI first (e.g. dcm2niix)."
+        dicom_hint = (" DICOM files are read only from a folder without NIfTI files: give the DICOM study its own "
+                      "folder (see docs/dicom.md).")
     return ValueError(
         f"no Dixon images recognised in {root}: found {found}. Name files with a role token before .nii/.nii.gz "
         "(P01_W.nii.gz, P01_F.nii.gz, P01_IP.nii.gz, P01_OP.nii.gz, P01_FF.nii.gz; or one subfolder per subject "
@@ -599,6 +600,13 @@ def discover_subjects(
         raise ValueError("dataset_dir is required without a datalist")
     if not root.is_dir():
         raise ValueError(f"dataset_dir {root} is not a folder")
+    # a folder of DICOM files (and no NIfTI): series selected and converted to NIfTI in a per-run cache folder;
+    # ``mapping`` then holds the series rules ({role: {DICOM keyword: regex}}). Imported here: pydicom is only
+    # needed for DICOM input.
+    from .dicom_dixon import dicom_dataset_entries, folder_holds_dicom
+
+    if folder_holds_dicom(root):
+        return dicom_dataset_entries(root, rules=mapping)
     if mapping is not None:
         return _discover_mapping(root, mapping)
     return _discover_folder(root)

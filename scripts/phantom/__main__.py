@@ -4,6 +4,7 @@ Examples::
 
     python -m scripts.phantom cohort --out_dir sample_data --n 3 --seed 0
     python -m scripts.phantom subject --out_dir /tmp/ph --seed 7 --geometry low --orientation LPS --swap regional
+    python -m scripts.phantom dicom --out_dir /tmp/ph_dcm --seed 7 --vendor ge --geometry low
 """
 
 from __future__ import annotations
@@ -28,6 +29,21 @@ def subject(out_dir: str, seed: int = 0, geometry: str = "reference", spacing: t
     return paths
 
 
+def dicom(out_dir: str, seed: int = 0, vendor: str = "siemens", geometry: str = "low", orientation: str = "RAS",
+          nifti: bool = False, overwrite: bool = False) -> dict:
+    """Generate one subject and write it as a DICOM Dixon study (``out_dir/dicom``) in a vendor's style, with its
+    truth labels as NIfTI (``out_dir/truth``); ``nifti`` also writes the subject's NIfTI files (``out_dir/nifti``)
+    for comparing the two inputs."""
+    from .dicom_export import write_dicom_study
+
+    subj = generate_subject(seed, Acquisition.preset(geometry, orientation=orientation))
+    paths = write_dicom_study(subj, out_dir, vendor=vendor, overwrite=overwrite)
+    if nifti:
+        paths["nifti"] = f"{out_dir}/nifti"
+        write_subject(subj, paths["nifti"], write_ff_true=False, overwrite=overwrite)
+    return paths
+
+
 def sample(out_dir: str = "sample_data", n: int = 3, seed: int = 0) -> dict:
     """The embedded default data: ``n`` subjects at the reference geometry, made once and reused.
 
@@ -45,7 +61,7 @@ def sample(out_dir: str = "sample_data", n: int = 3, seed: int = 0) -> dict:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    fire.Fire({"subject": subject, "cohort": generate_cohort, "sample": sample})
+    fire.Fire({"subject": subject, "dicom": dicom, "cohort": generate_cohort, "sample": sample})
 
 
 if __name__ == "__main__":
