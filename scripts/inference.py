@@ -28,9 +28,14 @@ from .fat_fraction import detect_fat_water_swap, map_labels_to_grid
 from .normative import compare_to_reference, load_reference
 from .quantify import CohortTable, atomic_write_text, quantify_muscles, write_tables
 
-__all__ = ["LoadDixond", "QuantifyDixond", "RunConflictError", "file_fingerprint"]
+__all__ = ["LoadDixond", "QuantifyDixond", "MarkDoned", "RunConflictError", "file_fingerprint", "DONE_SUFFIX"]
 
 logger = logging.getLogger(__name__)
+
+#: file marking a subject's results as complete (see MarkDoned)
+DONE_SUFFIX = "_done.json"
+#: data-dictionary key carrying the run manifest from QuantifyDixond to MarkDoned
+MANIFEST_KEY = "run_manifest"
 
 # Scans read by LoadDixond, kept for QuantifyDixond in the same process so the images are read once.
 _SCANS: dict[str, DixonScan] = {}
@@ -194,15 +199,32 @@ class QuantifyDixond(MapTransform):
         r = row.iloc[0]
         return {k: (None if pd.isna(r.get(k)) else r.get(k)) for k in ("sex", "age", "activity") if k in r}
 
-    def _manifest(self, scan: DixonScan) -> dict[str, Any]:
+    def manifest(self, subject: str, files: Mapping[str, str]) -> dict[str, Any]:
+        """What identifies this run's results for one subject: inputs (fingerprints), model, settings, version.
+
+        Args:
+            subject: subject id.
+            files: Dixon role -> path of the subject's images.
+        """
         return {
-            "subject": scan.subject,
+            "subject": subject,
             "bundle_version": self.version,
-            "inputs": {role: file_fingerprint(path) for role, path in sorted(scan.files.items())},
+            "inputs": {role: file_fingerprint(path) for role, path in sorted(files.items())},
             "model": self.model_fp,
             "settings": {"ff_method": self.ff_method, "ff_scale": self.ff_scale, "erosion_mm": self.erosion_mm,
                          "reference": self.reference_file or "bmc2026_lumbar_ff"},
         }
+
+    def is_done(self, subject: str, files: Mapping[str, str]) -> bool:
+        """True when ``output_dir/<subject>/`` holds the finished results of exactly this run (see
+        :class:`MarkDoned`): same inputs, model, settings and version."""
+        path = self.output_dir / subject / f"{subject}{DONE_SUFFIX}"
+        if not path.is_file():
+            return False
+        try:
+            return json.loads(path.read_text()) == self.manifest(subject, files)
+        except (OSError, ValueError):
+            return False
 
     def _check_manifest(self, sdir: Path, manifest: dict[str, Any]) -> None:
         path = sdir / f"{manifest['subject']}_run.json"
@@ -230,13 +252,16 @@ class QuantifyDixond(MapTransform):
             pred = d[key]
             label = np.asarray(pred.detach().cpu().numpy()[0]).astype(np.uint8)
             label_affine = np.asarray(pred.affine.detach().cpu().numpy(), dtype=np.float64)
-            self._quantify(scan, label, label_affine)
+            d[MANIFEST_KEY] = self._quantify(scan, label, label_affine)
         return d
 
-    def _quantify(self, scan: DixonScan, label: np.ndarray, label_affine: np.ndarray) -> None:
+    def _quantify(self, scan: DixonScan, label: np.ndarray, label_affine: np.ndarray) -> dict[str, Any]:
         sdir = self.output_dir / scan.subject
         sdir.mkdir(parents=True, exist_ok=True)
-        self._check_manifest(sdir, self._manifest(scan))
+        manifest = self.manifest(scan.subject, scan.files)
+        self._check_manifest(sdir, manifest)
+        # a re-run of a subject is unfinished until MarkDoned writes its marker again
+        (sdir / f"{scan.subject}{DONE_SUFFIX}").unlink(missing_ok=True)
         ffr = compute_ff(scan, method=self.ff_method, ff_scale=self.ff_scale)
         prov = dict(ffr.provenance)
         swap = None
@@ -271,3 +296,32 @@ class QuantifyDixond(MapTransform):
             }
             html_report(scan.subject, result.table, comparison, images, sdir / f"{scan.subject}_report.html", prov)
         logger.info("%s: FF table and report written to %s", scan.subject, sdir)
+        return manifest
+
+
+class MarkDoned(MapTransform):
+    """Write ``<output_dir>/<subject>/<subject>_done.json`` once every output of a subject is on disk.
+
+    Put it last in the postprocessing, after the saver: a run killed before it leaves no marker, so a resumed
+    run redoes that subject instead of trusting half-written files. The marker holds the run manifest of
+    :meth:`QuantifyDixond.manifest`, which :func:`scripts.cohort.pending_subjects` compares to skip subjects
+    already finished by the same run. Entries without a manifest (segmentation-only input) are left alone.
+
+    Args:
+        keys: unused (the transform acts on the whole entry); kept for the MONAI signature.
+        output_dir: the run's output folder (as given to :class:`QuantifyDixond`).
+    """
+
+    def __init__(self, keys: KeysCollection = "pred", output_dir: str = "eval", allow_missing_keys: bool = True
+                 ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.output_dir = Path(output_dir)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        manifest = d.pop(MANIFEST_KEY, None)
+        if manifest is not None:
+            subject = manifest["subject"]
+            atomic_write_text(self.output_dir / subject / f"{subject}{DONE_SUFFIX}",
+                              json.dumps(manifest, indent=2) + "\n", overwrite=True)
+        return d

@@ -1,0 +1,105 @@
+"""Cohort runs of inference.json: resume after a kill, skip finished subjects, and torchrun with 2 processes
+(gloo, CPU) giving the same cohort table as one process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from scripts.phantom import generate_cohort
+from tests.conftest import BUNDLE_ROOT
+
+# coarse working grid: these tests check the cohort plumbing, not accuracy
+FAST = ["--working_spacing", "[8.0,8.0,12.0]", "--roi_size", "[64,64,32]", "--write_report", "false"]
+# one thread everywhere so that one and two processes compute bit-identical convolutions
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _cmd(dataset: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json",
+            "--dataset_dir", str(dataset), "--output_dir", str(out), *FAST, *extra]
+
+
+def _run(cmd: list[str]) -> subprocess.CompletedProcess:
+    res = subprocess.run(cmd, cwd=BUNDLE_ROOT, capture_output=True, text=True, timeout=900, env=ENV)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res
+
+
+def _table(out: Path) -> pd.DataFrame:
+    return pd.read_csv(out / "cohort_ff_table.csv", dtype={"subject": str})
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cohort_run") / "data"
+    generate_cohort(out, n=4, seed=31, geometry="tiny", variety=False, n_validation=0, n_testing=4, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def one_process(cohort, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("one") / "eval"
+    _run(_cmd(cohort, out))
+    return out
+
+
+def test_every_subject_is_finished_and_marked(cohort, one_process):
+    table = _table(one_process)
+    assert sorted(table.subject.unique()) == [f"sub-{i:04d}" for i in range(1, 5)]
+    for sid in table.subject.unique():
+        assert (one_process / sid / f"{sid}_done.json").is_file()
+        assert (one_process / sid / f"{sid}_seg.nii.gz").is_file()
+
+
+def test_a_second_run_skips_finished_subjects_and_changes_nothing(cohort, one_process):
+    before = {p: p.stat().st_mtime_ns for p in one_process.rglob("*") if p.is_file()}
+    res = _run(_cmd(cohort, one_process))
+    assert "4 of 4 subjects already finished" in res.stdout + res.stderr
+    after = {p: p.stat().st_mtime_ns for p in one_process.rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_a_killed_run_resumes_and_gives_the_same_table(cohort, one_process, tmp_path):
+    out = tmp_path / "eval"
+    proc = subprocess.Popen(_cmd(cohort, out), cwd=BUNDLE_ROOT, env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 600
+    while not list(out.glob("*/*_done.json")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = {p.parent.name for p in out.glob("*/*_done.json")}
+    assert 1 <= len(finished) < 4, "the run should have been killed part-way"
+    kept = {p: p.stat().st_mtime_ns for sid in finished for p in (out / sid).iterdir()}
+    res = _run(_cmd(cohort, out))
+    assert f"{len(finished)} of 4 subjects already finished" in res.stdout + res.stderr
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept  # finished subjects untouched
+    pd.testing.assert_frame_equal(_table(out), _table(one_process))
+
+
+def test_changed_settings_are_not_mistaken_for_finished_work(cohort, one_process):
+    # a different erosion is a different run: nothing is skipped, and the earlier results are not overwritten
+    res = subprocess.run(_cmd(cohort, one_process, "--erosion_mm", "3.0"), cwd=BUNDLE_ROOT, capture_output=True,
+                         text=True, timeout=900, env=ENV)
+    assert res.returncode != 0
+    assert "holds results of a different run" in res.stdout + res.stderr
+    assert "already finished" not in res.stdout + res.stderr
+
+
+def test_torchrun_two_processes_give_the_same_table_as_one(cohort, one_process, tmp_path):
+    out = tmp_path / "eval"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
+           "-m", "monai.bundle", "run", "--config_file",
+           "['configs/inference.json','configs/multi_gpu_inference.json']",
+           "--dataset_dir", str(cohort), "--output_dir", str(out), *FAST]
+    _run(cmd)
+    pd.testing.assert_frame_equal(_table(out), _table(one_process))
+    assert len(list(out.glob("*/*_done.json"))) == 4
