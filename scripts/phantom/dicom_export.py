@@ -173,6 +173,7 @@ def write_dicom_study(subject: PhantomSubject, out_dir: str | Path, vendor: str 
             ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
             ds.SOPClassUID, ds.SOPInstanceUID = MR_IMAGE_STORAGE, sop_uid
             ds.PatientName, ds.PatientID = sid, sid
+            ds.PatientBirthDate = ""
             ds.PatientSex = {"M": "M", "F": "F"}.get(getattr(subject.participant, "sex", ""), "O")
             ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
             ds.StudyDate = ds.SeriesDate = ds.ContentDate = "20261125"

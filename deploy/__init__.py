@@ -1,0 +1,1 @@
+"""MONAI Deploy application of the bundle (see deploy/README.md)."""
