@@ -1,0 +1,135 @@
+"""deploy/app.py (MONAI Deploy App SDK 4.0.0) as a real subprocess in .venv-deploy on a synthetic DICOM Dixon study.
+
+The SEG and the FF table must equal what the plain bundle gives for the same DICOM study. Without .venv-deploy
+(made by .ci/install_deploy.sh) the tests skip, unless REQUIRE_INTEGRATION=1, where they fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pydicom
+import pytest
+
+from scripts.dicom_dixon import scan_dicom_folder, select_dixon_series, stack_series
+from scripts.labels import LABELS
+from scripts.phantom import Acquisition, generate_subject
+from scripts.phantom.dicom_export import write_dicom_study
+from tests.conftest import BUNDLE_ROOT
+
+DEPLOY_PY = BUNDLE_ROOT / ".venv-deploy" / "bin" / "python"
+APP = BUNDLE_ROOT / "deploy" / "app.py"
+EXPECTED_TYPES = {"psoas": "68455001", "iliacus": "68455001", "quadratus_lumborum": "6001004",
+                  "erector_spinae_multifidus": "44947003"}
+
+
+@pytest.fixture(scope="module")
+def deploy_python() -> Path:
+    if not DEPLOY_PY.exists():
+        reason = f"needs the App SDK environment {DEPLOY_PY.parent.parent} (run .ci/install_deploy.sh)"
+        if os.environ.get("REQUIRE_INTEGRATION") == "1":
+            pytest.fail(f"REQUIRE_INTEGRATION=1 but {reason}")
+        pytest.skip(reason)
+    return DEPLOY_PY
+
+
+def _app(python: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(python), str(APP), *args], cwd=BUNDLE_ROOT, capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.fixture(scope="module")
+def runs(deploy_python, tmp_path_factory) -> dict:
+    """One Philips-style study; the plain bundle and the app both run on its DICOM folder."""
+    root = tmp_path_factory.mktemp("deploy")
+    subj = generate_subject(8, Acquisition.preset("low"))
+    write_dicom_study(subj, root, vendor="philips")
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json", "--dataset_dir",
+           str(root / "dicom"), "--output_dir", str(root / "bundle"), "--write_report", "false"]
+    plain = subprocess.run(cmd, cwd=BUNDLE_ROOT, capture_output=True, text=True, timeout=600)
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    app = _app(deploy_python, "-i", str(root / "dicom"), "-o", str(root / "app"))
+    assert app.returncode == 0, (app.stdout + app.stderr)[-4000:]
+    return {"root": root, "subject": subj.subject_id, "bundle": root / "bundle" / subj.subject_id,
+            "app": root / "app", "log": app.stdout + app.stderr}
+
+
+def _decode_seg(seg: pydicom.Dataset, reference_uids: list[str], shape: tuple[int, int, int]) -> np.ndarray:
+    """Label map (I, J, K) from a binary SEG: each frame names its segment and its source slice."""
+    label = np.zeros(shape, np.uint8)
+    frames = seg.pixel_array.reshape(-1, seg.Rows, seg.Columns)
+    for frame, group in zip(frames, seg.PerFrameFunctionalGroupsSequence):
+        number = int(group.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+        source = group.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+        k = reference_uids.index(source)
+        label[:, :, k][frame.T > 0] = number
+    return label
+
+
+def test_seg_has_eight_coded_segments_and_equals_the_bundle_label_map(runs):
+    seg_files = list((runs["app"] / "seg").glob("*.dcm"))
+    assert len(seg_files) == 1
+    seg = pydicom.dcmread(seg_files[0])
+    assert seg.Modality == "SEG" and seg.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4"
+    assert seg.SegmentationType == "BINARY"
+    segments = seg.SegmentSequence
+    assert [int(s.SegmentNumber) for s in segments] == list(range(1, 9))
+    assert [s.SegmentLabel for s in segments] == [LABELS[v] for v in range(1, 9)]
+    for s in segments:
+        muscle, side = s.SegmentLabel.rsplit("_", 1)
+        assert s.SegmentedPropertyCategoryCodeSequence[0].CodeValue == "91723000"
+        assert s.SegmentedPropertyTypeCodeSequence[0].CodingSchemeDesignator == "SCT"
+        assert s.SegmentedPropertyTypeCodeSequence[0].CodeValue == EXPECTED_TYPES[muscle]
+        laterality = s.SegmentedPropertyTypeModifierCodeSequence[0]
+        assert (laterality.CodeValue, laterality.CodeMeaning) == {"left": ("7771000", "Left"),
+                                                                  "right": ("24028007", "Right")}[side]
+        assert s.SegmentAlgorithmType == "AUTOMATIC"
+    # the SEG references the network-input series (in-phase) of the study
+    selected = select_dixon_series(scan_dicom_folder(runs["root"] / "dicom"))
+    volume, affine, datasets = stack_series(selected["inphase"])
+    assert seg.StudyInstanceUID == datasets[0].StudyInstanceUID
+    assert seg.FrameOfReferenceUID == datasets[0].FrameOfReferenceUID
+    label = _decode_seg(seg, [ds.SOPInstanceUID for ds in datasets], volume.shape)
+    bundle = nib.load(runs["bundle"] / f"{runs['subject']}_seg.nii.gz")
+    np.testing.assert_allclose(bundle.affine, affine, atol=1e-4)
+    np.testing.assert_array_equal(label, np.asarray(bundle.dataobj))
+    assert set(np.unique(label)) == set(range(9))
+
+
+def test_ff_table_equals_the_plain_bundle(runs):
+    sid = runs["subject"]
+    app = pd.read_csv(runs["app"] / f"{sid}_ff_table.csv")
+    plain = pd.read_csv(runs["bundle"] / f"{sid}_ff_table.csv")
+    assert len(app) == 12 and app.ff_mean_pct.notna().all()
+    pd.testing.assert_frame_equal(app, plain)
+    app_json = json.loads((runs["app"] / f"{sid}_ff_table.json").read_text())
+    plain_json = json.loads((runs["bundle"] / f"{sid}_ff_table.json").read_text())
+    assert app_json == plain_json
+
+
+def test_output_folder_is_never_overwritten_silently(runs, deploy_python):
+    before = {p: p.stat().st_mtime_ns for p in runs["app"].rglob("*") if p.is_file()}
+    res = _app(deploy_python, "-i", str(runs["root"] / "dicom"), "-o", str(runs["app"]))
+    assert res.returncode == 2
+    assert f"output folder {runs['app']} is not empty" in res.stderr and "--overwrite" in res.stderr
+    assert {p: p.stat().st_mtime_ns for p in runs["app"].rglob("*") if p.is_file()} == before
+
+
+def test_a_study_without_a_dixon_set_fails_naming_the_folder_and_series(runs, deploy_python, tmp_path):
+    study = tmp_path / "study"
+    only_water = next((runs["root"] / "dicom").glob("01_*"))
+    (study / only_water.name).mkdir(parents=True)
+    for f in sorted(only_water.iterdir()):
+        (study / only_water.name / f.name).write_bytes(f.read_bytes())
+    res = _app(deploy_python, "-i", str(study), "-o", str(tmp_path / "out"))
+    assert res.returncode != 0
+    text = res.stdout + res.stderr
+    assert f"{study}: no usable Dixon set" in text and "series 1 'mDIXON W'" in text
+    assert not list((tmp_path / "out").glob("**/*.dcm"))
