@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -25,7 +26,8 @@ import numpy as np
 import pytest
 import torch
 
-from scripts.monailabel_app import DEFAULT_NAME, server_command, setup
+from scripts.monailabel_app import (BUNDLE_PARTS, DEFAULT_NAME, MONAILABEL_TRAIN_OPTIONS, add_torchvision_guard,
+                                    copy_bundle, server_command, set_train_options, setup)
 from scripts.phantom import Acquisition, generate_subject
 from tests.conftest import BUNDLE_ROOT
 
@@ -51,7 +53,8 @@ def _free_port() -> int:
 
 def _monailabel_python() -> Path:
     """The MONAI Label interpreter, or skip (fail under ``REQUIRE_INTEGRATION=1``) when it cannot import it."""
-    ok = PYTHON.is_file() and subprocess.run([str(PYTHON), "-c", "import monailabel"], capture_output=True).returncode == 0
+    ok = PYTHON.is_file() and subprocess.run([str(PYTHON), "-c", "import monailabel"],
+                                             capture_output=True).returncode == 0
     if not ok:
         why = (f"no MONAI Label environment at {PYTHON} (build it with .ci/install_monailabel.sh, or point "
                "MONAILABEL_PYTHON at one)")
@@ -92,9 +95,10 @@ def _write_studies(studies: Path) -> dict[int, Any]:
     subjects = {}
     for seed in (*TRAIN_SEEDS, INFER_SEED):
         s = generate_subject(seed=seed, acquisition=GEOMETRY)
-        nib.save(nib.Nifti1Image(s.images["inphase"], s.affine), studies / f"ph{seed}.nii.gz")
+        name = f"{s.subject_id}.nii.gz"  # the study id is the file name without extension
+        nib.save(nib.Nifti1Image(s.images["inphase"], s.affine), studies / name)
         if seed in TRAIN_SEEDS:
-            nib.save(nib.Nifti1Image(s.images["label"], s.affine), studies / "labels" / "final" / f"ph{seed}.nii.gz")
+            nib.save(nib.Nifti1Image(s.images["label"], s.affine), studies / "labels" / "final" / name)
         subjects[seed] = s
     return subjects
 
@@ -111,12 +115,17 @@ def shipped_model_hash() -> str:
 
 
 @pytest.fixture(scope="module")
-def server(phantoms, shipped_model_hash, tmp_path_factory):
-    python = _monailabel_python()
+def monailabel_python() -> Path:
+    return _monailabel_python()
+
+
+@pytest.fixture(scope="module")
+def server(monailabel_python, phantoms, shipped_model_hash):
+    python = monailabel_python
     studies, _ = phantoms
     work = studies.parent
     # short rounds (1 epoch here, a few in Slicer) must still validate, or the round saves no model.pt
-    setup(str(work / "app"), bundle_dir=str(BUNDLE_ROOT), python=str(python), val_interval=1)
+    setup(str(work / "app"), bundle_dir=str(BUNDLE_ROOT), python=str(python), train_options={"val_interval": 1})
     port = _free_port()
     log = work / "server.log"
     cmd = server_command(work / "app", studies, python=python, port=port)
@@ -162,13 +171,11 @@ def test_info_lists_the_eight_muscles(server):
     assert stats["total"] == len(TRAIN_SEEDS) + 1 and stats["label_tags"] == {"final": len(TRAIN_SEEDS)}
 
 
-def test_infer_returns_label_map_on_input_grid(server, phantoms, tmp_path):
-    _, subjects = phantoms
-    truth = subjects[INFER_SEED]
+def _infer_and_score(server: Server, truth: Any, out: Path) -> dict[str, float]:
+    """POST /infer on the study of ``truth``; check the label map's grid and values; Dice per muscle."""
     t0 = time.monotonic()
-    body = server.request("POST", f"/infer/{DEFAULT_NAME}?image=ph{INFER_SEED}&output=image")
+    body = server.request("POST", f"/infer/{DEFAULT_NAME}?image={truth.subject_id}&output=image")
     print(f"\n/infer {time.monotonic() - t0:.1f} s")
-    out = tmp_path / "seg.nii.gz"
     out.write_bytes(body)
     seg = nib.load(out)
     pred = np.asarray(seg.dataobj)
@@ -176,13 +183,19 @@ def test_infer_returns_label_map_on_input_grid(server, phantoms, tmp_path):
     np.testing.assert_allclose(seg.affine, truth.affine, atol=1e-4)
     assert set(np.unique(pred)) <= set(range(9))
     lab = truth.images["label"]
-    dice = {name: 2 * np.sum((pred == v) & (lab == v)) / (np.sum(pred == v) + np.sum(lab == v))
+    dice = {name: float(2 * np.sum((pred == v) & (lab == v)) / (np.sum(pred == v) + np.sum(lab == v)))
             for name, v in MUSCLES.items()}
     print("Dice " + ", ".join(f"{k} {d:.3f}" for k, d in dice.items()))
+    return dice
+
+
+def test_infer_returns_label_map_on_input_grid(server, phantoms, tmp_path):
+    _, subjects = phantoms
+    dice = _infer_and_score(server, subjects[INFER_SEED], tmp_path / "seg.nii.gz")
     assert min(dice.values()) > 0.9, dice
 
 
-def test_train_round_rewrites_the_app_model(server):
+def test_train_round_rewrites_the_app_model(server, phantoms, tmp_path):
     before = _sha256(server.model_file)
     t0 = time.monotonic()
     server.request("POST", f"/train/{DEFAULT_NAME}",
@@ -203,3 +216,71 @@ def test_train_round_rewrites_the_app_model(server):
     trained = torch.load(server.model_file, map_location="cpu", weights_only=True)
     assert {k: v.shape for k, v in trained.items()} == {k: v.shape for k, v in shipped.items()}
     assert any(not torch.equal(trained[k], shipped[k]) for k in shipped)
+    # the server reloads the new weights, and a round must not wreck the model (it replaces the served one)
+    _, subjects = phantoms
+    dice = _infer_and_score(server, subjects[INFER_SEED], tmp_path / "seg_after_round.nii.gz")
+    assert min(dice.values()) > 0.9, dice
+
+
+# --- the setup helpers, without a MONAI Label environment ---------------------------------------------------------
+
+
+def test_torchvision_guard_goes_after_the_header_once_and_fails_only_when_called(tmp_path):
+    main_py = tmp_path / "main.py"
+    main_py.write_text("# Licence header\n#\n\nimport logging\n\nfrom torchvision.utils import make_grid\n"
+                       "print('imported', callable(make_grid))\n")
+    assert add_torchvision_guard(main_py) is True
+    assert add_torchvision_guard(main_py) is False  # idempotent
+    text = main_py.read_text()
+    assert text.startswith("# Licence header\n#\n\n") and text.count("\n_torchvision_or_placeholder()\n") == 1
+    assert text.index("\n_torchvision_or_placeholder()\n") < text.index("import logging")
+    # a torchvision built for another torch fails at import, as the CUDA wheel does beside the CPU torch
+    fake = tmp_path / "site" / "torchvision"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise RuntimeError('operator torchvision::nms does not exist')\n")
+    main_py.write_text(text + "try:\n    make_grid(None)\nexcept RuntimeError as e:\n    print('raised:', e)\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    res = subprocess.run([sys.executable, str(main_py)], capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr
+    assert "imported True" in res.stdout and "raised: torchvision is not usable" in res.stdout, res.stdout
+
+
+def test_copy_bundle_takes_the_served_parts_only(tmp_path):
+    dest = tmp_path / "model" / DEFAULT_NAME
+    copied = copy_bundle(BUNDLE_ROOT, dest)
+    assert set(copied) <= set(BUNDLE_PARTS) and {"configs", "scripts", "models"} <= set(copied)
+    assert _sha256(dest / "models" / "model.pt") == _sha256(BUNDLE_ROOT / "models" / "model.pt")
+    names = {p.name for p in dest.rglob("*")}
+    assert not names & {"eval", "sample_data", ".venv", ".venv-monailabel", "__pycache__", "train_state", ".git"}
+    with pytest.raises(FileExistsError):
+        copy_bundle(BUNDLE_ROOT, dest)
+    with pytest.raises(FileNotFoundError, match="not a servable bundle"):
+        copy_bundle(tmp_path / "empty", tmp_path / "other")
+
+
+def test_set_train_options_changes_existing_ids_of_the_copy_only(tmp_path):
+    dest = tmp_path / "copy"
+    copy_bundle(BUNDLE_ROOT, dest, parts=("configs", "models"))
+    old = set_train_options(dest, {**MONAILABEL_TRAIN_OPTIONS, "val_interval": 1})
+    cfg = json.loads((dest / "configs" / "train.json").read_text())
+    assert cfg["learning_rate"] == 1e-4 and cfg["resume_ckpt"] == "" and cfg["val_interval"] == 1
+    shipped = json.loads((BUNDLE_ROOT / "configs" / "train.json").read_text())
+    assert old == {k: shipped[k] for k in ("learning_rate", "resume_ckpt", "val_interval")}
+    with pytest.raises(KeyError, match="no_such_id"):
+        set_train_options(dest, {"no_such_id": 1})
+
+
+def test_setup_refuses_an_existing_app_dir(tmp_path):
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "keep.txt").write_text("user data")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        setup(str(tmp_path / "app"), bundle_dir=str(BUNDLE_ROOT))
+    assert (tmp_path / "app" / "keep.txt").read_text() == "user data"
+
+
+def test_server_command_is_local_offline_and_without_sam2(tmp_path):
+    cmd = server_command(tmp_path / "app", tmp_path / "studies", python="/venv/bin/python", port=8123)
+    assert cmd[:4] == ["/venv/bin/python", "-m", "monailabel.main", "start_server"]
+    pairs = [tuple(cmd[i + 1:i + 3]) for i, a in enumerate(cmd) if a == "--conf"]
+    assert pairs == [("models", DEFAULT_NAME), ("zoo_source", "github"), ("sam2", "false")]
+    assert cmd[cmd.index("--host") + 1] == "127.0.0.1" and cmd[cmd.index("--port") + 1] == "8123"
