@@ -4,7 +4,7 @@
 # torch is constrained to 2.13.0 so pip never fetches another (CUDA) build of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VENV=.venv-deploy
+VENV=${DEPLOY_VENV:-.venv-deploy}  # DEPLOY_VENV: another location (e.g. to try a fresh install)
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"

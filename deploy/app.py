@@ -16,7 +16,8 @@ Pipeline (one operator per job)::
   :func:`scripts.quantify.quantify_muscles` on the selected series (the plain bundle's functions and settings, so
   the numbers are the plain bundle's), and writes ``<subject>_ff_table.csv/.json`` and ``<subject>_seg.nii.gz``;
 - the SEG writer writes ``seg/<subject>_seg.dcm``: 8 segments with SNOMED CT codes (:mod:`deploy.dicom_seg`),
-  referencing the network-input series.
+  referencing the network-input series, and ``sr/<subject>_ff_sr.dcm``: the FF and volume per muscle and side as
+  a TID 1500 measurement report referencing the SEG's segments (:mod:`deploy.dicom_sr`).
 
 Usage::
 
@@ -172,15 +173,17 @@ class DixonQuantifyOperator(Operator):
         seg_img.header.set_sform(scan.affine, code=1)
         nib.save(seg_img, str(self.output_folder / f"{scan.subject}_seg.nii.gz"))
         logger.info("%s: FF table written to %s", scan.subject, self.output_folder)
-        op_output.emit({"label": label, **dixon}, "result")
+        op_output.emit({"label": label, "table": result.table, **dixon}, "result")
 
 
 class DicomSegWriterOperator(Operator):
-    """Write the label map as a DICOM SEG (8 coded segments) referencing the network-input series.
+    """Write the label map as a DICOM SEG (8 coded segments) referencing the network-input series, and the FF
+    table as a DICOM SR (TID 1500) referencing the SEG's segments.
 
     Args:
         fragment: the application.
-        output_folder: the SEG goes to ``output_folder/seg/<subject>_seg.dcm``.
+        output_folder: the SEG goes to ``output_folder/seg/<subject>_seg.dcm``, the SR to
+            ``output_folder/sr/<subject>_ff_sr.dcm``.
         version: bundle version (algorithm version in the SEG).
     """
 
@@ -194,12 +197,17 @@ class DicomSegWriterOperator(Operator):
 
     def compute(self, op_input, op_output, context) -> None:
         from deploy.dicom_seg import write_seg
+        from deploy.dicom_sr import write_sr
 
         result = op_input.receive("result")
         label = result["label"]
-        path = self.output_folder / "seg" / f"{result['scan'].subject}_seg.dcm"
+        subject = result["scan"].subject
+        path = self.output_folder / "seg" / f"{subject}_seg.dcm"
         write_seg(label.transpose(2, 1, 0), result["reference_datasets"], path, self.version)
         logger.info("DICOM SEG written: %s", path)
+        sr_path = write_sr(result["table"], path, result["reference_datasets"],
+                           self.output_folder / "sr" / f"{subject}_ff_sr.dcm", self.version)
+        logger.info("DICOM SR written: %s", sr_path)
 
 
 class LumbarDixonApp(Application):
@@ -267,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 2
         if own.overwrite and out.exists():
-            for sub in ("seg",):
+            for sub in ("seg", "sr"):
                 shutil.rmtree(out / sub, ignore_errors=True)
             for f in out.glob("*_ff_table.*"):
                 f.unlink()

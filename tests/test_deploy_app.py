@@ -116,6 +116,7 @@ def test_ff_table_equals_the_plain_bundle(runs):
 
 def test_output_folder_is_never_overwritten_silently(runs, deploy_python):
     before = {p: p.stat().st_mtime_ns for p in runs["app"].rglob("*") if p.is_file()}
+    assert len(before) == 6  # SEG, SR, FF table CSV and JSON, slice profile, label NIfTI
     res = _app(deploy_python, "-i", str(runs["root"] / "dicom"), "-o", str(runs["app"]))
     assert res.returncode == 2
     assert f"output folder {runs['app']} is not empty" in res.stderr and "--overwrite" in res.stderr
@@ -133,3 +134,43 @@ def test_a_study_without_a_dixon_set_fails_naming_the_folder_and_series(runs, de
     text = res.stdout + res.stderr
     assert f"{study}: no usable Dixon set" in text and "series 1 'mDIXON W'" in text
     assert not list((tmp_path / "out").glob("**/*.dcm"))
+
+
+def _sr_groups(sr: pydicom.Dataset) -> list[pydicom.Dataset]:
+    """The TID 1500 measurement groups (CONTAINER 'Measurement Group' under 'Imaging Measurements')."""
+    measurements = [it for it in sr.ContentSequence if it.ValueType == "CONTAINER"]
+    assert len(measurements) == 1 and measurements[0].ConceptNameCodeSequence[0].CodeValue == "126010"
+    return list(measurements[0].ContentSequence)
+
+
+def test_sr_reports_the_table_numbers_per_segment(runs):
+    sid = runs["subject"]
+    table = pd.read_csv(runs["app"] / f"{sid}_ff_table.csv")
+    seg = pydicom.dcmread(runs["app"] / "seg" / f"{sid}_seg.dcm")
+    sr = pydicom.dcmread(runs["app"] / "sr" / f"{sid}_ff_sr.dcm")
+    assert sr.Modality == "SR" and sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.34"  # Comprehensive 3D SR
+    assert sr.StudyInstanceUID == seg.StudyInstanceUID
+    groups = _sr_groups(sr)
+    assert len(groups) == 8
+    for group in groups:
+        items = group.ContentSequence
+        image = next(it for it in items if it.ValueType == "IMAGE")
+        ref = image.ReferencedSOPSequence[0]
+        assert ref.ReferencedSOPInstanceUID == seg.SOPInstanceUID
+        value = int(ref.ReferencedSegmentNumber)
+        row = table[table.label == value].iloc[0]
+        numbers = {}
+        for it in items:
+            if it.ValueType != "NUM":
+                continue
+            mods = {m.ConceptNameCodeSequence[0].CodeMeaning: m for m in it.get("ContentSequence", [])}
+            derivation = mods["Derivation"].ConceptCodeSequence[0].CodeMeaning if "Derivation" in mods else None
+            key = (it.ConceptNameCodeSequence[0].CodeValue, derivation)
+            numbers[key] = (float(it.MeasuredValueSequence[0].NumericValue),
+                            it.MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0].CodeValue)
+        assert numbers[("129100", "Mean")][1] == "%" and numbers[("118565006", None)][1] == "cm3"
+        np.testing.assert_allclose(numbers[("129100", "Mean")][0], row.ff_mean_pct, rtol=1e-8)  # a DICOM decimal string holds ~10 digits
+        np.testing.assert_allclose(numbers[("129100", "Median")][0], row.ff_median_pct, rtol=1e-8)  # a DICOM decimal string holds ~10 digits
+        np.testing.assert_allclose(numbers[("118565006", None)][0], row.volume_ml, rtol=1e-8)  # a DICOM decimal string holds ~10 digits
+        finding = next(it for it in items if it.ConceptNameCodeSequence[0].CodeMeaning == "Finding")
+        assert finding.ConceptCodeSequence[0].CodeValue == EXPECTED_TYPES[row.muscle]
