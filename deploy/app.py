@@ -2,9 +2,11 @@
 
 Pipeline (one operator per job)::
 
-    DixonStudyLoaderOperator  --image-->  MonaiBundleInferenceOperator (this bundle)  --pred-->  DixonQuantifyOperator
-              |                                                                                       |
-              +------------------------------------- dixon ------------------------------------------>+--> DicomSegWriterOperator
+    DixonStudyLoaderOperator --image--> MonaiBundleInferenceOperator (this bundle) --pred--> DixonQuantifyOperator
+              |                                                                                 |
+              +------------------------------------ dixon --------------------------------->+
+                                                                                                |
+                                                                             result --> DicomSegWriterOperator
 
 - the loader reads the study folder (``-i``), selects the Dixon series with :mod:`scripts.dicom_dixon` (vendor
   ImageType/SeriesDescription tokens, or a user rules file), converts them to NIfTI in a temporary folder and

@@ -57,7 +57,8 @@ def write_sr(table: pd.DataFrame, seg_path: str | Path, source_datasets: Sequenc
         muscle = MUSCLE_CODES[str(row["muscle"])]
         muscle_code = CodedConcept(muscle.value, "SCT", muscle.meaning)
         side = LATERALITY[str(row["side"])]
-        site = hd.sr.FindingSite(anatomic_location=muscle_code, laterality=CodedConcept(side.value, "SCT", side.meaning))
+        laterality = CodedConcept(side.value, "SCT", side.meaning)
+        site = hd.sr.FindingSite(anatomic_location=muscle_code, laterality=laterality)
         measurements = []
         for column, derivation in (("ff_mean_pct", codes.SCT.Mean), ("ff_median_pct", codes.SCT.Median)):
             ff = float(row[column])

@@ -86,8 +86,8 @@ DESCRIPTION_TOKENS: dict[str, frozenset[str]] = {
 }
 # a description with one of these tokens is another contrast that merely mentions fat or water ("T2 FAT SAT",
 # "STIR", "water excitation"): it gets no role from its description
-_EXCLUDE_TOKENS: frozenset[str] = frozenset({"sat", "fs", "fatsat", "suppressed", "suppression", "stir", "spair", "spir",
-                                             "we", "excitation", "localizer", "localiser", "scout", "survey"})
+_EXCLUDE_TOKENS: frozenset[str] = frozenset({"sat", "fs", "fatsat", "suppressed", "suppression", "stir", "spair",
+                                             "spir", "we", "excitation", "localizer", "localiser", "scout", "survey"})
 # multi-word phrases joined into one token first, so that "fat fraction" is an FF map and not fat, and "in phase"
 # is one token ("FatFrac: ...", "InPhase: ...", "Out of phase", "opp-phase", "fat_fraction" all normalise)
 _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -175,6 +175,7 @@ class DicomSeries:
             upper-case strings; missing keywords absent).
         study_uid: StudyInstanceUID.
         folder: the folder that was scanned (for messages).
+        headers: the first file's full header (no pixel data), for user rules on keywords outside ``header``.
     """
 
     key: str
@@ -303,7 +304,8 @@ def load_rules(rules: Mapping[str, Any] | str | os.PathLike[str] | None) -> dict
             try:
                 out[role][str(keyword)] = re.compile(str(pattern), re.IGNORECASE)
             except re.error as err:
-                raise ValueError(f"series rules {source}: {role}.{keyword} regex {pattern!r} is invalid: {err}") from err
+                raise ValueError(f"series rules {source}: {role}.{keyword} regex {pattern!r} is invalid: {err}"
+                                 ) from err
     return out
 
 
@@ -446,10 +448,10 @@ def select_dixon_series(series: Sequence[DicomSeries], rules: Mapping[str, Any] 
     for role, candidates in by_role.items():
         if len(candidates) > 1:
             names = "; ".join(c.summary() for c in candidates)
+            example = json.dumps({role: {"SeriesNumber": f"^{candidates[0].header.get('SeriesNumber', 1)}$"}})
             raise DixonInputError(
                 f"{folder}: {len(candidates)} series qualify as the {role} image: {names}. Give a rules file that "
-                f"tells them apart, e.g. {{\"{role}\": {{\"SeriesNumber\": \"^{candidates[0].header.get('SeriesNumber', 1)}$\"}}}}"
-                f". Series found:\n{listing}", folder)
+                f"tells them apart, e.g. {example}. Series found:\n{listing}", folder)
     selected = {role: c[0] for role, c in by_role.items()}
     if dixon_set_of(selected) is None:
         have = ", ".join(sorted(selected)) or "none"
@@ -631,7 +633,8 @@ def convert_dicom_study(series: Sequence[DicomSeries], out_dir: str | os.PathLik
         img.header.set_xyzt_units("mm", "sec")
         img.header.set_qform(affine, code=1)
         img.header.set_sform(affine, code=1)
-        img.header["descrip"] = f"{role} from DICOM series {selected[role].header.get('SeriesNumber', '?')}".encode()[:79]
+        number = selected[role].header.get("SeriesNumber", "?")
+        img.header["descrip"] = f"{role} from DICOM series {number}".encode()[:79]
         path = sdir / f"{subject}_{role}.nii"
         tmp = path.with_name(f".{path.name}.tmp.nii")
         nib.save(img, str(tmp))

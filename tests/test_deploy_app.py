@@ -169,8 +169,9 @@ def test_sr_reports_the_table_numbers_per_segment(runs):
             numbers[key] = (float(it.MeasuredValueSequence[0].NumericValue),
                             it.MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0].CodeValue)
         assert numbers[("129100", "Mean")][1] == "%" and numbers[("118565006", None)][1] == "cm3"
-        np.testing.assert_allclose(numbers[("129100", "Mean")][0], row.ff_mean_pct, rtol=1e-8)  # a DICOM decimal string holds ~10 digits
-        np.testing.assert_allclose(numbers[("129100", "Median")][0], row.ff_median_pct, rtol=1e-8)  # a DICOM decimal string holds ~10 digits
-        np.testing.assert_allclose(numbers[("118565006", None)][0], row.volume_ml, rtol=1e-8)  # a DICOM decimal string holds ~10 digits
+        # a DICOM decimal string keeps about 10 significant digits
+        np.testing.assert_allclose(numbers[("129100", "Mean")][0], row.ff_mean_pct, rtol=1e-8)
+        np.testing.assert_allclose(numbers[("129100", "Median")][0], row.ff_median_pct, rtol=1e-8)
+        np.testing.assert_allclose(numbers[("118565006", None)][0], row.volume_ml, rtol=1e-8)
         finding = next(it for it in items if it.ConceptNameCodeSequence[0].CodeMeaning == "Finding")
         assert finding.ConceptCodeSequence[0].CodeValue == EXPECTED_TYPES[row.muscle]
