@@ -123,8 +123,10 @@ class LoadDixond(MapTransform):
     def _write(self, d: dict[Hashable, Any], image: np.ndarray, affine: np.ndarray, subject: str
                ) -> dict[Hashable, Any]:
         meta = {
-            # a virtual file name so that SaveImaged writes <output_dir>/<subject>/<subject>_seg.nii.gz
-            "filename_or_obj": f"{subject}.nii.gz",
+            # a virtual file name so that SaveImaged writes <output_dir>/<subject>/<subject>_seg.nii.gz; without a
+            # NIfTI extension because Spacingd (monai 1.6) then treats every "image_*" key as a meta dict, and MONAI
+            # Label puts a string "image_path" beside "image"
+            "filename_or_obj": subject,
             "original_affine": torch.as_tensor(affine, dtype=torch.float64),
             "spatial_shape": np.asarray(image.shape),
             "original_channel_dim": float("nan"),

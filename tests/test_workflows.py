@@ -53,7 +53,38 @@ def test_training_writes_bare_state_dict_and_loss_decreases(tiny_model):
     losses = [float(x) for x in re.findall(r"train_loss: ([0-9.]+)", log)]
     assert len(losses) >= 6
     assert np.mean(losses[-3:]) < np.mean(losses[:3])
-    assert list((tiny_model / "models" / "train_state").glob("checkpoint_epoch=*.pt"))
+    # the resumable state lives only while a run is unfinished
+    assert not (tiny_model / "models" / "train_state").exists()
+
+
+def test_a_killed_training_resumes_from_its_last_state(tiny_cohort, tmp_path):
+    import os
+    import signal
+    import time
+
+    args = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/train.json", "--dataset_dir",
+            str(tiny_cohort), "--epochs", "6", "--val_interval", "2", "--patch_size", "[32,32,16]", "--ckpt_dir",
+            str(tmp_path / "models"), "--output_dir", str(tmp_path / "eval"), *TINY_OVERRIDES]
+    proc = subprocess.Popen(args, cwd=BUNDLE_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    state = tmp_path / "models" / "train_state"
+    deadline = time.time() + 300
+    while not list(state.glob("checkpoint_epoch=*.pt")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.5)  # let the atomic checkpoint write finish
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    saved = sorted(state.glob("checkpoint_epoch=*.pt"))
+    assert saved, "training should have been killed after its first state checkpoint"
+    epoch = int(saved[-1].stem.split("=")[1])
+    assert epoch < 6
+    res = subprocess.run(args, cwd=BUNDLE_ROOT, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    log = res.stdout + res.stderr
+    epochs_run = sorted({int(e) for e in re.findall(r"Epoch\[(\d+)\]", log)} |
+                        {int(e) for e in re.findall(r"Epoch: (\d+)/", log)})
+    assert epochs_run and min(epochs_run) == epoch + 1 and max(epochs_run) == 6, epochs_run
+    assert not state.exists() and (tmp_path / "models" / "model.pt").is_file()
 
 
 def test_inference_end_to_end(tiny_cohort, tiny_model, tmp_path):
@@ -133,7 +164,7 @@ def test_multi_gpu_overlay_runs_under_torchrun_with_gloo(tiny_cohort, tmp_path):
     sd = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
     # the saver unwraps DistributedDataParallel: the weights load into the plain network
     assert not any(k.startswith("module.") for k in sd)
-    assert len(list((tmp_path / "models" / "train_state").glob("checkpoint_epoch=*.pt"))) == 1
+    assert not (tmp_path / "models" / "train_state").exists()
 
 
 def test_real_samples_are_segmented_and_scored(shared_dir, tiny_model):
