@@ -98,12 +98,12 @@ class MultiAtlasParams:
 
     working_spacing_mm: float = 4.0
     mi_bins: int = 32
-    sampling_percentage: float = 0.05
+    sampling_percentage: float = 0.02
     affine_iterations: int = 200
     affine_shrink: tuple[int, ...] = (4, 2, 1)
     affine_sigmas_mm: tuple[float, ...] = (8.0, 4.0, 0.0)
     bspline_mesh_mm: float = 60.0
-    bspline_iterations: int = 60
+    bspline_iterations: int = 30
     bspline_shrink: tuple[int, ...] = (2, 1)
     bspline_sigmas_mm: tuple[float, ...] = (4.0, 0.0)
     lwv_sigma_mm: float = 6.0
@@ -154,7 +154,9 @@ class SegmentResult:
     """Result of :func:`segment` for one target.
 
     Attributes:
-        label: uint8 label map on the target's native grid, nibabel voxel order ``(i, j, k)``.
+        label: uint8 label map on the target's native grid, nibabel voxel order ``(i, j, k)`` (the first fusion
+            asked for).
+        labels: fusion name -> its label map, for every fusion asked for (they share the registrations).
         affine: the target's 4x4 voxel-to-world (RAS, mm) affine from nibabel.
         selected: names of the atlases used, most similar first.
         similarity: NCC after the affine stage of every atlas, by name.
@@ -163,6 +165,7 @@ class SegmentResult:
     """
 
     label: np.ndarray
+    labels: dict[str, np.ndarray]
     affine: np.ndarray
     selected: list[str]
     similarity: dict[str, float]
@@ -473,7 +476,8 @@ def _union_box(labels: Sequence[np.ndarray], margin: int) -> tuple[slice, ...]:
 
 
 def segment(target_image_path: str | Path, atlases: Sequence[Atlas | Mapping[str, Any] | Sequence[str]], k: int = 5,
-            fusion: str = "weighted", params: MultiAtlasParams = MultiAtlasParams()) -> SegmentResult:
+            fusion: str | Sequence[str] = "weighted", params: MultiAtlasParams = MultiAtlasParams()
+            ) -> SegmentResult:
     """Segment one target by multi-atlas registration and label fusion (steps in the module docstring).
 
     Args:
@@ -481,14 +485,16 @@ def segment(target_image_path: str | Path, atlases: Sequence[Atlas | Mapping[str
         atlases: :class:`Atlas` objects, or datalist entries with absolute ``image`` and ``label`` paths, or
             ``(image, label)`` pairs. The target itself must not be among them.
         k: number of atlases kept after ranking by NCC (all if ``k`` >= their number).
-        fusion: ``"majority"`` or ``"weighted"`` (locally weighted voting).
+        fusion: ``"majority"`` or ``"weighted"`` (locally weighted voting), or a list of both: the registrations
+            are shared, so a second fusion costs only its voting.
         params: registration and fusion settings.
 
     Returns:
         :class:`SegmentResult` with the label map on the target's native grid (nibabel voxel order) and timing.
     """
-    if fusion not in FUSIONS:
-        raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
+    fusions = [fusion] if isinstance(fusion, str) else list(fusion)
+    if not fusions or any(f not in FUSIONS for f in fusions):
+        raise ValueError(f"fusion must be one of {FUSIONS} or a list of them, got {fusion!r}")
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     library = [_as_atlas(a) for a in atlases]
@@ -527,7 +533,7 @@ def segment(target_image_path: str | Path, atlases: Sequence[Atlas | Mapping[str
         atlas = by_name[name]
         transform = register_bspline(target_work, atlas.working(params.working_spacing_mm), affines[name], params)
         labels.append(_sitk_to_nib_order(_warp(read_image(atlas.label, sitk.sitkUInt8), target_full, transform, True)))
-        if fusion == "weighted":
+        if "weighted" in fusions:
             images.append(_sitk_to_nib_order(_warp(read_image(atlas.image), target_full, transform)))
     stages["bspline"] = time.perf_counter() - t0
 
@@ -536,18 +542,20 @@ def segment(target_image_path: str | Path, atlases: Sequence[Atlas | Mapping[str
     # fusion only where some atlas has a muscle (plus a margin): elsewhere every vote is background anyway
     box = _union_box(labels, margin=2)
     stack = np.stack([lab[box] for lab in labels])
-    fused = np.zeros(labels[0].shape, np.uint8)
-    if stack.size:
-        if fusion == "majority":
+    results: dict[str, np.ndarray] = {}
+    for name in fusions:
+        fused = np.zeros(labels[0].shape, np.uint8)
+        if stack.size and name == "majority":
             fused[box] = majority_vote(stack)
-        else:
+        elif stack.size:
             target_arr = _sitk_to_nib_order(target_full)[box]
             weights = local_weights(target_arr, np.stack([img[box] for img in images]), spacing, params.lwv_sigma_mm,
                                     params.lwv_gamma, params.lwv_eps)
             fused[box] = weighted_vote(stack, weights)
-    fused = largest_component_per_label(fused, list(range(1, NUM_CLASSES)))
+        results[name] = largest_component_per_label(fused, list(range(1, NUM_CLASSES)))
     stages["fusion"] = time.perf_counter() - t0
-    return SegmentResult(label=fused, affine=np.asarray(target_nib.affine, dtype=np.float64), selected=chosen,
+    return SegmentResult(label=results[fusions[0]], labels=results,
+                         affine=np.asarray(target_nib.affine, dtype=np.float64), selected=chosen,
                          similarity={n: float(s) for n, s in ranking}, seconds=time.perf_counter() - start,
                          stage_seconds=stages)
 

@@ -1,0 +1,115 @@
+"""Monte-Carlo cross-validation end to end on a tiny phantom cohort: 2 splits, 1 epoch, 2 atlases; resume skips
+finished work and leaves files untouched; a half-done step is moved aside and redone with its downstream steps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scripts.cross_validation import draw_splits, run
+from scripts.phantom import generate_cohort
+
+TINY = {
+    "k": 2, "n_test": 2, "seed": 1, "epochs": 1, "val_interval": 1, "n_val": 1, "atlas_k": 2,
+    "train_overrides": {"working_spacing": [8.0, 8.0, 12.0], "num_workers": 0, "patch_size": [32, 32, 16]},
+    "infer_overrides": {"working_spacing": [8.0, 8.0, 12.0], "roi_size": [32, 32, 16]},
+    "atlas_params": {"working_spacing_mm": 8.0, "affine_shrink": [2, 1], "affine_sigmas_mm": [8.0, 0.0],
+                     "bspline_shrink": [1], "bspline_sigmas_mm": [0.0], "bspline_mesh_mm": 80.0,
+                     "bspline_iterations": 15, "sampling_percentage": 0.1},
+}
+
+
+def _files(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> tuple[Path, Path, Path]:
+    root = tmp_path_factory.mktemp("cv")
+    data = root / "data"
+    generate_cohort(data, n=6, seed=5, geometry="tiny", variety=False, n_validation=0, n_testing=0, progress=False)
+    out = root / "study"
+    report = Path(run(str(data), out_dir=str(out), **TINY))
+    return data, out, report
+
+
+def test_splits_are_seeded_disjoint_and_recorded(study):
+    data, out, _ = study
+    doc = json.loads((out / "splits.json").read_text())
+    assert doc["seed"] == 1 and doc["k"] == 2 and len(doc["splits"]) == 2
+    subjects = set(doc["subjects"])
+    for i, split in enumerate(doc["splits"]):
+        assert split["seed"] == 1000 + i
+        assert len(split["test"]) == 2 and not set(split["test"]) & set(split["train"])
+        assert set(split["test"]) | set(split["train"]) == subjects
+        dl = json.loads((out / f"split_{i}" / "datalist.json").read_text())
+        assert [e["subject"] for e in dl["testing"]] == split["test"]
+        assert {e["subject"] for e in dl["validation"]} <= set(split["train"])
+    assert draw_splits(sorted(subjects), 2, 2, 1) == doc["splits"]  # the same seed draws the same splits
+
+
+def test_report_tables_hold_numbers_in_valid_ranges(study):
+    _, out, report = study
+    assert report == out / "report" / "report.md"
+    text = report.read_text()
+    assert "U-Net vs multi-atlas (LWV)" in text and "p (Holm)" in text and "ratio to U-Net" in text
+    metrics = pd.read_csv(out / "metrics_all.csv", dtype={"subject": str})
+    assert set(metrics.method) == {"unet", "multi_atlas", "multi_atlas_mv"}
+    assert len(metrics) == 2 * 2 * 3 * 12  # splits x test subjects x methods x (8 labels + 4 L/R means)
+    assert metrics.dice.dropna().between(0, 1).all()
+    assert (metrics.hd95_mm.dropna() >= 0).all() and (metrics.hd_mm >= metrics.hd95_mm - 1e-9).all()
+    assert metrics.ff_ref_pct.dropna().between(0, 100).all() and metrics.ff_ref_pct.notna().all()
+    assert metrics.ff_true_pct.notna().all()  # phantom ground truth joined
+    ma = metrics[metrics.method == "multi_atlas"]
+    assert ma.dice.mean() > 0.4  # two atlases on 6.8 mm phantoms still find the muscles
+    seg = pd.read_csv(out / "report" / "segmentation_table.csv")
+    assert set(seg.metric) == {"dice", "rvd", "hd_mm", "hd95_mm"} and len(seg) == 2 * 16
+    assert seg.p_wilcoxon.dropna().between(0, 1).all() and (seg.p_holm.dropna() >= seg.p_wilcoxon.dropna()).all()
+    ff = pd.read_csv(out / "report" / "ff_agreement.csv")
+    assert (ff.n > 0).all() and ff.r2.dropna().between(0, 1).all()
+    timing = pd.read_csv(out / "report" / "timing.csv")
+    assert (timing.seconds_mean > 0).all() and np.isclose(timing.set_index("method").ratio_to_unet["unet"], 1.0)
+    for name in ("box_dice.png", "ff_regression_unet.png", "ff_bland_altman_multi_atlas.png"):
+        assert (out / "report" / name).stat().st_size > 0
+
+
+def test_resume_does_no_work_and_touches_nothing(study):
+    data, out, report = study
+    before = _files(out)
+    assert run(str(data), out_dir=str(out), **TINY) == str(report)
+    assert _files(out) == before
+
+
+def test_other_settings_for_the_same_folder_are_refused(study):
+    data, out, _ = study
+    with pytest.raises(ValueError, match="splits.json was written with other settings"):
+        run(str(data), out_dir=str(out), **{**TINY, "k": 3})
+    with pytest.raises(ValueError, match="settings.json holds other settings"):
+        run(str(data), out_dir=str(out), **{**TINY, "epochs": 2})
+
+
+def test_half_done_step_is_moved_aside_and_redone(study):
+    data, out, _ = study
+    split = out / "split_1"
+    # a crash in the middle of the multi-atlas step: its marker was never written
+    (split / "multi_atlas" / ".done.json").unlink()
+    before = _files(out)
+    run(str(data), out_dir=str(out), **TINY)
+    after = _files(out)
+    assert (split / "multi_atlas.incomplete-1" / "multi_atlas").is_dir()  # kept, not deleted
+    assert (split / "multi_atlas" / ".done.json").is_file()
+    assert (split / "evaluate.stale-1" / "metrics.csv").is_file()  # its evaluation used the old labels: redone
+    assert after["split_1/evaluate/.done.json"] != before["split_1/evaluate/.done.json"]
+    # nothing else was redone
+    for name in ("split_0/unet_train/.done.json", "split_0/multi_atlas/.done.json", "split_0/evaluate/.done.json",
+                 "split_1/unet_train/.done.json", "split_1/unet/.done.json", "splits.json"):
+        assert after[name] == before[name], name
+
+
+def test_missing_datalist_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="datalist.json: datalist not found"):
+        run(str(tmp_path), out_dir=str(tmp_path / "out"), **TINY)
