@@ -60,6 +60,7 @@ BUNDLE_ROOT = Path(__file__).resolve().parents[1]
 #: method names of the study: the U-Net, multi-atlas with locally weighted voting and with majority voting
 METHODS: dict[str, str] = {"unet": "U-Net", "multi_atlas": "multi-atlas (LWV)", "multi_atlas_mv": "multi-atlas (MV)"}
 DONE = ".done.json"
+PATH_KEYS = ("image", "label", "water", "fat", "inphase", "opposed", "ff", "ff_true")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -81,7 +82,8 @@ def _read_entries(dataset_dir: Path, key: str) -> list[dict[str, Any]]:
     for i, item in enumerate(data[key]):
         if not isinstance(item, dict) or not item.get("label") or not (item.get("image") or item.get("inphase")):
             raise ValueError(f"{path}: entry {i} of {key!r} needs 'image' (or 'inphase') and 'label'")
-        e = {k: (str((dataset_dir / v).resolve()) if isinstance(v, str) and k != "subject" else v)
+        # only file roles become absolute paths; other fields (e.g. demographics) pass through unchanged
+        e = {k: (str((dataset_dir / v).resolve()) if k in PATH_KEYS and isinstance(v, str) else v)
              for k, v in item.items()}
         e.setdefault("image", e.get("inphase"))
         e["subject"] = str(item.get("subject") or Path(e["image"]).name.split(".")[0])

@@ -301,7 +301,8 @@ def register_bspline(fixed: sitk.Image, moving: sitk.Image, initial: sitk.Transf
     bspline = sitk.BSplineTransformInitializer(fixed, mesh, 3)
     reg = _registration(params, params.bspline_shrink, params.bspline_sigmas_mm)
     reg.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-5, numberOfIterations=params.bspline_iterations,
-                             maximumNumberOfCorrections=5, maximumNumberOfFunctionEvaluations=4 * params.bspline_iterations,
+                             maximumNumberOfCorrections=5,
+                             maximumNumberOfFunctionEvaluations=4 * params.bspline_iterations,
                              costFunctionConvergenceFactor=1e7)
     reg.SetMovingInitialTransform(initial)
     reg.SetInitialTransform(bspline, inPlace=True)
