@@ -189,9 +189,12 @@ def write_report(out_dir: str | Path, metrics: pd.DataFrame, settings: Mapping[s
              f"({platform.processor() or platform.machine()}, {__import__('os').cpu_count()} CPU cores).", "",
              f"Dataset `{settings.get('dataset_dir')}`; {settings.get('k')} random splits of "
              f"{settings.get('n_test')} test scans (seed {settings.get('seed')}, splits in `splits.json`), "
-             f"{n_pairs} test segmentations per method. U-Net: `configs/train.json` from scratch, "
-             f"{settings.get('epochs')} epochs per split; multi-atlas: the split's training scans as atlases, "
-             f"best {settings.get('atlas_k')} by NCC. Settings: `settings.json`.", ""]
+             f"{n_pairs} test segmentations per method."
+             + (f" U-Net: `configs/train.json` from scratch, {settings.get('epochs')} epochs per split."
+                if "unet" in methods else "")
+             + (f" Multi-atlas: the split's training scans as atlases, best {settings.get('atlas_k')} by NCC."
+                if "multi_atlas" in methods else "")
+             + " Settings: `settings.json`.", ""]
     tables: dict[str, pd.DataFrame] = {}
     for other in ("multi_atlas", "multi_atlas_mv"):
         if "unet" in methods and other in methods:
@@ -209,8 +212,8 @@ def write_report(out_dir: str | Path, metrics: pd.DataFrame, settings: Mapping[s
         summary = metrics[metrics.side == "mean"].replace([np.inf, -np.inf], np.nan).groupby(
             ["method", "muscle"])[list(SEG_METRICS)].agg(["mean", "std"])
         summary.to_csv(rdir / "segmentation_table.csv")
-        lines += ["## Segmentation (one method)", "", summary.round(3).to_markdown() if hasattr(summary, "to_markdown")
-                  else summary.round(3).to_string(), ""]
+        lines += ["## Segmentation (one method)", "", "Mean and SD per muscle (L/R mean rows).", "", "```",
+                  summary.round(3).to_string(), "```", ""]
 
     ff = ff_agreement_table(metrics, methods)
     ff.to_csv(rdir / "ff_agreement.csv", index=False)
