@@ -149,9 +149,8 @@ class DixonQuantifyOperator(Operator):
     def compute(self, op_input, op_output, context) -> None:
         import nibabel as nib
 
-        from scripts.dixon_inputs import compute_ff
-        from scripts.fat_fraction import detect_fat_water_swap, map_labels_to_grid
-        from scripts.quantify import quantify_muscles, write_tables
+        from scripts.inference import measure_subject
+        from scripts.quantify import write_tables
 
         pred = op_input.receive("pred")
         dixon = op_input.receive("dixon")
@@ -160,14 +159,8 @@ class DixonQuantifyOperator(Operator):
         label = np.ascontiguousarray(np.swapaxes(np.asarray(pred.asnumpy()), 0, 2)).astype(np.uint8)
         if label.shape != scan.shape:
             raise RuntimeError(f"label map {label.shape} is not on the input grid {scan.shape}")
-        # the plain bundle's QuantifyDixond steps, with its defaults (no erosion override, swap check on water/fat)
-        ffr = compute_ff(scan, method=self.ff_method)
-        swap = None
-        if scan.has("water", "fat"):
-            lab_ff = map_labels_to_grid(label, scan.affine, ffr.ff.shape, ffr.affine)
-            swap = detect_fat_water_swap(scan.images["water"], scan.images["fat"], labels=lab_ff)
-        result = quantify_muscles(label, scan.affine, ffr.ff, ffr.affine, dict(ffr.provenance), erosion_mm=None,
-                                  subject=scan.subject, swap_report=swap)
+        # the plain bundle's own measurement, with its defaults (no erosion override)
+        result, _ = measure_subject(scan, label, scan.affine, ff_method=self.ff_method)
         self.output_folder.mkdir(parents=True, exist_ok=True)
         write_tables(result, self.output_folder, scan.subject, overwrite=False)
         seg_img = nib.Nifti1Image(label, scan.affine)

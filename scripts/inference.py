@@ -23,12 +23,12 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
-from .dixon_inputs import DixonInputError, DixonScan, compute_ff, load_dixon
+from .dixon_inputs import DixonInputError, DixonScan, FFResult, compute_ff, load_dixon
 from .fat_fraction import detect_fat_water_swap, map_labels_to_grid
 from .normative import compare_to_reference, load_reference
-from .quantify import CohortTable, atomic_write_text, quantify_muscles, write_tables
+from .quantify import CohortTable, QuantResult, atomic_write_text, quantify_muscles, write_tables
 
-__all__ = ["LoadDixond", "QuantifyDixond", "MarkDoned", "RunConflictError", "file_fingerprint", "DONE_SUFFIX"]
+__all__ = ["LoadDixond", "QuantifyDixond", "MarkDoned", "measure_subject", "RunConflictError", "file_fingerprint", "DONE_SUFFIX"]
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +145,34 @@ def _stem(path: str | Path) -> str:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
+
+
+def measure_subject(scan: DixonScan, label: np.ndarray, label_affine: np.ndarray, ff_method: str = "auto",
+                    ff_scale: str | None = None, erosion_mm: float | None = None) -> tuple[QuantResult, FFResult]:
+    """FF map, fat-water swap check and per-muscle statistics of one subject: what every front end reports.
+
+    Args:
+        scan: the subject's validated Dixon images (:func:`scripts.dixon_inputs.load_dixon`).
+        label: label map (values 0-8), any grid; mapped to the FF grid through the affines.
+        label_affine: 4x4 voxel-to-world (RAS, mm) affine of ``label``.
+        ff_method: see :func:`scripts.dixon_inputs.compute_ff`.
+        ff_scale: vendor FF map scale override (None = detect).
+        erosion_mm: in-plane erosion for the core mean (None = 1 voxel in-plane).
+
+    Returns:
+        ``(result, ffr)``: the :class:`scripts.quantify.QuantResult` (tables) and the FF map with its provenance.
+    """
+    ffr = compute_ff(scan, method=ff_method, ff_scale=ff_scale)
+    swap = None
+    if scan.has("water", "fat"):
+        lab_ff = map_labels_to_grid(label, label_affine, ffr.ff.shape, ffr.affine)
+        # depths of the skin/shell rule are in mm: the voxel size must be given, or anisotropic and coarse scans
+        # put the "subcutaneous" shell inside the muscles of lean subjects (a false global swap)
+        swap = detect_fat_water_swap(scan.images["water"], scan.images["fat"], labels=lab_ff,
+                                     slice_axis=scan.slice_axis, voxel_size_mm=scan.spacing_mm)
+    result = quantify_muscles(label, label_affine, ffr.ff, ffr.affine, dict(ffr.provenance), erosion_mm=erosion_mm,
+                              subject=scan.subject, swap_report=swap)
+    return result, ffr
 
 
 class QuantifyDixond(MapTransform):
@@ -264,14 +292,8 @@ class QuantifyDixond(MapTransform):
         self._check_manifest(sdir, manifest)
         # a re-run of a subject is unfinished until MarkDoned writes its marker again
         (sdir / f"{scan.subject}{DONE_SUFFIX}").unlink(missing_ok=True)
-        ffr = compute_ff(scan, method=self.ff_method, ff_scale=self.ff_scale)
+        result, ffr = measure_subject(scan, label, label_affine, self.ff_method, self.ff_scale, self.erosion_mm)
         prov = dict(ffr.provenance)
-        swap = None
-        if scan.has("water", "fat"):
-            lab_ff = map_labels_to_grid(label, label_affine, ffr.ff.shape, ffr.affine)
-            swap = detect_fat_water_swap(scan.images["water"], scan.images["fat"], labels=lab_ff)
-        result = quantify_muscles(label, label_affine, ffr.ff, ffr.affine, prov, erosion_mm=self.erosion_mm,
-                                  subject=scan.subject, swap_report=swap)
         write_tables(result, sdir, scan.subject, overwrite=True)
         ff_img = nib.Nifti1Image((ffr.ff * 100.0).astype(np.float32), ffr.affine)
         ff_img.header["descrip"] = b"fat fraction, percent; NaN = excluded voxel"
