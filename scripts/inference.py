@@ -148,7 +148,8 @@ def _stem(path: str | Path) -> str:
 
 
 def measure_subject(scan: DixonScan, label: np.ndarray, label_affine: np.ndarray, ff_method: str = "auto",
-                    ff_scale: str | None = None, erosion_mm: float | None = None) -> tuple[QuantResult, FFResult]:
+                    ff_scale: str | None = None, erosion_mm: float | None = None, min_volume_ml: float = 1.0
+                    ) -> tuple[QuantResult, FFResult]:
     """FF map, fat-water swap check and per-muscle statistics of one subject: what every front end reports.
 
     Args:
@@ -158,6 +159,8 @@ def measure_subject(scan: DixonScan, label: np.ndarray, label_affine: np.ndarray
         ff_method: see :func:`scripts.dixon_inputs.compute_ff`.
         ff_scale: vendor FF map scale override (None = detect).
         erosion_mm: in-plane erosion for the core mean (None = 1 voxel in-plane).
+        min_volume_ml: label sides below this volume get status ``too_small`` and no FF
+            (see :func:`scripts.quantify.quantify_muscles`).
 
     Returns:
         ``(result, ffr)``: the :class:`scripts.quantify.QuantResult` (tables) and the FF map with its provenance.
@@ -171,7 +174,7 @@ def measure_subject(scan: DixonScan, label: np.ndarray, label_affine: np.ndarray
         swap = detect_fat_water_swap(scan.images["water"], scan.images["fat"], labels=lab_ff,
                                      slice_axis=scan.slice_axis, voxel_size_mm=scan.spacing_mm)
     result = quantify_muscles(label, label_affine, ffr.ff, ffr.affine, dict(ffr.provenance), erosion_mm=erosion_mm,
-                              subject=scan.subject, swap_report=swap)
+                              subject=scan.subject, swap_report=swap, min_volume_ml=min_volume_ml)
     return result, ffr
 
 
@@ -197,13 +200,14 @@ class QuantifyDixond(MapTransform):
         report: also draw the pictures and the HTML page.
         overwrite: replace results of a different run.
         version: bundle version written into the manifest.
+        min_volume_ml: smallest label side (mL) given an FF; smaller ones get status ``too_small``.
     """
 
     def __init__(self, keys: KeysCollection = "pred", output_dir: str = "eval", ff_method: str = "auto",
                  ff_scale: str | None = None, erosion_mm: float | None = None, reference_file: str | None = None,
                  participants_file: str | None = None, model_file: str | None = None,
                  cohort_table: str = "cohort_ff_table.csv", report: bool = True, overwrite: bool = False,
-                 version: str = "", allow_missing_keys: bool = False) -> None:
+                 version: str = "", min_volume_ml: float = 1.0, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.output_dir = Path(output_dir)
         self.ff_method = ff_method
@@ -219,6 +223,7 @@ class QuantifyDixond(MapTransform):
         self.report = report
         self.overwrite = overwrite
         self.version = version
+        self.min_volume_ml = min_volume_ml
 
     def _demographics(self, subject: str) -> dict[str, Any]:
         if self.participants is None:
@@ -242,6 +247,7 @@ class QuantifyDixond(MapTransform):
             "inputs": {role: file_fingerprint(path) for role, path in sorted(files.items())},
             "model": self.model_fp,
             "settings": {"ff_method": self.ff_method, "ff_scale": self.ff_scale, "erosion_mm": self.erosion_mm,
+                         "min_volume_ml": self.min_volume_ml,
                          "reference": self.reference_file or "bmc2026_lumbar_ff"},
         }
 
@@ -292,7 +298,8 @@ class QuantifyDixond(MapTransform):
         self._check_manifest(sdir, manifest)
         # a re-run of a subject is unfinished until MarkDoned writes its marker again
         (sdir / f"{scan.subject}{DONE_SUFFIX}").unlink(missing_ok=True)
-        result, ffr = measure_subject(scan, label, label_affine, self.ff_method, self.ff_scale, self.erosion_mm)
+        result, ffr = measure_subject(scan, label, label_affine, self.ff_method, self.ff_scale, self.erosion_mm,
+                                      self.min_volume_ml)
         prov = dict(ffr.provenance)
         write_tables(result, sdir, scan.subject, overwrite=True)
         ff_img = nib.Nifti1Image((ffr.ff * 100.0).astype(np.float32), ffr.affine)

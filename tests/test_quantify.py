@@ -314,3 +314,28 @@ def test_provenance_columns_and_extras():
     res = quantify_muscles(label, np.eye(4), ff, np.eye(4), {**PROV, "assumption": None, "ff_threshold": 0.05})
     assert res.table.assumption.eq("none").all() and res.table.ff_threshold.eq("0.05").all()
     assert set(PROVENANCE_KEYS) <= set(res.table.columns)
+
+
+def test_too_small_labels_get_no_ff_and_asymmetric_volumes_are_flagged():
+    # 2 mm isotropic voxels (0.008 mL): psoas left 500 voxels = 4 mL, right 100 voxels = 0.8 mL (< 1 mL);
+    # iliacus left 400 voxels (3.2 mL) against right 150 (1.2 mL): under half, flagged, both keep their FF
+    label = np.zeros((40, 40, 10), np.uint8)
+    label[1:11, 1:11, 2:7] = label_value("psoas", "left")
+    label[20:30, 1:11, 2:3] = label_value("psoas", "right")
+    label[1:11, 20:30, 2:6] = label_value("iliacus", "left")
+    label[20:30, 20:35, 2:3] = label_value("iliacus", "right")
+    ff = np.full(label.shape, 0.25, np.float32)
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    res = quantify_muscles(label, affine, ff, affine, PROV, min_volume_ml=1.0)
+    small = _row(res, "psoas", "right")
+    assert small.status == "too_small" and "too_small" in small["flags"]
+    assert math.isnan(small.ff_mean_pct) and math.isnan(small.ff_core_mean_pct)
+    assert small.volume_ml == pytest.approx(0.8) and small.n_voxels == 100
+    assert _row(res, "psoas", "left").ff_mean_pct == pytest.approx(25.0)
+    mean = _row(res, "psoas", "mean")
+    assert mean.status == "too_small" and math.isnan(mean.ff_mean_pct)  # never a one-sided "L/R mean"
+    il, ir = _row(res, "iliacus", "left"), _row(res, "iliacus", "right")
+    assert "volume_asymmetry" in il["flags"] and "volume_asymmetry" in ir["flags"]
+    assert il.status == ir.status == "ok" and ir.ff_mean_pct == pytest.approx(25.0)
+    # without a minimum every voxel counts, as before
+    assert _row(quantify_muscles(label, affine, ff, affine, PROV), "psoas", "right").ff_mean_pct == pytest.approx(25.0)
