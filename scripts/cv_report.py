@@ -43,6 +43,8 @@ SEG_METRICS: dict[str, tuple[str, str, bool]] = {
     "hd_mm": ("HD", "mm", False),
     "hd95_mm": ("HD95", "mm", False),
 }
+#: part of the report's digest: change it when the report's content changes, so finished studies get the new one
+REPORT_FORMAT = "2"
 NAMES = {"unet": "U-Net", "multi_atlas": "multi-atlas (LWV)", "multi_atlas_mv": "multi-atlas (MV)"}
 
 
@@ -66,9 +68,10 @@ def comparison_table(metrics: pd.DataFrame, a: str = "unet", b: str = "multi_atl
         columns: metric columns to compare.
 
     Returns:
-        one row per muscle and metric: ``n`` (pairs with finite values), ``n_missing`` (pairs left out for an
-        infinite or NaN value), ``<a>_mean``, ``<a>_sd``, ``<b>_mean``, ``<b>_sd`` (sample SD), ``p_wilcoxon``,
-        ``p_holm``, ``better`` (the method with the better mean).
+        one row per muscle and metric: ``n`` (pairs with finite values in both methods, those of the test),
+        ``n_missing`` (pairs left out of the test for an infinite or NaN value), ``<m>_mean``, ``<m>_sd`` (sample SD)
+        and ``<m>_missing`` per method over that method's own finite values, ``p_wilcoxon``, ``p_holm``,
+        ``better`` (the method with the better mean over the tested pairs).
     """
     rows = []
     for muscle in MUSCLES:
@@ -77,10 +80,12 @@ def comparison_table(metrics: pd.DataFrame, a: str = "unet", b: str = "multi_atl
             finite = pair.dropna()
             row: dict[str, Any] = {"muscle": muscle, "metric": col, "n": len(finite),
                                    "n_missing": int(len(pair) - len(finite))}
-            for name, series in (("a", finite.a), ("b", finite.b)):
-                method = a if name == "a" else b
+            for name, method in (("a", a), ("b", b)):
+                # each method's own summary keeps its finite values even where the other method has none
+                series = pair[name].dropna()
                 row[f"{method}_mean"] = float(series.mean()) if len(series) else np.nan
                 row[f"{method}_sd"] = float(series.std(ddof=1)) if len(series) > 1 else np.nan
+                row[f"{method}_missing"] = int(len(pair) - len(series))
             # RVD is signed: what matters is the distance from 0, so |RVD| is tested
             x, y = (finite.a.abs(), finite.b.abs()) if col == "rvd" else (finite.a, finite.b)
             try:
@@ -148,27 +153,29 @@ def _fmt_p(p: float) -> str:
 def _markdown_comparison(table: pd.DataFrame, a: str, b: str) -> list[str]:
     lines = [f"| muscle (L/R mean) | metric | {NAMES.get(a, a)} mean ± SD | {NAMES.get(b, b)} mean ± SD | n | "
              "p (Wilcoxon) | p (Holm) |", "|---|---|---|---|---|---|---|"]
+    def cell(r: pd.Series, method: str, digits: int) -> str:
+        missing = f" ({int(r[f'{method}_missing'])} missed)" if r[f"{method}_missing"] else ""
+        return f"{_fmt(r[f'{method}_mean'], digits)} ± {_fmt(r[f'{method}_sd'], digits)}{missing}"
+
     for _, r in table.iterrows():
         name, unit, _ = SEG_METRICS[r.metric]
         digits = 2 if unit == "mm" else 3
         label = f"{name} ({unit})" if unit else name
-        missing = f" ({int(r.n_missing)} missing)" if r.n_missing else ""
-        lines.append(f"| {r.muscle.replace('_', ' ')} | {label} | {_fmt(r[f'{a}_mean'], digits)} ± "
-                     f"{_fmt(r[f'{a}_sd'], digits)} | {_fmt(r[f'{b}_mean'], digits)} ± {_fmt(r[f'{b}_sd'], digits)} | "
-                     f"{int(r.n)}{missing} | {_fmt_p(r.p_wilcoxon)} | {_fmt_p(r.p_holm)} |")
+        lines.append(f"| {r.muscle.replace('_', ' ')} | {label} | {cell(r, a, digits)} | {cell(r, b, digits)} | "
+                     f"{int(r.n)} | {_fmt_p(r.p_wilcoxon)} | {_fmt_p(r.p_holm)} |")
     return lines
 
 
 def _digest(metrics: pd.DataFrame, settings: Mapping[str, Any]) -> str:
-    text = metrics.to_csv(index=False) + json.dumps(settings, sort_keys=True)
+    text = REPORT_FORMAT + metrics.to_csv(index=False) + json.dumps(settings, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
 def write_report(out_dir: str | Path, metrics: pd.DataFrame, settings: Mapping[str, Any]) -> Path:
     """Write ``<out_dir>/report/report.md`` with its tables and figures; returns the report path.
 
-    A report already written from exactly these metrics and settings is left untouched (its marker records their
-    SHA-256), so resuming a finished study writes nothing.
+    A report already written from exactly these metrics and settings by this report format is left untouched (its
+    marker records their SHA-256), so resuming a finished study writes nothing.
 
     Args:
         out_dir: the study folder.
@@ -201,9 +208,10 @@ def write_report(out_dir: str | Path, metrics: pd.DataFrame, settings: Mapping[s
             t = comparison_table(metrics, "unet", other)
             tables[other] = t
             lines += [f"## Segmentation: U-Net vs {NAMES[other]}", "",
-                      "Mean ± SD over the test segmentations of all splits; paired Wilcoxon signed-rank test "
-                      "(pairs: same split and subject; RVD tested as |RVD|), Holm adjustment over the "
-                      f"{len(t)} tests of this table.", ""] + _markdown_comparison(t, "unet", other) + [""]
+                      "Mean ± SD over the test segmentations of all splits (an infinite distance, a muscle the "
+                      "method missed entirely, is left out and counted as 'missed'); paired Wilcoxon signed-rank "
+                      "test over the n pairs (same split and subject) finite in both methods, RVD tested as |RVD|; "
+                      f"Holm adjustment over the {len(t)} tests of this table.", ""] + _markdown_comparison(t, "unet", other) + [""]
     if tables:
         pd.concat([t.assign(comparison=f"unet_vs_{o}") for o, t in tables.items()]).to_csv(
             rdir / "segmentation_table.csv", index=False)
