@@ -44,7 +44,7 @@ SEG_METRICS: dict[str, tuple[str, str, bool]] = {
     "hd95_mm": ("HD95", "mm", False),
 }
 #: part of the report's digest: change it when the report's content changes, so finished studies get the new one
-REPORT_FORMAT = "2"
+REPORT_FORMAT = "3"
 NAMES = {"unet": "U-Net", "multi_atlas": "multi-atlas (LWV)", "multi_atlas_mv": "multi-atlas (MV)"}
 
 
@@ -203,17 +203,21 @@ def write_report(out_dir: str | Path, metrics: pd.DataFrame, settings: Mapping[s
                 if "multi_atlas" in methods else "")
              + " Settings: `settings.json`.", ""]
     tables: dict[str, pd.DataFrame] = {}
-    for other in ("multi_atlas", "multi_atlas_mv"):
-        if "unet" in methods and other in methods:
-            t = comparison_table(metrics, "unet", other)
-            tables[other] = t
-            lines += [f"## Segmentation: U-Net vs {NAMES[other]}", "",
+    # the U-Net against each multi-atlas fusion; without a U-Net, the two fusions against each other
+    pairs = [("unet", o) for o in ("multi_atlas", "multi_atlas_mv")] if "unet" in methods else [
+        ("multi_atlas", "multi_atlas_mv")]
+    for first, other in pairs:
+        if first in methods and other in methods:
+            t = comparison_table(metrics, first, other)
+            tables[f"{first}_vs_{other}"] = t
+            lines += [f"## Segmentation: {NAMES[first]} vs {NAMES[other]}", "",
                       "Mean ± SD over the test segmentations of all splits (an infinite distance, a muscle the "
                       "method missed entirely, is left out and counted as 'missed'); paired Wilcoxon signed-rank "
                       "test over the n pairs (same split and subject) finite in both methods, RVD tested as |RVD|; "
-                      f"Holm adjustment over the {len(t)} tests of this table.", ""] + _markdown_comparison(t, "unet", other) + [""]
+                      f"Holm adjustment over the {len(t)} tests of this table.", ""]
+            lines += _markdown_comparison(t, first, other) + [""]
     if tables:
-        pd.concat([t.assign(comparison=f"unet_vs_{o}") for o, t in tables.items()]).to_csv(
+        pd.concat([t.assign(comparison=name) for name, t in tables.items()]).to_csv(
             rdir / "segmentation_table.csv", index=False)
     else:
         # a single method: plain summary per muscle
