@@ -148,8 +148,8 @@ def _stem(path: str | Path) -> str:
 
 
 def measure_subject(scan: DixonScan, label: np.ndarray, label_affine: np.ndarray, ff_method: str = "auto",
-                    ff_scale: str | None = None, erosion_mm: float | None = None, min_volume_ml: float = 1.0
-                    ) -> tuple[QuantResult, FFResult]:
+                    ff_scale: str | None = None, erosion_mm: float | None = None, min_volume_ml: float = 1.0,
+                    border_trim_ff: float | None = 0.7) -> tuple[QuantResult, FFResult]:
     """FF map, fat-water swap check and per-muscle statistics of one subject: what every front end reports.
 
     Args:
@@ -161,6 +161,8 @@ def measure_subject(scan: DixonScan, label: np.ndarray, label_affine: np.ndarray
         erosion_mm: in-plane erosion for the core mean (None = 1 voxel in-plane).
         min_volume_ml: label sides below this volume get status ``too_small`` and no FF
             (see :func:`scripts.quantify.quantify_muscles`).
+        border_trim_ff: border voxels above this FF touching unlabelled fat are left out
+            (:func:`scripts.quantify.trim_fat_border`); ``None`` counts every label voxel.
 
     Returns:
         ``(result, ffr)``: the :class:`scripts.quantify.QuantResult` (tables) and the FF map with its provenance.
@@ -174,7 +176,8 @@ def measure_subject(scan: DixonScan, label: np.ndarray, label_affine: np.ndarray
         swap = detect_fat_water_swap(scan.images["water"], scan.images["fat"], labels=lab_ff,
                                      slice_axis=scan.slice_axis, voxel_size_mm=scan.spacing_mm)
     result = quantify_muscles(label, label_affine, ffr.ff, ffr.affine, dict(ffr.provenance), erosion_mm=erosion_mm,
-                              subject=scan.subject, swap_report=swap, min_volume_ml=min_volume_ml)
+                              subject=scan.subject, swap_report=swap, min_volume_ml=min_volume_ml,
+                              border_trim_ff=border_trim_ff)
     return result, ffr
 
 
@@ -201,13 +204,15 @@ class QuantifyDixond(MapTransform):
         overwrite: replace results of a different run.
         version: bundle version written into the manifest.
         min_volume_ml: smallest label side (mL) given an FF; smaller ones get status ``too_small``.
+        border_trim_ff: border voxels above this FF touching unlabelled fat are left out (None: keep all).
     """
 
     def __init__(self, keys: KeysCollection = "pred", output_dir: str = "eval", ff_method: str = "auto",
                  ff_scale: str | None = None, erosion_mm: float | None = None, reference_file: str | None = None,
                  participants_file: str | None = None, model_file: str | None = None,
                  cohort_table: str = "cohort_ff_table.csv", report: bool = True, overwrite: bool = False,
-                 version: str = "", min_volume_ml: float = 1.0, allow_missing_keys: bool = False) -> None:
+                 version: str = "", min_volume_ml: float = 1.0, border_trim_ff: float | None = 0.7,
+                 allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.output_dir = Path(output_dir)
         self.ff_method = ff_method
@@ -224,6 +229,7 @@ class QuantifyDixond(MapTransform):
         self.overwrite = overwrite
         self.version = version
         self.min_volume_ml = min_volume_ml
+        self.border_trim_ff = border_trim_ff
 
     def _demographics(self, subject: str) -> dict[str, Any]:
         if self.participants is None:
@@ -247,7 +253,7 @@ class QuantifyDixond(MapTransform):
             "inputs": {role: file_fingerprint(path) for role, path in sorted(files.items())},
             "model": self.model_fp,
             "settings": {"ff_method": self.ff_method, "ff_scale": self.ff_scale, "erosion_mm": self.erosion_mm,
-                         "min_volume_ml": self.min_volume_ml,
+                         "min_volume_ml": self.min_volume_ml, "border_trim_ff": self.border_trim_ff,
                          "reference": self.reference_file or "bmc2026_lumbar_ff"},
         }
 
@@ -299,7 +305,7 @@ class QuantifyDixond(MapTransform):
         # a re-run of a subject is unfinished until MarkDoned writes its marker again
         (sdir / f"{scan.subject}{DONE_SUFFIX}").unlink(missing_ok=True)
         result, ffr = measure_subject(scan, label, label_affine, self.ff_method, self.ff_scale, self.erosion_mm,
-                                      self.min_volume_ml)
+                                      self.min_volume_ml, self.border_trim_ff)
         prov = dict(ffr.provenance)
         write_tables(result, sdir, scan.subject, overwrite=True)
         ff_img = nib.Nifti1Image((ffr.ff * 100.0).astype(np.float32), ffr.affine)

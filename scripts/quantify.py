@@ -72,7 +72,7 @@ TABLE_COLUMNS: tuple[str, ...] = (
     "volume_ml", "n_voxels", "n_excluded_voxels", "n_core_voxels",
     "slice_first", "slice_last", "z_first_mm", "z_last_mm", "truncated_inferior", "truncated_superior",
     *_SWAP_COLUMNS,
-    *PROVENANCE_KEYS, "erosion", "core_erosion",
+    *PROVENANCE_KEYS, "erosion", "core_erosion", "border_trim", "n_trimmed_voxels",
 )
 
 #: Columns of :attr:`QuantResult.slices`, in order.
@@ -163,6 +163,37 @@ def _erosion_text(erosion_mm: float | None) -> str:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def trim_fat_border(label: np.ndarray, ff: np.ndarray, slice_axis: int, trim_ff: float = 0.7,
+                    fat_ff: float = 0.8) -> np.ndarray:
+    """Drop the label's border voxels that are mostly fat: the partial-volume rule a reader applies at a fascia.
+
+    A labelled voxel is removed when its FF exceeds ``trim_ff`` and it touches, in-plane (4-connected), an
+    unlabelled voxel of fat (FF above ``fat_ff``). With muscle at FF ~0.1-0.3 and fat at ~0.9, such a voxel holds
+    less than a third of muscle. One pass only: interior fat (marbling) is never touched, and neither is a border
+    against non-fat tissue. Why: the network works on a 2x2x4 mm grid, so its boundary on the native grid is
+    uncertain by about a voxel, and the voxels it wrongly includes on the fat side are the ones that move a muscle's
+    mean FF (on held-out phantoms, +0.9 pp on average before this step).
+
+    Args:
+        label: 3D label map on the FF grid (0 = background).
+        ff: 3D FF fraction map (NaN = excluded, never counted as fat).
+        slice_axis: axial voxel axis of the grid.
+        trim_ff: FF above which a border voxel next to fat is removed.
+        fat_ff: FF above which an unlabelled voxel counts as fat.
+
+    Returns:
+        A new label map with the trimmed voxels set to 0.
+    """
+    if not 0.0 < trim_ff <= fat_ff <= 1.0:
+        raise ValueError(f"need 0 < trim_ff <= fat_ff <= 1, got trim_ff={trim_ff}, fat_ff={fat_ff}")
+    f = np.nan_to_num(np.asarray(ff, dtype=np.float32), nan=0.0)
+    fat_outside = (label == 0) & (f > fat_ff)
+    near_fat = ndimage.binary_dilation(fat_outside, structure=_in_plane_structure(slice_axis, np.ones(3), None))
+    out = label.copy()
+    out[(label != 0) & near_fat & (f > trim_ff)] = 0
+    return out
+
+
 def _stats_pct(values: np.ndarray) -> dict[str, float]:
     """Mean, median, SD (ddof 0), P25 and P75 of FF fractions, in percent; NaN for no value."""
     if values.size == 0:
@@ -244,6 +275,7 @@ def quantify_muscles(
     subject: str | None = None,
     swap_report: SwapReport | None = None,
     min_volume_ml: float = 0.0,
+    border_trim_ff: float | None = None,
 ) -> QuantResult:
     """Per-muscle FF statistics, volumes, slice ranges and per-slice profiles of one subject.
 
@@ -295,6 +327,9 @@ def quantify_muscles(
             stray voxels say nothing about a muscle (a failed segmentation gave 1 voxel and "4 %" for an iliacus
             of 11 mL and 25 % FF). One axial slice of the smallest muscle here (QL, ~3 cm^2 x 3 mm) is ~1 mL, the
             bundle's setting (inference.json ``min_muscle_volume_ml``); the default 0 keeps every label.
+        border_trim_ff: with a value, border voxels above this FF that touch unlabelled fat are left out of every
+            statistic and of the volume (:func:`trim_fat_border`; the bundle uses 0.7); ``n_trimmed_voxels`` counts
+            them and ``border_trim`` says the rule. ``None`` (default): every label voxel counts, the paper's rule.
 
     Returns:
         A :class:`QuantResult` with ``table``, ``slices`` and ``meta``.
@@ -335,6 +370,12 @@ def quantify_muscles(
     except ValueError:
         resampled = True
     slice_axis = slice_axis_from_affine(aff)
+    untrimmed = mapped
+    if border_trim_ff is not None:
+        mapped = trim_fat_border(mapped, ffa, slice_axis, trim_ff=border_trim_ff)
+    trimmed_per_label = np.bincount(untrimmed[mapped != untrimmed].ravel(), minlength=NUM_CLASSES)
+    trim_text = "none" if border_trim_ff is None else (
+        f"border voxels with FF > {border_trim_ff:g} touching unlabelled fat (FF > 0.8) in-plane left out")
     plane_axes = [a for a in range(3) if a != slice_axis]
     cols = aff[:3, :3]
     spacing = np.linalg.norm(cols, axis=0)
@@ -413,6 +454,7 @@ def quantify_muscles(
         })
         row.update(_swap_fields(v, first, last, swap_report))
         row["status"] = _status(n_vox, int(valid.sum()), trunc_inf or trunc_sup, row["swap_suspected"], too_small)
+        row["n_trimmed_voxels"] = int(trimmed_per_label[v])
         rows.append(row)
     by_value = {r["label"]: r for r in rows}
     for row in rows:
@@ -427,6 +469,7 @@ def quantify_muscles(
         row.update(prov)
         row["erosion"] = "none"
         row["core_erosion"] = _erosion_text(erosion_mm)
+        row["border_trim"] = trim_text
     extra = [k for k in prov if k not in PROVENANCE_KEYS]
     table = pd.DataFrame(rows, columns=[*TABLE_COLUMNS, *extra])
     table = _typed_table(table)
@@ -466,7 +509,7 @@ def _lr_mean_rows(rows: list[dict[str, Any]], subject: str | None, z_of_slice: n
                                "aggregation": _AGG_LR_MEAN}
         for c in _STAT_COLUMNS:
             row[c] = 0.5 * (left[c] + right[c])  # NaN unless both sides have a value
-        for c in ("volume_ml", "n_voxels", "n_excluded_voxels", "n_core_voxels"):
+        for c in ("volume_ml", "n_voxels", "n_excluded_voxels", "n_core_voxels", "n_trimmed_voxels"):
             row[c] = left[c] + right[c]
         firsts = [r["slice_first"] for r in (left, right) if r["slice_first"] is not None]
         lasts = [r["slice_last"] for r in (left, right) if r["slice_last"] is not None]
@@ -490,7 +533,7 @@ def _typed_table(table: pd.DataFrame) -> pd.DataFrame:
     """Stable dtypes: nullable integers for label and slice range, nullable booleans for the swap columns."""
     table = table.astype({
         "label": "Int64", "slice_first": "Int64", "slice_last": "Int64",
-        "n_voxels": "int64", "n_excluded_voxels": "int64", "n_core_voxels": "int64",
+        "n_voxels": "int64", "n_excluded_voxels": "int64", "n_core_voxels": "int64", "n_trimmed_voxels": "int64",
         "truncated_inferior": "bool", "truncated_superior": "bool",
         **{c: "float64" for c in (*_STAT_COLUMNS, "volume_ml", "z_first_mm", "z_last_mm")},
         **{c: "boolean" for c in _SWAP_COLUMNS},

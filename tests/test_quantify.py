@@ -339,3 +339,34 @@ def test_too_small_labels_get_no_ff_and_asymmetric_volumes_are_flagged():
     assert il.status == ir.status == "ok" and ir.ff_mean_pct == pytest.approx(25.0)
     # without a minimum every voxel counts, as before
     assert _row(quantify_muscles(label, affine, ff, affine, PROV), "psoas", "right").ff_mean_pct == pytest.approx(25.0)
+
+
+def test_fat_border_trim_known_answer():
+    # one slice: a 6x6 muscle (FF 0.1, x and y 2-7) in fat (FF 0.95); its row y = 2 is a partial-volume rim (FF 0.8)
+    # against the fat, its row y = 7 borders lean unlabelled tissue (FF 0.1, y >= 8) and holds one fatty voxel (0.9);
+    # an interior streak voxel is 0.9; one rim voxel is 0.65 (below the 0.7 threshold)
+    ff = np.full((12, 12, 3), 0.95, np.float32)
+    ff[:, 8:, :] = 0.1  # lean tissue right of the muscle (x >= 8)
+    label = np.zeros(ff.shape, np.uint8)
+    label[2:8, 2:8, 1] = 1
+    ff[2:8, 2:8, 1] = 0.1
+    ff[2:8, 2, 1] = 0.8        # rim against fat: trimmed, except ...
+    ff[4, 2, 1] = 0.65         # ... this one, below the threshold
+    ff[5, 7, 1] = 0.9          # fatty voxel on the border with lean tissue: kept
+    ff[4, 4, 1] = 0.9          # interior streak: kept
+    from scripts.quantify import trim_fat_border
+
+    trimmed = trim_fat_border(label, ff, slice_axis=2, trim_ff=0.7)
+    removed = (label == 1) & (trimmed == 0)
+    assert removed.sum() == 5 and removed[2:8, 2, 1].sum() == 5 and not removed[4, 2, 1]
+    # the columns x = 2 and x = 7 border fat too, but their voxels are lean (0.1) and stay
+    res = quantify_muscles(label, np.eye(4), ff, np.eye(4), PROV, border_trim_ff=0.7)
+    row = _row(res, "psoas", "left")
+    assert row.n_trimmed_voxels == 5 and row.n_voxels == 31
+    # kept: 28 lean voxels, the 0.65 rim voxel and the two 0.9 voxels
+    assert row.ff_mean_pct == pytest.approx(100 * (28 * 0.1 + 0.65 + 0.9 + 0.9) / 31, abs=1e-4)
+    assert "FF > 0.7" in row.border_trim
+    plain = _row(quantify_muscles(label, np.eye(4), ff, np.eye(4), PROV), "psoas", "left")
+    assert plain.n_trimmed_voxels == 0 and plain.n_voxels == 36 and plain.border_trim == "none"
+    with pytest.raises(ValueError, match="trim_ff"):
+        trim_fat_border(label, ff, 2, trim_ff=0.9, fat_ff=0.8)
