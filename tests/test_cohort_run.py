@@ -103,3 +103,20 @@ def test_torchrun_two_processes_give_the_same_table_as_one(cohort, one_process, 
     _run(cmd)
     pd.testing.assert_frame_equal(_table(out), _table(one_process))
     assert len(list(out.glob("*/*_done.json"))) == 4
+
+
+def test_requantify_reproduces_the_run_and_applies_other_settings(one_process, tmp_path):
+    from scripts.requantify import run
+
+    same = tmp_path / "same.csv"
+    assert "4 subjects" in run(str(one_process), str(same))  # the bundle's defaults
+    new, old = pd.read_csv(same), _table(one_process)
+    cols = ["ff_mean_pct", "ff_median_pct", "ff_core_mean_pct", "volume_ml", "n_voxels", "n_trimmed_voxels"]
+    pd.testing.assert_frame_equal(new[cols], old[cols])
+    plain = tmp_path / "plain.csv"
+    run(str(one_process), str(plain), border_trim_ff=None)
+    p = pd.read_csv(plain)
+    assert (p.n_trimmed_voxels == 0).all() and (p.border_trim == "none").all()
+    assert (p.n_voxels >= old.n_voxels).all()
+    with pytest.raises(FileExistsError):
+        run(str(one_process), str(plain))  # other content: refused
