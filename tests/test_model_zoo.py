@@ -40,8 +40,10 @@ def tiny_data(tmp_path_factory) -> Path:
     ("train", [CONFIGS / "train.json"]),
     ("train", [CONFIGS / "train.json", CONFIGS / "evaluate.json"]),
 ])
-def test_workflow_properties_are_complete(workflow_type, configs, tiny_data):
-    wf = _workflow(workflow_type, [str(c) for c in configs], dataset_dir=str(tiny_data))
+def test_workflow_properties_are_complete(workflow_type, configs, tiny_data, tmp_path):
+    # outputs (TensorBoard event files of the train handlers) go to tmp_path, never into the bundle's eval/
+    wf = _workflow(workflow_type, [str(c) for c in configs], dataset_dir=str(tiny_data),
+                   output_dir=str(tmp_path / "eval"))
     wf.initialize()
     assert not wf.check_properties()
     assert wf.bundle_root == str(BUNDLE_ROOT)
