@@ -764,7 +764,8 @@ class RandAnatomicalDeform(_RandWarp):
     affines (physical mm, any orientation), and the image is sampled once at ``x + u(x)``.
 
     Args:
-        model: the model, or the path of its ``.npz`` file (see ``AnatomicalVariabilityModel.save``).
+        model: the model, or the path of its ``.npz`` file (see ``AnatomicalVariabilityModel.save``); ``None`` or
+            ``""``: no model, the transform returns its input unchanged (an optional step in a configuration).
         scale: multiplies the sampled field (>= 0); 1 reproduces the training set's variability.
         max_std: coefficients are clipped to +/- this many standard deviations (> 0).
         num_components: use only the first k modes (None: all).
@@ -777,7 +778,7 @@ class RandAnatomicalDeform(_RandWarp):
 
     def __init__(
         self,
-        model: AnatomicalVariabilityModel | str | Path,
+        model: AnatomicalVariabilityModel | str | Path | None,
         scale: float = 1.0,
         max_std: float = 3.0,
         num_components: int | None = None,
@@ -786,16 +787,20 @@ class RandAnatomicalDeform(_RandWarp):
         padding_mode: str = "border",
     ) -> None:
         super().__init__(prob, mode, padding_mode)
-        if isinstance(model, (str, Path)):
+        if model is None or (isinstance(model, str) and not model):
+            # Why: train.json names the model file as an option; without one the transform passes data through.
+            model = None
+        elif isinstance(model, (str, Path)):
             model = AnatomicalVariabilityModel.load(model)
-        if not isinstance(model, AnatomicalVariabilityModel):
+        if model is not None and not isinstance(model, AnatomicalVariabilityModel):
             raise TypeError(f"model must be an AnatomicalVariabilityModel or a path to one, not {type(model).__name__}")
         if not _is_number(scale) or scale < 0:
             raise ValueError(f"scale must be a number >= 0, not {scale!r}")
         if not _is_number(max_std) or max_std <= 0:
             raise ValueError(f"max_std must be a number > 0, not {max_std!r}")
-        k_all = model.num_components
-        if num_components is not None and (not isinstance(num_components, int) or not 1 <= num_components <= k_all):
+        k_all = 0 if model is None else model.num_components
+        if model is not None and num_components is not None and (
+                not isinstance(num_components, int) or not 1 <= num_components <= k_all):
             raise ValueError(f"num_components must be None or an integer in [1, {k_all}], not {num_components!r}")
         self.model = model
         self.scale = float(scale)
@@ -843,7 +848,7 @@ class RandAnatomicalDeform(_RandWarp):
         return warp(self.model_field_mm(), model_vox.to(torch.float32), "bilinear", "border")
 
     def _coords(self, spatial_shape: tuple[int, ...], affine: np.ndarray, **kwargs: Any) -> torch.Tensor | None:
-        if self.scale == 0 or not np.any(self.coefficients):
+        if self.model is None or self.scale == 0 or not np.any(self.coefficients):
             return None
         u_world = self.displacement_field_world_mm(spatial_shape, affine, kwargs.get("center_mm"))
         inv = torch.as_tensor(np.linalg.inv(affine[:3, :3]), dtype=torch.float32)
@@ -874,7 +879,7 @@ class RandAnatomicalDeformd(_RandWarpd):
     def __init__(
         self,
         keys: KeysCollection,
-        model: AnatomicalVariabilityModel | str | Path,
+        model: AnatomicalVariabilityModel | str | Path | None,
         scale: float = 1.0,
         max_std: float = 3.0,
         num_components: int | None = None,

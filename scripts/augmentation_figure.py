@@ -26,6 +26,7 @@ from monai.transforms import LoadImage, Orientation, RandAdjustContrastd, RandBi
 from monai.transforms import RandRicianNoised
 
 from scripts.anatomical_variability import AnatomicalVariabilityModel
+from scripts.acquisition_augmentation import RandDixonContrastd, RandFieldOfViewd
 from scripts.augmentation import (
     RandAnatomicalDeformd,
     RandBSplineDeformd,
@@ -44,7 +45,8 @@ logger = logging.getLogger(__name__)
 Example = tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]
 
 
-def augmentation_examples(model: AnatomicalVariabilityModel | str | Path | None = None) -> list[Example]:
+def augmentation_examples(model: AnatomicalVariabilityModel | str | Path | None = None,
+                          dixon: bool = False) -> list[Example]:
     """The augmentations shown in the figure, each set to always apply, as ``(title, dict transform)`` pairs.
 
     Spatial rows use the training defaults (rigid: up to 5/5/10 degrees, 5 % scale, 5 mm; B-spline: 7 x 7 x 5
@@ -53,6 +55,8 @@ def augmentation_examples(model: AnatomicalVariabilityModel | str | Path | None 
 
     Args:
         model: anatomical variability model (or its ``.npz`` path); without it that row is left out.
+        dixon: add the contrasts synthesised from water and fat (the input dictionary must hold ``"water"`` and
+            ``"fat"``): fat image, fat-bright (T1-like), water image, opposed phase.
     """
     keys = ["image", "label"]
     examples: list[Example] = [
@@ -63,6 +67,14 @@ def augmentation_examples(model: AnatomicalVariabilityModel | str | Path | None 
         examples.append(("anatomical (PCA)", RandAnatomicalDeformd(keys, model, prob=1.0)))
     examples += [
         ("left-right flip", RandLeftRightFlipd(keys, label_keys="label", prob=1.0)),
+        ("short field of view (z)", RandFieldOfViewd(keys, label_keys="label", prob=1.0, world_axes=(2,),
+                                                     extent_range=(0.4, 0.4))),
+    ]
+    if dixon:
+        examples += [(f"Dixon contrast: {name}", RandDixonContrastd("image", prob=1.0, kinds=[kind]))
+                     for name, kind in (("fat image", "fat"), ("fat-bright", "fat_bright"), ("water image", "water"),
+                                        ("opposed phase", "opposed"))]
+    examples += [
         ("histogram remap", RandIntensityRemapd("image", prob=1.0, invert_prob=0.0, non_monotonic_prob=0.0)),
         ("contrast inversion", RandIntensityRemapd("image", prob=1.0, invert_prob=1.0, non_monotonic_prob=0.0)),
         ("gamma", RandAdjustContrastd("image", prob=1.0, gamma=(0.7, 1.5))),
@@ -123,6 +135,8 @@ def save_augmentation_figure(
     label: Any,
     output: str = "augmentations.png",
     model: str | None = None,
+    water: Any = None,
+    fat: Any = None,
     seed: int = 0,
     dpi: int = 120,
 ) -> str:
@@ -133,6 +147,7 @@ def save_augmentation_figure(
         label: NIfTI path or MetaTensor, same grid as ``image``.
         output: PNG path to write (folders are created).
         model: optional ``.npz`` of an anatomical variability model (adds that row).
+        water, fat: optional Dixon water and fat images on the image's grid (add the synthesised contrasts).
         seed: random seed of every augmentation (same seed, same figure).
         dpi: resolution of the PNG.
 
@@ -149,7 +164,12 @@ def save_augmentation_figure(
     before = _slices(img[0].numpy(), spacing, centre)
     before_lab = _slices(lab[0].numpy(), spacing, centre)
 
-    examples = augmentation_examples(model)
+    extra = {}
+    if water is not None and fat is not None:
+        extra = {"water": _load(water, "water").to(torch.float32), "fat": _load(fat, "fat").to(torch.float32)}
+        if any(v.shape[1:] != img.shape[1:] for v in extra.values()):
+            raise ValueError(f"water and fat must share the image's grid {tuple(img.shape[1:])}")
+    examples = augmentation_examples(model, dixon=bool(extra))
     fig = Figure(figsize=(8.0, 1.9 * len(examples)), dpi=dpi)
     axes = fig.subplots(len(examples), 4, squeeze=False)
     for row, (title, transform) in enumerate(examples):
@@ -157,7 +177,7 @@ def save_augmentation_figure(
         with warnings.catch_warnings():
             # Why: a small input triggers the B-spline folding warning; the figure is for looking, not training.
             warnings.simplefilter("ignore", RuntimeWarning)
-            out: Mapping[str, Any] = transform({"image": img.clone(), "label": lab.clone()})
+            out: Mapping[str, Any] = transform({"image": img.clone(), "label": lab.clone(), **extra})
         after = _slices(torch.as_tensor(out["image"])[0].float().numpy(), spacing, centre)
         after_lab = _slices(torch.as_tensor(out["label"])[0].numpy(), spacing, centre)
         for col, view in enumerate(("axial", "coronal")):

@@ -1,0 +1,251 @@
+"""Augmentations that imitate other acquisitions than the training scans: other contrasts and shorter coverage.
+
+Why: a network trained on in-phase images alone found almost nothing on real single-contrast lumbar scans (a
+fat-bright image whose muscle is nearly black, 20 slices of 4.4 mm; docs/README.md, "Real scans"). Histogram
+remapping of the in-phase image cannot produce those, because in-phase muscle and fat differ by a fixed ratio.
+A Dixon set can: any weighted sum of its water and fat images is a physically possible contrast (fat image,
+water image, T1/T2-weighted-like fat-bright images, in-phase), and their difference magnitude is the opposed-phase
+image with its dark fat-water boundaries. Short fields of view (a scan of 20 slices, a body cut by the in-plane
+field of view) are imitated by blanking everything outside a random slab, as sliding-window inference does by
+zero-padding a small image.
+
+- :class:`RandDixonContrast` / :class:`RandDixonContrastd`: the network image replaced by a random water/fat mix;
+- :class:`RandFieldOfView` / :class:`RandFieldOfViewd`: everything outside a random slab along one patient axis
+  set to zero in the images and to background in the labels.
+
+Conventions as in :mod:`scripts.augmentation`: channel-first ``(C, X, Y, Z)`` inputs, the MetaTensor ``affine``
+maps voxels to RAS mm, randomness drawn once per call in ``randomize()``, dictionary versions apply one draw to
+every key.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import MapTransform, RandomizableTransform
+from monai.utils import convert_to_dst_type, ensure_tuple
+
+from scripts.augmentation import _as_spatial_tensor, _parse_probability, _parse_range, _ras_affine, \
+    array_axis_of_world_axis
+
+__all__ = ["DIXON_CONTRASTS", "RandDixonContrast", "RandDixonContrastd", "RandFieldOfView", "RandFieldOfViewd"]
+
+logger = logging.getLogger(__name__)
+
+#: contrast kind -> (range of the water weight, range of the fat weight) of ``w_water * W + w_fat * F``;
+#: ``"opposed"`` is ``|W - F|`` (2-point Dixon opposed-phase magnitude). Muscle/fat signal ratios for muscle FF
+#: 0.1-0.2 (pure fat = 1): fat 0.1-0.2, fat_bright 0.2-0.7 (T1- or fast-spin-echo T2-weighted look),
+#: in_phase about 1 (the training default), water 3-15 (fat dark).
+DIXON_CONTRASTS: dict[str, tuple[tuple[float, float], tuple[float, float]] | None] = {
+    "fat": ((0.0, 0.1), (1.0, 1.0)),
+    "fat_bright": ((0.1, 0.7), (1.0, 1.0)),
+    "in_phase": ((0.8, 1.25), (1.0, 1.0)),
+    "water": ((1.0, 1.0), (0.0, 0.3)),
+    "opposed": None,
+}
+
+
+class RandDixonContrast(RandomizableTransform):
+    """Random image contrast synthesised from a Dixon water and fat pair.
+
+    One kind is drawn from ``kinds`` (see :data:`DIXON_CONTRASTS`) and its weights uniformly from the kind's
+    ranges; the output is ``w_water * water + w_fat * fat`` or, for ``"opposed"``, ``|water - fat|``. Water and
+    fat must be magnitude images on the same scale (as a Dixon reconstruction writes them); the output is on that
+    scale too, so normalise intensities afterwards (e.g. ``ScaleIntensityRangePercentilesd``).
+
+    Args:
+        prob: probability of synthesising a contrast, in [0, 1]; otherwise ``__call__`` returns ``None`` and the
+            caller keeps its image.
+        kinds: contrast kinds to draw from, with equal probability (names of :data:`DIXON_CONTRASTS`).
+    """
+
+    def __init__(self, prob: float = 0.5, kinds: Sequence[str] = tuple(DIXON_CONTRASTS)) -> None:
+        RandomizableTransform.__init__(self, _parse_probability(prob))
+        kinds = tuple(ensure_tuple(kinds))
+        unknown = [k for k in kinds if k not in DIXON_CONTRASTS]
+        if not kinds or unknown:
+            raise ValueError(f"kinds must be a non-empty subset of {sorted(DIXON_CONTRASTS)}, not {kinds!r}")
+        self.kinds = kinds
+        self.kind = kinds[0]
+        self.weights = (1.0, 1.0)
+
+    def randomize(self, data: Any = None) -> None:
+        super().randomize(None)
+        if not self._do_transform:
+            return
+        self.kind = self.kinds[self.R.randint(len(self.kinds))]
+        ranges = DIXON_CONTRASTS[self.kind]
+        if ranges is not None:
+            self.weights = (float(self.R.uniform(*ranges[0])), float(self.R.uniform(*ranges[1])))
+        logger.debug("RandDixonContrast draw: kind=%s weights=%s", self.kind, self.weights)
+
+    def __call__(self, water: Any, fat: Any, randomize: bool = True) -> torch.Tensor | None:
+        """Mix ``water`` and ``fat`` (C, X, Y, Z), same shape; ``None`` when this call does not transform.
+
+        The result carries the water image's metadata (affine) and is float32.
+        """
+        w = _as_spatial_tensor(water, type(self).__name__)
+        f = _as_spatial_tensor(fat, type(self).__name__)
+        if w.shape != f.shape:
+            raise ValueError(f"RandDixonContrast: water {tuple(w.shape)} and fat {tuple(f.shape)} differ in shape")
+        if randomize:
+            self.randomize(None)
+        if not self._do_transform:
+            return None
+        wa = (w.as_tensor() if isinstance(w, MetaTensor) else w).to(torch.float32)
+        fa = (f.as_tensor() if isinstance(f, MetaTensor) else f).to(torch.float32)
+        out = (wa - fa).abs() if self.kind == "opposed" else self.weights[0] * wa + self.weights[1] * fa
+        return convert_to_dst_type(out, w, dtype=torch.float32)[0]
+
+
+class RandDixonContrastd(RandomizableTransform, MapTransform):
+    """Dictionary version of :class:`RandDixonContrast`: replaces ``keys`` (the network image) by a water/fat mix.
+
+    When the water or the fat key is missing (a datalist with one image per subject), the image is left as it is,
+    so the same training configuration serves single-contrast datalists.
+
+    Args:
+        keys: the image key(s) to replace (normally one, e.g. ``"image"``).
+        water_key: key of the water image, same grid as the image.
+        fat_key: key of the fat image.
+        prob: probability of replacing, in [0, 1].
+        kinds: contrast kinds to draw from (see :data:`DIXON_CONTRASTS`).
+    """
+
+    def __init__(self, keys: KeysCollection, water_key: str = "water", fat_key: str = "fat", prob: float = 0.5,
+                 kinds: Sequence[str] = tuple(DIXON_CONTRASTS)) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys=True)
+        RandomizableTransform.__init__(self, _parse_probability(prob))
+        self.water_key, self.fat_key = water_key, fat_key
+        self.mixer = RandDixonContrast(1.0, kinds)
+
+    def set_random_state(self, seed: int | None = None,
+                         state: np.random.RandomState | None = None) -> RandDixonContrastd:
+        super().set_random_state(seed, state)
+        self.mixer.set_random_state(seed, state)
+        return self
+
+    def randomize(self, data: Any = None) -> None:
+        super().randomize(None)
+        if self._do_transform:
+            self.mixer.randomize(None)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        self.randomize(None)
+        if not self._do_transform or self.water_key not in d or self.fat_key not in d:
+            return d
+        mixed = self.mixer(d[self.water_key], d[self.fat_key], randomize=False)
+        for key in self.key_iterator(d):
+            d[key] = mixed.clone()
+        return d
+
+
+class RandFieldOfView(RandomizableTransform):
+    """Blank everything outside a random slab along one patient axis (a shorter or tighter field of view).
+
+    A world axis is drawn from ``world_axes`` (0 = x left-right, 1 = y posterior-anterior, 2 = z inferior-superior;
+    mapped to the array axis through the affine), the slab's length as a fraction of the image's extent along it
+    from ``extent_range`` and its position uniformly. Image voxels outside become ``fill``, label voxels outside
+    background (0): a network cannot see muscle where there is no image. Shape and affine are unchanged.
+
+    Args:
+        prob: probability of applying, in [0, 1].
+        world_axes: candidate patient axes, drawn with equal probability (repeat an axis to favour it).
+        extent_range: (low, high) slab length as a fraction of the extent, 0 < low <= high <= 1.
+        fill: image value outside the slab (0: what zero-padding in sliding-window inference shows).
+    """
+
+    def __init__(self, prob: float = 0.2, world_axes: int | Sequence[int] = (2,),
+                 extent_range: Sequence[float] = (0.3, 0.8), fill: float = 0.0) -> None:
+        RandomizableTransform.__init__(self, _parse_probability(prob))
+        axes = tuple(ensure_tuple(world_axes))
+        if not axes or any(isinstance(a, bool) or a not in (0, 1, 2) for a in axes):
+            raise ValueError(f"world_axes must be a non-empty sequence of 0, 1, 2, not {world_axes!r}")
+        low, high = _parse_range(extent_range, "extent_range", minimum=0.0)
+        if low <= 0 or high > 1:
+            raise ValueError(f"extent_range must satisfy 0 < low <= high <= 1, not {extent_range!r}")
+        self.world_axes = axes
+        self.extent_range = (low, high)
+        self.fill = float(fill)
+        self.world_axis = axes[0]
+        self.fraction = 1.0
+        self.position = 0.0
+
+    def randomize(self, data: Any = None) -> None:
+        super().randomize(None)
+        if not self._do_transform:
+            return
+        self.world_axis = self.world_axes[self.R.randint(len(self.world_axes))]
+        self.fraction = float(self.R.uniform(*self.extent_range))
+        self.position = float(self.R.uniform())
+
+    def slab(self, img: Any) -> tuple[int, int, int]:
+        """(array axis, first index, stop index) of the kept slab of the last draw on ``img`` (C, X, Y, Z)."""
+        img_t = _as_spatial_tensor(img, type(self).__name__)
+        axis = array_axis_of_world_axis(_ras_affine(img_t), self.world_axis)
+        n = int(img_t.shape[1 + axis])
+        length = max(1, min(n, int(round(self.fraction * n))))
+        start = int(round(self.position * (n - length)))
+        return axis, start, start + length
+
+    def __call__(self, img: Any, is_label: bool = False, randomize: bool = True) -> torch.Tensor:
+        """Blank ``img`` (C, X, Y, Z) outside the slab; labels get 0, images ``fill``."""
+        img_t = _as_spatial_tensor(img, type(self).__name__)
+        if randomize:
+            self.randomize(None)
+        if not self._do_transform:
+            return img_t
+        axis, start, stop = self.slab(img_t)
+        out = img_t.clone()
+        value = 0 if is_label else self.fill
+        index: list[Any] = [slice(None)] * out.ndim
+        index[1 + axis] = slice(0, start)
+        out[tuple(index)] = value
+        index[1 + axis] = slice(stop, None)
+        out[tuple(index)] = value
+        return out
+
+
+class RandFieldOfViewd(RandomizableTransform, MapTransform):
+    """Dictionary version of :class:`RandFieldOfView`: one slab for all keys.
+
+    Args:
+        keys: image and label keys.
+        label_keys: which of ``keys`` are labels (set to 0 outside the slab).
+        prob, world_axes, extent_range, fill: see :class:`RandFieldOfView`.
+        allow_missing_keys: do not raise when a key is missing.
+    """
+
+    def __init__(self, keys: KeysCollection, label_keys: KeysCollection = ("label",), prob: float = 0.2,
+                 world_axes: int | Sequence[int] = (2,), extent_range: Sequence[float] = (0.3, 0.8),
+                 fill: float = 0.0, allow_missing_keys: bool = False) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, _parse_probability(prob))
+        self.label_keys = set(ensure_tuple(label_keys))
+        self.blanker = RandFieldOfView(1.0, world_axes, extent_range, fill)
+
+    def set_random_state(self, seed: int | None = None,
+                         state: np.random.RandomState | None = None) -> RandFieldOfViewd:
+        super().set_random_state(seed, state)
+        self.blanker.set_random_state(seed, state)
+        return self
+
+    def randomize(self, data: Any = None) -> None:
+        super().randomize(None)
+        if self._do_transform:
+            self.blanker.randomize(None)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        self.randomize(None)
+        for key in self.key_iterator(d):
+            if self._do_transform:
+                d[key] = self.blanker(d[key], is_label=key in self.label_keys, randomize=False)
+        return d
