@@ -168,8 +168,8 @@ def test_train_json_uses_water_and_fat_only_when_listed(tmp_path: Path) -> None:
     parser = ConfigParser()
     parser.read_config(str(BUNDLE / "configs" / "train.json"))
     # intensity randomisation off, so the [0, 1] scaling after the contrast synthesis can be checked
-    parser.update({"patch_size": [32, 32, 16], "contrast_prob": 1.0, "train#intensity_transforms#prob": 0.0,
-                   "train#intensity_transforms#remap_prob": 0.0})
+    parser.update({"patch_size": [32, 32, 16], "contrast_prob": 1.0, "intensity_prob": 0.0,
+                   "remap_prob": 0.0})
     preprocessing = parser.get_parsed_content("train#preprocessing")
     validation = parser.get_parsed_content("validate#preprocessing")
     dixon = {k: str(tmp_path / f"{k}.nii.gz") for k in ("image", "water", "fat", "label")}

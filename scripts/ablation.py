@@ -1,0 +1,220 @@
+"""Augmentation ablation: does realistic spatial augmentation let a U-Net learn from few scans (the paper's claim)?
+
+One command::
+
+    python -m scripts.ablation run --dataset_dir phantom_train --test_dir phantom_test [--n_train 8] \\
+        [--epochs 60] [--out_dir eval/ablation] [--anatomical_model model.npz]
+
+Arms, all trained from scratch on the same ``n_train`` scans (drawn with ``seed`` from ``DIR``'s ``training``
+list; ``DIR``'s ``validation`` list picks the checkpoint) with the same seed, schedule and network:
+
+- ``none``: no augmentation at all;
+- ``rotations``: small rigid transforms (rotation up to 5/5/10 degrees, 5 % scaling, 5 mm translation);
+- ``rotations+bspline``: plus the random cubic B-spline deformation;
+- ``rotations+bspline+anatomical``: plus deformations drawn from the training scans' own variability (a PCA model
+  of their registrations, built from the same ``n_train`` label maps unless ``--anatomical_model`` is given).
+
+Every other augmentation (flip, contrast synthesis, field of view, intensity) is off in every arm, so the arms
+differ only in the spatial augmentation the paper describes. Each arm's model segments every ``testing`` scan of
+``test_dir`` through ``configs/inference.json``; Dice, RVD and HD95 per subject, muscle and side are compared with
+the ``none`` arm (paired Wilcoxon signed-rank, Holm-corrected). Steps are resumable (markers as in
+:mod:`scripts.cross_validation`). Output: ``out_dir/metrics.csv`` and ``out_dir/report.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scripts.agreement import holm_correction, paired_wilcoxon
+from scripts.atomic_io import atomic_write_text
+from scripts.cross_validation import PATH_KEYS, _predict_unet, _train_unet, run_step
+from scripts.evaluate_phantom import evaluate_run
+
+__all__ = ["ARMS", "COMMON_OVERRIDES", "arm_overrides", "ablation_table", "run"]
+
+logger = logging.getLogger(__name__)
+
+#: train.json settings shared by every arm: everything but the spatial augmentation off
+COMMON_OVERRIDES: dict[str, Any] = {"flip_prob": 0.0, "contrast_prob": 0.0, "field_of_view_prob": 0.0,
+                                    "intensity_prob": 0.0, "remap_prob": 0.0}
+#: arm -> train.json settings ("anatomical_model" is filled in with the model's path)
+ARMS: dict[str, dict[str, Any]] = {
+    "none": {"rigid_prob": 0.0, "bspline_prob": 0.0, "anatomical_model": ""},
+    "rotations": {"rigid_prob": 0.3, "bspline_prob": 0.0, "anatomical_model": ""},
+    "rotations+bspline": {"rigid_prob": 0.3, "bspline_prob": 0.3, "anatomical_model": ""},
+    "rotations+bspline+anatomical": {"rigid_prob": 0.3, "bspline_prob": 0.3, "anatomical_model": None,
+                                     "anatomical_prob": 0.3},
+}
+METRICS = ("dice", "rvd", "hd95_mm")
+
+
+def arm_overrides(arm: str, anatomical_model: str | None) -> dict[str, Any]:
+    """The train.json settings of one arm (``anatomical_model``: path used where the arm needs one)."""
+    if arm not in ARMS:
+        raise ValueError(f"unknown arm {arm!r}; arms are {list(ARMS)}")
+    values = {**COMMON_OVERRIDES, **ARMS[arm]}
+    if values["anatomical_model"] is None:
+        if not anatomical_model:
+            raise ValueError(f"arm {arm!r} needs an anatomical variability model")
+        values["anatomical_model"] = str(anatomical_model)
+    return values
+
+
+def _absolute(entry: Mapping[str, Any], root: Path) -> dict[str, Any]:
+    return {k: (str((root / v).resolve()) if k in PATH_KEYS and isinstance(v, str) else v) for k, v in entry.items()}
+
+
+def _write_datalist(dataset_dir: Path, test_dir: Path, n_train: int, seed: int, out: Path) -> Path:
+    data = json.loads((dataset_dir / "datalist.json").read_text())
+    test = json.loads((test_dir / "datalist.json").read_text())
+    training, validation = data.get("training") or [], data.get("validation") or []
+    if len(training) < n_train:
+        raise ValueError(f"{dataset_dir}/datalist.json: {len(training)} training scans, fewer than n_train={n_train}")
+    if not validation:
+        raise ValueError(f"{dataset_dir}/datalist.json: no 'validation' list (it picks each arm's checkpoint)")
+    if not test.get("testing"):
+        raise ValueError(f"{test_dir}/datalist.json: no 'testing' list (the held-out scans)")
+    pick = sorted(np.random.default_rng(seed).choice(len(training), size=n_train, replace=False).tolist())
+    datalist = {"training": [_absolute(training[i], dataset_dir) for i in pick],
+                "validation": [_absolute(e, dataset_dir) for e in validation],
+                "testing": [_absolute(e, test_dir) for e in test["testing"]]}
+    path = out / "datalist.json"
+    if path.is_file() and json.loads(path.read_text()) != datalist:
+        raise ValueError(f"{path} exists with other subjects; use another --out_dir (nothing was overwritten)")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(datalist, indent=2) + "\n")
+    return path
+
+
+def ablation_table(metrics: pd.DataFrame, baseline: str = "none") -> pd.DataFrame:
+    """Per arm, muscle (L/R mean rows) and metric: mean, SD and the paired Wilcoxon p against ``baseline``.
+
+    The test needs at least 3 subject pairs with finite values; otherwise ``p_wilcoxon`` is NaN.
+
+    Args:
+        metrics: long table with columns ``arm``, ``subject``, ``muscle``, ``side`` and :data:`METRICS`.
+        baseline: the arm every other arm is compared with.
+    """
+    means = metrics[metrics.side == "mean"]
+    rows = []
+    for arm in means.arm.unique():
+        for muscle in means.muscle.unique():
+            a = means[(means.arm == arm) & (means.muscle == muscle)].set_index("subject")
+            b = means[(means.arm == baseline) & (means.muscle == muscle)].set_index("subject")
+            for metric in METRICS:
+                x = a[metric].astype(float)
+                row = {"arm": arm, "muscle": muscle, "metric": metric, "mean": x.mean(), "sd": x.std(ddof=1),
+                       "n": int(x.notna().sum()), "p_wilcoxon": np.nan}
+                if arm != baseline:
+                    pair = pd.concat([x, b[metric].astype(float)], axis=1, join="inner")
+                    # Why: an empty prediction has an infinite HD95; such pairs cannot be ranked, only counted.
+                    pair = pair[np.isfinite(pair).all(axis=1)]
+                    if len(pair) >= 3 and not np.allclose(pair.iloc[:, 0], pair.iloc[:, 1]):
+                        row["p_wilcoxon"] = paired_wilcoxon(pair.iloc[:, 0].to_numpy(), pair.iloc[:, 1].to_numpy()).p
+                rows.append(row)
+    table = pd.DataFrame(rows)
+    tested = table.p_wilcoxon.notna()
+    table["p_holm"] = np.nan
+    if tested.any():
+        table.loc[tested, "p_holm"] = holm_correction(table.loc[tested, "p_wilcoxon"].to_numpy(dtype=float))
+    return table
+
+
+def _report(table: pd.DataFrame, settings: Mapping[str, Any]) -> str:
+    lines = ["# Augmentation ablation", "",
+             f"Training scans: {settings['n_train']} (seed {settings['seed']}), {settings['epochs']} epochs from "
+             f"scratch per arm; held-out scans: {settings['n_test']} from `{settings['test_dir']}`. Everything but "
+             "the spatial augmentation is off in every arm. p: paired Wilcoxon signed-rank against `none`, "
+             "Holm-corrected over all comparisons.", ""]
+    for metric, name in (("dice", "Dice"), ("hd95_mm", "HD95 (mm)"), ("rvd", "relative volume difference")):
+        sub = table[table.metric == metric]
+        muscles = list(dict.fromkeys(sub.muscle))
+        lines += [f"## {name} (L/R mean, mean +- SD)", "", "| arm | " + " | ".join(muscles) + " |",
+                  "|---|" + "---|" * len(muscles)]
+        for arm in dict.fromkeys(sub.arm):
+            cells = []
+            for m in muscles:
+                r = sub[(sub.arm == arm) & (sub.muscle == m)].iloc[0]
+                p = "" if np.isnan(r.p_holm) else f" (p {r.p_holm:.3g})"
+                cells.append(f"{r['mean']:.3f} +- {r.sd:.3f}{p}")
+            lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+        lines.append("")
+    seconds = settings.get("train_seconds", {})
+    if seconds:
+        lines += ["Training time per arm (s): " + ", ".join(f"{a} {s:.0f}" for a, s in seconds.items()), ""]
+    return "\n".join(lines)
+
+
+def run(dataset_dir: str, test_dir: str, n_train: int = 8, epochs: int = 60, val_interval: int = 10,
+        seed: int = 0, out_dir: str = "eval/ablation", anatomical_model: str | None = None,
+        arms: Sequence[str] | str = tuple(ARMS), train_overrides: Mapping[str, Any] | None = None,
+        infer_overrides: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """Train every arm, segment the held-out scans, compare; resumable. Returns the comparison table.
+
+    Args:
+        dataset_dir: cohort whose ``datalist.json`` has ``training`` (>= ``n_train``) and ``validation`` lists.
+        test_dir: cohort whose ``datalist.json`` ``testing`` list holds the held-out scans (with
+            ``ground_truth.csv``, as :mod:`scripts.phantom` writes).
+        n_train: number of training scans.
+        epochs, val_interval: training schedule of every arm.
+        seed: draws the training scans and seeds every arm's training.
+        out_dir: output folder (resumes what is there).
+        anatomical_model: an existing ``.npz`` model; default: built from the ``n_train`` label maps.
+        arms: which arms to run (names of :data:`ARMS`; ``none`` is always included).
+        train_overrides: extra train.json settings for every arm (e.g. a smaller patch for a quick run).
+        infer_overrides: extra inference.json settings (e.g. ``{"roi_size": [64, 64, 32]}``).
+    """
+    names = [a.strip() for a in arms.split(",")] if isinstance(arms, str) else list(arms)
+    for name in names:
+        if name not in ARMS:
+            raise ValueError(f"unknown arm {name!r}; arms are {list(ARMS)}")
+    names = ["none"] + [a for a in names if a != "none"]
+    out = Path(out_dir)
+    datalist = _write_datalist(Path(dataset_dir), Path(test_dir), n_train, seed, out)
+    n_test = len(json.loads(datalist.read_text())["testing"])
+    if any(ARMS[a]["anatomical_model"] is None for a in names) and not anatomical_model:
+        from scripts.anatomical_variability import build_variability_model_from_datalist
+
+        def build(folder: Path) -> dict[str, Any]:
+            return {"model": build_variability_model_from_datalist(str(datalist), str(folder / "model.npz"))}
+        anatomical_model = run_step(out / "anatomical_model", build)["model"]
+    frames, seconds = [], {}
+    for arm in names:
+        overrides = {**arm_overrides(arm, anatomical_model), **dict(train_overrides or {})}
+        trained = run_step(out / arm / "train", _train_unet(Path(dataset_dir), datalist, epochs, val_interval, seed,
+                                                           overrides))
+        seconds[arm] = float(trained["seconds"])
+        predicted = out / arm / "predict"
+        run_step(predicted, _predict_unet(Path(dataset_dir), datalist, out / arm / "train" / "models" / "model.pt",
+                                          n_test, infer_overrides))
+        seg, _ = evaluate_run(test_dir, str(predicted / "out"))
+        seg.insert(0, "arm", arm)
+        frames.append(seg)
+    metrics = pd.concat(frames, ignore_index=True)
+    metrics.to_csv(out / "metrics.csv", index=False)
+    table = ablation_table(metrics)
+    table.to_csv(out / "comparison.csv", index=False)
+    settings = {"n_train": n_train, "seed": seed, "epochs": epochs, "n_test": n_test, "test_dir": str(test_dir),
+                "train_seconds": seconds}
+    atomic_write_text(out / "report.md", _report(table, settings) + "\n")
+    logger.info("wrote %s", out / "report.md")
+    return table
+
+
+def main() -> None:
+    """``fire`` entry point: ``python -m scripts.ablation run --dataset_dir ... --test_dir ...``."""
+    import fire
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fire.Fire({"run": run})
+
+
+if __name__ == "__main__":
+    main()
