@@ -28,11 +28,18 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
-from monai.transforms import MapTransform, RandomizableTransform
+from monai.transforms import RandomizableTransform
 from monai.utils import convert_to_dst_type, ensure_tuple
 
-from scripts.augmentation import _as_spatial_tensor, _parse_probability, _parse_range, _ras_affine, \
-    array_axis_of_world_axis
+from scripts.augmentation import (
+    _as_spatial_tensor,
+    _parse_probability,
+    _parse_range,
+    _parse_world_axes,
+    _ras_affine,
+    _RandIntensityd,
+    array_axis_of_world_axis,
+)
 
 __all__ = ["DIXON_CONTRASTS", "RandDixonContrast", "RandDixonContrastd", "RandFieldOfView", "RandFieldOfViewd"]
 
@@ -104,7 +111,7 @@ class RandDixonContrast(RandomizableTransform):
         return convert_to_dst_type(out, w, dtype=torch.float32)[0]
 
 
-class RandDixonContrastd(RandomizableTransform, MapTransform):
+class RandDixonContrastd(_RandIntensityd):
     """Dictionary version of :class:`RandDixonContrast`: replaces ``keys`` (the network image) by a water/fat mix.
 
     When the water or the fat key is missing (a datalist with one image per subject), the image is left as it is,
@@ -120,28 +127,20 @@ class RandDixonContrastd(RandomizableTransform, MapTransform):
 
     def __init__(self, keys: KeysCollection, water_key: str = "water", fat_key: str = "fat", prob: float = 0.5,
                  kinds: Sequence[str] = tuple(DIXON_CONTRASTS)) -> None:
-        MapTransform.__init__(self, keys, allow_missing_keys=True)
-        RandomizableTransform.__init__(self, _parse_probability(prob))
+        super().__init__(keys, prob, RandDixonContrast(1.0, kinds), allow_missing_keys=True)
         self.water_key, self.fat_key = water_key, fat_key
-        self.mixer = RandDixonContrast(1.0, kinds)
 
-    def set_random_state(self, seed: int | None = None,
-                         state: np.random.RandomState | None = None) -> RandDixonContrastd:
-        super().set_random_state(seed, state)
-        self.mixer.set_random_state(seed, state)
-        return self
-
-    def randomize(self, data: Any = None) -> None:
-        super().randomize(None)
-        if self._do_transform:
-            self.mixer.randomize(None)
+    @property
+    def mixer(self) -> RandDixonContrast:
+        """The array transform holding the last draw (kind and weights)."""
+        return self.inner
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         self.randomize(None)
         if not self._do_transform or self.water_key not in d or self.fat_key not in d:
             return d
-        mixed = self.mixer(d[self.water_key], d[self.fat_key], randomize=False)
+        mixed = self.inner(d[self.water_key], d[self.fat_key], randomize=False)
         for key in self.key_iterator(d):
             d[key] = mixed.clone()
         return d
@@ -165,9 +164,7 @@ class RandFieldOfView(RandomizableTransform):
     def __init__(self, prob: float = 0.2, world_axes: int | Sequence[int] = (2,),
                  extent_range: Sequence[float] = (0.3, 0.8), fill: float = 0.0) -> None:
         RandomizableTransform.__init__(self, _parse_probability(prob))
-        axes = tuple(ensure_tuple(world_axes))
-        if not axes or any(isinstance(a, bool) or a not in (0, 1, 2) for a in axes):
-            raise ValueError(f"world_axes must be a non-empty sequence of 0, 1, 2, not {world_axes!r}")
+        axes = _parse_world_axes(world_axes)
         low, high = _parse_range(extent_range, "extent_range", minimum=0.0)
         if low <= 0 or high > 1:
             raise ValueError(f"extent_range must satisfy 0 < low <= high <= 1, not {extent_range!r}")
@@ -213,7 +210,7 @@ class RandFieldOfView(RandomizableTransform):
         return out
 
 
-class RandFieldOfViewd(RandomizableTransform, MapTransform):
+class RandFieldOfViewd(_RandIntensityd):
     """Dictionary version of :class:`RandFieldOfView`: one slab for all keys.
 
     Args:
@@ -226,26 +223,18 @@ class RandFieldOfViewd(RandomizableTransform, MapTransform):
     def __init__(self, keys: KeysCollection, label_keys: KeysCollection = ("label",), prob: float = 0.2,
                  world_axes: int | Sequence[int] = (2,), extent_range: Sequence[float] = (0.3, 0.8),
                  fill: float = 0.0, allow_missing_keys: bool = False) -> None:
-        MapTransform.__init__(self, keys, allow_missing_keys)
-        RandomizableTransform.__init__(self, _parse_probability(prob))
+        super().__init__(keys, prob, RandFieldOfView(1.0, world_axes, extent_range, fill), allow_missing_keys)
         self.label_keys = set(ensure_tuple(label_keys))
-        self.blanker = RandFieldOfView(1.0, world_axes, extent_range, fill)
 
-    def set_random_state(self, seed: int | None = None,
-                         state: np.random.RandomState | None = None) -> RandFieldOfViewd:
-        super().set_random_state(seed, state)
-        self.blanker.set_random_state(seed, state)
-        return self
-
-    def randomize(self, data: Any = None) -> None:
-        super().randomize(None)
-        if self._do_transform:
-            self.blanker.randomize(None)
+    @property
+    def blanker(self) -> RandFieldOfView:
+        """The array transform holding the last draw (axis, extent, position)."""
+        return self.inner
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         self.randomize(None)
         for key in self.key_iterator(d):
             if self._do_transform:
-                d[key] = self.blanker(d[key], is_label=key in self.label_keys, randomize=False)
+                d[key] = self.inner(d[key], is_label=key in self.label_keys, randomize=False)
         return d

@@ -172,6 +172,13 @@ def _parse_padding_mode(padding_mode: Any, name: str = "padding_mode") -> str:
     return padding_mode
 
 
+def _parse_world_axes(world_axes: Any) -> tuple[int, ...]:
+    axes = tuple(ensure_tuple(world_axes))
+    if not axes or any(isinstance(a, bool) or a not in (0, 1, 2) for a in axes):
+        raise ValueError(f"world_axes must be a non-empty sequence of 0, 1, 2, not {world_axes!r}")
+    return axes
+
+
 def _parse_per_key(value: Any, n_keys: int, name: str, parser: Any) -> tuple[str, ...]:
     values = ensure_tuple_rep(value, n_keys) if isinstance(value, str) else tuple(value)
     if len(values) != n_keys:
@@ -1156,9 +1163,7 @@ class RandLowResolutionAxis(RandomizableTransform):
                  world_axes: int | Sequence[int] = (0, 1, 2)) -> None:
         RandomizableTransform.__init__(self, _parse_probability(prob))
         self.factor_range = _parse_range(factor_range, "factor_range", minimum=1.0)
-        axes = tuple(ensure_tuple(world_axes))
-        if not axes or any(a not in (0, 1, 2) or isinstance(a, bool) for a in axes):
-            raise ValueError(f"world_axes must be a non-empty sequence of 0, 1, 2, not {world_axes!r}")
+        axes = _parse_world_axes(world_axes)
         self.world_axes = axes
         self.world_axis = axes[0]
         self.factor = 1.0
