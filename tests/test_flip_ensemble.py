@@ -1,0 +1,67 @@
+"""Left-right flip ensembling (scripts/flip_ensemble.py): known answers with hand-made 'networks'."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from monai.inferers import SimpleInferer, SlidingWindowInferer
+
+from scripts.flip_ensemble import LeftRightFlipInferer
+from scripts.labels import LEFT_RIGHT_SWAP, NUM_CLASSES
+
+
+def _sided(x: torch.Tensor) -> torch.Tensor:
+    """A mirror-consistent 'network': the patient's left half (low x index in RAS) -> class 1, right -> class 2."""
+    out = torch.zeros(x.shape[0], NUM_CLASSES, *x.shape[2:])
+    half = x.shape[2] // 2
+    out[:, 1, :half] = x[:, 0, :half]
+    out[:, 2, half:] = x[:, 0, half:]
+    return out
+
+
+def _blind(x: torch.Tensor) -> torch.Tensor:
+    """A network that calls everything class 1 whatever the side."""
+    out = torch.zeros(x.shape[0], NUM_CLASSES, *x.shape[2:])
+    out[:, 1] = x[:, 0]
+    return out
+
+
+def test_mirror_consistent_network_is_unchanged() -> None:
+    x = torch.rand(1, 1, 8, 6, 4) + 0.5
+    out = LeftRightFlipInferer(SimpleInferer())(x, _sided)
+    assert torch.allclose(torch.as_tensor(out), _sided(x), atol=1e-6)
+
+
+def test_side_blind_network_is_split_between_the_pair() -> None:
+    x = torch.rand(2, 1, 8, 6, 4)
+    out = torch.as_tensor(LeftRightFlipInferer(SimpleInferer())(x, _blind))
+    assert torch.allclose(out[:, 1], x[:, 0] / 2) and torch.allclose(out[:, 2], x[:, 0] / 2)
+    assert torch.count_nonzero(out[:, 3:]) == 0
+
+
+def test_sliding_window_inner_inferer_gives_the_same_for_a_voxelwise_network() -> None:
+    x = torch.rand(1, 1, 12, 10, 8)
+    sliding = LeftRightFlipInferer(SlidingWindowInferer(roi_size=(4, 4, 4), sw_batch_size=2, overlap=0.5))(x, _blind)
+    simple = LeftRightFlipInferer(SimpleInferer())(x, _blind)
+    assert torch.allclose(torch.as_tensor(sliding), torch.as_tensor(simple), atol=1e-5)
+
+
+def test_disabled_is_one_pass() -> None:
+    calls = []
+
+    def network(x: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return _blind(x)
+
+    out = LeftRightFlipInferer(SimpleInferer(), enabled=False)(torch.ones(1, 1, 4, 4, 4), network)
+    assert len(calls) == 1 and torch.equal(torch.as_tensor(out), _blind(torch.ones(1, 1, 4, 4, 4)))
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="spatial_axis"):
+        LeftRightFlipInferer(SimpleInferer(), spatial_axis=3)
+    with pytest.raises(ValueError, match="permute"):
+        LeftRightFlipInferer(SimpleInferer(), label_swap={1: 2})
+    with pytest.raises(ValueError, match="channels"):
+        LeftRightFlipInferer(SimpleInferer())(torch.ones(1, 1, 4, 4, 4), lambda x: torch.zeros(1, 3, 4, 4, 4))
+    assert LEFT_RIGHT_SWAP[1] == 2
