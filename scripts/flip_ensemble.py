@@ -46,6 +46,11 @@ class LeftRightFlipInferer(Inferer):
         self.inferer = inferer
         self.spatial_axis = spatial_axis
         self.order = order
+        if isinstance(enabled, str):
+            # Why: a command-line override (--flip_ensemble false) arrives as a string, and bool("false") is True.
+            if enabled.strip().lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"enabled must be true or false, not {enabled!r}")
+            enabled = enabled.strip().lower() in ("true", "1")
         self.enabled = bool(enabled)
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any,

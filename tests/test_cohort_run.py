@@ -17,7 +17,10 @@ from scripts.phantom import generate_cohort
 from tests.conftest import BUNDLE_ROOT
 
 # coarse working grid: these tests check the cohort plumbing, not accuracy
-FAST = ["--working_spacing", "[8.0,8.0,12.0]", "--roi_size", "[64,64,32]", "--write_report", "false"]
+# Why one pass (no flip ensembling): on this 8 mm grid, far from the model's 2x2x4 mm, only the single pass still
+# finds a few muscles, and the comparisons below need some measured rows.
+FAST = ["--working_spacing", "[8.0,8.0,12.0]", "--roi_size", "[64,64,32]", "--write_report", "false",
+        "--flip_ensemble", "false"]
 # one thread everywhere so that one and two processes compute bit-identical convolutions
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
@@ -112,7 +115,9 @@ def test_requantify_reproduces_the_run_and_applies_other_settings(one_process, t
     assert "4 subjects" in run(str(one_process), str(same))  # the bundle's defaults
     new, old = pd.read_csv(same), _table(one_process)
     cols = ["ff_mean_pct", "ff_median_pct", "ff_core_mean_pct", "volume_ml", "n_voxels", "n_trimmed_voxels"]
-    pd.testing.assert_frame_equal(new[cols], old[cols])
+    assert (old.status == "ok").any()
+    # CSV round trip: an all-zero column reads back as integers on one side; values must agree, not dtypes
+    pd.testing.assert_frame_equal(new[cols], old[cols], check_dtype=False)
     plain = tmp_path / "plain.csv"
     run(str(one_process), str(plain), border_trim_ff=None)
     p = pd.read_csv(plain)

