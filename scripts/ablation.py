@@ -213,7 +213,11 @@ def main() -> None:
     import fire
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    fire.Fire({"run": run})
+    def run_cli(*args: Any, **kwargs: Any) -> str:
+        run(*args, **kwargs)
+        return f"wrote {Path(kwargs.get('out_dir', 'eval/ablation')) / 'report.md'}"
+
+    fire.Fire({"run": run_cli})
 
 
 if __name__ == "__main__":
