@@ -34,7 +34,7 @@ import pandas as pd
 
 from scripts.agreement import holm_correction, paired_wilcoxon
 from scripts.atomic_io import atomic_write_text
-from scripts.cross_validation import PATH_KEYS, _predict_unet, _train_unet, run_step
+from scripts.cross_validation import _predict_unet, _read_entries, _train_unet, run_step
 from scripts.evaluate_phantom import evaluate_run
 
 __all__ = ["ARMS", "COMMON_OVERRIDES", "arm_overrides", "ablation_table", "run"]
@@ -67,24 +67,15 @@ def arm_overrides(arm: str, anatomical_model: str | None) -> dict[str, Any]:
     return values
 
 
-def _absolute(entry: Mapping[str, Any], root: Path) -> dict[str, Any]:
-    return {k: (str((root / v).resolve()) if k in PATH_KEYS and isinstance(v, str) else v) for k, v in entry.items()}
-
-
 def _write_datalist(dataset_dir: Path, test_dir: Path, n_train: int, seed: int, out: Path) -> Path:
-    data = json.loads((dataset_dir / "datalist.json").read_text())
-    test = json.loads((test_dir / "datalist.json").read_text())
-    training, validation = data.get("training") or [], data.get("validation") or []
+    # the study's own reader: absolute paths, subjects named, files checked, empty lists refused with the file named
+    training = _read_entries(dataset_dir, "training")
+    validation = _read_entries(dataset_dir, "validation")
+    testing = _read_entries(test_dir, "testing")
     if len(training) < n_train:
         raise ValueError(f"{dataset_dir}/datalist.json: {len(training)} training scans, fewer than n_train={n_train}")
-    if not validation:
-        raise ValueError(f"{dataset_dir}/datalist.json: no 'validation' list (it picks each arm's checkpoint)")
-    if not test.get("testing"):
-        raise ValueError(f"{test_dir}/datalist.json: no 'testing' list (the held-out scans)")
     pick = sorted(np.random.default_rng(seed).choice(len(training), size=n_train, replace=False).tolist())
-    datalist = {"training": [_absolute(training[i], dataset_dir) for i in pick],
-                "validation": [_absolute(e, dataset_dir) for e in validation],
-                "testing": [_absolute(e, test_dir) for e in test["testing"]]}
+    datalist = {"training": [training[i] for i in pick], "validation": validation, "testing": testing}
     path = out / "datalist.json"
     if path.is_file() and json.loads(path.read_text()) != datalist:
         raise ValueError(f"{path} exists with other subjects; use another --out_dir (nothing was overwritten)")

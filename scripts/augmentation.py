@@ -794,10 +794,10 @@ class RandAnatomicalDeform(_RandWarp):
         padding_mode: str = "border",
     ) -> None:
         super().__init__(prob, mode, padding_mode)
-        if model is None or (isinstance(model, str) and not model):
+        if isinstance(model, str) and not model:
             # Why: train.json names the model file as an option; without one the transform passes data through.
             model = None
-        elif isinstance(model, (str, Path)):
+        if isinstance(model, (str, Path)):
             model = AnatomicalVariabilityModel.load(model)
         if model is not None and not isinstance(model, AnatomicalVariabilityModel):
             raise TypeError(f"model must be an AnatomicalVariabilityModel or a path to one, not {type(model).__name__}")
