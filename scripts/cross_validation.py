@@ -26,6 +26,12 @@ a step folder without one (a crash) is moved aside to ``<step>.incomplete-<n>`` 
 the steps that use its output (prediction after training, evaluation after either method) are then redone too
 (their old folders moved to ``<step>.stale-<n>``). Nothing is deleted.
 At the end :func:`scripts.cv_report.write_report` writes ``out_dir/report/`` (Markdown, tables, figures).
+
+Two studies on the same splits (e.g. the two-channel water + fat input against the one-channel default, run with
+``--train_overrides '{"network_channels": "water_fat"}' --infer_overrides '{"network_channels": "water_fat"}'``)
+are compared pair by pair with::
+
+    python -m scripts.cross_validation compare --study eval/cv_water_fat --baseline eval/cv --out_dir eval/cv_channels
 """
 
 from __future__ import annotations
@@ -456,4 +462,6 @@ if __name__ == "__main__":
     import fire
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    fire.Fire({"run": run})
+    from scripts.cv_report import compare_studies
+
+    fire.Fire({"run": run, "compare": compare_studies})

@@ -34,7 +34,7 @@ from scripts.agreement_plots import plot_bland_altman, plot_box, plot_regression
 from scripts.atomic_io import atomic_write_text
 from scripts.labels import MUSCLES
 
-__all__ = ["SEG_METRICS", "comparison_table", "ff_agreement_table", "timing_table", "write_report"]
+__all__ = ["SEG_METRICS", "comparison_table", "compare_studies", "ff_agreement_table", "timing_table", "write_report"]
 
 #: metric column -> (display name, unit, higher is better)
 SEG_METRICS: dict[str, tuple[str, str, bool]] = {
@@ -279,3 +279,83 @@ def write_report(out_dir: str | Path, metrics: pd.DataFrame, settings: Mapping[s
     atomic_write_text(report_path, "\n".join(lines) + "\n", overwrite=True)
     atomic_write_text(marker, json.dumps({"sha256": digest}) + "\n", overwrite=True)
     return report_path
+
+
+def _study_tables(study: Path, method: str) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any]]:
+    paths = {name: study / name for name in ("metrics_all.csv", "splits.json", "settings.json")}
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{study} is not a finished cross-validation study: missing {', '.join(missing)}")
+    metrics = pd.read_csv(paths["metrics_all.csv"], dtype={"subject": str})
+    metrics = metrics[metrics.method == method]
+    if metrics.empty:
+        raise ValueError(f"{paths['metrics_all.csv']} has no rows of method {method!r}")
+    return metrics, json.loads(paths["splits.json"].read_text()), json.loads(paths["settings.json"].read_text())
+
+
+def compare_studies(study: str | Path, baseline: str | Path, out_dir: str | Path, name: str = "two-channel",
+                    baseline_name: str = "one-channel", method: str = "unet") -> Path:
+    """Compare one method between two cross-validation studies run on the same splits (e.g. two U-Net inputs).
+
+    The pairs are the same split and test subject in both studies, so the splits both ran must be identical (same
+    test lists and seeds in ``splits.json``; a study run with a smaller ``--k`` and the same seed holds the first
+    splits of a larger one and is compared on those); anything else is refused. Writes ``out_dir/comparison.csv`` (as
+    :func:`comparison_table`), ``out_dir/ff_agreement.csv`` (as :func:`ff_agreement_table`) and ``out_dir/report.md``.
+
+    Args:
+        study: folder of the study under test (``scripts.cross_validation run --out_dir``).
+        baseline: folder of the study it is compared with.
+        out_dir: where the comparison goes.
+        name, baseline_name: how the two are called in the tables.
+        method: the method compared (``unet``, ``multi_atlas`` or ``multi_atlas_mv``).
+
+    Returns:
+        path of the report.
+    """
+    study, baseline, out = Path(study), Path(baseline), Path(out_dir)
+    if name == baseline_name:
+        raise ValueError(f"name and baseline_name must differ, both are {name!r}")
+    m_a, splits_a, settings_a = _study_tables(study, method)
+    m_b, splits_b, settings_b = _study_tables(baseline, method)
+
+    def draw(doc: Mapping[str, Any]) -> dict[int, tuple[Any, ...]]:
+        return {int(sp["split"]): (tuple(sp["test"]), sp.get("seed")) for sp in doc["splits"]}
+
+    draw_a, draw_b = draw(splits_a), draw(splits_b)
+    shared = sorted(set(draw_a) & set(draw_b))
+    if not shared or any(draw_a[i] != draw_b[i] for i in shared):
+        raise ValueError(f"{study / 'splits.json'} and {baseline / 'splits.json'} hold different splits: a paired "
+                         "comparison needs the same test subjects per split (run both with the same --n_test, "
+                         "--seed and datalist; a smaller --k draws the first splits of a larger one)")
+    # a study with fewer splits (a smaller --k, same seed) is compared on the splits both ran
+    m_a, m_b = m_a[m_a.split.isin(shared)], m_b[m_b.split.isin(shared)]
+    metrics = pd.concat([m_a.assign(method=name), m_b.assign(method=baseline_name)], ignore_index=True)
+    table = comparison_table(metrics, name, baseline_name)
+    ff = ff_agreement_table(metrics, [name, baseline_name])
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "comparison.csv", table.to_csv(index=False), overwrite=True)
+    atomic_write_text(out / "ff_agreement.csv", ff.to_csv(index=False), overwrite=True)
+    differ = sorted(k for k in set(settings_a) | set(settings_b) if settings_a.get(k) != settings_b.get(k))
+    n_pairs = metrics.drop_duplicates(["split", "subject"]).shape[0]
+    lines = [f"# {name} vs {baseline_name} ({NAMES.get(method, method)}), same cross-validation splits", "",
+             f"Study `{study}` ({name}) against `{baseline}` ({baseline_name}): splits {shared}, "
+             f"{n_pairs} test segmentations each. Settings that differ: "
+             + (", ".join(f"`{k}` ({json.dumps(settings_a.get(k))} vs {json.dumps(settings_b.get(k))})"
+                          for k in differ) or "none") + ".", "",
+             "## Segmentation", "",
+             "Mean ± SD over the test segmentations of all splits; paired Wilcoxon signed-rank test over the pairs "
+             "(same split and subject) finite in both, RVD tested as |RVD|; Holm adjustment over the "
+             f"{len(table)} tests.", ""]
+    lines += _markdown_comparison(table, name, baseline_name) + ["", "## Fat fraction agreement", "",
+              "FF under each study's label against FF under the reference label, per muscle and side.", "",
+              "| input | n | slope | intercept | R² | bias (pp) | 95 % LoA (pp) | CCC | mean abs. error (pp) |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for _, r in ff.iterrows():
+        lines.append(f"| {r.method} | {int(r.n)} | {_fmt(r.get('slope', np.nan))} | "
+                     f"{_fmt(r.get('intercept', np.nan), 2)} | {_fmt(r.get('r2', np.nan), 4)} | "
+                     f"{_fmt(r.get('bias_pp', np.nan), 2)} | {_fmt(r.get('loa_lower_pp', np.nan), 2)} to "
+                     f"{_fmt(r.get('loa_upper_pp', np.nan), 2)} | {_fmt(r.get('ccc', np.nan))} | "
+                     f"{_fmt(r.get('mean_abs_error_pp', np.nan), 2)} |")
+    report = out / "report.md"
+    atomic_write_text(report, "\n".join(lines) + "\n", overwrite=True)
+    return report

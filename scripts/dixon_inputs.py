@@ -660,13 +660,37 @@ class DixonScan:
         """True when every role in ``roles`` was loaded."""
         return all(r in self.images for r in roles)
 
-    def network_input(self) -> np.ndarray:
-        """The network's single channel: the in-phase image, else water + fat (float32, stored orientation)."""
-        if "inphase" in self.images:
-            return self.images["inphase"]
+    def network_input(self, channels: str = "inphase") -> np.ndarray:
+        """The network input, float32 in the stored orientation.
+
+        Args:
+            channels: ``"inphase"``: one ``(I, J, K)`` image, the in-phase image, else water + fat;
+                ``"water_fat"``: a ``(2, I, J, K)`` stack of water and fat, taken as stored, else derived from
+                in-phase + opposed-phase (water-dominant assumption, as :func:`compute_ff`), else from a vendor FF
+                map and the in-phase image (``W = IP * (1 - FF)``, ``F = IP * FF``, excluded FF voxels 0).
+        """
+        from .network_input import num_network_channels
+
+        num_network_channels(channels)
+        if channels == "inphase":
+            if "inphase" in self.images:
+                return self.images["inphase"]
+            if self.has("water", "fat"):
+                return (self.images["water"] + self.images["fat"]).astype(np.float32)
+            raise DixonInputError(f"subject {self.subject!r}: no network input (needs in-phase, or water and fat)")
         if self.has("water", "fat"):
-            return (self.images["water"] + self.images["fat"]).astype(np.float32)
-        raise DixonInputError(f"subject {self.subject!r}: no network input (needs in-phase, or water and fat)")
+            water, fat = self.images["water"], self.images["fat"]
+        elif self.has("inphase", "opposed"):
+            water, fat = water_fat_from_in_opposed(self.images["inphase"], self.images["opposed"],
+                                                   assume="water_dominant")
+        elif self.has("inphase", "ff"):
+            ff = np.nan_to_num(np.clip(compute_ff(self, "vendor_map").ff, 0.0, 1.0), nan=0.0)
+            water, fat = self.images["inphase"] * (1.0 - ff), self.images["inphase"] * ff
+        else:
+            raise DixonInputError(f"subject {self.subject!r}: a two-channel (water, fat) model needs water and fat, "
+                                  f"in-phase and opposed-phase, or a vendor FF map and in-phase; the scan has "
+                                  f"{', '.join(self.available) or 'no image'}")
+        return np.stack([water, fat]).astype(np.float32)
 
 
 def _label(role: str, path: str | os.PathLike[str]) -> str:

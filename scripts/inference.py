@@ -25,6 +25,7 @@ from monai.transforms import MapTransform
 
 from .dixon_inputs import DixonInputError, DixonScan, FFResult, compute_ff, load_dixon
 from .fat_fraction import detect_fat_water_swap, map_labels_to_grid
+from .network_input import num_network_channels
 from .normative import compare_to_reference, load_reference
 from .quantify import CohortTable, QuantResult, atomic_write_text, quantify_muscles, write_tables
 
@@ -75,12 +76,18 @@ class LoadDixond(MapTransform):
     Args:
         keys: the key receiving the network input (default ``"image"``).
         min_fov_mm: smallest field of view accepted per axis (mm), e.g. the network patch in mm.
+        channels: the network's input, ``"inphase"`` (one channel, ``(1, X, Y, Z)``) or ``"water_fat"`` (two,
+            ``(2, X, Y, Z)``; see :meth:`scripts.dixon_inputs.DixonScan.network_input`). A two-channel model cannot
+            read a bare image (MONAI Label, MONAI Deploy): that raises a clear error.
         allow_missing_keys: MONAI's flag (unused: the key is always written).
     """
 
-    def __init__(self, keys: KeysCollection = "image", min_fov_mm: Any = None, allow_missing_keys: bool = False):
+    def __init__(self, keys: KeysCollection = "image", min_fov_mm: Any = None, channels: str = "inphase",
+                 allow_missing_keys: bool = False):
         super().__init__(keys, allow_missing_keys)
+        num_network_channels(channels)
         self.min_fov_mm = min_fov_mm
+        self.channels = channels
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -90,6 +97,9 @@ class LoadDixond(MapTransform):
             if given is None:
                 raise DixonInputError(f"the data entry has no Dixon image (keys: {sorted(map(str, d))}); expected "
                                       f"roles {', '.join(_ROLES)} or an image under {self.keys[0]!r}")
+            if self.channels != "inphase":
+                raise DixonInputError(f"a two-channel (water, fat) model needs a Dixon entry with water and fat; got "
+                                      f"a single image under {self.keys[0]!r} ({_describe(given)})")
             if not isinstance(given, (str, Path)):
                 return self._from_memory(d, given)
             entry = {"inphase": str(given), "subject": d.get("subject") or _stem(given)}
@@ -97,7 +107,7 @@ class LoadDixond(MapTransform):
         d["subject"] = scan.subject
         if scan.dixon_set != "inphase_only":
             _SCANS[scan.subject] = scan
-        return self._write(d, scan.network_input(), scan.affine, scan.subject)
+        return self._write(d, scan.network_input(self.channels), scan.affine, scan.subject)
 
     def _from_memory(self, d: dict[Hashable, Any], image: Any) -> dict[Hashable, Any]:
         arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
@@ -128,15 +138,19 @@ class LoadDixond(MapTransform):
             # Label puts a string "image_path" beside "image"
             "filename_or_obj": subject,
             "original_affine": torch.as_tensor(affine, dtype=torch.float64),
-            "spatial_shape": np.asarray(image.shape),
+            "spatial_shape": np.asarray(image.shape[-3:]),
             "original_channel_dim": float("nan"),
             "space": "RAS",
         }
-        img = MetaTensor(torch.as_tensor(image[None], dtype=torch.float32),
+        img = MetaTensor(torch.as_tensor(image[None] if image.ndim == 3 else image, dtype=torch.float32),
                          affine=torch.as_tensor(affine, dtype=torch.float64), meta=meta)
         for key in self.keys:
             d[key] = img
         return d
+
+
+def _describe(given: Any) -> str:
+    return f"file {given}" if isinstance(given, (str, Path)) else f"an in-memory {type(given).__name__}"
 
 
 def _stem(path: str | Path) -> str:

@@ -140,6 +140,30 @@ def test_inference_refuses_a_missing_file_naming_it(tiny_cohort, tiny_model, tmp
     assert not list((tmp_path / "eval").glob("*/*_ff_table.csv"))
 
 
+def test_two_channel_water_fat_model_trains_and_runs_inference(tiny_cohort, tmp_path):
+    import torch
+
+    res = _bundle_run("--config_file", "configs/train.json", "--dataset_dir", str(tiny_cohort), "--epochs", "1",
+                      "--val_interval", "1", "--patch_size", "[32,32,16]", "--ckpt_dir", str(tmp_path / "models"),
+                      "--output_dir", str(tmp_path / "train"), "--network_channels", "water_fat", *TINY_OVERRIDES)
+    assert res.returncode == 0, res.stderr[-3000:]
+    model = tmp_path / "models" / "model.pt"
+    sd = torch.load(model, weights_only=True)
+    assert next(v for v in sd.values() if v.ndim == 5).shape[1] == 2  # the first convolution reads water and fat
+    args = ["--config_file", "configs/inference.json", "--dataset_dir", str(tiny_cohort), "--ckpt_path", str(model),
+            "--roi_size", "[32,32,16]", "--working_spacing", "[8.0,8.0,12.0]"]
+    res = _bundle_run(*args, "--output_dir", str(tmp_path / "eval"), "--network_channels", "water_fat")
+    assert res.returncode == 0, res.stderr[-3000:]
+    subject = json.loads((tiny_cohort / "datalist.json").read_text())["testing"][0]["subject"]
+    seg = nib.load(tmp_path / "eval" / subject / f"{subject}_seg.nii.gz")
+    assert seg.shape == nib.load(tiny_cohort / subject / f"{subject}_water.nii.gz").shape
+    assert (tmp_path / "eval" / subject / f"{subject}_ff_table.csv").is_file()
+    # the one-channel default with this model: refused before anything is written, naming the setting to use
+    res = _bundle_run(*args, "--output_dir", str(tmp_path / "eval1"))
+    assert res.returncode != 0 and "--network_channels water_fat" in res.stderr
+    assert not (tmp_path / "eval1").exists()
+
+
 def test_evaluate_overlay_writes_per_case_metrics(tiny_cohort, tiny_model, tmp_path):
     res = _bundle_run("--config_file", "['configs/train.json','configs/evaluate.json']", "--dataset_dir",
                       str(tiny_cohort), "--ckpt_dir", str(tiny_model / "models"), "--output_dir", str(tmp_path),
