@@ -58,7 +58,8 @@ from scripts.multi_atlas import Atlas, MultiAtlasParams, segment
 from scripts.quantify import quantify_muscles
 from scripts.segmentation_metrics import compute_label_metrics
 
-__all__ = ["METHODS", "draw_splits", "load_or_draw_splits", "run_step", "run_split", "evaluate_split", "run"]
+__all__ = ["METHODS", "bundle_border_trim_ff", "draw_splits", "load_or_draw_splits", "run_step", "run_split", "evaluate_split",
+           "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,9 @@ BUNDLE_ROOT = Path(__file__).resolve().parents[1]
 #: method names of the study: the U-Net, multi-atlas with locally weighted voting and with majority voting
 METHODS: dict[str, str] = {"unet": "U-Net", "multi_atlas": "multi-atlas (LWV)", "multi_atlas_mv": "multi-atlas (MV)"}
 DONE = ".done.json"
+#: part of the evaluation step's inputs: change it when evaluate_split's columns change, so that resuming a finished
+#: study with a newer bundle redoes the (cheap) evaluation and the report, not the training
+EVALUATION_FORMAT = "2"
 PATH_KEYS = ("image", "label", "water", "fat", "inphase", "opposed", "ff", "ff_true")
 
 
@@ -270,13 +274,23 @@ def _multi_atlas(test: Sequence[Mapping[str, Any]], atlases: Sequence[Mapping[st
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _ff_means(label: np.ndarray, affine: np.ndarray, ff: Any, subject: str) -> pd.DataFrame:
-    res = quantify_muscles(label, affine, ff.ff, ff.affine, ff.provenance, subject=subject)
+def _ff_means(label: np.ndarray, affine: np.ndarray, ff: Any, subject: str,
+              border_trim_ff: float | None = None) -> pd.DataFrame:
+    res = quantify_muscles(label, affine, ff.ff, ff.affine, ff.provenance, subject=subject,
+                           border_trim_ff=border_trim_ff)
     return res.table[["muscle", "side", "ff_mean_pct"]]
 
 
+def bundle_border_trim_ff(infer_overrides: Mapping[str, Any] | None = None) -> float | None:
+    """The fat-border rule of the bundle's inference (``border_trim_ff`` of inference.json, or its override)."""
+    if infer_overrides and "border_trim_ff" in infer_overrides:
+        return infer_overrides["border_trim_ff"]
+    return json.loads((BUNDLE_ROOT / "configs" / "inference.json").read_text())["border_trim_ff"]
+
+
 def evaluate_split(test: Sequence[Mapping[str, Any]], predictions: Mapping[str, Path],
-                   seconds: Mapping[str, Mapping[str, float]], truth: pd.DataFrame | None) -> pd.DataFrame:
+                   seconds: Mapping[str, Mapping[str, float]], truth: pd.DataFrame | None,
+                   border_trim_ff: float | None = None) -> pd.DataFrame:
     """Metrics of every method's label maps against the reference labels of the test subjects.
 
     Args:
@@ -284,11 +298,15 @@ def evaluate_split(test: Sequence[Mapping[str, Any]], predictions: Mapping[str, 
         predictions: method -> folder holding ``<subject>/<subject>_seg.nii.gz`` per subject.
         seconds: method -> subject -> segmentation time in s.
         truth: the dataset's ``ground_truth.csv`` (phantoms), whose ``ff_true_pct`` is added when given.
+        border_trim_ff: the bundle's fat-border rule (:func:`bundle_border_trim_ff`) for the ``*_trim_*`` columns;
+            ``None`` leaves them out.
 
     Returns:
         long table: subject, method, label, muscle, side, the metric columns of
-        :func:`scripts.segmentation_metrics.compute_label_metrics`, ``ff_method_pct`` (FF under the method's label),
-        ``ff_ref_pct`` (under the reference label, same FF map), ``ff_error_pp`` (their difference),
+        :func:`scripts.segmentation_metrics.compute_label_metrics`, ``ff_method_pct`` (FF under the method's label,
+        plain mean: the paper's rule), ``ff_ref_pct`` (under the reference label, same FF map, plain mean),
+        ``ff_error_pp`` (their difference), ``ff_method_trim_pct`` and ``ff_error_trim_pp`` (FF under the method's
+        label by the bundle's rule, which leaves out mostly-fat border voxels, against the same plain reference),
         ``ff_true_pct`` (phantom truth, if any), ``seconds``.
     """
     rows = []
@@ -312,6 +330,11 @@ def evaluate_split(test: Sequence[Mapping[str, Any]], predictions: Mapping[str, 
             m = m.merge(_ff_means(pred, pred_img.affine, ff, sid).rename(columns={"ff_mean_pct": "ff_method_pct"}),
                         on=["muscle", "side"], how="left").merge(ff_ref, on=["muscle", "side"], how="left")
             m["ff_error_pp"] = m.ff_method_pct - m.ff_ref_pct
+            if border_trim_ff is not None:
+                trim = _ff_means(pred, pred_img.affine, ff, sid, border_trim_ff)
+                m = m.merge(trim.rename(columns={"ff_mean_pct": "ff_method_trim_pct"}), on=["muscle", "side"],
+                            how="left")
+                m["ff_error_trim_pp"] = m.ff_method_trim_pct - m.ff_ref_pct
             if truth is not None:
                 t = truth[truth.subject == sid][["muscle", "side", "ff_true_pct"]]
                 if not (t.side == "mean").any():
@@ -366,12 +389,13 @@ def run_split(split: Mapping[str, Any], entries: Mapping[str, Mapping[str, Any]]
             seconds[method] = {s: v["seconds"] for s, v in ma["subjects"].items()}
 
     def evaluate(folder: Path) -> dict[str, Any]:
-        table = evaluate_split(test, predictions, seconds, truth)
+        table = evaluate_split(test, predictions, seconds, truth, bundle_border_trim_ff(infer_overrides))
         table.insert(0, "split", split["split"])
         atomic_write_text(folder / "metrics.csv", table.to_csv(index=False))
         return {"rows": len(table), "methods": sorted(predictions)}
 
-    run_step(sdir / "evaluate", evaluate, _marker_digest(*[sdir / m for m in ("unet", "multi_atlas") if m in methods]))
+    run_step(sdir / "evaluate", evaluate, EVALUATION_FORMAT + ":" + _marker_digest(
+        *[sdir / m for m in ("unet", "multi_atlas") if m in methods]))
     return pd.read_csv(sdir / "evaluate" / "metrics.csv", dtype={"subject": str})
 
 

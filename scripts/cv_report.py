@@ -7,10 +7,11 @@ From the long metric table (one row per split, test subject, method, muscle and 
   metric (Dice, RVD, HD, HD95), mean +- SD for the U-Net and the multi-atlas method, the paired Wilcoxon
   signed-rank p-value (pairs: the same split and subject; RVD compared as ``|RVD|``, closeness to 0) and the
   Holm-adjusted p-value over all muscle x metric tests of that comparison;
-- ``ff_agreement.csv``: per method, FF under its label against FF under the reference label (the same FF map),
-  per muscle and side: regression (slope, intercept, R^2), Bland-Altman (bias, 95 % limits), Lin's CCC, ICC(2,1);
+- ``ff_agreement.csv``: per method and FF rule (plain mean, the paper's; the bundle's border rule), FF under its
+  label against FF under the reference label (plain mean, the same FF map), per muscle and side: regression (slope,
+  intercept, R^2), Bland-Altman (bias, 95 % limits), Lin's CCC, ICC(2,1);
 - ``timing.csv``: segmentation seconds per subject per method and the multi-atlas / U-Net ratio;
-- figures: ``ff_regression_<method>.png``, ``ff_bland_altman_<method>.png``, ``box_<metric>.png``.
+- figures: ``ff_regression_<method>[_trim].png``, ``ff_bland_altman_<method>[_trim].png``, ``box_<metric>.png``.
 
 A Hausdorff distance is infinite when a method misses a muscle entirely; such values cannot enter a mean or a
 rank test, so they are left out and counted (column ``n_missing``), never replaced by a number.
@@ -21,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,12 @@ SEG_METRICS: dict[str, tuple[str, str, bool]] = {
     "hd95_mm": ("HD95", "mm", False),
 }
 #: part of the report's digest: change it when the report's content changes, so finished studies get the new one
-REPORT_FORMAT = "3"
+REPORT_FORMAT = "4"
+#: FF column -> how the report names the rule behind it
+FF_RULES: dict[str, str] = {
+    "ff_method_pct": "plain mean over the label (the paper's rule)",
+    "ff_method_trim_pct": "the bundle's rule: mostly-fat border voxels left out (border_trim_ff)",
+}
 NAMES = {"unet": "U-Net", "multi_atlas": "multi-atlas (LWV)", "multi_atlas_mv": "multi-atlas (MV)"}
 
 
@@ -102,8 +108,14 @@ def comparison_table(metrics: pd.DataFrame, a: str = "unet", b: str = "multi_atl
     return table
 
 
-def ff_agreement_table(metrics: pd.DataFrame, methods: Sequence[str]) -> pd.DataFrame:
+def ff_agreement_table(metrics: pd.DataFrame, methods: Sequence[str], column: str = "ff_method_pct") -> pd.DataFrame:
     """FF of each method against FF under the reference label, per muscle and side (left and right rows).
+
+    Args:
+        metrics: the long metric table.
+        methods: methods to summarise.
+        column: the method's FF column (``ff_method_pct``, plain mean; ``ff_method_trim_pct``, the bundle's rule);
+            the reference is always ``ff_ref_pct``, the plain mean under the reference label.
 
     Returns:
         one row per method: n, slope, intercept, r2, bias_pp, loa_lower_pp, loa_upper_pp, p_bias, ccc, icc21,
@@ -112,8 +124,8 @@ def ff_agreement_table(metrics: pd.DataFrame, methods: Sequence[str]) -> pd.Data
     rows = []
     for method in methods:
         d = metrics[(metrics.method == method) & (metrics.side != "mean")]
-        x, y = d.ff_ref_pct.to_numpy(dtype=float), d.ff_method_pct.to_numpy(dtype=float)
-        row: dict[str, Any] = {"method": method, "n": int(np.sum(np.isfinite(x) & np.isfinite(y)))}
+        x, y = d.ff_ref_pct.to_numpy(dtype=float), d[column].to_numpy(dtype=float)
+        row: dict[str, Any] = {"method": method, "ff_rule": column, "n": int(np.sum(np.isfinite(x) & np.isfinite(y)))}
         try:
             reg, ba = linear_regression(x, y), bland_altman(y, x)
             row.update(slope=reg.slope, intercept=reg.intercept, r2=reg.r2, bias_pp=ba.bias,
@@ -163,6 +175,18 @@ def _markdown_comparison(table: pd.DataFrame, a: str, b: str) -> list[str]:
         label = f"{name} ({unit})" if unit else name
         lines.append(f"| {r.muscle.replace('_', ' ')} | {label} | {cell(r, a, digits)} | {cell(r, b, digits)} | "
                      f"{int(r.n)} | {_fmt_p(r.p_wilcoxon)} | {_fmt_p(r.p_holm)} |")
+    return lines
+
+
+def _markdown_ff(ff: pd.DataFrame, name: Callable[[str], str]) -> list[str]:
+    lines = ["| method | FF rule | n | slope | intercept | R² | bias (pp) | 95 % LoA (pp) | CCC | ICC(2,1) | "
+             "mean abs. error (pp) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for _, r in ff.iterrows():
+        lines.append(f"| {name(r.method)} | {FF_RULES[r.ff_rule]} | {int(r.n)} | {_fmt(r.get('slope', np.nan))} | "
+                     f"{_fmt(r.get('intercept', np.nan), 2)} | {_fmt(r.get('r2', np.nan), 4)} | "
+                     f"{_fmt(r.get('bias_pp', np.nan), 2)} | {_fmt(r.get('loa_lower_pp', np.nan), 2)} to "
+                     f"{_fmt(r.get('loa_upper_pp', np.nan), 2)} | {_fmt(r.get('ccc', np.nan))} | "
+                     f"{_fmt(r.get('icc21', np.nan))} | {_fmt(r.get('mean_abs_error_pp', np.nan), 2)} |")
     return lines
 
 
@@ -227,33 +251,31 @@ def write_report(out_dir: str | Path, metrics: pd.DataFrame, settings: Mapping[s
         lines += ["## Segmentation (one method)", "", "Mean and SD per muscle (L/R mean rows).", "", "```",
                   summary.round(3).to_string(), "```", ""]
 
-    ff = ff_agreement_table(metrics, methods)
+    rules = [c for c in FF_RULES if c in metrics.columns]
+    ff = pd.concat([ff_agreement_table(metrics, methods, c) for c in rules], ignore_index=True)
     ff.to_csv(rdir / "ff_agreement.csv", index=False)
     lines += ["## Fat fraction agreement", "",
               "Mean FF (%) under each method's label against the mean FF under the reference label, on the same FF "
-              "map, per muscle and side (the paper's manual-vs-automatic comparison). Regression of method on "
-              "reference; Bland-Altman differences method − reference (percentage points).", "",
-              "| method | n | slope | intercept | R² | bias (pp) | 95 % LoA (pp) | CCC | ICC(2,1) |",
-              "|---|---|---|---|---|---|---|---|---|"]
-    for _, r in ff.iterrows():
-        lines.append(f"| {NAMES.get(r.method, r.method)} | {int(r.n)} | {_fmt(r.get('slope', np.nan))} | "
-                     f"{_fmt(r.get('intercept', np.nan), 2)} | {_fmt(r.get('r2', np.nan))} | "
-                     f"{_fmt(r.get('bias_pp', np.nan), 2)} | {_fmt(r.get('loa_lower_pp', np.nan), 2)} to "
-                     f"{_fmt(r.get('loa_upper_pp', np.nan), 2)} | {_fmt(r.get('ccc', np.nan))} | "
-                     f"{_fmt(r.get('icc21', np.nan))} |")
-    lines.append("")
+              "map, per muscle and side (the paper's manual-vs-automatic comparison; the reference is always the "
+              "plain mean under the reference label). Regression of method on reference; Bland-Altman differences "
+              "method − reference (percentage points). The method's FF by each rule:", ""]
+    lines += _markdown_ff(ff, lambda m: NAMES.get(m, m)) + [""]
     for method in methods:
         d = metrics[(metrics.method == method) & (metrics.side != "mean")]
-        x, y = d.ff_ref_pct.to_numpy(dtype=float), d.ff_method_pct.to_numpy(dtype=float)
-        try:
-            plot_regression(x, y, out_png=rdir / f"ff_regression_{method}.png", xlabel="FF, reference label",
-                            ylabel=f"FF, {NAMES[method]}", title=NAMES[method])
-            plot_bland_altman(y, x, out_png=rdir / f"ff_bland_altman_{method}.png", method_name=NAMES[method],
-                              reference_name="reference")
-            lines += [f"![FF regression, {NAMES[method]}](ff_regression_{method}.png) "
-                      f"![Bland-Altman, {NAMES[method]}](ff_bland_altman_{method}.png)", ""]
-        except ValueError as err:  # too few pairs for a figure
-            lines += [f"No FF figures for {NAMES[method]}: {err}", ""]
+        for rule in rules:
+            # the plain-mean figures keep their names; the bundle's rule gets a suffix
+            stem, what = (method, NAMES[method]) if rule == "ff_method_pct" else (
+                f"{method}_trim", f"{NAMES[method]}, border rule")
+            x, y = d.ff_ref_pct.to_numpy(dtype=float), d[rule].to_numpy(dtype=float)
+            try:
+                plot_regression(x, y, out_png=rdir / f"ff_regression_{stem}.png", xlabel="FF, reference label",
+                                ylabel=f"FF, {what}", title=what)
+                plot_bland_altman(y, x, out_png=rdir / f"ff_bland_altman_{stem}.png", method_name=what,
+                                  reference_name="reference")
+                lines += [f"![FF regression, {what}](ff_regression_{stem}.png) "
+                          f"![Bland-Altman, {what}](ff_bland_altman_{stem}.png)", ""]
+            except ValueError as err:  # too few pairs for a figure
+                lines += [f"No FF figures for {what}: {err}", ""]
 
     means = metrics[metrics.side == "mean"].assign(method=lambda d: d.method.map(NAMES))
     lines += ["## Box plots (L/R mean per subject)", ""]
@@ -331,7 +353,8 @@ def compare_studies(study: str | Path, baseline: str | Path, out_dir: str | Path
     m_a, m_b = m_a[m_a.split.isin(shared)], m_b[m_b.split.isin(shared)]
     metrics = pd.concat([m_a.assign(method=name), m_b.assign(method=baseline_name)], ignore_index=True)
     table = comparison_table(metrics, name, baseline_name)
-    ff = ff_agreement_table(metrics, [name, baseline_name])
+    rules = [c for c in FF_RULES if c in metrics.columns and metrics[c].notna().any()]
+    ff = pd.concat([ff_agreement_table(metrics, [name, baseline_name], c) for c in rules], ignore_index=True)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "comparison.csv", table.to_csv(index=False), overwrite=True)
     atomic_write_text(out / "ff_agreement.csv", ff.to_csv(index=False), overwrite=True)
@@ -347,15 +370,8 @@ def compare_studies(study: str | Path, baseline: str | Path, out_dir: str | Path
              "(same split and subject) finite in both, RVD tested as |RVD|; Holm adjustment over the "
              f"{len(table)} tests.", ""]
     lines += _markdown_comparison(table, name, baseline_name) + ["", "## Fat fraction agreement", "",
-              "FF under each study's label against FF under the reference label, per muscle and side.", "",
-              "| input | n | slope | intercept | R² | bias (pp) | 95 % LoA (pp) | CCC | mean abs. error (pp) |",
-              "|---|---|---|---|---|---|---|---|---|"]
-    for _, r in ff.iterrows():
-        lines.append(f"| {r.method} | {int(r.n)} | {_fmt(r.get('slope', np.nan))} | "
-                     f"{_fmt(r.get('intercept', np.nan), 2)} | {_fmt(r.get('r2', np.nan), 4)} | "
-                     f"{_fmt(r.get('bias_pp', np.nan), 2)} | {_fmt(r.get('loa_lower_pp', np.nan), 2)} to "
-                     f"{_fmt(r.get('loa_upper_pp', np.nan), 2)} | {_fmt(r.get('ccc', np.nan))} | "
-                     f"{_fmt(r.get('mean_abs_error_pp', np.nan), 2)} |")
+              "FF under each study's label against FF under the reference label (plain mean), per muscle and side.",
+              ""] + _markdown_ff(ff, str)
     report = out / "report.md"
     atomic_write_text(report, "\n".join(lines) + "\n", overwrite=True)
     return report

@@ -69,8 +69,13 @@ def test_report_tables_hold_numbers_in_valid_ranges(study):
     seg = pd.read_csv(out / "report" / "segmentation_table.csv")
     assert set(seg.metric) == {"dice", "rvd", "hd_mm", "hd95_mm"} and len(seg) == 2 * 16
     assert seg.p_wilcoxon.dropna().between(0, 1).all() and (seg.p_holm.dropna() >= seg.p_wilcoxon.dropna()).all()
+    # the bundle's border rule only leaves out voxels above its FF threshold, so it can only lower a label's mean
+    both = metrics[["ff_method_pct", "ff_method_trim_pct"]].dropna()
+    assert len(both) and (both.ff_method_trim_pct <= both.ff_method_pct + 1e-6).all()
+    assert np.allclose(metrics.ff_error_trim_pp, metrics.ff_method_trim_pct - metrics.ff_ref_pct, equal_nan=True)
     ff = pd.read_csv(out / "report" / "ff_agreement.csv")
     assert (ff.n > 0).all() and ff.r2.dropna().between(0, 1).all()
+    assert set(ff.ff_rule) == {"ff_method_pct", "ff_method_trim_pct"} and len(ff) == 2 * 3
     timing = pd.read_csv(out / "report" / "timing.csv")
     assert (timing.seconds_mean > 0).all() and np.isclose(timing.set_index("method").ratio_to_unet["unet"], 1.0)
     for name in ("box_dice.png", "ff_regression_unet.png", "ff_bland_altman_multi_atlas.png"):
