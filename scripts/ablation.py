@@ -34,7 +34,7 @@ import pandas as pd
 
 from scripts.agreement import holm_correction, paired_wilcoxon
 from scripts.atomic_io import atomic_write_text
-from scripts.cross_validation import _predict_unet, _read_entries, _train_unet, run_step
+from scripts.cross_validation import _predict_unet, _read_entries, _train_unet, exit_on_sigterm, run_step
 from scripts.evaluate_phantom import evaluate_run
 
 __all__ = ["ARMS", "COMMON_OVERRIDES", "arm_overrides", "ablation_table", "run"]
@@ -204,6 +204,8 @@ def main() -> None:
     import fire
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    exit_on_sigterm()
+
     def run_cli(*args: Any, **kwargs: Any) -> str:
         run(*args, **kwargs)
         return f"wrote {Path(kwargs.get('out_dir', 'eval/ablation')) / 'report.md'}"

@@ -213,6 +213,14 @@ def _bundle_run(args: Sequence[str], log: Path) -> None:
         raise RuntimeError(f"bundle run failed (exit {res.returncode}); log {log}:\n{tail}")
 
 
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM (``kill``, job schedulers) into ``SystemExit``, so that a running step's child process is killed
+    too (``subprocess.run`` kills its child on any exception) instead of training on as an orphan."""
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
 def _overrides(values: Mapping[str, Any] | None) -> list[str]:
     out: list[str] = []
     for name, value in (values or {}).items():
@@ -488,4 +496,5 @@ if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     from scripts.cv_report import compare_studies
 
+    exit_on_sigterm()
     fire.Fire({"run": run, "compare": compare_studies})

@@ -165,3 +165,39 @@ def test_compare_studies_pairs_the_shared_splits_and_refuses_other_splits(tmp_pa
         compare_studies(two, other, tmp_path / "cmp2")
     with pytest.raises(FileNotFoundError, match="missing .*metrics_all.csv"):
         compare_studies(tmp_path / "cmp", base, tmp_path / "cmp3")
+
+
+def test_sigterm_stops_the_running_step_child_too(tmp_path):
+    """A study killed with SIGTERM must not leave its training (a child process) running as an orphan."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pid_file = tmp_path / "child.pid"
+    # the child writes its own pid, then sleeps; the parent waits on it with subprocess.run, as _bundle_run does
+    child_code = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    code = ("import subprocess, sys\n"
+            "from scripts.cross_validation import exit_on_sigterm\n"
+            "exit_on_sigterm()\n"
+            f"subprocess.run([sys.executable, '-c', {child_code!r}])\n")
+    parent = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1])
+    deadline = time.time() + 60
+    while not (pid_file.is_file() and pid_file.read_text()) and time.time() < deadline:
+        time.sleep(0.1)
+    child = int(pid_file.read_text())
+    parent.send_signal(signal.SIGTERM)
+    assert parent.wait(timeout=30) == 128 + signal.SIGTERM
+    deadline = time.time() + 10
+    alive = True
+    stat = Path(f"/proc/{child}/stat")
+    while alive and time.time() < deadline:
+        try:
+            os.kill(child, 0)
+            # a killed child whose new parent does not reap it stays a zombie ("Z"): dead all the same
+            alive = not (stat.is_file() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z")
+            time.sleep(0.1)
+        except (ProcessLookupError, FileNotFoundError):
+            alive = False
+    assert not alive, f"child {child} still running after its parent was terminated"
