@@ -201,3 +201,13 @@ def test_sigterm_stops_the_running_step_child_too(tmp_path):
         except (ProcessLookupError, FileNotFoundError):
             alive = False
     assert not alive, f"child {child} still running after its parent was terminated"
+
+
+def test_inference_window_follows_a_changed_training_patch():
+    from scripts.cross_validation import inference_overrides
+
+    assert inference_overrides({}, {}) == {}  # shipped settings: inference.json's own window
+    assert inference_overrides({"patch_size": [64, 64, 32]}, {}) == {"roi_size": [64, 64, 32]}
+    # an explicit window wins
+    assert inference_overrides({"patch_size": [64, 64, 32]}, {"roi_size": [96, 96, 48]}) == {"roi_size": [96, 96, 48]}
+    assert inference_overrides({"epochs": 3}, {"flip_ensemble": False}) == {"flip_ensemble": False}
