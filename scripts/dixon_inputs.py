@@ -68,6 +68,8 @@ __all__ = [
     "DixonInputError",
     "DixonScan",
     "FFResult",
+    "NETWORK_CHANNELS",
+    "num_network_channels",
     "dixon_set_of",
     "recognise_role",
     "discover_subjects",
@@ -617,6 +619,17 @@ def discover_subjects(
 # ----------------------------------------------------------------------------------------------------------------
 
 
+#: ``network_channels`` setting -> number of network input channels (see :meth:`DixonScan.network_input`)
+NETWORK_CHANNELS: dict[str, int] = {"inphase": 1, "water_fat": 2}
+
+
+def num_network_channels(channels: str) -> int:
+    """Number of network input channels for a ``network_channels`` setting (raises on an unknown one)."""
+    if channels not in NETWORK_CHANNELS:
+        raise ValueError(f"network_channels must be one of {sorted(NETWORK_CHANNELS)}, got {channels!r}")
+    return NETWORK_CHANNELS[channels]
+
+
 @dataclass
 class DixonScan:
     """One subject's Dixon images, validated, in their stored orientation (no reorientation, no resampling).
@@ -669,8 +682,6 @@ class DixonScan:
                 in-phase + opposed-phase (water-dominant assumption, as :func:`compute_ff`), else from a vendor FF
                 map and the in-phase image (``W = IP * (1 - FF)``, ``F = IP * FF``, excluded FF voxels 0).
         """
-        from .network_input import num_network_channels
-
         num_network_channels(channels)
         if channels == "inphase":
             if "inphase" in self.images:

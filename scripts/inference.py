@@ -23,9 +23,8 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
-from .dixon_inputs import DixonInputError, DixonScan, FFResult, compute_ff, load_dixon
+from .dixon_inputs import DixonInputError, DixonScan, FFResult, compute_ff, load_dixon, num_network_channels
 from .fat_fraction import detect_fat_water_swap, map_labels_to_grid
-from .network_input import num_network_channels
 from .normative import compare_to_reference, load_reference
 from .quantify import CohortTable, QuantResult, atomic_write_text, quantify_muscles, write_tables
 

@@ -22,19 +22,11 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 
+# defined in dixon_inputs: its loader needs them at call time, when MONAI Label may have unloaded this package
+from .dixon_inputs import NETWORK_CHANNELS, num_network_channels
+
 __all__ = ["NETWORK_CHANNELS", "num_network_channels", "check_checkpoint_channels", "StackWaterFat",
            "StackWaterFatd"]
-
-#: setting -> number of input channels
-NETWORK_CHANNELS: dict[str, int] = {"inphase": 1, "water_fat": 2}
-
-
-def num_network_channels(channels: str) -> int:
-    """Number of network input channels for a ``network_channels`` setting (raises on an unknown one)."""
-    if channels not in NETWORK_CHANNELS:
-        raise ValueError(f"network_channels must be one of {sorted(NETWORK_CHANNELS)}, got {channels!r}")
-    return NETWORK_CHANNELS[channels]
-
 
 def check_checkpoint_channels(ckpt_path: str | Path | None, channels: str) -> None:
     """Refuse a checkpoint whose first convolution reads another number of channels than ``channels`` gives.
