@@ -58,7 +58,7 @@ from monai.transforms import (
 )
 from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor, ensure_tuple, ensure_tuple_rep
 
-from scripts.anatomical_variability import AnatomicalVariabilityModel
+from scripts.variability_model import AnatomicalVariabilityModel
 from scripts.labels import LEFT_RIGHT_SWAP
 
 __all__ = [
@@ -762,7 +762,7 @@ def _foreground_centroid_mm(label: Any, affine: np.ndarray) -> np.ndarray | None
 class RandAnatomicalDeform(_RandWarp):
     """Random deformation drawn from a PCA model of the inter-subject anatomical variability.
 
-    The model (:class:`scripts.anatomical_variability.AnatomicalVariabilityModel`) holds the principal modes
+    The model (:class:`scripts.variability_model.AnatomicalVariabilityModel`) holds the principal modes
     :math:`e_k` (world RAS mm) and variances :math:`\\lambda_k` of the non-linear displacement fields that
     register the training subjects onto a reference. A call draws :math:`b_k \\sim N(0, 1)` clipped to
     ``[-max_std, max_std]`` and uses :math:`u = s \\sum_k b_k \\sqrt{\\lambda_k} e_k` (``s`` = ``scale``). The model

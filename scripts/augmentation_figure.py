@@ -25,7 +25,7 @@ from monai.data import MetaTensor
 from monai.transforms import LoadImage, Orientation, RandAdjustContrastd, RandBiasFieldd, RandGaussianSmoothd
 from monai.transforms import RandRicianNoised
 
-from scripts.anatomical_variability import AnatomicalVariabilityModel
+from scripts.variability_model import AnatomicalVariabilityModel
 from scripts.acquisition_augmentation import RandDixonContrastd, RandFieldOfViewd
 from scripts.augmentation import (
     RandAnatomicalDeformd,

@@ -5,7 +5,8 @@ Usage, from the bundle root::
     python scripts/benchmark_inference.py --dataset_dir sample_data --n 3
 
 Stages are timed by running the config's own transform objects one by one (the same objects ``monai.bundle run``
-uses); the batch figure is the whole ``evaluator.run()`` over ``n`` subjects in one process, so start-up (imports,
+uses), on the config's ``device`` (the GPU when torch sees one; CUDA work is synchronised before each clock read,
+so a stage is charged its own kernels); the batch figure is the whole ``evaluator.run()`` over ``n`` subjects in one process, so start-up (imports,
 network, weights) is paid once. Prints a Markdown table.
 """
 
@@ -36,6 +37,17 @@ def _parser(bundle_root: Path, dataset_dir: str, output_dir: str, overrides: dic
     return p
 
 
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _device_text(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"GPU {torch.cuda.get_device_name(device)}"
+    return "no GPU"
+
+
 def run(dataset_dir: str = "sample_data", n: int = 3, datalist_key: str = "testing", **overrides) -> str:
     """Time ``n`` subjects stage by stage, then as one batch; returns the Markdown report."""
     root = Path(__file__).resolve().parents[1]
@@ -46,8 +58,9 @@ def run(dataset_dir: str = "sample_data", n: int = 3, datalist_key: str = "testi
         p = _parser(root, dataset_dir, tmp + "/staged", {"datalist_key": datalist_key, **overrides})
         t0 = time.perf_counter()
         data = p.get_parsed_content("data")[:n]
+        device = p.get_parsed_content("device")
         net = p.get_parsed_content("network")
-        net.load_state_dict(torch.load(p.get_parsed_content("ckpt_path"), map_location="cpu", weights_only=True))
+        net.load_state_dict(torch.load(p.get_parsed_content("ckpt_path"), map_location=device, weights_only=True))
         net.eval()
         pre = p.get_parsed_content("preprocessing")
         inferer = p.get_parsed_content("inferer")
@@ -61,15 +74,20 @@ def run(dataset_dir: str = "sample_data", n: int = 3, datalist_key: str = "testi
                 d = tr(d)
                 stages[f"pre: {type(tr).__name__}"].append(time.perf_counter() - t)
             t = time.perf_counter()
-            with torch.no_grad():
-                d["pred"] = inferer(d["image"][None], net)[0]
+            # as SupervisedEvaluator does: the image on the device, autocast when the config asks for it
+            with torch.no_grad(), torch.autocast(device.type, enabled=bool(p.get_parsed_content("amp")),
+                                                 **p.get_parsed_content("amp_kwargs")):
+                d["pred"] = inferer(d["image"][None].to(device), net)[0]
+            _sync(device)
             stages["sliding-window inference"].append(time.perf_counter() - t)
             for tr in post.transforms:
                 t = time.perf_counter()
                 d = tr(d)
+                _sync(device)
                 stages[f"post: {type(tr).__name__}"].append(time.perf_counter() - t)
             totals.append(time.perf_counter() - t_sub)
         rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+        gpu_gb = torch.cuda.max_memory_allocated(device) / 1024**3 if device.type == "cuda" else None
         # the batch: one evaluator run over the same subjects, as `monai.bundle run` does
         pb = _parser(root, dataset_dir, tmp + "/batch", {"datalist_key": datalist_key, **overrides})
         pb["data"] = data
@@ -77,12 +95,13 @@ def run(dataset_dir: str = "sample_data", n: int = 3, datalist_key: str = "testi
         pb.get_parsed_content("evaluator").run()
         batch = time.perf_counter() - t
     lines = [f"Subjects: {len(totals)} from `{dataset_dir}`; machine: {os.cpu_count()} CPU cores "
-             f"({platform.machine()}), torch {torch.__version__}, no GPU.", "",
+             f"({platform.machine()}), torch {torch.__version__}, {_device_text(device)}.", "",
              "| stage | median s per subject |", "|---|---|"]
     for k, v in stages.items():
         lines.append(f"| {k} | {np.median(v):.2f} |")
     lines += [f"| **total per subject (read to report)** | **{np.median(totals):.2f}** |", "",
-              f"Start-up (config, network, weights): {startup:.1f} s. Peak RSS of the staged run: {rss_gb:.2f} GB.",
+              f"Start-up (config, network, weights): {startup:.1f} s. Peak RSS of the staged run: {rss_gb:.2f} GB."
+              + (f" Peak GPU memory allocated: {gpu_gb:.2f} GB." if gpu_gb is not None else ""),
               f"Batch of {len(totals)} subjects in one `evaluator.run()`: {batch:.1f} s "
               f"({batch / max(len(totals), 1):.1f} s per subject)."]
     return "\n".join(lines)

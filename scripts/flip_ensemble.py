@@ -56,12 +56,29 @@ class LeftRightFlipInferer(Inferer):
     def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any,
                  **kwargs: Any) -> torch.Tensor:
         """Run ``network`` on ``inputs`` (B, C_in, X, Y, Z) and on its mirror; return the averaged (B, C, X, Y, Z)."""
-        out = self.inferer(inputs, network, *args, **kwargs)
+        out = _finite(self.inferer(inputs, network, *args, **kwargs))
         if not self.enabled:
             return out
         dim = 2 + self.spatial_axis
-        mirrored = self.inferer(torch.flip(inputs, dims=[dim]), network, *args, **kwargs)
+        mirrored = _finite(self.inferer(torch.flip(inputs, dims=[dim]), network, *args, **kwargs))
         if mirrored.shape[1] != len(self.order):
             raise ValueError(f"the network returned {mirrored.shape[1]} channels; the swap is for {len(self.order)}")
         mirrored = torch.flip(mirrored, dims=[dim])[:, self.order]
         return (out + mirrored) / 2
+
+
+def _finite(out: torch.Tensor) -> torch.Tensor:
+    """Refuse a network output with NaN or infinite values instead of turning it into a wrong label map.
+
+    Why: softmax and argmax turn NaN logits into background without complaint, so the subject would be reported
+    with missing or shrunken muscles. The shipped network's deepest activations reach about 4e4 on the sample,
+    near float16's limit of 65504; under float16 autocast they overflow on a GPU (seen on an H200: every muscle
+    lost). The configs use bfloat16 autocast, which has float32's range.
+    """
+    bad = ~torch.isfinite(out)
+    if bool(bad.any()):
+        raise FloatingPointError(
+            f"the network output holds {int(bad.sum())} non-finite values (NaN or inf) of {out.numel()}; no "
+            "label map is made from it. Under float16 autocast this network's activations overflow: run with "
+            "--amp false, or keep the config's bfloat16 amp_kwargs.")
+    return out

@@ -70,3 +70,34 @@ def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="channels"):
         LeftRightFlipInferer(SimpleInferer())(torch.ones(1, 1, 4, 4, 4), lambda x: torch.zeros(1, 3, 4, 4, 4))
     assert LEFT_RIGHT_SWAP[1] == 2
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_float16_overflow_is_refused_not_turned_into_background(enabled: bool) -> None:
+    # activations of 4e4 scaled once more overflow float16 (max 65504), as the shipped network's did under
+    # float16 autocast on a GPU; bfloat16 keeps them
+    def network(x: torch.Tensor) -> torch.Tensor:
+        return (_sided(x) * 4e4 * 2).to(torch.float16)
+
+    x = torch.ones(1, 1, 4, 4, 4)
+    with pytest.raises(FloatingPointError, match=r"non-finite values \(NaN or inf\).*--amp false"):
+        LeftRightFlipInferer(SimpleInferer(), enabled=enabled)(x, network)
+    out = LeftRightFlipInferer(SimpleInferer(), enabled=enabled)(x, lambda t: (_sided(t) * 8e4).to(torch.bfloat16))
+    assert torch.isfinite(out).all()
+    assert out.float().argmax(1)[0, 0, 0, 0] == 1
+
+
+def test_configs_autocast_in_bfloat16_and_inference_in_float32() -> None:
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    infer = json.loads((root / "configs" / "inference.json").read_text())
+    train = json.loads((root / "configs" / "train.json").read_text())
+    # inference: float32 unless asked (the GPU pass is under 1 % of a subject's time); autocast, if asked, bfloat16
+    assert infer["amp"] is False and infer["evaluator"]["amp_kwargs"] == "@amp_kwargs"
+    for cfg in (infer, train):
+        assert cfg["amp_kwargs"] == {"dtype": "$torch.bfloat16"}
+    assert "is_bf16_supported" in train["amp"]
+    assert train["train"]["trainer"]["amp_kwargs"] == "@amp_kwargs"
+    assert train["validate"]["evaluator"]["amp_kwargs"] == "@amp_kwargs"
