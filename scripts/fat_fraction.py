@@ -863,28 +863,35 @@ def _periphery_says_swapped(ff: np.ndarray, shell: np.ndarray, core: np.ndarray)
 
 def _label_flags(ff: np.ndarray, labels: np.ndarray, min_region_voxels: int) -> dict[int, LabelSwapFlags]:
     """Per-label asymmetry and mirrored-region rules (see :func:`detect_fat_water_swap`)."""
-    valid = np.isfinite(ff)
-    values = [int(v) for v in np.unique(labels) if v != 0]
+    values = [int(v) for v in np.unique(labels) if v > 0]
+    # each label is worked on inside its bounding box: a muscle fills a few percent of the volume, and whole-volume
+    # masks and component labelling per label cost seconds per subject at the reference geometry
+    boxes = ndimage.find_objects(np.asarray(labels, dtype=np.int64)) if values else []
+    crops: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     medians: dict[int, float] = {}
     for v in values:
-        sel = ff[(labels == v) & valid]
+        box = boxes[v - 1]
+        ff_box = ff[box]
+        in_label = (labels[box] == v) & np.isfinite(ff_box)
+        crops[v] = ff_box, in_label
+        sel = ff_box[in_label]
         medians[v] = float(np.median(sel)) if sel.size else float("nan")
     flags: dict[int, LabelSwapFlags] = {}
     for v in values:
-        in_label = (labels == v) & valid
+        ff_box, in_label = crops[v]
         n = int(in_label.sum())
         other = LEFT_RIGHT_SWAP.get(v)
         contra = medians.get(other, float("nan")) if other not in (None, 0, v) else float("nan")
         asym = bool(medians[v] > _ASYM_HIGH and contra < _ASYM_LOW)  # NaN comparisons are False
-        fat_dom = in_label & (ff > 0.5)
-        rest = ff[in_label & ~fat_dom]
+        fat_dom = in_label & (ff_box > 0.5)
+        rest = ff_box[in_label & ~fat_dom]
         region_voxels = 0
         if rest.size >= _MIN_SHELL_VOXELS:
             rest_median = float(np.median(rest))
             components, n_comp = ndimage.label(fat_dom)
             if n_comp:
                 sizes = np.bincount(components.ravel(), minlength=n_comp + 1)[1:]
-                sums = ndimage.sum_labels(ff, components, index=np.arange(1, n_comp + 1))
+                sums = ndimage.sum_labels(ff_box, components, index=np.arange(1, n_comp + 1))
                 means = sums / np.maximum(sizes, 1)
                 # a swap maps FF -> 1 - FF, so a swapped part of a water-dominant muscle mirrors the rest around 0.5;
                 # it must be large (>= 10 % of the label) to set it apart from fat streaks and partial volume
