@@ -73,7 +73,7 @@ def _finite(out: torch.Tensor) -> torch.Tensor:
     Why: softmax and argmax turn NaN logits into background without complaint, so the subject would be reported
     with missing or shrunken muscles. The shipped network's deepest activations reach about 4e4 on the sample,
     near float16's limit of 65504; under float16 autocast they overflow on a GPU (seen on an H200: every muscle
-    lost). The configs use bfloat16 autocast, which has float32's range.
+    lost). inference.json therefore runs in float32 and, when asked to autocast, uses bfloat16 (float32's range).
     """
     bad = ~torch.isfinite(out)
     if bool(bad.any()):

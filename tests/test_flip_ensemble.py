@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 from monai.inferers import SimpleInferer, SlidingWindowInferer
@@ -88,9 +91,6 @@ def test_float16_overflow_is_refused_not_turned_into_background(enabled: bool) -
 
 
 def test_configs_autocast_in_bfloat16_and_inference_in_float32() -> None:
-    import json
-    from pathlib import Path
-
     root = Path(__file__).resolve().parents[1]
     infer = json.loads((root / "configs" / "inference.json").read_text())
     train = json.loads((root / "configs" / "train.json").read_text())
