@@ -221,3 +221,18 @@ def test_cohort_cli_writes_datalist_participants_and_truth(tmp_path):
     assert len(gt) == 5 * 12 and set(gt.side) == {"left", "right", "mean"}
     again = subprocess.run(cmd, cwd=BUNDLE_ROOT, capture_output=True, text=True)
     assert again.returncode != 0 and "refusing to overwrite" in again.stderr
+
+
+def test_cohort_with_worker_processes_writes_the_same_files(tmp_path):
+    a, b = tmp_path / "serial", tmp_path / "parallel"
+    generate_cohort(a, n=3, seed=4, geometry="tiny", n_validation=1, progress=False)
+    generate_cohort(b, n=3, seed=4, geometry="tiny", n_validation=1, progress=False, workers=2)
+    for name in ("datalist.json", "participants.tsv", "ground_truth.csv"):
+        assert (a / name).read_text() == (b / name).read_text()
+    for sub in ("sub-0001", "sub-0002", "sub-0003"):
+        for f in sorted((a / sub).iterdir()):
+            ia, ib = nib.load(f), nib.load(b / sub / f.name)
+            np.testing.assert_array_equal(np.asarray(ia.dataobj), np.asarray(ib.dataobj))
+            np.testing.assert_array_equal(ia.affine, ib.affine)
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        generate_cohort(tmp_path / "bad", n=1, progress=False, workers=0)

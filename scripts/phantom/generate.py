@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -282,10 +282,23 @@ def write_subject(subject: PhantomSubject, out_dir: str | Path, write_ff_true: b
     return {k: str(p.relative_to(out_dir)) for k, p in paths.items()}
 
 
+def _cohort_subject(job: tuple) -> tuple[dict, dict, pd.DataFrame]:
+    """Generate and write one cohort subject (a process-pool task): its datalist entry, participant row, truth."""
+    sseed, sid, geometry, variety, swap_probability, out, write_ff_true, overwrite = job
+    rng = np.random.default_rng([sseed, 7])
+    acq = random_acquisition(rng, geometry=geometry, variety=variety, swap_probability=swap_probability)
+    subj = generate_subject(sseed, acq, subject_id=sid)
+    rel = write_subject(subj, out, write_ff_true=write_ff_true, overwrite=overwrite)
+    row = asdict(subj.participant)
+    row.update(seed=sseed, spacing_mm="x".join(f"{v:g}" for v in acq.spacing), orientation=acq.orientation,
+               coverage=acq.coverage, swap=acq.swap, ff_scale=acq.ff_scale, snr=round(acq.snr, 1))
+    return {"subject": sid, "image": rel["inphase"], **rel}, row, subj.truth
+
+
 def generate_cohort(out_dir: str | Path, n: int = 30, seed: int = 0, geometry: str = "reference",
                     variety: bool = True, swap_probability: float = 0.0, n_validation: int | None = None,
                     n_testing: int = 0, write_ff_true: bool = True, overwrite: bool = False,
-                    progress: bool = True) -> dict[str, str]:
+                    progress: bool = True, workers: int = 1) -> dict[str, str]:
     """Generate ``n`` subjects with a BIDS-style participants.tsv, a MONAI datalist and a ground-truth table.
 
     Subject ``i`` uses seed ``seed * 100003 + i``, so cohorts with different seeds never share a subject and
@@ -303,6 +316,8 @@ def generate_cohort(out_dir: str | Path, n: int = 30, seed: int = 0, geometry: s
         write_ff_true: also write the exact noise-free FF map of each subject.
         overwrite: replace an existing cohort in ``out_dir``.
         progress: show a progress bar.
+        workers: subjects generated at once, each in its own process (about 1 GB of memory per process at the
+            reference geometry). The files do not depend on it.
 
     Returns:
         paths of the written tables: {"datalist", "participants", "ground_truth"}.
@@ -320,21 +335,19 @@ def generate_cohort(out_dir: str | Path, n: int = 30, seed: int = 0, geometry: s
     n_val = max(1, round(0.2 * n)) if n_validation is None and n > 1 else (n_validation or 0)
     if n_val + n_testing > n:
         raise ValueError(f"n_validation ({n_val}) + n_testing ({n_testing}) exceed the cohort (n={n})")
-    entries, parts, truths = [], [], []
-    for i in tqdm(range(n), desc="phantom cohort", disable=not progress):
-        sseed = seed * 100003 + i
-        rng = np.random.default_rng([sseed, 7])
-        acq = random_acquisition(rng, geometry=geometry, variety=variety, swap_probability=swap_probability)
-        sid = f"sub-{i + 1:04d}"
-        subj = generate_subject(sseed, acq, subject_id=sid)
-        rel = write_subject(subj, out, write_ff_true=write_ff_true, overwrite=overwrite)
-        entry = {"subject": sid, "image": rel["inphase"], **rel}
-        entries.append(entry)
-        row = asdict(subj.participant)
-        row.update(seed=sseed, spacing_mm="x".join(f"{v:g}" for v in acq.spacing), orientation=acq.orientation,
-                   coverage=acq.coverage, swap=acq.swap, ff_scale=acq.ff_scale, snr=round(acq.snr, 1))
-        parts.append(row)
-        truths.append(subj.truth)
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    jobs = [(seed * 100003 + i, f"sub-{i + 1:04d}", geometry, variety, swap_probability, str(out), write_ff_true,
+             overwrite) for i in range(n)]
+    if workers == 1:
+        done = map(_cohort_subject, jobs)
+        results = list(tqdm(done, total=n, desc="phantom cohort", disable=not progress))
+    else:
+        with ProcessPoolExecutor(max_workers=min(workers, n)) as ex:
+            results = list(tqdm(ex.map(_cohort_subject, jobs), total=n, desc="phantom cohort", disable=not progress))
+    entries = [r[0] for r in results]
+    parts = [r[1] for r in results]
+    truths = [r[2] for r in results]
     n_train = n - n_val - n_testing
     datalist = {"description": f"lumbar Dixon phantom cohort, seed {seed}", "labels": {str(k): v for k, v in
                                                                                         LABELS.items()},
