@@ -90,14 +90,15 @@ def test_float16_overflow_is_refused_not_turned_into_background(enabled: bool) -
     assert out.float().argmax(1)[0, 0, 0, 0] == 1
 
 
-def test_configs_autocast_in_bfloat16_and_inference_in_float32() -> None:
+def test_configs_run_float32_unless_asked_and_autocast_in_bfloat16() -> None:
     root = Path(__file__).resolve().parents[1]
     infer = json.loads((root / "configs" / "inference.json").read_text())
     train = json.loads((root / "configs" / "train.json").read_text())
-    # inference: float32 unless asked (the GPU pass is under 1 % of a subject's time); autocast, if asked, bfloat16
-    assert infer["amp"] is False and infer["evaluator"]["amp_kwargs"] == "@amp_kwargs"
+    # float32 unless asked: the GPU pass is under 1 % of a subject's time, GPU training is loader-bound, and the one
+    # bfloat16-trained model measured (cross-validation split 0) was less accurate; autocast, if asked, bfloat16
+    assert infer["amp"] is False and train["amp"] is False
+    assert infer["evaluator"]["amp_kwargs"] == "@amp_kwargs"
     for cfg in (infer, train):
         assert cfg["amp_kwargs"] == {"dtype": "$torch.bfloat16"}
-    assert "is_bf16_supported" in train["amp"]
     assert train["train"]["trainer"]["amp_kwargs"] == "@amp_kwargs"
     assert train["validate"]["evaluator"]["amp_kwargs"] == "@amp_kwargs"
