@@ -102,3 +102,29 @@ def test_configs_run_float32_unless_asked_and_autocast_in_bfloat16() -> None:
         assert cfg["amp_kwargs"] == {"dtype": "$torch.bfloat16"}
     assert train["train"]["trainer"]["amp_kwargs"] == "@amp_kwargs"
     assert train["validate"]["evaluator"]["amp_kwargs"] == "@amp_kwargs"
+
+
+def _window_mean(x: torch.Tensor) -> torch.Tensor:
+    """A 'network' whose every output voxel is the mean of its whole input window (maximal context)."""
+    return x.mean(dim=(2, 3, 4), keepdim=True).expand(x.shape[0], NUM_CLASSES, *x.shape[2:]).clone()
+
+
+@pytest.mark.parametrize("config", ["inference.json", "train.json"])
+def test_configured_window_pads_short_scans_by_replication_not_zeros(config: str) -> None:
+    """A scan shorter than the window (a truncated field of view) must not show the network a slab of zeros."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(Path(__file__).resolve().parents[1] / "configs" / config)
+    if config == "inference.json":
+        parser["roi_size"] = [8, 8, 16]
+        parser["flip_ensemble"] = False
+        inferer = parser.get_parsed_content("inferer")
+    else:
+        parser["patch_size"] = [8, 8, 16]
+        inferer = parser.get_parsed_content("validate#inferer")
+    scan = torch.ones(1, 1, 8, 8, 4)  # 4 slices in a 16-slice window
+    out = inferer(scan, _window_mean)
+    assert out.shape == (1, NUM_CLASSES, 8, 8, 4)
+    # zero padding would give 4/16 = 0.25 here
+    torch.testing.assert_close(out, torch.ones_like(out))
