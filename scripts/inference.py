@@ -194,6 +194,27 @@ def measure_subject(scan: DixonScan, label: np.ndarray, label_affine: np.ndarray
     return result, ffr
 
 
+def _plain(value: Any) -> Any:
+    """JSON form of config values that are not JSON types (torch dtypes/devices, tuples of numpy numbers)."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
+def _settings_record(settings: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``settings`` as the manifest stores them: JSON types, and "true"/"false" strings (how a command-line
+    override arrives) as booleans, so ``--flip_ensemble true`` is the same run as the config's ``true``."""
+    def norm(v: Any) -> Any:
+        if isinstance(v, str) and v.strip().lower() in ("true", "false"):
+            return v.strip().lower() == "true"
+        if isinstance(v, dict):
+            return {k: norm(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [norm(x) for x in v]
+        return v
+    return norm(json.loads(json.dumps(dict(settings or {}), default=_plain)))
+
+
 class QuantifyDixond(MapTransform):
     """From the final label map to the subject's fat-fraction results, written under ``output_dir/<subject>/``.
 
@@ -218,6 +239,9 @@ class QuantifyDixond(MapTransform):
         version: bundle version written into the manifest.
         min_volume_ml: smallest label side (mL) given an FF; smaller ones get status ``too_small``.
         border_trim_ff: border voxels above this FF touching unlabelled fat are left out (None: keep all).
+        segmentation_settings: the settings that made the label map (window, padding, flip ensembling, working
+            spacing, network input, precision), recorded in the manifest so that a run with other settings is
+            neither mistaken for a finished one nor allowed to overwrite it. Values must be JSON-able.
     """
 
     def __init__(self, keys: KeysCollection = "pred", output_dir: str = "eval", ff_method: str = "auto",
@@ -225,7 +249,7 @@ class QuantifyDixond(MapTransform):
                  participants_file: str | None = None, model_file: str | None = None,
                  cohort_table: str = "cohort_ff_table.csv", report: bool = True, overwrite: bool = False,
                  version: str = "", min_volume_ml: float = 1.0, border_trim_ff: float | None = 0.7,
-                 allow_missing_keys: bool = False) -> None:
+                 segmentation_settings: Mapping[str, Any] | None = None, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.output_dir = Path(output_dir)
         self.ff_method = ff_method
@@ -243,6 +267,7 @@ class QuantifyDixond(MapTransform):
         self.version = version
         self.min_volume_ml = min_volume_ml
         self.border_trim_ff = border_trim_ff
+        self.segmentation_settings = _settings_record(segmentation_settings)
 
     def _demographics(self, subject: str) -> dict[str, Any]:
         if self.participants is None:
@@ -267,7 +292,8 @@ class QuantifyDixond(MapTransform):
             "model": self.model_fp,
             "settings": {"ff_method": self.ff_method, "ff_scale": self.ff_scale, "erosion_mm": self.erosion_mm,
                          "min_volume_ml": self.min_volume_ml, "border_trim_ff": self.border_trim_ff,
-                         "reference": self.reference_file or "bmc2026_lumbar_ff"},
+                         "reference": self.reference_file or "bmc2026_lumbar_ff",
+                         "segmentation": self.segmentation_settings},
         }
 
     def is_done(self, subject: str, files: Mapping[str, str]) -> bool:

@@ -97,6 +97,22 @@ def test_changed_settings_are_not_mistaken_for_finished_work(cohort, one_process
     assert "already finished" not in res.stdout + res.stderr
 
 
+@pytest.mark.parametrize("override", [["--sw_padding_mode", "constant"], ["--flip_ensemble", "true"],
+                                      ["--roi_size", "[32,32,32]"]])
+def test_changed_segmentation_settings_are_not_mistaken_for_finished_work(cohort, one_process, override):
+    # the label map itself would differ: reusing the earlier results would report numbers of another segmentation
+    res = subprocess.run(_cmd(cohort, one_process, *override), cwd=BUNDLE_ROOT, capture_output=True, text=True,
+                         timeout=900, env=ENV)
+    assert res.returncode != 0
+    assert "holds results of a different run" in res.stdout + res.stderr
+    assert "already finished" not in res.stdout + res.stderr
+
+
+def test_the_same_setting_spelled_differently_is_the_same_run(cohort, one_process):
+    res = _run(_cmd(cohort, one_process, "--flip_ensemble", "False"))
+    assert "4 of 4 subjects already finished" in res.stdout + res.stderr
+
+
 def test_torchrun_two_processes_give_the_same_table_as_one(cohort, one_process, tmp_path):
     out = tmp_path / "eval"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
