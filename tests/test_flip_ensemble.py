@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from monai.bundle import ConfigParser
 from monai.inferers import SimpleInferer, SlidingWindowInferer
 
 from scripts.flip_ensemble import LeftRightFlipInferer
@@ -112,8 +113,6 @@ def _window_mean(x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("config", ["inference.json", "train.json"])
 def test_configured_window_pads_short_scans_by_replication_not_zeros(config: str) -> None:
     """A scan shorter than the window (a truncated field of view) must not show the network a slab of zeros."""
-    from monai.bundle import ConfigParser
-
     parser = ConfigParser()
     parser.read_config(Path(__file__).resolve().parents[1] / "configs" / config)
     if config == "inference.json":

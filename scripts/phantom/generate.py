@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -339,12 +340,9 @@ def generate_cohort(out_dir: str | Path, n: int = 30, seed: int = 0, geometry: s
         raise ValueError(f"workers must be >= 1, got {workers}")
     jobs = [(seed * 100003 + i, f"sub-{i + 1:04d}", geometry, variety, swap_probability, str(out), write_ff_true,
              overwrite) for i in range(n)]
-    if workers == 1:
-        done = map(_cohort_subject, jobs)
+    with ProcessPoolExecutor(max_workers=min(workers, n)) if workers > 1 else nullcontext() as pool:
+        done = (pool.map if pool else map)(_cohort_subject, jobs)
         results = list(tqdm(done, total=n, desc="phantom cohort", disable=not progress))
-    else:
-        with ProcessPoolExecutor(max_workers=min(workers, n)) as ex:
-            results = list(tqdm(ex.map(_cohort_subject, jobs), total=n, desc="phantom cohort", disable=not progress))
     entries = [r[0] for r in results]
     parts = [r[1] for r in results]
     truths = [r[2] for r in results]
