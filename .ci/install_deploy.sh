@@ -11,6 +11,10 @@ command -v "$PY" >/dev/null || PY=python3
 CONSTRAINTS=$(mktemp)
 trap 'rm -f "$CONSTRAINTS"' EXIT
 echo "torch==2.13.0" >"$CONSTRAINTS"
+# SHARE_PACKAGES_FROM: a venv's python whose packages at the pinned versions are hard-linked in first (saves disk)
+if [ -n "${SHARE_PACKAGES_FROM:-}" ]; then
+    "$SHARE_PACKAGES_FROM" .ci/share_packages.py "$VENV/bin/python" requirements-deploy.txt "$CONSTRAINTS"
+fi
 # torch first, alone, so the resolver never considers another build for the packages that depend on it
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check "torch==2.13.0"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c "$CONSTRAINTS" -r requirements-deploy.txt

@@ -6,7 +6,8 @@
 # swap torch for a CUDA build. Idempotent: when the venv already imports monailabel and was built from the same
 # requirements file (a stamp holds its hash), nothing is done.
 #
-# Environment: PYTHON (default python3.11, else python3), MONAILABEL_VENV (default <repo>/.venv-monailabel).
+# Environment: PYTHON (default python3.11, else python3), MONAILABEL_VENV (default <repo>/.venv-monailabel),
+# SHARE_PACKAGES_FROM (a venv's python: its packages at the pinned versions are hard-linked in first, saving disk).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 REQ="$ROOT/requirements-monailabel.txt"
@@ -29,6 +30,9 @@ trap 'rm -rf "$TMP"' EXIT
 echo "torch==2.13.0" > "$TMP/constraints.txt"
 grep -v '^monailabel==' "$REQ" > "$TMP/requirements.txt"
 MONAILABEL_PIN="$(grep '^monailabel==' "$REQ")"
+if [ -n "${SHARE_PACKAGES_FROM:-}" ]; then
+    "$SHARE_PACKAGES_FROM" "$ROOT/.ci/share_packages.py" "$VENV/bin/python" "$REQ" "$TMP/constraints.txt"
+fi
 
 PIP=("$VENV/bin/python" -m pip install -q --disable-pip-version-check -c "$TMP/constraints.txt")
 "${PIP[@]}" -r "$TMP/requirements.txt"
