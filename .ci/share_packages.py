@@ -62,11 +62,13 @@ def main(argv: list[str]) -> int:
         return 2
     target_python, requirement_files = argv[0], argv[1:]
     source_site = Path(sysconfig.get_path("purelib")).resolve()
-    target_site = Path(
-        subprocess.check_output(
-            [target_python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], text=True
-        ).strip()
-    ).resolve()
+    probe = "import sys, sysconfig; print(sysconfig.get_path('purelib')); print(sys.implementation.cache_tag)"
+    target_path, target_tag = subprocess.check_output([target_python, "-c", probe], text=True).split()
+    target_site = Path(target_path).resolve()
+    if target_tag != sys.implementation.cache_tag:
+        # compiled extensions are built for one interpreter: sharing them across versions would break imports
+        print(f"share_packages: {target_python} is {target_tag}, this is {sys.implementation.cache_tag}; nothing linked")
+        return 0
     pins = read_pins(requirement_files)
     present = installed_names(target_site)
     shared, size = [], 0
