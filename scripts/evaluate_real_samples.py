@@ -107,8 +107,13 @@ def evaluate(shared_dir: str = "../shared", ckpt_path: str = "models/model.pt", 
     return df
 
 
+def main(**kwargs) -> str:
+    """Command line: :func:`evaluate` with the same arguments; the table is printed (fire would page a DataFrame's help)."""
+    return evaluate(**kwargs).to_string(index=False, float_format=lambda v: f"{v:.3f}")
+
+
 if __name__ == "__main__":
     import fire
 
     logging.basicConfig(level=logging.INFO)
-    fire.Fire(evaluate)
+    fire.Fire(main)
