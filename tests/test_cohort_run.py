@@ -16,11 +16,10 @@ import pytest
 from scripts.phantom import generate_cohort
 from tests.conftest import BUNDLE_ROOT
 
-# coarse working grid: these tests check the cohort plumbing, not accuracy
-# Why one pass (no flip ensembling): on this 8 mm grid, far from the model's 2x2x4 mm, only the single pass still
-# finds a few muscles, and the comparisons below need some measured rows.
-FAST = ["--working_spacing", "[8.0,8.0,12.0]", "--roi_size", "[64,64,32]", "--write_report", "false",
-        "--flip_ensemble", "false"]
+# these tests check the cohort plumbing, not accuracy: one pass (no flip ensembling), a small window, no report.
+# The model's own 2x2x4 mm grid, not a coarser one: the comparisons below need measured rows, and how much of a
+# tiny phantom a model still finds on a grid it was never trained for changes with every retraining.
+FAST = ["--roi_size", "[64,64,32]", "--write_report", "false", "--flip_ensemble", "false"]
 # one thread everywhere so that one and two processes compute bit-identical convolutions
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
@@ -131,7 +130,7 @@ def test_requantify_reproduces_the_run_and_applies_other_settings(one_process, t
     assert "4 subjects" in run(str(one_process), str(same))  # the bundle's defaults
     new, old = pd.read_csv(same), _table(one_process)
     cols = ["ff_mean_pct", "ff_median_pct", "ff_core_mean_pct", "volume_ml", "n_voxels", "n_trimmed_voxels"]
-    assert (old.status == "ok").any()
+    assert (old.status == "ok").sum() >= 8, old.status.value_counts()
     # CSV round trip: an all-zero column reads back as integers on one side; values must agree, not dtypes
     pd.testing.assert_frame_equal(new[cols], old[cols], check_dtype=False)
     plain = tmp_path / "plain.csv"
