@@ -43,11 +43,12 @@ def installed_names(site: Path) -> set[str]:
 def link_distribution(dist: metadata.Distribution, source_site: Path, target_site: Path) -> int:
     """Link one distribution's files; its dist-info last, so a failure leaves pip a package it sees as absent."""
     files = [Path(dist.locate_file(f)) for f in dist.files or []]
-    files = [f for f in files if f.is_file() and f.resolve().is_relative_to(source_site)]
-    files.sort(key=lambda f: ".dist-info" in str(f.relative_to(source_site)).split(os.sep)[0])
+    files = [f.resolve() for f in files if f.is_file()]
+    files = [f for f in files if f.is_relative_to(source_site)]
+    files.sort(key=lambda f: f.relative_to(source_site).parts[0].endswith(".dist-info"))
     size = 0
     for src in files:
-        dst = target_site / src.resolve().relative_to(source_site)
+        dst = target_site / src.relative_to(source_site)
         if dst.exists():
             continue
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -71,7 +72,7 @@ def main(argv: list[str]) -> int:
         return 0
     pins = read_pins(requirement_files)
     present = installed_names(target_site)
-    shared, size = [], 0
+    n_linked, size = 0, 0
     for dist in metadata.distributions(path=[str(source_site)]):
         name = canonical(dist.metadata["Name"] or "")
         if name in present or pins.get(name) != dist.version.split("+")[0]:
@@ -81,9 +82,9 @@ def main(argv: list[str]) -> int:
         except OSError as err:
             print(f"share_packages: cannot hard-link into {target_site} ({err}); pip installs the rest")
             break
-        shared.append(f"{name}=={dist.version}")
+        n_linked += 1
         present.add(name)
-    print(f"share_packages: {len(shared)} packages ({size / 2**20:.0f} MiB) linked into {target_site}")
+    print(f"share_packages: {n_linked} packages ({size / 2**20:.0f} MiB) linked into {target_site}")
     return 0
 
 
