@@ -24,7 +24,10 @@ that file (and refuses different settings for the same ``out_dir``). Per split, 
 Every step ends by writing its marker ``<step>/.done.json`` (last, atomically). A step with its marker is skipped;
 a step folder without one (a crash) is moved aside to ``<step>.incomplete-<n>`` and the step is redone from scratch;
 the steps that use its output (prediction after training, evaluation after either method) are then redone too
-(their old folders moved to ``<step>.stale-<n>``). Nothing is deleted.
+(their old folders moved to ``<step>.stale-<n>``). Nothing is deleted. The one exception is an interrupted
+``unet_train`` that saved a training state (train.json does every 2 epochs): it continues from that state in its
+folder (its marker then says ``"resumed": true`` and its ``seconds`` count the last run only), so a crash late in a
+long training costs minutes, not the split.
 At the end :func:`scripts.cv_report.write_report` writes ``out_dir/report/`` (Markdown, tables, figures).
 
 Two studies on the same splits (e.g. the two-channel water + fat input against the one-channel default, run with
@@ -169,18 +172,22 @@ def _marker_digest(*folders: Path) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def run_step(folder: Path, work: Callable[[Path], dict[str, Any]], depends: str = "") -> dict[str, Any]:
+def run_step(folder: Path, work: Callable[[Path], dict[str, Any]], depends: str = "",
+             can_resume: Callable[[Path], bool] | None = None) -> dict[str, Any]:
     """Run ``work(folder)`` unless ``folder/.done.json`` exists; the marker (its return value) is written last.
 
     A folder without the marker is what a crash leaves: it is moved aside to ``<folder>.incomplete-<n>`` (kept for
     inspection, never deleted) and the step starts again in a fresh, empty folder. A finished step whose inputs
     were redone since (``depends``, a digest of the upstream markers, differs) is moved to ``<folder>.stale-<n>``
-    and redone.
+    and redone. A step that can continue its own interrupted work (``can_resume(folder)`` true: a training with a
+    saved state) is run again in its folder instead, and its record says ``"resumed": true``.
 
     Args:
         folder: the step's own folder.
-        work: does the step in the given (empty) folder and returns a JSON-able record.
+        work: does the step in the given folder (empty, or as an interrupted run left it when ``can_resume``) and
+            returns a JSON-able record.
         depends: digest of the upstream steps' markers.
+        can_resume: whether a folder without marker holds work that ``work`` continues rather than redoes.
 
     Returns:
         the marker's content (a finished step's record, e.g. its timing).
@@ -191,11 +198,18 @@ def run_step(folder: Path, work: Callable[[Path], dict[str, Any]], depends: str 
         if record.get("depends", "") == depends:
             return record
         _move_aside(folder, "stale")
-    elif folder.exists():
-        _move_aside(folder, "incomplete")
-    folder.mkdir(parents=True)
+    resumed = False
+    if folder.exists() and not marker.is_file():
+        if can_resume is not None and can_resume(folder):
+            logger.warning("%s was interrupted: continuing it from its saved state", folder)
+            resumed = True
+        else:
+            _move_aside(folder, "incomplete")
+    folder.mkdir(parents=True, exist_ok=resumed)
     start = time.perf_counter()
     record = dict(work(folder))
+    if resumed:
+        record["resumed"] = True
     record.setdefault("seconds", round(time.perf_counter() - start, 2))
     record["depends"] = depends
     atomic_write_text(marker, json.dumps(record, indent=2) + "\n")
@@ -204,7 +218,7 @@ def run_step(folder: Path, work: Callable[[Path], dict[str, Any]], depends: str 
 
 def _bundle_run(args: Sequence[str], log: Path) -> None:
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--bundle_root", str(BUNDLE_ROOT), *args]
-    with open(log, "w") as fh:
+    with open(log, "a") as fh:  # a resumed step keeps the log of its interrupted run above
         fh.write(" ".join(cmd) + "\n")
         fh.flush()
         res = subprocess.run(cmd, cwd=BUNDLE_ROOT, stdout=fh, stderr=subprocess.STDOUT)
@@ -226,6 +240,11 @@ def _overrides(values: Mapping[str, Any] | None) -> list[str]:
     for name, value in (values or {}).items():
         out += [f"--{name}", json.dumps(value) if not isinstance(value, str) else value]
     return out
+
+
+def training_can_resume(folder: Path) -> bool:
+    """Whether an interrupted ``unet_train`` step left a training state that train.json resumes from."""
+    return any((folder / "models" / "train_state").glob("checkpoint_epoch=*.pt"))
 
 
 def _train_unet(dataset_dir: Path, datalist: Path, epochs: int, val_interval: int, seed: int,
@@ -383,7 +402,8 @@ def run_split(split: Mapping[str, Any], entries: Mapping[str, Mapping[str, Any]]
     seconds: dict[str, dict[str, float]] = {}
     if "unet" in methods:
         trained = run_step(sdir / "unet_train", _train_unet(dataset_dir, datalist, epochs, val_interval,
-                                                            split["seed"], train_overrides))
+                                                            split["seed"], train_overrides),
+                           can_resume=training_can_resume)
         logger.info("split %d: U-Net trained in %.0f s", split["split"], trained["seconds"])
         pred = run_step(sdir / "unet", _predict_unet(dataset_dir, datalist, sdir / "unet_train" / "models" / "model.pt",
                                                      len(test), infer_overrides), _marker_digest(sdir / "unet_train"))

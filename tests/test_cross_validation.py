@@ -211,3 +211,40 @@ def test_inference_window_follows_a_changed_training_patch():
     # an explicit window wins
     assert inference_overrides({"patch_size": [64, 64, 32]}, {"roi_size": [96, 96, 48]}) == {"roi_size": [96, 96, 48]}
     assert inference_overrides({"epochs": 3}, {"flip_ensemble": False}) == {"flip_ensemble": False}
+
+
+def test_an_interrupted_training_step_continues_in_its_folder(tmp_path):
+    from scripts.cross_validation import run_step, training_can_resume
+
+    folder = tmp_path / "unet_train"
+    state = folder / "models" / "train_state"
+    state.mkdir(parents=True)
+    assert not training_can_resume(folder)  # no saved state yet: a crash before the first checkpoint
+    (state / "checkpoint_epoch=4.pt").write_bytes(b"state")
+    (folder / "train.log").write_text("epochs 1-4\n")
+    assert training_can_resume(folder)
+    seen = []
+
+    def work(f: Path) -> dict:
+        seen.append(sorted(p.name for p in f.rglob("*")))
+        return {"epochs": 6}
+
+    record = run_step(folder, work, can_resume=training_can_resume)
+    assert record["resumed"] is True and record["epochs"] == 6
+    assert "checkpoint_epoch=4.pt" in seen[0] and "train.log" in seen[0]  # the work saw the interrupted run's state
+    assert not list(tmp_path.glob("unet_train.incomplete-*"))
+    assert json.loads((folder / ".done.json").read_text())["resumed"] is True
+    # a finished step is skipped, with or without a resumable state
+    assert run_step(folder, lambda f: {"epochs": 0}, can_resume=training_can_resume)["epochs"] == 6
+
+
+def test_an_interrupted_step_without_saved_state_is_redone_from_scratch(tmp_path):
+    from scripts.cross_validation import run_step, training_can_resume
+
+    folder = tmp_path / "unet_train"
+    (folder / "models").mkdir(parents=True)
+    (folder / "train.log").write_text("crashed at epoch 1\n")
+    record = run_step(folder, lambda f: {"files": sorted(p.name for p in f.rglob("*"))},
+                      can_resume=training_can_resume)
+    assert record["files"] == [] and "resumed" not in record
+    assert (tmp_path / "unet_train.incomplete-1" / "train.log").read_text() == "crashed at epoch 1\n"

@@ -57,7 +57,31 @@ def test_training_writes_bare_state_dict_and_loss_decreases(tiny_model):
     assert not (tiny_model / "models" / "train_state").exists()
 
 
-def test_a_killed_training_resumes_from_its_last_state(tiny_cohort, tmp_path):
+def _datalist_with_shifted_validation_labels(dataset_dir: Path, out_dir: Path) -> Path:
+    """A copy of the datalist whose validation labels are rolled by half the image along x: the muscles move onto
+    background, so any model scores (near) zero on validation against them."""
+    datalist = json.loads((dataset_dir / "datalist.json").read_text())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for section, entries in datalist.items():
+        if not isinstance(entries, list):
+            continue
+        for entry in entries:
+            for key, value in entry.items():
+                if isinstance(value, str) and value.endswith(".nii.gz"):
+                    entry[key] = str((dataset_dir / value).resolve())
+    for entry in datalist["validation"]:
+        img = nib.load(entry["label"])
+        lab = np.asarray(img.dataobj)
+        rolled = out_dir / f"rolled_{Path(entry['label']).name}"
+        nib.save(nib.Nifti1Image(np.roll(lab, lab.shape[0] // 2, axis=0), img.affine, img.header), rolled)
+        entry["label"] = str(rolled)
+    path = out_dir / "datalist.json"
+    path.write_text(json.dumps(datalist, indent=2))
+    return path
+
+
+def test_a_killed_training_resumes_from_its_last_state_and_keeps_its_best_model(tiny_cohort, tmp_path):
+    import hashlib
     import os
     import signal
     import time
@@ -78,13 +102,25 @@ def test_a_killed_training_resumes_from_its_last_state(tiny_cohort, tmp_path):
     assert saved, "training should have been killed after its first state checkpoint"
     epoch = int(saved[-1].stem.split("=")[1])
     assert epoch < 6
-    res = subprocess.run(args, cwd=BUNDLE_ROOT, capture_output=True, text=True, timeout=600)
+    best = tmp_path / "models" / "model.pt"
+    assert best.is_file(), "the validation at epoch 2 comes before the state checkpoint of epoch 2"
+    best_digest = hashlib.sha256(best.read_bytes()).hexdigest()
+
+    # resume against validation labels no model can match: every resumed validation scores below the best so far,
+    # so the best model from before the kill must survive (it used to be replaced by the first resumed validation)
+    shifted = _datalist_with_shifted_validation_labels(tiny_cohort, tmp_path / "shifted")
+    res = subprocess.run([*args, "--datalist", str(shifted)], cwd=BUNDLE_ROOT, capture_output=True, text=True,
+                         timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     log = res.stdout + res.stderr
     epochs_run = sorted({int(e) for e in re.findall(r"Epoch\[(\d+)\]", log)} |
                         {int(e) for e in re.findall(r"Epoch: (\d+)/", log)})
     assert epochs_run and min(epochs_run) == epoch + 1 and max(epochs_run) == 6, epochs_run
-    assert not state.exists() and (tmp_path / "models" / "model.pt").is_file()
+    assert re.search(r"Key metric: val_mean_dice best value: [0-9.]+ at epoch: 2", log), \
+        "the resumed run should report the best validation score from before the kill"
+    assert not state.exists()
+    assert hashlib.sha256(best.read_bytes()).hexdigest() == best_digest, \
+        "a resumed validation that scored below the earlier best replaced models/model.pt"
 
 
 def test_inference_end_to_end(tiny_cohort, tiny_model, tmp_path):

@@ -1,0 +1,57 @@
+"""The validation's best score as part of a training's resumable state.
+
+train.json saves the trainer, network, optimizer and scheduler every few epochs so that a killed run resumes
+(``models/train_state``). The best-model saver (``CheckpointSaver`` with ``key_metric_filename="model.pt"``) keeps
+its best score in memory only, so a resumed run used to start from "no best yet": its first validation replaced
+``models/model.pt`` even when it scored below the model saved before the interruption. :class:`ValidationBest`
+puts that score (and the evaluator's ``best_metric``/``best_metric_epoch``) into the saved state and restores it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from monai.engines import Workflow
+from monai.handlers import CheckpointSaver
+
+
+class ValidationBest:
+    """Checkpointable view of the validation's best key metric.
+
+    An object with ``state_dict``/``load_state_dict``, to be listed in the ``save_dict`` of the trainer's state
+    saver and in the ``load_dict`` of its resume loader, under the same name.
+
+    Args:
+        evaluator: the validation engine (its ``state.best_metric`` and ``state.best_metric_epoch``).
+        saver: the validation's ``CheckpointSaver`` built with ``save_key_metric=True`` (it decides whether a new
+            score replaces the saved best model).
+
+    Raises:
+        ValueError: when ``saver`` does not save on the key metric.
+    """
+
+    def __init__(self, evaluator: Workflow, saver: CheckpointSaver) -> None:
+        if getattr(saver, "_key_metric_checkpoint", None) is None:
+            raise ValueError("ValidationBest needs the validation's CheckpointSaver with save_key_metric=True")
+        self.evaluator = evaluator
+        self.saver = saver
+
+    def state_dict(self) -> dict[str, Any]:
+        """The best score so far, as plain numbers and strings (loadable with ``torch.load(weights_only=True)``)."""
+        saved = self.saver._key_metric_checkpoint.state_dict()
+        return {
+            "best_metric": float(self.evaluator.state.best_metric),
+            "best_metric_epoch": int(self.evaluator.state.best_metric_epoch),
+            "saved": [[float(priority), str(name)] for priority, name in saved["_saved"]],
+        }
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned: later validations must beat that score to replace the model."""
+        missing = {"best_metric", "best_metric_epoch", "saved"} - set(state_dict)
+        if missing:
+            raise ValueError(f"validation state lacks {sorted(missing)}; was it saved by ValidationBest?")
+        self.evaluator.state.best_metric = float(state_dict["best_metric"])
+        self.evaluator.state.best_metric_epoch = int(state_dict["best_metric_epoch"])
+        self.saver._key_metric_checkpoint.load_state_dict(
+            {"_saved": [(float(priority), str(name)) for priority, name in state_dict["saved"]]})
