@@ -7,7 +7,11 @@ label conventions onto ours:
 - MuscleMap abdomen model (sub0001): multifidus + erector spinae -> ES+MF, psoas, quadratus lumborum (no iliacus);
 - TotalSegmentator ``total_mr``: autochthon -> ES+MF, iliopsoas -> psoas + iliacus merged (it cannot be split).
 
-Usage: ``python -m scripts.evaluate_real_samples --shared_dir ../shared --ckpt_path models/model.pt``.
+Usage: ``python -m scripts.evaluate_real_samples --shared_dir ../shared --ckpt_path models/model.pt
+[--out_csv real.csv] [--out_dir real_qc]``; ``out_dir`` receives, per sample, the predicted label map
+(``<sample>_pred.nii.gz``, input grid) and two QC montages to look at: ``<sample>_qc_pred.png`` (our labels) and
+``<sample>_qc_reference.png`` (the sample's labels mapped onto ours: psoas + iliacus of TotalSegmentator shown as
+psoas).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import torch
 
 from .segmentation_metrics import dice, hausdorff_distance
 
-__all__ = ["SAMPLES", "segment", "evaluate"]
+__all__ = ["SAMPLES", "segment", "evaluate", "reference_in_our_labels"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,18 +87,49 @@ def segment(image_path: str | Path, ckpt_path: str | Path, bundle_root: str | Pa
     return np.asarray(d["pred"][0].numpy(), dtype=np.uint8), img.affine
 
 
+def reference_in_our_labels(ref: np.ndarray, mapping: dict[str, tuple[list[int], list[int]]]) -> np.ndarray:
+    """The sample's label map rewritten in our label values (the first of ``ours`` for each structure)."""
+    out = np.zeros(ref.shape, dtype=np.uint8)
+    for ours, theirs in mapping.values():
+        out[np.isin(ref, theirs)] = ours[0]
+    return out
+
+
 def evaluate(shared_dir: str = "../shared", ckpt_path: str = "models/model.pt", bundle_root: str = ".",
-             out_csv: str | None = None, overrides: dict | None = None) -> pd.DataFrame:
-    """Dice and HD95 (mm) per structure for each real sample present."""
+             out_csv: str | None = None, overrides: dict | None = None, out_dir: str | None = None) -> pd.DataFrame:
+    """Dice and HD95 (mm) per structure for each real sample present.
+
+    Args:
+        shared_dir: the folder holding ``real-samples/``.
+        ckpt_path: the weights to run.
+        bundle_root: the bundle folder (configs/inference.json).
+        out_csv: where to write the table (optional).
+        overrides: inference.json ids to replace.
+        out_dir: where to write label maps and QC pictures (optional; refused if it already holds them).
+    """
+    from .report import qc_montage
+
     rows = []
     root = Path(shared_dir) / "real-samples"
+    qc = Path(out_dir) if out_dir else None
+    if qc is not None:
+        clash = sorted(qc.glob("*_pred.nii.gz")) + sorted(qc.glob("*_qc_*.png"))
+        if clash:
+            raise FileExistsError(f"{qc}: holds earlier results ({clash[0].name}); choose another --out_dir")
+        qc.mkdir(parents=True, exist_ok=True)
     for name, (img_rel, lab_rel, mapping) in SAMPLES.items():
         if not (root / img_rel).is_file():
             logger.warning("%s: not found under %s", name, root)
             continue
-        pred, _ = segment(root / img_rel, ckpt_path, bundle_root, overrides)
+        pred, affine = segment(root / img_rel, ckpt_path, bundle_root, overrides)
         ref_img = nib.load(str(root / lab_rel))
         ref = np.asarray(ref_img.dataobj).astype(np.int32)
+        if qc is not None:
+            image = np.asarray(nib.load(str(root / img_rel)).dataobj, dtype=np.float32)
+            nib.save(nib.Nifti1Image(pred, affine), str(qc / f"{name}_pred.nii.gz"))
+            qc_montage(image, affine, pred, qc / f"{name}_qc_pred.png", title=f"{name}: prediction ({ckpt_path})")
+            qc_montage(image, affine, reference_in_our_labels(ref, mapping), qc / f"{name}_qc_reference.png",
+                       label_affine=ref_img.affine, title=f"{name}: reference labels (model-made), in our labels")
         spacing = ref_img.header.get_zooms()[:3]
         for struct, (ours, theirs) in mapping.items():
             p, r = np.isin(pred, ours), np.isin(ref, theirs)

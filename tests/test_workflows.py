@@ -227,11 +227,25 @@ def test_multi_gpu_overlay_runs_under_torchrun_with_gloo(tiny_cohort, tmp_path):
     assert not (tmp_path / "models" / "train_state").exists()
 
 
-def test_real_samples_are_segmented_and_scored(shared_dir, tiny_model):
-    from scripts.evaluate_real_samples import evaluate
+def test_real_samples_are_segmented_and_scored(shared_dir, tiny_model, tmp_path):
+    from scripts.evaluate_real_samples import SAMPLES, evaluate, reference_in_our_labels
 
-    df = evaluate(str(shared_dir), str(tiny_model / "models" / "model.pt"), str(BUNDLE_ROOT),
-                  overrides={"working_spacing": [8.0, 8.0, 12.0], "roi_size": [32, 32, 16]})
+    kwargs = dict(overrides={"working_spacing": [8.0, 8.0, 12.0], "roi_size": [32, 32, 16]}, out_dir=str(tmp_path))
+    df = evaluate(str(shared_dir), str(tiny_model / "models" / "model.pt"), str(BUNDLE_ROOT), **kwargs)
     assert set(df["sample"]) == {"musclemap_lumbar_sub0001", "totalsegmentator_mr_sample"}
     assert df.dice.between(0, 1).all()
     assert (df[df["sample"] == "musclemap_lumbar_sub0001"].vol_ref_ml > 10).all()
+    for name, (img_rel, lab_rel, mapping) in SAMPLES.items():
+        image = nib.load(str(shared_dir / "real-samples" / img_rel))
+        pred = nib.load(str(tmp_path / f"{name}_pred.nii.gz"))
+        assert pred.shape == image.shape and np.allclose(pred.affine, image.affine)
+        for kind in ("pred", "reference"):
+            assert (tmp_path / f"{name}_qc_{kind}.png").stat().st_size > 10_000
+        # the reference in our labels keeps every structure's voxels under our first label value
+        ref = np.asarray(nib.load(str(shared_dir / "real-samples" / lab_rel)).dataobj).astype(np.int32)
+        ours = reference_in_our_labels(ref, mapping)
+        for our_labels, theirs in mapping.values():
+            assert np.array_equal(ours == our_labels[0], np.isin(ref, theirs))
+    # earlier results are never overwritten
+    with pytest.raises(FileExistsError, match="holds earlier results"):
+        evaluate(str(shared_dir), str(tiny_model / "models" / "model.pt"), str(BUNDLE_ROOT), **kwargs)
