@@ -2,8 +2,9 @@
 
 A subject counts as finished when its ``<subject>_done.json`` marker (written by
 :class:`scripts.inference.MarkDoned` after every other output) holds the same run manifest as the current run:
-same input files (fingerprints), model, settings and bundle version. Anything else is processed again, and a
-folder holding results of a *different* run is still refused by :class:`scripts.inference.QuantifyDixond`.
+same input files (fingerprints), model, settings and bundle version. Anything else is processed again, but a
+folder holding results of a *different* run is refused here, before any inference (and again by
+:class:`scripts.inference.QuantifyDixond` when it writes).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .inference import _ROLES, QuantifyDixond
+from .inference import _ROLES, QuantifyDixond, RunConflictError
 
 __all__ = ["pending_subjects"]
 
@@ -30,16 +31,22 @@ def pending_subjects(data: Sequence[Mapping[str, Any]], quantifier: QuantifyDixo
 
     Returns:
         The entries to process, in their original order.
+
+    Raises:
+        RunConflictError: a subject's output folder holds results of a different run (other settings, model or
+            inputs) and the run does not overwrite; raised before any subject is processed.
     """
     entries = list(data)
-    if not resume:
-        return entries
     todo = []
     for entry in entries:
         files = {r: str(entry[r]) for r in _ROLES if entry.get(r) is not None}
         subject = entry.get("subject")
-        if subject and files and quantifier.is_done(str(subject), files):
-            continue
+        if subject and files:
+            reason = quantifier.conflict(str(subject), quantifier.manifest(str(subject), files))
+            if reason:
+                raise RunConflictError(reason)
+            if resume and quantifier.is_done(str(subject), files):
+                continue
         todo.append(entry)
     skipped = len(entries) - len(todo)
     if skipped:

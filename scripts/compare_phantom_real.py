@@ -415,18 +415,19 @@ def phantom_anatomy(seed: int, subject_id: str | None = None) -> SubjectAnatomy:
 
 
 def phantom_volume(seed: int, geometry: str = "reference",
-                   extra_keys: Sequence[str] = ("water", "fat", "ff")) -> Volume:
+                   extra_keys: Sequence[str] = ("water", "fat", "ff"), texture: str = "smooth") -> Volume:
     """Generate phantom subject ``seed`` (RAS, full coverage) and attach its spine-relative slice positions.
 
     Args:
         seed: subject seed.
         geometry: acquisition preset ("reference", "low" or "tiny").
         extra_keys: other images kept in ``Volume.extra`` (of "water", "fat", "ff", "opposed"; FF as stored).
+        texture: the phantom's texture, "smooth" or "septa" (see :func:`scripts.phantom.generate_subject`).
 
     Returns:
         the subject as a :class:`Volume` (image = in-phase).
     """
-    subj = generate_subject(seed, Acquisition.preset(geometry))
+    subj = generate_subject(seed, Acquisition.preset(geometry), texture=texture)
     anat = phantom_anatomy(seed, subj.subject_id)
     canon = nib.as_closest_canonical(nib.Nifti1Image(subj.images["label"], subj.affine))
     if not np.allclose(canon.affine, subj.affine):
@@ -846,7 +847,7 @@ def plot_gallery(phantoms: Sequence[Volume], out_png: str | Path | None = None, 
 # ---- command line ----------------------------------------------------------------------------------------------------
 def main(seeds: Sequence[int] = (0, 1, 2, 3, 4), geometry: str = "reference",
          real_dir: str | Path = REAL_SAMPLE_DIR, out_dir: str | Path | None = "docs/images",
-         n_gallery: int = 3) -> str:
+         n_gallery: int = 3, texture: str = "smooth") -> str:
     """Compare phantom subjects ``seeds`` with the real MuscleMap sample; returns the Markdown report.
 
     Args:
@@ -855,6 +856,7 @@ def main(seeds: Sequence[int] = (0, 1, 2, 3, 4), geometry: str = "reference",
         real_dir: folder of the real sample.
         out_dir: where ``phantom_vs_real.png`` and ``phantom_gallery.png`` go (None: no figures).
         n_gallery: subjects shown in the gallery (the first seeds).
+        texture: phantom texture ("smooth" or "septa"); figures of "septa" are named ``*_septa.png``.
     """
     seeds = [int(s) for s in (seeds if isinstance(seeds, (list, tuple)) else [seeds])]
     real = load_real_sample(real_dir)
@@ -864,7 +866,8 @@ def main(seeds: Sequence[int] = (0, 1, 2, 3, 4), geometry: str = "reference",
     infos: list[dict[str, object]] = []
     for i, seed in enumerate(seeds):
         gallery = out_dir is not None and i < max(n_gallery, 1)
-        vol = phantom_volume(seed, geometry, extra_keys=("water", "fat", "ff") if gallery else ("fat",))
+        vol = phantom_volume(seed, geometry, extra_keys=("water", "fat", "ff") if gallery else ("fat",),
+                             texture=texture)
         ph_metrics.append(volume_metrics(vol, extra_keys=("fat",)))
         infos.append(vol.info)
         if gallery:
@@ -873,8 +876,9 @@ def main(seeds: Sequence[int] = (0, 1, 2, 3, 4), geometry: str = "reference",
     contrast = compare_contrast(real_m, ph_metrics)
     if out_dir is not None and kept:
         out = Path(out_dir)
-        plot_comparison(real, kept[0], real_m, ph_metrics, out / "phantom_vs_real.png")
-        plot_gallery(kept[:n_gallery], out / "phantom_gallery.png")
+        suffix = "" if texture == "smooth" else f"_{texture}"
+        plot_comparison(real, kept[0], real_m, ph_metrics, out / f"phantom_vs_real{suffix}.png")
+        plot_gallery(kept[:n_gallery], out / f"phantom_gallery{suffix}.png")
     return format_report(table, contrast, real.info, infos)
 
 

@@ -42,6 +42,9 @@ _SCANS: dict[str, DixonScan] = {}
 _ROLES = ("water", "fat", "inphase", "opposed", "ff")
 
 
+_CONFLICT_HINT = "Choose another output_dir, or pass --overwrite true to replace them."
+
+
 class RunConflictError(FileExistsError):
     """An output folder holds results of a different run (other inputs, model or settings)."""
 
@@ -307,16 +310,33 @@ class QuantifyDixond(MapTransform):
         except (OSError, ValueError):
             return False
 
-    def _check_manifest(self, sdir: Path, manifest: dict[str, Any]) -> None:
-        path = sdir / f"{manifest['subject']}_run.json"
-        if path.exists() and not self.overwrite:
+    def conflict(self, subject: str, manifest: dict[str, Any]) -> str | None:
+        """Why ``output_dir/<subject>/`` may not receive this run's results, or None when it may.
+
+        It may when ``overwrite`` is set, when it holds no run record, or when its record equals ``manifest`` (the
+        same run, e.g. one killed part-way). Cohort runs ask before any inference (:mod:`scripts.cohort`), so a
+        changed setting is refused at once, not after the first subject's segmentation.
+        """
+        sdir = self.output_dir / subject
+        path = sdir / f"{subject}_run.json"
+        if self.overwrite or not path.exists():
+            return None
+        try:
             old = json.loads(path.read_text())
-            if old != manifest:
-                diff = sorted(k for k in manifest if old.get(k) != manifest.get(k))
-                raise RunConflictError(
-                    f"{sdir} holds results of a different run (differs in: {', '.join(diff)}); refusing to overwrite "
-                    "them. Choose another output_dir, or pass --overwrite true to replace them.")
-        atomic_write_text(path, json.dumps(manifest, indent=2) + "\n", overwrite=True)
+        except (OSError, ValueError) as err:
+            return f"{path} cannot be read ({err}); refusing to overwrite the results beside it. " + _CONFLICT_HINT
+        if old == manifest:
+            return None
+        diff = sorted(k for k in manifest if old.get(k) != manifest.get(k))
+        return (f"{sdir} holds results of a different run (differs in: {', '.join(diff)}); refusing to overwrite "
+                "them. " + _CONFLICT_HINT)
+
+    def _check_manifest(self, sdir: Path, manifest: dict[str, Any]) -> None:
+        reason = self.conflict(manifest["subject"], manifest)
+        if reason:
+            raise RunConflictError(reason)
+        atomic_write_text(sdir / f"{manifest['subject']}_run.json", json.dumps(manifest, indent=2) + "\n",
+                          overwrite=True)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)

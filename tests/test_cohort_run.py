@@ -87,13 +87,40 @@ def test_a_killed_run_resumes_and_gives_the_same_table(cohort, one_process, tmp_
     pd.testing.assert_frame_equal(_table(out), _table(one_process))
 
 
+def _files(out: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+
+
 def test_changed_settings_are_not_mistaken_for_finished_work(cohort, one_process):
     # a different erosion is a different run: nothing is skipped, and the earlier results are not overwritten
+    before = _files(one_process)
     res = subprocess.run(_cmd(cohort, one_process, "--erosion_mm", "3.0"), cwd=BUNDLE_ROOT, capture_output=True,
                          text=True, timeout=900, env=ENV)
     assert res.returncode != 0
-    assert "holds results of a different run" in res.stdout + res.stderr
+    assert "holds results of a different run (differs in: settings)" in res.stdout + res.stderr
     assert "already finished" not in res.stdout + res.stderr
+    assert _files(one_process) == before
+
+
+def test_a_conflict_is_refused_before_any_segmentation(cohort, one_process):
+    """The cohort's subject list is checked against the output folder first: a refused run has segmented nothing
+    (the pending-subject step raises, so no subject reaches the network)."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLE_ROOT / "configs" / "inference.json"))
+    parser.update({"bundle_root": str(BUNDLE_ROOT), "dataset_dir": str(cohort), "output_dir": str(one_process),
+                   "erosion_mm": 3.0})
+    from scripts.inference import RunConflictError
+
+    # the config layer wraps what a component raises
+    with pytest.raises(RuntimeError) as err:
+        parser.get_parsed_content("data")
+    assert isinstance(err.value.__cause__, RunConflictError)
+    assert "differs in: settings" in str(err.value.__cause__)
+    parser.update({"erosion_mm": 3.0, "overwrite": True})
+    parser.parse()
+    assert len(parser.get_parsed_content("data")) == 4  # --overwrite true: every subject is redone
 
 
 @pytest.mark.parametrize("override", [["--sw_padding_mode", "constant"], ["--flip_ensemble", "true"],

@@ -3,6 +3,7 @@
 Examples::
 
     python -m scripts.phantom cohort --out_dir sample_data --n 3 --seed 0
+    python -m scripts.phantom cohort --out_dir phantom_septa --n 32 --seed 1 --texture septa
     python -m scripts.phantom subject --out_dir /tmp/ph --seed 7 --geometry low --orientation LPS --swap regional
     python -m scripts.phantom dicom --out_dir /tmp/ph_dcm --seed 7 --vendor ge --geometry low
 """
@@ -19,11 +20,11 @@ from .generate import generate_cohort, generate_subject, write_subject
 
 def subject(out_dir: str, seed: int = 0, geometry: str = "reference", spacing: tuple | None = None,
             orientation: str = "RAS", coverage: str = "full", swap: str = "none", ff_scale: str = "fraction",
-            snr: float = 30.0, bias: float = 1.0, overwrite: bool = False) -> dict:
+            snr: float = 30.0, bias: float = 1.0, overwrite: bool = False, texture: str = "smooth") -> dict:
     """Generate one subject and write its NIfTI files under ``out_dir/sub-<seed>/``; prints its ground truth."""
     kw = dict(orientation=orientation, coverage=coverage, swap=swap, ff_scale=ff_scale, snr=snr, bias=bias)
     acq = Acquisition.from_spacing(tuple(spacing), **kw) if spacing else Acquisition.preset(geometry, **kw)
-    subj = generate_subject(seed, acq)
+    subj = generate_subject(seed, acq, texture=texture)
     paths = write_subject(subj, out_dir, overwrite=overwrite)
     subj.truth.to_csv(f"{out_dir}/{subj.subject_id}/{subj.subject_id}_ground_truth.csv", index=False)
     return paths

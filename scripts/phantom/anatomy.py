@@ -25,7 +25,10 @@ from ..labels import label_value
 from .render import Canvas, Shape, Structure, Tissue
 from .textures import SmoothNoise
 
-__all__ = ["TISSUES", "SubjectAnatomy", "draw_subject"]
+__all__ = ["TISSUES", "TEXTURES", "SubjectAnatomy", "draw_subject"]
+
+#: phantom textures: see ``SubjectAnatomy.texture``.
+TEXTURES = ("smooth", "septa")
 
 #: Dixon signal (in-phase magnitude, fat = 1.0) and apparent FF of the unlabelled tissues.
 TISSUES: dict[str, Tissue] = {
@@ -62,6 +65,11 @@ class SubjectAnatomy:
         marrow_ff: fat fraction of vertebral marrow.
         marbling: strength (0-1) of intramuscular fat streaks.
         jitter: per-keyframe shape variation (relative SD of semi-axes).
+        texture: ``"smooth"`` (blob-like fat streaks, smooth bowel: the phantom up to bundle 0.11) or ``"septa"``
+            (adds thin fat septa between muscle fascicles, denser in the lateral erector spinae, and mesenteric fat
+            between bowel loops of varied signal, as in real lumbar scans; see docs/phantom.md).
+        texture_seed: seed of the ``"septa"`` fields, drawn apart from the subject's stream so that ``"smooth"``
+            subjects stay byte-identical to earlier versions.
     """
 
     sex: str
@@ -77,7 +85,13 @@ class SubjectAnatomy:
     marbling: float
     jitter: float = 0.06
     other_muscle_ff: float = 0.09
+    texture: str = "smooth"
+    texture_seed: int = 0
     extras: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.texture not in TEXTURES:
+            raise ValueError(f"texture must be one of {TEXTURES}, got {self.texture!r}")
 
     # -- spine geometry ---------------------------------------------------------------------------------------------
     def z(self, z_rel: float | np.ndarray) -> np.ndarray:
@@ -143,20 +157,39 @@ class _Builder:
 
 
 def _muscle_ff_field(anat: SubjectAnatomy, canvas: Canvas, marbling: SmoothNoise, base: float,
-                     caudal_gradient: float, z_mid: float):
+                     caudal_gradient: float, z_mid: float, septa: SmoothNoise | None = None,
+                     lateral_gradient: float = 0.0):
     """Voxel-wise muscle FF: the subject's value with a cranio-caudal gradient and fat streaks along the fibres.
 
     The streak threshold is set so the streak volume grows with the muscle's FF (fattier muscles marble more).
+    With ``septa`` (the ``"septa"`` texture), thin fat sheets follow the zero level set of that noise: a network of
+    1-2 mm septa between fascicles, elongated along z like the fibres, their strength growing with the muscle's FF
+    and, by ``lateral_gradient``, with the distance from the midline (real erector spinae is fattier laterally).
     The label mean is renormalised afterwards, so these shape the texture, not the muscle's mean.
     """
     frac = float(np.clip(0.04 + 0.5 * base * anat.marbling, 0.01, 0.4))
+    if septa is not None:
+        # fat there is as bright as subcutaneous fat, so fewer blobs; the septa carry the rest
+        frac *= 0.4
     thr = float(np.quantile(np.random.default_rng(0).standard_normal(20000), 1 - frac))
+    septa_strength = float(np.clip(anat.marbling * (0.35 + 3.0 * base), 0.0, 1.0))
+    boundary_mm = 27.0 * anat.width_factor
 
     def field(sl: tuple[slice, slice, slice]) -> np.ndarray:
         zz = canvas.z[sl[2]][None, None, :]
         ff = base * (1.0 + caudal_gradient * np.clip((z_mid - zz) / 150.0, -1, 1))
         streak = 1.0 / (1.0 + np.exp(-(marbling.sample_bbox(sl) - thr) / 0.12))
-        return (ff * (1 - streak) + 0.8 * streak).astype(np.float32)
+        out = ff * (1 - streak) + 0.8 * streak
+        if septa is not None:
+            lateral = np.abs(canvas.x[sl[0]][:, None, None] - anat.offset_mm[0])
+            weight = septa_strength * (1.0 + lateral_gradient * (np.clip((lateral - 15.0) / 45.0, 0, 1) - 0.5))
+            sheet = np.exp(-(septa.sample_bbox(sl) / 0.22) ** 2) * np.clip(weight, 0.0, 1.0)
+            if lateral_gradient > 0:
+                # the fat plane between multifidus and the erector spinae, a few mm from its mean course
+                plane = boundary_mm + 4.0 * septa.sample_bbox(sl)[::-1, ::-1, :]
+                sheet = np.maximum(sheet, 0.8 * np.exp(-((lateral - plane) / 1.0) ** 2))
+            out = out * (1 - sheet) + 0.95 * sheet
+        return out.astype(np.float32)
 
     return field
 
@@ -169,6 +202,12 @@ def draw_subject(anat: SubjectAnatomy, canvas: Canvas, rng: np.random.Generator)
     landmarks: dict[str, tuple[float, float]] = {}
     bowel_noise = SmoothNoise(grid, (14.0, 14.0, 20.0), rng)
     marbling = SmoothNoise(grid, (2.5, 2.5, 14.0), rng)
+    septa = loops = loop_signal = None
+    if anat.texture == "septa":
+        trng = np.random.default_rng([anat.texture_seed, 20261126])
+        septa = SmoothNoise(grid, (6.0, 6.0, 30.0), trng)
+        loops = SmoothNoise(grid, (9.0, 9.0, 9.0), trng)
+        loop_signal = SmoothNoise(grid, (12.0, 12.0, 12.0), trng)
     vis = anat.visceral
     sat = anat.sat_mm
 
@@ -190,6 +229,13 @@ def draw_subject(anat: SubjectAnatomy, canvas: Canvas, rng: np.random.Generator)
         m = post / (1.0 + np.exp(-(n - (vis - 0.3)) / 0.25))
         gas = (n > 2.2).astype(np.float32)
         bw, bf = T["bowel"].signal * (1 - T["bowel"].ff), T["bowel"].signal * T["bowel"].ff
+        if loops is not None:
+            # loops of varied content separated by mesenteric fat, reaching back to the psoas
+            post = np.clip((yy - anat.y_spine(zz) + 5.0) / 30.0, 0, 1)
+            m = post / (1.0 + np.exp(-(n - (vis - 0.3)) / 0.25))
+            m = m * (1.0 - np.exp(-(loops.sample_bbox(sl) / 0.3) ** 2))
+            gain = np.clip(np.exp(0.6 * loop_signal.sample_bbox(sl)), 0.3, 2.2)
+            bw, bf = bw * gain, bf * gain
         vw, vf = T["visceral_fat"].signal * (1 - T["visceral_fat"].ff), T["visceral_fat"].signal * T["visceral_fat"].ff
         w = (m * bw + (1 - m) * vw) * (1 - 0.9 * gas * m)
         f = (m * bf + (1 - m) * vf) * (1 - 0.9 * gas * m)
@@ -210,13 +256,16 @@ def draw_subject(anat: SubjectAnatomy, canvas: Canvas, rng: np.random.Generator)
                                            [25, 60, 75, 80], [20, 45, 60, 65], 0.2, side="right"), T["liver"]))
 
     # ---- labelled and unlabelled muscles (bones are painted after them and carve them) -------------------------------
-    def muscle(name: str, side: str, shape_args: dict, caudal_gradient: float, z_mid_rel: float) -> None:
+    def muscle(name: str, side: str, shape_args: dict, caudal_gradient: float, z_mid_rel: float,
+               lateral_gradient: float = 0.0) -> None:
         sc = anat.muscle_scale[(name, side)]
         ff = anat.muscle_ff[(name, side)]
         shp = B.shape(side=side, scale=sc, **shape_args)
-        fld = _muscle_ff_field(anat, canvas, marbling, ff, caudal_gradient, float(anat.z(z_mid_rel)))
+        fld = _muscle_ff_field(anat, canvas, marbling, ff, caudal_gradient, float(anat.z(z_mid_rel)), septa,
+                               lateral_gradient)
         canvas.draw(Structure(f"{name}_{side}", shp, Tissue(name, MUSCLE_SIGNAL, ff), label=label_value(name, side),
-                              shell_mm=1.2, shell_tissue=T["fascia"], ff_field=fld))
+                              shell_mm=1.2, shell_tissue=T["fascia"], ff_field=fld,
+                              fat_signal=None if septa is None else T["subcutaneous_fat"].signal))
 
     for side in ("left", "right"):
         canvas.draw(Structure(f"gluteal_{side}", B.shape(
@@ -231,7 +280,7 @@ def draw_subject(anat: SubjectAnatomy, canvas: Canvas, rng: np.random.Generator)
             cx=[22, 24, 28, 32, 34, 34, 31, 25, 18, 13, 10],
             cy=[-45, -45, -47, -49, -51, -52, -50, -43, -30, -22, -20],
             a=[21, 23, 27, 31, 34, 34, 30, 23, 16, 10, 4], b=[17, 18, 19, 21, 23, 23, 22, 17, 12, 8, 3],
-            theta=0.05, p=2.6, y_mode="spine"), caudal_gradient=0.30, z_mid_rel=110)
+            theta=0.05, p=2.6, y_mode="spine"), caudal_gradient=0.30, z_mid_rel=110, lateral_gradient=1.2)
         muscle("quadratus_lumborum", side, dict(
             z_rel=[212, 195, 160, 120, 85, 55, 35, 18], cx=[50, 56, 62, 66, 68, 68, 72, 76],
             cy=[-28, -30, -32, -33, -33, -33, -33, -33], a=[5, 13, 18, 21, 23, 22, 21, 10],

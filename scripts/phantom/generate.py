@@ -17,7 +17,7 @@ from ..atomic_io import atomic_write, atomic_write_text
 from ..labels import LABELS, MUSCLES, SIDES, label_value
 from . import acquisition as acqmod
 from .acquisition import Acquisition
-from .anatomy import MUSCLE_SIGNAL, SubjectAnatomy, draw_subject
+from .anatomy import MUSCLE_SIGNAL, TEXTURES, SubjectAnatomy, draw_subject
 from .population import ACTIVITY_LEVELS, Participant, draw_muscle_ff, draw_participant
 from .render import Canvas
 from .textures import SmoothWarp
@@ -56,8 +56,10 @@ class PhantomSubject:
     flags: dict = field(default_factory=dict)
 
 
-def make_anatomy(p: Participant, rng: np.random.Generator) -> SubjectAnatomy:
-    """Body and muscle geometry for participant ``p`` (sizes depend on sex, age, activity and BMI)."""
+def make_anatomy(p: Participant, rng: np.random.Generator, texture: str = "smooth",
+                 texture_seed: int = 0) -> SubjectAnatomy:
+    """Body and muscle geometry for participant ``p`` (sizes depend on sex, age, activity and BMI); ``texture`` and
+    ``texture_seed`` as in ``SubjectAnatomy``."""
     male = p.sex == "M"
     act = ACTIVITY_LEVELS.index(p.activity)
     base = (1.08 if male else 0.93) * (1.0 - 0.003 * (p.age - 45)) * (1.0 + 0.025 * (act - 1.5))
@@ -74,7 +76,7 @@ def make_anatomy(p: Participant, rng: np.random.Generator) -> SubjectAnatomy:
         lordosis_mm=float(rng.uniform(6.0, 26.0)),
         offset_mm=(float(rng.normal(0, 6)), float(rng.normal(0, 8)), float(rng.normal(0, 10))),
         marrow_ff=float(np.clip(0.30 + 0.005 * (p.age - 20) + rng.normal(0, 0.05), 0.15, 0.75)),
-        marbling=float(rng.uniform(0.5, 1.5)),
+        marbling=float(rng.uniform(0.5, 1.5)), texture=texture, texture_seed=int(texture_seed),
     )
 
 
@@ -103,26 +105,29 @@ def random_acquisition(rng: np.random.Generator, geometry: str = "reference", va
 
 
 def _renormalise_labels(w0: np.ndarray, f0: np.ndarray, label: np.ndarray, label_frac: np.ndarray,
-                        targets: dict[int, float]) -> None:
+                        targets: dict[int, float], muscle_signal: float | None = MUSCLE_SIGNAL,
+                        iterations: int = 3) -> None:
     """Shift each muscle's own FF so that the noise-free mean FF over its label equals the drawn target.
 
     Partial volume with fascia, bone and neighbours biases a label's mean; moving fat to water in the muscle's
     share ``f`` of a voxel (``F += f S dFF``, ``W -= f S dFF``) changes that voxel's FF by ``f S dFF / (W + F)``
-    while keeping its total signal, so one linear solve (repeated to absorb clipping) hits the target.
+    while keeping its total signal, so one linear solve (repeated to absorb clipping) hits the target. ``S`` is
+    ``muscle_signal``, or each voxel's own total signal when None (muscles whose signal grows with their fat).
     """
     for value, target in targets.items():
         idx = np.nonzero(label == value)
         if idx[0].size == 0:
             continue
         w, f, fr = w0[idx].astype(np.float64), f0[idx].astype(np.float64), label_frac[idx].astype(np.float64)
-        for _ in range(3):
+        share = fr * (w + f) if muscle_signal is None else fr * muscle_signal
+        for _ in range(iterations):
             tot = np.maximum(w + f, 1e-6)
             cur = float(np.mean(f / tot))
-            gain = float(np.mean(fr * MUSCLE_SIGNAL / tot))
+            gain = float(np.mean(share / tot))
             if abs(cur - target) < 1e-5 or gain <= 0:
                 break
             delta = (target - cur) / gain
-            move = np.clip(fr * MUSCLE_SIGNAL * delta, -f, w)
+            move = np.clip(share * delta, -f, w)
             f, w = f + move, w - move
         w0[idx], f0[idx] = w, f
 
@@ -166,7 +171,7 @@ def _truth_table(sid: str, label: np.ndarray, water: np.ndarray, fat: np.ndarray
 
 
 def generate_subject(seed: int, acquisition: Acquisition | None = None, participant: Participant | None = None,
-                     subject_id: str | None = None) -> PhantomSubject:
+                     subject_id: str | None = None, texture: str = "smooth") -> PhantomSubject:
     """Generate one subject; the same arguments give byte-identical images.
 
     Args:
@@ -174,6 +179,8 @@ def generate_subject(seed: int, acquisition: Acquisition | None = None, particip
         acquisition: geometry and artefacts; default: the reference geometry, RAS, full coverage, no swap.
         participant: demographics; default drawn from ``seed``.
         subject_id: file prefix; default ``sub-<seed>``.
+        texture: ``"smooth"`` (default; the phantom of bundle versions up to 0.11) or ``"septa"`` (fat septa in the
+            muscles, mesenteric fat between bowel loops); see ``anatomy.SubjectAnatomy``.
 
     Returns:
         the stored subject (see ``PhantomSubject``).
@@ -182,14 +189,17 @@ def generate_subject(seed: int, acquisition: Acquisition | None = None, particip
     sid = subject_id or f"sub-{seed:04d}"
     rng = np.random.default_rng([int(seed), 20261125])
     p = participant or draw_participant(sid, rng)
-    anat = make_anatomy(p, rng)
+    anat = make_anatomy(p, rng, texture=texture, texture_seed=int(seed))
     grid = acqmod.make_grid(acq)
     n_sub = int(np.ceil(acq.spacing[2] / 1.3))
     canvas = Canvas(grid, n_sub, warp=SmoothWarp(grid, amplitude_mm=5.0, n_modes=3, rng=rng))
     draw_subject(anat, canvas, rng)
     w0, f0, label = canvas.water, canvas.fat, canvas.label
     targets = {label_value(m, s): v for (m, s), v in anat.muscle_ff.items()}
-    _renormalise_labels(w0, f0, label, canvas.label_frac, targets)
+    if texture == "smooth":
+        _renormalise_labels(w0, f0, label, canvas.label_frac, targets)
+    else:
+        _renormalise_labels(w0, f0, label, canvas.label_frac, targets, muscle_signal=None, iterations=40)
     tot0 = w0 + f0
     ff_true = np.where(tot0 > 1e-3, f0 / np.maximum(tot0, 1e-6), 0.0).astype(np.float32)
 
@@ -285,21 +295,21 @@ def write_subject(subject: PhantomSubject, out_dir: str | Path, write_ff_true: b
 
 def _cohort_subject(job: tuple) -> tuple[dict, dict, pd.DataFrame]:
     """Generate and write one cohort subject (a process-pool task): its datalist entry, participant row, truth."""
-    sseed, sid, geometry, variety, swap_probability, out, write_ff_true, overwrite = job
+    sseed, sid, geometry, variety, swap_probability, out, write_ff_true, overwrite, texture = job
     rng = np.random.default_rng([sseed, 7])
     acq = random_acquisition(rng, geometry=geometry, variety=variety, swap_probability=swap_probability)
-    subj = generate_subject(sseed, acq, subject_id=sid)
+    subj = generate_subject(sseed, acq, subject_id=sid, texture=texture)
     rel = write_subject(subj, out, write_ff_true=write_ff_true, overwrite=overwrite)
     row = asdict(subj.participant)
     row.update(seed=sseed, spacing_mm="x".join(f"{v:g}" for v in acq.spacing), orientation=acq.orientation,
-               coverage=acq.coverage, swap=acq.swap, ff_scale=acq.ff_scale, snr=round(acq.snr, 1))
+               coverage=acq.coverage, swap=acq.swap, ff_scale=acq.ff_scale, snr=round(acq.snr, 1), texture=texture)
     return {"subject": sid, "image": rel["inphase"], **rel}, row, subj.truth
 
 
 def generate_cohort(out_dir: str | Path, n: int = 30, seed: int = 0, geometry: str = "reference",
                     variety: bool = True, swap_probability: float = 0.0, n_validation: int | None = None,
                     n_testing: int = 0, write_ff_true: bool = True, overwrite: bool = False,
-                    progress: bool = True, workers: int = 1) -> dict[str, str]:
+                    progress: bool = True, workers: int = 1, texture: str = "smooth") -> dict[str, str]:
     """Generate ``n`` subjects with a BIDS-style participants.tsv, a MONAI datalist and a ground-truth table.
 
     Subject ``i`` uses seed ``seed * 100003 + i``, so cohorts with different seeds never share a subject and
@@ -319,6 +329,7 @@ def generate_cohort(out_dir: str | Path, n: int = 30, seed: int = 0, geometry: s
         progress: show a progress bar.
         workers: subjects generated at once, each in its own process (about 1 GB of memory per process at the
             reference geometry). The files do not depend on it.
+        texture: ``"smooth"`` or ``"septa"`` (see ``generate_subject``).
 
     Returns:
         paths of the written tables: {"datalist", "participants", "ground_truth"}.
@@ -338,8 +349,10 @@ def generate_cohort(out_dir: str | Path, n: int = 30, seed: int = 0, geometry: s
         raise ValueError(f"n_validation ({n_val}) + n_testing ({n_testing}) exceed the cohort (n={n})")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    if texture not in TEXTURES:
+        raise ValueError(f"texture must be one of {TEXTURES}, got {texture!r}")
     jobs = [(seed * 100003 + i, f"sub-{i + 1:04d}", geometry, variety, swap_probability, str(out), write_ff_true,
-             overwrite) for i in range(n)]
+             overwrite, texture) for i in range(n)]
     with ProcessPoolExecutor(max_workers=min(workers, n)) if workers > 1 else nullcontext() as pool:
         done = (pool.map if pool else map)(_cohort_subject, jobs)
         results = list(tqdm(done, total=n, desc="phantom cohort", disable=not progress))
@@ -347,7 +360,8 @@ def generate_cohort(out_dir: str | Path, n: int = 30, seed: int = 0, geometry: s
     parts = [r[1] for r in results]
     truths = [r[2] for r in results]
     n_train = n - n_val - n_testing
-    datalist = {"description": f"lumbar Dixon phantom cohort, seed {seed}", "labels": {str(k): v for k, v in
+    datalist = {"description": f"lumbar Dixon phantom cohort, seed {seed}"
+                + ("" if texture == "smooth" else f", texture {texture}"), "labels": {str(k): v for k, v in
                                                                                         LABELS.items()},
                 "training": entries[:n_train], "validation": entries[n_train:n_train + n_val],
                 "testing": entries[n_train + n_val:]}

@@ -105,6 +105,9 @@ class Structure:
     shell_tissue: Tissue | None = None
     #: optional callable(bbox slices) -> voxel-wise fat fraction (0-1) replacing ``tissue.ff`` (heterogeneity)
     ff_field: Callable[[tuple[slice, slice, slice]], np.ndarray] | None = field(default=None, repr=False)
+    #: when set, ``ff_field`` is the fat *volume* fraction and fat signals ``fat_signal`` per unit volume (pure fat
+    #: inside the muscle as bright as subcutaneous fat); when None, the tissue's total signal is kept whatever the FF
+    fat_signal: float | None = None
 
 
 @dataclass
@@ -254,6 +257,7 @@ class Canvas:
         t = st.tissue
         if st.ff_field is not None:
             ff = np.clip(st.ff_field(sl), 0.0, 1.0)  # type: ignore[operator]
-            self.paint(sl, f, t.signal * (1 - ff), t.signal * ff, st.label)
+            fat_signal = t.signal if st.fat_signal is None else st.fat_signal
+            self.paint(sl, f, t.signal * (1 - ff), fat_signal * ff, st.label)
         else:
             self.paint(sl, f, t.signal * (1 - t.ff), t.signal * t.ff, st.label)
