@@ -26,7 +26,7 @@ from monai.transforms import LoadImage, Orientation, RandAdjustContrastd, RandBi
 from monai.transforms import RandRicianNoised
 
 from scripts.variability_model import AnatomicalVariabilityModel
-from scripts.acquisition_augmentation import RandDixonContrastd, RandFieldOfViewd
+from scripts.acquisition_augmentation import RandDixonContrastd, RandFieldOfViewd, RandSurfaceCoild
 from scripts.augmentation import (
     RandAnatomicalDeformd,
     RandBSplineDeformd,
@@ -51,7 +51,8 @@ def augmentation_examples(model: AnatomicalVariabilityModel | str | Path | None 
 
     Spatial rows use the training defaults (rigid: up to 5/5/10 degrees, 5 % scale, 5 mm; B-spline: 7 x 7 x 5
     control points, up to 6/6/3 mm); intensity rows use visible settings: gamma 0.7-1.5, bias field of degree 3,
-    slices 3 times thicker along z, blur of 1 voxel, Rician noise of 10 % of the image std.
+    a posterior surface coil (gain e-folding over 80 mm of depth), slices 3 times thicker along z, blur of 1 voxel,
+    Rician noise of 10 % of the image std.
 
     Args:
         model: anatomical variability model (or its ``.npz`` path); without it that row is left out.
@@ -79,6 +80,8 @@ def augmentation_examples(model: AnatomicalVariabilityModel | str | Path | None 
         ("contrast inversion", RandIntensityRemapd("image", prob=1.0, invert_prob=1.0, non_monotonic_prob=0.0)),
         ("gamma", RandAdjustContrastd("image", prob=1.0, gamma=(0.7, 1.5))),
         ("bias field", RandBiasFieldd("image", prob=1.0, degree=3, coeff_range=(-0.1, 0.1))),
+        ("surface coil", RandSurfaceCoild("image", prob=1.0, decay_range_mm=(80.0, 80.0), floor_range=(0.05, 0.05),
+                                          anterior_prob=0.0)),
         ("thick slices (z x3)", RandLowResolutionAxisd("image", prob=1.0, factor_range=(3.0, 3.0),
                                                              world_axes=(2,))),
         ("blur", RandGaussianSmoothd("image", prob=1.0, sigma_x=(1.0, 1.0),
