@@ -42,7 +42,7 @@ def pending_subjects(data: Sequence[Mapping[str, Any]], quantifier: QuantifyDixo
         files = {r: str(entry[r]) for r in _ROLES if entry.get(r) is not None}
         subject = entry.get("subject")
         if subject and files:
-            reason = quantifier.conflict(str(subject), quantifier.manifest(str(subject), files))
+            reason = quantifier.conflict(str(subject), files)
             if reason:
                 raise RunConflictError(reason)
             if resume and quantifier.is_done(str(subject), files):

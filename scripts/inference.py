@@ -310,17 +310,27 @@ class QuantifyDixond(MapTransform):
         except (OSError, ValueError):
             return False
 
-    def conflict(self, subject: str, manifest: dict[str, Any]) -> str | None:
+    def conflict(self, subject: str, manifest: dict[str, Any] | Mapping[str, str]) -> str | None:
         """Why ``output_dir/<subject>/`` may not receive this run's results, or None when it may.
 
-        It may when ``overwrite`` is set, when it holds no run record, or when its record equals ``manifest`` (the
-        same run, e.g. one killed part-way). Cohort runs ask before any inference (:mod:`scripts.cohort`), so a
+        It may when ``overwrite`` is set, when it holds no run record, or when its record equals the run's manifest
+        (the same run, e.g. one killed part-way). Cohort runs ask before any inference (:mod:`scripts.cohort`), so a
         changed setting is refused at once, not after the first subject's segmentation.
+
+        Args:
+            subject: subject id.
+            manifest: this run's manifest for the subject, or its Dixon role -> path files (the manifest is then
+                built only when a run record exists; a missing input file gives None here, so that the loader
+                reports it by name).
         """
         sdir = self.output_dir / subject
         path = sdir / f"{subject}_run.json"
         if self.overwrite or not path.exists():
             return None
+        if "subject" not in manifest:
+            if not all(Path(f).is_file() for f in manifest.values()):
+                return None
+            manifest = self.manifest(subject, manifest)  # type: ignore[arg-type]
         try:
             old = json.loads(path.read_text())
         except (OSError, ValueError) as err:
