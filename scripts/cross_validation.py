@@ -62,7 +62,7 @@ from scripts.quantify import quantify_muscles
 from scripts.segmentation_metrics import compute_label_metrics
 
 __all__ = ["METHODS", "bundle_border_trim_ff", "inference_overrides", "draw_splits", "load_or_draw_splits", "run_step",
-           "run_split", "evaluate_split", "run"]
+           "run_split", "evaluate_split", "pretrained_record", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -442,6 +442,28 @@ def inference_overrides(train_overrides: Mapping[str, Any], infer_overrides: Map
     return out
 
 
+def pretrained_record(path: str | Path) -> dict[str, str]:
+    """Path and sha256 of the checkpoint a study fine-tunes from, after checking that it is a bare state_dict.
+
+    Raises:
+        FileNotFoundError: ``path`` is not a file.
+        ValueError: ``path`` is not a PyTorch state_dict (a dict of tensors), e.g. a TorchScript ``model.ts``.
+    """
+    import torch
+
+    ckpt = Path(path).resolve()
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"pretrained_ckpt {ckpt}: file not found")
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises many kinds for a file that is no checkpoint
+        raise ValueError(f"pretrained_ckpt {ckpt}: not a PyTorch state_dict ({type(err).__name__}: {err})") from err
+    if not isinstance(state, Mapping) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"pretrained_ckpt {ckpt}: not a bare state_dict (a dict of tensors, as models/model.pt)")
+    digest = hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    return {"path": str(ckpt), "sha256": digest}
+
+
 def _parse_methods(methods: str | Sequence[str]) -> list[str]:
     names = [m.strip() for m in (methods.split(",") if isinstance(methods, str) else methods) if m.strip()]
     bad = [m for m in names if m not in ("unet", "multi_atlas")]
@@ -467,7 +489,7 @@ def run(dataset_dir: str, k: int = 5, n_test: int = 5, seed: int = 0, epochs: in
         methods: str | Sequence[str] = "unet,multi_atlas", atlas_k: int = 5, val_interval: int | None = None,
         n_val: int = 2, datalist_key: str = "training", train_overrides: Mapping[str, Any] | str | None = None,
         infer_overrides: Mapping[str, Any] | str | None = None, atlas_params: Mapping[str, Any] | str | None = None,
-        report: bool = True) -> str:
+        pretrained_ckpt: str | None = None, report: bool = True) -> str:
     """Run (or resume) the whole study and write the report; returns the report's path.
 
     Args:
@@ -475,7 +497,8 @@ def run(dataset_dir: str, k: int = 5, n_test: int = 5, seed: int = 0, epochs: in
         k: number of Monte-Carlo splits (the paper: 5).
         n_test: test scans per split (the paper: 5 of 26).
         seed: seed of the split draw; split ``i`` trains with seed ``seed * 1000 + i``.
-        epochs: U-Net training epochs per split, from scratch (short on a CPU, the full 100+ on a GPU).
+        epochs: U-Net training epochs per split, from scratch (short on a CPU, the full 100+ on a GPU), or of
+            fine-tuning when ``pretrained_ckpt`` is given.
         out_dir: study folder (relative paths start at the current folder).
         methods: ``"unet,multi_atlas"`` or one of them.
         atlas_k: atlases kept after NCC ranking.
@@ -486,6 +509,9 @@ def run(dataset_dir: str, k: int = 5, n_test: int = 5, seed: int = 0, epochs: in
         infer_overrides: extra ``inference.json`` settings, e.g. ``{"roi_size": [64, 64, 32]}``; the window defaults
             to the training ``patch_size`` when ``train_overrides`` changes it (:func:`inference_overrides`).
         atlas_params: fields of :class:`scripts.multi_atlas.MultiAtlasParams` to change.
+        pretrained_ckpt: a bare state_dict (e.g. the bundle's ``models/model.pt``) every split's U-Net starts from
+            instead of random weights; its path and sha256 are recorded in ``settings.json``. It must not have been
+            trained on any scan of ``dataset_dir`` (nothing here can check that), or the test scans leak.
         report: write ``out_dir/report`` at the end.
     """
     root = Path(dataset_dir).resolve()
@@ -507,17 +533,23 @@ def run(dataset_dir: str, k: int = 5, n_test: int = 5, seed: int = 0, epochs: in
                 "atlas_params": asdict(params), "train_overrides": _as_dict(train_overrides, "train_overrides"),
                 "infer_overrides": inference_overrides(_as_dict(train_overrides, "train_overrides"),
                                                        _as_dict(infer_overrides, "infer_overrides"))}
+    if pretrained_ckpt:
+        # only when given, so that the settings.json of a study from scratch stays as it was and still resumes
+        settings["pretrained_ckpt"] = pretrained_record(pretrained_ckpt)
     settings = json.loads(json.dumps(settings))  # tuples as lists, as the file holds them
     settings_path = out / "settings.json"
     if settings_path.is_file() and json.loads(settings_path.read_text()) != settings:
         raise ValueError(f"{settings_path} holds other settings than this run: finished steps would mix them; "
                          "resume with the same arguments or choose another --out_dir")
     atomic_write_text(settings_path, json.dumps(settings, indent=2) + "\n")
+    train_settings = dict(settings["train_overrides"])
+    if "pretrained_ckpt" in settings:
+        train_settings["pretrained_ckpt"] = settings["pretrained_ckpt"]["path"]
     tables = []
     for split in doc["splits"]:
         logger.info("split %d of %d: test %s", split["split"] + 1, k, ", ".join(split["test"]))
         tables.append(run_split(split, entries, root, out, method_list, epochs, interval, n_val, atlas_k, params,
-                                settings["train_overrides"], settings["infer_overrides"], truth))
+                                train_settings, settings["infer_overrides"], truth))
     metrics = pd.concat(tables, ignore_index=True)
     atomic_write_text(out / "metrics_all.csv", metrics.to_csv(index=False), overwrite=True)
     if not report:

@@ -195,6 +195,13 @@ def _digest(metrics: pd.DataFrame, settings: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _unet_start(settings: Mapping[str, Any]) -> str:
+    pre = settings.get("pretrained_ckpt")
+    if not pre:
+        return "from scratch"
+    return f"fine-tuned from `{Path(pre['path']).name}` (sha256 {pre['sha256'][:12]}...)"
+
+
 def write_report(out_dir: str | Path, metrics: pd.DataFrame, settings: Mapping[str, Any]) -> Path:
     """Write ``<out_dir>/report/report.md`` with its tables and figures; returns the report path.
 
@@ -221,7 +228,7 @@ def write_report(out_dir: str | Path, metrics: pd.DataFrame, settings: Mapping[s
              f"Dataset `{settings.get('dataset_dir')}`; {settings.get('k')} random splits of "
              f"{settings.get('n_test')} test scans (seed {settings.get('seed')}, splits in `splits.json`), "
              f"{n_pairs} test segmentations per method."
-             + (f" U-Net: `configs/train.json` from scratch, {settings.get('epochs')} epochs per split."
+             + (f" U-Net: `configs/train.json` {_unet_start(settings)}, {settings.get('epochs')} epochs per split."
                 if "unet" in methods else "")
              + (f" Multi-atlas: the split's training scans as atlases, best {settings.get('atlas_k')} by NCC."
                 if "multi_atlas" in methods else "")

@@ -248,3 +248,37 @@ def test_an_interrupted_step_without_saved_state_is_redone_from_scratch(tmp_path
                       can_resume=training_can_resume)
     assert record["files"] == [] and "resumed" not in record
     assert (tmp_path / "unet_train.incomplete-1" / "train.log").read_text() == "crashed at epoch 1\n"
+
+
+def test_a_study_fine_tunes_every_split_from_a_given_checkpoint(study, tmp_path):
+    import hashlib
+
+    import torch
+
+    data, out, _ = study
+    start = out / "split_0" / "unet_train" / "models" / "model.pt"  # any bare state_dict of the same network
+    frozen = {**TINY["train_overrides"], "learning_rate": 0.0}  # no step can move the weights
+    report = run(str(data), out_dir=str(tmp_path / "ft"), **{**TINY, "k": 1, "train_overrides": frozen},
+                 methods="unet", pretrained_ckpt=str(start))
+    settings = json.loads((tmp_path / "ft" / "settings.json").read_text())
+    assert settings["pretrained_ckpt"] == {"path": str(start.resolve()),
+                                           "sha256": hashlib.sha256(start.read_bytes()).hexdigest()}
+    tuned = torch.load(tmp_path / "ft" / "split_0" / "unet_train" / "models" / "model.pt", weights_only=True)
+    given = torch.load(start, weights_only=True)
+    # batch-norm running statistics move in training even at lr 0; every learned weight must be the given one
+    learned = [k for k in given if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert tuned.keys() == given.keys() and len(learned) > 10
+    assert all(torch.equal(tuned[k], given[k]) for k in learned)  # it started there
+    assert "fine-tuned from `model.pt`" in Path(report).read_text()
+    # a study from scratch keeps settings without the key, so its settings.json still resumes
+    assert "pretrained_ckpt" not in json.loads((out / "settings.json").read_text())
+
+
+def test_a_bad_pretrained_checkpoint_is_named(tmp_path):
+    from scripts.cross_validation import pretrained_record
+
+    with pytest.raises(FileNotFoundError, match="missing.pt: file not found"):
+        pretrained_record(tmp_path / "missing.pt")
+    (tmp_path / "notes.pt").write_text("not a checkpoint")
+    with pytest.raises(ValueError, match="notes.pt: not a PyTorch state_dict"):
+        pretrained_record(tmp_path / "notes.pt")
