@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from scripts.atomic_io import atomic_write
+
 __all__ = ["interpolate_state_dicts", "interpolate_checkpoints"]
 
 
@@ -73,11 +75,7 @@ def interpolate_checkpoints(base: str | Path, tuned: str | Path, weight: float, 
             raise FileNotFoundError(f"{path}: file not found")
         states.append(torch.load(path, map_location="cpu", weights_only=True))
     soup = interpolate_state_dicts(states[0], states[1], weight)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".partial")
-    torch.save(soup, tmp)
-    tmp.replace(dst)
-    return str(dst)
+    return str(atomic_write(dst, lambda tmp: torch.save(soup, tmp), suffix=".pt"))
 
 
 if __name__ == "__main__":
