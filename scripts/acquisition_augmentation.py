@@ -153,7 +153,7 @@ class RandDixonContrastd(_RandIntensityd):
 
 
 class RandFieldOfView(RandomizableTransform):
-    """Blank everything outside a random slab along one patient axis (a shorter or tighter field of view).
+    """Keep a random slab along one patient axis and replace the rest (a shorter or tighter field of view).
 
     A world axis is drawn from ``world_axes`` (0 = x left-right, 1 = y posterior-anterior, 2 = z inferior-superior;
     mapped to the array axis through the affine), the slab's length as a fraction of the image's extent along it
