@@ -158,11 +158,18 @@ def summarise(table: pd.DataFrame) -> str:
 
 
 def main(dataset_dir: str, ckpt_path: str = "models/model.pt", bundle_root: str = ".", datalist_key: str = "testing",
-         max_subjects: int = 0, contrasts: str | None = None, out_csv: str | None = None) -> str:
-    """Command line: evaluate, print the summary and optionally write the long table (refuses to overwrite)."""
+         max_subjects: int = 0, contrasts: str | None = None, out_csv: str | None = None,
+         overrides: str | dict | None = None) -> str:
+    """Command line: evaluate, print the summary and optionally write the long table (refuses to overwrite).
+
+    ``overrides``: inference.json ids to replace, as a JSON object (e.g. ``'{"adapt_batch_norm": false}'``)."""
     if out_csv and Path(out_csv).exists():
         raise FileExistsError(f"{out_csv} exists; choose another --out_csv")
-    table = evaluate_contrasts(dataset_dir, ckpt_path, bundle_root, datalist_key, max_subjects, contrasts)
+    if isinstance(overrides, str):
+        overrides = json.loads(overrides)
+    if overrides is not None and not isinstance(overrides, dict):
+        raise ValueError(f"overrides must be a JSON object of inference.json ids, not {overrides!r}")
+    table = evaluate_contrasts(dataset_dir, ckpt_path, bundle_root, datalist_key, max_subjects, contrasts, overrides)
     if out_csv:
         table.to_csv(out_csv, index=False)
     return summarise(table)

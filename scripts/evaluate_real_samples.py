@@ -16,6 +16,7 @@ psoas).
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -143,7 +144,11 @@ def evaluate(shared_dir: str = "../shared", ckpt_path: str = "models/model.pt", 
 
 
 def main(**kwargs) -> str:
-    """Command line: :func:`evaluate` with the same arguments; the table is printed (fire would page a DataFrame's help)."""
+    """Command line: :func:`evaluate` with the same arguments; the table is printed (fire would page a DataFrame's help).
+
+    ``--overrides`` may be a JSON object (``'{"adapt_batch_norm": false}'``)."""
+    if isinstance(kwargs.get("overrides"), str):
+        kwargs["overrides"] = json.loads(kwargs["overrides"])
     return evaluate(**kwargs).to_string(index=False, float_format=lambda v: f"{v:.3f}")
 
 
