@@ -151,3 +151,17 @@ def test_inference_config_adapts_by_default_with_one_sliding_window_pass():
     assert not parser.get_parsed_content("inferer", lazy=False).enabled
     # the shipped network has batch-norm layers to adapt
     assert len(batch_norm_layers(parser.get_parsed_content("network_def"))) > 0
+
+
+def test_evaluate_overlay_adapts_and_training_validation_does_not():
+    """evaluate.json scores a model as inference.json segments (adapted); train.json picks its best epoch on the
+    validation subjects with the training statistics."""
+    train = ConfigParser()
+    train.read_config(BUNDLE_ROOT / "configs" / "train.json")
+    assert isinstance(train.get_parsed_content("validate#inferer"), SlidingWindowInferer)
+    evaluate = ConfigParser()
+    evaluate.read_config([str(BUNDLE_ROOT / "configs" / "train.json"), str(BUNDLE_ROOT / "configs" / "evaluate.json")])
+    assert evaluate["validate"]["evaluator"]["inferer"] == "@validate#inferer"
+    inferer = evaluate.get_parsed_content("validate#inferer")
+    assert isinstance(inferer, AdaptiveBatchNormInferer) and inferer.enabled
+    assert isinstance(inferer.inferer, SlidingWindowInferer) and inferer.statistics_inferer is inferer.inferer
