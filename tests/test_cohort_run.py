@@ -16,10 +16,12 @@ import pytest
 from scripts.phantom import generate_cohort
 from tests.conftest import BUNDLE_ROOT
 
-# these tests check the cohort plumbing, not accuracy: one pass (no flip ensembling), a small window, no report.
+# these tests check the cohort plumbing, not accuracy: one pass (no flip ensembling, no batch-norm adaptation), a
+# small window, no report.
 # The model's own 2x2x4 mm grid, not a coarser one: the comparisons below need measured rows, and how much of a
 # tiny phantom a model still finds on a grid it was never trained for changes with every retraining.
-FAST = ["--roi_size", "[64,64,32]", "--write_report", "false", "--flip_ensemble", "false"]
+FAST = ["--roi_size", "[64,64,32]", "--write_report", "false", "--flip_ensemble", "false",
+        "--adapt_batch_norm", "false"]
 # one thread everywhere so that one and two processes compute bit-identical convolutions
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
@@ -124,7 +126,7 @@ def test_a_conflict_is_refused_before_any_segmentation(cohort, one_process):
 
 
 @pytest.mark.parametrize("override", [["--sw_padding_mode", "constant"], ["--flip_ensemble", "true"],
-                                      ["--roi_size", "[32,32,32]"]])
+                                      ["--roi_size", "[32,32,32]"], ["--adapt_batch_norm", "true"]])
 def test_changed_segmentation_settings_are_not_mistaken_for_finished_work(cohort, one_process, override):
     # the label map itself would differ: reusing the earlier results would report numbers of another segmentation
     res = subprocess.run(_cmd(cohort, one_process, *override), cwd=BUNDLE_ROOT, capture_output=True, text=True,
