@@ -4,6 +4,7 @@ atlas selection prefers the most similar atlas, and the command line writes a la
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import nibabel as nib
@@ -113,17 +114,19 @@ def test_bspline_stage_recovers_a_smooth_deformation_beyond_the_affine():
     moving, moving_label = _deformed(fixed, fixed_label, sitk.DisplacementFieldTransform(sitk.Cast(
         field, sitk.sitkVectorFloat64)))
     affine = register_affine(fixed, moving, FAST)
-    full = register_bspline(fixed, moving, affine, FAST)
+    # Why more B-spline iterations and samples than FAST: with FAST's 30 iterations on 10 % of the voxels the stage
+    # sometimes stopped early (a CI run: affine 0.931, B-spline 0.936); with these, 0.951-0.968 in 5 of 5 runs
+    full = register_bspline(fixed, moving, affine, replace(FAST, bspline_iterations=60, sampling_percentage=0.2))
 
     def warped_dice(t: sitk.Transform) -> float:
         return _mean_dice(_to_numpy(sitk.Resample(moving_label, fixed, t, sitk.sitkNearestNeighbor, 0,
                                                   sitk.sitkUInt8)), label)
 
     none, aff, bsp = warped_dice(sitk.Transform()), warped_dice(affine), warped_dice(full)
-    # measured over repeated runs (ITK's registration is not bit-repeatable): none 0.42, affine 0.89-0.93,
-    # B-spline 0.94-0.97; the B-spline stage always adds on top of the affine
+    # measured over repeated runs (ITK's registration is not bit-repeatable, even on one thread with a seed): none
+    # 0.42, affine 0.88-0.93, B-spline 0.95-0.97; the B-spline stage always adds on top of the affine
     assert none < 0.6 and aff > none + 0.2, (none, aff, bsp)
-    assert bsp > aff + 0.01 and bsp > 0.93, (none, aff, bsp)
+    assert bsp > aff + 0.01 and bsp > 0.94, (none, aff, bsp)
 
 
 def test_majority_vote_known_answers_and_ties_to_the_lower_label():
