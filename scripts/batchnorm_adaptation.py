@@ -5,8 +5,7 @@ network saw phantoms only; on a real scan (another scanner, coil, contrast, anat
 other means and variances, the stored statistics mis-scale every later layer, and whole muscles are lost. Re-
 estimating the statistics on the scan being segmented (AdaBN: Li et al., Pattern Recognition 2018, "Adaptive
 batch normalization for practical domain adaptation") needs no labels and no training and changes no learned
-weight. Measured on the two real samples and on phantoms in docs/README.md ("Real scans", "Test-time batch-norm
-adaptation").
+weight. Measured on the two real samples and on phantoms in docs/README.md ("Real scans").
 """
 
 from __future__ import annotations
@@ -16,6 +15,8 @@ from typing import Any
 
 import torch
 from monai.inferers import Inferer
+
+from scripts.config_values import as_bool
 
 __all__ = ["AdaptiveBatchNormInferer", "batch_norm_layers"]
 
@@ -28,19 +29,11 @@ def batch_norm_layers(network: torch.nn.Module) -> list[torch.nn.Module]:
     for m in network.modules():
         # Why the name test: a TorchScript module (models/model.ts, what MONAI Deploy runs) is not an instance of
         # torch.nn.BatchNorm3d, but keeps the class name and the buffers.
-        is_bn = isinstance(m, torch.nn.modules.batchnorm._BatchNorm) or getattr(m, "original_name", "") in _BATCH_NORM_NAMES
+        is_bn = (isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                 or getattr(m, "original_name", "") in _BATCH_NORM_NAMES)
         if is_bn and getattr(m, "running_mean", None) is not None and getattr(m, "running_var", None) is not None:
             found.append(m)
     return found
-
-
-def _as_bool(value: bool | str, name: str) -> bool:
-    if isinstance(value, str):
-        # Why: a command-line override (--adapt_batch_norm false) arrives as a string, and bool("false") is True.
-        if value.strip().lower() not in ("true", "false", "1", "0"):
-            raise ValueError(f"{name} must be true or false, not {value!r}")
-        return value.strip().lower() in ("true", "1")
-    return bool(value)
 
 
 class AdaptiveBatchNormInferer(Inferer):
@@ -49,7 +42,7 @@ class AdaptiveBatchNormInferer(Inferer):
     For each image of the batch separately: every batch-norm layer's running mean and variance are reset and
     re-estimated as the average over one ``statistics_inferer`` pass of that image (every sliding window, the
     layers in training mode, no gradients); then ``inferer`` runs with the layers back in evaluation mode. The
-    network's own statistics, momentum and modes are restored afterwards, so the network object is unchanged
+    network's own statistics and layer modes are restored afterwards, so the network object is unchanged
     for the next image or for anyone else holding it. Learned weights (convolutions, batch-norm scale and
     shift) are never changed.
 
@@ -68,14 +61,13 @@ class AdaptiveBatchNormInferer(Inferer):
 
     def __init__(self, inferer: Inferer, statistics_inferer: Inferer | None = None,
                  enabled: bool | str = True) -> None:
-        for name, value in (("inferer", inferer), ("statistics_inferer", statistics_inferer)):
-            if value is not None and not callable(value):
-                raise TypeError(f"{name} must be callable, not {type(value).__name__}")
-        if inferer is None:
-            raise TypeError("inferer must be given")
+        if not callable(inferer):
+            raise TypeError(f"inferer must be callable, not {type(inferer).__name__}")
+        if statistics_inferer is not None and not callable(statistics_inferer):
+            raise TypeError(f"statistics_inferer must be callable, not {type(statistics_inferer).__name__}")
         self.inferer = inferer
         self.statistics_inferer = statistics_inferer if statistics_inferer is not None else inferer
-        self.enabled = _as_bool(enabled, "enabled")
+        self.enabled = as_bool(enabled, "enabled")
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any,
                  **kwargs: Any) -> torch.Tensor:

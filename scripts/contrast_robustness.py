@@ -28,6 +28,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from .config_values import overrides_from_cli
 from .labels import MUSCLES
 from .segmentation_metrics import compute_label_metrics
 
@@ -165,11 +166,8 @@ def main(dataset_dir: str, ckpt_path: str = "models/model.pt", bundle_root: str 
     ``overrides``: inference.json ids to replace, as a JSON object (e.g. ``'{"adapt_batch_norm": false}'``)."""
     if out_csv and Path(out_csv).exists():
         raise FileExistsError(f"{out_csv} exists; choose another --out_csv")
-    if isinstance(overrides, str):
-        overrides = json.loads(overrides)
-    if overrides is not None and not isinstance(overrides, dict):
-        raise ValueError(f"overrides must be a JSON object of inference.json ids, not {overrides!r}")
-    table = evaluate_contrasts(dataset_dir, ckpt_path, bundle_root, datalist_key, max_subjects, contrasts, overrides)
+    table = evaluate_contrasts(dataset_dir, ckpt_path, bundle_root, datalist_key, max_subjects, contrasts,
+                               overrides_from_cli(overrides))
     if out_csv:
         table.to_csv(out_csv, index=False)
     return summarise(table)

@@ -16,7 +16,6 @@ psoas).
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .config_values import overrides_from_cli
 from .segmentation_metrics import dice, hausdorff_distance
 
 __all__ = ["SAMPLES", "segment", "evaluate", "reference_in_our_labels"]
@@ -147,8 +147,7 @@ def main(**kwargs) -> str:
     """Command line: :func:`evaluate` with the same arguments; the table is printed (fire would page a DataFrame's help).
 
     ``--overrides`` may be a JSON object (``'{"adapt_batch_norm": false}'``)."""
-    if isinstance(kwargs.get("overrides"), str):
-        kwargs["overrides"] = json.loads(kwargs["overrides"])
+    kwargs["overrides"] = overrides_from_cli(kwargs.get("overrides"))
     return evaluate(**kwargs).to_string(index=False, float_format=lambda v: f"{v:.3f}")
 
 

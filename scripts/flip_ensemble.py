@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from monai.inferers import Inferer
 
+from scripts.config_values import as_bool
 from scripts.labels import LEFT_RIGHT_SWAP, NUM_CLASSES
 
 __all__ = ["LeftRightFlipInferer"]
@@ -46,12 +47,7 @@ class LeftRightFlipInferer(Inferer):
         self.inferer = inferer
         self.spatial_axis = spatial_axis
         self.order = order
-        if isinstance(enabled, str):
-            # Why: a command-line override (--flip_ensemble false) arrives as a string, and bool("false") is True.
-            if enabled.strip().lower() not in ("true", "false", "1", "0"):
-                raise ValueError(f"enabled must be true or false, not {enabled!r}")
-            enabled = enabled.strip().lower() in ("true", "1")
-        self.enabled = bool(enabled)
+        self.enabled = as_bool(enabled, "enabled")
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any,
                  **kwargs: Any) -> torch.Tensor:
