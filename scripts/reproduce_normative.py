@@ -12,7 +12,7 @@ cohort (segmentations from the model, not the truth), this compares, per muscle 
 Usage::
 
     python -m scripts.reproduce_normative --dataset_dir /data/normative173 --run_dir /data/normative173_eval \\
-        --out_dir docs/normative_reproduction
+        --out_dir docs/studies/normative_reproduction
 """
 
 from __future__ import annotations
