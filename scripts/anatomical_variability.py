@@ -334,7 +334,7 @@ def build_variability_model(
 
     Args:
         labels: label maps: NIfTI paths, or arrays/tensors/MetaTensors of shape (X, Y, Z) or (1, X, Y, Z).
-            At least 2; all with the same label convention (DESIGN.md table).
+            At least 2; all with the same label convention (docs/design.md table).
         affines: (4, 4) voxel -> RAS world (mm) affines for array inputs (MetaTensors and files carry their own);
             None: identity (1 mm voxels) for plain arrays.
         reference_index: which subject is the reference frame; None: the one with the largest muscle volume

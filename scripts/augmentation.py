@@ -2,7 +2,7 @@
 
 The paper this bundle reproduces (BMC Medical Imaging 2026, doi 10.1186/s12880-026-02329-9) trained its U-Net
 on 26 scans with "small rigid rotations plus non-linear B-spline deformations that mimic real anatomical
-variability". This module provides those, plus what the DESIGN asks for transfer to unseen scanners:
+variability". This module provides those, plus what docs/design.md asks for transfer to unseen scanners:
 
 - :class:`RandRigid` / :class:`RandRigidd`: small rotation (degrees), scaling and translation (mm), applied in
   the physical frame so that anisotropic voxels are not sheared (MONAI's ``RandAffine`` rotates voxel indices).
@@ -1032,7 +1032,7 @@ class RandIntensityRemap(RandomizableTransform):
     probability ``invert_prob`` the curve decreases (contrast inversion: bright becomes dark, the background
     too), with ``non_monotonic_prob`` the levels are unordered, otherwise it is a random monotonic remap.
     Why: the network should not rely on in-phase contrast alone, so that it copes with water, fat-suppressed or
-    other vendors' images (DESIGN: "randomised contrast").
+    other vendors' images (docs/design.md: "randomised contrast").
 
     Args:
         prob: probability of remapping, in [0, 1].

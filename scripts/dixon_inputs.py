@@ -11,9 +11,9 @@ Three steps, each usable on its own:
    :class:`DixonInputError` whose message names the file and the problem.
 3. :func:`compute_ff` picks the FF method the images allow (``auto``: water/fat, else in-phase/opposed-phase,
    else a vendor FF map) and returns an :class:`FFResult` with the FF map (fraction, NaN = excluded) on the native
-   Dixon grid and the provenance that every output row carries (DESIGN.md).
+   Dixon grid and the provenance that every output row carries (docs/design.md).
 
-Dixon sets (DESIGN.md) and the ``dixon_set`` names used here:
+Dixon sets (docs/design.md) and the ``dixon_set`` names used here:
 
 - ``"water_fat"``: water + fat magnitude images (the canonical set); FF = F / (F + W).
 - ``"inphase_opposed"``: 2-point Dixon in-phase + opposed-phase; water and fat are derived under the
@@ -23,7 +23,7 @@ Dixon sets (DESIGN.md) and the ``dixon_set`` names used here:
   the network then reads the in-phase image, and water + fat + in-phase allow magnitude discrimination.
   ``"inphase_opposed"`` contains the in-phase image by definition and gets no suffix.
 
-Network input (DESIGN.md, as in the paper): the in-phase image, or the sum water + fat when there is no in-phase
+Network input (docs/design.md, as in the paper): the in-phase image, or the sum water + fat when there is no in-phase
 image; an entry's ``image`` is the in-phase path or ``[water_path, fat_path]`` (two channels the pipeline sums).
 
 References:

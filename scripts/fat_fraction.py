@@ -2,7 +2,7 @@
 
 Pure NumPy/SciPy array functions: arrays in, arrays out; the caller does the file I/O and passes affines.
 
-Conventions shared with the rest of the bundle (DESIGN.md):
+Conventions shared with the rest of the bundle (docs/design.md):
 
 - FF is a **fraction in 0-1** everywhere in code (float32); tables multiply by 100 (``ff_mean_pct``).
 - FF is computed on the native grid of the Dixon images. Masks reach that grid through their affines

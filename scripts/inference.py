@@ -64,7 +64,7 @@ class LoadDixond(MapTransform):
 
     - an item of :func:`scripts.dixon_inputs.discover_subjects` (roles ``water``, ``fat``, ``inphase``,
       ``opposed``, ``ff`` -> paths, and ``subject``): the bundle's own runs. The network reads the in-phase image,
-      or water + fat when there is no in-phase image (DESIGN.md);
+      or water + fat when there is no in-phase image (docs/design.md);
     - ``{key: "<path to a NIfTI>"}`` with no Dixon roles: the file is the in-phase image (MONAI Label sends its
       datastore image this way); validated like any in-phase image, subject = the file name without extension;
     - ``{key: array}`` (MetaTensor, tensor or ndarray; ``(X, Y, Z)`` or ``(1, X, Y, Z)``): an image already in

@@ -1,4 +1,4 @@
-"""The one label table of the bundle (DESIGN.md); every other module builds names and columns from it.
+"""The one label table of the bundle (docs/design.md); every other module builds names and columns from it.
 
 Left and right are the patient's, in RAS world coordinates (RAS+: +x points to the patient's right), never
 array directions.

@@ -64,7 +64,7 @@ MUSCLE_DISPLAY_NAMES: dict[str, str] = {
     "erector_spinae_multifidus": "Erector spinae + multifidus",
 }
 
-#: What every normative statement must say (DESIGN.md: percentiles and z are approximations).
+#: What every normative statement must say (docs/design.md: percentiles and z are approximations).
 APPROXIMATION_NOTE: str = (
     "Approximation: the percentile and z-score are approximations under the distribution named per row, fitted "
     "to the reference's published quartiles (or interpolated in its percentile table); the band (below Q1, within "
