@@ -245,7 +245,7 @@ class LumbarDixonApp(Application):
 def _app_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """This app's own options; the rest (``-i``, ``-o``, ``-m``, ``-l``) go to the SDK."""
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--rules", default=None, help="JSON file {role: {DICOM keyword: regex}} (docs/dicom.md)")
+    parser.add_argument("--rules", default=None, help="JSON file {role: {DICOM keyword: regex}} (docs/guides/dicom.md)")
     parser.add_argument("--overwrite", action="store_true", help="allow a non-empty output folder")
     parser.add_argument("-o", "--output", default=None)
     return parser.parse_known_args(argv)

@@ -1,6 +1,6 @@
 """DICOM SEG of the eight lumbar muscles (highdicom), with coded segment descriptions.
 
-Codes (SNOMED CT, scheme ``SCT``) and where each was checked on this machine (docs/dicom.md has the table):
+Codes (SNOMED CT, scheme ``SCT``) and where each was checked on this machine (docs/guides/dicom.md has the table):
 
 - category ``91723000`` Anatomical Structure: DICOM CID 7150, in pydicom's code dictionary.
 - erector spinae + multifidus: ``44947003`` Erector spinae muscle, DICOM CID 7151, in pydicom's code dictionary

@@ -1,7 +1,7 @@
 """Augmentations that imitate other acquisitions than the training scans: other contrasts and shorter coverage.
 
 Why: a network trained on in-phase images alone found almost nothing on real single-contrast lumbar scans (a
-fat-bright image whose muscle is nearly black, 20 slices of 4.4 mm; docs/README.md, "Real scans"). Histogram
+fat-bright image whose muscle is nearly black, 20 slices of 4.4 mm; docs/studies/real_scans.md). Histogram
 remapping of the in-phase image cannot produce those, because in-phase muscle and fat differ by a fixed ratio.
 A Dixon set can: any weighted sum of its water and fat images is a physically possible contrast (fat image,
 water image, T1/T2-weighted-like fat-bright images, in-phase), and their difference magnitude is the opposed-phase

@@ -7,7 +7,7 @@ radiological convention (patient's right on the left of the picture), in millime
 Command line (``fire``)::
 
     python -m scripts.augmentation_figure --image=phantom_inphase.nii.gz --label=phantom_label.nii.gz \\
-        --output=docs/augmentations.png [--model=models/anatomical_variability.npz] [--seed=0]
+        --output=docs/images/augmentations.png [--model=models/anatomical_variability.npz] [--seed=0]
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Why: fine-tuning the shipped model on fat-streaked (septa) phantoms teaches it r
 the fat around each muscle (labels widen, FF biased high); the model before fine-tuning misses fat-streaked muscle
 (FF biased low). Both start from the same weights, so the weights in between are a usable model too, and the
 weight of the fine-tune sets where it lies between the two errors. The shipped model since 0.12.0 is
-``interpolate(0.11.0, septa fine-tune, weight=0.3)`` (docs/README.md, "A realistic texture").
+``interpolate(0.11.0, septa fine-tune, weight=0.3)`` (docs/studies/real_scans.md, "A realistic texture").
 
 Command line::
 

@@ -5,7 +5,7 @@ network saw phantoms only; on a real scan (another scanner, coil, contrast, anat
 other means and variances, the stored statistics mis-scale every later layer, and whole muscles are lost. Re-
 estimating the statistics on the scan being segmented (AdaBN: Li et al., Pattern Recognition 2018, "Adaptive
 batch normalization for practical domain adaptation") needs no labels and no training and changes no learned
-weight. Measured on the two real samples and on phantoms in docs/README.md ("Real scans").
+weight. Measured on the two real samples and on phantoms in docs/studies/real_scans.md.
 """
 
 from __future__ import annotations

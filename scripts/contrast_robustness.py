@@ -37,7 +37,7 @@ __all__ = ["CONTRASTS", "mix_contrast", "evaluate_contrasts", "summarise"]
 logger = logging.getLogger(__name__)
 
 #: name -> (water weight, fat weight) of ``w_water * W + w_fat * F``; ``None`` is the opposed-phase ``|W - F|``.
-#: Muscle median over the image's 99th percentile on phantoms (measured, docs/README.md): in_phase (the training
+#: Muscle median over the image's 99th percentile on phantoms (docs/studies/real_scans.md): in_phase (the training
 #: contrast) 0.25-0.38, fat_bright_0.5 0.14-0.27, fat_bright_0.2 0.07-0.20, fat_0.05 0.03-0.16, water 0.51-0.66;
 #: the fat-bright real MuscleMap sample measures 0.013-0.073.
 CONTRASTS: dict[str, tuple[float, float] | None] = {

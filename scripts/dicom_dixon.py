@@ -20,7 +20,7 @@ stacked volume: ``(I, J, K)`` = (DICOM column index, DICOM row index, slice inde
 pixel_array_k[j, i]``, the same convention as dcm2niix and ITK, so I runs along the ImageOrientationPatient row
 direction and J along its column direction.
 
-Vendor conventions (see docs/dicom.md for sources and caveats):
+Vendor conventions (see docs/guides/dicom.md for sources and caveats):
 
 - Siemens (syngo Dixon, e.g. VIBE Dixon): ImageType ``...\\DIXON\\WATER`` (or ``W``), ``FAT`` (``F``),
   ``IN_PHASE``, ``OPP_PHASE``; SeriesDescription ending ``_W``, ``_F``, ``_in``, ``_opp``.

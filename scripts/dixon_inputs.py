@@ -303,7 +303,7 @@ def _unrecognised_folder_error(root: Path, files: Sequence[Path]) -> ValueError:
     dicom_hint = ""
     if any(p.suffix.lower() in (".dcm", ".ima") or p.suffix == "" for p in other):
         dicom_hint = (" DICOM files are read only from a folder without NIfTI files: give the DICOM study its own "
-                      "folder (see docs/dicom.md).")
+                      "folder (see docs/guides/dicom.md).")
     return ValueError(
         f"no Dixon images recognised in {root}: found {found}. Name files with a role token before .nii/.nii.gz "
         "(P01_W.nii.gz, P01_F.nii.gz, P01_IP.nii.gz, P01_OP.nii.gz, P01_FF.nii.gz; or one subfolder per subject "

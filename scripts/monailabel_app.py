@@ -3,7 +3,7 @@
 The sample app is not part of this project: ``setup`` asks the MONAI Label installation for a fresh copy at run time
 (``monailabel apps --download``, a local copy from the wheel, no network), adds a small torchvision guard at the top
 of its ``main.py`` and copies the bundle into ``<app>/model/<name>/``. The MONAI Label virtual environment is made by
-``.ci/install_monailabel.sh`` (``.venv-monailabel`` beside the bundle). See ``docs/monailabel.md``.
+``.ci/install_monailabel.sh`` (``.venv-monailabel`` beside the bundle). See ``docs/guides/monailabel.md``.
 
 Usage::
 

@@ -76,7 +76,7 @@ FUSIONS = ("majority", "weighted")
 
 @dataclass(frozen=True)
 class MultiAtlasParams:
-    """Parameters of the multi-atlas baseline (defaults: those of the validation study, docs/validation.md).
+    """Parameters of the multi-atlas baseline (defaults: those of the validation study, docs/studies/validation.md).
 
     Attributes:
         working_spacing_mm: isotropic voxel size of the registration grid, mm.

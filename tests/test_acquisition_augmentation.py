@@ -206,7 +206,7 @@ def test_train_json_uses_water_and_fat_only_when_listed(tmp_path: Path) -> None:
         val = validation(entry)
         assert set(val) == {"image", "label"}
         assert float(val["image"].min()) >= 0.0 and float(val["image"].max()) == pytest.approx(1.0)
-    # the shipped model's recipe: the acquisition augmentations are opt-in (docs/README.md, "Real scans")
+    # the shipped model's recipe: the acquisition augmentations are opt-in (docs/studies/real_scans.md)
     defaults = json.loads((BUNDLE / "configs" / "train.json").read_text())
     assert defaults["contrast_prob"] == 0.0 and defaults["field_of_view_prob"] == 0.0 and defaults["coil_prob"] == 0.0
 

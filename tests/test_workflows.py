@@ -254,8 +254,8 @@ def test_real_samples_are_segmented_and_scored(shared_dir, tiny_model, tmp_path)
 def test_shipped_model_finds_real_muscles_only_with_batch_norm_adaptation(shared_dir):
     """The shipped weights on the real MuscleMap scan (a fat-bright lumbar image from a real scanner, strong coil
     falloff), scored against that sample's own labels (a MuscleMap model's output, not a manual reference): the
-    training statistics lose most of ES+MF and psoas, the scan's own statistics find them (docs/README.md, "Real
-    scans")."""
+    training statistics lose most of ES+MF and psoas, the scan's own statistics find them (docs/studies/real_scans.md).
+    """
     from scripts.evaluate_real_samples import SAMPLES, reference_in_our_labels, segment
     from scripts.segmentation_metrics import dice
 

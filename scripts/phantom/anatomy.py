@@ -6,7 +6,7 @@ antero-posterior centre of the vertebral body, curved by the lordosis above S1 a
 Soft tissues of the pelvis hang from the S1 position (``y_ref``), not from the sacrum, which bends backwards.
 
 Muscle courses (keyframes below) follow textbook anatomy and the real MuscleMap lumbar sample in
-``shared/real-samples`` (cross-sections compared in docs/phantom.md):
+``shared/real-samples`` (cross-sections compared in docs/guides/phantom.md):
 - psoas from the T12-L1 bodies, growing caudally and moving antero-laterally into the pelvis;
 - iliacus on the inner surface of the iliac wing, joining psoas below the pelvic brim;
 - quadratus lumborum from the 12th rib to the iliac crest, lateral to the transverse processes;
@@ -67,7 +67,7 @@ class SubjectAnatomy:
         jitter: per-keyframe shape variation (relative SD of semi-axes).
         texture: ``"smooth"`` (blob-like fat streaks, smooth bowel: the phantom up to bundle 0.11) or ``"septa"``
             (adds thin fat septa between muscle fascicles, denser in the lateral erector spinae, and mesenteric fat
-            between bowel loops of varied signal, as in real lumbar scans; see docs/phantom.md).
+            between bowel loops of varied signal, as in real lumbar scans; see docs/guides/phantom.md).
         texture_seed: seed of the ``"septa"`` fields, drawn apart from the subject's stream so that ``"smooth"``
             subjects stay byte-identical to earlier versions.
     """

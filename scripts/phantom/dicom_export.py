@@ -47,7 +47,7 @@ class VendorStyle:
     description: dict[str, str]
 
 
-#: Vendor styles used by the synthetic studies (see docs/dicom.md for where each convention comes from).
+#: Vendor styles used by the synthetic studies (see docs/guides/dicom.md for where each convention comes from).
 VENDOR_STYLES: dict[str, VendorStyle] = {
     "siemens": VendorStyle(
         manufacturer="SIEMENS",
