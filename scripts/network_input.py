@@ -58,6 +58,27 @@ def check_checkpoint_channels(ckpt_path: str | Path | None, channels: str) -> No
                      f"{channels!r} gives {expected}{hint}")
 
 
+def require_checkpoint(ckpt_path: str | Path, bundle_root: str | Path = ".") -> None:
+    """Refuse to run without the weights, saying where they were looked for and how to point at them.
+
+    ``bundle_root`` is ``"."`` in the configs (the model zoo's convention), so a run started in another folder looks
+    for ``models/model.pt`` there; the message says so instead of the loader's bare "No such file".
+
+    Raises:
+        FileNotFoundError: naming the absolute path looked at, the bundle root it came from and the way forward.
+    """
+    path = Path(ckpt_path)
+    if path.is_file():
+        return
+    root = Path(bundle_root)
+    raise FileNotFoundError(
+        f"{path.resolve()}: model weights not found (bundle_root={str(bundle_root)!r}, resolved to "
+        f"{root.resolve()}). Run from the bundle folder, pass --bundle_root <bundle folder>, or pass --ckpt_path "
+        "<weights>; a bundle copy without weights gets them with `python -m monai.bundle download_large_files "
+        "--bundle_path <bundle folder>`."
+    )
+
+
 class StackWaterFat(Transform):
     """Stack a water and a fat image into one two-channel image (water first).
 
