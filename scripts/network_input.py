@@ -1,8 +1,8 @@
 """What the network reads: one channel (the in-phase image) or two (water and fat).
 
 The bundle's default model reads one channel, the in-phase image (water + fat when a scan has no in-phase image;
-DESIGN.md). A two-channel model reads the water and fat images side by side, so that it sees the fat signal on its
-own (the paper's validation issue asks for this comparison). Training (``configs/train.json``) and inference
+docs/design.md). A two-channel model reads the water and fat images side by side, so that it sees the fat signal
+on its own (the paper's validation issue asks for this comparison). Training (``configs/train.json``) and inference
 (``configs/inference.json``) choose with one setting, ``network_channels``: ``"inphase"`` or ``"water_fat"``; the
 network's ``in_channels`` follows from it, and inference checks that the checkpoint agrees
 (:func:`check_checkpoint_channels`) before it loads the model.
