@@ -4,6 +4,7 @@ Examples::
 
     python -m scripts.phantom cohort --out_dir sample_data --n 3 --seed 0
     python -m scripts.phantom cohort --out_dir phantom_septa --n 32 --seed 1 --texture septa
+    python -m scripts.phantom cohort --out_dir phantom_complete --n 32 --seed 1 --anatomy complete
     python -m scripts.phantom subject --out_dir /tmp/ph --seed 7 --geometry low --orientation LPS --swap regional
     python -m scripts.phantom dicom --out_dir /tmp/ph_dcm --seed 7 --vendor ge --geometry low
 """
@@ -20,11 +21,13 @@ from .generate import generate_cohort, generate_subject, write_subject
 
 def subject(out_dir: str, seed: int = 0, geometry: str = "reference", spacing: tuple | None = None,
             orientation: str = "RAS", coverage: str = "full", swap: str = "none", ff_scale: str = "fraction",
-            snr: float = 30.0, bias: float = 1.0, overwrite: bool = False, texture: str = "smooth") -> dict:
-    """Generate one subject and write its NIfTI files under ``out_dir/sub-<seed>/``; prints its ground truth."""
+            snr: float = 30.0, bias: float = 1.0, overwrite: bool = False, texture: str = "smooth",
+            anatomy: str = "default") -> dict:
+    """Generate one subject and write its NIfTI files under ``out_dir/sub-<seed>/``; prints its ground truth.
+    ``anatomy="complete"`` also writes the tissue-id and vertebral label maps (see docs/phantom.md)."""
     kw = dict(orientation=orientation, coverage=coverage, swap=swap, ff_scale=ff_scale, snr=snr, bias=bias)
     acq = Acquisition.from_spacing(tuple(spacing), **kw) if spacing else Acquisition.preset(geometry, **kw)
-    subj = generate_subject(seed, acq, texture=texture)
+    subj = generate_subject(seed, acq, texture=texture, anatomy=anatomy)
     paths = write_subject(subj, out_dir, overwrite=overwrite)
     subj.truth.to_csv(f"{out_dir}/{subj.subject_id}/{subj.subject_id}_ground_truth.csv", index=False)
     return paths
@@ -45,10 +48,11 @@ def dicom(out_dir: str, seed: int = 0, vendor: str = "siemens", geometry: str = 
     return paths
 
 
-def sample(out_dir: str = "sample_data", n: int = 3, seed: int = 0) -> dict:
+def sample(out_dir: str = "sample_data", n: int = 3, seed: int = 0, anatomy: str = "default") -> dict:
     """The embedded default data: ``n`` subjects at the reference geometry, made once and reused.
 
-    Deterministic for ``seed``; when ``out_dir`` already holds the sample it is left untouched.
+    Deterministic for ``seed``; when ``out_dir`` already holds the sample it is left untouched. ``anatomy`` as in
+    ``generate_subject`` ("complete" adds tissue and vertebral maps).
     """
     from pathlib import Path
 
@@ -57,7 +61,7 @@ def sample(out_dir: str = "sample_data", n: int = 3, seed: int = 0) -> dict:
         logging.getLogger(__name__).info("sample already present: %s", dl)
         return {"datalist": str(dl)}
     return generate_cohort(out_dir, n=n, seed=seed, geometry="reference", variety=False, n_validation=0,
-                           n_testing=n)
+                           n_testing=n, anatomy=anatomy)
 
 
 def main() -> None:

@@ -18,9 +18,12 @@ from ..labels import LABELS, MUSCLES, SIDES, label_value
 from . import acquisition as acqmod
 from .acquisition import Acquisition
 from .anatomy import MUSCLE_SIGNAL, TEXTURES, SubjectAnatomy, draw_subject
+from .anatomy_complete import ANATOMIES, draw_subject_complete
 from .population import ACTIVITY_LEVELS, Participant, draw_muscle_ff, draw_participant
 from .render import Canvas
 from .textures import SmoothWarp
+from .tissue_canvas import TissueCanvas
+from .tissue_ids import vertebral_labels
 
 __all__ = ["PhantomSubject", "make_anatomy", "generate_subject", "write_subject", "generate_cohort",
            "random_acquisition", "IMAGE_KEYS"]
@@ -29,7 +32,10 @@ logger = logging.getLogger(__name__)
 
 #: stored images of a subject: key -> file suffix.
 IMAGE_KEYS: dict[str, str] = {"water": "water", "fat": "fat", "inphase": "inphase", "opposed": "opposed",
-                              "ff": "ff", "label": "label", "ff_true": "ff_true"}
+                              "ff": "ff", "label": "label", "ff_true": "ff_true", "tissue": "tissue",
+                              "vertebrae": "vertebrae"}
+#: keys written only by the anatomy-complete phantom (``anatomy="complete"``).
+COMPLETE_KEYS: tuple[str, ...] = ("tissue", "vertebrae")
 
 
 @dataclass
@@ -39,7 +45,9 @@ class PhantomSubject:
     Attributes:
         subject_id: identifier, also the file prefix.
         images: key (``IMAGE_KEYS``) -> array; water/fat/inphase/opposed int16, ff per ``acquisition.ff_scale``,
-            label uint8, ff_true float32 fraction (noise-free, unswapped: the exact voxel-wise FF).
+            label uint8, ff_true float32 fraction (noise-free, unswapped: the exact voxel-wise FF); with
+            ``anatomy="complete"`` also tissue (uint8 ids, ``tissue_ids.TISSUE_IDS``) and vertebrae (uint8, 9-13
+            vertebral bodies L1-L5, 14 sacrum, 0 elsewhere).
         affine: voxel -> RAS world (mm), shared by all images.
         truth: ground-truth table (one row per label and side, plus L/R means): FF in percent, volume in mL.
         participant: the subject's demographics.
@@ -171,7 +179,8 @@ def _truth_table(sid: str, label: np.ndarray, water: np.ndarray, fat: np.ndarray
 
 
 def generate_subject(seed: int, acquisition: Acquisition | None = None, participant: Participant | None = None,
-                     subject_id: str | None = None, texture: str = "smooth") -> PhantomSubject:
+                     subject_id: str | None = None, texture: str = "smooth",
+                     anatomy: str = "default") -> PhantomSubject:
     """Generate one subject; the same arguments give byte-identical images.
 
     Args:
@@ -181,10 +190,16 @@ def generate_subject(seed: int, acquisition: Acquisition | None = None, particip
         subject_id: file prefix; default ``sub-<seed>``.
         texture: ``"smooth"`` (default; the phantom of bundle versions up to 0.11) or ``"septa"`` (fat septa in the
             muscles, mesenteric fat between bowel loops); see ``anatomy.SubjectAnatomy``.
+        anatomy: ``"default"`` (the phantom of earlier versions, byte-identical) or ``"complete"`` (adds the
+            abdominal wall, back and gluteal muscles, crura, vessels, organs, bowel with gas, realistic vertebrae and
+            sacrum, and a psoas growing from T12-L1 in the groove beside the bodies; also returns the tissue-id and
+            vertebral label maps); see ``anatomy_complete``.
 
     Returns:
         the stored subject (see ``PhantomSubject``).
     """
+    if anatomy not in ANATOMIES:
+        raise ValueError(f"anatomy must be one of {ANATOMIES}, got {anatomy!r}")
     acq = acquisition or Acquisition()
     sid = subject_id or f"sub-{seed:04d}"
     rng = np.random.default_rng([int(seed), 20261125])
@@ -192,8 +207,12 @@ def generate_subject(seed: int, acquisition: Acquisition | None = None, particip
     anat = make_anatomy(p, rng, texture=texture, texture_seed=int(seed))
     grid = acqmod.make_grid(acq)
     n_sub = int(np.ceil(acq.spacing[2] / 1.3))
-    canvas = Canvas(grid, n_sub, warp=SmoothWarp(grid, amplitude_mm=5.0, n_modes=3, rng=rng))
-    draw_subject(anat, canvas, rng)
+    if anatomy == "complete":
+        canvas = TissueCanvas(grid, n_sub, warp=SmoothWarp(grid, amplitude_mm=5.0, n_modes=3, rng=rng))
+        draw_subject_complete(anat, canvas, rng)
+    else:
+        canvas = Canvas(grid, n_sub, warp=SmoothWarp(grid, amplitude_mm=5.0, n_modes=3, rng=rng))
+        draw_subject(anat, canvas, rng)
     w0, f0, label = canvas.water, canvas.fat, canvas.label
     targets = {label_value(m, s): v for (m, s), v in anat.muscle_ff.items()}
     if texture == "smooth":
@@ -233,6 +252,9 @@ def generate_subject(seed: int, acquisition: Acquisition | None = None, particip
     ff = np.where(tot > 0, fat_i / np.maximum(tot, 1.0), 0.0).astype(np.float32)
     images = {"water": water_i, "fat": fat_i, "inphase": ip_i, "opposed": op_i, "ff": ff, "label": label,
               "ff_true": ff_true}
+    if anatomy == "complete":
+        images["tissue"] = canvas.tissue
+        images["vertebrae"] = vertebral_labels(canvas.tissue)
     affine = grid.affine
     if acq.coverage == "truncated":
         nz = label.shape[2]
@@ -253,12 +275,15 @@ def generate_subject(seed: int, acquisition: Acquisition | None = None, particip
     for k in list(images):
         images[k], out_affine = acqmod.reorient(images[k], affine, acq.orientation)
     flags["muscle_ff_target"] = {f"{m}_{s}": v for (m, s), v in anat.muscle_ff.items()}
+    if anatomy != "default":
+        flags["anatomy"] = anatomy
     return PhantomSubject(sid, images, out_affine, truth, p, acq, flags)
 
 
 def write_subject(subject: PhantomSubject, out_dir: str | Path, write_ff_true: bool = True,
                   overwrite: bool = False) -> dict[str, str]:
-    """Write a subject's NIfTI files to ``out_dir/<id>/<id>_<key>.nii.gz`` (atomically).
+    """Write a subject's NIfTI files to ``out_dir/<id>/<id>_<key>.nii.gz`` (atomically); the tissue and vertebrae
+    maps only when the subject has them (``anatomy="complete"``).
 
     Returns:
         key -> path relative to ``out_dir`` (the datalist entry).
@@ -269,7 +294,7 @@ def write_subject(subject: PhantomSubject, out_dir: str | Path, write_ff_true: b
     out_dir = Path(out_dir)
     sdir = out_dir / subject.subject_id
     sdir.mkdir(parents=True, exist_ok=True)
-    keys = [k for k in IMAGE_KEYS if write_ff_true or k != "ff_true"]
+    keys = [k for k in IMAGE_KEYS if k in subject.images and (write_ff_true or k != "ff_true")]
     paths = {k: sdir / f"{subject.subject_id}_{IMAGE_KEYS[k]}.nii.gz" for k in keys}
     if not overwrite:
         existing = [str(p) for p in paths.values() if p.exists()]
@@ -295,21 +320,25 @@ def write_subject(subject: PhantomSubject, out_dir: str | Path, write_ff_true: b
 
 def _cohort_subject(job: tuple) -> tuple[dict, dict, pd.DataFrame]:
     """Generate and write one cohort subject (a process-pool task): its datalist entry, participant row, truth."""
-    sseed, sid, geometry, variety, swap_probability, out, write_ff_true, overwrite, texture = job
+    sseed, sid, geometry, variety, swap_probability, out, write_ff_true, overwrite, texture, anatomy = job
     rng = np.random.default_rng([sseed, 7])
     acq = random_acquisition(rng, geometry=geometry, variety=variety, swap_probability=swap_probability)
-    subj = generate_subject(sseed, acq, subject_id=sid, texture=texture)
+    subj = generate_subject(sseed, acq, subject_id=sid, texture=texture, anatomy=anatomy)
     rel = write_subject(subj, out, write_ff_true=write_ff_true, overwrite=overwrite)
     row = asdict(subj.participant)
     row.update(seed=sseed, spacing_mm="x".join(f"{v:g}" for v in acq.spacing), orientation=acq.orientation,
                coverage=acq.coverage, swap=acq.swap, ff_scale=acq.ff_scale, snr=round(acq.snr, 1), texture=texture)
+    if anatomy != "default":
+        # only the new anatomy adds the column, so default cohorts' tables stay byte-identical
+        row["anatomy"] = anatomy
     return {"subject": sid, "image": rel["inphase"], **rel}, row, subj.truth
 
 
 def generate_cohort(out_dir: str | Path, n: int = 30, seed: int = 0, geometry: str = "reference",
                     variety: bool = True, swap_probability: float = 0.0, n_validation: int | None = None,
                     n_testing: int = 0, write_ff_true: bool = True, overwrite: bool = False,
-                    progress: bool = True, workers: int = 1, texture: str = "smooth") -> dict[str, str]:
+                    progress: bool = True, workers: int = 1, texture: str = "smooth",
+                    anatomy: str = "default") -> dict[str, str]:
     """Generate ``n`` subjects with a BIDS-style participants.tsv, a MONAI datalist and a ground-truth table.
 
     Subject ``i`` uses seed ``seed * 100003 + i``, so cohorts with different seeds never share a subject and
@@ -330,6 +359,8 @@ def generate_cohort(out_dir: str | Path, n: int = 30, seed: int = 0, geometry: s
         workers: subjects generated at once, each in its own process (about 1 GB of memory per process at the
             reference geometry). The files do not depend on it.
         texture: ``"smooth"`` or ``"septa"`` (see ``generate_subject``).
+        anatomy: ``"default"`` or ``"complete"`` (see ``generate_subject``); ``"complete"`` adds the keys "tissue"
+            and "vertebrae" (tissue-id and vertebral label maps) to each datalist entry.
 
     Returns:
         paths of the written tables: {"datalist", "participants", "ground_truth"}.
@@ -351,8 +382,10 @@ def generate_cohort(out_dir: str | Path, n: int = 30, seed: int = 0, geometry: s
         raise ValueError(f"workers must be >= 1, got {workers}")
     if texture not in TEXTURES:
         raise ValueError(f"texture must be one of {TEXTURES}, got {texture!r}")
+    if anatomy not in ANATOMIES:
+        raise ValueError(f"anatomy must be one of {ANATOMIES}, got {anatomy!r}")
     jobs = [(seed * 100003 + i, f"sub-{i + 1:04d}", geometry, variety, swap_probability, str(out), write_ff_true,
-             overwrite, texture) for i in range(n)]
+             overwrite, texture, anatomy) for i in range(n)]
     with ProcessPoolExecutor(max_workers=min(workers, n)) if workers > 1 else nullcontext() as pool:
         done = (pool.map if pool else map)(_cohort_subject, jobs)
         results = list(tqdm(done, total=n, desc="phantom cohort", disable=not progress))
@@ -361,7 +394,8 @@ def generate_cohort(out_dir: str | Path, n: int = 30, seed: int = 0, geometry: s
     truths = [r[2] for r in results]
     n_train = n - n_val - n_testing
     datalist = {"description": f"lumbar Dixon phantom cohort, seed {seed}"
-                + ("" if texture == "smooth" else f", texture {texture}"), "labels": {str(k): v for k, v in
+                + ("" if texture == "smooth" else f", texture {texture}")
+                + ("" if anatomy == "default" else f", anatomy {anatomy}"), "labels": {str(k): v for k, v in
                                                                                         LABELS.items()},
                 "training": entries[:n_train], "validation": entries[n_train:n_train + n_val],
                 "testing": entries[n_train + n_val:]}

@@ -1,0 +1,222 @@
+"""Soft tissue of the anatomy-complete phantom: body wall, abdominal muscles, viscera, organs, vessels, crura.
+
+Keyframes are spine-relative as in ``anatomy`` (``z_rel`` mm above the L5/S1 disc for a 36-mm level; x mm from the
+midline, mirrored per side, so left structures lie at negative RAS x; y mm from the vertebral-body centre or, below
+S1, from the S1 position). Positions and sizes per level follow textbook cross-sectional anatomy and the real CHAOS
+and MuscleMap samples in ``shared/real-samples`` (see docs/phantom.md, "Anatomy-complete phantom"):
+
+- body wall: skin, subcutaneous fat, then the muscle sheets, each a band a few mm thick following the body contour:
+  rectus abdominis beside the linea alba, external oblique, internal oblique and transversus abdominis laterally
+  (separated by thin fat planes, ending in tapering aponeuroses), latissimus dorsi posterolaterally above L4 and
+  serratus posterior inferior under it at T11-L2;
+- viscera: bowel loops (wall, fluid, gas or fat-containing content) separated by mesenteric fat, in front of the
+  retroperitoneum; kidneys (T12-L3, the right one lower) in perirenal fat with renal-sinus fat at the hilum; the
+  liver tip (right) and spleen tip (left) at the upper levels;
+- vessels: aorta left-anterior of the bodies down to its bifurcation at L4, common iliac arteries, IVC right-anterior
+  down to its confluence at L5, common iliac veins; diaphragm crura beside the aorta at T12-L3.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from scripts.phantom.anatomy import TISSUES, SubjectAnatomy, _Builder
+from scripts.phantom.render import Shape, Structure, Tissue
+from scripts.phantom.textures import SmoothNoise
+from scripts.phantom.tissue_canvas import TissueCanvas, draw_sheet
+from scripts.phantom.tissue_ids import tissue_id
+
+__all__ = ["BodyWall", "draw_trunk", "draw_wall_muscles", "draw_organs", "draw_vessels_and_crura"]
+
+#: (in-phase signal, apparent FF) of bowel contents and organs not in ``anatomy.TISSUES``.
+_BOWEL = {"bowel_wall": (0.42, 0.05), "bowel_fluid": (0.28, 0.0), "bowel_gas": (0.02, 0.0),
+          "bowel_fatty_content": (0.65, 0.45), "mesenteric_fat": (0.95, 0.92)}
+SPLEEN = Tissue("spleen", 0.45, 0.02)
+
+
+class BodyWall:
+    """The trunk outline and the thickness of the subject's abdominal wall layers (mm).
+
+    Args:
+        anat: the subject.
+        B: its keyframe builder (draws the per-subject jitter).
+        rng: the subject's random stream (wall muscle bulk).
+    """
+
+    def __init__(self, anat: SubjectAnatomy, B: _Builder, rng: np.random.Generator) -> None:
+        vis = anat.visceral
+        sat = anat.sat_mm
+        zk = np.array([-150, -100, -40, 20, 60, 110, 160, 210, 290])
+        rx = np.array([170, 172, 165, 148, 135, 128, 128, 132, 138]) + 18 * vis
+        ry = np.array([95, 98, 100, 100, 98, 100, 102, 106, 110]) + np.array([0, 5, 10, 20, 30, 35, 30, 25, 20]) * vis
+        back = 82.0  # vertebral-body centre to the posterior muscle surface, as in the default anatomy
+        self.sat = sat
+        self.trunk: Shape = B.shape(zk, 0.0, -back + ry - sat / 2.0, rx + sat + 2.0, ry + (sat + 2.0) / 2.0, p=2.3,
+                                    jitter=0.03)
+        # wall muscles are thicker in men and in younger, more active people; the subject's own bulk varies
+        self.bulk = float((1.2 if anat.sex == "M" else 1.0) * (1.0 - 0.004 * (anat.age - 45))
+                          * np.exp(rng.normal(0, 0.12)))
+        self.eo, self.io, self.ta, self.gap = 4.5 * self.bulk, 6.0 * self.bulk, 3.8 * self.bulk, 1.2
+
+    @property
+    def muscle_start(self) -> float:
+        """Depth (mm below the skin surface) of the outer surface of the wall muscles."""
+        return 2.0 + self.sat
+
+    @property
+    def cavity_inset(self) -> float:
+        """Depth of the abdominal cavity (inside the transversus abdominis)."""
+        return self.muscle_start + self.eo + self.io + self.ta + 3 * self.gap
+
+
+def _bowel_fill(anat: SubjectAnatomy, canvas: TissueCanvas, rng: np.random.Generator) -> Callable:
+    """Viscera fill: bowel loops with varied content between mesenteric fat, anterior to the retroperitoneum.
+
+    Returns a callable(bbox slices) -> (water, fat, tissue ids), each of the bbox's shape.
+    """
+    grid = canvas.grid
+    bulk = SmoothNoise(grid, (14.0, 14.0, 20.0), rng)
+    loops = SmoothNoise(grid, (9.0, 9.0, 9.0), rng)
+    content = SmoothNoise(grid, (7.0, 7.0, 10.0), rng)
+    vis = anat.visceral
+    ids = {k: tissue_id(k) for k in _BOWEL}
+
+    def fill(sl: tuple[slice, slice, slice]):
+        xx = canvas.x[sl[0]][:, None, None] - anat.offset_mm[0]
+        yy = canvas.y[sl[1]][None, :, None]
+        zz = canvas.z[sl[2]][None, None, :]
+        # bowel lies in front of the vertebral bodies; laterally (colon) it reaches back beside the kidneys
+        front = yy - anat.y_ref(zz) - 10.0 + 0.5 * np.clip(np.abs(xx) - 55.0, 0, 60)
+        zrel = (zz - anat.offset_mm[2]) / anat.height_factor
+        region = np.clip(front / 12.0, 0, 1) * np.clip((zrel + 80.0) / 20.0, 0, 1)
+        m = region / (1.0 + np.exp(-(bulk.sample_bbox(sl) - (vis - 0.4)) / 0.25))
+        lp = np.abs(loops.sample_bbox(sl))
+        m = m * np.clip((lp - 0.12) / 0.12, 0, 1)  # mesenteric fat along the loops' zero level set
+        inner = np.clip((lp - 0.42) / 0.12, 0, 1)  # content inside a ~2-3 mm wall
+        c = content.sample_bbox(sl)
+        kind = np.where(c > 1.0, 2, np.where(c < -1.1, 3, 1))  # 1 fluid, 2 gas, 3 fat-containing content
+        names = ("bowel_wall", "bowel_fluid", "bowel_gas", "bowel_fatty_content")
+        sig = np.choose(kind, [_BOWEL[n][0] for n in names]).astype(np.float32)
+        sig = np.where(kind == 1, sig * np.exp(0.35 * c), sig)  # fluid from watery to chyme-like
+        ffc = np.choose(kind, [_BOWEL[n][1] for n in names]).astype(np.float32)
+        sw, ff_w = _BOWEL["bowel_wall"]
+        sm, ff_m = _BOWEL["mesenteric_fat"]
+        bw = (1 - inner) * sw * (1 - ff_w) + inner * sig * (1 - ffc)
+        bf = (1 - inner) * sw * ff_w + inner * sig * ffc
+        w = m * bw + (1 - m) * sm * (1 - ff_m)
+        f = m * bf + (1 - m) * sm * ff_m
+        kid = np.choose(kind, [ids[n] for n in names])
+        tid = np.where(m < 0.5, ids["mesenteric_fat"], np.where(inner < 0.5, ids["bowel_wall"], kid))
+        return w.astype(np.float32), f.astype(np.float32), tid.astype(np.uint8)
+
+    return fill
+
+
+def draw_trunk(anat: SubjectAnatomy, wall: BodyWall, canvas: TissueCanvas, rng: np.random.Generator) -> None:
+    """Skin, subcutaneous fat, extraperitoneal fat inside it, and the bowel in the abdominal cavity."""
+    T = TISSUES
+    canvas.draw_layers_id(wall.trunk, [
+        (0.0, T["skin"], tissue_id("skin")), (2.0, T["subcutaneous_fat"], tissue_id("subcutaneous_fat")),
+        (wall.muscle_start, T["visceral_fat"], tissue_id("extraperitoneal_fat")),
+        (wall.cavity_inset + 3.0, _bowel_fill(anat, canvas, rng), 0)])
+
+
+def draw_wall_muscles(anat: SubjectAnatomy, wall: BodyWall, canvas: TissueCanvas) -> None:
+    """Rectus abdominis, the three lateral wall muscles, latissimus dorsi and serratus posterior inferior."""
+    m = wall.bulk
+    s0 = wall.muscle_start
+    muscle = Tissue("muscle_wall", TISSUES["muscle_other"].signal, anat.other_muscle_ff)
+    zw = anat.z
+    z5 = zw(np.array([-70, -25, 40, 120, 300]))
+    eo_i0 = np.full(5, s0)
+    io_i0 = eo_i0 + wall.eo * np.array([0.45, 0.8, 1, 1, 1]) + wall.gap
+    ta_i0 = io_i0 + wall.io * np.array([0.5, 0.85, 1, 1, 1]) + wall.gap
+    for side in ("left", "right"):
+        sheets = [
+            # rectus abdominis beside the linea alba (~1 cm wide), from the pubis up past the top of the field
+            ("rectus_abdominis", zw(np.array([-110, -40, 40, 150, 300])), np.full(5, s0),
+             np.array([6, 8.5, 9.5, 9.5, 8.5]) * m, np.full(5, 2.5), np.array([12, 17, 22, 24, 24])),
+            ("external_oblique", z5, eo_i0, np.array([0.45, 0.8, 1, 1, 1]) * wall.eo,
+             np.array([15, 19, 23, 25, 25]), np.array([45, 80, 118, 122, 125])),
+            ("internal_oblique", z5, io_i0, np.array([0.5, 0.85, 1, 0.95, 0.8]) * wall.io,
+             np.array([17, 21, 25, 27, 27]), np.array([45, 85, 128, 132, 130])),
+            ("transversus_abdominis", z5, ta_i0, np.array([0.5, 0.8, 1, 1, 1]) * wall.ta,
+             np.array([19, 23, 27, 29, 29]), np.array([45, 90, 138, 142, 142])),
+        ]
+        for name, z, i0, th, p0, p1 in sheets:
+            draw_sheet(canvas, wall.trunk, side, z, i0, th, p0, p1, muscle, tissue_id(f"{name}_{side}"))
+        # latissimus dorsi: muscular above L4, superficial and posterolateral; serratus posterior inferior deep to it
+        zl = zw(np.array([50, 90, 150, 220, 300]))
+        ld = np.array([1.5, 3.0, 5.0, 7.0, 8.0]) * m
+        draw_sheet(canvas, wall.trunk, side, zl, np.full(5, s0), ld, np.array([118, 110, 100, 95, 90]),
+                   np.array([128, 136, 142, 146, 150]), muscle, tissue_id(f"latissimus_dorsi_{side}"))
+        zs = zw(np.array([125, 160, 220, 300]))
+        draw_sheet(canvas, wall.trunk, side, zs, s0 + np.interp(zs, zl, ld) + 1.0,
+                   np.array([1.0, 2.5, 3.0, 3.0]) * m, np.array([134, 132, 130, 128]),
+                   np.array([150, 152, 155, 155]), muscle, tissue_id(f"serratus_posterior_inferior_{side}"))
+
+
+def _cavity_clip(canvas: TissueCanvas, wall: BodyWall) -> Callable:
+    """Occupancy of the abdominal cavity on a bbox, so organs never reach into the wall or the fat."""
+    def clip(sl):
+        d = canvas.signed_distance(wall.trunk, sl)
+        return canvas.occupancy(d, -wall.cavity_inset)
+    return clip
+
+
+def draw_organs(anat: SubjectAnatomy, wall: BodyWall, B: _Builder, canvas: TissueCanvas) -> None:
+    """Liver tip (right), spleen tip (left), kidneys in perirenal fat with renal-sinus fat at the hilum."""
+    T = TISSUES
+    clip = _cavity_clip(canvas, wall)
+    liver = B.shape([105, 130, 165, 210, 300], [92, 86, 76, 62, 55], [10, 14, 18, 20, 20], [8, 22, 40, 55, 62],
+                    [7, 18, 33, 45, 52], 0.3, side="right")
+    canvas.draw_id(Structure("liver", liver, T["liver"]), tissue_id("liver"), clip=clip)
+    spleen = B.shape([180, 205, 245, 300], [80, 84, 82, 78], [-22, -18, -12, -6], [8, 26, 36, 40], [5, 12, 16, 18],
+                     2.2, side="left")
+    canvas.draw_id(Structure("spleen", spleen, SPLEEN), tissue_id("spleen"), clip=clip)
+    for side, dz in (("left", 12.0), ("right", 0.0)):
+        kz = np.array([88, 105, 140, 180, 205]) + dz
+        kid = B.shape(kz, [64, 70, 72, 70, 62], [-2, -4, -6, -9, -12], [12, 22, 27, 24, 12], [9, 15, 18, 16, 8],
+                      -0.6, side=side)
+        canvas.draw_id(Structure(f"kidney_{side}", kid, T["kidney"], shell_mm=8.0, shell_tissue=T["visceral_fat"]),
+                       tissue_id(f"kidney_{side}"), shell_tid=tissue_id("perirenal_fat"))
+        sinus = B.shape(kz[1:4] + np.array([8, 0, -8]), [56, 57, 56], [2, 1, -1], [6, 8, 6], [4, 6, 4], -0.6,
+                        side=side)
+        canvas.draw_id(Structure(f"renal_sinus_{side}", sinus, T["visceral_fat"]), tissue_id("renal_sinus_fat"))
+
+
+def draw_vessels_and_crura(anat: SubjectAnatomy, B: _Builder, canvas: TissueCanvas, rng: np.random.Generator,
+                           bv: float) -> None:
+    """Diaphragm crura, aorta and common iliac arteries, IVC and common iliac veins.
+
+    ``bv`` is the antero-posterior semi-axis (mm) of the L3 body: the vessels lie on the bodies' anterior surface.
+    Flowing blood is dark (flow void) or bright (inflow) on gradient echo: its signal is drawn per subject.
+    """
+    muscle = Tissue("crus", TISSUES["muscle_other"].signal, anat.other_muscle_ff)
+    art = Tissue("arterial_blood", float(rng.uniform(0.08, 0.8)), 0.0)
+    ven = Tissue("venous_blood", float(rng.uniform(0.15, 0.7)), 0.0)
+    f = bv - 16.0  # shift with the subject's body depth
+    for side, z_low, cx0 in (("right", 105, 13), ("left", 140, 20)):
+        zc = np.linspace(z_low, 300, 6)
+        crus = B.shape(zc, cx0 + np.array([0, 0, 1, 3, 6, 10]), f + np.array([11, 12, 13, 15, 18, 22]),
+                       [4, 6, 9, 11, 12, 12], [2.5, 3.5, 4.5, 5.5, 6, 5], [1.35, 1.3, 1.2, 1.1, 1.0, 0.9],
+                       side=side, y_mode="spine")
+        canvas.draw_id(Structure(f"crus_{side}", crus, muscle), tissue_id(f"diaphragm_crus_{side}"))
+    aorta = B.shape([58, 70, 120, 200, 300], [6, 8, 10, 10, 8], f + np.array([23, 25, 27, 27, 25]),
+                    [7.5, 8.5, 9.5, 10.5, 11.5], [7.5, 8.5, 9.5, 10.5, 11.5], side="left", y_mode="spine",
+                    jitter=0.04)
+    canvas.draw_id(Structure("aorta", aorta, art), tissue_id("aorta"))
+    ivc = B.shape([22, 40, 100, 180, 300], [15, 18, 20, 22, 24], f + np.array([19, 21, 20, 19, 18]),
+                  [8, 11, 12, 12, 13], [6, 7, 8, 9, 10], side="right", y_mode="spine", jitter=0.05)
+    canvas.draw_id(Structure("ivc", ivc, ven), tissue_id("inferior_vena_cava"))
+    for side in ("left", "right"):
+        # common then external iliac artery: from the bifurcation along the medial border of psoas into the pelvis
+        ia = B.shape([-100, -70, -45, -25, -10, 10, 40, 64], [62, 58, 52, 45, 38, 28, 15, 7],
+                     [44, 40, 33, 28, 26, 25, 25, 24], [4, 4, 4.5, 4.5, 5, 5, 5.5, 6], [4, 4, 4.5, 4.5, 5, 5, 5.5, 6],
+                     side=side, jitter=0.04)
+        canvas.draw_id(Structure(f"iliac_artery_{side}", ia, art), tissue_id(f"common_iliac_artery_{side}"))
+        iv = B.shape([-100, -70, -40, -15, 5, 26], [68, 62, 54, 42, 28, 14], [37, 33, 25, 18, 16, 17],
+                     [5, 5.5, 6, 6.5, 7, 7], [4.5, 5, 5.5, 6, 6, 6], side=side, jitter=0.04)
+        canvas.draw_id(Structure(f"iliac_vein_{side}", iv, ven), tissue_id(f"common_iliac_vein_{side}"))
