@@ -25,7 +25,7 @@ import numpy as np
 from scripts.phantom.anatomy import TISSUES, SubjectAnatomy, _Builder
 from scripts.phantom.render import Shape, Structure, Tissue
 from scripts.phantom.textures import SmoothNoise
-from scripts.phantom.tissue_canvas import TissueCanvas, draw_sheet
+from scripts.phantom.tissue_canvas import SheetFrame, TissueCanvas, draw_sheet
 from scripts.phantom.tissue_ids import tissue_id
 
 __all__ = ["BodyWall", "draw_trunk", "draw_wall_muscles", "draw_organs", "draw_vessels_and_crura"]
@@ -91,10 +91,10 @@ def _bowel_fill(anat: SubjectAnatomy, canvas: TissueCanvas, rng: np.random.Gener
         front = yy - anat.y_ref(zz) - 10.0 + 0.5 * np.clip(np.abs(xx) - 55.0, 0, 60)
         zrel = (zz - anat.offset_mm[2]) / anat.height_factor
         region = np.clip(front / 12.0, 0, 1) * np.clip((zrel + 80.0) / 20.0, 0, 1)
-        m = region / (1.0 + np.exp(-(bulk.sample_bbox(sl) - (vis - 0.4)) / 0.25))
+        m = region / (1.0 + np.exp(-(bulk.sample_bbox(sl) - (vis - 0.7)) / 0.25))
         lp = np.abs(loops.sample_bbox(sl))
-        m = m * np.clip((lp - 0.12) / 0.12, 0, 1)  # mesenteric fat along the loops' zero level set
-        inner = np.clip((lp - 0.42) / 0.12, 0, 1)  # content inside a ~2-3 mm wall
+        m = m * np.clip((lp - 0.08) / 0.08, 0, 1)  # mesenteric fat along the loops' zero level set
+        inner = np.clip((lp - 0.32) / 0.1, 0, 1)  # content inside a ~2-3 mm wall
         c = content.sample_bbox(sl)
         kind = np.where(c > 1.0, 2, np.where(c < -1.1, 3, 1))  # 1 fluid, 2 gas, 3 fat-containing content
         names = ("bowel_wall", "bowel_fluid", "bowel_gas", "bowel_fatty_content")
@@ -129,31 +129,35 @@ def draw_wall_muscles(anat: SubjectAnatomy, wall: BodyWall, canvas: TissueCanvas
     s0 = wall.muscle_start
     muscle = Tissue("muscle_wall", TISSUES["muscle_other"].signal, anat.other_muscle_ff)
     zw = anat.z
+    frame = SheetFrame(canvas, wall.trunk, (float(zw(-110)), float(zw(300))))
     z5 = zw(np.array([-70, -25, 40, 120, 300]))
     eo_i0 = np.full(5, s0)
     io_i0 = eo_i0 + wall.eo * np.array([0.45, 0.8, 1, 1, 1]) + wall.gap
     ta_i0 = io_i0 + wall.io * np.array([0.5, 0.85, 1, 1, 1]) + wall.gap
     for side in ("left", "right"):
+        # the lateral muscles start under the rectus' lateral edge (their aponeuroses form its sheath) and the
+        # rectus, painted last, covers them there; it is thicker and lens-shaped (wide rounded ends)
         sheets = [
+            ("external_oblique", z5, eo_i0, np.array([0.45, 0.8, 1, 1, 1]) * wall.eo,
+             np.array([10, 14, 18, 20, 20]), np.array([45, 80, 110, 115, 118])),
+            ("internal_oblique", z5, io_i0, np.array([0.5, 0.85, 1, 0.95, 0.8]) * wall.io,
+             np.array([11, 15, 19, 21, 21]), np.array([45, 85, 118, 122, 122])),
+            ("transversus_abdominis", z5, ta_i0, np.array([0.5, 0.8, 1, 1, 1]) * wall.ta,
+             np.array([12, 16, 20, 22, 22]), np.array([45, 90, 128, 132, 132])),
             # rectus abdominis beside the linea alba (~1 cm wide), from the pubis up past the top of the field
             ("rectus_abdominis", zw(np.array([-110, -40, 40, 150, 300])), np.full(5, s0),
-             np.array([6, 8.5, 9.5, 9.5, 8.5]) * m, np.full(5, 2.5), np.array([12, 17, 22, 24, 24])),
-            ("external_oblique", z5, eo_i0, np.array([0.45, 0.8, 1, 1, 1]) * wall.eo,
-             np.array([15, 19, 23, 25, 25]), np.array([45, 80, 118, 122, 125])),
-            ("internal_oblique", z5, io_i0, np.array([0.5, 0.85, 1, 0.95, 0.8]) * wall.io,
-             np.array([17, 21, 25, 27, 27]), np.array([45, 85, 128, 132, 130])),
-            ("transversus_abdominis", z5, ta_i0, np.array([0.5, 0.8, 1, 1, 1]) * wall.ta,
-             np.array([19, 23, 27, 29, 29]), np.array([45, 90, 138, 142, 142])),
+             np.array([6, 8.5, 10, 10, 9]) * m, np.full(5, 2.0), np.array([12, 17, 22, 24, 24])),
         ]
         for name, z, i0, th, p0, p1 in sheets:
-            draw_sheet(canvas, wall.trunk, side, z, i0, th, p0, p1, muscle, tissue_id(f"{name}_{side}"))
+            draw_sheet(frame, side, z, i0, th, p0, p1, muscle, tissue_id(f"{name}_{side}"),
+                       ramp_mm=18.0 if name == "rectus_abdominis" else 6.0)
         # latissimus dorsi: muscular above L4, superficial and posterolateral; serratus posterior inferior deep to it
         zl = zw(np.array([50, 90, 150, 220, 300]))
         ld = np.array([1.5, 3.0, 5.0, 7.0, 8.0]) * m
-        draw_sheet(canvas, wall.trunk, side, zl, np.full(5, s0), ld, np.array([118, 110, 100, 95, 90]),
+        draw_sheet(frame, side, zl, np.full(5, s0), ld, np.array([118, 110, 100, 95, 90]),
                    np.array([128, 136, 142, 146, 150]), muscle, tissue_id(f"latissimus_dorsi_{side}"))
         zs = zw(np.array([125, 160, 220, 300]))
-        draw_sheet(canvas, wall.trunk, side, zs, s0 + np.interp(zs, zl, ld) + 1.0,
+        draw_sheet(frame, side, zs, s0 + np.interp(zs, zl, ld) + 1.0,
                    np.array([1.0, 2.5, 3.0, 3.0]) * m, np.array([134, 132, 130, 128]),
                    np.array([150, 152, 155, 155]), muscle, tissue_id(f"serratus_posterior_inferior_{side}"))
 
@@ -178,7 +182,7 @@ def draw_organs(anat: SubjectAnatomy, wall: BodyWall, B: _Builder, canvas: Tissu
     canvas.draw_id(Structure("spleen", spleen, SPLEEN), tissue_id("spleen"), clip=clip)
     for side, dz in (("left", 12.0), ("right", 0.0)):
         kz = np.array([88, 105, 140, 180, 205]) + dz
-        kid = B.shape(kz, [64, 70, 72, 70, 62], [-2, -4, -6, -9, -12], [12, 22, 27, 24, 12], [9, 15, 18, 16, 8],
+        kid = B.shape(kz, [64, 70, 72, 70, 62], [-2, -4, -6, -9, -12], [10, 18, 27, 24, 12], [8, 13, 18, 16, 8],
                       -0.6, side=side)
         canvas.draw_id(Structure(f"kidney_{side}", kid, T["kidney"], shell_mm=8.0, shell_tissue=T["visceral_fat"]),
                        tissue_id(f"kidney_{side}"), shell_tid=tissue_id("perirenal_fat"))

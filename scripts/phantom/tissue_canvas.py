@@ -18,7 +18,7 @@ import numpy as np
 
 from scripts.phantom.render import Canvas, RenderGrid, Shape, Structure, Tissue
 
-__all__ = ["TissueCanvas", "draw_sheet"]
+__all__ = ["TissueCanvas", "SheetFrame", "draw_sheet"]
 
 
 class TissueCanvas(Canvas):
@@ -102,14 +102,40 @@ class TissueCanvas(Canvas):
         return X, Y
 
 
-def draw_sheet(canvas: TissueCanvas, trunk: Shape, side: str, z: np.ndarray, inset0: np.ndarray,
-               thickness: np.ndarray, phi0: np.ndarray, phi1: np.ndarray, tissue: Tissue, tid: int,
-               ramp_mm: float = 6.0) -> None:
-    """Paint a muscle sheet lying ``inset0`` to ``inset0 + thickness`` mm inside the trunk surface.
+class SheetFrame:
+    """Depth below the skin and angle around the trunk centre on the voxels of a z range, computed once and shared
+    by every sheet drawn in it (the trunk's signed distance is the expensive part).
 
     Args:
         canvas: the tissue canvas.
-        trunk: the body outline (its signed distance gives the depth below the skin).
+        trunk: the body outline.
+        z_range: world z (mm) covered by the sheets.
+    """
+
+    def __init__(self, canvas: TissueCanvas, trunk: Shape, z_range: tuple[float, float]) -> None:
+        self.canvas = canvas
+        self.sl = None
+        sl = canvas._bbox(trunk, 3.0 * canvas._h + (8.0 if canvas.warp is not None else 0.0))
+        if sl is None:
+            return
+        k = np.nonzero((canvas.z[sl[2]] >= z_range[0]) & (canvas.z[sl[2]] <= z_range[1]))[0]
+        if k.size == 0:
+            return
+        self.sl = (sl[0], sl[1], slice(sl[2].start + k[0], sl[2].start + k[-1] + 1))
+        self.zs = canvas.z[self.sl[2]]
+        self.depth = canvas.signed_distance(trunk, self.sl).mean(axis=-1)
+        cx, cy = (v[None, None, :].astype(np.float32) for v in trunk.params(self.zs).T[:2])
+        X, Y = canvas.warped_xy(self.sl)
+        self.dx, self.dy = X - cx, Y - cy
+        self.r = np.sqrt(self.dx * self.dx + self.dy * self.dy)
+
+
+def draw_sheet(frame: SheetFrame, side: str, z: np.ndarray, inset0: np.ndarray, thickness: np.ndarray,
+               phi0: np.ndarray, phi1: np.ndarray, tissue: Tissue, tid: int, ramp_mm: float = 6.0) -> None:
+    """Paint a muscle sheet lying ``inset0`` to ``inset0 + thickness`` mm inside the trunk surface.
+
+    Args:
+        frame: depth and angles of the trunk (``SheetFrame``) covering ``z``.
         side: "left" or "right" (RAS: left is at x below the trunk centre).
         z: keyframes (world mm, increasing); the sheet exists between ``z[0]`` and ``z[-1]``.
         inset0, thickness: depth of the sheet's outer surface and its thickness (mm) at each keyframe.
@@ -118,27 +144,22 @@ def draw_sheet(canvas: TissueCanvas, trunk: Shape, side: str, z: np.ndarray, ins
         tid: its tissue id.
         ramp_mm: arc length (mm) over which the sheet's ends taper in thickness (aponeurotic ends are thin).
     """
-    sl = canvas._bbox(trunk, 3.0 * canvas._h + (8.0 if canvas.warp is not None else 0.0))
-    if sl is None:
+    if frame.sl is None:
         return
-    zs = canvas.z[sl[2]]
-    inside = (zs >= z[0]) & (zs <= z[-1])
-    if not inside.any():
+    canvas = frame.canvas
+    k = np.nonzero((frame.zs >= z[0]) & (frame.zs <= z[-1]))[0]
+    if k.size == 0:
         return
-    k = np.nonzero(inside)[0]
-    sl = (sl[0], sl[1], slice(sl[2].start + k[0], sl[2].start + k[-1] + 1))
-    zs = canvas.z[sl[2]]
-    d = canvas.signed_distance(trunk, sl).mean(axis=-1)
-    cx, cy = (v[None, None, :] for v in trunk.params(zs).T[:2])
-    X, Y = canvas.warped_xy(sl)
+    ks = slice(k[0], k[-1] + 1)
+    sl = (frame.sl[0], frame.sl[1], slice(frame.sl[2].start + k[0], frame.sl[2].start + k[-1] + 1))
+    zs = frame.zs[ks]
     sgn = 1.0 if side == "right" else -1.0
-    dx, dy = sgn * (X - cx), Y - cy
+    dx, dy, r, d = sgn * frame.dx[..., ks], frame.dy[..., ks], frame.r[..., ks], frame.depth[..., ks]
     phi = np.degrees(np.arctan2(dx, dy))
-    r = np.sqrt(dx * dx + dy * dy)
     p0, p1 = (np.interp(zs, z, v)[None, None, :] for v in (phi0, phi1))
-    # arc distance (mm) inside the angular window, so the ends taper like aponeuroses instead of being cut square
-    arc = np.minimum(phi - p0, p1 - phi) * np.pi / 180.0 * r
-    taper = np.clip(arc / ramp_mm, 0.0, 1.0)
+    # arc distance (mm) inside the angular window; the ends are rounded (elliptical profile) over ramp_mm
+    t = np.clip(np.minimum(phi - p0, p1 - phi) * np.pi / 180.0 * r / ramp_mm, 0.0, 1.0)
+    taper = np.sqrt(t * (2.0 - t))
     i0 = np.interp(zs, z, inset0)[None, None, :]
     th = np.interp(zs, z, thickness)[None, None, :] * taper
     h = canvas._h
