@@ -7,11 +7,12 @@ replace different content can be refused, so a run never silently overwrites a u
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "publish_folder"]
 
 
 def _default_mode() -> int:
@@ -83,3 +84,30 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, overwrite: bool =
             raise FileExistsError(f"{target} exists with different content; pass overwrite=True to replace it")
     atomic_write_bytes(target, text.encode("utf-8"))
     return True
+
+
+def publish_folder(staged: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Put the finished folder ``staged`` in the place of ``target``, replacing an earlier ``target`` whole.
+
+    Both are renames on one file system: readers see either the old folder or the new one, never a mix of files of
+    two runs. Between the two renames ``target`` is briefly absent (a directory cannot be swapped in one portable
+    call); a run killed there has no results for the subject, which the next run redoes. The old folder is deleted
+    afterwards.
+
+    Args:
+        staged: the folder holding the new results (removed by the move).
+        target: where the results belong.
+
+    Returns:
+        ``target``.
+    """
+    staged, target = Path(staged), Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.exists():
+        os.replace(staged, target)
+        return target
+    old = staged.with_name(f"{staged.name}.replaced.{os.getpid()}")
+    os.replace(target, old)
+    os.replace(staged, target)
+    shutil.rmtree(old, ignore_errors=True)
+    return target

@@ -1,33 +1,47 @@
-"""Cohort runs of inference.json: skip the subjects a killed or earlier run already finished.
+"""Cohort runs of inference.json: skip finished subjects, and let one bad subject fail alone.
 
 A subject counts as finished when its ``<subject>_done.json`` marker (written by
 :class:`scripts.inference.MarkDoned` after every other output) holds the same run manifest as the current run:
-same input files (fingerprints), model, settings and bundle version. Anything else is processed again, but a
-folder holding results of a *different* run is refused here, before any inference (and again by
+same input files (SHA-256 of their whole content), model, settings and bundle version. Anything else is processed
+again, but a folder holding results of a *different* run is refused here, before any inference (and again by
 :class:`scripts.inference.QuantifyDixond` when it writes).
+
+A subject whose images cannot be used (corrupt, mismatched, refused by a check) is recorded in
+``<output_dir>/cohort_failures.csv`` (one line: subject, file, problem) and in the log, and the run goes on with the
+others (:class:`IsolatingLoader`); at the end :meth:`FailureLog.finish` logs a summary and makes the run fail.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-from .inference import _ROLES, QuantifyDixond, RunConflictError
+from scripts.atomic_io import atomic_write_text
+from scripts.config_values import as_bool
+from scripts.dixon_inputs import DixonInputError
+from scripts.inference import _ROLES, QuantifyDixond, RunConflictError
 
-__all__ = ["pending_subjects"]
+__all__ = ["pending_subjects", "FailureLog", "IsolatingLoader", "CohortFailures", "FAILURES_FILE"]
 
 logger = logging.getLogger(__name__)
 
+#: the failures table of a cohort run, in its output folder
+FAILURES_FILE = "cohort_failures.csv"
 
-def pending_subjects(data: Sequence[Mapping[str, Any]], quantifier: QuantifyDixond, resume: bool = True
+
+def pending_subjects(data: Sequence[Mapping[str, Any]], quantifier: QuantifyDixond, resume: bool | str = True
                      ) -> list[Mapping[str, Any]]:
     """The entries of ``data`` still to process.
 
     Args:
         data: entries of :func:`scripts.dixon_inputs.inference_datalist` (``subject`` and Dixon role -> path).
         quantifier: the run's :class:`QuantifyDixond` (its output folder and settings define "the same run").
-        resume: skip finished subjects; ``False`` processes every entry.
+        resume: skip finished subjects; ``False`` (or "false", "no", "0") processes every entry again.
 
     Returns:
         The entries to process, in their original order.
@@ -36,6 +50,7 @@ def pending_subjects(data: Sequence[Mapping[str, Any]], quantifier: QuantifyDixo
         RunConflictError: a subject's output folder holds results of a different run (other settings, model or
             inputs) and the run does not overwrite; raised before any subject is processed.
     """
+    resume = as_bool(resume, "resume")
     entries = list(data)
     todo = []
     for entry in entries:
@@ -53,3 +68,103 @@ def pending_subjects(data: Sequence[Mapping[str, Any]], quantifier: QuantifyDixo
         logger.info("resuming: %d of %d subjects already finished by this run are skipped (%s)", skipped,
                     len(entries), quantifier.output_dir)
     return todo
+
+
+class CohortFailures(RuntimeError):
+    """Raised at the end of a cohort run in which some subjects failed; the message is the summary."""
+
+
+class FailureLog:
+    """The failures of one cohort run: ``<output_dir>/cohort_failures.csv`` and the log, one line per subject.
+
+    Args:
+        output_dir: the run's output folder.
+        file_name: the table's name in it.
+    """
+
+    def __init__(self, output_dir: str | Path, file_name: str = FAILURES_FILE) -> None:
+        self.path = Path(output_dir) / file_name
+        self.rows: list[dict[str, str]] = []
+
+    def record(self, subject: str, file: str, problem: str) -> None:
+        """Add one failure (the table is rewritten atomically, so a killed run keeps what it found)."""
+        problem = " ".join(str(problem).split())  # one line, whatever the message held
+        self.rows.append({"subject": subject or "?", "file": file or "", "problem": problem})
+        logger.error("subject %s failed and is left out: %s", subject or "?", problem)
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=["subject", "file", "problem"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_text(self.path, buf.getvalue(), overwrite=True)
+
+    def finish(self, processed: int | None = None) -> None:
+        """End of the run: a clean run removes an earlier failures table; failures raise :class:`CohortFailures`.
+
+        Args:
+            processed: subjects attempted by this run (for the summary), when known.
+
+        Raises:
+            CohortFailures: one or more subjects failed; the message lists them and names the table.
+        """
+        if not self.rows:
+            self.path.unlink(missing_ok=True)
+            return
+        of = f" of {processed}" if processed is not None else ""
+        lines = "\n".join(f"  {r['subject']}: {r['problem']}" for r in self.rows)
+        summary = (f"{len(self.rows)}{of} subject(s) failed and have no results (the others are complete); "
+                   f"see {self.path}:\n{lines}")
+        logger.error(summary)
+        raise CohortFailures(summary)
+
+
+def _cause(err: BaseException) -> tuple[str, str, str]:
+    """(subject, file, problem) of a failed subject: the innermost input error, else the last exception."""
+    chain: list[BaseException] = []
+    e: BaseException | None = err
+    while e is not None and e not in chain:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    found = next((c for c in reversed(chain) if isinstance(c, DixonInputError)), None)
+    if found is not None:
+        return getattr(found, "subject", "") or "", found.file or "", str(found)
+    last = chain[-1]
+    text = str(last).strip().splitlines()
+    # from a worker process only the formatted traceback comes back: its last line is the problem
+    problem = text[-1] if text else type(last).__name__
+    subject = re.search(r"subject '([^']+)'", str(last))
+    return (subject.group(1) if subject else ""), "", f"{type(last).__name__}: {problem}"
+
+
+class IsolatingLoader(Iterable):
+    """Iterate a DataLoader of subjects, recording a subject that fails to load instead of stopping the run.
+
+    A map-style DataLoader's iterator has already moved past the failing index when the error reaches here, so
+    iteration simply goes on with the next subject. Run-level errors (a run conflict, a missing model) still stop
+    the run. The loader has no length, so the evaluator learns the epoch's length by iterating (MONAI and ignite
+    support this) and never asks for a subject twice.
+
+    Args:
+        loader: the run's DataLoader (its sampler, workers and collation are kept).
+        failures: where failures go.
+    """
+
+    def __init__(self, loader: Iterable, failures: FailureLog) -> None:
+        self.loader = loader
+        self.failures = failures
+        self.attempted = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        it = iter(self.loader)
+        while True:
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            except (RunConflictError, KeyboardInterrupt, MemoryError):
+                raise
+            except Exception as err:  # noqa: BLE001 - any failure of one subject's input is that subject's
+                self.attempted += 1
+                self.failures.record(*_cause(err))
+                continue
+            self.attempted += 1
+            yield batch

@@ -202,8 +202,11 @@ def recognise_role(file_name: str) -> tuple[str | None, str]:
     fat ``fat|f|dixon_f``; in-phase ``inphase|in_phase|ip|in|inp``; opposed-phase
     ``opposed|opp|op|oop|out_phase|outphase|out_of_phase|opposed_phase``; FF map
     ``ff|fatfraction|fat_fraction|fat_frac|pdff``; label ``label|labels|seg|segmentation|dseg|mask``. The longest
-    token wins where they overlap (``fat_fraction`` is an FF map, not fat). A name with a ground-truth token
-    (``true|truth|gt|ground_truth``, e.g. the phantom's ``ff_true``) is not an input and gets no role.
+    token wins where they overlap (``fat_fraction`` is an FF map, not fat). When tokens of several roles stand
+    apart, the one nearest the end of the name is the role and the others belong to the subject name
+    (``f_trunc_W.nii.gz`` -> water of subject ``f_trunc``), as role tokens are suffixes by convention. A name with
+    a ground-truth token (``true|truth|gt|ground_truth``, e.g. the phantom's ``ff_true``) is not an input and gets
+    no role.
 
     Args:
         file_name: a file name (a path is reduced to its name).
@@ -213,8 +216,6 @@ def recognise_role(file_name: str) -> tuple[str | None, str]:
         words (``dixon``, ``map``, ``image``, ``img``, ``mag``, ``magnitude``); ``P01_W.nii.gz`` -> ``("water",
         "P01")``. Not NIfTI or not recognised: ``(None, name without suffix)``.
 
-    Raises:
-        ValueError: the name holds tokens of two roles that do not overlap (``P01_W_F.nii.gz``).
     """
     name = Path(file_name).name
     stem = _strip_nifti_suffix(name)
@@ -226,12 +227,13 @@ def recognise_role(file_name: str) -> tuple[str | None, str]:
             for role, rx in _ROLE_REGEX.items() for m in rx.finditer(stem)]
     if not hits:
         return None, stem
+    # overlapping tokens: the longest wins (fat_fraction over fat); of the tokens left, the last one is the role
     hits.sort(key=lambda h: (-h[0], h[1]))
-    _, start, end, role = hits[0]
-    others = {r for _, s, e, r in hits[1:] if r != role and (e <= start or s >= end)}
-    if others:
-        roles = ", ".join(sorted({role, *others}))
-        raise ValueError(f"file name {name!r} holds tokens of several roles ({roles}); rename it or give a mapping")
+    kept: list[tuple[int, int, int, str]] = []
+    for hit in hits:
+        if all(hit[2] <= k[1] or hit[1] >= k[2] for k in kept):
+            kept.append(hit)
+    _, start, end, role = max(kept, key=lambda h: h[2])
     residue = _tidy_residue(stem[:start] + "_" + stem[end:])
     without_filler = _tidy_residue(_FILLER_REGEX.sub("_", residue))
     return role, without_filler if without_filler else residue
@@ -242,8 +244,22 @@ def _is_hidden(path: Path, root: Path) -> bool:
 
 
 def _files_under(root: Path) -> list[Path]:
-    """All visible files under ``root`` (hidden files and folders such as ``.tmp`` writes are skipped), sorted."""
-    return sorted(p for p in root.rglob("*") if p.is_file() and not _is_hidden(p, root))
+    """All visible files under ``root`` (hidden files and folders such as ``.tmp`` writes are skipped), sorted.
+
+    Symbolic links to folders are followed (a cohort assembled from links to the scanner's export is common); a
+    folder reached twice through links (a loop) is read once.
+    """
+    found: list[Path] = []
+    seen: set[str] = set()
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found.extend(Path(folder) / f for f in files if not f.startswith(".") and (Path(folder) / f).is_file())
+    return sorted(p for p in found if not _is_hidden(p, root))
 
 
 def _make_entry(subject: str, paths: Mapping[str, str | None], where: str) -> dict[str, Any]:
@@ -649,6 +665,9 @@ class DixonScan:
         reference: role whose affine is ``affine`` (the network input: in-phase, else water).
         label_file: the entry's label path, not loaded (it is mapped to the FF grid by affine later).
         warnings: tolerated problems, one sentence each (also issued as ``RuntimeWarning``).
+        corrections: short codes of what was corrected or tolerated silently otherwise (``negatives_clipped_water``,
+            ``grid_adopted_from_water``, ``grid_within_tolerance``, ``thick_slices``): the FF table's flags, its
+            JSON and the report name them.
     """
 
     subject: str
@@ -663,6 +682,7 @@ class DixonScan:
     reference: str
     label_file: str | None = None
     warnings: list[str] = field(default_factory=list)
+    corrections: list[str] = field(default_factory=list)
 
     @property
     def available(self) -> tuple[str, ...]:
@@ -752,7 +772,11 @@ def _read_volume(role: str, path: Path, scan_warnings: list[str]) -> tuple[np.nd
     if dtype.kind == "c" or dtype.fields is not None:
         raise DixonInputError(f"{where}: stores {dtype} values (complex or RGB); expected a real-valued image", path)
     shape = tuple(int(s) for s in img.shape)
-    if len(shape) < 3 or (len(shape) > 3 and any(s != 1 for s in shape[3:])):
+    if len(shape) < 3:
+        raise DixonInputError(
+            f"{where}: is {len(shape)}D (shape {shape}), a single slice or projection; expected one 3D volume: "
+            "convert the whole series (every slice of the stack) into one file", path)
+    if len(shape) > 3 and any(s != 1 for s in shape[3:]):
         kind = f"{len(shape)}D" if len(shape) != 4 else f"4D with {shape[3]} volumes"
         raise DixonInputError(
             f"{where}: is {kind} (shape {shape}); expected one 3D volume: split multi-echo or multi-volume series "
@@ -783,6 +807,8 @@ def _check_values(
     max_negative_share: float,
     negative_level_rel: float,
     clip_negative: bool,
+    corrections: list[str] | None = None,
+    max_clipped_share: float = 1.0,
 ) -> np.ndarray:
     where = _label(role, path)
     finite = np.isfinite(data)
@@ -818,7 +844,16 @@ def _check_values(
             path,
         )
     n_neg, vmin = int(negative.sum()), float(nonzero.min())
+    neg_share = n_neg / nonzero.size
+    if clip_negative and neg_share > max_clipped_share:
+        # small negatives each, but so many that clipping them would move the FF of whole muscles: not noise
+        raise DixonInputError(
+            f"{where}: {neg_share:.1%} of the non-zero voxels are negative (min {vmin:.4g}); clipping more than "
+            f"{max_clipped_share:.0%} of them to 0 would change the fat fraction, so the image is refused. Is it a "
+            "real (signed) or phase image, or was an offset subtracted? Export magnitude images", path)
     if clip_negative:
+        if corrections is not None:
+            corrections.append(f"negatives_clipped_{role}")
         _warn(scan_warnings, f"{where}: {n_neg} negative value(s) (min {vmin:.4g}, {share:.2%} below {level:.4g}) "
                              "clipped to 0")
         return np.maximum(data, 0.0, out=data)
@@ -863,6 +898,9 @@ def load_dixon(
     tilt_warn_deg: float = 10.0,
     tilt_refuse_deg: float = 30.0,
     segmentation_only: bool = False,
+    trust_voxel_grid: str | None = None,
+    max_clipped_share: float = 0.35,
+    thick_slice_warn_mm: float = 8.0,
 ) -> DixonScan:
     """Load and validate one subject's Dixon images (an entry of :func:`discover_subjects`).
 
@@ -879,15 +917,22 @@ def load_dixon(
        clipped at 0 (``clip_negative``) with a warning. Why tolerated: real-valued 3-point reconstructions (GE)
        store signed water and fat, and noise makes the near-zero species negative. The real GE thigh sample
        has 15.8 % of its water voxels below -1 % of P99 but only 1.4 % below -10 %, so a 1 %/-1 % rule would
-       refuse a valid scan;
+       refuse a valid scan. Clipping is recorded in :attr:`DixonScan.corrections`, and refused when more than
+       ``max_clipped_share`` of the non-zero voxels are negative (the GE sample: 20.5 % of its water voxels);
     4. all images on one voxel grid as the reference image (in-phase, else water):
        :func:`scripts.fat_fraction.check_same_grid` with ``rtol_spacing=tol_spacing_rel`` (shape, spacing,
        direction, origin);
+       With ``trust_voxel_grid`` (a role), an image with the trusted image's shape and spacing but another origin or
+       direction (a conversion artefact) adopts the trusted image's affine, recorded as a correction; shape or
+       spacing differences are still refused. A grid passed within tolerance but not exactly equal is recorded
+       (``grid_within_tolerance``);
     5. axial slices: the slice axis (the thickest voxel axis when it is >= 1.2x the others, i.e. a 2D
        acquisition; otherwise the voxel axis closest to world z) must point within ``tilt_refuse_deg`` of
        world z; beyond ``tilt_warn_deg`` a warning is recorded. The model was trained on axial slices; sagittal
        or coronal slices lose resolution exactly where the lumbar muscles need it;
-    6. field of view: with ``min_shape_mm``, the extent along each world axis (x, y, z) must reach it.
+    6. field of view: with ``min_shape_mm``, the extent along each world axis (x, y, z) must reach it;
+    7. slices thicker than ``thick_slice_warn_mm`` give a warning and the ``thick_slices`` correction code: the
+       partial volume of such slices blurs muscle borders, and the model was trained at 4 mm.
 
     Args:
         entry: dict with role keys ``water``, ``fat``, ``inphase``, ``opposed``, ``ff`` (path or ``None``) and
@@ -904,6 +949,9 @@ def load_dixon(
         tilt_refuse_deg: slice tilt above which the scan is refused.
         segmentation_only: also accept an in-phase image alone (Dixon set ``"inphase_only"``): enough for the
             network, not for FF. For tools that send the bundle one image (MONAI Label, MONAI Deploy).
+        trust_voxel_grid: a role whose header the others adopt when only origin or direction differ (see 4).
+        max_clipped_share: largest share of negative non-zero voxels that is clipped; more is refused (see 3).
+        thick_slice_warn_mm: slice thickness (mm) above which a warning is recorded (see 7).
 
     Returns:
         A :class:`DixonScan`.
@@ -925,25 +973,20 @@ def load_dixon(
     if not 0 < tilt_warn_deg <= tilt_refuse_deg <= 90:
         raise ValueError(f"need 0 < tilt_warn_deg <= tilt_refuse_deg <= 90, got {tilt_warn_deg}, {tilt_refuse_deg}")
     scan_warnings: list[str] = []
+    corrections: list[str] = []
     images: dict[str, np.ndarray] = {}
     affines: dict[str, np.ndarray] = {}
     for role, path in paths.items():
         data, affine = _read_volume(role, path, scan_warnings)
         images[role] = _check_values(role, path, data, scan_warnings, max_negative_share, negative_level_rel,
-                                     clip_negative)
+                                     clip_negative, corrections, max_clipped_share)
         affines[role] = affine
 
     reference = "inphase" if "inphase" in images else "water"
+    if trust_voxel_grid is not None:
+        _adopt_trusted_grid(trust_voxel_grid, images, affines, paths, tol_spacing_rel, scan_warnings, corrections)
+    _check_one_grid(reference, images, affines, paths, tol_spacing_rel, corrections)
     ref_path, ref_affine, ref_shape = paths[reference], affines[reference], images[reference].shape
-    for role in images:
-        if role == reference:
-            continue
-        try:
-            check_same_grid(ref_shape, ref_affine, images[role].shape, affines[role], rtol_spacing=tol_spacing_rel,
-                            name_a=_label(reference, ref_path), name_b=_label(role, paths[role]))
-        except ValueError as err:
-            raise DixonInputError(f"{err}; the Dixon images of one subject must share one voxel grid",
-                                  paths[role]) from err
 
     axis, tilt, directions = _slice_geometry(ref_affine)
     spacing = tuple(float(v) for v in np.linalg.norm(ref_affine[:3, :3], axis=0))
@@ -960,6 +1003,12 @@ def load_dixon(
         )
     if tilt > tilt_warn_deg:
         _warn(scan_warnings, f"{where}: oblique slices: {geometry}", stacklevel=3)
+
+    if spacing[axis] > thick_slice_warn_mm:
+        _warn(scan_warnings, f"{where}: very thick slices ({spacing[axis]:.3g} mm, more than {thick_slice_warn_mm:g} "
+                             "mm): partial volume blurs the muscle borders; FF and volumes are less accurate",
+              stacklevel=3)
+        corrections.append("thick_slices")
 
     if min_shape_mm is not None:
         wanted = np.broadcast_to(np.asarray(min_shape_mm, dtype=np.float64), (3,))
@@ -986,7 +1035,56 @@ def load_dixon(
         reference=reference,
         label_file=None if label is None else str(label),
         warnings=scan_warnings,
+        corrections=corrections,
     )
+
+
+def _same_shape_and_spacing(shape_a: Sequence[int], affine_a: np.ndarray, shape_b: Sequence[int],
+                            affine_b: np.ndarray, rtol: float) -> bool:
+    sa, sb = np.linalg.norm(affine_a[:3, :3], axis=0), np.linalg.norm(affine_b[:3, :3], axis=0)
+    return tuple(shape_a[:3]) == tuple(shape_b[:3]) and bool(np.allclose(sa, sb, rtol=rtol, atol=0.0))
+
+
+def _adopt_trusted_grid(trusted: str, images: Mapping[str, np.ndarray], affines: dict[str, np.ndarray],
+                        paths: Mapping[str, Path], rtol: float, scan_warnings: list[str],
+                        corrections: list[str]) -> None:
+    """Give every image with the trusted image's shape and spacing the trusted image's affine (user's override)."""
+    if trusted not in images:
+        word = _ROLE_WORDS.get(trusted, trusted)
+        raise DixonInputError(f"trust_voxel_grid = {trusted!r}, but the subject has no {word} image (it has "
+                              f"{', '.join(images)})")
+    for role in images:
+        if role == trusted or np.array_equal(affines[role], affines[trusted]):
+            continue
+        if _same_shape_and_spacing(images[role].shape, affines[role], images[trusted].shape, affines[trusted], rtol):
+            _warn(scan_warnings, f"{_label(role, paths[role])}: header replaced by that of "
+                                 f"{_label(trusted, paths[trusted])} (trust_voxel_grid)", stacklevel=4)
+            affines[role] = affines[trusted].copy()
+            if f"grid_adopted_from_{trusted}" not in corrections:
+                corrections.append(f"grid_adopted_from_{trusted}")
+
+
+def _check_one_grid(reference: str, images: Mapping[str, np.ndarray], affines: Mapping[str, np.ndarray],
+                    paths: Mapping[str, Path], rtol: float, corrections: list[str]) -> None:
+    """Refuse images off the reference image's grid, naming the override when only the header differs."""
+    ref_affine, ref_shape = affines[reference], images[reference].shape
+    for role in images:
+        if role == reference:
+            continue
+        try:
+            check_same_grid(ref_shape, ref_affine, images[role].shape, affines[role], rtol_spacing=rtol,
+                            name_a=_label(reference, paths[reference]), name_b=_label(role, paths[role]))
+        except ValueError as err:
+            hint = ""
+            if _same_shape_and_spacing(images[role].shape, affines[role], ref_shape, ref_affine, rtol):
+                hint = (". Shape and spacing agree, so only the header's origin or direction differs (a common "
+                        f"conversion artefact): if you have checked that the images are aligned, pass "
+                        f"--trust_voxel_grid {reference} to adopt that image's header for the others (recorded in the "
+                        "provenance and the report)")
+            raise DixonInputError(f"{err}; the Dixon images of one subject must share one voxel grid{hint}",
+                                  paths[role]) from err
+        if not np.array_equal(affines[role], ref_affine) and "grid_within_tolerance" not in corrections:
+            corrections.append("grid_within_tolerance")
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,12 +24,15 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
+from .atomic_io import publish_folder
+from .config_values import as_bool
 from .dixon_inputs import DixonInputError, DixonScan, FFResult, compute_ff, load_dixon, num_network_channels
 from .fat_fraction import detect_fat_water_swap, map_labels_to_grid
 from .normative import compare_to_reference, load_reference
 from .quantify import CohortTable, QuantResult, atomic_write_text, quantify_muscles, write_tables
 
-__all__ = ["LoadDixond", "QuantifyDixond", "MarkDoned", "measure_subject", "RunConflictError", "file_fingerprint", "DONE_SUFFIX"]
+__all__ = ["LoadDixond", "QuantifyDixond", "MarkDoned", "measure_subject", "RunConflictError", "file_fingerprint",
+           "DONE_SUFFIX", "STAGING_DIR"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +40,11 @@ logger = logging.getLogger(__name__)
 DONE_SUFFIX = "_done.json"
 #: data-dictionary key carrying the run manifest from QuantifyDixond to MarkDoned
 MANIFEST_KEY = "run_manifest"
+#: data-dictionary key carrying the subject's cohort-table rows from QuantifyDixond to MarkDoned (staged runs)
+ROWS_KEY = "cohort_rows"
+#: hidden folder of ``output_dir`` where a subject's new results are written until all are complete; MarkDoned then
+#: swaps the whole folder in, so a run that fails or is killed part-way leaves the earlier results untouched
+STAGING_DIR = ".staging"
 
 # Scans read by LoadDixond, kept for QuantifyDixond in the same process so the images are read once.
 _SCANS: dict[str, DixonScan] = {}
@@ -49,12 +58,30 @@ class RunConflictError(FileExistsError):
     """An output folder holds results of a different run (other inputs, model or settings)."""
 
 
+#: files hashed by this process: (resolved path, size, mtime_ns, inode) -> SHA-256, so that a cohort run hashes each
+#: input once although the resume check and the quantification both ask for it
+_HASHES: dict[tuple[str, int, int, int], str] = {}
+_HASH_CHUNK = 1 << 22
+
+
 def file_fingerprint(path: str | Path) -> dict[str, Any]:
-    """Name, size and SHA-1 of the first MiB of a file: cheap, and enough to tell two inputs apart."""
+    """Name, size and SHA-256 of the whole content of a file (streamed in 4 MiB chunks).
+
+    Why the whole content: an input edited after its first MiB (a re-export, a corrected slice) is a different
+    input, and a resumed run must redo its subject. Cost measured in docs/studies/reliability.md (a 400 x 320 x 145
+    float32 volume). Hashes are kept for the process, keyed by path, size, modification time and inode.
+    """
     p = Path(path)
-    with open(p, "rb") as fh:
-        head = fh.read(1 << 20)
-    return {"name": p.name, "size": p.stat().st_size, "sha1_head": hashlib.sha1(head).hexdigest()}
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    digest = _HASHES.get(key)
+    if digest is None:
+        h = hashlib.sha256()
+        with open(p, "rb") as fh:
+            for chunk in iter(lambda: fh.read(_HASH_CHUNK), b""):
+                h.update(chunk)
+        digest = _HASHES[key] = h.hexdigest()
+    return {"name": p.name, "size": st.st_size, "sha256": digest}
 
 
 class LoadDixond(MapTransform):
@@ -81,15 +108,18 @@ class LoadDixond(MapTransform):
         channels: the network's input, ``"inphase"`` (one channel, ``(1, X, Y, Z)``) or ``"water_fat"`` (two,
             ``(2, X, Y, Z)``; see :meth:`scripts.dixon_inputs.DixonScan.network_input`). A two-channel model cannot
             read a bare image (MONAI Label, MONAI Deploy): that raises a clear error.
+        trust_voxel_grid: a Dixon role whose header the other images of a subject adopt when they have the same
+            shape and spacing but another origin or direction (see :func:`scripts.dixon_inputs.load_dixon`).
         allow_missing_keys: MONAI's flag (unused: the key is always written).
     """
 
     def __init__(self, keys: KeysCollection = "image", min_fov_mm: Any = None, channels: str = "inphase",
-                 allow_missing_keys: bool = False):
+                 trust_voxel_grid: str | None = None, allow_missing_keys: bool = False):
         super().__init__(keys, allow_missing_keys)
         num_network_channels(channels)
         self.min_fov_mm = min_fov_mm
         self.channels = channels
+        self.trust_voxel_grid = trust_voxel_grid
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -105,7 +135,12 @@ class LoadDixond(MapTransform):
             if not isinstance(given, (str, Path)):
                 return self._from_memory(d, given)
             entry = {"inphase": str(given), "subject": d.get("subject") or _stem(given)}
-        scan = load_dixon(entry, min_shape_mm=self.min_fov_mm, segmentation_only=True)
+        try:
+            scan = load_dixon(entry, min_shape_mm=self.min_fov_mm, segmentation_only=True,
+                              trust_voxel_grid=self.trust_voxel_grid)
+        except DixonInputError as err:
+            err.subject = str(entry.get("subject") or "")  # for the cohort's failures table
+            raise
         d["subject"] = scan.subject
         if scan.dixon_set != "inphase_only":
             _SCANS[scan.subject] = scan
@@ -191,9 +226,19 @@ def measure_subject(scan: DixonScan, label: np.ndarray, label_affine: np.ndarray
         # put the "subcutaneous" shell inside the muscles of lean subjects (a false global swap)
         swap = detect_fat_water_swap(scan.images["water"], scan.images["fat"], labels=lab_ff,
                                      slice_axis=scan.slice_axis, voxel_size_mm=scan.spacing_mm)
-    result = quantify_muscles(label, label_affine, ffr.ff, ffr.affine, dict(ffr.provenance), erosion_mm=erosion_mm,
+    prov = dict(ffr.provenance)
+    codes = list(getattr(scan, "corrections", []))
+    if codes:
+        # silent corrections made visible: the provenance (a table column, the JSON meta, the report) and every
+        # row's flags name them
+        prov["input_corrections"] = ";".join(codes)
+        ffr.provenance.update(input_corrections=prov["input_corrections"])
+    result = quantify_muscles(label, label_affine, ffr.ff, ffr.affine, prov, erosion_mm=erosion_mm,
                               subject=scan.subject, swap_report=swap, min_volume_ml=min_volume_ml,
                               border_trim_ff=border_trim_ff)
+    if codes:
+        result.table["flags"] = [";".join([f for f in str(flags or "").split(";") if f] + codes)
+                                 for flags in result.table["flags"].fillna("")]
     return result, ffr
 
 
@@ -245,6 +290,13 @@ class QuantifyDixond(MapTransform):
         segmentation_settings: the settings that made the label map (window, padding, flip ensembling, working
             spacing, network input, precision), recorded in the manifest so that a run with other settings is
             neither mistaken for a finished one nor allowed to overwrite it. Values must be JSON-able.
+        staging: write into ``output_dir/.staging/<subject>/`` and leave the cohort rows in the data dictionary;
+            :class:`MarkDoned` (last in the postprocessing) then adds the rows and swaps the finished folder in, so
+            nothing of an earlier run is rewritten before the new results are complete (inference.json). False:
+            write into ``output_dir/<subject>/`` directly (a pipeline without :class:`MarkDoned`).
+        trust_voxel_grid: see :class:`LoadDixond` (used when the scan is read here, not by the loader).
+
+    Boolean arguments accept the command-line spellings of :func:`scripts.config_values.as_bool`.
     """
 
     def __init__(self, keys: KeysCollection = "pred", output_dir: str = "eval", ff_method: str = "auto",
@@ -252,7 +304,8 @@ class QuantifyDixond(MapTransform):
                  participants_file: str | None = None, model_file: str | None = None,
                  cohort_table: str = "cohort_ff_table.csv", report: bool = True, overwrite: bool = False,
                  version: str = "", min_volume_ml: float = 1.0, border_trim_ff: float | None = 0.7,
-                 segmentation_settings: Mapping[str, Any] | None = None, allow_missing_keys: bool = False) -> None:
+                 segmentation_settings: Mapping[str, Any] | None = None, staging: bool = False,
+                 trust_voxel_grid: str | None = None, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.output_dir = Path(output_dir)
         self.ff_method = ff_method
@@ -265,8 +318,11 @@ class QuantifyDixond(MapTransform):
             self.participants = pd.read_csv(participants_file, sep="\t", dtype={"participant_id": str})
         self.model_fp = file_fingerprint(model_file) if model_file and Path(model_file).is_file() else None
         self.cohort = CohortTable(self.output_dir / cohort_table)
-        self.report = report
-        self.overwrite = overwrite
+        # typed here too: a pipeline built without scripts.settings must not read "false" as True
+        self.report = as_bool(report, "report")
+        self.overwrite = as_bool(overwrite, "overwrite")
+        self.staging = as_bool(staging, "staging")
+        self.trust_voxel_grid = trust_voxel_grid
         self.version = version
         self.min_volume_ml = min_volume_ml
         self.border_trim_ff = border_trim_ff
@@ -295,6 +351,7 @@ class QuantifyDixond(MapTransform):
             "model": self.model_fp,
             "settings": {"ff_method": self.ff_method, "ff_scale": self.ff_scale, "erosion_mm": self.erosion_mm,
                          "min_volume_ml": self.min_volume_ml, "border_trim_ff": self.border_trim_ff,
+                         "trust_voxel_grid": self.trust_voxel_grid,
                          "reference": self.reference_file or "bmc2026_lumbar_ff",
                          "segmentation": self.segmentation_settings},
         }
@@ -348,6 +405,19 @@ class QuantifyDixond(MapTransform):
         atomic_write_text(sdir / f"{manifest['subject']}_run.json", json.dumps(manifest, indent=2) + "\n",
                           overwrite=True)
 
+    def _results_dir(self, subject: str) -> Path:
+        """Where this subject's files are written: a fresh staging folder, or the results folder itself."""
+        if not self.staging:
+            sdir = self.output_dir / subject
+            sdir.mkdir(parents=True, exist_ok=True)
+            # a re-run of a subject is unfinished until MarkDoned writes its marker again
+            (sdir / f"{subject}{DONE_SUFFIX}").unlink(missing_ok=True)
+            return sdir
+        sdir = self.output_dir / STAGING_DIR / subject
+        shutil.rmtree(sdir, ignore_errors=True)  # left by a killed run: never mixed into the new results
+        sdir.mkdir(parents=True)
+        return sdir
+
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         subject = str(d["subject"])
@@ -358,21 +428,26 @@ class QuantifyDixond(MapTransform):
                 # segmentation-only input (MONAI Label, MONAI Deploy): no water/fat, so no FF to measure
                 logger.info("%s: segmentation only (no Dixon water/fat files); no FF quantification", subject)
                 return d
-            scan = load_dixon(roles)
+            scan = load_dixon(roles, trust_voxel_grid=self.trust_voxel_grid)
         for key in self.key_iterator(d):
             pred = d[key]
             label = np.asarray(pred.detach().cpu().numpy()[0]).astype(np.uint8)
             label_affine = np.asarray(pred.affine.detach().cpu().numpy(), dtype=np.float64)
-            d[MANIFEST_KEY] = self._quantify(scan, label, label_affine)
+            d[MANIFEST_KEY], rows = self._quantify(scan, label, label_affine)
+            if self.staging:
+                d[ROWS_KEY] = rows
+            else:
+                self.cohort.add(rows, subject=scan.subject)
         return d
 
-    def _quantify(self, scan: DixonScan, label: np.ndarray, label_affine: np.ndarray) -> dict[str, Any]:
-        sdir = self.output_dir / scan.subject
-        sdir.mkdir(parents=True, exist_ok=True)
+    def _quantify(self, scan: DixonScan, label: np.ndarray, label_affine: np.ndarray
+                  ) -> tuple[dict[str, Any], pd.DataFrame]:
         manifest = self.manifest(scan.subject, scan.files)
+        reason = self.conflict(scan.subject, manifest)  # before anything is written, staged or not
+        if reason:
+            raise RunConflictError(reason)
+        sdir = self._results_dir(scan.subject)
         self._check_manifest(sdir, manifest)
-        # a re-run of a subject is unfinished until MarkDoned writes its marker again
-        (sdir / f"{scan.subject}{DONE_SUFFIX}").unlink(missing_ok=True)
         result, ffr = measure_subject(scan, label, label_affine, self.ff_method, self.ff_scale, self.erosion_mm,
                                       self.min_volume_ml, self.border_trim_ff)
         prov = dict(ffr.provenance)
@@ -388,7 +463,6 @@ class QuantifyDixond(MapTransform):
         keys = [c for c in ("muscle", "side") if c in comp.columns]
         rows = result.table.merge(comp[keys + ["band", "percentile_approx", "z_score_approx", "distribution"]],
                                   how="left", on=keys)
-        self.cohort.add(rows, subject=scan.subject)
         if self.report:
             from .report import ff_chart, html_report, qc_montage
 
@@ -402,32 +476,50 @@ class QuantifyDixond(MapTransform):
             }
             html_report(scan.subject, result.table, comparison, images, sdir / f"{scan.subject}_report.html", prov)
         logger.info("%s: FF table and report written to %s", scan.subject, sdir)
-        return manifest
+        return manifest, rows
 
 
 class MarkDoned(MapTransform):
-    """Write ``<output_dir>/<subject>/<subject>_done.json`` once every output of a subject is on disk.
+    """Finish a subject once every output is written: its ``<subject>_done.json`` marker, cohort rows and folder.
 
-    Put it last in the postprocessing, after the saver: a run killed before it leaves no marker, so a resumed
-    run redoes that subject instead of trusting half-written files. The marker holds the run manifest of
-    :meth:`QuantifyDixond.manifest`, which :func:`scripts.cohort.pending_subjects` compares to skip subjects
-    already finished by the same run. Entries without a manifest (segmentation-only input) are left alone.
+    Put it last in the postprocessing, after the saver. With a staging :class:`QuantifyDixond` (inference.json),
+    the subject's files are in ``output_dir/.staging/<subject>/``: the marker is written there, the cohort rows are
+    added, and the folder then replaces ``output_dir/<subject>/`` (:func:`scripts.atomic_io.publish_folder`), so a
+    failed or killed run leaves the earlier results as they were. Without staging, the marker is written in place.
+    A run killed before this step leaves no marker, so a resumed run redoes that subject. The marker holds the run
+    manifest of :meth:`QuantifyDixond.manifest`, which :func:`scripts.cohort.pending_subjects` compares to skip
+    subjects already finished by the same run. Entries without a manifest (segmentation only) get no marker.
 
     Args:
         keys: unused (the transform acts on the whole entry); kept for the MONAI signature.
         output_dir: the run's output folder (as given to :class:`QuantifyDixond`).
+        cohort_table: file name of the run's table of all subjects (as given to :class:`QuantifyDixond`).
     """
 
-    def __init__(self, keys: KeysCollection = "pred", output_dir: str = "eval", allow_missing_keys: bool = True
-                 ) -> None:
+    def __init__(self, keys: KeysCollection = "pred", output_dir: str = "eval",
+                 cohort_table: str = "cohort_ff_table.csv", allow_missing_keys: bool = True) -> None:
         super().__init__(keys, allow_missing_keys)
         self.output_dir = Path(output_dir)
+        self.cohort = CohortTable(self.output_dir / cohort_table)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         manifest = d.pop(MANIFEST_KEY, None)
+        rows = d.pop(ROWS_KEY, None)
+        subject = str(manifest["subject"] if manifest is not None else d.get("subject", ""))
+        staged = self.output_dir / STAGING_DIR / subject if subject else None
+        target = staged if staged is not None and staged.is_dir() else self.output_dir / subject
         if manifest is not None:
-            subject = manifest["subject"]
-            atomic_write_text(self.output_dir / subject / f"{subject}{DONE_SUFFIX}",
-                              json.dumps(manifest, indent=2) + "\n", overwrite=True)
+            atomic_write_text(target / f"{subject}{DONE_SUFFIX}", json.dumps(manifest, indent=2) + "\n",
+                              overwrite=True)
+        if rows is not None:
+            # rows first: a run killed between the two steps leaves no marker in the results folder, so the
+            # subject is redone and its rows replaced, never kept without its folder
+            self.cohort.add(rows, subject=subject)
+        if target == staged:
+            publish_folder(staged, self.output_dir / subject)
+            try:
+                staged.parent.rmdir()  # only when empty: another process may be staging its own subject
+            except OSError:
+                pass
         return d

@@ -8,14 +8,17 @@ from scripts.config_values import as_bool, overrides_from_cli
 
 
 @pytest.mark.parametrize("value, want", [(True, True), (False, False), ("false", False), ("False", False),
-                                         (" TRUE ", True), ("1", True), ("0", False)])
+                                         (" TRUE ", True), ("1", True), ("0", False), ("yes", True), ("No", False),
+                                         (1, True), (0, False)])
 def test_as_bool_reads_command_line_spellings(value, want):
     assert as_bool(value, "flip_ensemble") is want
 
 
-def test_as_bool_refuses_other_strings_naming_the_setting():
-    with pytest.raises(ValueError, match="adapt_batch_norm must be true or false, not 'yes'"):
-        as_bool("yes", "adapt_batch_norm")
+@pytest.mark.parametrize("value", ["maybe", "off", 2, None, [True]])
+def test_as_bool_refuses_other_values_naming_the_setting(value):
+    # read by truthiness, each of these would switch the setting on without the user saying so
+    with pytest.raises(ValueError, match="adapt_batch_norm must be true or false"):
+        as_bool(value, "adapt_batch_norm")
 
 
 def test_overrides_from_json_or_mapping():
