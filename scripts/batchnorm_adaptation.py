@@ -41,7 +41,14 @@ class AdaptiveBatchNormInferer(Inferer):
 
     For each image of the batch separately: every batch-norm layer's running mean and variance are reset and
     re-estimated as the average over one ``statistics_inferer`` pass of that image (every sliding window, the
-    layers in training mode, no gradients); then ``inferer`` runs with the layers back in evaluation mode. The
+    layers in training mode, no gradients) and one of its left-right mirror, the two weighted equally; then
+    ``inferer`` runs with the layers back in evaluation mode.
+
+    Why the mirror: the windows of a sliding window do not fall symmetrically on a scan (the last one is moved to
+    the scan's end), so statistics of the scan alone differ from those of its mirrored copy, and a mirrored scan
+    would get other numbers (measured: up to 0.87 pp FF and 2.6 % volume). The mean of the scan's and the mirror's
+    statistics is the same for both (``(a + b) / 2`` equals ``(b + a) / 2`` exactly in floating point), so with the
+    flip ensemble a mirrored scan gives exactly the mirrored label map. Cost: a second statistics pass. The
     network's own statistics and layer modes are restored afterwards, so the network object is unchanged
     for the next image or for anyone else holding it. Learned weights (convolutions, batch-norm scale and
     shift) are never changed.
@@ -53,6 +60,8 @@ class AdaptiveBatchNormInferer(Inferer):
             A single sliding-window pass is enough (the mirrored image has the same statistics) and costs half
             of the flip ensemble.
         enabled: False returns ``inferer``'s output unchanged (the training statistics).
+        mirror_axis: the array axis of the patient's left-right direction (0 after ``Orientationd("RAS")``), whose
+            mirror also gives statistics; None uses the scan alone.
 
     Raises:
         ValueError: enabled, and the network has no batch-norm layer with running statistics (nothing to adapt:
@@ -60,7 +69,7 @@ class AdaptiveBatchNormInferer(Inferer):
     """
 
     def __init__(self, inferer: Inferer, statistics_inferer: Inferer | None = None,
-                 enabled: bool | str = True) -> None:
+                 enabled: bool | str = True, mirror_axis: int | None = 0) -> None:
         if not callable(inferer):
             raise TypeError(f"inferer must be callable, not {type(inferer).__name__}")
         if statistics_inferer is not None and not callable(statistics_inferer):
@@ -68,6 +77,9 @@ class AdaptiveBatchNormInferer(Inferer):
         self.inferer = inferer
         self.statistics_inferer = statistics_inferer if statistics_inferer is not None else inferer
         self.enabled = as_bool(enabled, "enabled")
+        if mirror_axis is not None and (isinstance(mirror_axis, bool) or mirror_axis not in (0, 1, 2)):
+            raise ValueError(f"mirror_axis must be 0, 1, 2 or None, not {mirror_axis!r}")
+        self.mirror_axis = mirror_axis
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any,
                  **kwargs: Any) -> torch.Tensor:
@@ -86,14 +98,16 @@ class AdaptiveBatchNormInferer(Inferer):
             outs = []
             for i in range(inputs.shape[0]):
                 image = inputs[i:i + 1]
-                collector = _StatisticsCollector(network, layers)
+                views = [image] if self.mirror_axis is None else [image, torch.flip(image, [2 + self.mirror_axis])]
+                collectors = [_StatisticsCollector(network, layers) for _ in views]
                 for m in layers:
                     m.train()
                 with torch.no_grad():
-                    self.statistics_inferer(image, collector, *args, **kwargs)
+                    for view, collector in zip(views, collectors):
+                        self.statistics_inferer(view, collector, *args, **kwargs)
                 for m in layers:
                     m.eval()
-                collector.install()
+                _install(layers, [c.averages() for c in collectors])
                 outs.append(self.inferer(image, network, *args, **kwargs))
             return outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)
         finally:
@@ -132,10 +146,28 @@ class _StatisticsCollector:
         self.calls += 1
         return out
 
-    def install(self) -> None:
-        """Write the averages over all calls into the layers' running statistics."""
+    def averages(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer, the mean over all calls of the batch mean and variance."""
         if self.calls == 0:
             raise RuntimeError("the statistics inferer never called the network; no statistics to adapt to")
-        for m, (mean_sum, var_sum) in zip(self.layers, self.sums):
-            m.running_mean.copy_(mean_sum / self.calls)
-            m.running_var.copy_(var_sum / self.calls)
+        return [(mean_sum / self.calls, var_sum / self.calls) for mean_sum, var_sum in self.sums]
+
+    def install(self) -> None:
+        """Write the averages over all calls into the layers' running statistics."""
+        _install(self.layers, [self.averages()])
+
+
+def _install(layers: list[torch.nn.Module], views: list[list[tuple[torch.Tensor, torch.Tensor]]]) -> None:
+    """Write the per-layer statistics of one view, or the equal-weight mean of two, into the running buffers.
+
+    Two views are added as ``(a + b) / 2``, which floating point evaluates identically for ``(b, a)``: a scan and
+    its mirror get bit-identical statistics.
+    """
+    for j, m in enumerate(layers):
+        if len(views) == 1:
+            mean, var = views[0][j]
+        else:
+            (mean_a, var_a), (mean_b, var_b) = views[0][j], views[1][j]
+            mean, var = (mean_a + mean_b) / 2, (var_a + var_b) / 2
+        m.running_mean.copy_(mean)
+        m.running_var.copy_(var)

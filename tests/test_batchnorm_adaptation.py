@@ -136,17 +136,20 @@ def test_bad_arguments_are_refused_with_a_clear_message():
         AdaptiveBatchNormInferer(SimpleInferer())(_image(9), lambda x: x)
 
 
-def test_inference_config_adapts_by_default_with_one_sliding_window_pass():
+def test_inference_config_adapts_by_default_on_the_scan_and_its_mirror():
     parser = ConfigParser()
     parser.read_config(BUNDLE_ROOT / "configs" / "inference.json")
     assert parser["adapt_batch_norm"] is True
     inferer = parser.get_parsed_content("inferer")
     assert isinstance(inferer, AdaptiveBatchNormInferer) and inferer.enabled
     assert isinstance(inferer.inferer, LeftRightFlipInferer)
-    # the statistics pass is the flip ensemble's own sliding window (one pass, not two)
+    # the statistics passes use the flip ensemble's own sliding window, on the scan and on its left-right mirror
+    # (array axis 0 after Orientationd RAS), so that a mirrored scan gets the same statistics
     assert inferer.statistics_inferer is inferer.inferer.inferer
     assert isinstance(inferer.statistics_inferer, SlidingWindowInferer)
-    assert parser["quantify"]["segmentation_settings"]["adapt_batch_norm"] == "@adapt_batch_norm"
+    assert inferer.mirror_axis == inferer.inferer.spatial_axis == 0
+    # the run record gets the typed value of the settings layer, not the raw override
+    assert parser["quantify"]["segmentation_settings"]["adapt_batch_norm"] == "$@settings['adapt_batch_norm']"
     parser["adapt_batch_norm"] = "false"  # as a command-line override arrives
     assert not parser.get_parsed_content("inferer", lazy=False).enabled
     # the shipped network has batch-norm layers to adapt
@@ -165,3 +168,32 @@ def test_evaluate_overlay_adapts_and_training_validation_does_not():
     inferer = evaluate.get_parsed_content("validate#inferer")
     assert isinstance(inferer, AdaptiveBatchNormInferer) and inferer.enabled
     assert isinstance(inferer.inferer, SlidingWindowInferer) and inferer.statistics_inferer is inferer.inferer
+
+
+def _small_segmenter() -> torch.nn.Module:
+    """A conv - batch norm - conv network with the bundle's 9 output channels; training statistics far off."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.BatchNorm3d(4), torch.nn.ReLU(),
+                              torch.nn.Conv3d(4, 9, 1))
+    net[1].running_mean.fill_(3.0)
+    return net.eval()
+
+
+@pytest.mark.parametrize("mirror_axis, exact", [(0, True), (None, False)])
+def test_a_mirrored_scan_gets_the_mirrored_prediction_only_with_mirror_statistics(mirror_axis, exact):
+    """Windows of 4 on 11 voxels fall asymmetrically (0, 3, 6, 7), so the scan alone gives other statistics than
+    its mirror; the mean over both makes scan and mirror exact mirror images (labels exchanged)."""
+    from scripts.labels import LEFT_RIGHT_SWAP
+
+    x = _image(11, (1, 1, 11, 6, 4), loc=2.0) * torch.linspace(0.2, 3.0, 11)[None, None, :, None, None]
+    sw = SlidingWindowInferer(roi_size=(4, 6, 4), sw_batch_size=1, overlap=0.25, mode="gaussian")
+    inferer = AdaptiveBatchNormInferer(LeftRightFlipInferer(sw), statistics_inferer=sw, mirror_axis=mirror_axis)
+    net = _small_segmenter()
+    order = [LEFT_RIGHT_SWAP.get(c, c) for c in range(9)]
+    with torch.no_grad():
+        out = inferer(x, net)
+        out_mirrored = inferer(torch.flip(x, [2]), net)
+    back = torch.flip(out_mirrored, [2])[:, order]
+    assert torch.equal(back, out) is exact
+    if not exact:
+        assert float((back - out).abs().max()) > 1e-4  # the asymmetry this option exists to remove

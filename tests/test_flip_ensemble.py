@@ -116,15 +116,15 @@ def test_configured_window_pads_short_scans_by_replication_not_zeros(config: str
     parser = ConfigParser()
     parser.read_config(Path(__file__).resolve().parents[1] / "configs" / config)
     if config == "inference.json":
-        parser["roi_size"] = [8, 8, 16]
+        parser["roi_size"] = [16, 16, 16]  # the settings layer wants multiples of 16 (the UNet's 4 strides of 2)
         parser["flip_ensemble"] = False
         parser["adapt_batch_norm"] = False  # the stand-in network below is a function, without batch norm
         inferer = parser.get_parsed_content("inferer")
     else:
-        parser["patch_size"] = [8, 8, 16]
+        parser["patch_size"] = [16, 16, 16]
         inferer = parser.get_parsed_content("validate#inferer")
-    scan = torch.ones(1, 1, 8, 8, 4)  # 4 slices in a 16-slice window
+    scan = torch.ones(1, 1, 16, 16, 4)  # 4 slices in a 16-slice window
     out = inferer(scan, _window_mean)
-    assert out.shape == (1, NUM_CLASSES, 8, 8, 4)
+    assert out.shape == (1, NUM_CLASSES, 16, 16, 4)
     # zero padding would give 4/16 = 0.25 here
     torch.testing.assert_close(out, torch.ones_like(out))
