@@ -28,7 +28,7 @@ NEW_STRUCTURES = (
 SINGLE_STRUCTURES = ("aorta", "inferior_vena_cava", "liver", "spleen", "perirenal_fat", "renal_sinus_fat",
                      "bowel_wall", "bowel_fluid", "bowel_gas", "bowel_fatty_content", "mesenteric_fat",
                      "intervertebral_disc", "pedicle", "lamina", "spinous_process", "transverse_process",
-                     "articular_process", "spinal_canal_csf", "epidural_fat", "iliac_bone", "femoral_head")
+                     "articular_process", "spinal_canal_csf", "epidural_fat", "iliac_bone", "femoral_head", "rib")
 
 
 @pytest.fixture(scope="module")

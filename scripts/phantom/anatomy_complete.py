@@ -3,7 +3,8 @@ network confuses with them on real scans.
 
 Beyond the default phantom (``anatomy.draw_subject``) it draws the abdominal wall muscles, latissimus dorsi, serratus
 posterior inferior, diaphragm crura, aorta, IVC and iliac vessels, kidneys with perirenal and renal-sinus fat, liver
-and spleen tips, bowel loops with gas, fluid and fat-containing content, gluteus maximus and medius, vertebrae with
+and spleen tips, bowel loops with gas, fluid and fat-containing content, ascending and descending colon, the 11th
+and 12th ribs, gluteus maximus and medius, vertebrae with
 kidney-bean bodies, discs and posterior elements, and a sacrum with alae (``organs``, ``spine``). The psoas is
 drawn as it is in life: small at its T12-L1 origin, growing caudally, its medial side in the groove beside the
 vertebral bodies (the bodies, painted after it, carve the groove) and in front of the transverse processes.
@@ -18,7 +19,8 @@ import numpy as np
 
 from scripts.labels import label_value
 from scripts.phantom.anatomy import MUSCLE_SIGNAL, TISSUES, SubjectAnatomy, _Builder, _muscle_ff_field
-from scripts.phantom.organs import BodyWall, draw_organs, draw_trunk, draw_vessels_and_crura, draw_wall_muscles
+from scripts.phantom.organs import (BodyWall, draw_colon, draw_organs, draw_ribs, draw_trunk, draw_vessels_and_crura,
+                                   draw_wall_muscles)
 from scripts.phantom.render import Structure, Tissue
 from scripts.phantom.spine import draw_body_sizes, draw_pelvis_bones, draw_spine
 from scripts.phantom.textures import SmoothNoise
@@ -38,14 +40,15 @@ _PSOAS_LEVEL = ("T12", "T12", "L1", "L1", "L2", "L3", "L4", "L5")
 def psoas_keyframes(sizes: dict[str, tuple[float, float]]) -> dict:
     """Psoas cross-sections (``_Builder.shape`` arguments, right side) for the subject's vertebral bodies.
 
-    Above the sacrum the centre sits 0.75 semi-axis lateral of the body's side (``sizes`` -> body semi-axes, mm),
+    Above the sacrum the centre sits 0.65 semi-axis lateral of the body's side (``sizes`` -> body semi-axes, mm),
     so the body cuts a groove in its medial side. Semi-axes grow from ~3 mm at T12/L1 (0.3 cm^2) to 15-20 mm at L5
     (~10 cm^2); below S1 the muscle moves antero-laterally towards the iliacus as in the default anatomy.
     """
     a = [2.5, 4, 5.5, 7, 9.5, 12, 14, 15.5, 16, 16.5, 17.5, 16, 15]
     b = [3, 4.5, 6.5, 9, 12.5, 16, 18.5, 20, 19, 16.5, 15, 14, 13]
-    cx = [sizes[lv][0] + 0.75 * ai for lv, ai in zip(_PSOAS_LEVEL, a)] + [46, 56, 66, 72, 76]
-    cy = [-6, -6, -6, -5, -4, -2, 1, 7, 20, 30, 41, 45, 46]
+    cx = [sizes[lv][0] + 0.65 * ai for lv, ai in zip(_PSOAS_LEVEL, a)] + [45, 55, 66, 72, 76]
+    # just in front of the transverse processes (whose anterior surface lies ~5 mm behind the body's back wall)
+    cy = [-6, -6, -6, -5, -4, -4, -3, 1, 14, 26, 39, 45, 46]
     theta = [0.3, 0.3, 0.3, 0.2, 0.2, 0.17, 0.17, 0.17, 0.3, 0.35, 0.35, 0.35, 0.35]
     return dict(z_rel=list(_PSOAS_Z), cx=cx, cy=cy, a=a, b=b, theta=theta)
 
@@ -114,6 +117,7 @@ def draw_subject_complete(anat: SubjectAnatomy, canvas: TissueCanvas,
         septa = SmoothNoise(canvas.grid, (6.0, 6.0, 30.0), np.random.default_rng([anat.texture_seed, 20261126]))
     wall = BodyWall(anat, B, rng)
     draw_trunk(anat, wall, canvas, rng)
+    draw_colon(anat, wall, B, canvas, rng)
     draw_organs(anat, wall, B, canvas)
     sizes = draw_body_sizes(rng)
     draw_vessels_and_crura(anat, B, canvas, rng, sizes["L3"][1])
@@ -122,6 +126,7 @@ def draw_subject_complete(anat: SubjectAnatomy, canvas: TissueCanvas,
     _target_muscles(anat, B, canvas, marbling, septa, sizes)
     draw_pelvis_bones(anat, B, canvas, landmarks)
     draw_spine(anat, B, canvas, sizes, landmarks)
+    draw_ribs(anat, B, canvas)
     lab = canvas.label > 0
     canvas.tissue[lab] = canvas.label[lab]
     return landmarks

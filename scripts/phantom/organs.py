@@ -10,8 +10,9 @@ and MuscleMap samples in ``shared/real-samples`` (see docs/phantom.md, "Anatomy-
   (separated by thin fat planes, ending in tapering aponeuroses), latissimus dorsi posterolaterally above L4 and
   serratus posterior inferior under it at T11-L2;
 - viscera: bowel loops (wall, fluid, gas or fat-containing content) separated by mesenteric fat, in front of the
-  retroperitoneum; kidneys (T12-L3, the right one lower) in perirenal fat with renal-sinus fat at the hilum; the
+  retroperitoneum; ascending and descending colon in the flanks with mottled stool and gas; kidneys (T12-L3, the right one lower) in perirenal fat with renal-sinus fat at the hilum; the
   liver tip (right) and spleen tip (left) at the upper levels;
+- the 11th and 12th ribs in the posterolateral wall at the upper levels;
 - vessels: aorta left-anterior of the bodies down to its bifurcation at L4, common iliac arteries, IVC right-anterior
   down to its confluence at L5, common iliac veins; diaphragm crura beside the aorta at T12-L3.
 """
@@ -28,7 +29,8 @@ from scripts.phantom.textures import SmoothNoise
 from scripts.phantom.tissue_canvas import SheetFrame, TissueCanvas, draw_sheet
 from scripts.phantom.tissue_ids import tissue_id
 
-__all__ = ["BodyWall", "draw_trunk", "draw_wall_muscles", "draw_organs", "draw_vessels_and_crura"]
+__all__ = ["BodyWall", "draw_trunk", "draw_colon", "draw_ribs", "draw_wall_muscles", "draw_organs",
+           "draw_vessels_and_crura"]
 
 #: (in-phase signal, apparent FF) of bowel contents and organs not in ``anatomy.TISSUES``.
 _BOWEL = {"bowel_wall": (0.42, 0.05), "bowel_fluid": (0.28, 0.0), "bowel_gas": (0.02, 0.0),
@@ -168,6 +170,48 @@ def _cavity_clip(canvas: TissueCanvas, wall: BodyWall) -> Callable:
         d = canvas.signed_distance(wall.trunk, sl)
         return canvas.occupancy(d, -wall.cavity_inset)
     return clip
+
+
+def draw_colon(anat: SubjectAnatomy, wall: BodyWall, B: _Builder, canvas: TissueCanvas,
+               rng: np.random.Generator) -> None:
+    """Ascending (right) and descending (left) colon in the flanks: a thin wall around mottled stool and gas, the
+    dark-and-bright lateral loops of real abdominal scans that lie next to QL and the lateral wall."""
+    stool = SmoothNoise(canvas.grid, (4.0, 4.0, 6.0), rng)
+    clip = _cavity_clip(canvas, wall)
+    names = ("bowel_fatty_content", "bowel_fluid", "bowel_gas")
+    ids = np.array([tissue_id(n) for n in names], np.uint8)
+    sig = np.array([_BOWEL[n][0] for n in names], np.float32)
+    ffs = np.array([_BOWEL[n][1] for n in names], np.float32)
+    gas_level = float(rng.uniform(0.2, 0.9))  # how much gas the subject's colon holds
+    courses = {"right": ([-20, 20, 80, 140, 185], [75, 86, 92, 92, 85], [35, 25, 16, 12, 14], [15, 19, 21, 19, 15]),
+               "left": ([-30, 30, 90, 150, 205], [80, 92, 96, 92, 82], [20, 10, 4, 2, 6], [11, 13, 14, 14, 12])}
+    for side, (z, cx, cy, r) in courses.items():
+        shape = B.shape(z, cx, cy, r, np.asarray(r) * 0.85, side=side)
+        sl = canvas._bbox(shape, 3.0 * canvas._h + (8.0 if canvas.warp is not None else 0.0))
+        if sl is None:
+            continue
+        d = canvas.signed_distance(shape, sl)
+        lim = clip(sl)
+        w_wall, f_wall = _BOWEL["bowel_wall"][0] * (1 - _BOWEL["bowel_wall"][1]), _BOWEL["bowel_wall"][0] * 0.05
+        canvas.paint_id(sl, canvas.occupancy(d) * lim, w_wall, f_wall, tissue_id("bowel_wall"))
+        n = stool.sample_bbox(sl)
+        kind = np.where(n > gas_level, 2, np.where(n < -0.8, 1, 0))
+        canvas.paint_id(sl, canvas.occupancy(d, -2.5) * lim, sig[kind] * (1 - ffs[kind]), sig[kind] * ffs[kind],
+                        ids[kind])
+
+
+def draw_ribs(anat: SubjectAnatomy, B: _Builder, canvas: TissueCanvas) -> None:
+    """The 11th and 12th ribs: running laterally and caudally from the T11/T12 transverse processes, so an axial
+    slice cuts each one as a small oval in the posterolateral wall that moves outwards as it descends."""
+    marrow = Tissue("marrow", 0.70, anat.marrow_ff)
+    for side in ("left", "right"):
+        for z_top, z_low, reach in ((214, 150, 105), (250, 165, 125)):
+            z = np.linspace(z_low, z_top, 5)
+            t = (z_top - z) / (z_top - z_low)
+            rib = B.shape(z, 40 + (reach - 40) * t, -38 + 30 * t ** 1.5, 9.0, 4.0, -0.3 + 0.9 * t, side=side,
+                          jitter=0.03)
+            canvas.draw_id(Structure(f"rib_{side}", rib, marrow, shell_mm=1.2, shell_tissue=TISSUES["cortical_bone"]),
+                           tissue_id("rib"))
 
 
 def draw_organs(anat: SubjectAnatomy, wall: BodyWall, B: _Builder, canvas: TissueCanvas) -> None:
