@@ -635,7 +635,8 @@ class CohortTable:
 
     Every :meth:`add` reads the current file, drops that subject's rows, appends the new ones, sorts by subject
     (rows of one subject keep their order) and rewrites the file atomically (temporary file + ``os.replace``).
-    On POSIX an advisory lock on ``<path>.lock`` serialises writers from several processes (DDP ranks).
+    On POSIX an advisory lock on the table's folder serialises writers from several processes (DDP ranks); no lock
+    file is left behind.
 
     Args:
         path: the cohort CSV (created by the first :meth:`add`).
@@ -658,12 +659,17 @@ class CohortTable:
         if fcntl is None:  # pragma: no cover - Windows
             yield
             return
-        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        # the lock is taken on the table's folder, not on a lock file: a lock file would be left behind after every
+        # run, and deleting it safely while another process waits on it is not possible
+        fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 yield
             finally:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
     def read(self) -> pd.DataFrame:
         """The cohort table (empty DataFrame when the file does not exist yet); ``subject`` is read as text."""
