@@ -206,8 +206,10 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     exit_on_sigterm()
 
+    from scripts.settings import typed_cli
+
     def run_cli(*args: Any, **kwargs: Any) -> str:
-        run(*args, **kwargs)
+        typed_cli(run)(*args, **kwargs)
         return f"wrote {Path(kwargs.get('out_dir', 'eval/ablation')) / 'report.md'}"
 
     fire.Fire({"run": run_cli})

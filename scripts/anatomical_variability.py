@@ -513,7 +513,9 @@ def main() -> None:
     import fire
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    fire.Fire({"build": build_variability_model_from_datalist})
+    from scripts.settings import typed_cli
+
+    fire.Fire({"build": typed_cli(build_variability_model_from_datalist)})
 
 
 if __name__ == "__main__":

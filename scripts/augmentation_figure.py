@@ -203,7 +203,9 @@ def main() -> None:
     import fire
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    fire.Fire(save_augmentation_figure)
+    from scripts.settings import typed_cli
+
+    fire.Fire(typed_cli(save_augmentation_figure))
 
 
 if __name__ == "__main__":

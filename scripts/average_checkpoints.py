@@ -81,4 +81,6 @@ def interpolate_checkpoints(base: str | Path, tuned: str | Path, weight: float, 
 if __name__ == "__main__":
     import fire
 
-    fire.Fire(interpolate_checkpoints)
+    from scripts.settings import typed_cli
+
+    fire.Fire(typed_cli(interpolate_checkpoints))

@@ -66,4 +66,6 @@ def run(dataset_dir: str, nproc: int = 1, project_to: int = 173, output_dir: str
 if __name__ == "__main__":
     import fire
 
-    fire.Fire(run)
+    from scripts.settings import typed_cli
+
+    fire.Fire(typed_cli(run))

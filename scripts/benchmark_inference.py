@@ -108,4 +108,6 @@ def run(dataset_dir: str = "sample_data", n: int = 3, datalist_key: str = "testi
 
 
 if __name__ == "__main__":
-    fire.Fire(run)
+    from scripts.settings import typed_cli
+
+    fire.Fire(typed_cli(run))

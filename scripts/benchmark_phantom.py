@@ -43,4 +43,6 @@ def run(repeats: int = 3) -> str:
 
 
 if __name__ == "__main__":
-    fire.Fire(run)
+    from scripts.settings import typed_cli
+
+    fire.Fire(typed_cli(run))

@@ -172,4 +172,6 @@ def compare_groups(cohort_table: str, participants: str, out_dir: str, side: str
 if __name__ == "__main__":
     import fire
 
-    fire.Fire({"build_reference": build_reference, "compare_groups": compare_groups})
+    from scripts.settings import typed_cli
+
+    fire.Fire({"build_reference": typed_cli(build_reference), "compare_groups": typed_cli(compare_groups)})

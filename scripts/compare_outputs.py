@@ -102,4 +102,6 @@ def main(run_a: str, run_b: str, out_csv: str | None = None) -> None:
 if __name__ == "__main__":
     import fire
 
-    fire.Fire(main)
+    from scripts.settings import typed_cli
+
+    fire.Fire(typed_cli(main))

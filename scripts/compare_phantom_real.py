@@ -885,4 +885,6 @@ def main(seeds: Sequence[int] = (0, 1, 2, 3, 4), geometry: str = "reference",
 if __name__ == "__main__":
     import fire
 
-    fire.Fire(main)
+    from scripts.settings import typed_cli
+
+    fire.Fire(typed_cli(main))

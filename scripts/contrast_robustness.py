@@ -177,4 +177,6 @@ if __name__ == "__main__":
     import fire
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    fire.Fire(main)
+    from scripts.settings import typed_cli
+
+    fire.Fire(typed_cli(main))

@@ -566,4 +566,6 @@ if __name__ == "__main__":
     from scripts.cv_report import compare_studies
 
     exit_on_sigterm()
-    fire.Fire({"run": run, "compare": compare_studies})
+    from scripts.settings import typed_cli
+
+    fire.Fire({"run": typed_cli(run), "compare": typed_cli(compare_studies)})

@@ -155,4 +155,6 @@ if __name__ == "__main__":
     import fire
 
     logging.basicConfig(level=logging.INFO)
-    fire.Fire(main)
+    from scripts.settings import typed_cli
+
+    fire.Fire(typed_cli(main))

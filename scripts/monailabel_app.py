@@ -262,4 +262,6 @@ if __name__ == "__main__":
     import fire
 
     logging.basicConfig(level=logging.INFO)
-    fire.Fire({"setup": setup, "command": command})
+    from scripts.settings import typed_cli
+
+    fire.Fire({"setup": typed_cli(setup), "command": typed_cli(command)})

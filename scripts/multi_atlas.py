@@ -635,4 +635,6 @@ if __name__ == "__main__":
     import fire
 
     logging.basicConfig(level=logging.INFO)
-    fire.Fire({"segment": segment_file})
+    from scripts.settings import typed_cli
+
+    fire.Fire({"segment": typed_cli(segment_file)})

@@ -73,4 +73,6 @@ def plot(log: str, out_png: str) -> str:
 if __name__ == "__main__":
     import fire
 
-    fire.Fire(plot)
+    from scripts.settings import typed_cli
+
+    fire.Fire(typed_cli(plot))

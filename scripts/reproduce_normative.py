@@ -128,4 +128,6 @@ def run(dataset_dir: str, run_dir: str, out_dir: str, overwrite: bool = False) -
 if __name__ == "__main__":
     import fire
 
-    fire.Fire(run)
+    from scripts.settings import typed_cli
+
+    fire.Fire(typed_cli(run))

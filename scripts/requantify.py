@@ -77,4 +77,6 @@ def run(run_dir: str, output: str, border_trim_ff: float | None = 0.7, min_volum
 if __name__ == "__main__":
     import fire
 
-    fire.Fire(run)
+    from scripts.settings import typed_cli
+
+    fire.Fire(typed_cli(run))

@@ -627,4 +627,6 @@ class SurfaceDistanceMMMetric(_MetaSpacingMixin, SurfaceDistanceMetric):
 if __name__ == "__main__":
     import fire
 
-    fire.Fire(evaluate_label_files)
+    from scripts.settings import typed_cli
+
+    fire.Fire(typed_cli(evaluate_label_files))
