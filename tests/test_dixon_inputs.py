@@ -363,3 +363,85 @@ def test_real_ge_sample_is_accepted(shared_dir):
         scan = load_dixon(entry)  # signed GE reconstruction: 1.4 % of water voxels below -10 % of P99
     vendor = compute_ff(scan, method="vendor_map")
     assert vendor.provenance["ff_scale_detected"] == "percent"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# reliability battery (docs/studies/reliability.md): corrections made visible, overrides, discovery
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_half_negative_water_is_refused_and_small_clipping_is_recorded(tmp_path):
+    # failed check 6: half the voxels slightly negative (each above -10 % of P99) used to be clipped silently
+    water = np.full(SHAPE, 80.0, np.float32)
+    water.reshape(-1)[::2] = -2.0
+    with pytest.raises(DixonInputError, match=r"50\.0% of the non-zero voxels are negative.*refused"):
+        load_dixon(_water_fat(tmp_path, water=water))
+    water = np.full(SHAPE, 80.0, np.float32)
+    water[0, 0, 0] = -3.0
+    with pytest.warns(RuntimeWarning, match="clipped to 0"):
+        scan = load_dixon(_water_fat(tmp_path, water=water))
+    assert scan.corrections == ["negatives_clipped_water"]
+
+
+def test_origin_only_mismatch_names_the_override_which_adopts_the_trusted_header(tmp_path):
+    # failed check 8: water and fat differing only in origin were refused with no way forward
+    shifted = _affine()
+    shifted[:3, 3] += (3.0, 0.0, 0.0)
+    entry = _water_fat(tmp_path, fat=(np.full(SHAPE, 20.0, np.float32), shifted))
+    with pytest.raises(DixonInputError, match="--trust_voxel_grid water"):
+        load_dixon(entry)
+    with pytest.warns(RuntimeWarning, match="header replaced"):
+        scan = load_dixon(entry, trust_voxel_grid="water")
+    np.testing.assert_array_equal(scan.affine, _affine())
+    assert scan.corrections == ["grid_adopted_from_water"]
+    # the override never hides a real difference of shape
+    entry = _water_fat(tmp_path, fat=np.full((12, 10, 5), 20.0, np.float32))
+    with pytest.raises(DixonInputError, match="shape") as err:
+        load_dixon(entry, trust_voxel_grid="water")
+    assert "trust_voxel_grid" not in str(err.value)
+
+
+def test_header_jitter_within_tolerance_is_recorded(tmp_path):
+    fat = np.full(SHAPE, 20.0, np.float32)
+    scan = load_dixon(_water_fat(tmp_path, fat=(fat, _affine((2.0 * 1.0005, 2.0, 5.0)))))
+    assert scan.corrections == ["grid_within_tolerance"]
+
+
+def test_very_thick_slices_are_warned(tmp_path):
+    thick = _affine((2.0, 2.0, 20.0))
+    entry = _water_fat(tmp_path, water=(np.full(SHAPE, 80.0, np.float32), thick),
+                       fat=(np.full(SHAPE, 20.0, np.float32), thick))
+    with pytest.warns(RuntimeWarning, match=r"very thick slices \(20 mm"):
+        scan = load_dixon(entry)
+    assert "thick_slices" in scan.corrections
+
+
+def test_a_2d_image_is_not_told_to_split_echoes(tmp_path):
+    entry = _water_fat(tmp_path)
+    _write(Path(entry["water"]), np.full((12, 10), 80.0, np.float32))
+    with pytest.raises(DixonInputError, match="single slice") as err:
+        load_dixon(entry)
+    assert "multi-echo" not in str(err.value)
+
+
+@pytest.mark.parametrize("name, role, prefix", [
+    ("f_trunc_W.nii.gz", "water", "f_trunc"), ("f_trunc_F.nii.gz", "fat", "f_trunc"),
+    ("w_scan_fat.nii.gz", "fat", "w_scan"),
+])
+def test_a_subject_name_with_a_role_letter_keeps_the_last_token_as_role(name, role, prefix):
+    assert recognise_role(name) == (role, prefix)
+
+
+def test_role_letters_in_subject_names_and_symlinked_folders_are_discovered(tmp_path):
+    data = np.full(SHAPE, 50.0, np.float32)
+    root = tmp_path / "data"
+    for name in ("f_trunc_W", "f_trunc_F", "P01_W", "P01_F"):
+        _write(root / f"{name}.nii.gz", data)
+    elsewhere = tmp_path / "export" / "P02"
+    for name in ("water", "fat"):
+        _write(elsewhere / f"{name}.nii.gz", data)
+    (root / "P02").symlink_to(elsewhere, target_is_directory=True)
+    (elsewhere / "loop").symlink_to(root, target_is_directory=True)  # a link cycle is read once
+    entries = {e["subject"]: e for e in discover_subjects(root)}
+    assert sorted(entries) == ["P01", "P02", "f_trunc"]
+    assert entries["P02"]["dixon_set"] == "water_fat"
