@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 #: the failures table of a cohort run, in its output folder
 FAILURES_FILE = "cohort_failures.csv"
+#: how scripts.inference.LoadDixond names the subject at the start of an input error
+_SUBJECT_PREFIX = re.compile(r"^subject '([^']*)': ")
 
 
 def pending_subjects(data: Sequence[Mapping[str, Any]], quantifier: QuantifyDixond, resume: bool | str = True
@@ -126,13 +128,17 @@ def _cause(err: BaseException) -> tuple[str, str, str]:
         e = e.__cause__ or e.__context__
     found = next((c for c in reversed(chain) if isinstance(c, DixonInputError)), None)
     if found is not None:
-        return getattr(found, "subject", "") or "", found.file or "", str(found)
-    last = chain[-1]
-    text = str(last).strip().splitlines()
-    # from a worker process only the formatted traceback comes back: its last line is the problem
-    problem = text[-1] if text else type(last).__name__
-    subject = re.search(r"subject '([^']+)'", str(last))
-    return (subject.group(1) if subject else ""), "", f"{type(last).__name__}: {problem}"
+        subject = getattr(found, "subject", "") or ""
+        return subject, found.file or "", _SUBJECT_PREFIX.sub("", str(found), count=1)
+    # from a loader worker only the formatted traceback comes back, as text: its input error line is the problem
+    text = "\n".join(str(c) for c in chain)
+    lines = re.findall(r"^(?:\S+\.)?(\w+(?:Error|Exception)): (.+)$", text, re.M)
+    kind, problem = next(((k, m) for k, m in reversed(lines) if k == "DixonInputError"),
+                         lines[-1] if lines else (type(chain[-1]).__name__, (text.strip().splitlines() or [""])[-1]))
+    subject = _SUBJECT_PREFIX.match(problem)
+    if subject:
+        return subject.group(1), "", problem[subject.end():]
+    return "", "", f"{kind}: {problem}"
 
 
 class IsolatingLoader(Iterable):

@@ -139,7 +139,11 @@ class LoadDixond(MapTransform):
             scan = load_dixon(entry, min_shape_mm=self.min_fov_mm, segmentation_only=True,
                               trust_voxel_grid=self.trust_voxel_grid)
         except DixonInputError as err:
-            err.subject = str(entry.get("subject") or "")  # for the cohort's failures table
+            # named for the cohort's failures table and log, also when the error comes back from a loader worker
+            # as text
+            err.subject = str(entry.get("subject") or "")
+            if err.subject and err.args and not str(err.args[0]).startswith("subject "):
+                err.args = (f"subject {err.subject!r}: {err.args[0]}", *err.args[1:])
             raise
         d["subject"] = scan.subject
         if scan.dixon_set != "inphase_only":
