@@ -1,4 +1,4 @@
-"""Figure and tables of the anatomy-complete phantom against the real samples (docs/phantom.md).
+"""Figure and tables of the anatomy-complete phantom against the real samples (docs/guides/phantom.md).
 
 Writes ``phantom_complete_vs_real.png``: axial slices at L2, L3, L4 and the upper sacrum (pelvis) of the default
 phantom, the anatomy-complete phantom (in-phase with target contours, and its tissue-id map) and a real scan at the

@@ -24,7 +24,7 @@ def subject(out_dir: str, seed: int = 0, geometry: str = "reference", spacing: t
             snr: float = 30.0, bias: float = 1.0, overwrite: bool = False, texture: str = "smooth",
             anatomy: str = "default") -> dict:
     """Generate one subject and write its NIfTI files under ``out_dir/sub-<seed>/``; prints its ground truth.
-    ``anatomy="complete"`` also writes the tissue-id and vertebral label maps (see docs/phantom.md)."""
+    ``anatomy="complete"`` also writes the tissue-id and vertebral label maps (see docs/guides/phantom.md)."""
     kw = dict(orientation=orientation, coverage=coverage, swap=swap, ff_scale=ff_scale, snr=snr, bias=bias)
     acq = Acquisition.from_spacing(tuple(spacing), **kw) if spacing else Acquisition.preset(geometry, **kw)
     subj = generate_subject(seed, acq, texture=texture, anatomy=anatomy)

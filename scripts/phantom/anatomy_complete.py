@@ -40,13 +40,16 @@ _PSOAS_LEVEL = ("T12", "T12", "L1", "L1", "L2", "L3", "L4", "L5")
 def psoas_keyframes(sizes: dict[str, tuple[float, float]]) -> dict:
     """Psoas cross-sections (``_Builder.shape`` arguments, right side) for the subject's vertebral bodies.
 
-    Above the sacrum the centre sits 0.65 semi-axis lateral of the body's side (``sizes`` -> body semi-axes, mm),
-    so the body cuts a groove in its medial side. Semi-axes grow from ~3 mm at T12/L1 (0.3 cm^2) to 15-20 mm at L5
-    (~10 cm^2); below S1 the muscle moves antero-laterally towards the iliacus as in the default anatomy.
+    Above the sacrum the centre sits 0.65 (T12-L3) to 1.1 (L5) semi-axis lateral of the body's side (``sizes`` ->
+    body semi-axes, mm), so the body cuts a groove in its medial side. Semi-axes grow from ~3 mm at T12/L1
+    (0.3 cm^2) to 15-20 mm at L5 (~10 cm^2); below S1 the muscle moves antero-laterally towards the iliacus as in
+    the default anatomy.
     """
     a = [2.5, 4, 5.5, 7, 9.5, 12, 14, 15.5, 16, 16.5, 17.5, 16, 15]
     b = [3, 4.5, 6.5, 9, 12.5, 16, 18.5, 20, 19, 16.5, 15, 14, 13]
-    cx = [sizes[lv][0] + 0.65 * ai for lv, ai in zip(_PSOAS_LEVEL, a)] + [45, 55, 66, 72, 76]
+    # deep in the groove up to L3, leaving it antero-laterally at L4-L5 (the lateral offsets of the real sample)
+    lateral = [0.65, 0.65, 0.65, 0.65, 0.65, 0.7, 0.85, 1.1]
+    cx = [sizes[lv][0] + f * ai for lv, f, ai in zip(_PSOAS_LEVEL, lateral, a)] + [50, 58, 66, 72, 76]
     # just in front of the transverse processes (whose anterior surface lies ~5 mm behind the body's back wall)
     cy = [-6, -6, -6, -5, -4, -4, -3, 1, 14, 26, 39, 45, 46]
     theta = [0.3, 0.3, 0.3, 0.2, 0.2, 0.17, 0.17, 0.17, 0.3, 0.35, 0.35, 0.35, 0.35]

@@ -3,14 +3,15 @@
 Keyframes are spine-relative as in ``anatomy`` (``z_rel`` mm above the L5/S1 disc for a 36-mm level; x mm from the
 midline, mirrored per side, so left structures lie at negative RAS x; y mm from the vertebral-body centre or, below
 S1, from the S1 position). Positions and sizes per level follow textbook cross-sectional anatomy and the real CHAOS
-and MuscleMap samples in ``shared/real-samples`` (see docs/phantom.md, "Anatomy-complete phantom"):
+and MuscleMap samples in ``shared/real-samples`` (see docs/guides/phantom.md, "Anatomy-complete phantom"):
 
 - body wall: skin, subcutaneous fat, then the muscle sheets, each a band a few mm thick following the body contour:
   rectus abdominis beside the linea alba, external oblique, internal oblique and transversus abdominis laterally
   (separated by thin fat planes, ending in tapering aponeuroses), latissimus dorsi posterolaterally above L4 and
   serratus posterior inferior under it at T11-L2;
 - viscera: bowel loops (wall, fluid, gas or fat-containing content) separated by mesenteric fat, in front of the
-  retroperitoneum; ascending and descending colon in the flanks with mottled stool and gas; kidneys (T12-L3, the right one lower) in perirenal fat with renal-sinus fat at the hilum; the
+  retroperitoneum; ascending and descending colon in the flanks with mottled stool and gas; kidneys (T12-L3, the
+  right one lower) in perirenal fat with renal-sinus fat at the hilum; the
   liver tip (right) and spleen tip (left) at the upper levels;
 - the 11th and 12th ribs in the posterolateral wall at the upper levels;
 - vessels: aorta left-anterior of the bodies down to its bifurcation at L4, common iliac arteries, IVC right-anterior
@@ -93,7 +94,7 @@ def _bowel_fill(anat: SubjectAnatomy, canvas: TissueCanvas, rng: np.random.Gener
         front = yy - anat.y_ref(zz) - 10.0 + 0.5 * np.clip(np.abs(xx) - 55.0, 0, 60)
         zrel = (zz - anat.offset_mm[2]) / anat.height_factor
         region = np.clip(front / 12.0, 0, 1) * np.clip((zrel + 80.0) / 20.0, 0, 1)
-        m = region / (1.0 + np.exp(-(bulk.sample_bbox(sl) - (vis - 0.7)) / 0.25))
+        m = region / (1.0 + np.exp(-(bulk.sample_bbox(sl) - (vis - 1.0)) / 0.25))
         lp = np.abs(loops.sample_bbox(sl))
         m = m * np.clip((lp - 0.08) / 0.08, 0, 1)  # mesenteric fat along the loops' zero level set
         inner = np.clip((lp - 0.32) / 0.1, 0, 1)  # content inside a ~2-3 mm wall

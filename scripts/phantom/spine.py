@@ -111,9 +111,11 @@ def draw_pelvis_bones(anat: SubjectAnatomy, B: _Builder, canvas: TissueCanvas,
     marrow = Tissue("marrow", 0.70, anat.marrow_ff)
     iliac, femoral, sac = tissue_id("iliac_bone"), tissue_id("femoral_head"), tissue_id("sacrum")
     for side in ("left", "right"):
+        # the default anatomy's wing
         wing = B.shape([50, 38, 20, 0, -30, -60, -85, -105], [86, 88, 88, 86, 84, 82, 84, 88],
-                       [-22, -20, -18, -14, -6, 2, 10, 16], [20, 36, 44, 46, 40, 30, 22, 20], [3, 4, 4.5, 5, 6, 9, 14, 16],
-                       [0.55, 0.58, 0.62, 0.66, 0.75, 0.9, 1.1, 1.2], side=side, jitter=0.03)
+                       [-22, -20, -18, -14, -6, 2, 10, 16], [20, 36, 44, 46, 40, 30, 22, 20],
+                       [3, 4, 4.5, 5, 6, 9, 14, 16], [0.55, 0.58, 0.62, 0.66, 0.75, 0.9, 1.1, 1.2], side=side,
+                       jitter=0.03)
         canvas.draw_id(_bone(f"iliac_wing_{side}", wing, marrow), iliac)
         r = 23.0 * anat.width_factor
         t = np.array([-1, -0.9, -0.6, 0, 0.6, 0.9, 1])

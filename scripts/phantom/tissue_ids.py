@@ -11,7 +11,7 @@ vertebral label map (``<subject>_vertebrae.nii.gz``) with DESIGN.md's values 9-1
 - unlabelled structures use 15 and above; paired ones have a left and a right id (left = patient left, negative
   RAS x).
 
-The table is repeated in docs/phantom.md ("Anatomy-complete phantom"); change both together.
+The table is repeated in docs/guides/phantom.md ("Anatomy-complete phantom"); change both together.
 """
 
 from __future__ import annotations
