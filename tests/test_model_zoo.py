@@ -4,6 +4,9 @@ them (initialize -> check_properties -> run -> finalize), and ``monai.bundle.loa
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import nibabel as nib
@@ -13,11 +16,12 @@ import pytest
 import torch
 from monai.bundle import ConfigWorkflow, load
 
+from scripts.make_zoo_release import BUNDLE_NAME
 from scripts.phantom import generate_cohort
 from tests.conftest import BUNDLE_ROOT
 
 CONFIGS = BUNDLE_ROOT / "configs"
-ZOO_NAME = "lumbar_dixon_muscle_fat_segmentation"
+ZOO_NAME = BUNDLE_NAME  # the one name of the bundle in the zoo (scripts.make_zoo_release)
 # what a model-zoo folder of this bundle holds (no data, no outputs, no virtual environments)
 BUNDLE_CONTENT = ("configs", "models", "scripts", "resources", "docs", "LICENSE", "large_files.yml")
 
@@ -96,3 +100,36 @@ def test_monai_bundle_load_of_the_torchscript_module_carries_the_configs(zoo_fol
     x = torch.rand(1, 1, 64, 64, 32)
     with torch.no_grad():
         assert ts(x).shape == (1, 9, 64, 64, 32)
+
+
+LOAD_ELSEWHERE = """
+import sys, warnings
+warnings.filterwarnings("ignore")
+from monai.bundle import ConfigWorkflow, load
+zoo, name = sys.argv[1], sys.argv[2]
+for workflow_type in ("inference", "train"):
+    net = load(name, bundle_dir=zoo, workflow_type=workflow_type, source="github", device="cpu", progress=False)
+    print(workflow_type, "load", type(net).__name__)
+root = f"{zoo}/{name}"
+for workflow_type, files in (("infer", ["inference.json"]), ("train", ["train.json"]),
+                             ("train", ["train.json", "evaluate.json"])):
+    wf = ConfigWorkflow(workflow_type=workflow_type, config_file=[f"{root}/configs/{f}" for f in files],
+                        bundle_root=root, output_dir=f"{zoo}/out")
+    wf.initialize()
+    missing = wf.check_properties()
+    print(workflow_type, files[-1], "check_properties", missing)
+    assert missing == [], missing
+    wf.finalize()
+print("bundle on sys.path:", any(p.rstrip("/").endswith(name) for p in sys.path))
+"""
+
+
+def test_load_and_check_properties_from_another_folder_with_no_data(zoo_folder, tmp_path):
+    """As a user elsewhere would: a fresh interpreter, another working directory, no PYTHONPATH, no data anywhere
+    (dataset_dir points nowhere); monai.bundle.load and ConfigWorkflow(...).check_properties() must work."""
+    env = {k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"}
+    res = subprocess.run([sys.executable, "-c", textwrap.dedent(LOAD_ELSEWHERE), str(zoo_folder), ZOO_NAME],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    assert res.stdout.count("load UNet") == 2 and res.stdout.count("check_properties []") == 3
+    assert not (zoo_folder / ZOO_NAME / "sample_data").exists()

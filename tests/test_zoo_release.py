@@ -33,7 +33,10 @@ def zoo_repo(shared_dir, tmp_path_factory) -> Path:
     # publishing = putting the weights where the urls point
     shutil.copytree(paths["weights"], published)
     repo = base / "model-zoo"
-    shutil.copytree(shared_dir / "monai" / "model-zoo-ci" / "ci", repo / "ci")
+    zoo_ci = shared_dir / "monai" / "model-zoo-ci"
+    shutil.copytree(zoo_ci / "ci", repo / "ci")
+    for name in ("setup.cfg", "pyproject.toml"):  # the zoo's flake8/isort and black settings
+        shutil.copy2(zoo_ci / name, repo / name)
     shutil.copytree(paths["unit_tests"], repo / "ci" / "unit_tests", dirs_exist_ok=True)
     shutil.copytree(paths["bundle"], repo / "models" / BUNDLE_NAME)
     (repo / "models" / "model_info.json").write_text("{}\n")
@@ -64,6 +67,14 @@ def test_release_holds_what_the_zoo_takes_and_nothing_else(zoo_repo):
     names = zipfile.ZipFile(archive).namelist()
     assert all(n.startswith(f"{BUNDLE_NAME}/") for n in names)
     assert not [n for n in names if "/tests/" in n or "/.ci/" in n or "requirements" in n or "pytest.ini" in n]
+
+
+@pytest.mark.parametrize("check", [["black", "--check"], ["isort", "--check-only", "--diff"], ["flake8"]],
+                         ids=["black", "isort", "flake8"])
+def test_release_passes_the_zoo_code_format_checks(zoo_repo, check):
+    # as the zoo's code-format workflow runs them, from its repository root with its setup.cfg / pyproject.toml
+    res = _zoo_ci(zoo_repo, "-m", *check, f"models/{BUNDLE_NAME}")
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
 
 
 def test_verify_bundle_min_downloads_the_weights_and_passes(zoo_repo):
