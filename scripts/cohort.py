@@ -72,8 +72,13 @@ def pending_subjects(data: Sequence[Mapping[str, Any]], quantifier: QuantifyDixo
     return todo
 
 
-class CohortFailures(RuntimeError):
-    """Raised at the end of a cohort run in which some subjects failed; the message is the summary."""
+class CohortFailures(SystemExit):
+    """Raised at the end of a cohort run in which some subjects failed; the message is the summary.
+
+    A ``SystemExit``: Python prints the summary as the last lines of the output and exits with status 1, with no
+    traceback and no wrapping by MONAI's config expressions (they re-raise only ``Exception``). Callers in Python
+    catch it by name.
+    """
 
 
 class FailureLog:

@@ -487,9 +487,9 @@ class MarkDoned(MapTransform):
     """Finish a subject once every output is written: its ``<subject>_done.json`` marker, cohort rows and folder.
 
     Put it last in the postprocessing, after the saver. With a staging :class:`QuantifyDixond` (inference.json),
-    the subject's files are in ``output_dir/.staging/<subject>/``: the marker is written there, the cohort rows are
-    added, and the folder then replaces ``output_dir/<subject>/`` (:func:`scripts.atomic_io.publish_folder`), so a
-    failed or killed run leaves the earlier results as they were. Without staging, the marker is written in place.
+    the subject's files are in ``output_dir/.staging/<subject>/``: the cohort rows are added, the folder replaces
+    ``output_dir/<subject>/`` (:func:`scripts.atomic_io.publish_folder`), and the marker is written last, so a
+    failed or killed run leaves the earlier results as they were. Without staging, only the marker is written.
     A run killed before this step leaves no marker, so a resumed run redoes that subject. The marker holds the run
     manifest of :meth:`QuantifyDixond.manifest`, which :func:`scripts.cohort.pending_subjects` compares to skip
     subjects already finished by the same run. Entries without a manifest (segmentation only) get no marker.
@@ -511,19 +511,20 @@ class MarkDoned(MapTransform):
         manifest = d.pop(MANIFEST_KEY, None)
         rows = d.pop(ROWS_KEY, None)
         subject = str(manifest["subject"] if manifest is not None else d.get("subject", ""))
-        staged = self.output_dir / STAGING_DIR / subject if subject else None
-        target = staged if staged is not None and staged.is_dir() else self.output_dir / subject
-        if manifest is not None:
-            atomic_write_text(target / f"{subject}{DONE_SUFFIX}", json.dumps(manifest, indent=2) + "\n",
-                              overwrite=True)
+        if not subject:
+            return d
+        # order: cohort rows, folder, marker. A run killed between two steps leaves no marker in the results
+        # folder, so the subject is redone and its rows replaced; a marker never stands beside unfinished results
         if rows is not None:
-            # rows first: a run killed between the two steps leaves no marker in the results folder, so the
-            # subject is redone and its rows replaced, never kept without its folder
             self.cohort.add(rows, subject=subject)
-        if target == staged:
+        staged = self.output_dir / STAGING_DIR / subject
+        if staged.is_dir():
             publish_folder(staged, self.output_dir / subject)
             try:
                 staged.parent.rmdir()  # only when empty: another process may be staging its own subject
             except OSError:
                 pass
+        if manifest is not None:
+            atomic_write_text(self.output_dir / subject / f"{subject}{DONE_SUFFIX}",
+                              json.dumps(manifest, indent=2) + "\n", overwrite=True)
         return d

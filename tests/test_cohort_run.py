@@ -167,3 +167,26 @@ def test_requantify_reproduces_the_run_and_applies_other_settings(one_process, t
     assert (p.n_voxels >= old.n_voxels).all()
     with pytest.raises(FileExistsError):
         run(str(one_process), str(plain))  # other content: refused
+
+
+def test_one_bad_subject_fails_alone_with_a_summary_at_the_end(cohort, one_process, tmp_path):
+    # failed check 5: one bad subject stopped the cohort run; later subjects were never processed
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(cohort, data)
+    victim = sorted((data / "sub-0002").glob("*_fat.nii.gz"))[0]
+    victim.write_bytes(b"\x1f\x8b not really gzip")
+    out = tmp_path / "eval"
+    res = subprocess.run(_cmd(data, out), cwd=BUNDLE_ROOT, capture_output=True, text=True, timeout=900, env=ENV)
+    assert res.returncode != 0
+    tail = "\n".join(res.stderr.strip().splitlines()[-4:])
+    assert "1 of 4 subject(s) failed" in tail and "sub-0002" in tail, tail
+    failures = pd.read_csv(out / "cohort_failures.csv")
+    assert failures.subject.tolist() == ["sub-0002"] and victim.name in failures.file[0]
+    assert sorted(_table(out).subject.unique()) == ["sub-0001", "sub-0003", "sub-0004"]
+    ok = _table(out)
+    pd.testing.assert_frame_equal(ok.reset_index(drop=True),
+                                  _table(one_process)[_table(one_process).subject != "sub-0002"].reset_index(drop=True))
+    # nothing of the run's machinery is left in the folder
+    assert not list(out.rglob("*.lock")) and not (out / ".staging").exists()
