@@ -91,6 +91,12 @@ def test_tissue_and_vertebral_maps_agree_with_labels(subj):
     assert np.array_equal(ver, np.where((tis >= 9) & (tis <= 14), tis, 0))
 
 
+def test_target_ff_is_reached_as_in_the_default_anatomy(subj):
+    t = subj.truth[subj.truth.side != "mean"]
+    assert (t.n_voxels > 0).all()
+    np.testing.assert_allclose(t.ff_true_pct, t.ff_target_pct, atol=0.05)
+
+
 def test_every_new_structure_is_present(subj):
     present = set(np.unique(subj.images["tissue"]).tolist())
     names = [f"{s}_{side}" for s in NEW_STRUCTURES for side in ("left", "right")] + list(SINGLE_STRUCTURES)

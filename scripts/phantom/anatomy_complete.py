@@ -41,8 +41,8 @@ def psoas_keyframes(sizes: dict[str, tuple[float, float]]) -> dict:
     """Psoas cross-sections (``_Builder.shape`` arguments, right side) for the subject's vertebral bodies.
 
     Above the sacrum the centre sits 0.65 (T12-L3) to 1.1 (L5) semi-axis lateral of the body's side (``sizes`` ->
-    body semi-axes, mm), so the body cuts a groove in its medial side. Semi-axes grow from ~3 mm at T12/L1
-    (0.3 cm^2) to 15-20 mm at L5 (~10 cm^2); below S1 the muscle moves antero-laterally towards the iliacus as in
+    body semi-axes, mm), so the body cuts a groove in its medial side. Semi-axes grow from 2.5-3 mm in the middle
+    of T12 (0.24 cm^2) to 15.5 x 20 mm at L5 (~10 cm^2); below S1 the muscle moves antero-laterally towards the iliacus as in
     the default anatomy.
     """
     a = [2.5, 4, 5.5, 7, 9.5, 12, 14, 15.5, 16, 16.5, 17.5, 16, 15]
