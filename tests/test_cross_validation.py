@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from scripts.cross_validation import draw_splits, run
 from scripts.phantom import generate_cohort
@@ -68,7 +69,8 @@ def test_report_tables_hold_numbers_in_valid_ranges(study):
     assert ma.dice.mean() > 0.4  # two atlases on 6.8 mm phantoms still find the muscles
     seg = pd.read_csv(out / "report" / "segmentation_table.csv")
     assert set(seg.metric) == {"dice", "rvd", "hd_mm", "hd95_mm"} and len(seg) == 2 * 16
-    assert seg.p_wilcoxon.dropna().between(0, 1).all() and (seg.p_holm.dropna() >= seg.p_wilcoxon.dropna()).all()
+    assert seg.p_wilcoxon_subjects.dropna().between(0, 1).all()
+    assert (seg.p_holm_subjects.dropna() >= seg.p_wilcoxon_subjects.dropna()).all()
     # the bundle's border rule only leaves out voxels above its FF threshold, so it can only lower a label's mean
     both = metrics[["ff_method_pct", "ff_method_trim_pct"]].dropna()
     assert len(both) and (both.ff_method_trim_pct <= both.ff_method_pct + 1e-6).all()
@@ -154,7 +156,7 @@ def test_compare_studies_pairs_the_shared_splits_and_refuses_other_splits(tmp_pa
     expected = np.mean([0.80 + 0.01 * j for j in range(10)])  # split 2 (sub-10..14) is not shared: left out
     assert dice.n == 10 and np.isclose(dice["in-phase_mean"], expected)
     assert np.isclose(dice["water+fat_mean"] - dice["in-phase_mean"], 0.01 * (1 + 4.5 / 20))
-    assert np.isclose(dice.p_wilcoxon, 2 / 1024)  # 10 pairs, all one way, no ties: exact two-sided p
+    assert np.isclose(dice.p_wilcoxon_subjects, 2 / 1024)  # 10 distinct subjects, all one way, no ties: exact p
     assert dice.better == "water+fat"
     ff = pd.read_csv(tmp_path / "cmp" / "ff_agreement.csv").set_index("method")
     assert np.isclose(ff.loc["in-phase", "bias_pp"], 0.0) and np.isclose(ff.loc["water+fat", "bias_pp"], 0.1)
@@ -282,3 +284,30 @@ def test_a_bad_pretrained_checkpoint_is_named(tmp_path):
     (tmp_path / "notes.pt").write_text("not a checkpoint")
     with pytest.raises(ValueError, match="notes.pt: not a PyTorch state_dict"):
         pretrained_record(tmp_path / "notes.pt")
+
+
+def test_comparison_table_tests_distinct_subjects_and_splits():
+    """A subject tested in two splits counts once (its mean); the split-level test is the corrected t-test."""
+    from scripts.agreement import paired_wilcoxon
+    from scripts.cv_report import comparison_table
+    from scripts.labels import MUSCLES
+
+    tests = {0: ["s0", "s1", "s2"], 1: ["s0", "s3", "s4"], 2: ["s5", "s6", "s7"]}
+    diffs = {("0", "s0"): 0.02, ("0", "s1"): 0.03, ("0", "s2"): 0.05, ("1", "s0"): 0.06, ("1", "s3"): 0.01,
+             ("1", "s4"): 0.04, ("2", "s5"): 0.07, ("2", "s6"): 0.08, ("2", "s7"): 0.09}
+    rows = []
+    for split, subjects in tests.items():
+        for s in subjects:
+            for muscle in MUSCLES:
+                rows.append(dict(split=split, subject=s, method="b", muscle=muscle, side="mean", dice=0.8))
+                rows.append(dict(split=split, subject=s, method="a", muscle=muscle, side="mean",
+                                 dice=0.8 + diffs[(str(split), s)]))
+    table = comparison_table(pd.DataFrame(rows), "a", "b", columns=("dice",), n_train=5, n_test=3)
+    row = table[table.muscle == MUSCLES[0]].iloc[0]
+    subject_diff = [0.04, 0.03, 0.05, 0.01, 0.04, 0.07, 0.08, 0.09]  # s0: (0.02 + 0.06) / 2
+    assert row.n == 9 and row.n_subjects == 8 and np.isclose(row.diff_mean, np.mean(subject_diff))
+    assert np.isclose(row.p_wilcoxon_subjects, paired_wilcoxon(np.array(subject_diff), np.zeros(8)).p)
+    split_diff = np.array([0.1 / 3, 0.11 / 3, 0.24 / 3])
+    t = split_diff.mean() / np.sqrt((1 / 3 + 3 / 5) * split_diff.var(ddof=1))
+    assert np.isclose(row.p_crt, 2 * stats.t.sf(t, 2))
+    assert np.isclose(row.p_crt_holm, min(1.0, 4 * row.p_crt))  # four identical tests, one per muscle
