@@ -254,8 +254,10 @@ def _markdown_ff_muscle(ff: pd.DataFrame, name: Callable[[str], str]) -> list[st
              "identity R² | CCC | bias (pp) [95 % CI], p | repeated-measures 95 % LoA (pp) | "
              "proportional bias: slope of difference on mean, p |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     order = {"both": 0, "left": 1, "right": 2}
-    ff = ff.assign(_o=ff.side.map(order), _all=ff.muscle.eq("all")).sort_values(
-        ["method", "ff_rule", "_all", "_o"], kind="stable")
+    # the given method and rule order, each muscle's both-sides row before its side rows, the pooled row last
+    first = {key: i for i, key in enumerate(dict.fromkeys(zip(ff.method, ff.ff_rule)))}
+    ff = ff.assign(_g=[first[k] for k in zip(ff.method, ff.ff_rule)], _o=ff.side.map(order),
+                   _all=ff.muscle.eq("all")).sort_values(["_g", "_all", "_o"], kind="stable")
     for _, r in ff.iterrows():
         if "slope" not in r or not np.isfinite(r.get("slope", np.nan)):
             continue
@@ -306,18 +308,20 @@ def _unet_start(settings: Mapping[str, Any]) -> str:
     return f"fine-tuned from `{Path(pre['path']).name}` (sha256 {pre['sha256'][:12]}...)"
 
 
-def write_report(out_dir: str | Path, metrics: pd.DataFrame, settings: Mapping[str, Any]) -> Path:
+def write_report(out_dir: str | Path, metrics: pd.DataFrame, settings: Mapping[str, Any],
+                 report_dir: str | Path | None = None) -> Path:
     """Write ``<out_dir>/report/report.md`` with its tables and figures; returns the report path.
 
     A report already written from exactly these metrics and settings by this report format is left untouched (its
     marker records their SHA-256), so resuming a finished study writes nothing.
 
     Args:
-        out_dir: the study folder.
+        out_dir: the study folder (its ``splits.json`` gives the set sizes of the corrected resampled t-test).
         metrics: the long metric table of all splits.
         settings: the study settings (written into the report).
+        report_dir: where the report goes instead of ``<out_dir>/report``.
     """
-    rdir = Path(out_dir) / "report"
+    rdir = Path(report_dir) if report_dir is not None else Path(out_dir) / "report"
     report_path = rdir / "report.md"
     marker = rdir / ".done.json"
     digest = _digest(metrics, settings)
@@ -495,3 +499,31 @@ def compare_studies(study: str | Path, baseline: str | Path, out_dir: str | Path
     report = out / "report.md"
     atomic_write_text(report, "\n".join(lines) + "\n", overwrite=True)
     return report
+
+
+def report_from_tables(study: str | Path, report_dir: str | Path | None = None) -> str:
+    """Rewrite a finished study's report from its committed tables alone (no scans, no models needed).
+
+    Args:
+        study: a folder with ``metrics_all.csv``, ``settings.json`` and ``splits.json`` (a study folder, or a copy
+            such as ``docs/studies/validation``).
+        report_dir: where the report goes; default ``<study>/report``. Pass the study folder itself to refresh a
+            copied report in place.
+
+    Example:
+        ``python -m scripts.cv_report --study docs/studies/validation --report_dir docs/studies/validation``
+    """
+    study = Path(study)
+    metrics = pd.read_csv(study / "metrics_all.csv", dtype={"subject": str})
+    settings = json.loads((study / "settings.json").read_text())
+    path = write_report(study, metrics, settings, report_dir=report_dir)
+    # the resume marker belongs to a study's own report folder, not to a refreshed copy
+    if report_dir is not None:
+        (Path(report_dir) / ".done.json").unlink(missing_ok=True)
+    return str(path)
+
+
+if __name__ == "__main__":
+    import fire
+
+    fire.Fire(report_from_tables)
