@@ -23,7 +23,7 @@ import pandas as pd
 
 from .atomic_io import atomic_write_text
 from .group_comparison import (ACTIVITY_ORDER, activity_comparison, cohort_frame, covariate_regression,
-                               paper_table, sex_comparison)
+                               holm_across_table, paper_table, sex_comparison)
 from .labels import MUSCLES
 from .normative import build_reference as _build_reference
 from .normative import fit_age_centiles, save_reference
@@ -149,14 +149,15 @@ def compare_groups(cohort_table: str, participants: str, out_dir: str, side: str
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     df = cohort_frame(cohort_table, participants)
-    sex = sex_comparison(df, side)
     omni, pairs = activity_comparison(df, side)
+    sex, omni = holm_across_table(sex_comparison(df, side), omni)
     reg = covariate_regression(df, side)
     reg_log = covariate_regression(df, side, log_ff=True)
     table = paper_table(df, side)
     n = df[df.side == side].subject.nunique()
     text = (f"# FF by group ({side} side), n = {n}\n\nMedian (Q1-Q3) FF in percent; p: Mann-Whitney U (sex), "
-            f"Kruskal-Wallis (activity).\n\n{table}")
+            "Kruskal-Wallis (activity); in parentheses Holm-adjusted over the table's sex and activity tests."
+            f"\n\n{table}")
     for name, frame in (("sex_tests.csv", sex), ("activity_tests.csv", omni), ("activity_pairwise.csv", pairs),
                         ("regression.csv", reg), ("regression_log.csv", reg_log)):
         atomic_write_text(out / name, frame.to_csv(index=False), overwrite=overwrite)

@@ -3,8 +3,9 @@
 Per muscle (the L/R mean by default): Mann-Whitney U between the sexes, Kruskal-Wallis across activity levels
 with pairwise Mann-Whitney post-hoc tests (Holm-adjusted within each muscle), and an ordinary least-squares
 model of FF on age, sex, activity and BMI (an ANCOVA with activity as an ordinal step). Effect sizes: the
-rank-biserial correlation (Mann-Whitney), epsilon squared (Kruskal-Wallis) and the regression coefficients with
-95 % confidence intervals. All tests are two-sided.
+rank-biserial correlation (Mann-Whitney), epsilon squared and eta squared (Kruskal-Wallis) and the regression
+coefficients with 95 % confidence intervals. All tests are two-sided; the sex and activity tests of all muscles form
+one family for a Holm adjustment (:func:`holm_across_table`).
 
 Input: the long table that :func:`cohort_frame` makes from the run's ``cohort_ff_table.csv`` and a BIDS
 ``participants.tsv`` (participant_id, sex ``M``/``F``, age in years, activity level, optional bmi).
@@ -25,7 +26,7 @@ from .agreement import holm_correction
 from .labels import MUSCLES
 
 __all__ = ["ACTIVITY_ORDER", "cohort_frame", "sex_comparison", "activity_comparison", "covariate_regression",
-           "paper_table", "RegressionFit", "ols"]
+           "paper_table", "RegressionFit", "ols", "kruskal_effect_sizes", "holm_across_table", "refresh_group_tests"]
 
 #: the GPPAQ-style activity levels, least to most active (the phantom's and the authors' code's classes)
 ACTIVITY_ORDER: tuple[str, ...] = ("inactive", "moderately_inactive", "moderately_active", "active")
@@ -101,6 +102,49 @@ def sex_comparison(df: pd.DataFrame, side: str = "mean", groups: tuple[str, str]
     return pd.DataFrame(rows)
 
 
+def kruskal_effect_sizes(h: float, n: int, k: int) -> dict[str, float]:
+    """Effect sizes of a Kruskal-Wallis H from n observations in k groups (Tomczak & Tomczak 2014).
+
+    ``epsilon2 = H / ((n^2 - 1) / (n + 1)) = H / (n - 1)`` (epsilon squared) and ``eta2_H = (H - k + 1) / (n - k)``
+    (eta squared based on H). They are different quantities; before 0.13 this module called the second one epsilon2.
+    """
+    return {"epsilon2": h / ((n**2 - 1) / (n + 1)) if n > 1 else np.nan,
+            "eta2_H": (h - k + 1) / (n - k) if n > k else np.nan}
+
+
+def holm_across_table(sex: pd.DataFrame, omnibus: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Holm adjustment over the whole group table: every muscle's sex test and activity test form one family.
+
+    Returns copies of both tables with a ``p_holm_table`` column (NaN p-values stay NaN and do not count).
+    """
+    p = np.concatenate([sex.p.to_numpy(dtype=float), omnibus.p.to_numpy(dtype=float)])
+    adjusted = holm_correction(p)
+    return sex.assign(p_holm_table=adjusted[:len(sex)]), omnibus.assign(p_holm_table=adjusted[len(sex):])
+
+
+def refresh_group_tests(groups_dir: str | os.PathLike[str]) -> str:
+    """Recompute the effect sizes and the table-wide Holm p of a finished group comparison from its CSVs alone.
+
+    Rewrites ``activity_tests.csv`` (``epsilon2`` as H / (n - 1), ``eta2_H``; n and k from its ``n_<level>``
+    columns) and ``sex_tests.csv`` with ``p_holm_table``, for a study whose per-subject table is not at hand.
+
+    Example:
+        ``python -m scripts.group_comparison --groups_dir docs/studies/normative_reproduction/groups``
+    """
+    folder = os.fspath(groups_dir)
+    sex = pd.read_csv(os.path.join(folder, "sex_tests.csv"))
+    omni = pd.read_csv(os.path.join(folder, "activity_tests.csv"))
+    counts = omni[[c for c in omni.columns if c.startswith("n_")]]
+    sizes = [kruskal_effect_sizes(float(h), int(row.sum()), int((row > 0).sum()))
+             for h, (_, row) in zip(omni.H, counts.iterrows())]
+    omni = omni.assign(epsilon2=[s["epsilon2"] for s in sizes], eta2_H=[s["eta2_H"] for s in sizes])
+    sex, omni = holm_across_table(sex.drop(columns="p_holm_table", errors="ignore"),
+                                  omni.drop(columns="p_holm_table", errors="ignore"))
+    sex.to_csv(os.path.join(folder, "sex_tests.csv"), index=False)
+    omni.to_csv(os.path.join(folder, "activity_tests.csv"), index=False)
+    return folder
+
+
 def activity_comparison(df: pd.DataFrame, side: str = "mean", levels: Sequence[str] = ACTIVITY_ORDER
                         ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Kruskal-Wallis test of FF across activity levels per muscle, with pairwise post-hoc tests.
@@ -111,8 +155,8 @@ def activity_comparison(df: pd.DataFrame, side: str = "mean", levels: Sequence[s
         levels: activity levels in order; levels absent from the data are left out.
 
     Returns:
-        ``(omnibus, pairwise)``. ``omnibus``: per muscle, n/median/Q1/Q3 per level, ``H``, ``p`` and
-        ``epsilon2 = (H - k + 1) / (n - k)``. ``pairwise``: per muscle and pair of levels, Mann-Whitney ``U``,
+        ``(omnibus, pairwise)``. ``omnibus``: per muscle, n/median/Q1/Q3 per level, ``H``, ``p`` and the effect
+        sizes of :func:`kruskal_effect_sizes` (``epsilon2``, ``eta2_H``). ``pairwise``: per muscle and pair of levels, Mann-Whitney ``U``,
         ``p``, ``p_holm`` (Holm over the pairs of that muscle) and the rank-biserial correlation.
     """
     omni, pairs = [], []
@@ -127,10 +171,9 @@ def activity_comparison(df: pd.DataFrame, side: str = "mean", levels: Sequence[s
         if len(groups) >= 2:
             res = stats.kruskal(*groups)
             n, k = sum(len(g) for g in groups), len(groups)
-            row.update(H=float(res.statistic), p=float(res.pvalue),
-                       epsilon2=(float(res.statistic) - k + 1) / (n - k) if n > k else np.nan)
+            row.update(H=float(res.statistic), p=float(res.pvalue), **kruskal_effect_sizes(float(res.statistic), n, k))
         else:
-            row.update(H=np.nan, p=np.nan, epsilon2=np.nan)
+            row.update(H=np.nan, p=np.nan, epsilon2=np.nan, eta2_H=np.nan)
         omni.append(row)
         muscle_pairs = []
         for (la, xa), (lb, xb) in itertools.combinations(zip(present, groups), 2):
@@ -266,12 +309,11 @@ def paper_table(df: pd.DataFrame, side: str = "mean", levels: Sequence[str] = AC
         side: ``"mean"``, ``"left"`` or ``"right"``.
         levels: activity levels in order.
     """
-    sex = sex_comparison(df, side).set_index("muscle")
-    act, _ = activity_comparison(df, side, levels)
-    act = act.set_index("muscle")
+    sex, act = holm_across_table(sex_comparison(df, side), activity_comparison(df, side, levels)[0])
+    sex, act = sex.set_index("muscle"), act.set_index("muscle")
     present = [lv for lv in levels if f"median_{lv}" in act.columns]
-    head = ["muscle", "n", "all", "men", "women", "p (sex)"] + [lv.replace("_", " ") for lv in present] + \
-        ["p (activity)"]
+    head = ["muscle", "n", "all", "men", "women", "p (sex) (Holm)"] + [lv.replace("_", " ") for lv in present] + \
+        ["p (activity) (Holm)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for muscle in MUSCLES:
         x = _values(df, muscle, side).ff
@@ -280,10 +322,16 @@ def paper_table(df: pd.DataFrame, side: str = "mean", levels: Sequence[str] = AC
         for g in ("M", "F"):
             cell.append(f"{sex.at[muscle, f'median_{g}']:.1f} ({sex.at[muscle, f'q1_{g}']:.1f}-"
                         f"{sex.at[muscle, f'q3_{g}']:.1f})")
-        cell.append(_fmt_p(sex.at[muscle, "p"]))
+        cell.append(f"{_fmt_p(sex.at[muscle, 'p'])} ({_fmt_p(sex.at[muscle, 'p_holm_table'])})")
         for lv in present:
             cell.append(f"{act.at[muscle, f'median_{lv}']:.1f} ({act.at[muscle, f'q1_{lv}']:.1f}-"
                         f"{act.at[muscle, f'q3_{lv}']:.1f})")
-        cell.append(_fmt_p(act.at[muscle, "p"]))
+        cell.append(f"{_fmt_p(act.at[muscle, 'p'])} ({_fmt_p(act.at[muscle, 'p_holm_table'])})")
         lines.append("| " + " | ".join(cell) + " |")
     return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    import fire
+
+    fire.Fire(refresh_group_tests)

@@ -68,7 +68,9 @@ def test_activity_comparison_matches_scipy_and_adjusts_pairs_with_holm(frame):
     ref = stats.kruskal(*groups)
     row = omni.set_index("muscle").loc["iliacus"]
     assert row.H == pytest.approx(ref.statistic) and row.p == pytest.approx(ref.pvalue)
-    assert row.epsilon2 == pytest.approx((ref.statistic - 3) / (len(sub) - 4))
+    n = len(sub)
+    assert row.epsilon2 == pytest.approx(ref.statistic / ((n**2 - 1) / (n + 1)))  # epsilon squared
+    assert row.eta2_H == pytest.approx((ref.statistic - 3) / (n - 4))  # eta squared based on H
     ip = pairs[pairs.muscle == "iliacus"]
     assert len(ip) == 6
     p = np.sort(ip.p.to_numpy())
@@ -111,3 +113,34 @@ def test_paper_table_lists_every_muscle_with_median_iqr_and_p(frame):
     q1, med, q3 = np.percentile(sub, [25, 50, 75])
     assert f"{med:.1f} ({q1:.1f}-{q3:.1f})" in md
     assert "< 0.001" in md
+
+
+def test_kruskal_effect_sizes_known_answer():
+    from scripts.group_comparison import kruskal_effect_sizes
+
+    # groups (1, 2), (3, 4), (5, 6): ranks are the values, rank means 1.5, 3.5, 5.5 around 3.5
+    # H = 12 / (n (n + 1)) * sum n_i (rbar_i - rbar)^2 = 12 / 42 * (2 * 4 + 0 + 2 * 4) = 32 / 7
+    h = stats.kruskal([1, 2], [3, 4], [5, 6]).statistic
+    assert h == pytest.approx(32 / 7)
+    sizes = kruskal_effect_sizes(h, 6, 3)
+    assert sizes["epsilon2"] == pytest.approx((32 / 7) / 5) and sizes["eta2_H"] == pytest.approx((32 / 7 - 2) / 3)
+
+
+def test_holm_across_table_and_refresh_from_csvs(tmp_path):
+    from scripts.group_comparison import holm_across_table, refresh_group_tests
+
+    sex = pd.DataFrame({"muscle": ["a", "b"], "p": [0.01, 0.04]})
+    omni = pd.DataFrame({"muscle": ["a", "b"], "p": [0.03, 0.005], "H": [10.0, 20.0], "n_x": [5, 6], "n_y": [5, 0],
+                         "epsilon2": [9.9, 9.9]})
+    s2, o2 = holm_across_table(sex, omni)
+    # sorted 0.005, 0.01, 0.03, 0.04 -> 4 * 0.005, 3 * 0.01, max(0.03, 2 * 0.03), max(0.06, 0.04)
+    assert s2.p_holm_table.tolist() == pytest.approx([0.03, 0.06]) and o2.p_holm_table.tolist() == pytest.approx(
+        [0.06, 0.02])
+    sex.to_csv(tmp_path / "sex_tests.csv", index=False)
+    omni.to_csv(tmp_path / "activity_tests.csv", index=False)
+    refresh_group_tests(tmp_path)
+    back = pd.read_csv(tmp_path / "activity_tests.csv")
+    # row b: one level empty, so n = 6 in k = 1 present level: epsilon2 = 20 / 5
+    assert back.epsilon2.tolist() == pytest.approx([10 / 9, 20 / 5])
+    assert back.eta2_H.iloc[0] == pytest.approx((10 - 1) / 8)
+    assert "p_holm_table" in pd.read_csv(tmp_path / "sex_tests.csv").columns
