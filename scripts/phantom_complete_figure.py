@@ -76,7 +76,9 @@ def _show(ax, img2d: np.ndarray, spacing: tuple[float, float], centre: tuple[flo
     """Axial slice in radiological view (patient right on the left, anterior up), 360 x 280 mm around ``centre``."""
     nx, ny = img2d.shape
     ext = (0.0, nx * spacing[0], 0.0, ny * spacing[1])
-    kw = dict(cmap=cmap, interpolation="nearest") if cmap != "gray" else dict(cmap="gray", vmin=0, vmax=vmax)
+    # ids are shown modulo 20 on a fixed 20-colour map, so a colour means the same id group in every panel
+    kw = dict(cmap=cmap, interpolation="nearest", vmin=-0.5, vmax=19.5) if cmap != "gray" else dict(
+        cmap="gray", vmin=0, vmax=vmax)
     ax.imshow(img2d.T, origin="lower", extent=ext, **kw)
     if label2d is not None:
         xs = (np.arange(nx) + 0.5) * spacing[0]
@@ -115,7 +117,7 @@ def plot_levels(default: Volume, complete: Volume, real: Volume, out_png: str | 
         k = complete.slice_at(z)
         c = _centre(complete.label[:, :, k], complete.image[:, :, k], complete.spacing[:2])
         tis = complete.extra["tissue"][:, :, k]
-        _show(axs[i, 2], np.ma.masked_equal(tis % 20 + (tis > 0), 0), complete.spacing[:2], c,
+        _show(axs[i, 2], np.ma.masked_where(tis == 0, tis % 20), complete.spacing[:2], c,
               f"complete phantom: tissue ids, {name}", cmap=cmap)
         if name in CHAOS_SLICES:
             img = chaos_img[:, :, CHAOS_SLICES[name]]
