@@ -263,3 +263,18 @@ def test_septa_texture_reaches_targets_and_puts_bright_fat_inside_the_muscles():
     assert brightest_es_mf_relative_to_fat(smooth) < 0.5
     with pytest.raises(ValueError, match="texture"):
         generate_subject(11, TINY, texture="marbled")
+
+
+def test_writing_the_same_subject_again_is_a_no_op_and_other_content_is_refused(tmp_path):
+    # a documented command run twice (README and model card both show `phantom subject --out_dir one`) must not fail
+    from scripts.phantom.generate import write_subject
+
+    subj = generate_subject(7, Acquisition.preset("tiny"))
+    first = write_subject(subj, tmp_path)
+    mtimes = {k: (tmp_path / p).stat().st_mtime_ns for k, p in first.items()}
+    assert write_subject(subj, tmp_path) == first
+    assert {k: (tmp_path / p).stat().st_mtime_ns for k, p in first.items()} == mtimes
+    other = generate_subject(8, Acquisition.preset("tiny"))
+    other.subject_id = subj.subject_id
+    with pytest.raises(FileExistsError, match="other content"):
+        write_subject(other, tmp_path)

@@ -282,6 +282,18 @@ def generate_subject(seed: int, acquisition: Acquisition | None = None, particip
     return PhantomSubject(sid, images, out_affine, truth, p, acq, flags)
 
 
+def _same_on_disk(path: Path, subject: PhantomSubject, key: str) -> bool:
+    """Whether ``path`` holds exactly ``subject.images[key]`` on ``subject.affine`` (values, dtype, grid)."""
+    try:
+        img = nib.load(str(path))
+        data = np.asanyarray(img.dataobj)
+    except Exception:  # unreadable or truncated: not the same
+        return False
+    want = subject.images[key]
+    return data.shape == want.shape and data.dtype == want.dtype and np.allclose(img.affine, subject.affine) \
+        and np.array_equal(data, want)
+
+
 def write_subject(subject: PhantomSubject, out_dir: str | Path, write_ff_true: bool = True,
                   overwrite: bool = False) -> dict[str, str]:
     """Write a subject's NIfTI files to ``out_dir/<id>/<id>_<key>.nii.gz`` (atomically); the tissue and vertebrae
@@ -291,7 +303,8 @@ def write_subject(subject: PhantomSubject, out_dir: str | Path, write_ff_true: b
         key -> path relative to ``out_dir`` (the datalist entry).
 
     Raises:
-        FileExistsError: when a file exists and ``overwrite`` is False (earlier outputs are never replaced).
+        FileExistsError: when a file exists with other content and ``overwrite`` is False (earlier outputs are never
+            replaced); files that already hold exactly this subject are left as they are.
     """
     out_dir = Path(out_dir)
     sdir = out_dir / subject.subject_id
@@ -299,10 +312,14 @@ def write_subject(subject: PhantomSubject, out_dir: str | Path, write_ff_true: b
     keys = [k for k in IMAGE_KEYS if k in subject.images and (write_ff_true or k != "ff_true")]
     paths = {k: sdir / f"{subject.subject_id}_{IMAGE_KEYS[k]}.nii.gz" for k in keys}
     if not overwrite:
-        existing = [str(p) for p in paths.values() if p.exists()]
+        existing = [k for k, p in paths.items() if p.exists()]
+        if existing and len(existing) == len(keys) and all(_same_on_disk(paths[k], subject, k) for k in keys):
+            # the same command run again: the files already hold this subject
+            return {k: str(p.relative_to(out_dir)) for k, p in paths.items()}
         if existing:
-            raise FileExistsError(f"phantom output exists, refusing to overwrite: {existing[0]} "
-                                  f"(and {len(existing) - 1} more); pass overwrite=True or use a new folder")
+            raise FileExistsError(f"phantom output exists with other content, refusing to overwrite: "
+                                  f"{paths[existing[0]]} (and {len(existing) - 1} more); pass overwrite=True or use "
+                                  "a new folder")
 
     def one(k: str) -> None:
         img = nib.Nifti1Image(subject.images[k], subject.affine)
