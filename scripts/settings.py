@@ -23,6 +23,7 @@ from scripts.config_values import BOOL_SPELLINGS, as_bool
 __all__ = [
     "Option",
     "SettingsError",
+    "SettingsExit",
     "INFERENCE_OPTIONS",
     "TRAIN_OPTIONS",
     "EVALUATE_OPTIONS",
@@ -39,6 +40,13 @@ _NONE_SPELLINGS = ("none", "null", "")
 
 class SettingsError(ValueError):
     """One or more options have values the bundle cannot use; the message lists each with what is accepted."""
+
+
+class SettingsExit(SystemExit):
+    """:class:`SettingsError` as raised by the configs' ``settings`` node: Python prints the message as the last
+    lines of a ``monai.bundle run`` and exits with status 1. Why a ``SystemExit``: MONAI wraps every ``Exception`` of
+    a config component in its own "Failed to instantiate component ..." error, which would bury the message under a
+    long traceback. In Python, catch it by name (``ConfigWorkflow.run()`` raises it)."""
 
 
 @dataclass(frozen=True)
@@ -292,19 +300,27 @@ def validate_inference_settings(**values: Any) -> dict[str, Any]:
         option name -> typed value (``"false"`` -> False, ``"0.7"`` -> 0.7, ``"none"`` -> None).
 
     Raises:
-        SettingsError: an unknown name or an unusable value; raised before any file is read or written.
+        SettingsExit: an unknown name or an unusable value (the message lists each); raised before any file is read
+            or written.
     """
-    return check_settings(INFERENCE_OPTIONS, values, "inference.json")
+    return _for_config(INFERENCE_OPTIONS, values, "inference.json")
 
 
 def validate_train_settings(**values: Any) -> dict[str, Any]:
     """The options of configs/train.json, typed and checked (see :data:`TRAIN_OPTIONS`)."""
-    return check_settings(TRAIN_OPTIONS, values, "train.json")
+    return _for_config(TRAIN_OPTIONS, values, "train.json")
 
 
 def validate_evaluate_settings(**values: Any) -> dict[str, Any]:
     """The options of configs/evaluate.json (train.json's plus its own), typed and checked."""
-    return check_settings(EVALUATE_OPTIONS, values, "evaluate.json")
+    return _for_config(EVALUATE_OPTIONS, values, "evaluate.json")
+
+
+def _for_config(options: Mapping[str, Option], values: Mapping[str, Any], where: str) -> dict[str, Any]:
+    try:
+        return check_settings(options, values, where)
+    except SettingsError as err:
+        raise SettingsExit(str(err)) from None
 
 
 def typed_cli_options(kwargs: Mapping[str, Any], options: Mapping[str, Option], where: str) -> dict[str, Any]:
@@ -340,7 +356,8 @@ def typed_cli(func: Callable[..., Any]) -> Callable[..., Any]:
     Why: fire turns ``--overwrite false`` into the string ``"false"`` (only ``False`` becomes a boolean), which a
     function reads as true. The wrapper reads every such argument, positional or named, as its annotation says
     (``true/false/yes/no/1/0`` for booleans, ``none`` for optional values) and refuses what does not fit, listing
-    every problem, before ``func`` runs. fire still sees ``func``'s own signature and docstring.
+    every problem, before ``func`` runs (:class:`SettingsExit`: the message, status 1, no traceback). fire still
+    sees ``func``'s own signature and docstring.
     """
     signature = inspect.signature(func)
     options = {name: opt for name, prm in signature.parameters.items()
@@ -350,7 +367,7 @@ def typed_cli(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         bound = signature.bind(*args, **kwargs)
         given = {k: v for k, v in bound.arguments.items() if k in options}
-        bound.arguments.update(check_settings(options, given, func.__module__ + "." + func.__name__))
+        bound.arguments.update(_for_config(options, given, func.__module__ + "." + func.__name__))
         return func(*bound.args, **bound.kwargs)
 
     return wrapper
