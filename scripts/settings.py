@@ -230,7 +230,8 @@ _ROLES = ("water", "fat", "inphase", "opposed", "ff")
 INFERENCE_OPTIONS: dict[str, Option] = {
     "dataset_dir": Option("text", help="folder of the subjects"),
     "datalist": Option("text", optional=True, help="JSON data list"),
-    "datalist_key": Option("choice", choices=("testing", "validation", "training"), help="data list section"),
+    # any section name of the user's data list; a missing one is reported by the data-list reader, naming the file
+    "datalist_key": Option("text", help="data list section"),
     "input_mapping": Option("any", optional=True, help="glob pattern per Dixon role"),
     "participants_file": Option("text", optional=True, help="BIDS participants.tsv"),
     "output_dir": Option("text", help="results folder"),
@@ -288,7 +289,7 @@ TRAIN_OPTIONS: dict[str, Option] = {
 #: Options a user may set for configs/evaluate.json (on top of train.json's).
 EVALUATE_OPTIONS: dict[str, Option] = {
     **TRAIN_OPTIONS,
-    "eval_key": Option("choice", choices=("validation", "testing", "training")),
+    "eval_key": Option("text", help="data list section scored"),
     "adapt_batch_norm": _BOOL,
 }
 
