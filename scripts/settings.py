@@ -218,6 +218,10 @@ def _cross_checks(typed: Mapping[str, Any]) -> list[str]:
     ff_scale, ff_method = typed.get("ff_scale"), typed.get("ff_method")
     if ff_scale is not None and ff_method not in (None, "auto", "vendor_map"):
         problems.append(f"ff_scale = {ff_scale} applies to a vendor FF map only, but ff_method is {ff_method}")
+    # the synthesis makes one image; with two network channels StackWaterFatd would replace it by water/fat again
+    if (typed.get("synthesis_prob") or 0) > 0 and typed.get("network_channels") == "water_fat":
+        problems.append(f"synthesis_prob = {typed['synthesis_prob']:g} needs network_channels inphase (the synthesis "
+                        "draws one image), not water_fat")
     return problems
 
 
@@ -283,7 +287,8 @@ TRAIN_OPTIONS: dict[str, Option] = {
     "field_of_view_outside": Option("choice", choices=("fill", "replicate")),
     "amp": _BOOL,
     **{name: _PROB for name in ("rigid_prob", "bspline_prob", "flip_prob", "contrast_prob", "coil_prob",
-                                "field_of_view_prob", "anatomical_prob", "intensity_prob", "remap_prob")},
+                                "field_of_view_prob", "anatomical_prob", "intensity_prob", "remap_prob",
+                                "synthesis_prob")},
 }
 
 #: Options a user may set for configs/evaluate.json (on top of train.json's).
