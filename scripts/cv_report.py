@@ -31,10 +31,10 @@ import numpy as np
 import pandas as pd
 
 from scripts.agreement import bland_altman, holm_correction, icc, linear_regression, lins_ccc, paired_wilcoxon
-from scripts.ff_agreement_stats import agreement_by_muscle
-from scripts.independent_stats import corrected_resampled_ttest, mean_ci, split_means, subject_means
 from scripts.agreement_plots import plot_bland_altman, plot_box, plot_regression
 from scripts.atomic_io import atomic_write_text
+from scripts.ff_agreement_stats import agreement_by_muscle
+from scripts.independent_stats import corrected_resampled_ttest, mean_ci, split_means, subject_means
 from scripts.labels import MUSCLES
 
 __all__ = ["SEG_METRICS", "comparison_table", "compare_studies", "ff_agreement_table", "timing_table", "write_report"]
@@ -252,7 +252,7 @@ def _markdown_ff_muscle(ff: pd.DataFrame, name: Callable[[str], str]) -> list[st
     """Per-muscle (both sides, then each side) FF agreement rows, the pooled row last."""
     lines = ["| method | FF rule | muscle | side | n (subjects) | slope [95 % CI] | intercept [95 % CI] | R² | "
              "identity R² | CCC | bias (pp) [95 % CI], p | repeated-measures 95 % LoA (pp) | "
-             "proportional bias: slope of difference on mean, p |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "proportional bias: slope of difference on mean, p |", "|" + "---|" * 13]
     order = {"both": 0, "left": 1, "right": 2}
     # the given method and rule order, each muscle's both-sides row before its side rows, the pooled row last
     first = {key: i for i, key in enumerate(dict.fromkeys(zip(ff.method, ff.ff_rule)))}
@@ -378,8 +378,8 @@ def write_report(out_dir: str | Path, metrics: pd.DataFrame, settings: Mapping[s
     lines += FF_MUSCLE_NOTE + _markdown_ff_muscle(by_muscle, lambda m: NAMES.get(m, m)) + [""]
     lines += ["### Pooled over muscles and sides (descriptive)", "",
               "All muscle-side rows pooled, as the paper reports them: a summary beside the per-muscle table, not a "
-              "substitute. The p of the bias here treats the rows as independent; use the clustered bias of the "
-              "pooled row above. Limits of agreement here ignore the repeated measurements.", ""]
+              "substitute. No p-value here, since the rows are not independent (the clustered bias is in the pooled "
+              "row above); these limits of agreement ignore the repeated measurements.", ""]
     lines += _markdown_ff(ff.drop(columns="p_bias", errors="ignore"), lambda m: NAMES.get(m, m)) + [""]
     for method in methods:
         d = metrics[(metrics.method == method) & (metrics.side != "mean")]

@@ -156,7 +156,8 @@ def activity_comparison(df: pd.DataFrame, side: str = "mean", levels: Sequence[s
 
     Returns:
         ``(omnibus, pairwise)``. ``omnibus``: per muscle, n/median/Q1/Q3 per level, ``H``, ``p`` and the effect
-        sizes of :func:`kruskal_effect_sizes` (``epsilon2``, ``eta2_H``). ``pairwise``: per muscle and pair of levels, Mann-Whitney ``U``,
+        sizes of :func:`kruskal_effect_sizes` (``epsilon2``, ``eta2_H``). ``pairwise``: per muscle and pair of
+        levels, Mann-Whitney ``U``,
         ``p``, ``p_holm`` (Holm over the pairs of that muscle) and the rank-biserial correlation.
     """
     omni, pairs = [], []

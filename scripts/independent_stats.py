@@ -139,35 +139,35 @@ class ClusterFit:
     clusters: int
 
 
-def cluster_ols(X: np.ndarray, y: np.ndarray, groups: Sequence[object], names: Sequence[str],
+def cluster_ols(design: np.ndarray, y: np.ndarray, groups: Sequence[object], names: Sequence[str],
                 confidence: float = 0.95) -> ClusterFit:
     """Least squares ``y = X b`` with the cluster-robust sandwich covariance (Liang & Zeger 1986, CR1 scaling).
 
-    ``V = c (X'X)^-1 [sum_g X_g' e_g e_g' X_g] (X'X)^-1`` with ``c = G/(G-1) * (n-1)/(n-p)``; tests and intervals use
-    t with ``G - 1`` degrees of freedom, since there are only G independent clusters.
+    ``V = c (X'X)^-1 [sum_g X_g' e_g e_g' X_g] (X'X)^-1`` (``X`` = ``design``) with ``c = G/(G-1) * (n-1)/(n-p)``;
+    tests and intervals use t with ``G - 1`` degrees of freedom, since there are only G independent clusters.
     """
-    X, y = np.asarray(X, dtype=float), np.asarray(y, dtype=float)
+    xm, y = np.asarray(design, dtype=float), np.asarray(y, dtype=float)
     g = np.asarray(groups)
-    keep = np.isfinite(y) & np.all(np.isfinite(X), axis=1)
-    X, y, g = X[keep], y[keep], g[keep]
-    n, p = X.shape
+    keep = np.isfinite(y) & np.all(np.isfinite(xm), axis=1)
+    xm, y, g = xm[keep], y[keep], g[keep]
+    n, p = xm.shape
     labels = np.unique(g)
-    G = labels.size
-    if G < 3 or n <= p:
-        raise ValueError(f"need at least 3 clusters and more rows than coefficients, got {G} clusters, {n} rows")
-    xtx_inv = np.linalg.inv(X.T @ X)
-    b = xtx_inv @ X.T @ y
-    e = y - X @ b
+    n_groups = labels.size
+    if n_groups < 3 or n <= p:
+        raise ValueError(f"need at least 3 clusters and more rows than coefficients, got {n_groups} clusters, {n} rows")
+    xtx_inv = np.linalg.inv(xm.T @ xm)
+    b = xtx_inv @ xm.T @ y
+    e = y - xm @ b
     meat = np.zeros((p, p))
     for lab in labels:
-        s = X[g == lab].T @ e[g == lab]
+        s = xm[g == lab].T @ e[g == lab]
         meat += np.outer(s, s)
-    c = G / (G - 1) * (n - 1) / (n - p)
+    c = n_groups / (n_groups - 1) * (n - 1) / (n - p)
     se = np.sqrt(np.diag(c * xtx_inv @ meat @ xtx_inv))
-    tq = float(stats.t.ppf((1 + confidence) / 2, G - 1))
+    tq = float(stats.t.ppf((1 + confidence) / 2, n_groups - 1))
     with np.errstate(divide="ignore", invalid="ignore"):
-        pv = 2 * stats.t.sf(np.abs(b / se), G - 1)
-    return ClusterFit(tuple(names), b, se, pv, b - tq * se, b + tq * se, int(n), int(G))
+        pv = 2 * stats.t.sf(np.abs(b / se), n_groups - 1)
+    return ClusterFit(tuple(names), b, se, pv, b - tq * se, b + tq * se, int(n), int(n_groups))
 
 
 def cluster_mean_test(values: Sequence[float], groups: Sequence[object], confidence: float = 0.95) -> MeanCI:

@@ -30,8 +30,13 @@ import pandas as pd
 
 from scripts.atomic_io import atomic_write_text
 from scripts.ff_agreement_stats import agreement_by_muscle
-from scripts.group_comparison import (activity_comparison, cohort_frame, covariate_regression, holm_across_table,
-                                      sex_comparison)
+from scripts.group_comparison import (
+    activity_comparison,
+    cohort_frame,
+    covariate_regression,
+    holm_across_table,
+    sex_comparison,
+)
 from scripts.labels import MUSCLES
 
 __all__ = ["subject_pairs", "error_regression", "group_tests_side_by_side", "run"]
@@ -110,7 +115,7 @@ def _markdown(agreement: pd.DataFrame, errors: pd.DataFrame, groups: pd.DataFram
     for _, r in errors[errors.term != "intercept"].iterrows():
         lines.append(f"| {r.muscle} | {r.term} | {r.coef:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}] | {r.p:.2g} |")
     lines += ["", "## Group tests on the model's FF and on the truth's (same subjects; Holm over each table)", "",
-              "| test | muscle | p model (Holm) | p truth (Holm) | effect model | effect truth |", "|---|---|---|---|---|---|"]
+              "| test | muscle | p model (Holm) | p truth (Holm) | effect model | effect truth |", "|" + "---|" * 6]
     for _, r in groups.iterrows():
         lines.append(f"| {r[('test', '')]} | {r[('muscle', '')]} | {r[('p', 'model')]:.2g} "
                      f"({r[('p_holm_table', 'model')]:.2g}) | {r[('p', 'ground_truth')]:.2g} "
@@ -154,7 +159,6 @@ def run(dataset_dir: str, cohort_table: str, out_dir: str, overwrite: bool = Fal
 
 if __name__ == "__main__":
     import fire
-
     from scripts.settings import typed_cli
 
     fire.Fire(typed_cli(run))

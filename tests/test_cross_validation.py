@@ -57,7 +57,8 @@ def test_report_tables_hold_numbers_in_valid_ranges(study):
     _, out, report = study
     assert report == out / "report" / "report.md"
     text = report.read_text()
-    assert "U-Net vs multi-atlas (LWV)" in text and "p (Holm)" in text and "ratio to U-Net" in text
+    assert "U-Net vs multi-atlas (LWV)" in text and "ratio to U-Net" in text
+    assert "p Wilcoxon, subjects (Holm)" in text and "p corrected t (Holm)" in text and "Per muscle and side" in text
     metrics = pd.read_csv(out / "metrics_all.csv", dtype={"subject": str})
     assert set(metrics.method) == {"unet", "multi_atlas", "multi_atlas_mv"}
     assert len(metrics) == 2 * 2 * 3 * 12  # splits x test subjects x methods x (8 labels + 4 L/R means)

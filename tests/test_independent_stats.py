@@ -58,13 +58,13 @@ def test_cluster_mean_test_known_answer():
 def test_cluster_ols_one_row_per_cluster_is_hc1():
     x = np.array([0.0, 1.0, 2.0, 3.0, 5.0])
     y = np.array([1.0, 2.5, 2.9, 4.2, 6.1])
-    X = np.column_stack([np.ones_like(x), x])
-    fit = cluster_ols(X, y, list("abcde"), ["intercept", "slope"])
+    design = np.column_stack([np.ones_like(x), x])
+    fit = cluster_ols(design, y, list("abcde"), ["intercept", "slope"])
     slope, intercept = np.polyfit(x, y, 1)
     assert np.allclose(fit.coef, [intercept, slope])
-    e = y - X @ fit.coef
-    bread = np.linalg.inv(X.T @ X)
-    hc1 = 5 / 3 * bread @ (X.T * e**2) @ X @ bread  # n/(n-p) White covariance
+    e = y - design @ fit.coef
+    bread = np.linalg.inv(design.T @ design)
+    hc1 = 5 / 3 * bread @ (design.T * e**2) @ design @ bread  # n/(n-p) White covariance
     assert np.allclose(fit.se, np.sqrt(np.diag(hc1)))
 
 
