@@ -76,7 +76,8 @@ DEFAULT_TISSUE_GROUPS: dict[str, tuple[int, ...]] = {
 
 def _parse_groups(groups: Mapping[str, Sequence[int]] | None, max_id: int) -> dict[str, tuple[int, ...]]:
     """Checked ``groups``: every id an integer in [1, max_id], none in two groups (0 is the background)."""
-    groups = DEFAULT_TISSUE_GROUPS if groups is None else groups
+    if groups is None:  # the defaults name the phantom's ids; a smaller max_id simply drops the larger ones
+        groups = {k: kept for k, v in DEFAULT_TISSUE_GROUPS.items() if (kept := tuple(i for i in v if i <= max_id))}
     if not isinstance(groups, Mapping):
         raise ValueError(f"groups must be a mapping group name -> tissue ids, not {type(groups).__name__}")
     owner: dict[int, str] = {}

@@ -13,7 +13,7 @@ from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 from monai.transforms import Compose
 
-from scripts.settings import SettingsError, validate_train_settings
+from scripts.settings import SettingsExit, validate_train_settings
 from scripts.tissue_synthesis import DEFAULT_TISSUE_GROUPS, RandTissueSynthesis, RandTissueSynthesisd
 
 BUNDLE_ROOT = Path(__file__).resolve().parents[1]
@@ -159,9 +159,9 @@ def test_bad_tissue_maps_are_refused():
 
 def test_synthesis_prob_is_a_validated_train_setting():
     assert validate_train_settings(synthesis_prob="0.5")["synthesis_prob"] == 0.5
-    with pytest.raises(SettingsError, match="synthesis_prob = 1.5 is out of range"):
+    with pytest.raises(SettingsExit, match="synthesis_prob = 1.5 is out of range"):
         validate_train_settings(synthesis_prob=1.5)
-    with pytest.raises(SettingsError, match="needs network_channels inphase"):
+    with pytest.raises(SettingsExit, match="needs network_channels inphase"):
         validate_train_settings(synthesis_prob=0.5, network_channels="water_fat")
 
 
