@@ -261,8 +261,8 @@ def _run_replicate(dataset_dir: Path, test_dir: Path, out: Path, names: Sequence
     frames, seconds = [], {}
     for arm in names:
         overrides = {**arm_overrides(arm, anatomical_model), **dict(train_overrides or {})}
-        trained = run_step(out / arm / "train", _train_unet(dataset_dir, datalist, epochs, val_interval, train_seed,
-                                                           overrides))
+        train = _train_unet(dataset_dir, datalist, epochs, val_interval, train_seed, overrides)
+        trained = run_step(out / arm / "train", train)
         seconds[arm] = float(trained["seconds"])
         predicted = out / arm / "predict"
         run_step(predicted, _predict_unet(dataset_dir, datalist, out / arm / "train" / "models" / "model.pt",

@@ -491,10 +491,12 @@ def compare_studies(study: str | Path, baseline: str | Path, out_dir: str | Path
     by_muscle = pd.concat([agreement_by_muscle(metrics, [name, baseline_name], c, MUSCLES) for c in reversed(rules)],
                           ignore_index=True)
     atomic_write_text(out / "ff_agreement_by_muscle.csv", by_muscle.to_csv(index=False), overwrite=True)
-    lines += _markdown_comparison(table, name, baseline_name) + ["", "## Fat fraction agreement", "",
+    lines += _markdown_comparison(table, name, baseline_name)
+    lines += ["", "## Fat fraction agreement", "",
               "FF under each study's label against FF under the reference label (plain mean).", ""]
-    lines += FF_MUSCLE_NOTE + _markdown_ff_muscle(by_muscle, str) + ["", "Pooled over muscles and sides "
-              "(descriptive; the rows are not independent, see the pooled row above for the clustered bias):", ""]
+    lines += FF_MUSCLE_NOTE + _markdown_ff_muscle(by_muscle, str)
+    lines += ["", "Pooled over muscles and sides (descriptive; the rows are not independent, see the pooled row "
+              "above for the clustered bias):", ""]
     lines += _markdown_ff(ff, str)
     report = out / "report.md"
     atomic_write_text(report, "\n".join(lines) + "\n", overwrite=True)
