@@ -666,8 +666,8 @@ class DixonScan:
         label_file: the entry's label path, not loaded (it is mapped to the FF grid by affine later).
         warnings: tolerated problems, one sentence each (also issued as ``RuntimeWarning``).
         corrections: short codes of what was corrected or tolerated silently otherwise (``negatives_clipped_water``,
-            ``grid_adopted_from_water``, ``grid_within_tolerance``, ``thick_slices``): the FF table's flags, its
-            JSON and the report name them.
+            ``grid_adopted_from_water``, ``grid_within_tolerance``, ``thick_slices``, ``oblique_slices``): the FF
+            table's flags, its JSON and the report name them.
     """
 
     subject: str
@@ -1003,6 +1003,7 @@ def load_dixon(
         )
     if tilt > tilt_warn_deg:
         _warn(scan_warnings, f"{where}: oblique slices: {geometry}", stacklevel=3)
+        corrections.append("oblique_slices")
 
     if spacing[axis] > thick_slice_warn_mm:
         _warn(scan_warnings, f"{where}: very thick slices ({spacing[axis]:.3g} mm, more than {thick_slice_warn_mm:g} "

@@ -162,6 +162,7 @@ def test_non_axial_refused_and_oblique_warned(tmp_path):
     with pytest.warns(RuntimeWarning, match="oblique slices"):
         scan = load_dixon(entry)
     assert scan.slice_axis == 2 and abs(scan.slice_tilt_deg - 20.0) < 1e-4  # NIfTI stores the affine as float32
+    assert scan.corrections == ["oblique_slices"]  # tolerated, and said so in the tables' flags
 
 
 def test_field_of_view_smaller_than_minimum(tmp_path):
