@@ -31,7 +31,6 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, RandomizableTransform
 from monai.utils import convert_to_dst_type
-
 from scripts.augmentation import (
     _as_spatial_tensor,
     _parse_probability,
@@ -239,7 +238,9 @@ class RandTissueSynthesis(RandomizableTransform):
         self.field_seed = int(self.R.randint(0, 2**31 - 1))
 
     def _tissue_ids(self, tissue: torch.Tensor) -> torch.Tensor:
-        t = (tissue.as_tensor() if isinstance(tissue, MetaTensor) else tissue)
+        # on the CPU: the seeded torch generator is a CPU one (same draws on any machine); the result is moved
+        # back to the input's device by ``convert_to_dst_type``
+        t = (tissue.as_tensor() if isinstance(tissue, MetaTensor) else tissue).cpu()
         if t.is_floating_point():
             rounded = torch.round(t)
             if not torch.equal(rounded, t):

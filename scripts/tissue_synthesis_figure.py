@@ -21,7 +21,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from monai.data import MetaTensor  # noqa: E402
-
 from scripts.phantom import Acquisition, generate_subject  # noqa: E402
 from scripts.tissue_synthesis import RandTissueSynthesis  # noqa: E402
 

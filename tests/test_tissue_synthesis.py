@@ -12,7 +12,6 @@ import torch
 from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 from monai.transforms import Compose
-
 from scripts.settings import SettingsExit, validate_train_settings
 from scripts.tissue_synthesis import DEFAULT_TISSUE_GROUPS, RandTissueSynthesis, RandTissueSynthesisd
 
@@ -168,7 +167,7 @@ def test_synthesis_prob_is_a_validated_train_setting():
 @pytest.fixture(scope="module")
 def complete_cohort(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("complete")
-    subprocess.run([sys.executable, "-m", "scripts.phantom", "cohort", "--out_dir", str(out), "--n", "3", "--seed",
+    subprocess.run([sys.executable, "-m", "scripts.phantom", "cohort", "--out_dir", str(out), "--n", "2", "--seed",
                     "1", "--n_validation", "1", "--geometry", "tiny", "--variety", "false", "--anatomy", "complete",
                     "--progress", "false"], cwd=BUNDLE_ROOT, check=True, capture_output=True)
     return out
