@@ -143,12 +143,15 @@ def evaluate(shared_dir: str = "../shared", ckpt_path: str = "models/model.pt", 
     return df
 
 
-def main(**kwargs) -> str:
+def main(shared_dir: str = "../shared", ckpt_path: str = "models/model.pt", bundle_root: str = ".",
+         out_csv: str | None = None, overrides: str | dict | None = None, out_dir: str | None = None) -> str:
     """Command line: :func:`evaluate` with the same arguments; the table is printed (fire would page a DataFrame's help).
 
-    ``--overrides`` may be a JSON object (``'{"adapt_batch_norm": false}'``)."""
-    kwargs["overrides"] = overrides_from_cli(kwargs.get("overrides"))
-    return evaluate(**kwargs).to_string(index=False, float_format=lambda v: f"{v:.3f}")
+    ``--overrides`` may be a JSON object (``'{"adapt_batch_norm": false}'``). The arguments are spelled out (not
+    ``**kwargs``) so that fire answers ``--help`` instead of passing it on."""
+    table = evaluate(shared_dir=shared_dir, ckpt_path=ckpt_path, bundle_root=bundle_root, out_csv=out_csv,
+                     overrides=overrides_from_cli(overrides), out_dir=out_dir)
+    return table.to_string(index=False, float_format=lambda v: f"{v:.3f}")
 
 
 if __name__ == "__main__":

@@ -279,7 +279,7 @@ TRAIN_OPTIONS: dict[str, Option] = {
     "num_workers": Option("int", 0, 256),
     "loader_workers": Option("int", 0, 256),
     "cache_rate": Option("float", 0.0, 1.0),
-    "learning_rate": Option("float", 0.0, 10.0, low_open=True),
+    "learning_rate": Option("float", 0.0, 10.0),  # 0 freezes the weights (a fine-tune start check uses it)
     "val_interval": Option("int", 1, 100000),
     "sw_padding_mode": INFERENCE_OPTIONS["sw_padding_mode"],
     "epochs": Option("int", 1, 1000000),
