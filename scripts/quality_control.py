@@ -1,0 +1,218 @@
+"""Quality verdict of each muscle side's segmentation and fat fraction: ``pass`` / ``review`` / ``fail``.
+
+A wrong label that still yields a plausible number is the failure users cannot see in a cohort table (a "psoas" drawn
+on the rectus abdominis reports an FF of 93 %). This module judges each label from what the scan itself shows, with
+no reference segmentation:
+
+- **position** (world RAS mm, from the affine): the side of the body midline it lies on, its distance from the
+  midline and its antero-posterior place within the body outline on the slices it covers, against the anatomical
+  ranges of :class:`QCLimits` (psoas beside the spine, ES+MF behind it, QL lateral, iliacus in the iliac fossa);
+- **shape**: one connected piece, no long gaps between its first and last slice, a mean cross-section area a muscle
+  can have;
+- **signal**: the FF inside the label (a "muscle" whose median voxel is mostly fat lies on fat), and left/right
+  agreement of FF.
+
+Each finding is a ``review`` or a ``fail`` with its reason in words; the side's status is the worst finding, its
+score ``1 - 0.5 * fails - 0.15 * reviews`` clipped to [0, 1]. Coordinates: RAS+ world (+x patient right, +y anterior,
++z superior), as every part of the bundle uses (docs/design.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+import numpy as np
+from scipy import ndimage
+
+from scripts.labels import LABELS, LEFT_RIGHT_SWAP, muscle_and_side
+
+__all__ = ["QCLimits", "SideVerdict", "assess_segmentation", "subject_verdict"]
+
+STATUSES = ("pass", "review", "fail")
+
+
+@dataclasses.dataclass(frozen=True)
+class QCLimits:
+    """Anatomical and signal ranges a correct label stays within (lateral distances in mm from the body midline,
+    antero-posterior place as a fraction of the body's depth from its posterior edge (0) to its anterior edge (1)).
+    """
+
+    lateral_mm: Mapping[str, tuple[float, float]] = dataclasses.field(default_factory=lambda: {
+        "psoas": (8.0, 95.0), "iliacus": (35.0, 175.0), "quadratus_lumborum": (30.0, 135.0),
+        "erector_spinae_multifidus": (3.0, 85.0)})
+    ap_fraction: Mapping[str, tuple[float, float]] = dataclasses.field(default_factory=lambda: {
+        "psoas": (0.22, 0.72), "iliacus": (0.15, 0.75), "quadratus_lumborum": (0.08, 0.55),
+        "erector_spinae_multifidus": (0.0, 0.38)})
+    csa_cm2: Mapping[str, tuple[float, float]] = dataclasses.field(default_factory=lambda: {
+        "psoas": (0.3, 45.0), "iliacus": (0.3, 55.0), "quadratus_lumborum": (0.2, 25.0),
+        "erector_spinae_multifidus": (2.0, 80.0)})
+    #: margin beyond a range that turns a review into a fail (mm, or fraction for ap_fraction)
+    fail_margin_mm: float = 20.0
+    fail_margin_ap: float = 0.12
+    ff_median_review_pct: float = 40.0
+    ff_median_fail_pct: float = 55.0
+    fat_voxel_pct: float = 70.0  # a voxel this fatty counts as fat ...
+    fat_voxel_share_review: float = 0.35  # ... and this share of them makes the label look bimodal
+    lr_ff_difference_pp: float = 10.0
+    largest_piece_review: float = 0.9
+    largest_piece_fail: float = 0.6
+    gap_share_review: float = 0.2
+    gap_share_fail: float = 0.5
+
+
+@dataclasses.dataclass
+class SideVerdict:
+    """The verdict of one label: ``status`` in ``STATUSES``, ``score`` in [0, 1], the reasons in words."""
+
+    label: int
+    muscle: str
+    side: str
+    status: str = "pass"
+    score: float = 1.0
+    reasons: list[str] = dataclasses.field(default_factory=list)
+    fails: int = 0
+    reviews: int = 0
+
+    def add(self, severity: str, reason: str) -> None:
+        if severity == "fail":
+            self.fails += 1
+        else:
+            self.reviews += 1
+        self.reasons.append(f"{severity}: {reason}")
+        self.status = "fail" if self.fails else "review"
+        self.score = float(np.clip(1.0 - 0.5 * self.fails - 0.15 * self.reviews, 0.0, 1.0))
+
+
+def _slice_axis(affine: np.ndarray) -> int:
+    """The array axis closest to world z (superior): the axial slices are taken along it."""
+    return int(np.argmax(np.abs(affine[2, :3]) / np.linalg.norm(affine[:3, :3], axis=0)))
+
+
+def _world(affine: np.ndarray, ijk: np.ndarray) -> np.ndarray:
+    """(N, 3) voxel indices -> (N, 3) RAS world mm."""
+    return ijk @ affine[:3, :3].T + affine[:3, 3]
+
+
+def _body_frame(body: np.ndarray, affine: np.ndarray, slices: np.ndarray, axis: int) -> tuple[float, float, float]:
+    """Midline x, posterior and anterior edge y (world mm) of the body on the given slices (2nd/98th percentiles)."""
+    sub = np.take(body, slices, axis=axis)
+    ijk = np.argwhere(sub)
+    if len(ijk) > 200_000:  # the outline's percentiles need no more points
+        ijk = ijk[:: len(ijk) // 200_000 + 1]
+    ijk = ijk.astype(np.float64)
+    ijk[:, axis] = slices[ijk[:, axis].astype(int)]
+    xyz = _world(affine, ijk)
+    return float(np.median(xyz[:, 0])), float(np.percentile(xyz[:, 1], 2)), float(np.percentile(xyz[:, 1], 98))
+
+
+def _range_check(verdict: SideVerdict, value: float, bounds: tuple[float, float], margin: float, what: str,
+                 unit: str) -> None:
+    lo, hi = bounds
+    if lo <= value <= hi:
+        return
+    severity = "fail" if value < lo - margin or value > hi + margin else "review"
+    verdict.add(severity, f"{what} {value:.2f}{unit} outside {lo:g}-{hi:g}{unit}")
+
+
+def _shape_checks(verdict: SideVerdict, mask: np.ndarray, axis: int, voxel_ml: float, slice_mm: float,
+                  limits: QCLimits) -> None:
+    pieces, n = ndimage.label(mask, structure=np.ones((3, 3, 3)))
+    if n > 1:
+        sizes = np.bincount(pieces.ravel())[1:]
+        share = sizes.max() / sizes.sum()
+        if share < limits.largest_piece_review:
+            severity = "fail" if share < limits.largest_piece_fail else "review"
+            verdict.add(severity, f"in {n} pieces, the largest {share:.0%} of the label")
+    other = tuple(a for a in range(3) if a != axis)
+    per_slice = mask.any(axis=other)
+    first, last = np.flatnonzero(per_slice)[[0, -1]]
+    gap = 1.0 - per_slice[first : last + 1].mean()
+    if gap > limits.gap_share_review:
+        verdict.add("fail" if gap > limits.gap_share_fail else "review",
+                    f"{gap:.0%} of the slices between its first and last are empty")
+    extent_cm = (last - first + 1) * slice_mm / 10.0
+    csa = mask.sum() * voxel_ml / extent_cm  # mL / cm = cm^2
+    _range_check(verdict, csa, limits.csa_cm2[verdict.muscle], float("inf"), "mean cross-section", " cm2")
+
+
+def _signal_checks(verdict: SideVerdict, ff_values: np.ndarray, limits: QCLimits) -> float:
+    values = ff_values[np.isfinite(ff_values)]
+    if values.size == 0:
+        verdict.add("review", "no voxel with a valid FF")
+        return float("nan")
+    median = float(np.median(values))
+    if median > limits.ff_median_review_pct:
+        severity = "fail" if median > limits.ff_median_fail_pct else "review"
+        verdict.add(severity, f"median voxel FF {median:.0f} % (mostly fat: the label may lie on fat)")
+    fat_share = float(np.mean(values > limits.fat_voxel_pct))
+    if fat_share > limits.fat_voxel_share_review:
+        verdict.add("review", f"{fat_share:.0%} of its voxels are over {limits.fat_voxel_pct:g} % FF (muscle and fat "
+                    "mixed)")
+    return float(np.mean(values))
+
+
+def assess_segmentation(labels: np.ndarray, affine: np.ndarray, ff: np.ndarray | None = None,
+                        body: np.ndarray | None = None, limits: QCLimits | None = None) -> dict[int, SideVerdict]:
+    """Judge every muscle label of one subject.
+
+    Args:
+        labels: (X, Y, Z) integer label map (docs/design.md values; 0 background), any storage orientation.
+        affine: (4, 4) voxel -> RAS world mm of ``labels`` (and of ``ff`` and ``body``, which share its grid).
+        ff: (X, Y, Z) voxel FF in percent, NaN where excluded; ``None`` skips the signal checks.
+        body: (X, Y, Z) bool body mask; default: the finite voxels of ``ff``, else labels > 0 dilated (weaker).
+        limits: the ranges; default :class:`QCLimits`.
+
+    Returns:
+        label value -> :class:`SideVerdict` for the eight muscle labels (a missing label is ``review``).
+    """
+    limits = limits or QCLimits()
+    labels = np.asarray(labels)
+    if labels.ndim != 3 or np.shape(affine) != (4, 4):
+        raise ValueError(f"quality control needs a 3D label map and a 4x4 affine, got {labels.shape} and "
+                         f"{np.shape(affine)}")
+    if body is None:
+        body = np.isfinite(ff) if ff is not None else ndimage.binary_dilation(labels > 0, iterations=10)
+    axis = _slice_axis(affine)
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    verdicts, mean_ff = {}, {}
+    for value in sorted(v for v in LABELS if v):
+        muscle, side = muscle_and_side(value)
+        verdict = verdicts[value] = SideVerdict(value, muscle, side)
+        mask = labels == value
+        if not mask.any():
+            verdict.add("review", "not found in the scan")
+            continue
+        ijk = np.argwhere(mask)
+        centre = _world(affine, ijk.mean(axis=0, keepdims=True))[0]
+        slices = np.unique(ijk[:, axis])
+        midline, posterior, anterior = _body_frame(body, affine, slices, axis)
+        lateral = centre[0] - midline  # + towards the patient's right
+        if (lateral > 5.0 and side == "left") or (lateral < -5.0 and side == "right"):
+            verdict.add("fail", f"lies on the patient's {'right' if lateral > 0 else 'left'} ({abs(lateral):.0f} mm "
+                        "from the midline)")
+        _range_check(verdict, abs(lateral), limits.lateral_mm[muscle], limits.fail_margin_mm,
+                     "distance from the midline", " mm")
+        depth = max(anterior - posterior, 1.0)
+        _range_check(verdict, (centre[1] - posterior) / depth, limits.ap_fraction[muscle], limits.fail_margin_ap,
+                     "antero-posterior place in the body (0 back, 1 front)", "")
+        _shape_checks(verdict, mask, axis, voxel_ml, float(spacing[axis]), limits)
+        if ff is not None:
+            mean_ff[value] = _signal_checks(verdict, np.asarray(ff)[mask], limits)
+    for value, ff_mean in mean_ff.items():
+        other = mean_ff.get(LEFT_RIGHT_SWAP[value])
+        if other is not None and np.isfinite(ff_mean) and np.isfinite(other):
+            if abs(ff_mean - other) > limits.lr_ff_difference_pp:
+                verdicts[value].add("review", f"mean FF {ff_mean:.1f} % vs {other:.1f} % on the other side")
+    return verdicts
+
+
+def subject_verdict(verdicts: Mapping[int, SideVerdict]) -> tuple[str, float, list[str]]:
+    """One subject's status (its worst side's), score (the mean of the found sides') and reasons."""
+    found = [v for v in verdicts.values() if not any("not found" in r for r in v.reasons)]
+    if not found:
+        return "fail", 0.0, ["no muscle found"]
+    status = max((v.status for v in found), key=STATUSES.index)
+    reasons = [f"{v.muscle} {v.side}: {r}" for v in found for r in v.reasons]
+    return status, float(np.mean([v.score for v in found])), reasons

@@ -1,0 +1,88 @@
+"""scripts.quality_control: known answers on phantoms made here (true labels pass; moved, swapped, fatty and broken
+labels are flagged with the reason)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scripts.labels import LEFT_RIGHT_SWAP, label_value
+from scripts.phantom import Acquisition, generate_subject
+from scripts.quality_control import assess_segmentation, subject_verdict
+
+
+@pytest.fixture(scope="module", params=[("RAS", 3), ("LPS", 8)], ids=["RAS", "LPS"])
+def phantom(request):
+    orientation, seed = request.param
+    subj = generate_subject(seed, Acquisition.preset("low", orientation=orientation))
+    ff = np.asarray(subj.images["ff_true"], dtype=np.float64) * 100.0
+    body = subj.images["inphase"] > 0.05 * np.percentile(subj.images["inphase"], 99)
+    return subj.images["label"].astype(np.int16), ff, body, subj.affine
+
+
+def _world_shift_index(affine, mm_anterior):
+    """Voxel offset (per array axis) that moves a structure ``mm_anterior`` towards the front (world +y)."""
+    step = np.linalg.solve(affine[:3, :3], np.array([0.0, mm_anterior, 0.0]))
+    return np.round(step).astype(int)
+
+
+def test_true_labels_pass(phantom):
+    labels, ff, body, affine = phantom
+    verdicts = assess_segmentation(labels, affine, ff=ff, body=body)
+    assert {v.status for v in verdicts.values()} == {"pass"}, {k: v.reasons for k, v in verdicts.items()}
+    assert subject_verdict(verdicts)[:2] == ("pass", 1.0)
+
+
+def test_a_psoas_moved_onto_the_abdominal_wall_fails_for_its_position(phantom):
+    labels, ff, body, affine = phantom
+    psoas = label_value("psoas", "right")
+    moved = labels.copy()
+    moved[moved == psoas] = 0
+    # 110 mm forward: from beside the spine to behind the anterior abdominal wall (the real failure seen)
+    moved[np.roll(labels == psoas, tuple(_world_shift_index(affine, 110.0)), axis=(0, 1, 2))] = psoas
+    verdict = assess_segmentation(moved, affine, ff=ff, body=body)[psoas]
+    assert verdict.status == "fail"
+    assert any("antero-posterior" in r for r in verdict.reasons), verdict.reasons
+    assert subject_verdict(assess_segmentation(moved, affine, ff=ff, body=body))[0] == "fail"
+
+
+def test_left_and_right_exchanged_fail_for_their_side(phantom):
+    labels, ff, body, affine = phantom
+    swapped = np.vectorize(LEFT_RIGHT_SWAP.get)(labels)
+    verdicts = assess_segmentation(swapped, affine, ff=ff, body=body)
+    for value, verdict in verdicts.items():
+        assert verdict.status == "fail" and any("lies on the patient's" in r for r in verdict.reasons), value
+
+
+def test_a_label_on_fat_fails_for_its_signal(phantom):
+    labels, ff, body, affine = phantom
+    es = label_value("erector_spinae_multifidus", "left")
+    fatty = ff.copy()
+    fatty[labels == es] = 90.0
+    verdict = assess_segmentation(labels, affine, ff=fatty, body=body)[es]
+    assert verdict.status == "fail" and any("mostly fat" in r for r in verdict.reasons)
+    # its partner is then 70 pp apart: asked to be reviewed, not failed
+    partner = assess_segmentation(labels, affine, ff=fatty, body=body)[LEFT_RIGHT_SWAP[es]]
+    assert partner.status == "review" and any("other side" in r for r in partner.reasons)
+
+
+def test_a_broken_or_missing_label_is_flagged(phantom):
+    labels, ff, body, affine = phantom
+    ql = label_value("quadratus_lumborum", "left")
+    broken = labels.copy()
+    zs = np.unique(np.argwhere(labels == ql)[:, 2])
+    cut = zs[len(zs) // 4 : 3 * len(zs) // 4]  # the middle half of its slices removed: two pieces, a long gap
+    plane = broken[:, :, cut]
+    plane[plane == ql] = 0
+    broken[:, :, cut] = plane
+    verdict = assess_segmentation(broken, affine, ff=ff, body=body)[ql]
+    assert verdict.status in ("review", "fail") and any("pieces" in r or "empty" in r for r in verdict.reasons)
+    gone = labels.copy()
+    gone[gone == ql] = 0
+    missing = assess_segmentation(gone, affine, ff=ff, body=body)[ql]
+    assert missing.status == "review" and missing.reasons == ["review: not found in the scan"]
+
+
+def test_bad_inputs_are_refused():
+    with pytest.raises(ValueError, match="3D label map"):
+        assess_segmentation(np.zeros((4, 4)), np.eye(4))
