@@ -139,17 +139,6 @@ def test_the_same_setting_spelled_differently_is_the_same_run(cohort, one_proces
     assert "4 of 4 subjects already finished" in res.stdout + res.stderr
 
 
-def test_torchrun_two_processes_give_the_same_table_as_one(cohort, one_process, tmp_path):
-    out = tmp_path / "eval"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
-           "-m", "monai.bundle", "run", "--config_file",
-           "['configs/inference.json','configs/multi_gpu_inference.json']",
-           "--dataset_dir", str(cohort), "--output_dir", str(out), *FAST]
-    _run(cmd)
-    pd.testing.assert_frame_equal(_table(out), _table(one_process))
-    assert len(list(out.glob("*/*_done.json"))) == 4
-
-
 def test_requantify_reproduces_the_run_and_applies_other_settings(one_process, tmp_path):
     from scripts.requantify import run
 

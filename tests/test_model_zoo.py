@@ -55,24 +55,6 @@ def test_workflow_properties_are_complete(workflow_type, configs, tiny_data, tmp
     wf.finalize()
 
 
-def test_inference_workflow_runs_like_the_zoo_unit_tests(tiny_data, tmp_path):
-    out = tmp_path / "eval"
-    wf = _workflow("inference", str(CONFIGS / "inference.json"), dataset_dir=str(tiny_data), output_dir=str(out),
-                   working_spacing=[8.0, 8.0, 12.0], roi_size=[64, 64, 32], device="$torch.device('cpu')",
-                   amp=False)
-    wf.initialize()
-    assert not wf.check_properties()
-    wf.run()
-    wf.finalize()
-    subject = pd.read_csv(tiny_data / "participants.tsv", sep="\t").participant_id.iloc[-1]
-    seg = nib.load(str(out / subject / f"{subject}_seg.nii.gz"))
-    inphase = nib.load(str(tiny_data / subject / f"{subject}_inphase.nii.gz"))
-    assert seg.shape == inphase.shape
-    np.testing.assert_allclose(seg.affine, inphase.affine, atol=1e-4)
-    table = pd.read_csv(out / subject / f"{subject}_ff_table.csv")
-    assert set(table.muscle) >= {"psoas", "iliacus", "quadratus_lumborum", "erector_spinae_multifidus"}
-
-
 @pytest.fixture(scope="module")
 def zoo_folder(tmp_path_factory) -> Path:
     zoo = tmp_path_factory.mktemp("model_zoo")
