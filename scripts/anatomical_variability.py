@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import SimpleITK as sitk
+import SimpleITK as sitk  # noqa: N813 (the library's own spelling)
 import torch
 
 from scripts.variability_model import AnatomicalVariabilityModel

@@ -218,29 +218,29 @@ class RegressionFit:
     dof: int
 
 
-def ols(X: np.ndarray, y: np.ndarray, names: Sequence[str]) -> RegressionFit:
+def ols(design: np.ndarray, y: np.ndarray, names: Sequence[str]) -> RegressionFit:
     """Least squares with classical standard errors.
 
     Args:
-        X: ``(n, k)`` design matrix including the intercept column.
+        design: ``(n, k)`` design matrix including the intercept column.
         y: ``(n,)`` response.
         names: k column names.
 
     Raises:
         ValueError: fewer observations than columns plus one, or a rank-deficient design.
     """
-    X = np.asarray(X, dtype=np.float64)
+    design = np.asarray(design, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    n, k = X.shape
+    n, k = design.shape
     if n <= k:
         raise ValueError(f"regression needs more observations ({n}) than coefficients ({k})")
-    if np.linalg.matrix_rank(X) < k:
+    if np.linalg.matrix_rank(design) < k:
         raise ValueError(f"regression design is rank deficient (columns {list(names)}): a covariate has no spread")
-    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
-    resid = y - X @ coef
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    resid = y - design @ coef
     dof = n - k
     sigma2 = float(resid @ resid) / dof
-    se = np.sqrt(np.diag(sigma2 * np.linalg.inv(X.T @ X)))
+    se = np.sqrt(np.diag(sigma2 * np.linalg.inv(design.T @ design)))
     t = coef / se
     p = 2.0 * stats.t.sf(np.abs(t), dof)
     q = stats.t.ppf(0.975, dof)
@@ -286,9 +286,9 @@ def covariate_regression(df: pd.DataFrame, side: str = "mean", covariates: Seque
         if log_ff:
             used = used[used.ff > 0]
         y = np.log(used.ff.to_numpy(float)) if log_ff else used.ff.to_numpy(float)
-        X = np.column_stack([np.ones(len(used))] + [used[c].to_numpy(float) for c in cols])
+        design = np.column_stack([np.ones(len(used))] + [used[c].to_numpy(float) for c in cols])
         names = ["intercept"] + cols
-        fit = ols(X, y, names)
+        fit = ols(design, y, names)
         for i, name in enumerate(fit.names):
             rows.append({"muscle": muscle, "side": side, "response": "ln_ff" if log_ff else "ff_pct", "term": name,
                          "coef": fit.coef[i], "se": fit.se[i], "t": fit.t[i], "p": fit.p[i],

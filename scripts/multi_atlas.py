@@ -44,7 +44,7 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
-import SimpleITK as sitk
+import SimpleITK as sitk  # noqa: N813 (the library's own spelling)
 from scipy import ndimage
 
 from scripts.atomic_io import atomic_write, atomic_write_text

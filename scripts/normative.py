@@ -1066,11 +1066,11 @@ class AgeCentiles:
         return df
 
 
-def _quantile_regression(X: np.ndarray, y: np.ndarray, tau: float) -> np.ndarray:
+def _quantile_regression(design: np.ndarray, y: np.ndarray, tau: float) -> np.ndarray:
     """Koenker-Bassett check-loss minimisation as a linear programme: min tau 1'u + (1-tau) 1'v, Xb + u - v = y."""
-    n, p = X.shape
+    n, p = design.shape
     c = np.concatenate([np.zeros(p), np.full(n, tau), np.full(n, 1.0 - tau)])
-    a_eq = sparse.hstack([sparse.csr_matrix(X), sparse.identity(n, format="csr"), -sparse.identity(n, format="csr")])
+    a_eq = sparse.hstack([sparse.csr_matrix(design), sparse.identity(n, format="csr"), -sparse.identity(n, format="csr")])
     bounds = [(None, None)] * p + [(0.0, None)] * (2 * n)
     res = optimize.linprog(c, A_eq=a_eq.tocsr(), b_eq=y, bounds=bounds, method="highs")
     if not res.success:
@@ -1142,14 +1142,14 @@ def fit_age_centiles(
         if np.any(np.diff(kn) <= 0):
             raise ValueError("natural-spline knots coincide (too few distinct ages); use fewer knots or 'linear'")
         knots = tuple(float(k) for k in kn)
-        X = _natural_spline_basis(x, kn)
+        design = _natural_spline_basis(x, kn)
     else:
-        X = np.column_stack([np.ones_like(x), x])
+        design = np.column_stack([np.ones_like(x), x])
     tail = min(min(cs), 100.0 - max(cs)) / 100.0
     if a.size * tail < 5:
         warnings.warn(f"only {a.size * tail:.1f} subjects expected beyond the extreme centiles {cs[0]:g}/{cs[-1]:g}"
                       f" (n = {a.size}); those curves are unstable", UserWarning, stacklevel=2)
-    coef = np.vstack([_quantile_regression(X, y, c / 100.0) for c in cs])
+    coef = np.vstack([_quantile_regression(design, y, c / 100.0) for c in cs])
     return AgeCentiles(centiles=cs, coef=coef, basis=basis, age_range=(lo, hi), knots=knots, n=int(a.size))
 
 

@@ -201,8 +201,10 @@ def test_partial_volume_occupancy_sums_to_disc_area():
 def test_write_refuses_to_overwrite(tmp_path):
     s = generate_subject(1, TINY)
     write_subject(s, tmp_path)
+    other = generate_subject(2, TINY)
+    other.subject_id = s.subject_id
     with pytest.raises(FileExistsError, match="refusing to overwrite"):
-        write_subject(s, tmp_path)
+        write_subject(other, tmp_path)
 
 
 def test_cohort_cli_writes_datalist_participants_and_truth(tmp_path):

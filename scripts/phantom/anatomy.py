@@ -196,8 +196,7 @@ def _muscle_ff_field(anat: SubjectAnatomy, canvas: Canvas, marbling: SmoothNoise
 
 def draw_subject(anat: SubjectAnatomy, canvas: Canvas, rng: np.random.Generator) -> dict[str, tuple[float, float]]:
     """Paint the whole subject onto ``canvas``; returns landmark z ranges (world mm) for the record."""
-    B = _Builder(anat, rng)
-    T = TISSUES
+    builder = _Builder(anat, rng)
     grid = canvas.grid
     landmarks: dict[str, tuple[float, float]] = {}
     bowel_noise = SmoothNoise(grid, (14.0, 14.0, 20.0), rng)
@@ -218,7 +217,7 @@ def draw_subject(anat: SubjectAnatomy, canvas: Canvas, rng: np.random.Generator)
     back = 82.0  # distance from the vertebral-body centre to the posterior muscle surface
     outer = rx + sat + 2.0, ry + (sat + 2.0) / 2.0
     # the trunk centre sits anterior to the spine so that the back surface lies ``back`` mm behind it
-    trunk = B.shape(zk, 0.0, -back + ry - sat / 2.0, outer[0], outer[1], p=2.3, jitter=0.03)
+    trunk = builder.shape(zk, 0.0, -back + ry - sat / 2.0, outer[0], outer[1], p=2.3, jitter=0.03)
 
     def viscera(sl: tuple[slice, slice, slice]):
         n = bowel_noise.sample_bbox(sl)
@@ -228,7 +227,7 @@ def draw_subject(anat: SubjectAnatomy, canvas: Canvas, rng: np.random.Generator)
         post = np.clip((yy - anat.y_spine(zz) - 5.0) / 40.0, 0, 1)
         m = post / (1.0 + np.exp(-(n - (vis - 0.3)) / 0.25))
         gas = (n > 2.2).astype(np.float32)
-        bw, bf = T["bowel"].signal * (1 - T["bowel"].ff), T["bowel"].signal * T["bowel"].ff
+        bw, bf = TISSUES["bowel"].signal * (1 - TISSUES["bowel"].ff), TISSUES["bowel"].signal * TISSUES["bowel"].ff
         if loops is not None:
             # loops of varied content separated by mesenteric fat, reaching back to the psoas
             post = np.clip((yy - anat.y_spine(zz) + 5.0) / 30.0, 0, 1)
@@ -236,43 +235,43 @@ def draw_subject(anat: SubjectAnatomy, canvas: Canvas, rng: np.random.Generator)
             m = m * (1.0 - np.exp(-(loops.sample_bbox(sl) / 0.3) ** 2))
             gain = np.clip(np.exp(0.6 * loop_signal.sample_bbox(sl)), 0.3, 2.2)
             bw, bf = bw * gain, bf * gain
-        vw, vf = T["visceral_fat"].signal * (1 - T["visceral_fat"].ff), T["visceral_fat"].signal * T["visceral_fat"].ff
+        vw, vf = TISSUES["visceral_fat"].signal * (1 - TISSUES["visceral_fat"].ff), TISSUES["visceral_fat"].signal * TISSUES["visceral_fat"].ff
         w = (m * bw + (1 - m) * vw) * (1 - 0.9 * gas * m)
         f = (m * bf + (1 - m) * vf) * (1 - 0.9 * gas * m)
         return w.astype(np.float32), f.astype(np.float32)
 
     wall = 10.0 + 3.0 * (anat.sex == "M")
-    canvas.draw_layers(trunk, [(0.0, T["skin"]), (2.0, T["subcutaneous_fat"]),
-                               (2.0 + sat, Tissue("muscle_wall", T["muscle_other"].signal, anat.other_muscle_ff)),
+    canvas.draw_layers(trunk, [(0.0, TISSUES["skin"]), (2.0, TISSUES["subcutaneous_fat"]),
+                               (2.0 + sat, Tissue("muscle_wall", TISSUES["muscle_other"].signal, anat.other_muscle_ff)),
                                (2.0 + sat + wall, viscera)])
 
     # ---- organs --------------------------------------------------------------------------------------------------
     for side, dz in (("left", 12.0), ("right", 0.0)):
         kz = np.array([95, 115, 150, 190, 215]) + dz
-        canvas.draw(Structure(f"kidney_{side}", B.shape(kz, [74, 78, 80, 76, 70], [10, 12, 14, 12, 8],
+        canvas.draw(Structure(f"kidney_{side}", builder.shape(kz, [74, 78, 80, 76, 70], [10, 12, 14, 12, 8],
                                                         [12, 24, 29, 24, 10], [10, 19, 22, 19, 8], 0.5, side=side),
-                              T["kidney"], shell_mm=7.0, shell_tissue=T["visceral_fat"]))
-    canvas.draw(Structure("liver", B.shape([150, 185, 230, 300], [70, 72, 70, 68], [35, 40, 40, 40],
-                                           [25, 60, 75, 80], [20, 45, 60, 65], 0.2, side="right"), T["liver"]))
+                              TISSUES["kidney"], shell_mm=7.0, shell_tissue=TISSUES["visceral_fat"]))
+    canvas.draw(Structure("liver", builder.shape([150, 185, 230, 300], [70, 72, 70, 68], [35, 40, 40, 40],
+                                           [25, 60, 75, 80], [20, 45, 60, 65], 0.2, side="right"), TISSUES["liver"]))
 
     # ---- labelled and unlabelled muscles (bones are painted after them and carve them) -------------------------------
     def muscle(name: str, side: str, shape_args: dict, caudal_gradient: float, z_mid_rel: float,
                lateral_gradient: float = 0.0) -> None:
         sc = anat.muscle_scale[(name, side)]
         ff = anat.muscle_ff[(name, side)]
-        shp = B.shape(side=side, scale=sc, **shape_args)
+        shp = builder.shape(side=side, scale=sc, **shape_args)
         fld = _muscle_ff_field(anat, canvas, marbling, ff, caudal_gradient, float(anat.z(z_mid_rel)), septa,
                                lateral_gradient)
         canvas.draw(Structure(f"{name}_{side}", shp, Tissue(name, MUSCLE_SIGNAL, ff), label=label_value(name, side),
-                              shell_mm=1.2, shell_tissue=T["fascia"], ff_field=fld,
-                              fat_signal=None if septa is None else T["subcutaneous_fat"].signal))
+                              shell_mm=1.2, shell_tissue=TISSUES["fascia"], ff_field=fld,
+                              fat_signal=None if septa is None else TISSUES["subcutaneous_fat"].signal))
 
     for side in ("left", "right"):
-        canvas.draw(Structure(f"gluteal_{side}", B.shape(
+        canvas.draw(Structure(f"gluteal_{side}", builder.shape(
             [45, 10, -30, -70, -110, -150], [92, 100, 102, 98, 95, 95], [-45, -58, -62, -58, -48, -42],
             [12, 33, 45, 50, 46, 42], [7, 18, 28, 34, 30, 28], 0.5, side=side),
-            Tissue("gluteal", T["muscle_other"].signal, anat.other_muscle_ff), shell_mm=1.5,
-            shell_tissue=T["fascia"]))
+            Tissue("gluteal", TISSUES["muscle_other"].signal, anat.other_muscle_ff), shell_mm=1.5,
+            shell_tissue=TISSUES["fascia"]))
 
     for side in ("left", "right"):
         muscle("erector_spinae_multifidus", side, dict(
@@ -303,19 +302,19 @@ def draw_subject(anat: SubjectAnatomy, canvas: Canvas, rng: np.random.Generator)
     # ---- pelvis bones --------------------------------------------------------------------------------------------
     marrow = Tissue("marrow", 0.70, anat.marrow_ff)
     for side in ("left", "right"):
-        wing = B.shape([50, 38, 20, 0, -30, -60, -85, -105], [86, 88, 88, 86, 84, 82, 84, 88],
+        wing = builder.shape([50, 38, 20, 0, -30, -60, -85, -105], [86, 88, 88, 86, 84, 82, 84, 88],
                        [-22, -20, -18, -14, -6, 2, 10, 16], [20, 36, 44, 46, 40, 30, 22, 20], [3, 4, 4.5, 5, 6, 9, 14, 16],
                        [0.55, 0.58, 0.62, 0.66, 0.75, 0.9, 1.1, 1.2], side=side, jitter=0.03)
-        canvas.draw(Structure(f"iliac_wing_{side}", wing, marrow, shell_mm=1.5, shell_tissue=T["cortical_bone"]))
+        canvas.draw(Structure(f"iliac_wing_{side}", wing, marrow, shell_mm=1.5, shell_tissue=TISSUES["cortical_bone"]))
         r = 23.0 * anat.width_factor
         t = np.array([-1, -0.9, -0.6, 0, 0.6, 0.9, 1])
-        head = B.shape(-102 + r * t / anat.height_factor, 88, 38, r * np.sqrt(np.maximum(1 - t**2, 0.02)),
+        head = builder.shape(-102 + r * t / anat.height_factor, 88, 38, r * np.sqrt(np.maximum(1 - t**2, 0.02)),
                        r * np.sqrt(np.maximum(1 - t**2, 0.02)), side=side, jitter=0.0)
         canvas.draw(Structure(f"femoral_head_{side}", head, Tissue("femoral_marrow", 0.8, 0.8), shell_mm=2.0,
-                              shell_tissue=T["cortical_bone"]))
-    sacrum = B.shape([6, -10, -30, -50, -70, -90, -108], 0.0, [0, -2, -3, -3, -3, -3, -3],
+                              shell_tissue=TISSUES["cortical_bone"]))
+    sacrum = builder.shape([6, -10, -30, -50, -70, -90, -108], 0.0, [0, -2, -3, -3, -3, -3, -3],
                      [26, 48, 42, 32, 22, 14, 6], [16, 16, 14, 12, 10, 8, 4], p=3.0, y_mode="spine", jitter=0.03)
-    canvas.draw(Structure("sacrum", sacrum, marrow, shell_mm=1.5, shell_tissue=T["cortical_bone"]))
+    canvas.draw(Structure("sacrum", sacrum, marrow, shell_mm=1.5, shell_tissue=TISSUES["cortical_bone"]))
     landmarks["sacrum"] = sacrum.z_range
 
     # ---- lumbar vertebrae (T11-L5): bodies, discs, arches, spinous and transverse processes ----------------------
@@ -324,24 +323,24 @@ def draw_subject(anat: SubjectAnatomy, canvas: Canvas, rng: np.random.Generator)
         av = (25.0 - 0.9 * k) * np.exp(rng.normal(0, 0.03))
         bv = (17.0 - 0.4 * k) * np.exp(rng.normal(0, 0.03))
         zz = [z0, z0 + 1.5, (z0 + z1) / 2, z1 - 1.5, z1]
-        body = B.shape(zz, 0.0, 0.0, [av - 2, av, av - 0.5, av, av - 2], [bv - 2, bv, bv - 0.5, bv, bv - 2],
+        body = builder.shape(zz, 0.0, 0.0, [av - 2, av, av - 0.5, av, av - 2], [bv - 2, bv, bv - 0.5, bv, bv - 2],
                        y_mode="spine", jitter=0.0)
-        canvas.draw(Structure(f"{name}_body", body, marrow, shell_mm=1.5, shell_tissue=T["cortical_bone"]))
+        canvas.draw(Structure(f"{name}_body", body, marrow, shell_mm=1.5, shell_tissue=TISSUES["cortical_bone"]))
         landmarks[name] = body.z_range
-        disc = B.shape([z0 - 9.5, z0 - 4.5, z0 + 0.5], 0.0, 0.0, av + 0.5, bv + 0.5, y_mode="spine", jitter=0.0)
-        canvas.draw(Structure(f"disc_below_{name}", disc, T["disc"]))
-        arch = B.shape([z0 + 4, z0 + 8, z1 + 2, z1 + 6], 0.0, -bv - 13, 16, [9, 12, 12, 9], y_mode="spine", jitter=0.0)
-        canvas.draw(Structure(f"{name}_arch", arch, marrow, shell_mm=1.5, shell_tissue=T["cortical_bone"]))
-        spin = B.shape([z0 + 1, z0 + 5, z1 - 1, z1 + 3], 0.0, -bv - 36, 3.5, [14, 18, 18, 14], p=4.0, y_mode="spine",
+        disc = builder.shape([z0 - 9.5, z0 - 4.5, z0 + 0.5], 0.0, 0.0, av + 0.5, bv + 0.5, y_mode="spine", jitter=0.0)
+        canvas.draw(Structure(f"disc_below_{name}", disc, TISSUES["disc"]))
+        arch = builder.shape([z0 + 4, z0 + 8, z1 + 2, z1 + 6], 0.0, -bv - 13, 16, [9, 12, 12, 9], y_mode="spine", jitter=0.0)
+        canvas.draw(Structure(f"{name}_arch", arch, marrow, shell_mm=1.5, shell_tissue=TISSUES["cortical_bone"]))
+        spin = builder.shape([z0 + 1, z0 + 5, z1 - 1, z1 + 3], 0.0, -bv - 36, 3.5, [14, 18, 18, 14], p=4.0, y_mode="spine",
                        jitter=0.0)
-        canvas.draw(Structure(f"{name}_spinous", spin, marrow, shell_mm=1.2, shell_tissue=T["cortical_bone"]))
+        canvas.draw(Structure(f"{name}_spinous", spin, marrow, shell_mm=1.2, shell_tissue=TISSUES["cortical_bone"]))
         tp_len = 15.0 + (4.0 if k in (1, 2, 3) else 0.0) - (5.0 if k >= 5 else 0.0)
         for side in ("left", "right"):
-            tp = B.shape([z1 - 16, z1 - 13, z1 - 6, z1 - 3], av + 0.6 * tp_len, -bv - 2, tp_len, [3, 4.5, 4.5, 3],
+            tp = builder.shape([z1 - 16, z1 - 13, z1 - 6, z1 - 3], av + 0.6 * tp_len, -bv - 2, tp_len, [3, 4.5, 4.5, 3],
                          0.12, side=side, y_mode="spine", jitter=0.0)
             canvas.draw(Structure(f"{name}_transverse_{side}", tp, marrow, shell_mm=1.0,
-                                  shell_tissue=T["cortical_bone"]))
-    canal = B.shape([-70, -40, 0, 60, 120, 180, 240, 300], 0.0, [-18, -22, -27, -27, -27, -26, -26, -26],
+                                  shell_tissue=TISSUES["cortical_bone"]))
+    canal = builder.shape([-70, -40, 0, 60, 120, 180, 240, 300], 0.0, [-18, -22, -27, -27, -27, -26, -26, -26],
                     [4, 7, 10, 10.5, 11, 10.5, 10, 10], [3, 5, 7.5, 8, 8.5, 8, 8, 8], y_mode="spine", jitter=0.0)
-    canvas.draw(Structure("spinal_canal", canal, T["csf"]))
+    canvas.draw(Structure("spinal_canal", canal, TISSUES["csf"]))
     return landmarks

@@ -56,26 +56,26 @@ def psoas_keyframes(sizes: dict[str, tuple[float, float]]) -> dict:
     return dict(z_rel=list(_PSOAS_Z), cx=cx, cy=cy, a=a, b=b, theta=theta)
 
 
-def _gluteals(B: _Builder, canvas: TissueCanvas, muscle: Tissue) -> None:
+def _gluteals(builder: _Builder, canvas: TissueCanvas, muscle: Tissue) -> None:
     """Gluteus medius on the outer face of the iliac wing, gluteus maximus behind the wing and sacrum."""
     for side in ("left", "right"):
-        med = B.shape([45, 25, 0, -30, -60, -90], [96, 104, 106, 104, 100, 98], [-28, -30, -30, -26, -20, -12],
+        med = builder.shape([45, 25, 0, -30, -60, -90], [96, 104, 106, 104, 100, 98], [-28, -30, -30, -26, -20, -12],
                       [8, 20, 26, 28, 24, 18], [4, 11, 15, 17, 15, 11], [0.5, 0.55, 0.62, 0.7, 0.8, 0.9], side=side)
         canvas.draw_id(Structure(f"gluteus_medius_{side}", med, muscle, shell_mm=1.2, shell_tissue=TISSUES["fascia"]),
                        tissue_id(f"gluteus_medius_{side}"), shell_tid=tissue_id("muscle_fascia"))
-        mx = B.shape([-5, -25, -50, -80, -110, -150], [58, 70, 80, 86, 90, 94], [-58, -60, -60, -56, -50, -44],
+        mx = builder.shape([-5, -25, -50, -80, -110, -150], [58, 70, 80, 86, 90, 94], [-58, -60, -60, -56, -50, -44],
                      [8, 22, 32, 38, 38, 34], [5, 13, 19, 23, 23, 21], [0.45, 0.5, 0.55, 0.6, 0.65, 0.7], side=side)
         canvas.draw_id(Structure(f"gluteus_maximus_{side}", mx, muscle, shell_mm=1.2, shell_tissue=TISSUES["fascia"]),
                        tissue_id(f"gluteus_maximus_{side}"), shell_tid=tissue_id("muscle_fascia"))
 
 
-def _target_muscles(anat: SubjectAnatomy, B: _Builder, canvas: TissueCanvas, marbling: SmoothNoise,
+def _target_muscles(anat: SubjectAnatomy, builder: _Builder, canvas: TissueCanvas, marbling: SmoothNoise,
                     septa: SmoothNoise | None, sizes: dict[str, tuple[float, float]]) -> None:
     """ES+MF, QL (default courses), psoas (against the bodies) and iliacus, labelled 1-8 in label and tissue map."""
     def muscle(name: str, side: str, shape_args: dict, caudal_gradient: float, z_mid_rel: float,
                lateral_gradient: float = 0.0) -> None:
         ff = anat.muscle_ff[(name, side)]
-        shp = B.shape(side=side, scale=anat.muscle_scale[(name, side)], **shape_args)
+        shp = builder.shape(side=side, scale=anat.muscle_scale[(name, side)], **shape_args)
         fld = _muscle_ff_field(anat, canvas, marbling, ff, caudal_gradient, float(anat.z(z_mid_rel)), septa,
                                lateral_gradient)
         value = label_value(name, side)
@@ -112,24 +112,24 @@ def draw_subject_complete(anat: SubjectAnatomy, canvas: TissueCanvas,
     target muscles, then bones (which carve the muscles, e.g. the psoas groove). Afterwards every labelled voxel
     gets its muscle's tissue id, so the tissue map agrees with the label map by construction.
     """
-    B = _Builder(anat, rng)
+    builder = _Builder(anat, rng)
     landmarks: dict[str, tuple[float, float]] = {}
     marbling = SmoothNoise(canvas.grid, (2.5, 2.5, 14.0), rng)
     septa = None
     if anat.texture == "septa":
         septa = SmoothNoise(canvas.grid, (6.0, 6.0, 30.0), np.random.default_rng([anat.texture_seed, 20261126]))
-    wall = BodyWall(anat, B, rng)
+    wall = BodyWall(anat, builder, rng)
     draw_trunk(anat, wall, canvas, rng)
-    draw_colon(anat, wall, B, canvas, rng)
-    draw_organs(anat, wall, B, canvas)
+    draw_colon(anat, wall, builder, canvas, rng)
+    draw_organs(anat, wall, builder, canvas)
     sizes = draw_body_sizes(rng)
-    draw_vessels_and_crura(anat, B, canvas, rng, sizes["L3"][1])
+    draw_vessels_and_crura(anat, builder, canvas, rng, sizes["L3"][1])
     draw_wall_muscles(anat, wall, canvas)
-    _gluteals(B, canvas, Tissue("gluteal", TISSUES["muscle_other"].signal, anat.other_muscle_ff))
-    _target_muscles(anat, B, canvas, marbling, septa, sizes)
-    draw_pelvis_bones(anat, B, canvas, landmarks)
-    draw_spine(anat, B, canvas, sizes, landmarks)
-    draw_ribs(anat, B, canvas)
+    _gluteals(builder, canvas, Tissue("gluteal", TISSUES["muscle_other"].signal, anat.other_muscle_ff))
+    _target_muscles(anat, builder, canvas, marbling, septa, sizes)
+    draw_pelvis_bones(anat, builder, canvas, landmarks)
+    draw_spine(anat, builder, canvas, sizes, landmarks)
+    draw_ribs(anat, builder, canvas)
     lab = canvas.label > 0
     canvas.tissue[lab] = canvas.label[lab]
     return landmarks

@@ -44,11 +44,11 @@ class BodyWall:
 
     Args:
         anat: the subject.
-        B: its keyframe builder (draws the per-subject jitter).
+        builder: its keyframe builder (draws the per-subject jitter).
         rng: the subject's random stream (wall muscle bulk).
     """
 
-    def __init__(self, anat: SubjectAnatomy, B: _Builder, rng: np.random.Generator) -> None:
+    def __init__(self, anat: SubjectAnatomy, builder: _Builder, rng: np.random.Generator) -> None:
         vis = anat.visceral
         sat = anat.sat_mm
         zk = np.array([-150, -100, -40, 20, 60, 110, 160, 210, 290])
@@ -56,7 +56,7 @@ class BodyWall:
         ry = np.array([95, 98, 100, 100, 98, 100, 102, 106, 110]) + np.array([0, 5, 10, 20, 30, 35, 30, 25, 20]) * vis
         back = 82.0  # vertebral-body centre to the posterior muscle surface, as in the default anatomy
         self.sat = sat
-        self.trunk: Shape = B.shape(zk, 0.0, -back + ry - sat / 2.0, rx + sat + 2.0, ry + (sat + 2.0) / 2.0, p=2.3,
+        self.trunk: Shape = builder.shape(zk, 0.0, -back + ry - sat / 2.0, rx + sat + 2.0, ry + (sat + 2.0) / 2.0, p=2.3,
                                     jitter=0.03)
         # wall muscles are thicker in men and in younger, more active people; the subject's own bulk varies
         self.bulk = float((1.2 if anat.sex == "M" else 1.0) * (1.0 - 0.004 * (anat.age - 45))
@@ -119,10 +119,9 @@ def _bowel_fill(anat: SubjectAnatomy, canvas: TissueCanvas, rng: np.random.Gener
 
 def draw_trunk(anat: SubjectAnatomy, wall: BodyWall, canvas: TissueCanvas, rng: np.random.Generator) -> None:
     """Skin, subcutaneous fat, extraperitoneal fat inside it, and the bowel in the abdominal cavity."""
-    T = TISSUES
     canvas.draw_layers_id(wall.trunk, [
-        (0.0, T["skin"], tissue_id("skin")), (2.0, T["subcutaneous_fat"], tissue_id("subcutaneous_fat")),
-        (wall.muscle_start, T["visceral_fat"], tissue_id("extraperitoneal_fat")),
+        (0.0, TISSUES["skin"], tissue_id("skin")), (2.0, TISSUES["subcutaneous_fat"], tissue_id("subcutaneous_fat")),
+        (wall.muscle_start, TISSUES["visceral_fat"], tissue_id("extraperitoneal_fat")),
         (wall.cavity_inset + 3.0, _bowel_fill(anat, canvas, rng), 0)])
 
 
@@ -173,7 +172,7 @@ def _cavity_clip(canvas: TissueCanvas, wall: BodyWall) -> Callable:
     return clip
 
 
-def draw_colon(anat: SubjectAnatomy, wall: BodyWall, B: _Builder, canvas: TissueCanvas,
+def draw_colon(anat: SubjectAnatomy, wall: BodyWall, builder: _Builder, canvas: TissueCanvas,
                rng: np.random.Generator) -> None:
     """Ascending (right) and descending (left) colon in the flanks: a thin wall around mottled stool and gas, the
     dark-and-bright lateral loops of real abdominal scans that lie next to QL and the lateral wall."""
@@ -187,7 +186,7 @@ def draw_colon(anat: SubjectAnatomy, wall: BodyWall, B: _Builder, canvas: Tissue
     courses = {"right": ([-20, 20, 80, 140, 185], [75, 86, 92, 92, 85], [35, 25, 16, 12, 14], [15, 19, 21, 19, 15]),
                "left": ([-30, 30, 90, 150, 205], [80, 92, 96, 92, 82], [20, 10, 4, 2, 6], [11, 13, 14, 14, 12])}
     for side, (z, cx, cy, r) in courses.items():
-        shape = B.shape(z, cx, cy, r, np.asarray(r) * 0.85, side=side)
+        shape = builder.shape(z, cx, cy, r, np.asarray(r) * 0.85, side=side)
         sl = canvas._bbox(shape, 3.0 * canvas._h + (8.0 if canvas.warp is not None else 0.0))
         if sl is None:
             continue
@@ -201,7 +200,7 @@ def draw_colon(anat: SubjectAnatomy, wall: BodyWall, B: _Builder, canvas: Tissue
                         ids[kind])
 
 
-def draw_ribs(anat: SubjectAnatomy, B: _Builder, canvas: TissueCanvas) -> None:
+def draw_ribs(anat: SubjectAnatomy, builder: _Builder, canvas: TissueCanvas) -> None:
     """The 11th and 12th ribs: running laterally and caudally from the T11/T12 transverse processes, so an axial
     slice cuts each one as a small oval in the posterolateral wall that moves outwards as it descends."""
     marrow = Tissue("marrow", 0.70, anat.marrow_ff)
@@ -209,34 +208,33 @@ def draw_ribs(anat: SubjectAnatomy, B: _Builder, canvas: TissueCanvas) -> None:
         for z_top, z_low, reach in ((214, 150, 105), (250, 165, 125)):
             z = np.linspace(z_low, z_top, 5)
             t = (z_top - z) / (z_top - z_low)
-            rib = B.shape(z, 40 + (reach - 40) * t, -38 + 30 * t ** 1.5, 9.0, 4.0, -0.3 + 0.9 * t, side=side,
+            rib = builder.shape(z, 40 + (reach - 40) * t, -38 + 30 * t ** 1.5, 9.0, 4.0, -0.3 + 0.9 * t, side=side,
                           jitter=0.03)
             canvas.draw_id(Structure(f"rib_{side}", rib, marrow, shell_mm=1.2, shell_tissue=TISSUES["cortical_bone"]),
                            tissue_id("rib"))
 
 
-def draw_organs(anat: SubjectAnatomy, wall: BodyWall, B: _Builder, canvas: TissueCanvas) -> None:
+def draw_organs(anat: SubjectAnatomy, wall: BodyWall, builder: _Builder, canvas: TissueCanvas) -> None:
     """Liver tip (right), spleen tip (left), kidneys in perirenal fat with renal-sinus fat at the hilum."""
-    T = TISSUES
     clip = _cavity_clip(canvas, wall)
-    liver = B.shape([105, 130, 165, 210, 300], [92, 86, 76, 62, 55], [10, 14, 18, 20, 20], [8, 22, 40, 55, 62],
+    liver = builder.shape([105, 130, 165, 210, 300], [92, 86, 76, 62, 55], [10, 14, 18, 20, 20], [8, 22, 40, 55, 62],
                     [7, 18, 33, 45, 52], 0.3, side="right")
-    canvas.draw_id(Structure("liver", liver, T["liver"]), tissue_id("liver"), clip=clip)
-    spleen = B.shape([180, 205, 245, 300], [80, 84, 82, 78], [-22, -18, -12, -6], [8, 26, 36, 40], [5, 12, 16, 18],
+    canvas.draw_id(Structure("liver", liver, TISSUES["liver"]), tissue_id("liver"), clip=clip)
+    spleen = builder.shape([180, 205, 245, 300], [80, 84, 82, 78], [-22, -18, -12, -6], [8, 26, 36, 40], [5, 12, 16, 18],
                      2.2, side="left")
     canvas.draw_id(Structure("spleen", spleen, SPLEEN), tissue_id("spleen"), clip=clip)
     for side, dz in (("left", 12.0), ("right", 0.0)):
         kz = np.array([88, 105, 140, 180, 205]) + dz
-        kid = B.shape(kz, [64, 70, 72, 70, 62], [-2, -4, -6, -9, -12], [10, 18, 27, 24, 12], [8, 13, 18, 16, 8],
+        kid = builder.shape(kz, [64, 70, 72, 70, 62], [-2, -4, -6, -9, -12], [10, 18, 27, 24, 12], [8, 13, 18, 16, 8],
                       -0.6, side=side)
-        canvas.draw_id(Structure(f"kidney_{side}", kid, T["kidney"], shell_mm=8.0, shell_tissue=T["visceral_fat"]),
+        canvas.draw_id(Structure(f"kidney_{side}", kid, TISSUES["kidney"], shell_mm=8.0, shell_tissue=TISSUES["visceral_fat"]),
                        tissue_id(f"kidney_{side}"), shell_tid=tissue_id("perirenal_fat"))
-        sinus = B.shape(kz[1:4] + np.array([8, 0, -8]), [56, 57, 56], [2, 1, -1], [6, 8, 6], [4, 6, 4], -0.6,
+        sinus = builder.shape(kz[1:4] + np.array([8, 0, -8]), [56, 57, 56], [2, 1, -1], [6, 8, 6], [4, 6, 4], -0.6,
                         side=side)
-        canvas.draw_id(Structure(f"renal_sinus_{side}", sinus, T["visceral_fat"]), tissue_id("renal_sinus_fat"))
+        canvas.draw_id(Structure(f"renal_sinus_{side}", sinus, TISSUES["visceral_fat"]), tissue_id("renal_sinus_fat"))
 
 
-def draw_vessels_and_crura(anat: SubjectAnatomy, B: _Builder, canvas: TissueCanvas, rng: np.random.Generator,
+def draw_vessels_and_crura(anat: SubjectAnatomy, builder: _Builder, canvas: TissueCanvas, rng: np.random.Generator,
                            bv: float) -> None:
     """Diaphragm crura, aorta and common iliac arteries, IVC and common iliac veins.
 
@@ -249,23 +247,23 @@ def draw_vessels_and_crura(anat: SubjectAnatomy, B: _Builder, canvas: TissueCanv
     f = bv - 16.0  # shift with the subject's body depth
     for side, z_low, cx0 in (("right", 105, 13), ("left", 140, 20)):
         zc = np.linspace(z_low, 300, 6)
-        crus = B.shape(zc, cx0 + np.array([0, 0, 1, 3, 6, 10]), f + np.array([11, 12, 13, 15, 18, 22]),
+        crus = builder.shape(zc, cx0 + np.array([0, 0, 1, 3, 6, 10]), f + np.array([11, 12, 13, 15, 18, 22]),
                        [4, 6, 9, 11, 12, 12], [2.5, 3.5, 4.5, 5.5, 6, 5], [1.35, 1.3, 1.2, 1.1, 1.0, 0.9],
                        side=side, y_mode="spine")
         canvas.draw_id(Structure(f"crus_{side}", crus, muscle), tissue_id(f"diaphragm_crus_{side}"))
-    aorta = B.shape([58, 70, 120, 200, 300], [6, 8, 10, 10, 8], f + np.array([23, 25, 27, 27, 25]),
+    aorta = builder.shape([58, 70, 120, 200, 300], [6, 8, 10, 10, 8], f + np.array([23, 25, 27, 27, 25]),
                     [7.5, 8.5, 9.5, 10.5, 11.5], [7.5, 8.5, 9.5, 10.5, 11.5], side="left", y_mode="spine",
                     jitter=0.04)
     canvas.draw_id(Structure("aorta", aorta, art), tissue_id("aorta"))
-    ivc = B.shape([22, 40, 100, 180, 300], [15, 18, 20, 22, 24], f + np.array([19, 21, 20, 19, 18]),
+    ivc = builder.shape([22, 40, 100, 180, 300], [15, 18, 20, 22, 24], f + np.array([19, 21, 20, 19, 18]),
                   [8, 11, 12, 12, 13], [6, 7, 8, 9, 10], side="right", y_mode="spine", jitter=0.05)
     canvas.draw_id(Structure("ivc", ivc, ven), tissue_id("inferior_vena_cava"))
     for side in ("left", "right"):
         # common then external iliac artery: from the bifurcation along the medial border of psoas into the pelvis
-        ia = B.shape([-100, -70, -45, -25, -10, 10, 40, 64], [62, 58, 52, 45, 38, 28, 15, 7],
+        ia = builder.shape([-100, -70, -45, -25, -10, 10, 40, 64], [62, 58, 52, 45, 38, 28, 15, 7],
                      [44, 40, 33, 28, 26, 25, 25, 24], [4, 4, 4.5, 4.5, 5, 5, 5.5, 6], [4, 4, 4.5, 4.5, 5, 5, 5.5, 6],
                      side=side, jitter=0.04)
         canvas.draw_id(Structure(f"iliac_artery_{side}", ia, art), tissue_id(f"common_iliac_artery_{side}"))
-        iv = B.shape([-100, -70, -40, -15, 5, 26], [68, 62, 54, 42, 28, 14], [37, 33, 25, 18, 16, 17],
+        iv = builder.shape([-100, -70, -40, -15, 5, 26], [68, 62, 54, 42, 28, 14], [37, 33, 25, 18, 16, 17],
                      [5, 5.5, 6, 6.5, 7, 7], [4.5, 5, 5.5, 6, 6, 6], side=side, jitter=0.04)
         canvas.draw_id(Structure(f"iliac_vein_{side}", iv, ven), tissue_id(f"common_iliac_vein_{side}"))

@@ -171,19 +171,19 @@ class Canvas:
         Returns an array (nx_b, ny_b, nz_b, n_sub); +inf where a sub-slice lies outside the shape's z range.
         """
         xs, ys, zs = self.x[sl[0]], self.y[sl[1]], self.z[sl[2]]
-        X = xs[:, None, None]
-        Y = ys[None, :, None]
+        gx = xs[:, None, None]
+        gy = ys[None, :, None]
         if self.warp is not None:
             wx, wy = self.warp(sl)
-            X = X + wx
-            Y = Y + wy
+            gx = gx + wx
+            gy = gy + wy
         dz = self.grid.spacing[2]
         out = np.empty((xs.size, ys.size, zs.size, self.n_sub), np.float32)
         p = shape.p
         for s in range(self.n_sub):
             zsub = zs + ((s + 0.5) / self.n_sub - 0.5) * dz
             cx, cy, a, b, th = (v.astype(np.float32)[None, None, :] for v in shape.params(zsub).T)
-            dx, dy = X - cx, Y - cy
+            dx, dy = gx - cx, gy - cy
             c, sn = np.cos(th), np.sin(th)
             u = (dx * c + dy * sn) / a
             v = (dy * c - dx * sn) / b

@@ -94,12 +94,12 @@ class TissueCanvas(Canvas):
 
     def warped_xy(self, sl: tuple[slice, slice, slice]) -> tuple[np.ndarray, np.ndarray]:
         """World x and y (mm) of the bbox voxels after the in-plane warp -> two arrays broadcastable to the bbox."""
-        X = self.x[sl[0]][:, None, None]
-        Y = self.y[sl[1]][None, :, None]
+        gx = self.x[sl[0]][:, None, None]
+        gy = self.y[sl[1]][None, :, None]
         if self.warp is not None:
             wx, wy = self.warp(sl)
-            X, Y = X + wx, Y + wy
-        return X, Y
+            gx, gy = gx + wx, gy + wy
+        return gx, gy
 
 
 class SheetFrame:
@@ -125,8 +125,8 @@ class SheetFrame:
         self.zs = canvas.z[self.sl[2]]
         self.depth = canvas.signed_distance(trunk, self.sl).mean(axis=-1)
         cx, cy = (v[None, None, :].astype(np.float32) for v in trunk.params(self.zs).T[:2])
-        X, Y = canvas.warped_xy(self.sl)
-        self.dx, self.dy = X - cx, Y - cy
+        gx, gy = canvas.warped_xy(self.sl)
+        self.dx, self.dy = gx - cx, gy - cy
         self.r = np.sqrt(self.dx * self.dx + self.dy * self.dy)
 
 
