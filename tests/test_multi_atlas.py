@@ -10,7 +10,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-import SimpleITK as sitk
+import SimpleITK as sitk  # noqa: N813 (the library's own spelling)
 
 from scripts.multi_atlas import (
     MultiAtlasParams,
