@@ -68,7 +68,9 @@ def main(argv: list[str]) -> int:
     target_site = Path(target_path).resolve()
     if target_tag != sys.implementation.cache_tag:
         # compiled extensions are built for one interpreter: sharing them across versions would break imports
-        print(f"share_packages: {target_python} is {target_tag}, this is {sys.implementation.cache_tag}; nothing linked")
+        print(
+            f"share_packages: {target_python} is {target_tag}, this is {sys.implementation.cache_tag}; nothing linked"
+        )
         return 0
     pins = read_pins(requirement_files)
     present = installed_names(target_site)

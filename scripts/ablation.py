@@ -35,28 +35,35 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from scripts.ablation_stats import EQUIVALENCE_MARGINS, contrast_table
 from scripts.agreement import holm_correction, paired_wilcoxon
 from scripts.atomic_io import atomic_write_text
 from scripts.cross_validation import _predict_unet, _read_entries, _train_unet, exit_on_sigterm, run_step
 from scripts.evaluate_phantom import evaluate_run
 
-__all__ = ["ARMS", "COMMON_OVERRIDES", "arm_overrides", "ablation_table", "contrast_report", "replicates",
-           "run"]
+__all__ = ["ARMS", "COMMON_OVERRIDES", "arm_overrides", "ablation_table", "contrast_report", "replicates", "run"]
 
 logger = logging.getLogger(__name__)
 
 #: train.json settings shared by every arm: everything but the spatial augmentation off
-COMMON_OVERRIDES: dict[str, Any] = {"flip_prob": 0.0, "contrast_prob": 0.0, "field_of_view_prob": 0.0,
-                                    "intensity_prob": 0.0, "remap_prob": 0.0}
+COMMON_OVERRIDES: dict[str, Any] = {
+    "flip_prob": 0.0,
+    "contrast_prob": 0.0,
+    "field_of_view_prob": 0.0,
+    "intensity_prob": 0.0,
+    "remap_prob": 0.0,
+}
 #: arm -> train.json settings ("anatomical_model" is filled in with the model's path)
 ARMS: dict[str, dict[str, Any]] = {
     "none": {"rigid_prob": 0.0, "bspline_prob": 0.0, "anatomical_model": ""},
     "rotations": {"rigid_prob": 0.3, "bspline_prob": 0.0, "anatomical_model": ""},
     "rotations+bspline": {"rigid_prob": 0.3, "bspline_prob": 0.3, "anatomical_model": ""},
-    "rotations+bspline+anatomical": {"rigid_prob": 0.3, "bspline_prob": 0.3, "anatomical_model": None,
-                                     "anatomical_prob": 0.3},
+    "rotations+bspline+anatomical": {
+        "rigid_prob": 0.3,
+        "bspline_prob": 0.3,
+        "anatomical_model": None,
+        "anatomical_prob": 0.3,
+    },
 }
 METRICS = ("dice", "rvd", "hd95_mm")
 
@@ -107,8 +114,15 @@ def ablation_table(metrics: pd.DataFrame, baseline: str = "none") -> pd.DataFram
             b = means[(means.arm == baseline) & (means.muscle == muscle)].set_index("subject")
             for metric in METRICS:
                 x = a[metric].astype(float)
-                row = {"arm": arm, "muscle": muscle, "metric": metric, "mean": x.mean(), "sd": x.std(ddof=1),
-                       "n": int(x.notna().sum()), "p_wilcoxon": np.nan}
+                row = {
+                    "arm": arm,
+                    "muscle": muscle,
+                    "metric": metric,
+                    "mean": x.mean(),
+                    "sd": x.std(ddof=1),
+                    "n": int(x.notna().sum()),
+                    "p_wilcoxon": np.nan,
+                }
                 if arm != baseline:
                     pair = pd.concat([x, b[metric].astype(float)], axis=1, join="inner")
                     # Why: an empty prediction has an infinite HD95; such pairs cannot be ranked, only counted.
@@ -134,8 +148,9 @@ def _int_list(values: Sequence[int] | str | int | None) -> list[int]:
     return [int(v) for v in values]
 
 
-def replicates(seed: int, seeds: Sequence[int] | str | None = None,
-               draws: Sequence[int] | str | None = None) -> list[tuple[int, int]]:
+def replicates(
+    seed: int, seeds: Sequence[int] | str | None = None, draws: Sequence[int] | str | None = None
+) -> list[tuple[int, int]]:
     """(draw, training seed) of every replicate; ``seed`` alone is the single replicate ``(seed, seed)``."""
     return [(d, s) for d in (_int_list(draws) or [seed]) for s in (_int_list(seeds) or [seed])]
 
@@ -145,33 +160,50 @@ def contrast_report(contrasts: pd.DataFrame) -> list[str]:
     if contrasts.empty:
         return []
     units = ", ".join(sorted(set(contrasts.unit)))
-    lines = ["## Contrasts between arms", "",
-             f"Unit of the tests: {units}. Difference = arm − reference (|RVD| for RVD), 95 % interval; p of the "
-             "difference (t over training runs; Wilcoxon over subjects for a single run) and of equivalence (TOST "
-             "against the declared margins " + ", ".join(f"{k} {v:g}" for k, v in EQUIVALENCE_MARGINS.items())
-             + "), both Holm-adjusted over the whole table. 'equivalent' needs the TOST, not a non-significant "
-             "difference.", "", "| arm vs reference | muscle | metric | difference [95 % CI] | p difference (Holm) | "
-             "p equivalence (Holm) | verdict |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "## Contrasts between arms",
+        "",
+        f"Unit of the tests: {units}. Difference = arm − reference (|RVD| for RVD), 95 % interval; p of the "
+        "difference (t over training runs; Wilcoxon over subjects for a single run) and of equivalence (TOST "
+        "against the declared margins "
+        + ", ".join(f"{k} {v:g}" for k, v in EQUIVALENCE_MARGINS.items())
+        + "), both Holm-adjusted over the whole table. 'equivalent' needs the TOST, not a non-significant "
+        "difference.",
+        "",
+        "| arm vs reference | muscle | metric | difference [95 % CI] | p difference (Holm) | "
+        "p equivalence (Holm) | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for _, r in contrasts[contrasts.metric.isin(["dice", "hd95_mm"])].iterrows():
         digits = 3 if r.metric == "dice" else 2
-        lines.append(f"| {r.arm} vs {r.reference} | {r.muscle.replace('_', ' ')} | {r.metric} | "
-                     f"{r['mean']:+.{digits}f} [{r.ci_lower:+.{digits}f}, {r.ci_upper:+.{digits}f}] | "
-                     f"{r.p_difference:.2g} ({r.p_difference_holm:.2g}) | {r.p_equivalence:.2g} "
-                     f"({r.p_equivalence_holm:.2g}) | {r.verdict} |")
+        lines.append(
+            f"| {r.arm} vs {r.reference} | {r.muscle.replace('_', ' ')} | {r.metric} | "
+            f"{r['mean']:+.{digits}f} [{r.ci_lower:+.{digits}f}, {r.ci_upper:+.{digits}f}] | "
+            f"{r.p_difference:.2g} ({r.p_difference_holm:.2g}) | {r.p_equivalence:.2g} "
+            f"({r.p_equivalence_holm:.2g}) | {r.verdict} |"
+        )
     return lines + [""]
 
 
 def _report(table: pd.DataFrame, settings: Mapping[str, Any]) -> str:
-    lines = ["# Augmentation ablation", "",
-             f"Training scans: {settings['n_train']} (seed {settings['seed']}), {settings['epochs']} epochs from "
-             f"scratch per arm; held-out scans: {settings['n_test']} from `{settings['test_dir']}`. Everything but "
-             "the spatial augmentation is off in every arm. p: paired Wilcoxon signed-rank against `none`, "
-             "Holm-corrected over all comparisons.", ""]
+    lines = [
+        "# Augmentation ablation",
+        "",
+        f"Training scans: {settings['n_train']} (seed {settings['seed']}), {settings['epochs']} epochs from "
+        f"scratch per arm; held-out scans: {settings['n_test']} from `{settings['test_dir']}`. Everything but "
+        "the spatial augmentation is off in every arm. p: paired Wilcoxon signed-rank against `none`, "
+        "Holm-corrected over all comparisons.",
+        "",
+    ]
     for metric, name in (("dice", "Dice"), ("hd95_mm", "HD95 (mm)"), ("rvd", "relative volume difference")):
         sub = table[table.metric == metric]
         muscles = list(dict.fromkeys(sub.muscle))
-        lines += [f"## {name} (L/R mean, mean +- SD)", "", "| arm | " + " | ".join(muscles) + " |",
-                  "|---|" + "---|" * len(muscles)]
+        lines += [
+            f"## {name} (L/R mean, mean +- SD)",
+            "",
+            "| arm | " + " | ".join(muscles) + " |",
+            "|---|" + "---|" * len(muscles),
+        ]
         for arm in dict.fromkeys(sub.arm):
             cells = []
             for m in muscles:
@@ -186,11 +218,21 @@ def _report(table: pd.DataFrame, settings: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run(dataset_dir: str, test_dir: str, n_train: int = 8, epochs: int = 60, val_interval: int = 10,
-        seed: int = 0, out_dir: str = "eval/ablation", anatomical_model: str | None = None,
-        arms: Sequence[str] | str = tuple(ARMS), train_overrides: Mapping[str, Any] | None = None,
-        infer_overrides: Mapping[str, Any] | None = None, seeds: Sequence[int] | str | None = None,
-        draws: Sequence[int] | str | None = None) -> pd.DataFrame:
+def run(
+    dataset_dir: str,
+    test_dir: str,
+    n_train: int = 8,
+    epochs: int = 60,
+    val_interval: int = 10,
+    seed: int = 0,
+    out_dir: str = "eval/ablation",
+    anatomical_model: str | None = None,
+    arms: Sequence[str] | str = tuple(ARMS),
+    train_overrides: Mapping[str, Any] | None = None,
+    infer_overrides: Mapping[str, Any] | None = None,
+    seeds: Sequence[int] | str | None = None,
+    draws: Sequence[int] | str | None = None,
+) -> pd.DataFrame:
     """Train every arm, segment the held-out scans, compare; resumable. Returns the comparison table.
 
     Args:
@@ -220,14 +262,26 @@ def run(dataset_dir: str, test_dir: str, n_train: int = 8, epochs: int = 60, val
     frames, seconds = [], {}
     for draw, train_seed in reps:
         rep_out = out if len(reps) == 1 else out / f"draw{draw}_seed{train_seed}"
-        frame, rep_seconds, n_test = _run_replicate(Path(dataset_dir), Path(test_dir), rep_out, names, n_train, draw,
-                                                    train_seed, epochs, val_interval, anatomical_model,
-                                                    train_overrides, infer_overrides)
+        frame, rep_seconds, n_test = _run_replicate(
+            Path(dataset_dir),
+            Path(test_dir),
+            rep_out,
+            names,
+            n_train,
+            draw,
+            train_seed,
+            epochs,
+            val_interval,
+            anatomical_model,
+            train_overrides,
+            infer_overrides,
+        )
         frame.insert(1, "draw", draw)
         frame.insert(2, "seed", train_seed)
         frames.append(frame)
-        seconds.update({(arm if len(reps) == 1 else f"{arm} draw{draw} seed{train_seed}"): v
-                        for arm, v in rep_seconds.items()})
+        seconds.update(
+            {(arm if len(reps) == 1 else f"{arm} draw{draw} seed{train_seed}"): v for arm, v in rep_seconds.items()}
+        )
     metrics = pd.concat(frames, ignore_index=True)
     metrics.to_csv(out / "metrics.csv", index=False)
     # the one-run comparison against `none` as before (over the subjects of the first replicate only when several)
@@ -236,18 +290,35 @@ def run(dataset_dir: str, test_dir: str, n_train: int = 8, epochs: int = 60, val
     table.to_csv(out / "comparison.csv", index=False)
     contrasts = contrast_table(metrics if len(reps) > 1 else metrics.drop(columns=["draw", "seed"]))
     contrasts.to_csv(out / "contrasts.csv", index=False)
-    settings = {"n_train": n_train, "seed": seed, "epochs": epochs, "n_test": n_test, "test_dir": str(test_dir),
-                "train_seconds": seconds, "replicates": reps}
+    settings = {
+        "n_train": n_train,
+        "seed": seed,
+        "epochs": epochs,
+        "n_test": n_test,
+        "test_dir": str(test_dir),
+        "train_seconds": seconds,
+        "replicates": reps,
+    }
     text = _report(table, settings) + "\n" + "\n".join(contrast_report(contrasts))
     atomic_write_text(out / "report.md", text + "\n")
     logger.info("wrote %s", out / "report.md")
     return table
 
 
-def _run_replicate(dataset_dir: Path, test_dir: Path, out: Path, names: Sequence[str], n_train: int, draw: int,
-                   train_seed: int, epochs: int, val_interval: int, anatomical_model: str | None,
-                   train_overrides: Mapping[str, Any] | None, infer_overrides: Mapping[str, Any] | None
-                   ) -> tuple[pd.DataFrame, dict[str, float], int]:
+def _run_replicate(
+    dataset_dir: Path,
+    test_dir: Path,
+    out: Path,
+    names: Sequence[str],
+    n_train: int,
+    draw: int,
+    train_seed: int,
+    epochs: int,
+    val_interval: int,
+    anatomical_model: str | None,
+    train_overrides: Mapping[str, Any] | None,
+    infer_overrides: Mapping[str, Any] | None,
+) -> tuple[pd.DataFrame, dict[str, float], int]:
     """Train and evaluate every arm once on the training scans of ``draw`` with training seed ``train_seed``."""
     datalist = _write_datalist(dataset_dir, test_dir, n_train, draw, out)
     n_test = len(json.loads(datalist.read_text())["testing"])
@@ -256,6 +327,7 @@ def _run_replicate(dataset_dir: Path, test_dir: Path, out: Path, names: Sequence
 
         def build(folder: Path) -> dict[str, Any]:
             return {"model": build_variability_model_from_datalist(str(datalist), str(folder / "model.npz"))}
+
         # each draw gets the variability model of its own training label maps
         anatomical_model = run_step(out / "anatomical_model", build)["model"]
     frames, seconds = [], {}
@@ -265,8 +337,10 @@ def _run_replicate(dataset_dir: Path, test_dir: Path, out: Path, names: Sequence
         trained = run_step(out / arm / "train", train)
         seconds[arm] = float(trained["seconds"])
         predicted = out / arm / "predict"
-        run_step(predicted, _predict_unet(dataset_dir, datalist, out / arm / "train" / "models" / "model.pt",
-                                          n_test, infer_overrides))
+        run_step(
+            predicted,
+            _predict_unet(dataset_dir, datalist, out / arm / "train" / "models" / "model.pt", n_test, infer_overrides),
+        )
         seg, _ = evaluate_run(str(test_dir), str(predicted / "out"))
         seg.insert(0, "arm", arm)
         frames.append(seg)
@@ -287,8 +361,11 @@ def contrasts_from_metrics(metrics_csv: str, out_dir: str) -> str:
     contrasts = contrast_table(metrics)
     out = Path(out_dir)
     atomic_write_text(out / "contrasts.csv", contrasts.to_csv(index=False), overwrite=True)
-    atomic_write_text(out / "contrasts.md", "\n".join(["# Augmentation ablation: contrasts", ""]
-                                                      + contrast_report(contrasts)) + "\n", overwrite=True)
+    atomic_write_text(
+        out / "contrasts.md",
+        "\n".join(["# Augmentation ablation: contrasts", ""] + contrast_report(contrasts)) + "\n",
+        overwrite=True,
+    )
     return str(out / "contrasts.md")
 
 

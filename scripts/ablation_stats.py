@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import stats
-
 from scripts.agreement import holm_correction, paired_wilcoxon
 
 __all__ = ["CONTRASTS", "EQUIVALENCE_MARGINS", "equivalence_test", "contrast_table"]
@@ -55,22 +54,38 @@ def equivalence_test(differences: Sequence[float], margin: float, alpha: float =
     mean, se, df = float(d.mean()), float(d.std(ddof=1) / math.sqrt(n)), n - 1
     if se == 0:
         inside = abs(mean) < margin
-        return dict(mean=mean, ci_lower=mean, ci_upper=mean, ci90_lower=mean, ci90_upper=mean,
-                    p_difference=1.0 if mean == 0 else 0.0, p_equivalence=0.0 if inside else 1.0, n=n)
+        return dict(
+            mean=mean,
+            ci_lower=mean,
+            ci_upper=mean,
+            ci90_lower=mean,
+            ci90_upper=mean,
+            p_difference=1.0 if mean == 0 else 0.0,
+            p_equivalence=0.0 if inside else 1.0,
+            n=n,
+        )
     t95, t90 = stats.t.ppf(1 - alpha / 2, df), stats.t.ppf(1 - alpha, df)
     p_lower = float(stats.t.sf((mean + margin) / se, df))  # H0: mean <= -margin
     p_upper = float(stats.t.cdf((mean - margin) / se, df))  # H0: mean >= +margin
-    return dict(mean=mean, ci_lower=mean - t95 * se, ci_upper=mean + t95 * se, ci90_lower=mean - t90 * se,
-                ci90_upper=mean + t90 * se, p_difference=float(2 * stats.t.sf(abs(mean) / se, df)),
-                p_equivalence=max(p_lower, p_upper), n=n)
+    return dict(
+        mean=mean,
+        ci_lower=mean - t95 * se,
+        ci_upper=mean + t95 * se,
+        ci90_lower=mean - t90 * se,
+        ci90_upper=mean + t90 * se,
+        p_difference=float(2 * stats.t.sf(abs(mean) / se, df)),
+        p_equivalence=max(p_lower, p_upper),
+        n=n,
+    )
 
 
 def _replicate_keys(metrics: pd.DataFrame) -> list[str]:
     return [c for c in ("draw", "seed") if c in metrics.columns]
 
 
-def _one_contrast(means: pd.DataFrame, arm: str, ref: str, muscle: str, metric: str,
-                  margin: float) -> dict[str, Any] | None:
+def _one_contrast(
+    means: pd.DataFrame, arm: str, ref: str, muscle: str, metric: str, margin: float
+) -> dict[str, Any] | None:
     keys = _replicate_keys(means)
     part = means[means.muscle == muscle]
     a = part[part.arm == arm].set_index(keys + ["subject"])[metric].astype(float)
@@ -84,23 +99,34 @@ def _one_contrast(means: pd.DataFrame, arm: str, ref: str, muscle: str, metric: 
         pair = pair.abs()
     diff = pair.a - pair.b
     replicates = diff.groupby(level=keys).mean() if keys else pd.Series([diff.mean()])
-    row: dict[str, Any] = {"arm": arm, "reference": ref, "muscle": muscle, "metric": metric, "margin": margin,
-                           "replicates": int(replicates.size), "subjects": int(pair.index.get_level_values(
-                               "subject").nunique())}
+    row: dict[str, Any] = {
+        "arm": arm,
+        "reference": ref,
+        "muscle": muscle,
+        "metric": metric,
+        "margin": margin,
+        "replicates": int(replicates.size),
+        "subjects": int(pair.index.get_level_values("subject").nunique()),
+    }
     if replicates.size >= 3:
         row.update(unit="training runs", **equivalence_test(replicates.to_numpy(), margin))
     else:
         # one run per arm: subjects are the unit (mean over the replicates, if two), training variance unknown
         per_subject = diff.groupby(level="subject").mean()
-        row.update(unit="subjects (one training run)" if replicates.size == 1 else "subjects (two training runs)",
-                   **equivalence_test(per_subject.to_numpy(), margin))
+        row.update(
+            unit="subjects (one training run)" if replicates.size == 1 else "subjects (two training runs)",
+            **equivalence_test(per_subject.to_numpy(), margin),
+        )
         sub = pair.groupby(level="subject").mean()
         row["p_difference"] = paired_wilcoxon(sub.a.to_numpy(), sub.b.to_numpy()).p
     return row
 
 
-def contrast_table(metrics: pd.DataFrame, contrasts: Sequence[tuple[str, str]] = CONTRASTS,
-                   margins: Mapping[str, float] = EQUIVALENCE_MARGINS) -> pd.DataFrame:
+def contrast_table(
+    metrics: pd.DataFrame,
+    contrasts: Sequence[tuple[str, str]] = CONTRASTS,
+    margins: Mapping[str, float] = EQUIVALENCE_MARGINS,
+) -> pd.DataFrame:
     """Every contrast, muscle (L/R mean rows) and metric: difference, intervals, difference and equivalence tests.
 
     Args:
@@ -133,6 +159,9 @@ def contrast_table(metrics: pd.DataFrame, contrasts: Sequence[tuple[str, str]] =
         return table
     table["p_difference_holm"] = holm_correction(table.p_difference.to_numpy(dtype=float))
     table["p_equivalence_holm"] = holm_correction(table.p_equivalence.to_numpy(dtype=float))
-    table["verdict"] = np.where(table.p_difference_holm < 0.05, "different",
-                                np.where(table.p_equivalence_holm < 0.05, "equivalent", "inconclusive"))
+    table["verdict"] = np.where(
+        table.p_difference_holm < 0.05,
+        "different",
+        np.where(table.p_equivalence_holm < 0.05, "equivalent", "inconclusive"),
+    )
     return table

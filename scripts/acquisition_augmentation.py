@@ -34,20 +34,26 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import RandomizableTransform
 from monai.utils import convert_to_dst_type, ensure_tuple
-
 from scripts.augmentation import (
     _as_spatial_tensor,
-    spacing_from_affine,
     _parse_probability,
     _parse_range,
     _parse_world_axes,
-    _ras_affine,
     _RandIntensityd,
+    _ras_affine,
     array_axis_of_world_axis,
+    spacing_from_affine,
 )
 
-__all__ = ["DIXON_CONTRASTS", "RandDixonContrast", "RandDixonContrastd", "RandFieldOfView", "RandFieldOfViewd",
-           "RandSurfaceCoil", "RandSurfaceCoild"]
+__all__ = [
+    "DIXON_CONTRASTS",
+    "RandDixonContrast",
+    "RandDixonContrastd",
+    "RandFieldOfView",
+    "RandFieldOfViewd",
+    "RandSurfaceCoil",
+    "RandSurfaceCoild",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -131,8 +137,14 @@ class RandDixonContrastd(_RandIntensityd):
         kinds: contrast kinds to draw from (see :data:`DIXON_CONTRASTS`).
     """
 
-    def __init__(self, keys: KeysCollection, water_key: str = "water", fat_key: str = "fat", prob: float = 0.5,
-                 kinds: Sequence[str] = tuple(DIXON_CONTRASTS)) -> None:
+    def __init__(
+        self,
+        keys: KeysCollection,
+        water_key: str = "water",
+        fat_key: str = "fat",
+        prob: float = 0.5,
+        kinds: Sequence[str] = tuple(DIXON_CONTRASTS),
+    ) -> None:
         super().__init__(keys, prob, RandDixonContrast(1.0, kinds), allow_missing_keys=True)
         self.water_key, self.fat_key = water_key, fat_key
 
@@ -174,8 +186,14 @@ class RandFieldOfView(RandomizableTransform):
         outside: "fill" or "replicate" (see above).
     """
 
-    def __init__(self, prob: float = 0.2, world_axes: int | Sequence[int] = (2,),
-                 extent_range: Sequence[float] = (0.3, 0.8), fill: float = 0.0, outside: str = "fill") -> None:
+    def __init__(
+        self,
+        prob: float = 0.2,
+        world_axes: int | Sequence[int] = (2,),
+        extent_range: Sequence[float] = (0.3, 0.8),
+        fill: float = 0.0,
+        outside: str = "fill",
+    ) -> None:
         RandomizableTransform.__init__(self, _parse_probability(prob))
         axes = _parse_world_axes(world_axes)
         low, high = _parse_range(extent_range, "extent_range", minimum=0.0)
@@ -239,11 +257,18 @@ class RandFieldOfViewd(_RandIntensityd):
         allow_missing_keys: do not raise when a key is missing.
     """
 
-    def __init__(self, keys: KeysCollection, label_keys: KeysCollection = ("label",), prob: float = 0.2,
-                 world_axes: int | Sequence[int] = (2,), extent_range: Sequence[float] = (0.3, 0.8),
-                 fill: float = 0.0, outside: str = "fill", allow_missing_keys: bool = False) -> None:
-        super().__init__(keys, prob, RandFieldOfView(1.0, world_axes, extent_range, fill, outside),
-                         allow_missing_keys)
+    def __init__(
+        self,
+        keys: KeysCollection,
+        label_keys: KeysCollection = ("label",),
+        prob: float = 0.2,
+        world_axes: int | Sequence[int] = (2,),
+        extent_range: Sequence[float] = (0.3, 0.8),
+        fill: float = 0.0,
+        outside: str = "fill",
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, prob, RandFieldOfView(1.0, world_axes, extent_range, fill, outside), allow_missing_keys)
         self.label_keys = set(ensure_tuple(label_keys))
 
     @property
@@ -280,9 +305,15 @@ class RandSurfaceCoil(RandomizableTransform):
         body_threshold: fraction of the 99th percentile above which a voxel counts as body, in (0, 1).
     """
 
-    def __init__(self, prob: float = 0.3, decay_range_mm: Sequence[float] = (60.0, 250.0),
-                 floor_range: Sequence[float] = (0.0, 0.3), anterior_prob: float = 0.3,
-                 anterior_weight_range: Sequence[float] = (0.2, 1.0), body_threshold: float = 0.1) -> None:
+    def __init__(
+        self,
+        prob: float = 0.3,
+        decay_range_mm: Sequence[float] = (60.0, 250.0),
+        floor_range: Sequence[float] = (0.0, 0.3),
+        anterior_prob: float = 0.3,
+        anterior_weight_range: Sequence[float] = (0.2, 1.0),
+        body_threshold: float = 0.1,
+    ) -> None:
         RandomizableTransform.__init__(self, _parse_probability(prob))
         self.decay_range = _parse_range(decay_range_mm, "decay_range_mm", minimum=0.0)
         if self.decay_range[0] <= 0:
@@ -330,8 +361,7 @@ class RandSurfaceCoil(RandomizableTransform):
             gain = gain + self.anterior_weight * np.exp(-np.clip(y_front - y, 0.0, None) / self.anterior_decay_mm)
         return axis, gain / gain.max()
 
-    def __call__(self, img: Any, randomize: bool = True, profile: tuple[int, np.ndarray] | None = None
-                 ) -> torch.Tensor:
+    def __call__(self, img: Any, randomize: bool = True, profile: tuple[int, np.ndarray] | None = None) -> torch.Tensor:
         """Apply the coil profile to ``img`` (C, X, Y, Z); ``profile`` (from :meth:`profile`) reuses one."""
         img_t = _as_spatial_tensor(img, type(self).__name__)
         if randomize:
@@ -356,12 +386,23 @@ class RandSurfaceCoild(_RandIntensityd):
         allow_missing_keys: do not raise when a key is missing.
     """
 
-    def __init__(self, keys: KeysCollection, prob: float = 0.3, decay_range_mm: Sequence[float] = (60.0, 250.0),
-                 floor_range: Sequence[float] = (0.0, 0.3), anterior_prob: float = 0.3,
-                 anterior_weight_range: Sequence[float] = (0.2, 1.0), body_threshold: float = 0.1,
-                 allow_missing_keys: bool = False) -> None:
-        super().__init__(keys, prob, RandSurfaceCoil(1.0, decay_range_mm, floor_range, anterior_prob,
-                                                     anterior_weight_range, body_threshold), allow_missing_keys)
+    def __init__(
+        self,
+        keys: KeysCollection,
+        prob: float = 0.3,
+        decay_range_mm: Sequence[float] = (60.0, 250.0),
+        floor_range: Sequence[float] = (0.0, 0.3),
+        anterior_prob: float = 0.3,
+        anterior_weight_range: Sequence[float] = (0.2, 1.0),
+        body_threshold: float = 0.1,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(
+            keys,
+            prob,
+            RandSurfaceCoil(1.0, decay_range_mm, floor_range, anterior_prob, anterior_weight_range, body_threshold),
+            allow_missing_keys,
+        )
 
     @property
     def coil(self) -> RandSurfaceCoil:

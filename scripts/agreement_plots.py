@@ -16,7 +16,6 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-
 from scripts.agreement import ArrayLike, bland_altman, linear_regression, paired_finite
 
 __all__ = ["plot_regression", "plot_bland_altman", "plot_box"]
@@ -114,8 +113,17 @@ def plot_bland_altman(
         ax.axhline(value, color="tab:red", ls=style, lw=1.2)
         if show_ci:
             ax.axhspan(ci_lo, ci_hi, color="tab:red", alpha=0.12, lw=0)
-        ax.annotate(label, xy=(1.0, value), xycoords=("axes fraction", "data"), xytext=(-4, 3),
-                    textcoords="offset points", ha="right", va="bottom", fontsize=8, color="tab:red")
+        ax.annotate(
+            label,
+            xy=(1.0, value),
+            xycoords=("axes fraction", "data"),
+            xytext=(-4, 3),
+            textcoords="offset points",
+            ha="right",
+            va="bottom",
+            fontsize=8,
+            color="tab:red",
+        )
     ax.axhline(0.0, color="0.5", lw=0.8, ls=":")
     ax.set_xlabel(_unit(f"mean of {method_name} and {reference_name}", units))
     ax.set_ylabel(_unit(f"{method_name} − {reference_name}", units))
@@ -167,7 +175,11 @@ def plot_box(
                 positions.append(i + (j - (len(method_order) - 1) / 2) * width)
         if data:
             box = ax.boxplot(
-                data, positions=positions, widths=width * 0.9, patch_artist=True, manage_ticks=False,
+                data,
+                positions=positions,
+                widths=width * 0.9,
+                patch_artist=True,
+                manage_ticks=False,
                 medianprops={"color": "black"},
             )
             for patch in box["boxes"]:

@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk  # noqa: N813 (the library's own spelling)
 import torch
-
 from scripts.variability_model import AnatomicalVariabilityModel
 
 __all__ = [
@@ -104,15 +103,17 @@ def _crop_to_foreground(arr: np.ndarray, affine: np.ndarray, margin_mm: float) -
     pad = np.ceil(margin_mm / spacing).astype(int)
     lo = np.maximum(idx.min(0) - pad, 0)
     hi = np.minimum(idx.max(0) + pad + 1, arr.shape)
-    cropped = arr[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+    cropped = arr[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
     new_affine = affine.copy()
     new_affine[:3, 3] = affine[:3, :3] @ lo + affine[:3, 3]
     return cropped, new_affine
 
 
 def _world_box(lo_idx: np.ndarray, hi_idx: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    corners = np.array([[a, b, c] for a in (lo_idx[0], hi_idx[0]) for b in (lo_idx[1], hi_idx[1])
-                        for c in (lo_idx[2], hi_idx[2])], dtype=np.float64)
+    corners = np.array(
+        [[a, b, c] for a in (lo_idx[0], hi_idx[0]) for b in (lo_idx[1], hi_idx[1]) for c in (lo_idx[2], hi_idx[2])],
+        dtype=np.float64,
+    )
     world = corners @ affine[:3, :3].T + affine[:3, 3]
     return world.min(0), world.max(0)
 
@@ -129,8 +130,12 @@ def _coarse_grid(arr: np.ndarray, affine: np.ndarray, spacing_mm: float, margin_
     fov_lo, fov_hi = _world_box(np.zeros(3), np.asarray(arr.shape) - 1.0, affine)
     lo, hi = np.maximum(lo - margin_mm, fov_lo), np.minimum(hi + margin_mm, fov_hi)
     size = np.maximum(np.floor((hi - lo) / spacing_mm).astype(int) + 1, 4)
-    return {"size": [int(s) for s in size], "origin": [float(v) for v in lo], "spacing": [float(spacing_mm)] * 3,
-            "direction": [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]}
+    return {
+        "size": [int(s) for s in size],
+        "origin": [float(v) for v in lo],
+        "spacing": [float(spacing_mm)] * 3,
+        "direction": [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+    }
 
 
 def _grid_image(grid: dict[str, Any], pixel: int = sitk.sitkFloat32) -> sitk.Image:
@@ -141,8 +146,9 @@ def _grid_image(grid: dict[str, Any], pixel: int = sitk.sitkFloat32) -> sitk.Ima
     return img
 
 
-def _registration_images(arr: np.ndarray, affine: np.ndarray, grid: dict[str, Any], label_values: Sequence[int],
-                         smoothing_mm: float) -> tuple[sitk.Image, sitk.Image]:
+def _registration_images(
+    arr: np.ndarray, affine: np.ndarray, grid: dict[str, Any], label_values: Sequence[int], smoothing_mm: float
+) -> tuple[sitk.Image, sitk.Image]:
     """Smooth label-coded image and smooth foreground image on ``grid`` (both float32, values in [0, 1]).
 
     Each label's mask is Gaussian-smoothed in mm (anti-aliasing before the coarse resampling, and smooth edges give
@@ -161,9 +167,16 @@ def _registration_images(arr: np.ndarray, affine: np.ndarray, grid: dict[str, An
     return coded, sitk.Clamp(foreground, sitk.sitkFloat32, 0.0, 1.0)
 
 
-def _register(fixed: tuple[sitk.Image, sitk.Image], moving: tuple[sitk.Image, sitk.Image], mesh_size: Sequence[int],
-              affine_iterations: int, bspline_iterations: int, num_threads: int | None, fixed_mask: sitk.Image,
-              bound_mm: float) -> tuple[sitk.Transform, sitk.BSplineTransform]:
+def _register(
+    fixed: tuple[sitk.Image, sitk.Image],
+    moving: tuple[sitk.Image, sitk.Image],
+    mesh_size: Sequence[int],
+    affine_iterations: int,
+    bspline_iterations: int,
+    num_threads: int | None,
+    fixed_mask: sitk.Image,
+    bound_mm: float,
+) -> tuple[sitk.Transform, sitk.BSplineTransform]:
     """Affine (on the foreground) then B-spline (on the label-coded image); returns (affine, B-spline).
 
     The metric is evaluated only inside ``fixed_mask`` (the reference anatomy and its surroundings): elsewhere
@@ -172,16 +185,22 @@ def _register(fixed: tuple[sitk.Image, sitk.Image], moving: tuple[sitk.Image, si
     """
     fixed_coded, fixed_fg = fixed
     moving_coded, moving_fg = moving
-    initial = sitk.CenteredTransformInitializer(fixed_fg, moving_fg, sitk.AffineTransform(3),
-                                                sitk.CenteredTransformInitializerFilter.MOMENTS)
+    initial = sitk.CenteredTransformInitializer(
+        fixed_fg, moving_fg, sitk.AffineTransform(3), sitk.CenteredTransformInitializerFilter.MOMENTS
+    )
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMeanSquares()
     # Why no random sampling: the masked coarse images are small, and every voxel makes the model reproducible.
     reg.SetMetricSamplingStrategy(reg.NONE)
     reg.SetMetricFixedMask(fixed_mask)
     reg.SetInterpolator(sitk.sitkLinear)
-    reg.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=1e-3, numberOfIterations=affine_iterations,
-                                                 relaxationFactor=0.5, gradientMagnitudeTolerance=1e-8)
+    reg.SetOptimizerAsRegularStepGradientDescent(
+        learningRate=1.0,
+        minStep=1e-3,
+        numberOfIterations=affine_iterations,
+        relaxationFactor=0.5,
+        gradientMagnitudeTolerance=1e-8,
+    )
     reg.SetOptimizerScalesFromPhysicalShift()
     reg.SetInitialTransform(initial, inPlace=False)
     if num_threads:
@@ -194,9 +213,13 @@ def _register(fixed: tuple[sitk.Image, sitk.Image], moving: tuple[sitk.Image, si
     reg.SetMetricSamplingStrategy(reg.NONE)
     reg.SetMetricFixedMask(fixed_mask)
     reg.SetInterpolator(sitk.sitkLinear)
-    reg.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-12, numberOfIterations=bspline_iterations,
-                             maximumNumberOfCorrections=5, maximumNumberOfFunctionEvaluations=4 * bspline_iterations,
-                             costFunctionConvergenceFactor=1e7)
+    reg.SetOptimizerAsLBFGSB(
+        gradientConvergenceTolerance=1e-12,
+        numberOfIterations=bspline_iterations,
+        maximumNumberOfCorrections=5,
+        maximumNumberOfFunctionEvaluations=4 * bspline_iterations,
+        costFunctionConvergenceFactor=1e7,
+    )
     # Why a moving initial transform: the optimised B-spline then holds only the non-linear residual, in the
     # reference frame (moving point = affine(bspline(x))).
     reg.SetMovingInitialTransform(affine_tx)
@@ -204,8 +227,12 @@ def _register(fixed: tuple[sitk.Image, sitk.Image], moving: tuple[sitk.Image, si
     if num_threads:
         reg.SetNumberOfThreads(int(num_threads))
     reg.Execute(fixed_coded, moving_coded)
-    logger.debug("B-spline stage: %d iterations, metric %.4g (%s)", reg.GetOptimizerIteration(),
-                 reg.GetMetricValue(), reg.GetOptimizerStopConditionDescription())
+    logger.debug(
+        "B-spline stage: %d iterations, metric %.4g (%s)",
+        reg.GetOptimizerIteration(),
+        reg.GetMetricValue(),
+        reg.GetOptimizerStopConditionDescription(),
+    )
     # Why clip after rather than bound the optimiser: L-BFGS-B with bounds stalls after one iteration on these
     # small metric values; clipping keeps the field folding-free and stops rare run-away coefficients.
     params = np.asarray(bspline.GetParameters())
@@ -215,12 +242,14 @@ def _register(fixed: tuple[sitk.Image, sitk.Image], moving: tuple[sitk.Image, si
     return affine_tx, bspline
 
 
-def _overlap_dice(fixed_label: sitk.Image, moving_label: sitk.Image, transform: sitk.Transform,
-                  label_values: Sequence[int]) -> float:
+def _overlap_dice(
+    fixed_label: sitk.Image, moving_label: sitk.Image, transform: sitk.Transform, label_values: Sequence[int]
+) -> float:
     """Mean Dice of the labels after registration, over the part of the reference the moving scan covers."""
     fixed = sitk.GetArrayFromImage(fixed_label)
-    moved = sitk.GetArrayFromImage(sitk.Resample(moving_label, fixed_label, transform, sitk.sitkNearestNeighbor, -1,
-                                                 sitk.sitkInt32))
+    moved = sitk.GetArrayFromImage(
+        sitk.Resample(moving_label, fixed_label, transform, sitk.sitkNearestNeighbor, -1, sitk.sitkInt32)
+    )
     covered = moved >= 0
     scores = []
     for value in label_values:
@@ -232,8 +261,9 @@ def _overlap_dice(fixed_label: sitk.Image, moving_label: sitk.Image, transform: 
 
 def _field_on_grid(transform: sitk.Transform, grid: dict[str, Any]) -> np.ndarray:
     """(3, X, Y, Z) displacement ``T(x) - x`` of ``transform`` on ``grid``, RAS mm."""
-    disp = sitk.TransformToDisplacementField(transform, sitk.sitkVectorFloat64, grid["size"], grid["origin"],
-                                             grid["spacing"], grid["direction"])
+    disp = sitk.TransformToDisplacementField(
+        transform, sitk.sitkVectorFloat64, grid["size"], grid["origin"], grid["spacing"], grid["direction"]
+    )
     return sitk.GetArrayFromImage(disp).transpose(3, 2, 1, 0)
 
 
@@ -263,8 +293,9 @@ def _cubic_bspline_basis(num_voxels: int, num_control_points: int) -> np.ndarray
     return np.where(a < 1.0, (4.0 - 6.0 * a**2 + 3.0 * a**3) / 6.0, np.clip(2.0 - a, 0.0, None) ** 3 / 6.0)
 
 
-def _smooth_refit(u: np.ndarray, weights: np.ndarray, num_control_points: Sequence[int],
-                  smoothness: float = 0.1, ridge: float = 0.1) -> np.ndarray:
+def _smooth_refit(
+    u: np.ndarray, weights: np.ndarray, num_control_points: Sequence[int], smoothness: float = 0.1, ridge: float = 0.1
+) -> np.ndarray:
     """Weighted, regularised least-squares fit of a cubic B-spline field to ``u`` where ``weights`` > 0.
 
     Minimises ``sum_v w_v |B c - u|^2 + s |D c|^2 + r |c|^2`` (``D``: first differences between neighbouring
@@ -279,8 +310,9 @@ def _smooth_refit(u: np.ndarray, weights: np.ndarray, num_control_points: Sequen
         return np.zeros_like(u)
     w = weights[tuple(idx.T)]
     # Design rows: Kronecker products of the three 1D bases at each anatomy voxel.
-    rows = (bases[0][idx[:, 0], :, None, None] * bases[1][idx[:, 1], None, :, None]
-            * bases[2][idx[:, 2], None, None, :]).reshape(idx.shape[0], -1)
+    rows = (
+        bases[0][idx[:, 0], :, None, None] * bases[1][idx[:, 1], None, :, None] * bases[2][idx[:, 2], None, None, :]
+    ).reshape(idx.shape[0], -1)
     gram = rows.T @ (rows * w[:, None])
     scale = float(np.mean(np.diag(gram)))
     diffs = []
@@ -398,8 +430,14 @@ def build_variability_model(
     # (smoothed foreground > 0.3); further out, the registration's field is drift, not measurement.
     anatomy = np.where(ref_fg > 0.3, ref_fg, 0.0)
     fixed_mask = sitk.Cast(ref_fg_img > 0.05, sitk.sitkUInt8)
-    ref_label = sitk.Resample(_to_sitk(*subjects[reference_index]), _grid_image(ref_grid, sitk.sitkInt32),
-                              sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkInt32)
+    ref_label = sitk.Resample(
+        _to_sitk(*subjects[reference_index]),
+        _grid_image(ref_grid, sitk.sitkInt32),
+        sitk.Transform(),
+        sitk.sitkNearestNeighbor,
+        0,
+        sitk.sitkInt32,
+    )
     # Folding-safe coefficient bound (Choi & Lee 2000: 0.4 x control-point spacing), on the finest mesh axis.
     extent = (np.asarray(ref_grid["size"]) - 1.0) * np.asarray(ref_grid["spacing"])
     bound_mm = 0.4 * float(np.min(extent / np.asarray(mesh)))
@@ -409,16 +447,26 @@ def build_variability_model(
             fields.append(np.zeros((3, *ref_grid["size"])))
             used.append(i)
             continue
-        affine_tx, bspline = _register(images[reference_index], images[i], mesh, affine_iterations,
-                                       bspline_iterations, num_threads, fixed_mask, bound_mm)
-        dice = _overlap_dice(ref_label, _to_sitk(*subjects[i]), sitk.CompositeTransform([affine_tx, bspline]),
-                             values)
+        affine_tx, bspline = _register(
+            images[reference_index],
+            images[i],
+            mesh,
+            affine_iterations,
+            bspline_iterations,
+            num_threads,
+            fixed_mask,
+            bound_mm,
+        )
+        dice = _overlap_dice(ref_label, _to_sitk(*subjects[i]), sitk.CompositeTransform([affine_tx, bspline]), values)
         dice_scores[str(i)] = round(dice, 4)
         if dice < min_dice:
             excluded.append(i)
-            warnings.warn(f"subject {i} left out of the variability model: mean label Dice with the reference "
-                          f"{dice:.2f} < min_dice {min_dice} after registration (different coverage or anatomy?)",
-                          RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"subject {i} left out of the variability model: mean label Dice with the reference "
+                f"{dice:.2f} < min_dice {min_dice} after registration (different coverage or anatomy?)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             continue
         u = _field_on_grid(bspline, ref_grid)
         if remove_affine:
@@ -426,12 +474,19 @@ def build_variability_model(
         u = _smooth_refit(u, anatomy, [m + 3 for m in mesh])
         fields.append(u)
         used.append(i)
-        logger.info("registered subject %d/%d to the reference: Dice %.3f, max |u| %.2f mm", i + 1, n, dice,
-                    float(np.abs(u).max()))
+        logger.info(
+            "registered subject %d/%d to the reference: Dice %.3f, max |u| %.2f mm",
+            i + 1,
+            n,
+            dice,
+            float(np.abs(u).max()),
+        )
     n = len(fields)
     if n < 2:
-        raise ValueError(f"no subject registered well enough to the reference (Dice {dice_scores}, min_dice "
-                         f"{min_dice}); check the label maps' coverage or lower min_dice")
+        raise ValueError(
+            f"no subject registered well enough to the reference (Dice {dice_scores}, min_dice "
+            f"{min_dice}); check the label maps' coverage or lower min_dice"
+        )
 
     flat = np.stack(fields).reshape(n, -1)
     mean = flat.mean(0)
@@ -443,8 +498,12 @@ def build_variability_model(
         keep[num_components:] = False
     if not np.any(keep):
         # Why not an error: near-identical subjects are a legitimate (if useless) input; the model is the identity.
-        warnings.warn("the label maps show no non-linear variability after registration (all fields are zero); the "
-                      "model has one mode with variance 0, so it samples the identity", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            "the label maps show no non-linear variability after registration (all fields are zero); the "
+            "model has one mode with variance 0, so it samples the identity",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         keep[0], eig[0] = True, 0.0
     idx = np.argwhere(ref_fg > 0.5)
     centre_vox = idx.mean(0) if idx.size else (np.asarray(ref_grid["size"]) - 1) / 2.0
@@ -452,20 +511,39 @@ def build_variability_model(
     elapsed = time.perf_counter() - start
     info = {
         "method": "SimpleITK affine (moments init, mean squares) + cubic B-spline (L-BFGS-B, mean squares) on "
-                  "smoothed label-coded images; PCA of non-linear fields",
-        "reference_index": reference_index, "model_spacing_mm": float(model_spacing_mm), "margin_mm": float(margin_mm),
-        "mesh_size": list(mesh), "smoothing_mm": sigma, "remove_affine": bool(remove_affine),
+        "smoothed label-coded images; PCA of non-linear fields",
+        "reference_index": reference_index,
+        "model_spacing_mm": float(model_spacing_mm),
+        "margin_mm": float(margin_mm),
+        "mesh_size": list(mesh),
+        "smoothing_mm": sigma,
+        "remove_affine": bool(remove_affine),
         "refit": "B-spline on smoothed foreground > 0.3, first-difference weight 0.1, ridge 0.1",
-        "label_values": values, "coefficient_bound_mm": round(bound_mm, 3), "min_dice": float(min_dice),
-        "dice": dice_scores, "excluded": excluded, "used": used, "build_seconds": round(elapsed, 3),
+        "label_values": values,
+        "coefficient_bound_mm": round(bound_mm, 3),
+        "min_dice": float(min_dice),
+        "dice": dice_scores,
+        "excluded": excluded,
+        "used": used,
+        "build_seconds": round(elapsed, 3),
         "sources": [str(x) for x in labels] if all(isinstance(x, (str, Path)) for x in labels) else [],
     }
     model = AnatomicalVariabilityModel(
-        components=vt[keep].reshape(-1, 3, *ref_grid["size"]), eigenvalues_mm2=eig[keep], affine=grid_affine,
-        center_mm=center_mm, mean_mm=mean.reshape(3, *ref_grid["size"]), num_subjects=n, info=info,
+        components=vt[keep].reshape(-1, 3, *ref_grid["size"]),
+        eigenvalues_mm2=eig[keep],
+        affine=grid_affine,
+        center_mm=center_mm,
+        mean_mm=mean.reshape(3, *ref_grid["size"]),
+        num_subjects=n,
+        info=info,
     )
-    logger.info("anatomical variability model: %d subjects, %d modes, rms std %.2f mm, %.1f s", n,
-                model.num_components, model.rms_std_mm, elapsed)
+    logger.info(
+        "anatomical variability model: %d subjects, %d modes, rms std %.2f mm, %.1f s",
+        n,
+        model.num_components,
+        model.rms_std_mm,
+        elapsed,
+    )
     return model
 
 

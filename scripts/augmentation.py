@@ -57,9 +57,8 @@ from monai.transforms import (
     RandRicianNoised,
 )
 from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor, ensure_tuple, ensure_tuple_rep
-
-from scripts.variability_model import AnatomicalVariabilityModel
 from scripts.labels import LEFT_RIGHT_SWAP
+from scripts.variability_model import AnatomicalVariabilityModel
 
 __all__ = [
     "FOLDING_SAFE_FRACTION",
@@ -93,8 +92,12 @@ logger = logging.getLogger(__name__)
 #: K ~= 2.48, rounded down to 0.4 as in Rueckert et al. (2006), "Diffeomorphic registration using B-splines".
 FOLDING_SAFE_FRACTION: float = 0.4
 
-_INTERP_MODES: dict[str, str] = {"bilinear": "bilinear", "linear": "bilinear", "trilinear": "bilinear",
-                                 "nearest": "nearest"}
+_INTERP_MODES: dict[str, str] = {
+    "bilinear": "bilinear",
+    "linear": "bilinear",
+    "trilinear": "bilinear",
+    "nearest": "nearest",
+}
 _PADDING_MODES: tuple[str, ...] = ("zeros", "border", "reflection")
 _AXIS_NAMES: tuple[str, ...] = ("x", "y", "z")
 
@@ -195,12 +198,17 @@ def _as_spatial_tensor(img: Any, owner: str) -> torch.Tensor:
     """Convert to a (Meta)Tensor and check the ``(C, X, Y, Z)`` layout."""
     img_t = convert_to_tensor(img, track_meta=get_track_meta())
     if img_t.ndim != 4:
-        raise ValueError(f"{owner} expects a channel-first 3D image of shape (C, X, Y, Z), got shape "
-                         f"{tuple(img_t.shape)}")
+        raise ValueError(
+            f"{owner} expects a channel-first 3D image of shape (C, X, Y, Z), got shape {tuple(img_t.shape)}"
+        )
     if isinstance(img_t, MetaTensor) and img_t.pending_operations:
         # Why: these transforms read the affine to get mm; pending lazy resampling would make it stale.
-        warnings.warn(f"{owner}: the input has pending lazy operations; they are not applied first, so the affine "
-                      "used for mm conversion may not match the array.", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"{owner}: the input has pending lazy operations; they are not applied first, so the affine "
+            "used for mm conversion may not match the array.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     return img_t
 
 
@@ -208,8 +216,9 @@ def _ras_affine(img: Any) -> np.ndarray:
     """The voxel -> RAS world (mm) affine of ``img`` as a float64 (4, 4) array; identity for non-MetaTensors."""
     if not isinstance(img, MetaTensor):
         return np.eye(4)
-    affine = np.asarray(img.affine.detach().cpu().numpy() if torch.is_tensor(img.affine) else img.affine,
-                        dtype=np.float64)
+    affine = np.asarray(
+        img.affine.detach().cpu().numpy() if torch.is_tensor(img.affine) else img.affine, dtype=np.float64
+    )
     if affine.shape != (4, 4):
         raise ValueError(f"expected a (4, 4) affine for a 3D image, got shape {affine.shape}")
     if str(img.meta.get("space", "RAS")).upper() == "LPS":
@@ -247,9 +256,12 @@ def array_axis_of_world_axis(affine: Any, world_axis: int) -> int:
     cosines = np.abs(a[world_axis, :3]) / np.maximum(np.linalg.norm(a[:3, :3], axis=0), 1e-12)
     axis = int(np.argmax(cosines))
     if cosines[axis] < 0.9:
-        warnings.warn(f"array axis {axis} is oblique to world axis {_AXIS_NAMES[world_axis]} (cosine "
-                      f"{cosines[axis]:.2f}); operations along it are only approximately along that world axis.",
-                      RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"array axis {axis} is oblique to world axis {_AXIS_NAMES[world_axis]} (cosine "
+            f"{cosines[axis]:.2f}); operations along it are only approximately along that world axis.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return axis
 
 
@@ -264,8 +276,9 @@ def _index_grid(spatial_shape: Sequence[int], dtype: torch.dtype = torch.float32
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=0)
 
 
-def warp(img: torch.Tensor, coords_vox: torch.Tensor, mode: str = "bilinear",
-         padding_mode: str = "border") -> torch.Tensor:
+def warp(
+    img: torch.Tensor, coords_vox: torch.Tensor, mode: str = "bilinear", padding_mode: str = "border"
+) -> torch.Tensor:
     """Resample a channel-first image at given voxel positions (one interpolation, torch ``grid_sample``).
 
     Args:
@@ -287,8 +300,9 @@ def warp(img: torch.Tensor, coords_vox: torch.Tensor, mode: str = "bilinear",
     norm = torch.where(sizes > 1, 2.0 * grid / (sizes - 1).clamp(min=1) - 1.0, torch.zeros_like(grid))
     # grid_sample's last dimension is ordered (W, H, D) = (Z, Y, X) for a (N, C, D=X, H=Y, W=Z) input.
     norm = norm.flip(0).permute(1, 2, 3, 0).unsqueeze(0)
-    out = F.grid_sample(src.to(work_dtype).unsqueeze(0), norm, mode=mode, padding_mode=padding_mode,
-                        align_corners=True)[0]
+    out = F.grid_sample(
+        src.to(work_dtype).unsqueeze(0), norm, mode=mode, padding_mode=padding_mode, align_corners=True
+    )[0]
     if not src.dtype.is_floating_point:
         out = out.round()
     return out.to(src.dtype)
@@ -350,8 +364,9 @@ def bspline_displacement_field(control_points_mm: Any, spatial_shape: Sequence[i
     return torch.einsum("axyk,zk->axyz", u, wz)
 
 
-def bspline_folding_bound_mm(spatial_shape: Sequence[int], spacing_mm: Sequence[float],
-                             num_control_points: Sequence[int]) -> np.ndarray:
+def bspline_folding_bound_mm(
+    spatial_shape: Sequence[int], spacing_mm: Sequence[float], num_control_points: Sequence[int]
+) -> np.ndarray:
     """Largest control-point displacement (mm, per axis) that cannot fold the image.
 
     The control-point spacing is ``extent / (n - 3)`` with ``extent = (size - 1) * spacing``; the bound is
@@ -383,8 +398,10 @@ def jacobian_determinant(displacement_mm: Any, spacing_mm: Sequence[float] = (1.
     Returns:
         (X, Y, Z) float64 array, ``det(I + du/dx)`` by central differences (one-sided at the faces).
     """
-    u = np.asarray(displacement_mm.detach().cpu().numpy() if torch.is_tensor(displacement_mm) else displacement_mm,
-                   dtype=np.float64)
+    u = np.asarray(
+        displacement_mm.detach().cpu().numpy() if torch.is_tensor(displacement_mm) else displacement_mm,
+        dtype=np.float64,
+    )
     if u.ndim != 4 or u.shape[0] != 3:
         raise ValueError(f"displacement_mm must have shape (3, X, Y, Z), got {u.shape}")
     spacing = [float(s) for s in spacing_mm]
@@ -436,8 +453,9 @@ class _RandWarp(RandomizableTransform):
             self._cache = (key, self._coords(spatial_shape, affine, **kwargs))
         return self._cache[1]
 
-    def __call__(self, img: Any, mode: str | None = None, padding_mode: str | None = None, randomize: bool = True,
-                 **kwargs: Any) -> torch.Tensor:
+    def __call__(
+        self, img: Any, mode: str | None = None, padding_mode: str | None = None, randomize: bool = True, **kwargs: Any
+    ) -> torch.Tensor:
         """Warp ``img`` (C, X, Y, Z); ``randomize=False`` reuses the previous draw (for several keys)."""
         img_t = _as_spatial_tensor(img, type(self).__name__)
         mode = self.mode if mode is None else _parse_mode(mode)
@@ -448,8 +466,9 @@ class _RandWarp(RandomizableTransform):
         if not self._do_transform:
             return img_t.to(out_dtype) if img_t.dtype != out_dtype else img_t
         if not self._drawn:
-            raise RuntimeError(f"{type(self).__name__}: no parameters drawn yet; call randomize() before applying "
-                               "with randomize=False")
+            raise RuntimeError(
+                f"{type(self).__name__}: no parameters drawn yet; call randomize() before applying with randomize=False"
+            )
         coords = self._cached_coords(tuple(int(n) for n in img_t.shape[1:]), _ras_affine(img_t), **kwargs)
         if coords is None:
             out = img_t.as_tensor().clone() if isinstance(img_t, MetaTensor) else img_t.clone()
@@ -465,8 +484,15 @@ class _RandWarpd(RandomizableTransform, MapTransform):
 
     backend = _RandWarp.backend
 
-    def __init__(self, keys: KeysCollection, warper: _RandWarp, prob: float, mode: Any, padding_mode: Any,
-                 allow_missing_keys: bool) -> None:
+    def __init__(
+        self,
+        keys: KeysCollection,
+        warper: _RandWarp,
+        prob: float,
+        mode: Any,
+        padding_mode: Any,
+        allow_missing_keys: bool,
+    ) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
         RandomizableTransform.__init__(self, _parse_probability(prob))
         self.warper = warper
@@ -555,8 +581,9 @@ class RandRigid(_RandWarp):
         padding_mode: str = "border",
     ) -> None:
         super().__init__(prob, mode, padding_mode)
-        self.rotate_range_deg = _parse_triplet(rotate_range_deg, "rotate_range_deg", minimum=0.0, below=180.0,
-                                               unit="degrees")
+        self.rotate_range_deg = _parse_triplet(
+            rotate_range_deg, "rotate_range_deg", minimum=0.0, below=180.0, unit="degrees"
+        )
         self.scale_range = _parse_triplet(scale_range, "scale_range", minimum=0.0, below=1.0)
         self.translate_range_mm = _parse_triplet(translate_range_mm, "translate_range_mm", minimum=0.0, unit="mm")
         self.isotropic_scale = bool(isotropic_scale)
@@ -568,12 +595,17 @@ class RandRigid(_RandWarp):
         r = np.asarray(self.rotate_range_deg)
         self.angles_deg = self.R.uniform(-r, r)
         k = np.asarray(self.scale_range)
-        self.scales = (np.full(3, 1.0 + self.R.uniform(-k[0], k[0])) if self.isotropic_scale
-                       else 1.0 + self.R.uniform(-k, k))
+        self.scales = (
+            np.full(3, 1.0 + self.R.uniform(-k[0], k[0])) if self.isotropic_scale else 1.0 + self.R.uniform(-k, k)
+        )
         d = np.asarray(self.translate_range_mm)
         self.translation_mm = self.R.uniform(-d, d)
-        logger.debug("RandRigid draw: angles_deg=%s scales=%s translation_mm=%s", self.angles_deg, self.scales,
-                     self.translation_mm)
+        logger.debug(
+            "RandRigid draw: angles_deg=%s scales=%s translation_mm=%s",
+            self.angles_deg,
+            self.scales,
+            self.translation_mm,
+        )
 
     def physical_matrix(self) -> np.ndarray:
         """The last draw's 3x3 linear part ``R @ diag(scales)`` (physical frame, dimensionless)."""
@@ -676,8 +708,10 @@ class RandBSplineDeform(_RandWarp):
             raise ValueError(f"locked_borders must be 0, 1 or 2, not {locked_borders!r}")
         for axis, n in enumerate(self.num_control_points):
             if locked_borders == 2 and n == 4:
-                raise ValueError(f"num_control_points for axis {axis} must be > 4 when locked_borders is 2 (all 4 "
-                                 f"points would be locked, giving the identity), not {n}")
+                raise ValueError(
+                    f"num_control_points for axis {axis} must be > 4 when locked_borders is 2 (all 4 "
+                    f"points would be locked, giving the identity), not {n}"
+                )
         self.locked_borders = int(locked_borders)
         self.control_points_mm = np.zeros((3, *self.num_control_points))
 
@@ -705,17 +739,25 @@ class RandBSplineDeform(_RandWarp):
     def _coords(self, spatial_shape: tuple[int, ...], affine: np.ndarray, **kwargs: Any) -> torch.Tensor | None:
         spacing = spacing_from_affine(affine)
         bound = self.folding_bound_mm(spatial_shape, spacing)
-        too_big = [f"{_AXIS_NAMES[a]} ({self.max_displacement_mm[a]:g} > {bound[a]:.3g} mm)"
-                   for a in range(3) if self.max_displacement_mm[a] > bound[a]]
+        too_big = [
+            f"{_AXIS_NAMES[a]} ({self.max_displacement_mm[a]:g} > {bound[a]:.3g} mm)"
+            for a in range(3)
+            if self.max_displacement_mm[a] > bound[a]
+        ]
         if too_big:
-            warnings.warn(f"RandBSplineDeform: max_displacement_mm exceeds the folding-safe bound "
-                          f"({FOLDING_SAFE_FRACTION} x control-point spacing) for an image of shape "
-                          f"{tuple(spatial_shape)} and spacing {tuple(np.round(spacing, 3))} mm on axes "
-                          f"{', '.join(too_big)}; the deformation may fold.", RuntimeWarning, stacklevel=4)
+            warnings.warn(
+                f"RandBSplineDeform: max_displacement_mm exceeds the folding-safe bound "
+                f"({FOLDING_SAFE_FRACTION} x control-point spacing) for an image of shape "
+                f"{tuple(spatial_shape)} and spacing {tuple(np.round(spacing, 3))} mm on axes "
+                f"{', '.join(too_big)}; the deformation may fold.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
         if not np.any(self.control_points_mm):
             return None
-        u_vox = self.displacement_field_mm(spatial_shape) / torch.as_tensor(spacing, dtype=torch.float32).view(3, 1,
-                                                                                                             1, 1)
+        u_vox = self.displacement_field_mm(spatial_shape) / torch.as_tensor(spacing, dtype=torch.float32).view(
+            3, 1, 1, 1
+        )
         return _index_grid(spatial_shape) + u_vox
 
 
@@ -806,8 +848,11 @@ class RandAnatomicalDeform(_RandWarp):
         if not _is_number(max_std) or max_std <= 0:
             raise ValueError(f"max_std must be a number > 0, not {max_std!r}")
         k_all = 0 if model is None else model.num_components
-        if model is not None and num_components is not None and (
-                not isinstance(num_components, int) or not 1 <= num_components <= k_all):
+        if (
+            model is not None
+            and num_components is not None
+            and (not isinstance(num_components, int) or not 1 <= num_components <= k_all)
+        ):
             raise ValueError(f"num_components must be None or an integer in [1, {k_all}], not {num_components!r}")
         self.model = model
         self.scale = float(scale)
@@ -830,8 +875,9 @@ class RandAnatomicalDeform(_RandWarp):
             self._model_field = torch.as_tensor(self.model.field_mm(coeffs), dtype=torch.float32)
         return self._model_field
 
-    def displacement_field_world_mm(self, spatial_shape: Sequence[int], affine: Any,
-                                    center_mm: Sequence[float] | None = None) -> torch.Tensor:
+    def displacement_field_world_mm(
+        self, spatial_shape: Sequence[int], affine: Any, center_mm: Sequence[float] | None = None
+    ) -> torch.Tensor:
         """(3, X, Y, Z) displacement of the last draw at each voxel of the given grid, in world RAS mm.
 
         Args:
@@ -861,8 +907,14 @@ class RandAnatomicalDeform(_RandWarp):
         inv = torch.as_tensor(np.linalg.inv(affine[:3, :3]), dtype=torch.float32)
         return _index_grid(spatial_shape) + torch.einsum("ab,bxyz->axyz", inv, u_world)
 
-    def __call__(self, img: Any, mode: str | None = None, padding_mode: str | None = None, randomize: bool = True,
-                 center_mm: Sequence[float] | None = None) -> torch.Tensor:
+    def __call__(
+        self,
+        img: Any,
+        mode: str | None = None,
+        padding_mode: str | None = None,
+        randomize: bool = True,
+        center_mm: Sequence[float] | None = None,
+    ) -> torch.Tensor:
         """Warp ``img``; ``center_mm`` (RAS mm) positions the model (default: the image centre)."""
         kwargs = {} if center_mm is None else {"center_mm": tuple(float(v) for v in center_mm)}
         return super().__call__(img, mode=mode, padding_mode=padding_mode, randomize=randomize, **kwargs)
@@ -994,12 +1046,15 @@ class RandLeftRightFlipd(RandomizableTransform, MapTransform):
         self.label_keys = ensure_tuple(label_keys)
         missing = [k for k in self.label_keys if k not in self.keys]
         if missing:
-            raise ValueError(f"label_keys must be a subset of keys {list(self.keys)}, not {list(self.label_keys)} "
-                             f"(missing {missing})")
+            raise ValueError(
+                f"label_keys must be a subset of keys {list(self.keys)}, not {list(self.label_keys)} "
+                f"(missing {missing})"
+            )
         self.flipper = RandLeftRightFlip(prob=1.0, label_swap=label_swap)
 
-    def set_random_state(self, seed: int | None = None,
-                         state: np.random.RandomState | None = None) -> RandLeftRightFlipd:
+    def set_random_state(
+        self, seed: int | None = None, state: np.random.RandomState | None = None
+    ) -> RandLeftRightFlipd:
         super().set_random_state(seed, state)
         self.flipper.set_random_state(seed, state)
         return self
@@ -1044,8 +1099,14 @@ class RandIntensityRemap(RandomizableTransform):
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
-    def __init__(self, prob: float = 0.1, num_control_points: int = 6, invert_prob: float = 0.2,
-                 non_monotonic_prob: float = 0.1, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self,
+        prob: float = 0.1,
+        num_control_points: int = 6,
+        invert_prob: float = 0.2,
+        non_monotonic_prob: float = 0.1,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
         RandomizableTransform.__init__(self, _parse_probability(prob))
         if not isinstance(num_control_points, int) or isinstance(num_control_points, bool) or num_control_points < 3:
             raise ValueError(f"num_control_points must be an integer >= 3, not {num_control_points!r}")
@@ -1103,14 +1164,14 @@ class _RandIntensityd(RandomizableTransform, MapTransform):
     does not depend on the draw.
     """
 
-    def __init__(self, keys: KeysCollection, prob: float, inner: RandomizableTransform,
-                 allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self, keys: KeysCollection, prob: float, inner: RandomizableTransform, allow_missing_keys: bool = False
+    ) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
         RandomizableTransform.__init__(self, _parse_probability(prob))
         self.inner = inner
 
-    def set_random_state(self, seed: int | None = None,
-                         state: np.random.RandomState | None = None) -> _RandIntensityd:
+    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> _RandIntensityd:
         super().set_random_state(seed, state)
         self.inner.set_random_state(seed, state)
         return self
@@ -1137,10 +1198,18 @@ class RandIntensityRemapd(_RandIntensityd):
 
     backend = RandIntensityRemap.backend
 
-    def __init__(self, keys: KeysCollection, prob: float = 0.1, num_control_points: int = 6,
-                 invert_prob: float = 0.2, non_monotonic_prob: float = 0.1, allow_missing_keys: bool = False) -> None:
-        super().__init__(keys, prob, RandIntensityRemap(1.0, num_control_points, invert_prob, non_monotonic_prob),
-                         allow_missing_keys)
+    def __init__(
+        self,
+        keys: KeysCollection,
+        prob: float = 0.1,
+        num_control_points: int = 6,
+        invert_prob: float = 0.2,
+        non_monotonic_prob: float = 0.1,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(
+            keys, prob, RandIntensityRemap(1.0, num_control_points, invert_prob, non_monotonic_prob), allow_missing_keys
+        )
 
 
 class RandLowResolutionAxis(RandomizableTransform):
@@ -1159,8 +1228,12 @@ class RandLowResolutionAxis(RandomizableTransform):
 
     backend = [TransformBackends.TORCH]
 
-    def __init__(self, prob: float = 0.1, factor_range: float | Sequence[float] = (1.0, 3.0),
-                 world_axes: int | Sequence[int] = (0, 1, 2)) -> None:
+    def __init__(
+        self,
+        prob: float = 0.1,
+        factor_range: float | Sequence[float] = (1.0, 3.0),
+        world_axes: int | Sequence[int] = (0, 1, 2),
+    ) -> None:
         RandomizableTransform.__init__(self, _parse_probability(prob))
         self.factor_range = _parse_range(factor_range, "factor_range", minimum=1.0)
         axes = _parse_world_axes(world_axes)
@@ -1191,8 +1264,9 @@ class RandLowResolutionAxis(RandomizableTransform):
         down_size = list(size)
         down_size[axis] = low
         x = (img_t.as_tensor() if isinstance(img_t, MetaTensor) else img_t).unsqueeze(0)
-        x = F.interpolate(F.interpolate(x, size=down_size, mode="area"), size=size, mode="trilinear",
-                          align_corners=False)[0]
+        x = F.interpolate(
+            F.interpolate(x, size=down_size, mode="area"), size=size, mode="trilinear", align_corners=False
+        )[0]
         return convert_to_dst_type(x, img_t, dtype=img_t.dtype)[0]
 
 
@@ -1201,8 +1275,14 @@ class RandLowResolutionAxisd(_RandIntensityd):
 
     backend = RandLowResolutionAxis.backend
 
-    def __init__(self, keys: KeysCollection, prob: float = 0.1, factor_range: float | Sequence[float] = (1.0, 3.0),
-                 world_axes: int | Sequence[int] = (0, 1, 2), allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self,
+        keys: KeysCollection,
+        prob: float = 0.1,
+        factor_range: float | Sequence[float] = (1.0, 3.0),
+        world_axes: int | Sequence[int] = (0, 1, 2),
+        allow_missing_keys: bool = False,
+    ) -> None:
         super().__init__(keys, prob, RandLowResolutionAxis(1.0, factor_range, world_axes), allow_missing_keys)
 
 
@@ -1261,9 +1341,11 @@ def intensity_augmentations(
         RandIntensityRemapd(keys, prob=remap_prob, invert_prob=invert_prob, non_monotonic_prob=0.1),
         RandAdjustContrastd(keys, prob=prob, gamma=gamma),
         RandBiasFieldd(keys, prob=prob, degree=3, coeff_range=bias),
-        RandLowResolutionAxisd(keys, prob=prob, factor_range=low_resolution_factor_range,
-                               world_axes=low_resolution_world_axes),
+        RandLowResolutionAxisd(
+            keys, prob=prob, factor_range=low_resolution_factor_range, world_axes=low_resolution_world_axes
+        ),
         RandGaussianSmoothd(keys, prob=prob, sigma_x=blur, sigma_y=blur, sigma_z=blur),
-        RandRicianNoised(keys, prob=prob, std=float(noise_std_relative), relative=True, channel_wise=True,
-                         sample_std=True),
+        RandRicianNoised(
+            keys, prob=prob, std=float(noise_std_relative), relative=True, channel_wise=True, sample_std=True
+        ),
     ]

@@ -22,10 +22,14 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 from monai.data import MetaTensor
-from monai.transforms import LoadImage, Orientation, RandAdjustContrastd, RandBiasFieldd, RandGaussianSmoothd
-from monai.transforms import RandRicianNoised
-
-from scripts.variability_model import AnatomicalVariabilityModel
+from monai.transforms import (
+    LoadImage,
+    Orientation,
+    RandAdjustContrastd,
+    RandBiasFieldd,
+    RandGaussianSmoothd,
+    RandRicianNoised,
+)
 from scripts.acquisition_augmentation import RandDixonContrastd, RandFieldOfViewd, RandSurfaceCoild
 from scripts.augmentation import (
     RandAnatomicalDeformd,
@@ -37,6 +41,7 @@ from scripts.augmentation import (
     spacing_from_affine,
 )
 from scripts.labels import NUM_CLASSES
+from scripts.variability_model import AnatomicalVariabilityModel
 
 __all__ = ["augmentation_examples", "save_augmentation_figure", "main"]
 
@@ -45,8 +50,9 @@ logger = logging.getLogger(__name__)
 Example = tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]
 
 
-def augmentation_examples(model: AnatomicalVariabilityModel | str | Path | None = None,
-                          dixon: bool = False) -> list[Example]:
+def augmentation_examples(
+    model: AnatomicalVariabilityModel | str | Path | None = None, dixon: bool = False
+) -> list[Example]:
     """The augmentations shown in the figure, each set to always apply, as ``(title, dict transform)`` pairs.
 
     Spatial rows use the training defaults (rigid: up to 5/5/10 degrees, 5 % scale, 5 mm; B-spline: 7 x 7 x 5
@@ -68,26 +74,38 @@ def augmentation_examples(model: AnatomicalVariabilityModel | str | Path | None 
         examples.append(("anatomical (PCA)", RandAnatomicalDeformd(keys, model, prob=1.0)))
     examples += [
         ("left-right flip", RandLeftRightFlipd(keys, label_keys="label", prob=1.0)),
-        ("short field of view (z)", RandFieldOfViewd(keys, label_keys="label", prob=1.0, world_axes=(2,),
-                                                     extent_range=(0.4, 0.4))),
+        (
+            "short field of view (z)",
+            RandFieldOfViewd(keys, label_keys="label", prob=1.0, world_axes=(2,), extent_range=(0.4, 0.4)),
+        ),
     ]
     if dixon:
-        examples += [(f"Dixon contrast: {name}", RandDixonContrastd("image", prob=1.0, kinds=[kind]))
-                     for name, kind in (("fat image", "fat"), ("fat-bright", "fat_bright"), ("water image", "water"),
-                                        ("opposed phase", "opposed"))]
+        examples += [
+            (f"Dixon contrast: {name}", RandDixonContrastd("image", prob=1.0, kinds=[kind]))
+            for name, kind in (
+                ("fat image", "fat"),
+                ("fat-bright", "fat_bright"),
+                ("water image", "water"),
+                ("opposed phase", "opposed"),
+            )
+        ]
     examples += [
         ("histogram remap", RandIntensityRemapd("image", prob=1.0, invert_prob=0.0, non_monotonic_prob=0.0)),
         ("contrast inversion", RandIntensityRemapd("image", prob=1.0, invert_prob=1.0, non_monotonic_prob=0.0)),
         ("gamma", RandAdjustContrastd("image", prob=1.0, gamma=(0.7, 1.5))),
         ("bias field", RandBiasFieldd("image", prob=1.0, degree=3, coeff_range=(-0.1, 0.1))),
-        ("surface coil", RandSurfaceCoild("image", prob=1.0, decay_range_mm=(80.0, 80.0), floor_range=(0.05, 0.05),
-                                          anterior_prob=0.0)),
-        ("thick slices (z x3)", RandLowResolutionAxisd("image", prob=1.0, factor_range=(3.0, 3.0),
-                                                             world_axes=(2,))),
-        ("blur", RandGaussianSmoothd("image", prob=1.0, sigma_x=(1.0, 1.0),
-                                                              sigma_y=(1.0, 1.0), sigma_z=(1.0, 1.0))),
-        ("Rician noise", RandRicianNoised("image", prob=1.0, std=0.1, relative=True,
-                                                              channel_wise=True, sample_std=False)),
+        (
+            "surface coil",
+            RandSurfaceCoild(
+                "image", prob=1.0, decay_range_mm=(80.0, 80.0), floor_range=(0.05, 0.05), anterior_prob=0.0
+            ),
+        ),
+        ("thick slices (z x3)", RandLowResolutionAxisd("image", prob=1.0, factor_range=(3.0, 3.0), world_axes=(2,))),
+        ("blur", RandGaussianSmoothd("image", prob=1.0, sigma_x=(1.0, 1.0), sigma_y=(1.0, 1.0), sigma_z=(1.0, 1.0))),
+        (
+            "Rician noise",
+            RandRicianNoised("image", prob=1.0, std=0.1, relative=True, channel_wise=True, sample_std=False),
+        ),
     ]
     return examples
 
@@ -113,8 +131,15 @@ def _slices(vol: np.ndarray, spacing: np.ndarray, centre: np.ndarray) -> dict[st
 
 def _draw(ax: Any, image: np.ndarray, label: np.ndarray, extent: list[float], title: str = "") -> None:
     lo, hi = np.percentile(image, [1, 99]) if image.size else (0.0, 1.0)
-    ax.imshow(image, cmap="gray", origin="lower", extent=extent, vmin=lo, vmax=hi if hi > lo else lo + 1,
-              interpolation="nearest")
+    ax.imshow(
+        image,
+        cmap="gray",
+        origin="lower",
+        extent=extent,
+        vmin=lo,
+        vmax=hi if hi > lo else lo + 1,
+        interpolation="nearest",
+    )
     colours = [f"C{k % 10}" for k in range(NUM_CLASSES)]
     # contour needs pixel-centre coordinates matching the image extent
     ny, nx = label.shape
@@ -123,8 +148,14 @@ def _draw(ax: Any, image: np.ndarray, label: np.ndarray, extent: list[float], ti
     for value in np.unique(label):
         if value <= 0:
             continue
-        ax.contour(xs, ys, (label == value).astype(float), levels=[0.5], colors=[colours[int(value) % NUM_CLASSES]],
-                   linewidths=0.8)
+        ax.contour(
+            xs,
+            ys,
+            (label == value).astype(float),
+            levels=[0.5],
+            colors=[colours[int(value) % NUM_CLASSES]],
+            linewidths=0.8,
+        )
     ax.invert_xaxis()  # radiological convention: the patient's right (+x) on the left of the picture
     if title:
         ax.set_title(title, fontsize=8)
@@ -185,10 +216,20 @@ def save_augmentation_figure(
         after_lab = _slices(torch.as_tensor(out["label"])[0].numpy(), spacing, centre)
         for col, view in enumerate(("axial", "coronal")):
             head = row == 0
-            _draw(axes[row, 2 * col], before[view][0], before_lab[view][0], before[view][1],
-                  f"{view}, before" if head else "")
-            _draw(axes[row, 2 * col + 1], after[view][0], after_lab[view][0], after[view][1],
-                  f"{view}, after" if head else "")
+            _draw(
+                axes[row, 2 * col],
+                before[view][0],
+                before_lab[view][0],
+                before[view][1],
+                f"{view}, before" if head else "",
+            )
+            _draw(
+                axes[row, 2 * col + 1],
+                after[view][0],
+                after_lab[view][0],
+                after[view][1],
+                f"{view}, after" if head else "",
+            )
         axes[row, 0].set_ylabel(title, fontsize=8)
     fig.tight_layout()
     path = Path(output)

@@ -17,14 +17,14 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-
 from scripts.atomic_io import atomic_write
 
 __all__ = ["interpolate_state_dicts", "interpolate_checkpoints"]
 
 
-def interpolate_state_dicts(base: Mapping[str, torch.Tensor], tuned: Mapping[str, torch.Tensor],
-                            weight: float) -> dict[str, torch.Tensor]:
+def interpolate_state_dicts(
+    base: Mapping[str, torch.Tensor], tuned: Mapping[str, torch.Tensor], weight: float
+) -> dict[str, torch.Tensor]:
     """``(1 - weight) * base + weight * tuned`` for every floating-point tensor.
 
     Integer tensors (batch-norm ``num_batches_tracked``) are counters, not weights: they are taken from ``tuned``.
@@ -55,8 +55,9 @@ def interpolate_state_dicts(base: Mapping[str, torch.Tensor], tuned: Mapping[str
     return out
 
 
-def interpolate_checkpoints(base: str | Path, tuned: str | Path, weight: float, out: str | Path,
-                            overwrite: bool = False) -> str:
+def interpolate_checkpoints(
+    base: str | Path, tuned: str | Path, weight: float, out: str | Path, overwrite: bool = False
+) -> str:
     """Write the interpolation of two bare state_dict files (as ``models/model.pt``) to ``out``; returns its path.
 
     Args:
@@ -80,7 +81,6 @@ def interpolate_checkpoints(base: str | Path, tuned: str | Path, weight: float, 
 
 if __name__ == "__main__":
     import fire
-
     from scripts.settings import typed_cli
 
     fire.Fire(typed_cli(interpolate_checkpoints))

@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 from monai.inferers import Inferer
-
 from scripts.config_values import as_bool
 
 __all__ = ["AdaptiveBatchNormInferer", "batch_norm_layers"]
@@ -29,8 +28,9 @@ def batch_norm_layers(network: torch.nn.Module) -> list[torch.nn.Module]:
     for m in network.modules():
         # Why the name test: a TorchScript module (models/model.ts, what MONAI Deploy runs) is not an instance of
         # torch.nn.BatchNorm3d, but keeps the class name and the buffers.
-        is_bn = (isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
-                 or getattr(m, "original_name", "") in _BATCH_NORM_NAMES)
+        is_bn = (
+            isinstance(m, torch.nn.modules.batchnorm._BatchNorm) or getattr(m, "original_name", "") in _BATCH_NORM_NAMES
+        )
         if is_bn and getattr(m, "running_mean", None) is not None and getattr(m, "running_var", None) is not None:
             found.append(m)
     return found
@@ -68,8 +68,13 @@ class AdaptiveBatchNormInferer(Inferer):
             the option would silently do nothing).
     """
 
-    def __init__(self, inferer: Inferer, statistics_inferer: Inferer | None = None,
-                 enabled: bool | str = True, mirror_axis: int | None = 0) -> None:
+    def __init__(
+        self,
+        inferer: Inferer,
+        statistics_inferer: Inferer | None = None,
+        enabled: bool | str = True,
+        mirror_axis: int | None = 0,
+    ) -> None:
         if not callable(inferer):
             raise TypeError(f"inferer must be callable, not {type(inferer).__name__}")
         if statistics_inferer is not None and not callable(statistics_inferer):
@@ -81,8 +86,9 @@ class AdaptiveBatchNormInferer(Inferer):
             raise ValueError(f"mirror_axis must be 0, 1, 2 or None, not {mirror_axis!r}")
         self.mirror_axis = mirror_axis
 
-    def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any,
-                 **kwargs: Any) -> torch.Tensor:
+    def __call__(
+        self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any
+    ) -> torch.Tensor:
         """Segment ``inputs`` (B, C_in, X, Y, Z) with statistics of each image; returns (B, C, X, Y, Z)."""
         if not self.enabled:
             return self.inferer(inputs, network, *args, **kwargs)
@@ -90,14 +96,17 @@ class AdaptiveBatchNormInferer(Inferer):
             raise TypeError(f"batch-norm adaptation needs a torch module, not {type(network).__name__}")
         layers = batch_norm_layers(network)
         if not layers:
-            raise ValueError("adapt_batch_norm is on but the network has no batch-norm layer with running "
-                             "statistics; set adapt_batch_norm to false for this network")
-        saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone(), m.training)
-                 for m in layers]
+            raise ValueError(
+                "adapt_batch_norm is on but the network has no batch-norm layer with running "
+                "statistics; set adapt_batch_norm to false for this network"
+            )
+        saved = [
+            (m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone(), m.training) for m in layers
+        ]
         try:
             outs = []
             for i in range(inputs.shape[0]):
-                image = inputs[i:i + 1]
+                image = inputs[i : i + 1]
                 views = [image] if self.mirror_axis is None else [image, torch.flip(image, [2 + self.mirror_axis])]
                 collectors = [_StatisticsCollector(network, layers) for _ in views]
                 for m in layers:

@@ -23,8 +23,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(dataset_dir: str, nproc: int = 1, project_to: int = 173, output_dir: str | None = None,
-        extra: str = "") -> str:
+def run(dataset_dir: str, nproc: int = 1, project_to: int = 173, output_dir: str | None = None, extra: str = "") -> str:
     """Time one cohort run and return a Markdown summary.
 
     Args:
@@ -37,9 +36,19 @@ def run(dataset_dir: str, nproc: int = 1, project_to: int = 173, output_dir: str
     tmp = tempfile.TemporaryDirectory() if output_dir is None else None
     out = Path(output_dir) if output_dir else Path(tmp.name) / "eval"
     if nproc > 1:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
-               f"--nproc_per_node={nproc}", "-m", "monai.bundle", "run", "--config_file",
-               "['configs/inference.json','configs/multi_gpu_inference.json']"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nnodes=1",
+            f"--nproc_per_node={nproc}",
+            "-m",
+            "monai.bundle",
+            "run",
+            "--config_file",
+            "['configs/inference.json','configs/multi_gpu_inference.json']",
+        ]
     else:
         cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json"]
     cmd += ["--dataset_dir", str(dataset_dir), "--output_dir", str(out), *extra.split()]
@@ -53,19 +62,20 @@ def run(dataset_dir: str, nproc: int = 1, project_to: int = 173, output_dir: str
     if tmp is not None:
         tmp.cleanup()
     per = wall / max(n, 1)
-    return "\n".join([
-        f"Cohort run of {n} subjects from `{dataset_dir}` with {nproc} process(es); machine: {os.cpu_count()} CPU "
-        f"cores ({platform.machine()}), no GPU.",
-        "",
-        "| subjects | wall (s) | s per subject | projected to " f"{project_to} (min) | peak RSS per process (GB) |",
-        "|---|---|---|---|---|",
-        f"| {n} | {wall:.0f} | {per:.1f} | {per * project_to / 60:.1f} | {peak_gb:.2f} |",
-    ])
+    return "\n".join(
+        [
+            f"Cohort run of {n} subjects from `{dataset_dir}` with {nproc} process(es); machine: {os.cpu_count()} CPU "
+            f"cores ({platform.machine()}), no GPU.",
+            "",
+            f"| subjects | wall (s) | s per subject | projected to {project_to} (min) | peak RSS per process (GB) |",
+            "|---|---|---|---|---|",
+            f"| {n} | {wall:.0f} | {per:.1f} | {per * project_to / 60:.1f} | {peak_gb:.2f} |",
+        ]
+    )
 
 
 if __name__ == "__main__":
     import fire
-
     from scripts.settings import typed_cli
 
     fire.Fire(typed_cli(run))

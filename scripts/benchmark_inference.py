@@ -6,8 +6,8 @@ Usage, from the bundle root::
 
 Stages are timed by running the config's own transform objects one by one (the same objects ``monai.bundle run``
 uses), on the config's ``device`` (the GPU when torch sees one; CUDA work is synchronised before each clock read,
-so a stage is charged its own kernels); the batch figure is the whole ``evaluator.run()`` over ``n`` subjects in one process, so start-up (imports,
-network, weights) is paid once. Prints a Markdown table.
+so a stage is charged its own kernels); the batch figure is the whole ``evaluator.run()`` over ``n`` subjects in one
+process, so start-up (imports, network, weights) is paid once. Prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -75,8 +75,12 @@ def run(dataset_dir: str = "sample_data", n: int = 3, datalist_key: str = "testi
                 stages[f"pre: {type(tr).__name__}"].append(time.perf_counter() - t)
             t = time.perf_counter()
             # as SupervisedEvaluator does: the image on the device, autocast when the config asks for it
-            with torch.no_grad(), torch.autocast(device.type, enabled=bool(p.get_parsed_content("amp")),
-                                                 **p.get_parsed_content("amp_kwargs")):
+            with (
+                torch.no_grad(),
+                torch.autocast(
+                    device.type, enabled=bool(p.get_parsed_content("amp")), **p.get_parsed_content("amp_kwargs")
+                ),
+            ):
                 d["pred"] = inferer(d["image"][None].to(device), net)[0]
             _sync(device)
             stages["sliding-window inference"].append(time.perf_counter() - t)
@@ -94,16 +98,23 @@ def run(dataset_dir: str = "sample_data", n: int = 3, datalist_key: str = "testi
         t = time.perf_counter()
         pb.get_parsed_content("evaluator").run()
         batch = time.perf_counter() - t
-    lines = [f"Subjects: {len(totals)} from `{dataset_dir}`; machine: {os.cpu_count()} CPU cores "
-             f"({platform.machine()}), torch {torch.__version__}, {_device_text(device)}.", "",
-             "| stage | median s per subject |", "|---|---|"]
+    lines = [
+        f"Subjects: {len(totals)} from `{dataset_dir}`; machine: {os.cpu_count()} CPU cores "
+        f"({platform.machine()}), torch {torch.__version__}, {_device_text(device)}.",
+        "",
+        "| stage | median s per subject |",
+        "|---|---|",
+    ]
     for k, v in stages.items():
         lines.append(f"| {k} | {np.median(v):.2f} |")
-    lines += [f"| **total per subject (read to report)** | **{np.median(totals):.2f}** |", "",
-              f"Start-up (config, network, weights): {startup:.1f} s. Peak RSS of the staged run: {rss_gb:.2f} GB."
-              + (f" Peak GPU memory allocated: {gpu_gb:.2f} GB." if gpu_gb is not None else ""),
-              f"Batch of {len(totals)} subjects in one `evaluator.run()`: {batch:.1f} s "
-              f"({batch / max(len(totals), 1):.1f} s per subject)."]
+    lines += [
+        f"| **total per subject (read to report)** | **{np.median(totals):.2f}** |",
+        "",
+        f"Start-up (config, network, weights): {startup:.1f} s. Peak RSS of the staged run: {rss_gb:.2f} GB."
+        + (f" Peak GPU memory allocated: {gpu_gb:.2f} GB." if gpu_gb is not None else ""),
+        f"Batch of {len(totals)} subjects in one `evaluator.run()`: {batch:.1f} s "
+        f"({batch / max(len(totals), 1):.1f} s per subject).",
+    ]
     return "\n".join(lines)
 
 

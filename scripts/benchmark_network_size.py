@@ -19,13 +19,23 @@ from monai.inferers import SlidingWindowInferer
 from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
 
-WIDTHS = {"half (8-128)": (8, 16, 32, 64, 128), "bundle (16-256)": (16, 32, 64, 128, 256),
-          "double (32-512)": (32, 64, 128, 256, 512)}
+WIDTHS = {
+    "half (8-128)": (8, 16, 32, 64, 128),
+    "bundle (16-256)": (16, 32, 64, 128, 256),
+    "double (32-512)": (32, 64, 128, 256, 512),
+}
 
 
 def _net(channels: tuple[int, ...]) -> UNet:
-    return UNet(spatial_dims=3, in_channels=1, out_channels=9, channels=channels, strides=(2, 2, 2, 2),
-                num_res_units=2, norm="batch")
+    return UNet(
+        spatial_dims=3,
+        in_channels=1,
+        out_channels=9,
+        channels=channels,
+        strides=(2, 2, 2, 2),
+        num_res_units=2,
+        norm="batch",
+    )
 
 
 def _median_seconds(fn, repeats: int) -> float:
@@ -69,7 +79,7 @@ def main() -> None:
             t_infer = _median_seconds(lambda: inferer(volume, net), args.repeats)
         n_params = sum(p.numel() for p in net.parameters()) / 1e6
         print(f"| {name} | {n_params:.2f} | {t_train:.2f} | {t_infer:.2f} |")
-    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     print(f"\npeak resident memory of the whole benchmark: {peak_gb:.2f} GB; torch threads: {args.threads}")
 
 

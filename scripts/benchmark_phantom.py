@@ -22,8 +22,10 @@ from scripts.phantom import Acquisition, generate_subject, write_subject  # noqa
 
 def run(repeats: int = 3) -> str:
     """Time generation and writing for the tiny, low and reference geometries; returns the markdown table."""
-    lines = ["| geometry | voxels | generate (s, median of %d) | write 7 NIfTI files (s) |" % repeats,
-             "|---|---|---|---|"]
+    lines = [
+        f"| geometry | voxels | generate (s, median of {repeats}) | write 7 NIfTI files (s) |",
+        "|---|---|---|---|",
+    ]
     for name in ("tiny", "low", "reference"):
         acq = Acquisition.preset(name)
         gen, wr = [], []

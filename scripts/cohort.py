@@ -36,8 +36,9 @@ FAILURES_FILE = "cohort_failures.csv"
 _SUBJECT_PREFIX = re.compile(r"^subject '([^']*)': ")
 
 
-def pending_subjects(data: Sequence[Mapping[str, Any]], quantifier: QuantifyDixond, resume: bool | str = True
-                     ) -> list[Mapping[str, Any]]:
+def pending_subjects(
+    data: Sequence[Mapping[str, Any]], quantifier: QuantifyDixond, resume: bool | str = True
+) -> list[Mapping[str, Any]]:
     """The entries of ``data`` still to process.
 
     Args:
@@ -67,8 +68,12 @@ def pending_subjects(data: Sequence[Mapping[str, Any]], quantifier: QuantifyDixo
         todo.append(entry)
     skipped = len(entries) - len(todo)
     if skipped:
-        logger.info("resuming: %d of %d subjects already finished by this run are skipped (%s)", skipped,
-                    len(entries), quantifier.output_dir)
+        logger.info(
+            "resuming: %d of %d subjects already finished by this run are skipped (%s)",
+            skipped,
+            len(entries),
+            quantifier.output_dir,
+        )
     return todo
 
 
@@ -118,8 +123,10 @@ class FailureLog:
             return
         of = f" of {processed}" if processed is not None else ""
         lines = "\n".join(f"  {r['subject']}: {r['problem']}" for r in self.rows)
-        summary = (f"{len(self.rows)}{of} subject(s) failed and have no results (the others are complete); "
-                   f"see {self.path}:\n{lines}")
+        summary = (
+            f"{len(self.rows)}{of} subject(s) failed and have no results (the others are complete); "
+            f"see {self.path}:\n{lines}"
+        )
         logger.error(summary)
         raise CohortFailures(summary)
 
@@ -138,11 +145,13 @@ def _cause(err: BaseException) -> tuple[str, str, str]:
     # from a loader worker only the formatted traceback comes back, as text: its input error line is the problem
     text = "\n".join(str(c) for c in chain)
     lines = re.findall(r"^(?:\S+\.)?(\w+(?:Error|Exception)): (.+)$", text, re.M)
-    kind, problem = next(((k, m) for k, m in reversed(lines) if k == "DixonInputError"),
-                         lines[-1] if lines else (type(chain[-1]).__name__, (text.strip().splitlines() or [""])[-1]))
+    kind, problem = next(
+        ((k, m) for k, m in reversed(lines) if k == "DixonInputError"),
+        lines[-1] if lines else (type(chain[-1]).__name__, (text.strip().splitlines() or [""])[-1]),
+    )
     subject = _SUBJECT_PREFIX.match(problem)
     if subject:
-        return subject.group(1), "", problem[subject.end():]
+        return subject.group(1), "", problem[subject.end() :]
     return "", "", f"{kind}: {problem}"
 
 

@@ -22,8 +22,15 @@ import numpy as np
 import pandas as pd
 
 from .atomic_io import atomic_write_text
-from .group_comparison import (ACTIVITY_ORDER, activity_comparison, cohort_frame, covariate_regression,
-                               holm_across_table, paper_table, sex_comparison)
+from .group_comparison import (
+    ACTIVITY_ORDER,
+    activity_comparison,
+    cohort_frame,
+    covariate_regression,
+    holm_across_table,
+    paper_table,
+    sex_comparison,
+)
 from .labels import MUSCLES
 from .normative import build_reference as _build_reference
 from .normative import fit_age_centiles, save_reference
@@ -36,9 +43,17 @@ def _long_table(cohort_table: str | os.PathLike[str], participants: str | os.Pat
     return df.rename(columns={"ff": "ff_mean_pct"})
 
 
-def build_reference(cohort_table: str, participants: str, output: str, min_n: int = 20,
-                    reference_id: str = "user_reference", version: str = "1.0.0", description: str = "",
-                    healthy: bool = True, overwrite: bool = False) -> str:
+def build_reference(
+    cohort_table: str,
+    participants: str,
+    output: str,
+    min_n: int = 20,
+    reference_id: str = "user_reference",
+    version: str = "1.0.0",
+    description: str = "",
+    healthy: bool = True,
+    overwrite: bool = False,
+) -> str:
     """Build a normative reference from a cohort run and write it as a versioned JSON file.
 
     Args:
@@ -56,13 +71,18 @@ def build_reference(cohort_table: str, participants: str, output: str, min_n: in
         A one-line summary.
     """
     table = _long_table(cohort_table, participants)
-    ref = _build_reference(table, min_n=min_n, reference_id=reference_id, version=version,
-                           description=description, population={"healthy": bool(healthy)},
-                           source={"cohort_table": Path(cohort_table).name})
+    ref = _build_reference(
+        table,
+        min_n=min_n,
+        reference_id=reference_id,
+        version=version,
+        description=description,
+        population={"healthy": bool(healthy)},
+        source={"cohort_table": Path(cohort_table).name},
+    )
     path = save_reference(ref, output, overwrite=overwrite)
     small = sum(1 for s in ref["strata"] if s.get("small_stratum"))
-    return (f"wrote {path}: n = {ref['n']}, {len(ref['strata'])} strata ({small} flagged small, "
-            f"n < {min_n})")
+    return f"wrote {path}: n = {ref['n']}, {len(ref['strata'])} strata ({small} flagged small, n < {min_n})"
 
 
 def _box_plot(df: pd.DataFrame, path: Path) -> None:
@@ -116,8 +136,7 @@ def _age_plot(df: pd.DataFrame, path: Path) -> None:
             ages = np.linspace(sub.age.min(), sub.age.max(), 50)
             values = curves(ages)
             for k, q in enumerate(curves.centiles):
-                ax.plot(ages, values[:, k], color="k",
-                        lw=1.6 if q == 50 else 0.8, ls="-" if q == 50 else "--")
+                ax.plot(ages, values[:, k], color="k", lw=1.6 if q == 50 else 0.8, ls="-" if q == 50 else "--")
         ax.set_title(muscle.replace("_", " "))
         ax.set_xlabel("age (years)")
     axes[0].set_ylabel("FF, L/R mean (%)")
@@ -127,8 +146,9 @@ def _age_plot(df: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def compare_groups(cohort_table: str, participants: str, out_dir: str, side: str = "mean",
-                   plots: bool = True, overwrite: bool = False) -> str:
+def compare_groups(
+    cohort_table: str, participants: str, out_dir: str, side: str = "mean", plots: bool = True, overwrite: bool = False
+) -> str:
     """Group comparisons of a cohort run: tests, regression, the paper-style table and plots.
 
     Writes ``sex_tests.csv``, ``activity_tests.csv``, ``activity_pairwise.csv``, ``regression.csv`` (FF in
@@ -155,15 +175,23 @@ def compare_groups(cohort_table: str, participants: str, out_dir: str, side: str
     reg_log = covariate_regression(df, side, log_ff=True)
     table = paper_table(df, side)
     n = df[df.side == side].subject.nunique()
-    text = (f"# FF by group ({side} side), n = {n}\n\nMedian (Q1-Q3) FF in percent; p: Mann-Whitney U (sex), "
-            "Kruskal-Wallis (activity); in parentheses Holm-adjusted over the table's sex and activity tests."
-            f"\n\n{table}")
-    for name, frame in (("sex_tests.csv", sex), ("activity_tests.csv", omni), ("activity_pairwise.csv", pairs),
-                        ("regression.csv", reg), ("regression_log.csv", reg_log)):
+    text = (
+        f"# FF by group ({side} side), n = {n}\n\nMedian (Q1-Q3) FF in percent; p: Mann-Whitney U (sex), "
+        "Kruskal-Wallis (activity); in parentheses Holm-adjusted over the table's sex and activity tests."
+        f"\n\n{table}"
+    )
+    for name, frame in (
+        ("sex_tests.csv", sex),
+        ("activity_tests.csv", omni),
+        ("activity_pairwise.csv", pairs),
+        ("regression.csv", reg),
+        ("regression_log.csv", reg_log),
+    ):
         atomic_write_text(out / name, frame.to_csv(index=False), overwrite=overwrite)
     atomic_write_text(out / "table.md", text, overwrite=overwrite)
-    atomic_write_text(out / "summary.json", json.dumps({"n": int(n), "side": side}, indent=2) + "\n",
-                      overwrite=overwrite)
+    atomic_write_text(
+        out / "summary.json", json.dumps({"n": int(n), "side": side}, indent=2) + "\n", overwrite=overwrite
+    )
     if plots:
         _box_plot(df, out / "ff_by_sex_activity.png")
         _age_plot(df, out / "ff_vs_age.png")
@@ -172,7 +200,6 @@ def compare_groups(cohort_table: str, participants: str, out_dir: str, side: str
 
 if __name__ == "__main__":
     import fire
-
     from scripts.settings import typed_cli
 
     fire.Fire({"build_reference": typed_cli(build_reference), "compare_groups": typed_cli(compare_groups)})

@@ -18,7 +18,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
-
 from scripts.labels import label_name
 from scripts.segmentation_metrics import dice
 
@@ -63,25 +62,37 @@ def compare_outputs(run_a: str | Path, run_b: str | Path) -> pd.DataFrame:
     ta, tb = _table(a_dir), _table(b_dir)
     sa, sb = set(ta["subject"].astype(str)), set(tb["subject"].astype(str))
     if sa != sb:
-        raise ValueError(f"{a_dir} and {b_dir} hold different subjects: only in A {sorted(sa - sb)}, "
-                         f"only in B {sorted(sb - sa)}")
+        raise ValueError(
+            f"{a_dir} and {b_dir} hold different subjects: only in A {sorted(sa - sb)}, only in B {sorted(sb - sa)}"
+        )
     merged = ta[KEYS + ["ff_mean_pct", "volume_ml"]].merge(
-        tb[KEYS + ["ff_mean_pct", "volume_ml"]], on=KEYS, how="outer", suffixes=("_a", "_b"))
+        tb[KEYS + ["ff_mean_pct", "volume_ml"]], on=KEYS, how="outer", suffixes=("_a", "_b")
+    )
     merged = merged[merged["aggregation"] == "label"]
     rows = []
     for subject in sorted(sa):
         ia, ib = _seg(a_dir, subject), _seg(b_dir, subject)
         if ia.shape != ib.shape or not np.allclose(ia.affine, ib.affine, atol=1e-4):
-            raise ValueError(f"{subject}: label maps of {a_dir} and {b_dir} are on different grids "
-                             f"({ia.shape} vs {ib.shape})")
+            raise ValueError(
+                f"{subject}: label maps of {a_dir} and {b_dir} are on different grids ({ia.shape} vs {ib.shape})"
+            )
         la, lb = np.asarray(ia.dataobj), np.asarray(ib.dataobj)
         for value in sorted((set(np.unique(la)) | set(np.unique(lb))) - {0}):
             m = merged[(merged["subject"].astype(str) == subject) & (merged["label"] == value)]
             ff_a, ff_b = (m["ff_mean_pct_a"].iloc[0], m["ff_mean_pct_b"].iloc[0]) if len(m) else (np.nan, np.nan)
             v_a, v_b = (m["volume_ml_a"].iloc[0], m["volume_ml_b"].iloc[0]) if len(m) else (np.nan, np.nan)
-            rows.append({"subject": subject, "label": int(value), "name": label_name(int(value)),
-                         "dice": dice(la == value, lb == value), "ff_mean_a_pct": ff_a, "ff_mean_b_pct": ff_b,
-                         "ff_mean_diff_pp": ff_b - ff_a, "volume_diff_ml": v_b - v_a})
+            rows.append(
+                {
+                    "subject": subject,
+                    "label": int(value),
+                    "name": label_name(int(value)),
+                    "dice": dice(la == value, lb == value),
+                    "ff_mean_a_pct": ff_a,
+                    "ff_mean_b_pct": ff_b,
+                    "ff_mean_diff_pp": ff_b - ff_a,
+                    "volume_diff_ml": v_b - v_a,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -92,16 +103,17 @@ def main(run_a: str, run_b: str, out_csv: str | None = None) -> None:
         df.to_csv(out_csv, index=False)
     worst = df.loc[df["dice"].idxmin()]
     ff = df["ff_mean_diff_pp"].abs()
-    text = (f"{len(df)} labels in {df['subject'].nunique()} subjects ({run_a} vs {run_b}): "
-            f"Dice min {worst['dice']:.4f} ({worst['subject']} {worst['name']}), mean {df['dice'].mean():.4f}; "
-            f"|FF mean difference| max {ff.max():.3f} pp, mean {ff.mean():.3f} pp; "
-            f"|volume difference| max {df['volume_diff_ml'].abs().max():.2f} mL")
+    text = (
+        f"{len(df)} labels in {df['subject'].nunique()} subjects ({run_a} vs {run_b}): "
+        f"Dice min {worst['dice']:.4f} ({worst['subject']} {worst['name']}), mean {df['dice'].mean():.4f}; "
+        f"|FF mean difference| max {ff.max():.3f} pp, mean {ff.mean():.3f} pp; "
+        f"|volume difference| max {df['volume_diff_ml'].abs().max():.2f} mL"
+    )
     print(text)
 
 
 if __name__ == "__main__":
     import fire
-
     from scripts.settings import typed_cli
 
     fire.Fire(typed_cli(main))

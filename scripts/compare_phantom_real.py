@@ -47,7 +47,6 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from scipy import ndimage
-
 from scripts.labels import LABELS, label_value
 from scripts.phantom import Acquisition, generate_subject
 from scripts.phantom.anatomy import SubjectAnatomy
@@ -95,10 +94,18 @@ MUSCLEMAP_TO_BUNDLE: dict[int, int] = {
 }
 #: muscles present in both (the real labels have no iliacus).
 COMPARED_MUSCLES: tuple[str, ...] = ("psoas", "quadratus_lumborum", "erector_spinae_multifidus")
-SHORT_NAME: dict[str, str] = {"psoas": "psoas", "quadratus_lumborum": "QL", "erector_spinae_multifidus": "ES+MF",
-                              "iliacus": "iliacus"}
-MUSCLE_COLOUR: dict[str, str] = {"psoas": "#ff4040", "quadratus_lumborum": "#ffd000",
-                                 "erector_spinae_multifidus": "#00d0ff", "iliacus": "#40ff60"}
+SHORT_NAME: dict[str, str] = {
+    "psoas": "psoas",
+    "quadratus_lumborum": "QL",
+    "erector_spinae_multifidus": "ES+MF",
+    "iliacus": "iliacus",
+}
+MUSCLE_COLOUR: dict[str, str] = {
+    "psoas": "#ff4040",
+    "quadratus_lumborum": "#ffd000",
+    "erector_spinae_multifidus": "#00d0ff",
+    "iliacus": "#40ff60",
+}
 
 #: the phantom's level height (mm) and disc centres (mm above the L5/S1 disc, before the height factor).
 LEVEL_MM = 36.0
@@ -191,9 +198,13 @@ def _sat_signal(image2d: np.ndarray, label2d: np.ndarray, spacing_xy: tuple[floa
     return float(np.median(bright)) if bright.size else float("nan")
 
 
-def slice_metrics(image2d: np.ndarray, label2d: np.ndarray, spacing_xy: tuple[float, float],
-                  muscles: Sequence[str] = COMPARED_MUSCLES,
-                  extra: dict[str, np.ndarray] | None = None) -> list[dict[str, float | str]]:
+def slice_metrics(
+    image2d: np.ndarray,
+    label2d: np.ndarray,
+    spacing_xy: tuple[float, float],
+    muscles: Sequence[str] = COMPARED_MUSCLES,
+    extra: dict[str, np.ndarray] | None = None,
+) -> list[dict[str, float | str]]:
     """Area, centroid offsets and contrast of each (muscle, side) on one axial slice.
 
     Args:
@@ -225,15 +236,28 @@ def slice_metrics(image2d: np.ndarray, label2d: np.ndarray, spacing_xy: tuple[fl
         for side in ("left", "right"):
             mask = label2d == label_value(muscle, side)
             n = int(mask.sum())
-            row: dict[str, float | str] = {"muscle": muscle, "side": side, "area_cm2": n * px_cm2,
-                                           "dx_mm": np.nan, "lateral_mm": np.nan, "dy_mm": np.nan,
-                                           "signal": np.nan, "sat_signal": sat, "contrast": np.nan}
+            row: dict[str, float | str] = {
+                "muscle": muscle,
+                "side": side,
+                "area_cm2": n * px_cm2,
+                "dx_mm": np.nan,
+                "lateral_mm": np.nan,
+                "dy_mm": np.nan,
+                "signal": np.nan,
+                "sat_signal": sat,
+                "contrast": np.nan,
+            }
             if n:
                 x, y = _xy_mm(mask, spacing_xy)
                 core = _eroded(mask)
                 sig = float(np.median(image2d[core]))
-                row.update(dx_mm=float(x.mean()) - x_ref, lateral_mm=abs(float(x.mean()) - x_ref),
-                           dy_mm=float(y.mean()) - y_ref, signal=sig, contrast=sig / sat if sat > 0 else np.nan)
+                row.update(
+                    dx_mm=float(x.mean()) - x_ref,
+                    lateral_mm=abs(float(x.mean()) - x_ref),
+                    dy_mm=float(y.mean()) - y_ref,
+                    signal=sig,
+                    contrast=sig / sat if sat > 0 else np.nan,
+                )
                 row.update(_ellipse(x, y, side))
                 for key, other in (extra or {}).items():
                     osat = extra_sat[key]
@@ -259,12 +283,14 @@ def _ellipse(x: np.ndarray, y: np.ndarray, side: str) -> dict[str, float]:
     vals, vecs = np.linalg.eigh(cov)
     major = vecs[:, 1]
     ang = float(np.degrees(np.arctan2(major[1], major[0]))) % 180.0
-    return {"semi_major_mm": 2.0 * float(np.sqrt(max(vals[1], 0.0))),
-            "semi_minor_mm": 2.0 * float(np.sqrt(max(vals[0], 0.0))), "angle_deg": ang}
+    return {
+        "semi_major_mm": 2.0 * float(np.sqrt(max(vals[1], 0.0))),
+        "semi_minor_mm": 2.0 * float(np.sqrt(max(vals[0], 0.0))),
+        "angle_deg": ang,
+    }
 
 
-def _deep_fat_signal(image2d: np.ndarray, label2d: np.ndarray, spacing_xy: tuple[float, float],
-                     x_ref: float) -> float:
+def _deep_fat_signal(image2d: np.ndarray, label2d: np.ndarray, spacing_xy: tuple[float, float], x_ref: float) -> float:
     """Median of the bright (fat) voxels in a 10-mm ring lateral to each psoas: retroperitoneal fat about 6 cm
     deeper than the posterior subcutaneous fat, so their ratio measures the receive-coil falloff with depth."""
     vals = []
@@ -287,8 +313,12 @@ def _deep_fat_signal(image2d: np.ndarray, label2d: np.ndarray, spacing_xy: tuple
     return float(np.median(bright)) if bright.size else float("nan")
 
 
-def volume_metrics(vol: Volume, z_rel_range: tuple[float, float] | None = (-30.0, 80.0),
-                   muscles: Sequence[str] = COMPARED_MUSCLES, extra_keys: Sequence[str] = ()) -> pd.DataFrame:
+def volume_metrics(
+    vol: Volume,
+    z_rel_range: tuple[float, float] | None = (-30.0, 80.0),
+    muscles: Sequence[str] = COMPARED_MUSCLES,
+    extra_keys: Sequence[str] = (),
+) -> pd.DataFrame:
     """:func:`slice_metrics` on every slice of ``vol`` (within ``z_rel_range``), as a long table.
 
     ``extra_keys`` names images of ``vol.extra`` whose muscle / fat ratio is measured as well (``contrast_<key>``).
@@ -396,7 +426,9 @@ def load_real_sample(directory: str | Path = REAL_SAMPLE_DIR, lowest_disc: str =
     z_rel = DISC_CENTRE_REL["L5/S1"] + z_mm / height_factor
     info: dict[str, object] = {
         "discs": {DISC_NAMES[first + i]: round(c, 2) for i, c in enumerate(discs)},
-        "level_mm": level_mm, "height_factor": height_factor, "body_profile": profile,
+        "level_mm": level_mm,
+        "height_factor": height_factor,
+        "body_profile": profile,
         "orientation_on_disk": "".join(nib.aff2axcodes(nib.load(str(d / REAL_IMAGE)).affine)),
     }
     return Volume("real", image, label, spacing, z_mm, z_rel, info=info)  # type: ignore[arg-type]
@@ -414,8 +446,9 @@ def phantom_anatomy(seed: int, subject_id: str | None = None) -> SubjectAnatomy:
     return make_anatomy(draw_participant(sid, rng), rng)
 
 
-def phantom_volume(seed: int, geometry: str = "reference",
-                   extra_keys: Sequence[str] = ("water", "fat", "ff"), texture: str = "smooth") -> Volume:
+def phantom_volume(
+    seed: int, geometry: str = "reference", extra_keys: Sequence[str] = ("water", "fat", "ff"), texture: str = "smooth"
+) -> Volume:
     """Generate phantom subject ``seed`` (RAS, full coverage) and attach its spine-relative slice positions.
 
     Args:
@@ -439,11 +472,25 @@ def phantom_volume(seed: int, geometry: str = "reference",
     z_mm = zw - float(anat.z(DISC_CENTRE_REL["L5/S1"]))
     spacing = tuple(float(v) for v in np.sqrt((aff[:3, :3] ** 2).sum(0)))
     extra = {key: subj.images[key] for key in extra_keys}
-    info: dict[str, object] = {"seed": seed, "height_factor": anat.height_factor, "width_factor": anat.width_factor,
-                               "sex": anat.sex, "bmi": anat.bmi, "sat_mm": anat.sat_mm,
-                               "muscle_scale": {f"{m}_{s}": round(v, 3) for (m, s), v in anat.muscle_scale.items()}}
-    return Volume(subj.subject_id, subj.images["inphase"].astype(np.float32), subj.images["label"],
-                  spacing, z_mm, z_rel, extra=extra, info=info)  # type: ignore[arg-type]
+    info: dict[str, object] = {
+        "seed": seed,
+        "height_factor": anat.height_factor,
+        "width_factor": anat.width_factor,
+        "sex": anat.sex,
+        "bmi": anat.bmi,
+        "sat_mm": anat.sat_mm,
+        "muscle_scale": {f"{m}_{s}": round(v, 3) for (m, s), v in anat.muscle_scale.items()},
+    }
+    return Volume(
+        subj.subject_id,
+        subj.images["inphase"].astype(np.float32),
+        subj.images["label"],
+        spacing,
+        z_mm,
+        z_rel,
+        extra=extra,
+        info=info,
+    )  # type: ignore[arg-type]
 
 
 # ---- tables ----------------------------------------------------------------------------------------------------------
@@ -471,8 +518,13 @@ def band_summary(metrics: pd.DataFrame, bands: Sequence[tuple[str, float, float]
     for band, lo, hi in bands:
         sub = metrics[(metrics.z_rel >= lo) & (metrics.z_rel < hi)]
         for (muscle, side), g in sub.groupby(["muscle", "side"], sort=False):
-            row = {"band": band, "muscle": muscle, "side": side, "n_slices": int(g.slice.nunique()),
-                   "contrast": float(g.contrast.mean())}
+            row = {
+                "band": band,
+                "muscle": muscle,
+                "side": side,
+                "n_slices": int(g.slice.nunique()),
+                "contrast": float(g.contrast.mean()),
+            }
             for col in _BAND_METRICS:
                 if col == "angle_deg":
                     row[col] = _angle_mean(g[col].to_numpy(dtype=np.float64))
@@ -487,10 +539,18 @@ def _side_mean(b: pd.DataFrame) -> pd.DataFrame:
     out = {}
     for (band, muscle), g in b.groupby(["band", "muscle"], sort=False):
         g = g.set_index("side")
-        row = {col: (_angle_mean(g[col].to_numpy(dtype=np.float64)) if col == "angle_deg"
-                     else float(np.nanmean(g[col].to_numpy(dtype=np.float64)))
-                     if np.isfinite(g[col].to_numpy(dtype=np.float64)).any() else np.nan)
-               for col in _BAND_METRICS}
+        row = {
+            col: (
+                _angle_mean(g[col].to_numpy(dtype=np.float64))
+                if col == "angle_deg"
+                else (
+                    float(np.nanmean(g[col].to_numpy(dtype=np.float64)))
+                    if np.isfinite(g[col].to_numpy(dtype=np.float64)).any()
+                    else np.nan
+                )
+            )
+            for col in _BAND_METRICS
+        }
         right = float(g.loc["right", "area_cm2"]) if "right" in g.index else 0.0
         left = float(g.loc["left", "area_cm2"]) if "left" in g.index else 0.0
         row["lr_ratio"] = left / right if right > 0 and left > 0 else np.nan
@@ -498,8 +558,9 @@ def _side_mean(b: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_dict(out, orient="index")
 
 
-def compare_bands(real: pd.DataFrame, phantoms: Sequence[pd.DataFrame],
-                  bands: Sequence[tuple[str, float, float]] = BANDS) -> pd.DataFrame:
+def compare_bands(
+    real: pd.DataFrame, phantoms: Sequence[pd.DataFrame], bands: Sequence[tuple[str, float, float]] = BANDS
+) -> pd.DataFrame:
     """Band-by-band comparison of the real scan's metrics with several phantom subjects'.
 
     Args:
@@ -537,8 +598,9 @@ def compare_bands(real: pd.DataFrame, phantoms: Sequence[pd.DataFrame],
     return pd.DataFrame(rows)
 
 
-def compare_contrast(real: pd.DataFrame, phantoms: Sequence[pd.DataFrame],
-                     z_rel_range: tuple[float, float] | None = None) -> pd.DataFrame:
+def compare_contrast(
+    real: pd.DataFrame, phantoms: Sequence[pd.DataFrame], z_rel_range: tuple[float, float] | None = None
+) -> pd.DataFrame:
     """Muscle / posterior subcutaneous fat intensity ratios (mean over slices and sides), real vs phantom.
 
     Rows: each muscle; ``psoas / ES+MF`` (psoas lies ~6 cm deeper: coil falloff and FF difference together);
@@ -562,12 +624,20 @@ def compare_contrast(real: pd.DataFrame, phantoms: Sequence[pd.DataFrame],
     rows = []
     for key in rm:
         vals = np.array([p[key] for p in pm])
-        row = {"muscle": key, "real": rm[key], "phantom": float(np.nanmean(vals)),
-               "phantom_min": float(np.nanmin(vals)), "phantom_max": float(np.nanmax(vals))}
+        row = {
+            "muscle": key,
+            "real": rm[key],
+            "phantom": float(np.nanmean(vals)),
+            "phantom_min": float(np.nanmin(vals)),
+            "phantom_max": float(np.nanmax(vals)),
+        }
         if pf and key in pf[0]:
             fv = np.array([p[key] for p in pf])
-            row.update(phantom_fat=float(np.nanmean(fv)), phantom_fat_min=float(np.nanmin(fv)),
-                       phantom_fat_max=float(np.nanmax(fv)))
+            row.update(
+                phantom_fat=float(np.nanmean(fv)),
+                phantom_fat_min=float(np.nanmin(fv)),
+                phantom_fat_max=float(np.nanmax(fv)),
+            )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -582,12 +652,18 @@ def _f(v: float, fmt: str = "{:.1f}") -> str:
     return fmt.format(v) if np.isfinite(v) else "-"
 
 
-def format_report(table: pd.DataFrame, contrast: pd.DataFrame, real_info: dict[str, object],
-                  phantom_infos: Sequence[dict[str, object]]) -> str:
+def format_report(
+    table: pd.DataFrame,
+    contrast: pd.DataFrame,
+    real_info: dict[str, object],
+    phantom_infos: Sequence[dict[str, object]],
+) -> str:
     """Markdown text of the comparison: level matching, areas and positions, shapes, contrast."""
     discs = ", ".join(f"{k} at slice {v}" for k, v in dict(real_info["discs"]).items())  # type: ignore[arg-type]
-    seeds = ", ".join(f"{i['seed']} ({i['sex']}, BMI {i['bmi']:.0f}, h {i['height_factor']:.2f}, "
-                      f"w {i['width_factor']:.2f})" for i in phantom_infos)
+    seeds = ", ".join(
+        f"{i['seed']} ({i['sex']}, BMI {i['bmi']:.0f}, h {i['height_factor']:.2f}, w {i['width_factor']:.2f})"
+        for i in phantom_infos
+    )
     lines = [
         f"Real scan: discs {discs} (slice 0 inferior); level height {real_info['level_mm']:.1f} mm "
         f"(height factor {real_info['height_factor']:.2f}).",
@@ -610,26 +686,40 @@ def format_report(table: pd.DataFrame, contrast: pd.DataFrame, real_info: dict[s
             f"{_f(r.real_lateral_mm, '{:.0f}')} | "
             f"{_rng(r.phantom_lateral_mm, r.phantom_lateral_mm_min, r.phantom_lateral_mm_max, '{:.0f}')} | "
             f"{_f(r.real_dy_mm, '{:.0f}')} | "
-            f"{_rng(r.phantom_dy_mm, r.phantom_dy_mm_min, r.phantom_dy_mm_max, '{:.0f}')} |")
-    lines += ["", "Shape: equivalent ellipse (same second moments), semi-axes major/minor (mm) and the major "
-              "axis's angle from lateral towards anterior (degrees); side means, phantom mean over seeds.", "",
-              "| muscle | band | real semi-axes | phantom semi-axes | real angle | phantom angle |",
-              "|---|---|---|---|---|---|"]
+            f"{_rng(r.phantom_dy_mm, r.phantom_dy_mm_min, r.phantom_dy_mm_max, '{:.0f}')} |"
+        )
+    lines += [
+        "",
+        "Shape: equivalent ellipse (same second moments), semi-axes major/minor (mm) and the major "
+        "axis's angle from lateral towards anterior (degrees); side means, phantom mean over seeds.",
+        "",
+        "| muscle | band | real semi-axes | phantom semi-axes | real angle | phantom angle |",
+        "|---|---|---|---|---|---|",
+    ]
     for _, r in table.iterrows():
         if not np.isfinite(r.real_semi_major_mm) and not np.isfinite(r.phantom_semi_major_mm):
             continue
-        lines.append(f"| {SHORT_NAME[r.muscle]} | {r.band} | {_f(r.real_semi_major_mm, '{:.0f}')} / "
-                     f"{_f(r.real_semi_minor_mm, '{:.0f}')} | {_f(r.phantom_semi_major_mm, '{:.0f}')} / "
-                     f"{_f(r.phantom_semi_minor_mm, '{:.0f}')} | {_f(r.real_angle_deg, '{:.0f}')} | "
-                     f"{_f(r.phantom_angle_deg, '{:.0f}')} |")
+        lines.append(
+            f"| {SHORT_NAME[r.muscle]} | {r.band} | {_f(r.real_semi_major_mm, '{:.0f}')} / "
+            f"{_f(r.real_semi_minor_mm, '{:.0f}')} | {_f(r.phantom_semi_major_mm, '{:.0f}')} / "
+            f"{_f(r.phantom_semi_minor_mm, '{:.0f}')} | {_f(r.real_angle_deg, '{:.0f}')} | "
+            f"{_f(r.phantom_angle_deg, '{:.0f}')} |"
+        )
     has_fat = "phantom_fat" in contrast.columns
-    lines += ["", "Intensity over posterior subcutaneous fat (real: its single T1-like image; phantom: in-phase"
-              + (" and fat images" if has_fat else "") + "), mean over the real scan's range:", "",
-              "| ratio | real | phantom in-phase" + (" | phantom fat |" if has_fat else " |"),
-              "|---|---|---|" + ("---|" if has_fat else "")]
+    lines += [
+        "",
+        "Intensity over posterior subcutaneous fat (real: its single T1-like image; phantom: in-phase"
+        + (" and fat images" if has_fat else "")
+        + "), mean over the real scan's range:",
+        "",
+        "| ratio | real | phantom in-phase" + (" | phantom fat |" if has_fat else " |"),
+        "|---|---|---|" + ("---|" if has_fat else ""),
+    ]
     for _, r in contrast.iterrows():
-        line = (f"| {SHORT_NAME.get(r.muscle, r.muscle)} | {_f(r.real, '{:.2f}')} | "
-                f"{_rng(r.phantom, r.phantom_min, r.phantom_max, '{:.2f}')} |")
+        line = (
+            f"| {SHORT_NAME.get(r.muscle, r.muscle)} | {_f(r.real, '{:.2f}')} | "
+            f"{_rng(r.phantom, r.phantom_min, r.phantom_max, '{:.2f}')} |"
+        )
         if has_fat:
             line += f" {_rng(r.phantom_fat, r.phantom_fat_min, r.phantom_fat_max, '{:.2f}')} |"
         lines.append(line)
@@ -657,9 +747,17 @@ def _slice_ref(vol: Volume, k: int) -> tuple[float, float]:
     return ref
 
 
-def _draw_axial(ax: Axes, vol: Volume, k: int, title: str, half_width: float | None = 125.0,
-                y_lim: tuple[float, float] | None = (-95.0, 115.0), image: np.ndarray | None = None,
-                contours: bool = True, **imshow_kw: object) -> None:
+def _draw_axial(
+    ax: Axes,
+    vol: Volume,
+    k: int,
+    title: str,
+    half_width: float | None = 125.0,
+    y_lim: tuple[float, float] | None = (-95.0, 115.0),
+    image: np.ndarray | None = None,
+    contours: bool = True,
+    **imshow_kw: object,
+) -> None:
     """Axial slice ``k`` in mm relative to its spine reference, radiological view (patient right on the left)."""
     x_ref, y_ref = _slice_ref(vol, k)
     img = (vol.image if image is None else image)[:, :, k]
@@ -689,8 +787,7 @@ def _contours(ax: Axes, label2d: np.ndarray, xc: np.ndarray, yc: np.ndarray) -> 
         muscle = name.rsplit("_", 1)[0]
         m = label2d == value
         if m.any() and m.shape[0] > 1 and m.shape[1] > 1:
-            ax.contour(xc, yc, m.T.astype(np.float32), levels=[0.5], colors=[MUSCLE_COLOUR[muscle]],
-                       linewidths=0.7)
+            ax.contour(xc, yc, m.T.astype(np.float32), levels=[0.5], colors=[MUSCLE_COLOUR[muscle]], linewidths=0.7)
 
 
 def _coronal_y(vol: Volume, ks: Sequence[int]) -> int:
@@ -700,9 +797,18 @@ def _coronal_y(vol: Volume, ks: Sequence[int]) -> int:
     return int(round(float(ys.mean()))) if ys.size else vol.label.shape[1] // 2
 
 
-def _draw_coronal(ax: Axes, vol: Volume, j: int, x_ref: float, title: str, z_lim: tuple[float, float] | None,
-                  half_width: float | None = 125.0, image: np.ndarray | None = None, contours: bool = True,
-                  **imshow_kw: object) -> None:
+def _draw_coronal(
+    ax: Axes,
+    vol: Volume,
+    j: int,
+    x_ref: float,
+    title: str,
+    z_lim: tuple[float, float] | None,
+    half_width: float | None = 125.0,
+    image: np.ndarray | None = None,
+    contours: bool = True,
+    **imshow_kw: object,
+) -> None:
     """Coronal plane ``j`` (array y index), x relative to ``x_ref``, vertical axis = mm above the L5/S1 disc."""
     img = (vol.image if image is None else image)[:, j, :]
     sx = vol.spacing[0]
@@ -724,9 +830,14 @@ def _draw_coronal(ax: Axes, vol: Volume, j: int, x_ref: float, title: str, z_lim
     ax.tick_params(labelsize=7)
 
 
-def plot_comparison(real: Volume, phantom: Volume, real_metrics: pd.DataFrame,
-                    phantom_metrics: Sequence[pd.DataFrame], out_png: str | Path | None = None,
-                    dpi: int = 80) -> Figure:
+def plot_comparison(
+    real: Volume,
+    phantom: Volume,
+    real_metrics: pd.DataFrame,
+    phantom_metrics: Sequence[pd.DataFrame],
+    out_png: str | Path | None = None,
+    dpi: int = 80,
+) -> Figure:
     """Side-by-side figure: three real axial slices (lower, middle, upper of the scan) next to the phantom at the
     same spine-relative level, a coronal plane of each, and the area profiles along the spine.
 
@@ -748,8 +859,9 @@ def plot_comparison(real: Volume, phantom: Volume, real_metrics: pd.DataFrame,
     jr = _coronal_y(real, range(nz))
     xr = float(np.median([_slice_ref(real, k)[0] for k in range(nz)]))
     _draw_coronal(axes[3, 0], real, jr, xr, "real, coronal through psoas (oblique stack)", z_lim)
-    in_range = [k for k in range(phantom.label.shape[2])
-                if real.z_rel.min() - 3 <= phantom.z_rel[k] <= real.z_rel.max() + 3]
+    in_range = [
+        k for k in range(phantom.label.shape[2]) if real.z_rel.min() - 3 <= phantom.z_rel[k] <= real.z_rel.max() + 3
+    ]
     jp = _coronal_y(phantom, in_range)
     xp = float(np.median([_slice_ref(phantom, k)[0] for k in in_range]))
     _draw_coronal(axes[3, 1], phantom, jp, xp, f"phantom {phantom.name}, coronal through psoas", z_lim)
@@ -794,8 +906,16 @@ def _area_profile(ax: Axes, muscle: str, real: pd.DataFrame, phantoms: Sequence[
         ax.plot(s.z_rel, s.area_cm2, mk, color="k", ms=4, ls="none", label=f"real {side}")
     for name in DISC_NAMES[:3]:
         ax.axvline(DISC_CENTRE_REL[name], color="0.6", lw=0.7, ls=":")
-        ax.text(DISC_CENTRE_REL[name], 0.99, name, transform=ax.get_xaxis_transform(), fontsize=6, ha="center",
-                va="top", color="0.4")
+        ax.text(
+            DISC_CENTRE_REL[name],
+            0.99,
+            name,
+            transform=ax.get_xaxis_transform(),
+            fontsize=6,
+            ha="center",
+            va="top",
+            color="0.4",
+        )
     ax.set_xlabel("z_rel (mm above L5/S1, 36-mm levels)", fontsize=7)
     ax.set_ylabel("area per side (cm$^2$)", fontsize=7)
     ax.set_title(SHORT_NAME[muscle], fontsize=9)
@@ -805,17 +925,20 @@ def _area_profile(ax: Axes, muscle: str, real: pd.DataFrame, phantoms: Sequence[
         ax.legend(fontsize=6, frameon=False, loc="lower left")
 
 
-def plot_gallery(phantoms: Sequence[Volume], out_png: str | Path | None = None, z_rel: float = 90.0,
-                 dpi: int = 70) -> Figure:
+def plot_gallery(
+    phantoms: Sequence[Volume], out_png: str | Path | None = None, z_rel: float = 90.0, dpi: int = 70
+) -> Figure:
     """In-phase, water, fat, FF and labels of several phantom subjects: one axial slice at ``z_rel`` (default the
     middle of L3) and one coronal plane through the psoas, per subject."""
     cols = ("inphase", "water", "fat", "ff", "label")
     fig = _new_figure((14.0, 5.0 * len(phantoms)))
     ext = [n * s for n, s in zip(phantoms[0].label.shape, phantoms[0].spacing)]
-    axes = fig.subplots(2 * len(phantoms), len(cols), squeeze=False,
-                        gridspec_kw={"height_ratios": [ext[1], ext[2]] * len(phantoms)})
-    lab_cmap = ListedColormap(["black", "#ff4040", "#c00000", "#40ff60", "#00a030", "#ffd000", "#b08000",
-                               "#00d0ff", "#0060ff"])
+    axes = fig.subplots(
+        2 * len(phantoms), len(cols), squeeze=False, gridspec_kw={"height_ratios": [ext[1], ext[2]] * len(phantoms)}
+    )
+    lab_cmap = ListedColormap(
+        ["black", "#ff4040", "#c00000", "#40ff60", "#00a030", "#ffd000", "#b08000", "#00d0ff", "#0060ff"]
+    )
     for i, vol in enumerate(phantoms):
         k = vol.slice_at(z_rel)
         j = _coronal_y(vol, [k])
@@ -833,10 +956,29 @@ def plot_gallery(phantoms: Sequence[Volume], out_png: str | Path | None = None, 
             elif key == "label":
                 kw = {"cmap": lab_cmap, "vmin": -0.5, "vmax": 8.5}
             seed = vol.info.get("seed", vol.name)
-            _draw_axial(axes[2 * i, c], vol, k, f"seed {seed} {key}, z_rel {vol.z_rel[k]:.0f}",
-                        half_width=None, y_lim=None, image=data, contours=key == "inphase", **kw)
-            _draw_coronal(axes[2 * i + 1, c], vol, j, x_ref, f"seed {seed} {key}, coronal", None,
-                          half_width=None, image=data, contours=key == "inphase", **kw)
+            _draw_axial(
+                axes[2 * i, c],
+                vol,
+                k,
+                f"seed {seed} {key}, z_rel {vol.z_rel[k]:.0f}",
+                half_width=None,
+                y_lim=None,
+                image=data,
+                contours=key == "inphase",
+                **kw,
+            )
+            _draw_coronal(
+                axes[2 * i + 1, c],
+                vol,
+                j,
+                x_ref,
+                f"seed {seed} {key}, coronal",
+                None,
+                half_width=None,
+                image=data,
+                contours=key == "inphase",
+                **kw,
+            )
             axes[2 * i + 1, c].axhline(float(vol.z_mm[k]), color="c", lw=0.6, ls=":")
     if out_png is not None:
         Path(out_png).parent.mkdir(parents=True, exist_ok=True)
@@ -845,9 +987,14 @@ def plot_gallery(phantoms: Sequence[Volume], out_png: str | Path | None = None, 
 
 
 # ---- command line ----------------------------------------------------------------------------------------------------
-def main(seeds: Sequence[int] = (0, 1, 2, 3, 4), geometry: str = "reference",
-         real_dir: str | Path = REAL_SAMPLE_DIR, out_dir: str | Path | None = "docs/images",
-         n_gallery: int = 3, texture: str = "smooth") -> str:
+def main(
+    seeds: Sequence[int] = (0, 1, 2, 3, 4),
+    geometry: str = "reference",
+    real_dir: str | Path = REAL_SAMPLE_DIR,
+    out_dir: str | Path | None = "docs/images",
+    n_gallery: int = 3,
+    texture: str = "smooth",
+) -> str:
     """Compare phantom subjects ``seeds`` with the real MuscleMap sample; returns the Markdown report.
 
     Args:
@@ -866,8 +1013,9 @@ def main(seeds: Sequence[int] = (0, 1, 2, 3, 4), geometry: str = "reference",
     infos: list[dict[str, object]] = []
     for i, seed in enumerate(seeds):
         gallery = out_dir is not None and i < max(n_gallery, 1)
-        vol = phantom_volume(seed, geometry, extra_keys=("water", "fat", "ff") if gallery else ("fat",),
-                             texture=texture)
+        vol = phantom_volume(
+            seed, geometry, extra_keys=("water", "fat", "ff") if gallery else ("fat",), texture=texture
+        )
         ph_metrics.append(volume_metrics(vol, extra_keys=("fat",)))
         infos.append(vol.info)
         if gallery:
@@ -884,7 +1032,6 @@ def main(seeds: Sequence[int] = (0, 1, 2, 3, 4), geometry: str = "reference",
 
 if __name__ == "__main__":
     import fire
-
     from scripts.settings import typed_cli
 
     fire.Fire(typed_cli(main))

@@ -73,8 +73,9 @@ def mix_contrast(water: np.ndarray, fat: np.ndarray, weights: tuple[float, float
     return (ww * w + wf * f).astype(np.float32)
 
 
-def _parse_contrasts(contrasts: Sequence[str] | Mapping[str, tuple[float, float] | None] | None
-                     ) -> dict[str, tuple[float, float] | None]:
+def _parse_contrasts(
+    contrasts: Sequence[str] | Mapping[str, tuple[float, float] | None] | None,
+) -> dict[str, tuple[float, float] | None]:
     if contrasts is None:
         return dict(CONTRASTS)
     if isinstance(contrasts, Mapping):
@@ -87,10 +88,15 @@ def _parse_contrasts(contrasts: Sequence[str] | Mapping[str, tuple[float, float]
     return {c: CONTRASTS[c] for c in contrasts}
 
 
-def evaluate_contrasts(dataset_dir: str, ckpt_path: str, bundle_root: str = ".", datalist_key: str = "testing",
-                       max_subjects: int = 0,
-                       contrasts: Sequence[str] | Mapping[str, tuple[float, float] | None] | None = None,
-                       overrides: dict | None = None) -> pd.DataFrame:
+def evaluate_contrasts(
+    dataset_dir: str,
+    ckpt_path: str,
+    bundle_root: str = ".",
+    datalist_key: str = "testing",
+    max_subjects: int = 0,
+    contrasts: Sequence[str] | Mapping[str, tuple[float, float] | None] | None = None,
+    overrides: dict | None = None,
+) -> pd.DataFrame:
     """Segment every subject under every contrast and score it against the subject's label map.
 
     Args:
@@ -123,8 +129,10 @@ def evaluate_contrasts(dataset_dir: str, ckpt_path: str, bundle_root: str = ".",
         for i, e in enumerate(entries):
             missing = [k for k in ("water", "fat", "label") if k not in e]
             if missing:
-                raise KeyError(f"{datalist}: entry {i} ({e.get('subject', '?')}) has no {missing} "
-                               "(contrasts are synthesised from water and fat)")
+                raise KeyError(
+                    f"{datalist}: entry {i} ({e.get('subject', '?')}) has no {missing} "
+                    "(contrasts are synthesised from water and fat)"
+                )
             sid = e.get("subject", f"case{i}")
             w_img = nib.load(str(root / e["water"]))
             water = np.asarray(w_img.dataobj, dtype=np.float32)
@@ -146,8 +154,10 @@ def evaluate_contrasts(dataset_dir: str, ckpt_path: str, bundle_root: str = ".",
 def summarise(table: pd.DataFrame) -> str:
     """Markdown: mean Dice per contrast and muscle (L/R mean), and the mean HD95, contrasts in table order."""
     mean = table[table.side == "mean"]
-    lines = ["| contrast | " + " | ".join(f"Dice {m}" for m in MUSCLES) + " | HD95 mm (all) |",
-             "|---" * (len(MUSCLES) + 2) + "|"]
+    lines = [
+        "| contrast | " + " | ".join(f"Dice {m}" for m in MUSCLES) + " | HD95 mm (all) |",
+        "|---" * (len(MUSCLES) + 2) + "|",
+    ]
     for c in dict.fromkeys(mean.contrast):
         t = mean[mean.contrast == c]
         dices = [t[t.muscle == m].dice.mean() for m in MUSCLES]
@@ -158,16 +168,24 @@ def summarise(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def main(dataset_dir: str, ckpt_path: str = "models/model.pt", bundle_root: str = ".", datalist_key: str = "testing",
-         max_subjects: int = 0, contrasts: str | None = None, out_csv: str | None = None,
-         overrides: str | dict | None = None) -> str:
+def main(
+    dataset_dir: str,
+    ckpt_path: str = "models/model.pt",
+    bundle_root: str = ".",
+    datalist_key: str = "testing",
+    max_subjects: int = 0,
+    contrasts: str | None = None,
+    out_csv: str | None = None,
+    overrides: str | dict | None = None,
+) -> str:
     """Command line: evaluate, print the summary and optionally write the long table (refuses to overwrite).
 
     ``overrides``: inference.json ids to replace, as a JSON object (e.g. ``'{"adapt_batch_norm": false}'``)."""
     if out_csv and Path(out_csv).exists():
         raise FileExistsError(f"{out_csv} exists; choose another --out_csv")
-    table = evaluate_contrasts(dataset_dir, ckpt_path, bundle_root, datalist_key, max_subjects, contrasts,
-                               overrides_from_cli(overrides))
+    table = evaluate_contrasts(
+        dataset_dir, ckpt_path, bundle_root, datalist_key, max_subjects, contrasts, overrides_from_cli(overrides)
+    )
     if out_csv:
         table.to_csv(out_csv, index=False)
     return summarise(table)

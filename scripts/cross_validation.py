@@ -53,7 +53,6 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 import pandas as pd
-
 from scripts.atomic_io import atomic_write, atomic_write_text
 from scripts.dixon_inputs import compute_ff, load_dixon
 from scripts.fat_fraction import check_same_grid
@@ -61,8 +60,18 @@ from scripts.multi_atlas import Atlas, MultiAtlasParams, segment
 from scripts.quantify import quantify_muscles
 from scripts.segmentation_metrics import compute_label_metrics
 
-__all__ = ["METHODS", "bundle_border_trim_ff", "inference_overrides", "draw_splits", "load_or_draw_splits", "run_step",
-           "run_split", "evaluate_split", "pretrained_record", "run"]
+__all__ = [
+    "METHODS",
+    "bundle_border_trim_ff",
+    "inference_overrides",
+    "draw_splits",
+    "load_or_draw_splits",
+    "run_step",
+    "run_split",
+    "evaluate_split",
+    "pretrained_record",
+    "run",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +105,10 @@ def _read_entries(dataset_dir: Path, key: str) -> list[dict[str, Any]]:
         if not isinstance(item, dict) or not item.get("label") or not (item.get("image") or item.get("inphase")):
             raise ValueError(f"{path}: entry {i} of {key!r} needs 'image' (or 'inphase') and 'label'")
         # only file roles become absolute paths; other fields (e.g. demographics) pass through unchanged
-        e = {k: (str((dataset_dir / v).resolve()) if k in PATH_KEYS and isinstance(v, str) else v)
-             for k, v in item.items()}
+        e = {
+            k: (str((dataset_dir / v).resolve()) if k in PATH_KEYS and isinstance(v, str) else v)
+            for k, v in item.items()
+        }
         e.setdefault("image", e.get("inphase"))
         e["subject"] = str(item.get("subject") or Path(e["image"]).name.split(".")[0])
         if e["subject"] in seen:
@@ -131,8 +142,9 @@ def draw_splits(subjects: Sequence[str], k: int, n_test: int, seed: int) -> list
     for i in range(k):
         order = rng.permutation(len(subjects))
         test = sorted(subjects[j] for j in order[:n_test])
-        splits.append({"split": i, "seed": seed * 1000 + i, "test": test,
-                       "train": sorted(s for s in subjects if s not in test)})
+        splits.append(
+            {"split": i, "seed": seed * 1000 + i, "test": test, "train": sorted(s for s in subjects if s not in test)}
+        )
     return splits
 
 
@@ -144,8 +156,10 @@ def load_or_draw_splits(out_dir: Path, subjects: Sequence[str], k: int, n_test: 
         stored = json.loads(path.read_text())
         diff = [name for name in settings if stored.get(name) != settings[name]]
         if diff:
-            raise ValueError(f"{path} was written with other settings ({', '.join(diff)} differ): resume with the "
-                             "same --k/--n_test/--seed and dataset, or choose another --out_dir")
+            raise ValueError(
+                f"{path} was written with other settings ({', '.join(diff)} differ): resume with the "
+                "same --k/--n_test/--seed and dataset, or choose another --out_dir"
+            )
         return stored
     doc = {**settings, "splits": draw_splits(list(subjects), k, n_test, seed)}
     atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
@@ -172,8 +186,12 @@ def _marker_digest(*folders: Path) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def run_step(folder: Path, work: Callable[[Path], dict[str, Any]], depends: str = "",
-             can_resume: Callable[[Path], bool] | None = None) -> dict[str, Any]:
+def run_step(
+    folder: Path,
+    work: Callable[[Path], dict[str, Any]],
+    depends: str = "",
+    can_resume: Callable[[Path], bool] | None = None,
+) -> dict[str, Any]:
     """Run ``work(folder)`` unless ``folder/.done.json`` exists; the marker (its return value) is written last.
 
     A folder without the marker is what a crash leaves: it is moved aside to ``<folder>.incomplete-<n>`` (kept for
@@ -247,38 +265,84 @@ def training_can_resume(folder: Path) -> bool:
     return any((folder / "models" / "train_state").glob("checkpoint_epoch=*.pt"))
 
 
-def _train_unet(dataset_dir: Path, datalist: Path, epochs: int, val_interval: int, seed: int,
-                overrides: Mapping[str, Any] | None) -> Callable[[Path], dict[str, Any]]:
+def _train_unet(
+    dataset_dir: Path, datalist: Path, epochs: int, val_interval: int, seed: int, overrides: Mapping[str, Any] | None
+) -> Callable[[Path], dict[str, Any]]:
     def work(folder: Path) -> dict[str, Any]:
         start = time.perf_counter()
-        _bundle_run(["--config_file", str(BUNDLE_ROOT / "configs" / "train.json"), "--dataset_dir", str(dataset_dir),
-                     "--datalist", str(datalist), "--epochs", str(epochs), "--val_interval", str(val_interval),
-                     "--seed", str(seed), "--ckpt_dir", str(folder / "models"), "--output_dir", str(folder / "train"),
-                     *_overrides(overrides)], folder / "train.log")
+        _bundle_run(
+            [
+                "--config_file",
+                str(BUNDLE_ROOT / "configs" / "train.json"),
+                "--dataset_dir",
+                str(dataset_dir),
+                "--datalist",
+                str(datalist),
+                "--epochs",
+                str(epochs),
+                "--val_interval",
+                str(val_interval),
+                "--seed",
+                str(seed),
+                "--ckpt_dir",
+                str(folder / "models"),
+                "--output_dir",
+                str(folder / "train"),
+                *_overrides(overrides),
+            ],
+            folder / "train.log",
+        )
         if not (folder / "models" / "model.pt").is_file():
-            raise RuntimeError(f"training in {folder} wrote no models/model.pt (no validation ran: val_interval "
-                               f"{val_interval} > epochs {epochs}?)")
-        return {"seconds": round(time.perf_counter() - start, 2), "epochs": epochs, "val_interval": val_interval,
-                "seed": seed, "overrides": dict(overrides or {})}
+            raise RuntimeError(
+                f"training in {folder} wrote no models/model.pt (no validation ran: val_interval "
+                f"{val_interval} > epochs {epochs}?)"
+            )
+        return {
+            "seconds": round(time.perf_counter() - start, 2),
+            "epochs": epochs,
+            "val_interval": val_interval,
+            "seed": seed,
+            "overrides": dict(overrides or {}),
+        }
+
     return work
 
 
-def _predict_unet(dataset_dir: Path, datalist: Path, model: Path, n_test: int,
-                  overrides: Mapping[str, Any] | None) -> Callable[[Path], dict[str, Any]]:
+def _predict_unet(
+    dataset_dir: Path, datalist: Path, model: Path, n_test: int, overrides: Mapping[str, Any] | None
+) -> Callable[[Path], dict[str, Any]]:
     def work(folder: Path) -> dict[str, Any]:
         start = time.perf_counter()
-        _bundle_run(["--config_file", str(BUNDLE_ROOT / "configs" / "inference.json"), "--dataset_dir",
-                     str(dataset_dir), "--datalist", str(datalist), "--datalist_key", "testing", "--ckpt_path",
-                     str(model), "--output_dir", str(folder / "out"), "--write_report", "False",
-                     *_overrides(overrides)], folder / "inference.log")
+        _bundle_run(
+            [
+                "--config_file",
+                str(BUNDLE_ROOT / "configs" / "inference.json"),
+                "--dataset_dir",
+                str(dataset_dir),
+                "--datalist",
+                str(datalist),
+                "--datalist_key",
+                "testing",
+                "--ckpt_path",
+                str(model),
+                "--output_dir",
+                str(folder / "out"),
+                "--write_report",
+                "False",
+                *_overrides(overrides),
+            ],
+            folder / "inference.log",
+        )
         seconds = time.perf_counter() - start
         # the whole bundle run (start-up, model loading, FF tables included) shared by its subjects
         return {"seconds": round(seconds, 2), "seconds_per_subject": round(seconds / n_test, 2)}
+
     return work
 
 
-def _multi_atlas(test: Sequence[Mapping[str, Any]], atlases: Sequence[Mapping[str, Any]], atlas_k: int,
-                 params: MultiAtlasParams) -> Callable[[Path], dict[str, Any]]:
+def _multi_atlas(
+    test: Sequence[Mapping[str, Any]], atlases: Sequence[Mapping[str, Any]], atlas_k: int, params: MultiAtlasParams
+) -> Callable[[Path], dict[str, Any]]:
     def work(folder: Path) -> dict[str, Any]:
         library = [Atlas(a["image"], a["label"], a["subject"]) for a in atlases]
         per_subject = {}
@@ -286,13 +350,24 @@ def _multi_atlas(test: Sequence[Mapping[str, Any]], atlases: Sequence[Mapping[st
             res = segment(e["image"], library, k=atlas_k, fusion=["weighted", "majority"], params=params)
             for fusion, method in (("weighted", "multi_atlas"), ("majority", "multi_atlas_mv")):
                 img = nib.Nifti1Image(res.labels[fusion], res.affine)
-                atomic_write(folder / method / e["subject"] / f"{e['subject']}_seg.nii.gz",
-                             lambda tmp, img=img: nib.save(img, tmp), suffix=".nii.gz")
-            per_subject[e["subject"]] = {"seconds": round(res.seconds, 2), "selected": res.selected,
-                                         "stage_seconds": {s: round(v, 2) for s, v in res.stage_seconds.items()}}
+                atomic_write(
+                    folder / method / e["subject"] / f"{e['subject']}_seg.nii.gz",
+                    lambda tmp, img=img: nib.save(img, tmp),
+                    suffix=".nii.gz",
+                )
+            per_subject[e["subject"]] = {
+                "seconds": round(res.seconds, 2),
+                "selected": res.selected,
+                "stage_seconds": {s: round(v, 2) for s, v in res.stage_seconds.items()},
+            }
             logger.info("multi-atlas %s: %.1f s, atlases %s", e["subject"], res.seconds, res.selected)
-        return {"subjects": per_subject, "atlas_k": atlas_k, "params": asdict(params),
-                "seconds_per_subject": round(float(np.mean([v["seconds"] for v in per_subject.values()])), 2)}
+        return {
+            "subjects": per_subject,
+            "atlas_k": atlas_k,
+            "params": asdict(params),
+            "seconds_per_subject": round(float(np.mean([v["seconds"] for v in per_subject.values()])), 2),
+        }
+
     return work
 
 
@@ -301,10 +376,12 @@ def _multi_atlas(test: Sequence[Mapping[str, Any]], atlases: Sequence[Mapping[st
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _ff_means(label: np.ndarray, affine: np.ndarray, ff: Any, subject: str,
-              border_trim_ff: float | None = None) -> pd.DataFrame:
-    res = quantify_muscles(label, affine, ff.ff, ff.affine, ff.provenance, subject=subject,
-                           border_trim_ff=border_trim_ff)
+def _ff_means(
+    label: np.ndarray, affine: np.ndarray, ff: Any, subject: str, border_trim_ff: float | None = None
+) -> pd.DataFrame:
+    res = quantify_muscles(
+        label, affine, ff.ff, ff.affine, ff.provenance, subject=subject, border_trim_ff=border_trim_ff
+    )
     return res.table[["muscle", "side", "ff_mean_pct"]]
 
 
@@ -315,9 +392,13 @@ def bundle_border_trim_ff(infer_overrides: Mapping[str, Any] | None = None) -> f
     return json.loads((BUNDLE_ROOT / "configs" / "inference.json").read_text())["border_trim_ff"]
 
 
-def evaluate_split(test: Sequence[Mapping[str, Any]], predictions: Mapping[str, Path],
-                   seconds: Mapping[str, Mapping[str, float]], truth: pd.DataFrame | None,
-                   border_trim_ff: float | None = None) -> pd.DataFrame:
+def evaluate_split(
+    test: Sequence[Mapping[str, Any]],
+    predictions: Mapping[str, Path],
+    seconds: Mapping[str, Mapping[str, float]],
+    truth: pd.DataFrame | None,
+    border_trim_ff: float | None = None,
+) -> pd.DataFrame:
     """Metrics of every method's label maps against the reference labels of the test subjects.
 
     Args:
@@ -350,17 +431,27 @@ def evaluate_split(test: Sequence[Mapping[str, Any]], predictions: Mapping[str, 
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: the {method} label map of {sid} is missing")
             pred_img = nib.load(path)
-            check_same_grid(pred_img.shape[:3], pred_img.affine, ref_img.shape[:3], ref_img.affine,
-                            name_a=str(path), name_b=e["label"])
+            check_same_grid(
+                pred_img.shape[:3],
+                pred_img.affine,
+                ref_img.shape[:3],
+                ref_img.affine,
+                name_a=str(path),
+                name_b=e["label"],
+            )
             pred = np.asarray(pred_img.dataobj).reshape(ref.shape).astype(np.uint8)
             m = compute_label_metrics(pred, ref, spacing)
-            m = m.merge(_ff_means(pred, pred_img.affine, ff, sid).rename(columns={"ff_mean_pct": "ff_method_pct"}),
-                        on=["muscle", "side"], how="left").merge(ff_ref, on=["muscle", "side"], how="left")
+            m = m.merge(
+                _ff_means(pred, pred_img.affine, ff, sid).rename(columns={"ff_mean_pct": "ff_method_pct"}),
+                on=["muscle", "side"],
+                how="left",
+            ).merge(ff_ref, on=["muscle", "side"], how="left")
             m["ff_error_pp"] = m.ff_method_pct - m.ff_ref_pct
             if border_trim_ff is not None:
                 trim = _ff_means(pred, pred_img.affine, ff, sid, border_trim_ff)
-                m = m.merge(trim.rename(columns={"ff_mean_pct": "ff_method_trim_pct"}), on=["muscle", "side"],
-                            how="left")
+                m = m.merge(
+                    trim.rename(columns={"ff_mean_pct": "ff_method_trim_pct"}), on=["muscle", "side"], how="left"
+                )
                 m["ff_error_trim_pp"] = m.ff_method_trim_pct - m.ff_ref_pct
             if truth is not None:
                 t = truth[truth.subject == sid][["muscle", "side", "ff_true_pct"]]
@@ -383,15 +474,30 @@ def _split_datalist(entries: Mapping[str, Mapping[str, Any]], split: Mapping[str
     train = [dict(entries[s]) for s in split["train"]]
     rng = np.random.default_rng(split["seed"])
     val = [train[j] for j in sorted(rng.choice(len(train), size=min(n_val, len(train)), replace=False))]
-    return {"description": f"Monte-Carlo CV split {split['split']} (validation scans are training scans, used only "
-                           "to choose the checkpoint)",
-            "training": train, "validation": val, "testing": [dict(entries[s]) for s in split["test"]]}
+    return {
+        "description": f"Monte-Carlo CV split {split['split']} (validation scans are training scans, used only "
+        "to choose the checkpoint)",
+        "training": train,
+        "validation": val,
+        "testing": [dict(entries[s]) for s in split["test"]],
+    }
 
 
-def run_split(split: Mapping[str, Any], entries: Mapping[str, Mapping[str, Any]], dataset_dir: Path, out_dir: Path,
-              methods: Sequence[str], epochs: int, val_interval: int, n_val: int, atlas_k: int,
-              params: MultiAtlasParams, train_overrides: Mapping[str, Any] | None,
-              infer_overrides: Mapping[str, Any] | None, truth: pd.DataFrame | None) -> pd.DataFrame:
+def run_split(
+    split: Mapping[str, Any],
+    entries: Mapping[str, Mapping[str, Any]],
+    dataset_dir: Path,
+    out_dir: Path,
+    methods: Sequence[str],
+    epochs: int,
+    val_interval: int,
+    n_val: int,
+    atlas_k: int,
+    params: MultiAtlasParams,
+    train_overrides: Mapping[str, Any] | None,
+    infer_overrides: Mapping[str, Any] | None,
+    truth: pd.DataFrame | None,
+) -> pd.DataFrame:
     """Train, predict, segment with atlases and evaluate one split (each step skipped when already done)."""
     sdir = out_dir / f"split_{split['split']}"
     sdir.mkdir(parents=True, exist_ok=True)
@@ -401,12 +507,19 @@ def run_split(split: Mapping[str, Any], entries: Mapping[str, Mapping[str, Any]]
     predictions: dict[str, Path] = {}
     seconds: dict[str, dict[str, float]] = {}
     if "unet" in methods:
-        trained = run_step(sdir / "unet_train", _train_unet(dataset_dir, datalist, epochs, val_interval,
-                                                            split["seed"], train_overrides),
-                           can_resume=training_can_resume)
+        trained = run_step(
+            sdir / "unet_train",
+            _train_unet(dataset_dir, datalist, epochs, val_interval, split["seed"], train_overrides),
+            can_resume=training_can_resume,
+        )
         logger.info("split %d: U-Net trained in %.0f s", split["split"], trained["seconds"])
-        pred = run_step(sdir / "unet", _predict_unet(dataset_dir, datalist, sdir / "unet_train" / "models" / "model.pt",
-                                                     len(test), infer_overrides), _marker_digest(sdir / "unet_train"))
+        pred = run_step(
+            sdir / "unet",
+            _predict_unet(
+                dataset_dir, datalist, sdir / "unet_train" / "models" / "model.pt", len(test), infer_overrides
+            ),
+            _marker_digest(sdir / "unet_train"),
+        )
         predictions["unet"] = sdir / "unet" / "out"
         seconds["unet"] = {e["subject"]: pred["seconds_per_subject"] for e in test}
     if "multi_atlas" in methods:
@@ -422,8 +535,11 @@ def run_split(split: Mapping[str, Any], entries: Mapping[str, Mapping[str, Any]]
         atomic_write_text(folder / "metrics.csv", table.to_csv(index=False))
         return {"rows": len(table), "methods": sorted(predictions)}
 
-    run_step(sdir / "evaluate", evaluate, EVALUATION_FORMAT + ":" + _marker_digest(
-        *[sdir / m for m in ("unet", "multi_atlas") if m in methods]))
+    run_step(
+        sdir / "evaluate",
+        evaluate,
+        EVALUATION_FORMAT + ":" + _marker_digest(*[sdir / m for m in ("unet", "multi_atlas") if m in methods]),
+    )
     return pd.read_csv(sdir / "evaluate" / "metrics.csv", dtype={"subject": str})
 
 
@@ -485,11 +601,24 @@ def _as_dict(value: Mapping[str, Any] | str | None, name: str) -> dict[str, Any]
     return dict(value)
 
 
-def run(dataset_dir: str, k: int = 5, n_test: int = 5, seed: int = 0, epochs: int = 40, out_dir: str = "eval/cv",
-        methods: str | Sequence[str] = "unet,multi_atlas", atlas_k: int = 5, val_interval: int | None = None,
-        n_val: int = 2, datalist_key: str = "training", train_overrides: Mapping[str, Any] | str | None = None,
-        infer_overrides: Mapping[str, Any] | str | None = None, atlas_params: Mapping[str, Any] | str | None = None,
-        pretrained_ckpt: str | None = None, report: bool = True) -> str:
+def run(
+    dataset_dir: str,
+    k: int = 5,
+    n_test: int = 5,
+    seed: int = 0,
+    epochs: int = 40,
+    out_dir: str = "eval/cv",
+    methods: str | Sequence[str] = "unet,multi_atlas",
+    atlas_k: int = 5,
+    val_interval: int | None = None,
+    n_val: int = 2,
+    datalist_key: str = "training",
+    train_overrides: Mapping[str, Any] | str | None = None,
+    infer_overrides: Mapping[str, Any] | str | None = None,
+    atlas_params: Mapping[str, Any] | str | None = None,
+    pretrained_ckpt: str | None = None,
+    report: bool = True,
+) -> str:
     """Run (or resume) the whole study and write the report; returns the report's path.
 
     Args:
@@ -520,27 +649,41 @@ def run(dataset_dir: str, k: int = 5, n_test: int = 5, seed: int = 0, epochs: in
     interval = val_interval if val_interval is not None else max(1, epochs // 4)
     if "unet" in method_list and not 1 <= interval <= epochs:
         raise ValueError(f"val_interval must lie in [1, epochs={epochs}] so that a model gets saved, got {interval}")
-    params = MultiAtlasParams(**{n: tuple(v) if isinstance(v, list) else v
-                                 for n, v in _as_dict(atlas_params, "atlas_params").items()})
+    params = MultiAtlasParams(
+        **{n: tuple(v) if isinstance(v, list) else v for n, v in _as_dict(atlas_params, "atlas_params").items()}
+    )
     entries_list = _read_entries(root, datalist_key)
     entries = {e["subject"]: e for e in entries_list}
     out.mkdir(parents=True, exist_ok=True)
     doc = load_or_draw_splits(out, [e["subject"] for e in entries_list], k, n_test, seed)
     truth_path = root / "ground_truth.csv"
     truth = pd.read_csv(truth_path, dtype={"subject": str}) if truth_path.is_file() else None
-    settings = {"dataset_dir": str(root), "k": k, "n_test": n_test, "seed": seed, "epochs": epochs,
-                "val_interval": interval, "n_val": n_val, "methods": method_list, "atlas_k": atlas_k,
-                "atlas_params": asdict(params), "train_overrides": _as_dict(train_overrides, "train_overrides"),
-                "infer_overrides": inference_overrides(_as_dict(train_overrides, "train_overrides"),
-                                                       _as_dict(infer_overrides, "infer_overrides"))}
+    settings = {
+        "dataset_dir": str(root),
+        "k": k,
+        "n_test": n_test,
+        "seed": seed,
+        "epochs": epochs,
+        "val_interval": interval,
+        "n_val": n_val,
+        "methods": method_list,
+        "atlas_k": atlas_k,
+        "atlas_params": asdict(params),
+        "train_overrides": _as_dict(train_overrides, "train_overrides"),
+        "infer_overrides": inference_overrides(
+            _as_dict(train_overrides, "train_overrides"), _as_dict(infer_overrides, "infer_overrides")
+        ),
+    }
     if pretrained_ckpt:
         # only when given, so that the settings.json of a study from scratch stays as it was and still resumes
         settings["pretrained_ckpt"] = pretrained_record(pretrained_ckpt)
     settings = json.loads(json.dumps(settings))  # tuples as lists, as the file holds them
     settings_path = out / "settings.json"
     if settings_path.is_file() and json.loads(settings_path.read_text()) != settings:
-        raise ValueError(f"{settings_path} holds other settings than this run: finished steps would mix them; "
-                         "resume with the same arguments or choose another --out_dir")
+        raise ValueError(
+            f"{settings_path} holds other settings than this run: finished steps would mix them; "
+            "resume with the same arguments or choose another --out_dir"
+        )
     atomic_write_text(settings_path, json.dumps(settings, indent=2) + "\n")
     train_settings = dict(settings["train_overrides"])
     if "pretrained_ckpt" in settings:
@@ -548,8 +691,23 @@ def run(dataset_dir: str, k: int = 5, n_test: int = 5, seed: int = 0, epochs: in
     tables = []
     for split in doc["splits"]:
         logger.info("split %d of %d: test %s", split["split"] + 1, k, ", ".join(split["test"]))
-        tables.append(run_split(split, entries, root, out, method_list, epochs, interval, n_val, atlas_k, params,
-                                train_settings, settings["infer_overrides"], truth))
+        tables.append(
+            run_split(
+                split,
+                entries,
+                root,
+                out,
+                method_list,
+                epochs,
+                interval,
+                n_val,
+                atlas_k,
+                params,
+                train_settings,
+                settings["infer_overrides"],
+                truth,
+            )
+        )
     metrics = pd.concat(tables, ignore_index=True)
     atomic_write_text(out / "metrics_all.csv", metrics.to_csv(index=False), overwrite=True)
     if not report:

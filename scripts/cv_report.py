@@ -23,13 +23,12 @@ import hashlib
 import json
 import platform
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from scripts.agreement import bland_altman, holm_correction, icc, linear_regression, lins_ccc, paired_wilcoxon
 from scripts.agreement_plots import plot_bland_altman, plot_box, plot_regression
 from scripts.atomic_io import atomic_write_text
@@ -86,16 +85,22 @@ def _independent_tests(finite: pd.DataFrame, n_train: int | None, n_test: int | 
         per_split = split_means(pairs[["split", "a", "b"]])
         try:
             crt = corrected_resampled_ttest((per_split.a - per_split.b).to_numpy(), n_train, n_test)
-            row.update(p_crt=crt.p, crt_diff=crt.mean, crt_ci_lower=crt.ci_lower, crt_ci_upper=crt.ci_upper,
-                       n_splits=crt.k)
+            row.update(
+                p_crt=crt.p, crt_diff=crt.mean, crt_ci_lower=crt.ci_lower, crt_ci_upper=crt.ci_upper, n_splits=crt.k
+            )
         except ValueError:  # fewer than 2 splits
             pass
     return row
 
 
-def comparison_table(metrics: pd.DataFrame, a: str = "unet", b: str = "multi_atlas",
-                     columns: Sequence[str] = tuple(SEG_METRICS), n_train: int | None = None,
-                     n_test: int | None = None) -> pd.DataFrame:
+def comparison_table(
+    metrics: pd.DataFrame,
+    a: str = "unet",
+    b: str = "multi_atlas",
+    columns: Sequence[str] = tuple(SEG_METRICS),
+    n_train: int | None = None,
+    n_test: int | None = None,
+) -> pd.DataFrame:
     """Per muscle (L/R mean rows) and metric: mean +- SD of methods ``a`` and ``b`` and tests on independent units.
 
     A Monte-Carlo split draws its test subjects anew, so a subject can be tested in several splits and the splits
@@ -123,8 +128,12 @@ def comparison_table(metrics: pd.DataFrame, a: str = "unet", b: str = "multi_atl
         for col in columns:
             pair = _paired(metrics, a, b, muscle, col).replace([np.inf, -np.inf], np.nan)
             finite = pair.dropna()
-            row: dict[str, Any] = {"muscle": muscle, "metric": col, "n": len(finite),
-                                   "n_missing": int(len(pair) - len(finite))}
+            row: dict[str, Any] = {
+                "muscle": muscle,
+                "metric": col,
+                "n": len(finite),
+                "n_missing": int(len(pair) - len(finite)),
+            }
             for name, method in (("a", a), ("b", b)):
                 # each method's own summary keeps its finite values even where the other method has none
                 series = pair[name].dropna()
@@ -137,8 +146,7 @@ def comparison_table(metrics: pd.DataFrame, a: str = "unet", b: str = "multi_atl
             higher = SEG_METRICS.get(col, ("", "", False))[2]
             ma = float(tested.a.mean()) if len(tested) else np.nan
             mb = float(tested.b.mean()) if len(tested) else np.nan
-            row["better"] = "" if np.isnan(ma) or np.isnan(mb) or ma == mb else (
-                a if (ma > mb) == higher else b)
+            row["better"] = "" if np.isnan(ma) or np.isnan(mb) or ma == mb else (a if (ma > mb) == higher else b)
             rows.append(row)
     table = pd.DataFrame(rows)
     table["p_holm_subjects"] = holm_correction(table.p_wilcoxon_subjects.to_numpy(dtype=float))
@@ -166,10 +174,18 @@ def ff_agreement_table(metrics: pd.DataFrame, methods: Sequence[str], column: st
         row: dict[str, Any] = {"method": method, "ff_rule": column, "n": int(np.sum(np.isfinite(x) & np.isfinite(y)))}
         try:
             reg, ba = linear_regression(x, y), bland_altman(y, x)
-            row.update(slope=reg.slope, intercept=reg.intercept, r2=reg.r2, bias_pp=ba.bias,
-                       loa_lower_pp=ba.loa_lower, loa_upper_pp=ba.loa_upper, p_bias=ba.p_bias,
-                       ccc=lins_ccc(y, x).ccc, icc21=icc(y, x, kind="ICC(2,1)").icc,
-                       mean_abs_error_pp=float(np.nanmean(np.abs(y - x))))
+            row.update(
+                slope=reg.slope,
+                intercept=reg.intercept,
+                r2=reg.r2,
+                bias_pp=ba.bias,
+                loa_lower_pp=ba.loa_lower,
+                loa_upper_pp=ba.loa_upper,
+                p_bias=ba.p_bias,
+                ccc=lins_ccc(y, x).ccc,
+                icc21=icc(y, x, kind="ICC(2,1)").icc,
+                mean_abs_error_pp=float(np.nanmean(np.abs(y - x))),
+            )
         except ValueError as err:  # fewer than the minimum pairs
             row["note"] = str(err)
         rows.append(row)
@@ -201,63 +217,82 @@ def _fmt_p(p: float) -> str:
 
 
 def _markdown_comparison(table: pd.DataFrame, a: str, b: str) -> list[str]:
-    lines = [f"| muscle (L/R mean) | metric | {NAMES.get(a, a)} mean ± SD | {NAMES.get(b, b)} mean ± SD | subjects | "
-             "difference [95 % CI] | p Wilcoxon, subjects (Holm) | difference, corrected t [95 % CI] | "
-             "p corrected t (Holm) |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"| muscle (L/R mean) | metric | {NAMES.get(a, a)} mean ± SD | {NAMES.get(b, b)} mean ± SD | subjects | "
+        "difference [95 % CI] | p Wilcoxon, subjects (Holm) | difference, corrected t [95 % CI] | "
+        "p corrected t (Holm) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
 
     def cell(r: pd.Series, method: str, digits: int) -> str:
         missing = f" ({int(r[f'{method}_missing'])} missed)" if r[f"{method}_missing"] else ""
         return f"{_fmt(r[f'{method}_mean'], digits)} ± {_fmt(r[f'{method}_sd'], digits)}{missing}"
 
     def ci(r: pd.Series, mean: str, lo: str, hi: str, digits: int) -> str:
-        return f"{_fmt(r.get(mean, np.nan), digits)} [{_fmt(r.get(lo, np.nan), digits)}, " \
-               f"{_fmt(r.get(hi, np.nan), digits)}]"
+        return (
+            f"{_fmt(r.get(mean, np.nan), digits)} [{_fmt(r.get(lo, np.nan), digits)}, "
+            f"{_fmt(r.get(hi, np.nan), digits)}]"
+        )
 
     for _, r in table.iterrows():
         name, unit, _ = SEG_METRICS[r.metric]
         digits = 2 if unit == "mm" else 3
         label = (f"{name} ({unit})" if unit else name) + (" (tests on |RVD|)" if r.metric == "rvd" else "")
-        lines.append(f"| {r.muscle.replace('_', ' ')} | {label} | {cell(r, a, digits)} | {cell(r, b, digits)} | "
-                     f"{int(r.n_subjects)} | {ci(r, 'diff_mean', 'diff_ci_lower', 'diff_ci_upper', digits)} | "
-                     f"{_fmt_p(r.p_wilcoxon_subjects)} ({_fmt_p(r.p_holm_subjects)}) | "
-                     f"{ci(r, 'crt_diff', 'crt_ci_lower', 'crt_ci_upper', digits)} | "
-                     f"{_fmt_p(r.p_crt)} ({_fmt_p(r.p_crt_holm)}) |")
+        lines.append(
+            f"| {r.muscle.replace('_', ' ')} | {label} | {cell(r, a, digits)} | {cell(r, b, digits)} | "
+            f"{int(r.n_subjects)} | {ci(r, 'diff_mean', 'diff_ci_lower', 'diff_ci_upper', digits)} | "
+            f"{_fmt_p(r.p_wilcoxon_subjects)} ({_fmt_p(r.p_holm_subjects)}) | "
+            f"{ci(r, 'crt_diff', 'crt_ci_lower', 'crt_ci_upper', digits)} | "
+            f"{_fmt_p(r.p_crt)} ({_fmt_p(r.p_crt_holm)}) |"
+        )
     return lines
 
 
 def _comparison_note(n_tests: int) -> list[str]:
-    return ["Mean ± SD over the test segmentations of all splits (descriptive; an infinite distance, a muscle the "
-            "method missed entirely, is left out and counted as 'missed'). The tests use independent units only, "
-            "because a Monte-Carlo split can test a subject again and splits share training subjects: "
-            "(1) subject level: each distinct test subject's value averaged over the splits it was tested in, "
-            "difference = mean over subjects of (first − second) with a t interval, paired Wilcoxon signed-rank "
-            "over the subjects; (2) split level: the Nadeau-Bengio corrected resampled t-test over the per-split "
-            "mean differences (variance × (1/k + n_test/n_train), k − 1 df). RVD is compared as |RVD| (closeness "
-            f"to 0). Holm adjustment over the {n_tests} tests of the table, separately for each test.", ""]
+    return [
+        "Mean ± SD over the test segmentations of all splits (descriptive; an infinite distance, a muscle the "
+        "method missed entirely, is left out and counted as 'missed'). The tests use independent units only, "
+        "because a Monte-Carlo split can test a subject again and splits share training subjects: "
+        "(1) subject level: each distinct test subject's value averaged over the splits it was tested in, "
+        "difference = mean over subjects of (first − second) with a t interval, paired Wilcoxon signed-rank "
+        "over the subjects; (2) split level: the Nadeau-Bengio corrected resampled t-test over the per-split "
+        "mean differences (variance × (1/k + n_test/n_train), k − 1 df). RVD is compared as |RVD| (closeness "
+        f"to 0). Holm adjustment over the {n_tests} tests of the table, separately for each test.",
+        "",
+    ]
 
 
 def _markdown_ff(ff: pd.DataFrame, name: Callable[[str], str]) -> list[str]:
-    lines = ["| method | FF rule | n | slope | intercept | R² | bias (pp) | 95 % LoA (pp) | CCC | ICC(2,1) | "
-             "mean abs. error (pp) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| method | FF rule | n | slope | intercept | R² | bias (pp) | 95 % LoA (pp) | CCC | ICC(2,1) | "
+        "mean abs. error (pp) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for _, r in ff.iterrows():
-        lines.append(f"| {name(r.method)} | {FF_RULES[r.ff_rule]} | {int(r.n)} | {_fmt(r.get('slope', np.nan))} | "
-                     f"{_fmt(r.get('intercept', np.nan), 2)} | {_fmt(r.get('r2', np.nan), 4)} | "
-                     f"{_fmt(r.get('bias_pp', np.nan), 2)} | {_fmt(r.get('loa_lower_pp', np.nan), 2)} to "
-                     f"{_fmt(r.get('loa_upper_pp', np.nan), 2)} | {_fmt(r.get('ccc', np.nan))} | "
-                     f"{_fmt(r.get('icc21', np.nan))} | {_fmt(r.get('mean_abs_error_pp', np.nan), 2)} |")
+        lines.append(
+            f"| {name(r.method)} | {FF_RULES[r.ff_rule]} | {int(r.n)} | {_fmt(r.get('slope', np.nan))} | "
+            f"{_fmt(r.get('intercept', np.nan), 2)} | {_fmt(r.get('r2', np.nan), 4)} | "
+            f"{_fmt(r.get('bias_pp', np.nan), 2)} | {_fmt(r.get('loa_lower_pp', np.nan), 2)} to "
+            f"{_fmt(r.get('loa_upper_pp', np.nan), 2)} | {_fmt(r.get('ccc', np.nan))} | "
+            f"{_fmt(r.get('icc21', np.nan))} | {_fmt(r.get('mean_abs_error_pp', np.nan), 2)} |"
+        )
     return lines
 
 
 def _markdown_ff_muscle(ff: pd.DataFrame, name: Callable[[str], str]) -> list[str]:
     """Per-muscle (both sides, then each side) FF agreement rows, the pooled row last."""
-    lines = ["| method | FF rule | muscle | side | n (subjects) | slope [95 % CI] | intercept [95 % CI] | R² | "
-             "identity R² | CCC | bias (pp) [95 % CI], p | repeated-measures 95 % LoA (pp) | "
-             "proportional bias: slope of difference on mean, p |", "|" + "---|" * 13]
+    lines = [
+        "| method | FF rule | muscle | side | n (subjects) | slope [95 % CI] | intercept [95 % CI] | R² | "
+        "identity R² | CCC | bias (pp) [95 % CI], p | repeated-measures 95 % LoA (pp) | "
+        "proportional bias: slope of difference on mean, p |",
+        "|" + "---|" * 13,
+    ]
     order = {"both": 0, "left": 1, "right": 2}
     # the given method and rule order, each muscle's both-sides row before its side rows, the pooled row last
     first = {key: i for i, key in enumerate(dict.fromkeys(zip(ff.method, ff.ff_rule)))}
-    ff = ff.assign(_g=[first[k] for k in zip(ff.method, ff.ff_rule)], _o=ff.side.map(order),
-                   _all=ff.muscle.eq("all")).sort_values(["_g", "_all", "_o"], kind="stable")
+    ff = ff.assign(
+        _g=[first[k] for k in zip(ff.method, ff.ff_rule)], _o=ff.side.map(order), _all=ff.muscle.eq("all")
+    ).sort_values(["_g", "_all", "_o"], kind="stable")
     for _, r in ff.iterrows():
         if "slope" not in r or not np.isfinite(r.get("slope", np.nan)):
             continue
@@ -269,7 +304,8 @@ def _markdown_ff_muscle(ff: pd.DataFrame, name: Callable[[str], str]) -> list[st
             f"[{_fmt(r.intercept_ci_lower, 2)}, {_fmt(r.intercept_ci_upper, 2)}] | {_fmt(r.r2)} | "
             f"{_fmt(r.r2_identity)} | {_fmt(r.ccc)} | {_fmt(r.bias_pp, 2)} [{_fmt(r.bias_ci_lower_pp, 2)}, "
             f"{_fmt(r.bias_ci_upper_pp, 2)}], {_fmt_p(r.p_bias_cluster)} | {_fmt(r.loa_lower_pp, 2)} to "
-            f"{_fmt(r.loa_upper_pp, 2)} | {_fmt(r.prop_slope)}, {_fmt_p(r.p_prop_cluster)} |")
+            f"{_fmt(r.loa_upper_pp, 2)} | {_fmt(r.prop_slope)}, {_fmt_p(r.p_prop_cluster)} |"
+        )
     return lines
 
 
@@ -281,7 +317,9 @@ FF_MUSCLE_NOTE = [
     "(2007) for repeated measurements (between- plus within-subject variance of the differences). Identity R² = "
     "1 − Σ(method − reference)² / Σ(reference − mean)²: how well y = x, not the fitted line, explains the reference. "
     "Proportional bias: regression of (method − reference) on their mean; a slope ≠ 0 means the error grows with FF. "
-    "No multiplicity adjustment across the rows: they describe one analysis, read the intervals.", ""]
+    "No multiplicity adjustment across the rows: they describe one analysis, read the intervals.",
+    "",
+]
 
 
 def _split_sizes(splits_json: Path) -> tuple[int | None, int | None]:
@@ -308,8 +346,9 @@ def _unet_start(settings: Mapping[str, Any]) -> str:
     return f"fine-tuned from `{Path(pre['path']).name}` (sha256 {pre['sha256'][:12]}...)"
 
 
-def write_report(out_dir: str | Path, metrics: pd.DataFrame, settings: Mapping[str, Any],
-                 report_dir: str | Path | None = None) -> Path:
+def write_report(
+    out_dir: str | Path, metrics: pd.DataFrame, settings: Mapping[str, Any], report_dir: str | Path | None = None
+) -> Path:
     """Write ``<out_dir>/report/report.md`` with its tables and figures; returns the report path.
 
     A report already written from exactly these metrics and settings by this report format is left untouched (its
@@ -332,21 +371,35 @@ def write_report(out_dir: str | Path, metrics: pd.DataFrame, settings: Mapping[s
     n_pairs = metrics.drop_duplicates(["split", "subject"]).shape[0]
     n_subjects = metrics.subject.nunique()
     n_train, n_test = _split_sizes(Path(out_dir) / "splits.json")
-    lines = ["# Monte-Carlo cross-validation: U-Net vs multi-atlas", "",
-             f"Written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.node() or 'this machine'} "
-             f"({platform.processor() or platform.machine()}, {__import__('os').cpu_count()} CPU cores).", "",
-             f"Dataset `{settings.get('dataset_dir')}`; {settings.get('k')} random splits of "
-             f"{settings.get('n_test')} test scans (seed {settings.get('seed')}, splits in `splits.json`), "
-             f"{n_pairs} test segmentations per method ({n_subjects} distinct subjects)."
-             + (f" U-Net: `configs/train.json` {_unet_start(settings)}, {settings.get('epochs')} epochs per split."
-                if "unet" in methods else "")
-             + (f" Multi-atlas: the split's training scans as atlases, best {settings.get('atlas_k')} by NCC."
-                if "multi_atlas" in methods else "")
-             + " Settings: `settings.json`.", ""]
+    lines = [
+        "# Monte-Carlo cross-validation: U-Net vs multi-atlas",
+        "",
+        f"Written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node() or 'this machine'} "
+        f"({platform.processor() or platform.machine()}, {__import__('os').cpu_count()} CPU cores).",
+        "",
+        f"Dataset `{settings.get('dataset_dir')}`; {settings.get('k')} random splits of "
+        f"{settings.get('n_test')} test scans (seed {settings.get('seed')}, splits in `splits.json`), "
+        f"{n_pairs} test segmentations per method ({n_subjects} distinct subjects)."
+        + (
+            f" U-Net: `configs/train.json` {_unet_start(settings)}, {settings.get('epochs')} epochs per split."
+            if "unet" in methods
+            else ""
+        )
+        + (
+            f" Multi-atlas: the split's training scans as atlases, best {settings.get('atlas_k')} by NCC."
+            if "multi_atlas" in methods
+            else ""
+        )
+        + " Settings: `settings.json`.",
+        "",
+    ]
     tables: dict[str, pd.DataFrame] = {}
     # the U-Net against each multi-atlas fusion; without a U-Net, the two fusions against each other
-    pairs = [("unet", o) for o in ("multi_atlas", "multi_atlas_mv")] if "unet" in methods else [
-        ("multi_atlas", "multi_atlas_mv")]
+    pairs = (
+        [("unet", o) for o in ("multi_atlas", "multi_atlas_mv")]
+        if "unet" in methods
+        else [("multi_atlas", "multi_atlas_mv")]
+    )
     for first, other in pairs:
         if first in methods and other in methods:
             t = comparison_table(metrics, first, other, n_train=n_train, n_test=n_test)
@@ -355,46 +408,83 @@ def write_report(out_dir: str | Path, metrics: pd.DataFrame, settings: Mapping[s
             lines += _markdown_comparison(t, first, other) + [""]
     if tables:
         pd.concat([t.assign(comparison=name) for name, t in tables.items()]).to_csv(
-            rdir / "segmentation_table.csv", index=False)
+            rdir / "segmentation_table.csv", index=False
+        )
     else:
         # a single method: plain summary per muscle
-        summary = metrics[metrics.side == "mean"].replace([np.inf, -np.inf], np.nan).groupby(
-            ["method", "muscle"])[list(SEG_METRICS)].agg(["mean", "std"])
+        summary = (
+            metrics[metrics.side == "mean"]
+            .replace([np.inf, -np.inf], np.nan)
+            .groupby(["method", "muscle"])[list(SEG_METRICS)]
+            .agg(["mean", "std"])
+        )
         summary.to_csv(rdir / "segmentation_table.csv")
-        lines += ["## Segmentation (one method)", "", "Mean and SD per muscle (L/R mean rows).", "", "```",
-                  summary.round(3).to_string(), "```", ""]
+        lines += [
+            "## Segmentation (one method)",
+            "",
+            "Mean and SD per muscle (L/R mean rows).",
+            "",
+            "```",
+            summary.round(3).to_string(),
+            "```",
+            "",
+        ]
 
     rules = [c for c in FF_RULES if c in metrics.columns]
     ff = pd.concat([ff_agreement_table(metrics, methods, c) for c in rules], ignore_index=True)
     ff.to_csv(rdir / "ff_agreement.csv", index=False)
-    by_muscle = pd.concat([agreement_by_muscle(metrics, methods, c, MUSCLES) for c in reversed(rules)],
-                          ignore_index=True)
+    by_muscle = pd.concat(
+        [agreement_by_muscle(metrics, methods, c, MUSCLES) for c in reversed(rules)], ignore_index=True
+    )
     by_muscle.to_csv(rdir / "ff_agreement_by_muscle.csv", index=False)
-    lines += ["## Fat fraction agreement", "",
-              "Mean FF (%) under each method's label against the mean FF under the reference label, on the same FF "
-              "map, per muscle and side (the paper's manual-vs-automatic comparison; the reference is always the "
-              "plain mean under the reference label). Regression of method on reference; Bland-Altman differences "
-              "method − reference (percentage points).", "", "### Per muscle and side (leading analysis)", ""]
+    lines += [
+        "## Fat fraction agreement",
+        "",
+        "Mean FF (%) under each method's label against the mean FF under the reference label, on the same FF "
+        "map, per muscle and side (the paper's manual-vs-automatic comparison; the reference is always the "
+        "plain mean under the reference label). Regression of method on reference; Bland-Altman differences "
+        "method − reference (percentage points).",
+        "",
+        "### Per muscle and side (leading analysis)",
+        "",
+    ]
     lines += FF_MUSCLE_NOTE + _markdown_ff_muscle(by_muscle, lambda m: NAMES.get(m, m)) + [""]
-    lines += ["### Pooled over muscles and sides (descriptive)", "",
-              "All muscle-side rows pooled, as the paper reports them: a summary beside the per-muscle table, not a "
-              "substitute. No p-value here, since the rows are not independent (the clustered bias is in the pooled "
-              "row above); these limits of agreement ignore the repeated measurements.", ""]
+    lines += [
+        "### Pooled over muscles and sides (descriptive)",
+        "",
+        "All muscle-side rows pooled, as the paper reports them: a summary beside the per-muscle table, not a "
+        "substitute. No p-value here, since the rows are not independent (the clustered bias is in the pooled "
+        "row above); these limits of agreement ignore the repeated measurements.",
+        "",
+    ]
     lines += _markdown_ff(ff.drop(columns="p_bias", errors="ignore"), lambda m: NAMES.get(m, m)) + [""]
     for method in methods:
         d = metrics[(metrics.method == method) & (metrics.side != "mean")]
         for rule in rules:
             # the plain-mean figures keep their names; the bundle's rule gets a suffix
-            stem, what = (method, NAMES[method]) if rule == "ff_method_pct" else (
-                f"{method}_trim", f"{NAMES[method]}, border rule")
+            stem, what = (
+                (method, NAMES[method])
+                if rule == "ff_method_pct"
+                else (f"{method}_trim", f"{NAMES[method]}, border rule")
+            )
             x, y = d.ff_ref_pct.to_numpy(dtype=float), d[rule].to_numpy(dtype=float)
             try:
-                plot_regression(x, y, out_png=rdir / f"ff_regression_{stem}.png", xlabel="FF, reference label",
-                                ylabel=f"FF, {what}", title=what)
-                plot_bland_altman(y, x, out_png=rdir / f"ff_bland_altman_{stem}.png", method_name=what,
-                                  reference_name="reference")
-                lines += [f"![FF regression, {what}](ff_regression_{stem}.png) "
-                          f"![Bland-Altman, {what}](ff_bland_altman_{stem}.png)", ""]
+                plot_regression(
+                    x,
+                    y,
+                    out_png=rdir / f"ff_regression_{stem}.png",
+                    xlabel="FF, reference label",
+                    ylabel=f"FF, {what}",
+                    title=what,
+                )
+                plot_bland_altman(
+                    y, x, out_png=rdir / f"ff_bland_altman_{stem}.png", method_name=what, reference_name="reference"
+                )
+                lines += [
+                    f"![FF regression, {what}](ff_regression_{stem}.png) "
+                    f"![Bland-Altman, {what}](ff_bland_altman_{stem}.png)",
+                    "",
+                ]
             except ValueError as err:  # too few pairs for a figure
                 lines += [f"No FF figures for {what}: {err}", ""]
 
@@ -402,22 +492,35 @@ def write_report(out_dir: str | Path, metrics: pd.DataFrame, settings: Mapping[s
     lines += ["## Box plots (L/R mean per subject)", ""]
     for col in ("dice", "hd95_mm", "rvd"):
         name, unit, _ = SEG_METRICS[col]
-        plot_box(means, col, out_png=rdir / f"box_{col}.png", ylabel=f"{name} ({unit})" if unit else name,
-                 muscles=list(MUSCLES), methods=[NAMES[m] for m in methods])
+        plot_box(
+            means,
+            col,
+            out_png=rdir / f"box_{col}.png",
+            ylabel=f"{name} ({unit})" if unit else name,
+            muscles=list(MUSCLES),
+            methods=[NAMES[m] for m in methods],
+        )
         lines.append(f"![{name}](box_{col}.png)")
     lines.append("")
 
     timing = timing_table(metrics, methods)
     timing.to_csv(rdir / "timing.csv", index=False)
-    lines += ["## Time per subject", "",
-              "U-Net: wall time of the whole `inference.json` run (start-up, model loading, FF tables) divided by its "
-              "subjects; multi-atlas: registration of every atlas, selection, B-spline of the kept ones and fusion "
-              "(both fusions share the registrations and the time). Training time is not included.", "",
-              "| method | subjects | seconds per subject (mean ± SD) | ratio to U-Net |", "|---|---|---|---|"]
+    lines += [
+        "## Time per subject",
+        "",
+        "U-Net: wall time of the whole `inference.json` run (start-up, model loading, FF tables) divided by its "
+        "subjects; multi-atlas: registration of every atlas, selection, B-spline of the kept ones and fusion "
+        "(both fusions share the registrations and the time). Training time is not included.",
+        "",
+        "| method | subjects | seconds per subject (mean ± SD) | ratio to U-Net |",
+        "|---|---|---|---|",
+    ]
     for _, r in timing.iterrows():
         ratio = _fmt(r["ratio_to_unet"], 1) if "ratio_to_unet" in r else "n/a"
-        lines.append(f"| {NAMES.get(r.method, r.method)} | {int(r.n)} | {_fmt(r.seconds_mean, 1)} ± "
-                     f"{_fmt(r.seconds_sd, 1)} | {ratio} |")
+        lines.append(
+            f"| {NAMES.get(r.method, r.method)} | {int(r.n)} | {_fmt(r.seconds_mean, 1)} ± "
+            f"{_fmt(r.seconds_sd, 1)} | {ratio} |"
+        )
     lines.append("")
     atomic_write_text(report_path, "\n".join(lines) + "\n", overwrite=True)
     atomic_write_text(marker, json.dumps({"sha256": digest}) + "\n", overwrite=True)
@@ -436,8 +539,14 @@ def _study_tables(study: Path, method: str) -> tuple[pd.DataFrame, dict[str, Any
     return metrics, json.loads(paths["splits.json"].read_text()), json.loads(paths["settings.json"].read_text())
 
 
-def compare_studies(study: str | Path, baseline: str | Path, out_dir: str | Path, name: str = "two-channel",
-                    baseline_name: str = "one-channel", method: str = "unet") -> Path:
+def compare_studies(
+    study: str | Path,
+    baseline: str | Path,
+    out_dir: str | Path,
+    name: str = "two-channel",
+    baseline_name: str = "one-channel",
+    method: str = "unet",
+) -> Path:
     """Compare one method between two cross-validation studies run on the same splits (e.g. two U-Net inputs).
 
     The pairs are the same split and test subject in both studies, so the splits both ran must be identical (same
@@ -467,9 +576,11 @@ def compare_studies(study: str | Path, baseline: str | Path, out_dir: str | Path
     draw_a, draw_b = draw(splits_a), draw(splits_b)
     shared = sorted(set(draw_a) & set(draw_b))
     if not shared or any(draw_a[i] != draw_b[i] for i in shared):
-        raise ValueError(f"{study / 'splits.json'} and {baseline / 'splits.json'} hold different splits: a paired "
-                         "comparison needs the same test subjects per split (run both with the same --n_test, "
-                         "--seed and datalist; a smaller --k draws the first splits of a larger one)")
+        raise ValueError(
+            f"{study / 'splits.json'} and {baseline / 'splits.json'} hold different splits: a paired "
+            "comparison needs the same test subjects per split (run both with the same --n_test, "
+            "--seed and datalist; a smaller --k draws the first splits of a larger one)"
+        )
     # a study with fewer splits (a smaller --k, same seed) is compared on the splits both ran
     m_a, m_b = m_a[m_a.split.isin(shared)], m_b[m_b.split.isin(shared)]
     metrics = pd.concat([m_a.assign(method=name), m_b.assign(method=baseline_name)], ignore_index=True)
@@ -482,21 +593,39 @@ def compare_studies(study: str | Path, baseline: str | Path, out_dir: str | Path
     atomic_write_text(out / "ff_agreement.csv", ff.to_csv(index=False), overwrite=True)
     differ = sorted(k for k in set(settings_a) | set(settings_b) if settings_a.get(k) != settings_b.get(k))
     n_pairs = metrics.drop_duplicates(["split", "subject"]).shape[0]
-    lines = [f"# {name} vs {baseline_name} ({NAMES.get(method, method)}), same cross-validation splits", "",
-             f"Study `{study}` ({name}) against `{baseline}` ({baseline_name}): splits {shared}, "
-             f"{n_pairs} test segmentations each. Settings that differ: "
-             + (", ".join(f"`{k}` ({json.dumps(settings_a.get(k))} vs {json.dumps(settings_b.get(k))})"
-                          for k in differ) or "none") + ".", "",
-             "## Segmentation", ""] + _comparison_note(len(table))
-    by_muscle = pd.concat([agreement_by_muscle(metrics, [name, baseline_name], c, MUSCLES) for c in reversed(rules)],
-                          ignore_index=True)
+    lines = [
+        f"# {name} vs {baseline_name} ({NAMES.get(method, method)}), same cross-validation splits",
+        "",
+        f"Study `{study}` ({name}) against `{baseline}` ({baseline_name}): splits {shared}, "
+        f"{n_pairs} test segmentations each. Settings that differ: "
+        + (
+            ", ".join(f"`{k}` ({json.dumps(settings_a.get(k))} vs {json.dumps(settings_b.get(k))})" for k in differ)
+            or "none"
+        )
+        + ".",
+        "",
+        "## Segmentation",
+        "",
+    ] + _comparison_note(len(table))
+    by_muscle = pd.concat(
+        [agreement_by_muscle(metrics, [name, baseline_name], c, MUSCLES) for c in reversed(rules)], ignore_index=True
+    )
     atomic_write_text(out / "ff_agreement_by_muscle.csv", by_muscle.to_csv(index=False), overwrite=True)
     lines += _markdown_comparison(table, name, baseline_name)
-    lines += ["", "## Fat fraction agreement", "",
-              "FF under each study's label against FF under the reference label (plain mean).", ""]
+    lines += [
+        "",
+        "## Fat fraction agreement",
+        "",
+        "FF under each study's label against FF under the reference label (plain mean).",
+        "",
+    ]
     lines += FF_MUSCLE_NOTE + _markdown_ff_muscle(by_muscle, str)
-    lines += ["", "Pooled over muscles and sides (descriptive; the rows are not independent, see the pooled row "
-              "above for the clustered bias):", ""]
+    lines += [
+        "",
+        "Pooled over muscles and sides (descriptive; the rows are not independent, see the pooled row "
+        "above for the clustered bias):",
+        "",
+    ]
     lines += _markdown_ff(ff, str)
     report = out / "report.md"
     atomic_write_text(report, "\n".join(lines) + "\n", overwrite=True)

@@ -86,8 +86,24 @@ DESCRIPTION_TOKENS: dict[str, frozenset[str]] = {
 }
 # a description with one of these tokens is another contrast that merely mentions fat or water ("T2 FAT SAT",
 # "STIR", "water excitation"): it gets no role from its description
-_EXCLUDE_TOKENS: frozenset[str] = frozenset({"sat", "fs", "fatsat", "suppressed", "suppression", "stir", "spair",
-                                             "spir", "we", "excitation", "localizer", "localiser", "scout", "survey"})
+_EXCLUDE_TOKENS: frozenset[str] = frozenset(
+    {
+        "sat",
+        "fs",
+        "fatsat",
+        "suppressed",
+        "suppression",
+        "stir",
+        "spair",
+        "spir",
+        "we",
+        "excitation",
+        "localizer",
+        "localiser",
+        "scout",
+        "survey",
+    }
+)
 # multi-word phrases joined into one token first, so that "fat fraction" is an FF map and not fat, and "in phase"
 # is one token ("FatFrac: ...", "InPhase: ...", "Out of phase", "opp-phase", "fat_fraction" all normalise)
 _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -105,9 +121,26 @@ LPS_TO_RAS: np.ndarray = np.diag([-1.0, -1.0, 1.0, 1.0])
 _ORIENTATION_TOL = 1e-4  # direction cosines that differ by less are the same orientation
 _SPACING_RTOL = 0.01  # slice gaps may differ by 1 % (rounding of positions written as decimal strings)
 _SPACING_ATOL_MM = 1e-3
-_HEADER_TAGS = ("StudyInstanceUID", "SeriesInstanceUID", "SeriesNumber", "SeriesDescription", "ImageType", "Modality",
-                "PatientID", "PatientName", "StudyDate", "StudyDescription", "Manufacturer", "Rows", "Columns",
-                "NumberOfFrames", "FrameOfReferenceUID", "ProtocolName", "SequenceName", "EchoTime")
+_HEADER_TAGS = (
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "SeriesNumber",
+    "SeriesDescription",
+    "ImageType",
+    "Modality",
+    "PatientID",
+    "PatientName",
+    "StudyDate",
+    "StudyDescription",
+    "Manufacturer",
+    "Rows",
+    "Columns",
+    "NumberOfFrames",
+    "FrameOfReferenceUID",
+    "ProtocolName",
+    "SequenceName",
+    "EchoTime",
+)
 
 
 def is_dicom_file(path: str | os.PathLike[str]) -> bool:
@@ -304,8 +337,9 @@ def load_rules(rules: Mapping[str, Any] | str | os.PathLike[str] | None) -> dict
             try:
                 out[role][str(keyword)] = re.compile(str(pattern), re.IGNORECASE)
             except re.error as err:
-                raise ValueError(f"series rules {source}: {role}.{keyword} regex {pattern!r} is invalid: {err}"
-                                 ) from err
+                raise ValueError(
+                    f"series rules {source}: {role}.{keyword} regex {pattern!r} is invalid: {err}"
+                ) from err
     return out
 
 
@@ -327,8 +361,9 @@ def _matches(series: DicomSeries, conditions: Mapping[str, re.Pattern[str]]) -> 
     return True
 
 
-def classify_series(series: DicomSeries, rules: Mapping[str, Mapping[str, re.Pattern[str]]] | None = None
-                    ) -> tuple[str | None, str]:
+def classify_series(
+    series: DicomSeries, rules: Mapping[str, Mapping[str, re.Pattern[str]]] | None = None
+) -> tuple[str | None, str]:
     """Name the Dixon role of one series.
 
     Order: user rules (all conditions of a role must match; a series matching two roles' rules is not
@@ -416,8 +451,11 @@ def scan_dicom_folder(folder: str | os.PathLike[str]) -> list[DicomSeries]:
     return sorted(groups.values(), key=lambda s: (s.study_uid, s.header.get("SeriesNumber") or 0, s.key))
 
 
-def select_dixon_series(series: Sequence[DicomSeries], rules: Mapping[str, Any] | str | os.PathLike[str] | None = None,
-                        where: str | os.PathLike[str] | None = None) -> dict[str, DicomSeries]:
+def select_dixon_series(
+    series: Sequence[DicomSeries],
+    rules: Mapping[str, Any] | str | os.PathLike[str] | None = None,
+    where: str | os.PathLike[str] | None = None,
+) -> dict[str, DicomSeries]:
     """Pick one series per Dixon role among the series of one study.
 
     Args:
@@ -451,21 +489,26 @@ def select_dixon_series(series: Sequence[DicomSeries], rules: Mapping[str, Any] 
             example = json.dumps({role: {"SeriesNumber": f"^{candidates[0].header.get('SeriesNumber', 1)}$"}})
             raise DixonInputError(
                 f"{folder}: {len(candidates)} series qualify as the {role} image: {names}. Give a rules file that "
-                f"tells them apart, e.g. {example}. Series found:\n{listing}", folder)
+                f"tells them apart, e.g. {example}. Series found:\n{listing}",
+                folder,
+            )
     selected = {role: c[0] for role, c in by_role.items()}
     if dixon_set_of(selected) is None:
         have = ", ".join(sorted(selected)) or "none"
         raise DixonInputError(
             f"{folder}: no usable Dixon set among the DICOM series (roles found: {have}); need water + fat, "
             f"in-phase + opposed-phase, or an FF map with an in-phase image. Series found:\n{listing}\n"
-            "Name the series with a rules file, e.g. {\"water\": {\"SeriesDescription\": \"_W$\"}, "
-            "\"fat\": {\"SeriesDescription\": \"_F$\"}}", folder)
+            'Name the series with a rules file, e.g. {"water": {"SeriesDescription": "_W$"}, '
+            '"fat": {"SeriesDescription": "_F$"}}',
+            folder,
+        )
     return selected
 
 
 def _is_parsed(rules: Any) -> bool:
     return isinstance(rules, Mapping) and all(
-        isinstance(c, Mapping) and all(isinstance(r, re.Pattern) for r in c.values()) for c in rules.values())
+        isinstance(c, Mapping) and all(isinstance(r, re.Pattern) for r in c.values()) for c in rules.values()
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -476,8 +519,11 @@ def _is_parsed(rules: Any) -> bool:
 def _floats(ds: Any, keyword: str, n: int, path: Path) -> np.ndarray:
     value = ds.get(keyword, None)
     if value is None or len(value) != n:
-        raise DixonInputError(f"{path}: {keyword} is missing or does not hold {n} numbers (got {value!r}); "
-                              "cannot place the slice in space", path)
+        raise DixonInputError(
+            f"{path}: {keyword} is missing or does not hold {n} numbers (got {value!r}); "
+            "cannot place the slice in space",
+            path,
+        )
     return np.asarray([float(v) for v in value], dtype=np.float64)
 
 
@@ -508,24 +554,34 @@ def stack_series(series: DicomSeries | Sequence[str | os.PathLike[str]]) -> tupl
     name = series.summary() if isinstance(series, DicomSeries) else f"series of {len(files)} file(s)"
     where = f"{name} in {files[0].parent}" if files else name
     if len(files) < 2:
-        raise DixonInputError(f"{where}: {len(files)} slice(s); a 3D Dixon volume needs at least 2", files[0]
-                              if files else None)
+        raise DixonInputError(
+            f"{where}: {len(files)} slice(s); a 3D Dixon volume needs at least 2", files[0] if files else None
+        )
     datasets = [pydicom.dcmread(p) for p in files]
     first = datasets[0]
     if int(first.get("NumberOfFrames", 1) or 1) > 1:
-        raise DixonInputError(f"{files[0]}: multi-frame (enhanced) DICOM is not read; export the series as "
-                              "single-frame images (classic DICOM) or convert it with dcm2niix", files[0])
+        raise DixonInputError(
+            f"{files[0]}: multi-frame (enhanced) DICOM is not read; export the series as "
+            "single-frame images (classic DICOM) or convert it with dcm2niix",
+            files[0],
+        )
     iop = _floats(first, "ImageOrientationPatient", 6, files[0])
     spacing = _floats(first, "PixelSpacing", 2, files[0])
     shape2d = (int(first.Rows), int(first.Columns))
     for ds, p in zip(datasets, files):
         other = _floats(ds, "ImageOrientationPatient", 6, p)
         if np.max(np.abs(other - iop)) > _ORIENTATION_TOL:
-            raise DixonInputError(f"{where}: mixed slice orientations: {p.name} has ImageOrientationPatient "
-                                  f"{other.round(5).tolist()}, {files[0].name} has {iop.round(5).tolist()}", p)
+            raise DixonInputError(
+                f"{where}: mixed slice orientations: {p.name} has ImageOrientationPatient "
+                f"{other.round(5).tolist()}, {files[0].name} has {iop.round(5).tolist()}",
+                p,
+            )
         if (int(ds.Rows), int(ds.Columns)) != shape2d:
-            raise DixonInputError(f"{where}: mixed image sizes: {p.name} is {ds.Rows}x{ds.Columns}, "
-                                  f"{files[0].name} is {shape2d[0]}x{shape2d[1]}", p)
+            raise DixonInputError(
+                f"{where}: mixed image sizes: {p.name} is {ds.Rows}x{ds.Columns}, "
+                f"{files[0].name} is {shape2d[0]}x{shape2d[1]}",
+                p,
+            )
         if np.max(np.abs(_floats(ds, "PixelSpacing", 2, p) - spacing)) > _SPACING_ATOL_MM:
             raise DixonInputError(f"{where}: mixed pixel spacings in {p.name} and {files[0].name}", p)
     row, col = iop[:3], iop[3:]
@@ -542,19 +598,26 @@ def stack_series(series: DicomSeries | Sequence[str | os.PathLike[str]]) -> tupl
         raise DixonInputError(
             f"{where}: two slices at one position ({files[k].name} and {files[k + 1].name}, {along[k]:.3f} mm along "
             "the slice normal): the series holds several images per location (echoes, phases or time points); "
-            "split it, or select one image type with a rules file", files[k])
+            "split it, or select one image type with a rules file",
+            files[k],
+        )
     step = float(np.median(gaps))
     if np.max(np.abs(gaps - step)) > max(_SPACING_ATOL_MM, _SPACING_RTOL * step):
         k = int(np.argmax(np.abs(gaps - step)))
         raise DixonInputError(
             f"{where}: non-uniform slice spacing: gaps from {gaps.min():.3f} to {gaps.max():.3f} mm (median "
             f"{step:.3f} mm; e.g. {gaps[k]:.3f} mm between {files[k].name} and {files[k + 1].name}); missing "
-            "slices or a series made of several stacks cannot form one volume", files[k])
+            "slices or a series made of several stacks cannot form one volume",
+            files[k],
+        )
     # every slice must lie on the line through the first slice along the normal (no shear, no in-plane shifts)
     offsets = positions - positions[0] - np.outer(along - along[0], normal)
     if np.max(np.abs(offsets)) > max(0.01 * float(min(spacing)), _SPACING_ATOL_MM):
-        raise DixonInputError(f"{where}: slice positions drift in-plane (up to {np.max(np.abs(offsets)):.3f} mm): "
-                              "a sheared or tilted stack (gantry tilt) is not supported", files[0])
+        raise DixonInputError(
+            f"{where}: slice positions drift in-plane (up to {np.max(np.abs(offsets)):.3f} mm): "
+            "a sheared or tilted stack (gantry tilt) is not supported",
+            files[0],
+        )
     affine_lps = np.eye(4)
     # column index i moves along the row direction by the column spacing (PixelSpacing[1]); row index j along the
     # column direction by the row spacing (PixelSpacing[0])
@@ -592,8 +655,12 @@ def _subject_id(series: Sequence[DicomSeries], study_uid: str) -> str:
     return sid or f"study_{study_uid[-8:]}"
 
 
-def convert_dicom_study(series: Sequence[DicomSeries], out_dir: str | os.PathLike[str], subject: str,
-                        rules: Mapping[str, Any] | str | os.PathLike[str] | None = None) -> dict[str, Any]:
+def convert_dicom_study(
+    series: Sequence[DicomSeries],
+    out_dir: str | os.PathLike[str],
+    subject: str,
+    rules: Mapping[str, Any] | str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
     """Select the Dixon series of one study, stack them and write one NIfTI file per role.
 
     Files are written uncompressed (``<out_dir>/<subject>/<subject>_<role>.nii``) so that the same DICOM input
@@ -626,8 +693,9 @@ def convert_dicom_study(series: Sequence[DicomSeries], out_dir: str | os.PathLik
             continue
         volume, affine, _ = stack_series(selected[role])
         if ref_affine is not None and not np.allclose(affine, ref_affine, atol=1e-3):
-            logger.warning("%s: the %s series lies on another grid than the first series; load_dixon checks it",
-                           subject, role)
+            logger.warning(
+                "%s: the %s series lies on another grid than the first series; load_dixon checks it", subject, role
+            )
         ref_affine = affine if ref_affine is None else ref_affine
         img = nib.Nifti1Image(volume, affine)
         img.header.set_xyzt_units("mm", "sec")
@@ -641,8 +709,10 @@ def convert_dicom_study(series: Sequence[DicomSeries], out_dir: str | os.PathLik
         os.replace(tmp, path)
         paths[role] = str(path)
     entry = _make_entry(subject, paths, f"DICOM study {selected[next(iter(selected))].study_uid}")
-    entry["dicom_series"] = {role: {"key": s.key, "series_number": s.header.get("SeriesNumber"),
-                                    "description": s.description} for role, s in selected.items()}
+    entry["dicom_series"] = {
+        role: {"key": s.key, "series_number": s.header.get("SeriesNumber"), "description": s.description}
+        for role, s in selected.items()
+    }
     return entry
 
 
@@ -665,9 +735,11 @@ def _remove_cache_dirs() -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def dicom_dataset_entries(dataset_dir: str | os.PathLike[str],
-                          rules: Mapping[str, Any] | str | os.PathLike[str] | None = None,
-                          cache_dir: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
+def dicom_dataset_entries(
+    dataset_dir: str | os.PathLike[str],
+    rules: Mapping[str, Any] | str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> list[dict[str, Any]]:
     """Discovery entries for a folder of DICOM files: one subject per study, converted to NIfTI in a cache.
 
     The cache is ``cache_dir``, else the environment variable ``DIXON_DICOM_CACHE``, else a temporary folder
@@ -715,9 +787,13 @@ def dicom_dataset_entries(dataset_dir: str | os.PathLike[str],
         entry = convert_dicom_study(studies[uid], cache, ids[uid], parsed)
         # logged, not kept in the entry: PyTorch's collate cannot batch its nested values (None series numbers)
         series = entry.pop("dicom_series")
-        logger.info("DICOM study %s (%s): %s -> %s", ids[uid], study_dir,
-                    ", ".join(f"{r}=series {v['series_number']} {v['description']!r}" for r, v in series.items()),
-                    cache / ids[uid])
+        logger.info(
+            "DICOM study %s (%s): %s -> %s",
+            ids[uid],
+            study_dir,
+            ", ".join(f"{r}=series {v['series_number']} {v['description']!r}" for r, v in series.items()),
+            cache / ids[uid],
+        )
         entries.append(entry)
     return entries
 

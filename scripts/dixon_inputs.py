@@ -122,12 +122,27 @@ _NIFTI_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii")
 _DATALIST_SECTIONS: tuple[str, ...] = ("training", "validation", "testing")
 # datalist / mapping key aliases -> role
 _KEY_ALIASES: dict[str, str] = {
-    "water": "water", "w": "water",
-    "fat": "fat", "f": "fat",
-    "inphase": "inphase", "in_phase": "inphase", "ip": "inphase",
-    "opposed": "opposed", "opposed_phase": "opposed", "out_phase": "opposed", "op": "opposed", "opp": "opposed",
-    "ff": "ff", "ff_map": "ff", "fat_fraction": "ff", "fatfraction": "ff", "pdff": "ff",
-    "label": "label", "labels": "label", "seg": "label", "mask": "label",
+    "water": "water",
+    "w": "water",
+    "fat": "fat",
+    "f": "fat",
+    "inphase": "inphase",
+    "in_phase": "inphase",
+    "ip": "inphase",
+    "opposed": "opposed",
+    "opposed_phase": "opposed",
+    "out_phase": "opposed",
+    "op": "opposed",
+    "opp": "opposed",
+    "ff": "ff",
+    "ff_map": "ff",
+    "fat_fraction": "ff",
+    "fatfraction": "ff",
+    "pdff": "ff",
+    "label": "label",
+    "labels": "label",
+    "seg": "label",
+    "mask": "label",
 }
 
 _SLICE_AXIS_ANISOTROPY = 1.2  # an axis >= 1.2x thicker than the others is the slice axis of a 2D acquisition
@@ -150,7 +165,8 @@ class DixonInputError(ValueError):
         file: the offending file, when one file is to blame.
     """
 
-    def __init__(self, message: str, file: str | os.PathLike[str] | None = None) -> None:
+    # str(error) must stay the message alone, so only the message goes to Exception's args
+    def __init__(self, message: str, file: str | os.PathLike[str] | None = None) -> None:  # noqa: B042
         super().__init__(message)
         self.file = None if file is None else str(file)
 
@@ -223,8 +239,9 @@ def recognise_role(file_name: str) -> tuple[str | None, str]:
         return None, name
     if _IGNORE_REGEX.search(stem):
         return None, stem
-    hits = [(m.end() - m.start(), m.start(), m.end(), role)
-            for role, rx in _ROLE_REGEX.items() for m in rx.finditer(stem)]
+    hits = [
+        (m.end() - m.start(), m.start(), m.end(), role) for role, rx in _ROLE_REGEX.items() for m in rx.finditer(stem)
+    ]
     if not hits:
         return None, stem
     # overlapping tokens: the longest wins (fat_fraction over fat); of the tokens left, the last one is the role
@@ -295,8 +312,11 @@ def _resolve_roles(subject: str, roles: Mapping[str, list[Path]], where: str) ->
         names = " and ".join(f"'{p}'" for p in files)
         if role == "label":
             # labels are optional (evaluation only): an unclear label must not block FF measurement
-            warnings.warn(f"subject {subject!r} ({where}): several label files ({names}); no label is used",
-                          RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"subject {subject!r} ({where}): several label files ({names}); no label is used",
+                RuntimeWarning,
+                stacklevel=3,
+            )
             out[role] = None
             continue
         raise ValueError(
@@ -318,8 +338,10 @@ def _unrecognised_folder_error(root: Path, files: Sequence[Path]) -> ValueError:
     found += f" and {len(other)} other file(s)" + (f" ({listing(other)})" if other else "")
     dicom_hint = ""
     if any(p.suffix.lower() in (".dcm", ".ima") or p.suffix == "" for p in other):
-        dicom_hint = (" DICOM files are read only from a folder without NIfTI files: give the DICOM study its own "
-                      "folder (see docs/guides/dicom.md).")
+        dicom_hint = (
+            " DICOM files are read only from a folder without NIfTI files: give the DICOM study its own "
+            "folder (see docs/guides/dicom.md)."
+        )
     return ValueError(
         f"no Dixon images recognised in {root}: found {found}. Name files with a role token before .nii/.nii.gz "
         "(P01_W.nii.gz, P01_F.nii.gz, P01_IP.nii.gz, P01_OP.nii.gz, P01_FF.nii.gz; or one subfolder per subject "
@@ -385,9 +407,9 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
             out.append("([^/]*)" if capture else "[^/]*")
         elif c == "?":
             out.append("([^/])" if capture else "[^/]")
-        elif c == "[" and "]" in pattern[i + 2:]:
+        elif c == "[" and "]" in pattern[i + 2 :]:
             j = pattern.index("]", i + 2)
-            body = pattern[i + 1:j]
+            body = pattern[i + 1 : j]
             body = "^" + body[1:] if body.startswith("!") else body
             out.append("[" + body.replace("\\", "\\\\") + "]")
             i = j + 1
@@ -481,11 +503,18 @@ def _datalist_entries(data: Any, key: str | None, source: str) -> list[Any]:
         return data[key]
     present = [k for k in _DATALIST_SECTIONS if isinstance(data.get(k), list)]
     if not present:
-        raise ValueError(f"datalist {source} has none of the keys {_DATALIST_SECTIONS}"
-                         + (f" nor {key!r}" if key not in (None, *_DATALIST_SECTIONS) else ""))
+        raise ValueError(
+            f"datalist {source} has none of the keys {_DATALIST_SECTIONS}"
+            + (f" nor {key!r}" if key not in (None, *_DATALIST_SECTIONS) else "")
+        )
     if key is not None:
-        logger.warning("datalist %s: key %r is %s; using all subjects of %s", source, key,
-                       "empty" if key in data else "absent", ", ".join(present))
+        logger.warning(
+            "datalist %s: key %r is %s; using all subjects of %s",
+            source,
+            key,
+            "empty" if key in data else "absent",
+            ", ".join(present),
+        )
     return [e for k in present for e in data[k]]
 
 
@@ -608,8 +637,9 @@ def discover_subjects(
         for i, item in enumerate(items):
             entry = _entry_from_datalist(item, bases, i, source)
             if entry["subject"] in seen:
-                logger.warning("datalist %s: subject %r listed again (entry %d); the first is kept", source,
-                               entry["subject"], i)
+                logger.warning(
+                    "datalist %s: subject %r listed again (entry %d); the first is kept", source, entry["subject"], i
+                )
                 continue
             seen.add(entry["subject"])
             entries.append(entry)
@@ -712,15 +742,18 @@ class DixonScan:
         if self.has("water", "fat"):
             water, fat = self.images["water"], self.images["fat"]
         elif self.has("inphase", "opposed"):
-            water, fat = water_fat_from_in_opposed(self.images["inphase"], self.images["opposed"],
-                                                   assume="water_dominant")
+            water, fat = water_fat_from_in_opposed(
+                self.images["inphase"], self.images["opposed"], assume="water_dominant"
+            )
         elif self.has("inphase", "ff"):
             ff = np.nan_to_num(np.clip(compute_ff(self, "vendor_map").ff, 0.0, 1.0), nan=0.0)
             water, fat = self.images["inphase"] * (1.0 - ff), self.images["inphase"] * ff
         else:
-            raise DixonInputError(f"subject {self.subject!r}: a two-channel (water, fat) model needs water and fat, "
-                                  f"in-phase and opposed-phase, or a vendor FF map and in-phase; the scan has "
-                                  f"{', '.join(self.available) or 'no image'}")
+            raise DixonInputError(
+                f"subject {self.subject!r}: a two-channel (water, fat) model needs water and fat, "
+                f"in-phase and opposed-phase, or a vendor FF map and in-phase; the scan has "
+                f"{', '.join(self.available) or 'no image'}"
+            )
         return np.stack([water, fat]).astype(np.float32)
 
 
@@ -775,7 +808,9 @@ def _read_volume(role: str, path: Path, scan_warnings: list[str]) -> tuple[np.nd
     if len(shape) < 3:
         raise DixonInputError(
             f"{where}: is {len(shape)}D (shape {shape}), a single slice or projection; expected one 3D volume: "
-            "convert the whole series (every slice of the stack) into one file", path)
+            "convert the whole series (every slice of the stack) into one file",
+            path,
+        )
     if len(shape) > 3 and any(s != 1 for s in shape[3:]):
         kind = f"{len(shape)}D" if len(shape) != 4 else f"4D with {shape[3]} volumes"
         raise DixonInputError(
@@ -833,7 +868,9 @@ def _check_values(
     if p99 <= 0:
         raise DixonInputError(
             f"{where}: has negative intensities and no positive signal (99th percentile {p99:.4g}); "
-            "expected a magnitude image", path)
+            "expected a magnitude image",
+            path,
+        )
     level = -negative_level_rel * p99
     share = float(np.mean(nonzero < level))
     if share > max_negative_share:
@@ -850,12 +887,16 @@ def _check_values(
         raise DixonInputError(
             f"{where}: {neg_share:.1%} of the non-zero voxels are negative (min {vmin:.4g}); clipping more than "
             f"{max_clipped_share:.0%} of them to 0 would change the fat fraction, so the image is refused. Is it a "
-            "real (signed) or phase image, or was an offset subtracted? Export magnitude images", path)
+            "real (signed) or phase image, or was an offset subtracted? Export magnitude images",
+            path,
+        )
     if clip_negative:
         if corrections is not None:
             corrections.append(f"negatives_clipped_{role}")
-        _warn(scan_warnings, f"{where}: {n_neg} negative value(s) (min {vmin:.4g}, {share:.2%} below {level:.4g}) "
-                             "clipped to 0")
+        _warn(
+            scan_warnings,
+            f"{where}: {n_neg} negative value(s) (min {vmin:.4g}, {share:.2%} below {level:.4g}) clipped to 0",
+        )
         return np.maximum(data, 0.0, out=data)
     _warn(scan_warnings, f"{where}: {n_neg} negative value(s) (min {vmin:.4g}) kept (clip_negative=False)")
     return data
@@ -978,8 +1019,17 @@ def load_dixon(
     affines: dict[str, np.ndarray] = {}
     for role, path in paths.items():
         data, affine = _read_volume(role, path, scan_warnings)
-        images[role] = _check_values(role, path, data, scan_warnings, max_negative_share, negative_level_rel,
-                                     clip_negative, corrections, max_clipped_share)
+        images[role] = _check_values(
+            role,
+            path,
+            data,
+            scan_warnings,
+            max_negative_share,
+            negative_level_rel,
+            clip_negative,
+            corrections,
+            max_clipped_share,
+        )
         affines[role] = affine
 
     reference = "inphase" if "inphase" in images else "water"
@@ -992,8 +1042,10 @@ def load_dixon(
     spacing = tuple(float(v) for v in np.linalg.norm(ref_affine[:3, :3], axis=0))
     closest = "xyz"[int(np.argmax(np.abs(directions[:, axis])))]
     plane = {"x": "sagittal", "y": "coronal", "z": "axial"}[closest]
-    geometry = (f"the slice axis (array axis {axis}, {spacing[axis]:.3g} mm) points {tilt:.1f} degrees from world z "
-                f"(closest world axis {closest}: {plane} slices)")
+    geometry = (
+        f"the slice axis (array axis {axis}, {spacing[axis]:.3g} mm) points {tilt:.1f} degrees from world z "
+        f"(closest world axis {closest}: {plane} slices)"
+    )
     where = _label(reference, ref_path)
     if tilt > tilt_refuse_deg:
         raise DixonInputError(
@@ -1006,9 +1058,12 @@ def load_dixon(
         corrections.append("oblique_slices")
 
     if spacing[axis] > thick_slice_warn_mm:
-        _warn(scan_warnings, f"{where}: very thick slices ({spacing[axis]:.3g} mm, more than {thick_slice_warn_mm:g} "
-                             "mm): partial volume blurs the muscle borders; FF and volumes are less accurate",
-              stacklevel=3)
+        _warn(
+            scan_warnings,
+            f"{where}: very thick slices ({spacing[axis]:.3g} mm, more than {thick_slice_warn_mm:g} "
+            "mm): partial volume blurs the muscle borders; FF and volumes are less accurate",
+            stacklevel=3,
+        )
         corrections.append("thick_slices")
 
     if min_shape_mm is not None:
@@ -1040,50 +1095,78 @@ def load_dixon(
     )
 
 
-def _same_shape_and_spacing(shape_a: Sequence[int], affine_a: np.ndarray, shape_b: Sequence[int],
-                            affine_b: np.ndarray, rtol: float) -> bool:
+def _same_shape_and_spacing(
+    shape_a: Sequence[int], affine_a: np.ndarray, shape_b: Sequence[int], affine_b: np.ndarray, rtol: float
+) -> bool:
     sa, sb = np.linalg.norm(affine_a[:3, :3], axis=0), np.linalg.norm(affine_b[:3, :3], axis=0)
     return tuple(shape_a[:3]) == tuple(shape_b[:3]) and bool(np.allclose(sa, sb, rtol=rtol, atol=0.0))
 
 
-def _adopt_trusted_grid(trusted: str, images: Mapping[str, np.ndarray], affines: dict[str, np.ndarray],
-                        paths: Mapping[str, Path], rtol: float, scan_warnings: list[str],
-                        corrections: list[str]) -> None:
+def _adopt_trusted_grid(
+    trusted: str,
+    images: Mapping[str, np.ndarray],
+    affines: dict[str, np.ndarray],
+    paths: Mapping[str, Path],
+    rtol: float,
+    scan_warnings: list[str],
+    corrections: list[str],
+) -> None:
     """Give every image with the trusted image's shape and spacing the trusted image's affine (user's override)."""
     if trusted not in images:
         word = _ROLE_WORDS.get(trusted, trusted)
-        raise DixonInputError(f"trust_voxel_grid = {trusted!r}, but the subject has no {word} image (it has "
-                              f"{', '.join(images)})")
+        raise DixonInputError(
+            f"trust_voxel_grid = {trusted!r}, but the subject has no {word} image (it has {', '.join(images)})"
+        )
     for role in images:
         if role == trusted or np.array_equal(affines[role], affines[trusted]):
             continue
         if _same_shape_and_spacing(images[role].shape, affines[role], images[trusted].shape, affines[trusted], rtol):
-            _warn(scan_warnings, f"{_label(role, paths[role])}: header replaced by that of "
-                                 f"{_label(trusted, paths[trusted])} (trust_voxel_grid)", stacklevel=4)
+            _warn(
+                scan_warnings,
+                f"{_label(role, paths[role])}: header replaced by that of "
+                f"{_label(trusted, paths[trusted])} (trust_voxel_grid)",
+                stacklevel=4,
+            )
             affines[role] = affines[trusted].copy()
             if f"grid_adopted_from_{trusted}" not in corrections:
                 corrections.append(f"grid_adopted_from_{trusted}")
 
 
-def _check_one_grid(reference: str, images: Mapping[str, np.ndarray], affines: Mapping[str, np.ndarray],
-                    paths: Mapping[str, Path], rtol: float, corrections: list[str]) -> None:
+def _check_one_grid(
+    reference: str,
+    images: Mapping[str, np.ndarray],
+    affines: Mapping[str, np.ndarray],
+    paths: Mapping[str, Path],
+    rtol: float,
+    corrections: list[str],
+) -> None:
     """Refuse images off the reference image's grid, naming the override when only the header differs."""
     ref_affine, ref_shape = affines[reference], images[reference].shape
     for role in images:
         if role == reference:
             continue
         try:
-            check_same_grid(ref_shape, ref_affine, images[role].shape, affines[role], rtol_spacing=rtol,
-                            name_a=_label(reference, paths[reference]), name_b=_label(role, paths[role]))
+            check_same_grid(
+                ref_shape,
+                ref_affine,
+                images[role].shape,
+                affines[role],
+                rtol_spacing=rtol,
+                name_a=_label(reference, paths[reference]),
+                name_b=_label(role, paths[role]),
+            )
         except ValueError as err:
             hint = ""
             if _same_shape_and_spacing(images[role].shape, affines[role], ref_shape, ref_affine, rtol):
-                hint = (". Shape and spacing agree, so only the header's origin or direction differs (a common "
-                        f"conversion artefact): if you have checked that the images are aligned, pass "
-                        f"--trust_voxel_grid {reference} to adopt that image's header for the others (recorded in the "
-                        "provenance and the report)")
-            raise DixonInputError(f"{err}; the Dixon images of one subject must share one voxel grid{hint}",
-                                  paths[role]) from err
+                hint = (
+                    ". Shape and spacing agree, so only the header's origin or direction differs (a common "
+                    f"conversion artefact): if you have checked that the images are aligned, pass "
+                    f"--trust_voxel_grid {reference} to adopt that image's header for the others (recorded in the "
+                    "provenance and the report)"
+                )
+            raise DixonInputError(
+                f"{err}; the Dixon images of one subject must share one voxel grid{hint}", paths[role]
+            ) from err
         if not np.array_equal(affines[role], ref_affine) and "grid_within_tolerance" not in corrections:
             corrections.append("grid_within_tolerance")
 
@@ -1188,13 +1271,23 @@ def compute_ff(
         else:
             raise _missing_error(scan, "auto", ("water", "fat"))
     ff_method = FF_METHODS[method]
-    needed = {"water_fat": ("water", "fat"), "inphase_opposed_water_dominant": ("inphase", "opposed"),
-              "vendor_map": ("ff",), "magnitude_discrimination": ("water", "fat", "inphase")}[ff_method]
+    needed = {
+        "water_fat": ("water", "fat"),
+        "inphase_opposed_water_dominant": ("inphase", "opposed"),
+        "vendor_map": ("ff",),
+        "magnitude_discrimination": ("water", "fat", "inphase"),
+    }[ff_method]
     if not scan.has(*needed):
         raise _missing_error(scan, method, needed)
     img = scan.images
-    provenance: dict[str, Any] = {"ff_method": ff_method, "ff_source": _source(scan, needed), "ff_scale": None,
-                                  "ff_scale_detected": None, "ff_scale_override": False, "ff_scale_reason": None}
+    provenance: dict[str, Any] = {
+        "ff_method": ff_method,
+        "ff_source": _source(scan, needed),
+        "ff_scale": None,
+        "ff_scale_detected": None,
+        "ff_scale_override": False,
+        "ff_scale_reason": None,
+    }
 
     if ff_method == "water_fat":
         den = img["water"].astype(np.float64) + img["fat"]
@@ -1206,22 +1299,33 @@ def compute_ff(
         # W + F = IP exactly, so the threshold is the one the in-phase image gives
         threshold = denominator_threshold(img["inphase"], min_denominator, relative_threshold)
         ff = fat_fraction_from_water_fat(water, fat, min_denominator=threshold)
-        assumption = ("water-dominant: W = (IP + OP) / 2, F = (IP - OP) / 2; valid where FF < 50 % (muscle), "
-                      "fat-dominant voxels read 1 - FF")
+        assumption = (
+            "water-dominant: W = (IP + OP) / 2, F = (IP - OP) / 2; valid where FF < 50 % (muscle), "
+            "fat-dominant voxels read 1 - FF"
+        )
     elif ff_method == "magnitude_discrimination":
         threshold = denominator_threshold(np.abs(img["inphase"]), min_denominator, relative_threshold)
-        ff = fat_fraction_magnitude_discrimination(img["water"], img["fat"], img["inphase"],
-                                                   min_denominator=threshold)
-        assumption = ("magnitude discrimination (Liu 2007): FF = |F| / IP where fat dominates, 1 - |W| / IP "
-                      "elsewhere; removes the noise bias of F / (F + W) at low and high FF")
+        ff = fat_fraction_magnitude_discrimination(img["water"], img["fat"], img["inphase"], min_denominator=threshold)
+        assumption = (
+            "magnitude discrimination (Liu 2007): FF = |F| / IP where fat dominates, 1 - |W| / IP "
+            "elsewhere; removes the noise bias of F / (F + W) at low and high FF"
+        )
     else:
         ff, threshold, assumption = _vendor_ff(scan, ff_scale, min_denominator, relative_threshold, provenance)
 
     ff, n_out = exclude_out_of_range(ff)
-    provenance.update(assumption=assumption, n_out_of_range=int(provenance.get("n_out_of_range", 0)) + n_out,
-                      min_denominator=None if threshold is None else float(threshold))
-    logger.info("subject %s: FF by %s from %s (%d valid voxels)", scan.subject, ff_method, provenance["ff_source"],
-                int(np.isfinite(ff).sum()))
+    provenance.update(
+        assumption=assumption,
+        n_out_of_range=int(provenance.get("n_out_of_range", 0)) + n_out,
+        min_denominator=None if threshold is None else float(threshold),
+    )
+    logger.info(
+        "subject %s: FF by %s from %s (%d valid voxels)",
+        scan.subject,
+        ff_method,
+        provenance["ff_source"],
+        int(np.isfinite(ff).sum()),
+    )
     return FFResult(ff=ff, affine=scan.affine.copy(), provenance=provenance)
 
 
@@ -1258,15 +1362,23 @@ def _vendor_ff(
             path,
         ) from detect_error
     if ff_scale is not None and detected is not None and detected != ff_scale:
-        warnings.warn(f"{_label('ff', path)}: ff_scale={ff_scale!r} overrides the detected scale {detected!r}",
-                      RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"{_label('ff', path)}: ff_scale={ff_scale!r} overrides the detected scale {detected!r}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     ff, detection = normalise_ff_map(raw, scale=ff_scale, mask=mask, source=name)
     if mask is not None:
         ff = np.where(mask, ff, np.nan).astype(np.float32)
     # count only the body voxels the range check removed: background garbage is excluded by the mask anyway
     n_out = int((np.isfinite(raw) & np.isnan(ff) & (True if mask is None else mask)).sum())
-    provenance.update(n_out_of_range=n_out, ff_scale=detection.scale, ff_scale_detected=detected,
-                      ff_scale_override=ff_scale is not None, ff_scale_reason=detection.reason)
+    provenance.update(
+        n_out_of_range=n_out,
+        ff_scale=detection.scale,
+        ff_scale_detected=detected,
+        ff_scale_override=ff_scale is not None,
+        ff_scale_reason=detection.reason,
+    )
     assumption = f"vendor FF map as stored, divided by {detection.divisor:g} ({detection.scale})"
     return ff, threshold, assumption
 
@@ -1281,5 +1393,7 @@ def inference_datalist(
 
     PyTorch's collate cannot batch ``None``, so absent images are dropped from each entry instead.
     """
-    return [{k: v for k, v in e.items() if v is not None}
-            for e in discover_subjects(dataset_dir, datalist, datalist_key, mapping)]
+    return [
+        {k: v for k, v in e.items() if v is not None}
+        for e in discover_subjects(dataset_dir, datalist, datalist_key, mapping)
+    ]

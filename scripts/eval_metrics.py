@@ -20,7 +20,6 @@ from pathlib import Path
 import fire
 import numpy as np
 import pandas as pd
-
 from scripts.agreement import bland_altman, linear_regression
 from scripts.atomic_io import atomic_write_text
 from scripts.labels import MUSCLES
@@ -100,8 +99,10 @@ def stated_tables(metadata: Mapping) -> tuple[Path, Path]:
     note = str(metadata.get("eval_metrics", {}).get(SOURCE_NOTE_KEY, ""))
     parts = [p.strip() for p in note.split(",") if p.strip()]
     if len(parts) != 2:
-        raise ValueError(f"metadata eval_metrics lacks {SOURCE_NOTE_KEY!r} naming its two held-out tables; "
-                         "regenerate them: python -m scripts.eval_metrics --version <version> --write")
+        raise ValueError(
+            f"metadata eval_metrics lacks {SOURCE_NOTE_KEY!r} naming its two held-out tables; "
+            "regenerate them: python -m scripts.eval_metrics --version <version> --write"
+        )
     return BUNDLE_ROOT / parts[0], BUNDLE_ROOT / parts[1]
 
 
@@ -113,9 +114,13 @@ def metadata_mismatch(metadata: Mapping) -> list[str]:
     return sorted(k for k in set(stated) | set(measured) if stated.get(k) != measured.get(k))
 
 
-def main(version: str, write: bool = False, meta_file: str = str(BUNDLE_ROOT / "configs" / "metadata.json"),
-         heldout_dir: str = str(HELDOUT_DIR)) -> dict:
-    """Print ``version``'s eval_metrics; with ``write``, replace metadata.json's ``eval_metrics`` by them."""
+def main(version: str, write: bool = False, meta_file: str | None = None, heldout_dir: str | None = None) -> dict:
+    """Print ``version``'s eval_metrics; with ``write``, replace metadata.json's ``eval_metrics`` by them.
+
+    ``meta_file`` defaults to the bundle's configs/metadata.json, ``heldout_dir`` to docs/studies/validation/heldout.
+    """
+    meta_file = meta_file or str(BUNDLE_ROOT / "configs" / "metadata.json")
+    heldout_dir = heldout_dir or str(HELDOUT_DIR)
     measured = eval_metrics_for(version, heldout_dir)
     if write:
         meta = json.loads(Path(meta_file).read_text())

@@ -56,8 +56,10 @@ def evaluate_run(dataset_dir: str, pred_dir: str, datalist_key: str = "testing")
         table = pd.read_csv(sdir / f"{sid}_ff_table.csv")
         t = truth[truth.subject == sid]
         merged = table[["muscle", "side", "ff_mean_pct", "volume_ml"]].merge(
-            t[["muscle", "side", "ff_mean_pct", "ff_true_pct", "volume_ml"]], on=["muscle", "side"],
-            suffixes=("_pred", "_truth"))
+            t[["muscle", "side", "ff_mean_pct", "ff_true_pct", "volume_ml"]],
+            on=["muscle", "side"],
+            suffixes=("_pred", "_truth"),
+        )
         merged.insert(0, "subject", sid)
         ff_rows.append(merged)
     if not seg_rows:
@@ -67,25 +69,34 @@ def evaluate_run(dataset_dir: str, pred_dir: str, datalist_key: str = "testing")
 
 def summarise(seg: pd.DataFrame, ff: pd.DataFrame) -> str:
     """Per-muscle (L/R mean) Dice and HD95, FF absolute error, and FF regression/Bland-Altman, as Markdown."""
-    lines = [f"Subjects: {seg.subject.nunique()}", "",
-             "| muscle (L/R mean) | Dice mean | Dice min | HD95 mm mean | HD95 mm max | RVD mean | "
-             "FF abs error pp median | FF abs error pp max |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Subjects: {seg.subject.nunique()}",
+        "",
+        "| muscle (L/R mean) | Dice mean | Dice min | HD95 mm mean | HD95 mm max | RVD mean | "
+        "FF abs error pp median | FF abs error pp max |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     mean_rows = seg[seg.side == "mean"]
     ffm = ff[ff.side == "mean"].copy()
     ffm["abs_err"] = (ffm.ff_mean_pct_pred - ffm.ff_mean_pct_truth).abs()
     for m in MUSCLES:
         s = mean_rows[mean_rows.muscle == m]
         f = ffm[ffm.muscle == m]
-        lines.append(f"| {m} | {s.dice.mean():.3f} | {s.dice.min():.3f} | {s.hd95_mm.mean():.2f} | "
-                     f"{s.hd95_mm.max():.2f} | {s.rvd.mean():+.3f} | {f.abs_err.median():.2f} | {f.abs_err.max():.2f} |")
+        lines.append(
+            f"| {m} | {s.dice.mean():.3f} | {s.dice.min():.3f} | {s.hd95_mm.mean():.2f} | "
+            f"{s.hd95_mm.max():.2f} | {s.rvd.mean():+.3f} | {f.abs_err.median():.2f} | {f.abs_err.max():.2f} |"
+        )
     sides = ff[ff.side != "mean"].dropna(subset=["ff_mean_pct_pred", "ff_mean_pct_truth"])
     err = (sides.ff_mean_pct_pred - sides.ff_mean_pct_truth).abs()
     reg = linear_regression(sides.ff_mean_pct_truth, sides.ff_mean_pct_pred)
     ba = bland_altman(sides.ff_mean_pct_pred, sides.ff_mean_pct_truth)
-    lines += ["", f"FF per muscle and side (n = {reg.n}): absolute error median {err.median():.2f} pp, "
-              f"P95 {err.quantile(0.95):.2f} pp; regression predicted = {reg.slope:.3f} x truth "
-              f"{reg.intercept:+.2f}, R^2 = {reg.r2:.4f}; Bland-Altman bias {ba.bias:+.2f} pp, limits of agreement "
-              f"{ba.loa_lower:+.2f} to {ba.loa_upper:+.2f} pp."]
+    lines += [
+        "",
+        f"FF per muscle and side (n = {reg.n}): absolute error median {err.median():.2f} pp, "
+        f"P95 {err.quantile(0.95):.2f} pp; regression predicted = {reg.slope:.3f} x truth "
+        f"{reg.intercept:+.2f}, R^2 = {reg.r2:.4f}; Bland-Altman bias {ba.bias:+.2f} pp, limits of agreement "
+        f"{ba.loa_lower:+.2f} to {ba.loa_upper:+.2f} pp.",
+    ]
     return "\n".join(lines)
 
 

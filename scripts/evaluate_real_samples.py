@@ -36,19 +36,31 @@ SAMPLES = {
     "musclemap_lumbar_sub0001": (
         "musclemap_lumbar_sub0001/sub0001_lumbar_axial_mri.nii.gz",
         "musclemap_lumbar_sub0001/sub0001_lumbar_axial_mri_dseg_musclemap_abdomen_v0.nii.gz",
-        {"psoas_left": ([1], [6]), "psoas_right": ([2], [5]),
-         "quadratus_lumborum_left": ([5], [8]), "quadratus_lumborum_right": ([6], [7]),
-         "erector_spinae_multifidus_left": ([7], [2, 4]), "erector_spinae_multifidus_right": ([8], [1, 3])}),
+        {
+            "psoas_left": ([1], [6]),
+            "psoas_right": ([2], [5]),
+            "quadratus_lumborum_left": ([5], [8]),
+            "quadratus_lumborum_right": ([6], [7]),
+            "erector_spinae_multifidus_left": ([7], [2, 4]),
+            "erector_spinae_multifidus_right": ([8], [1, 3]),
+        },
+    ),
     "totalsegmentator_mr_sample": (
         "totalsegmentator_mr_sample/example_mr_sm.nii.gz",
         "totalsegmentator_mr_sample/example_seg_mr.nii.gz",
-        {"erector_spinae_multifidus_left": ([7], [46]), "erector_spinae_multifidus_right": ([8], [47]),
-         "psoas+iliacus_left": ([1, 3], [48]), "psoas+iliacus_right": ([2, 4], [49])}),
+        {
+            "erector_spinae_multifidus_left": ([7], [46]),
+            "erector_spinae_multifidus_right": ([8], [47]),
+            "psoas+iliacus_left": ([1, 3], [48]),
+            "psoas+iliacus_right": ([2, 4], [49]),
+        },
+    ),
 }
 
 
-def segment(image_path: str | Path, ckpt_path: str | Path, bundle_root: str | Path = ".",
-            overrides: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+def segment(
+    image_path: str | Path, ckpt_path: str | Path, bundle_root: str | Path = ".", overrides: dict | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Label map (input grid) of one image by the bundle's network and inference settings.
 
     Args:
@@ -61,8 +73,17 @@ def segment(image_path: str | Path, ckpt_path: str | Path, bundle_root: str | Pa
         (label map on the image's grid, the image's affine).
     """
     from monai.bundle import ConfigParser
-    from monai.transforms import (Activationsd, AsDiscreted, Compose, EnsureChannelFirstd, Invertd, LoadImaged,
-                                  Orientationd, ScaleIntensityRangePercentilesd, Spacingd)
+    from monai.transforms import (
+        Activationsd,
+        AsDiscreted,
+        Compose,
+        EnsureChannelFirstd,
+        Invertd,
+        LoadImaged,
+        Orientationd,
+        ScaleIntensityRangePercentilesd,
+        Spacingd,
+    )
 
     from .postprocess import KeepLargestComponentPerLabeld
 
@@ -74,15 +95,26 @@ def segment(image_path: str | Path, ckpt_path: str | Path, bundle_root: str | Pa
     net.load_state_dict(torch.load(ckpt_path, map_location="cpu", weights_only=True))
     net.eval()
     spacing = p.get_parsed_content("working_spacing")
-    pre = Compose([LoadImaged("image", image_only=True), EnsureChannelFirstd("image"), Orientationd("image", "RAS"),
-                   Spacingd("image", spacing, mode="bilinear"),
-                   ScaleIntensityRangePercentilesd("image", 1, 99, 0.0, 1.0, clip=True)])
+    pre = Compose(
+        [
+            LoadImaged("image", image_only=True),
+            EnsureChannelFirstd("image"),
+            Orientationd("image", "RAS"),
+            Spacingd("image", spacing, mode="bilinear"),
+            ScaleIntensityRangePercentilesd("image", 1, 99, 0.0, 1.0, clip=True),
+        ]
+    )
     d = pre({"image": str(image_path)})
     with torch.no_grad():
         d["pred"] = p.get_parsed_content("inferer")(d["image"][None].float(), net)[0]
-    post = Compose([Activationsd("pred", softmax=True),
-                    Invertd("pred", transform=pre, orig_keys="image", nearest_interp=False),
-                    AsDiscreted("pred", argmax=True), KeepLargestComponentPerLabeld("pred", labels=range(1, 9))])
+    post = Compose(
+        [
+            Activationsd("pred", softmax=True),
+            Invertd("pred", transform=pre, orig_keys="image", nearest_interp=False),
+            AsDiscreted("pred", argmax=True),
+            KeepLargestComponentPerLabeld("pred", labels=range(1, 9)),
+        ]
+    )
     d = post(d)
     img = nib.load(str(image_path))
     return np.asarray(d["pred"][0].numpy(), dtype=np.uint8), img.affine
@@ -96,8 +128,14 @@ def reference_in_our_labels(ref: np.ndarray, mapping: dict[str, tuple[list[int],
     return out
 
 
-def evaluate(shared_dir: str = "../shared", ckpt_path: str = "models/model.pt", bundle_root: str = ".",
-             out_csv: str | None = None, overrides: dict | None = None, out_dir: str | None = None) -> pd.DataFrame:
+def evaluate(
+    shared_dir: str = "../shared",
+    ckpt_path: str = "models/model.pt",
+    bundle_root: str = ".",
+    out_csv: str | None = None,
+    overrides: dict | None = None,
+    out_dir: str | None = None,
+) -> pd.DataFrame:
     """Dice and HD95 (mm) per structure for each real sample present.
 
     Args:
@@ -129,28 +167,53 @@ def evaluate(shared_dir: str = "../shared", ckpt_path: str = "models/model.pt", 
             image = np.asarray(nib.load(str(root / img_rel)).dataobj, dtype=np.float32)
             nib.save(nib.Nifti1Image(pred, affine), str(qc / f"{name}_pred.nii.gz"))
             qc_montage(image, affine, pred, qc / f"{name}_qc_pred.png", title=f"{name}: prediction ({ckpt_path})")
-            qc_montage(image, affine, reference_in_our_labels(ref, mapping), qc / f"{name}_qc_reference.png",
-                       label_affine=ref_img.affine, title=f"{name}: reference labels (model-made), in our labels")
+            qc_montage(
+                image,
+                affine,
+                reference_in_our_labels(ref, mapping),
+                qc / f"{name}_qc_reference.png",
+                label_affine=ref_img.affine,
+                title=f"{name}: reference labels (model-made), in our labels",
+            )
         spacing = ref_img.header.get_zooms()[:3]
         for struct, (ours, theirs) in mapping.items():
             p, r = np.isin(pred, ours), np.isin(ref, theirs)
-            rows.append(dict(sample=name, structure=struct, dice=dice(p, r),
-                             hd95_mm=hausdorff_distance(p, r, spacing, percentile=95),
-                             vol_pred_ml=p.sum() * np.prod(spacing) / 1000, vol_ref_ml=r.sum() * np.prod(spacing) / 1000))
+            rows.append(
+                dict(
+                    sample=name,
+                    structure=struct,
+                    dice=dice(p, r),
+                    hd95_mm=hausdorff_distance(p, r, spacing, percentile=95),
+                    vol_pred_ml=p.sum() * np.prod(spacing) / 1000,
+                    vol_ref_ml=r.sum() * np.prod(spacing) / 1000,
+                )
+            )
     df = pd.DataFrame(rows)
     if out_csv:
         df.to_csv(out_csv, index=False)
     return df
 
 
-def main(shared_dir: str = "../shared", ckpt_path: str = "models/model.pt", bundle_root: str = ".",
-         out_csv: str | None = None, overrides: str | dict | None = None, out_dir: str | None = None) -> str:
-    """Command line: :func:`evaluate` with the same arguments; the table is printed (fire would page a DataFrame's help).
+def main(
+    shared_dir: str = "../shared",
+    ckpt_path: str = "models/model.pt",
+    bundle_root: str = ".",
+    out_csv: str | None = None,
+    overrides: str | dict | None = None,
+    out_dir: str | None = None,
+) -> str:
+    """Command line: :func:`evaluate` with the same arguments; the table is printed (fire would page a DataFrame).
 
     ``--overrides`` may be a JSON object (``'{"adapt_batch_norm": false}'``). The arguments are spelled out (not
     ``**kwargs``) so that fire answers ``--help`` instead of passing it on."""
-    table = evaluate(shared_dir=shared_dir, ckpt_path=ckpt_path, bundle_root=bundle_root, out_csv=out_csv,
-                     overrides=overrides_from_cli(overrides), out_dir=out_dir)
+    table = evaluate(
+        shared_dir=shared_dir,
+        ckpt_path=ckpt_path,
+        bundle_root=bundle_root,
+        out_csv=out_csv,
+        overrides=overrides_from_cli(overrides),
+        out_dir=out_dir,
+    )
     return table.to_string(index=False, float_format=lambda v: f"{v:.3f}")
 
 

@@ -574,8 +574,10 @@ def _grid_problems(
         )
     offset = float(np.linalg.norm(a[:3, 3] - b[:3, 3]))
     if offset > atol_mm:
-        problems.append(f"origin {np.round(a[:3, 3], 4).tolist()} vs {np.round(b[:3, 3], 4).tolist()} "
-                        f"({offset:.4g} mm apart > {atol_mm} mm)")
+        problems.append(
+            f"origin {np.round(a[:3, 3], 4).tolist()} vs {np.round(b[:3, 3], 4).tolist()} "
+            f"({offset:.4g} mm apart > {atol_mm} mm)"
+        )
     return problems
 
 
@@ -742,9 +744,7 @@ def truncation_flags(
     last = set(np.unique(np.take(data, data.shape[axis] - 1, axis=axis)).tolist())
     inferior_end, superior_end = (first, last) if z_increases_with_index else (last, first)
     values = [v for v in np.unique(data).tolist() if v != 0] if labels is None else list(labels)
-    return {
-        int(v): {"truncated_inferior": v in inferior_end, "truncated_superior": v in superior_end} for v in values
-    }
+    return {int(v): {"truncated_inferior": v in inferior_end, "truncated_superior": v in superior_end} for v in values}
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from scripts.agreement import lins_ccc
 from scripts.independent_stats import cluster_mean_test, cluster_ols
 
@@ -79,8 +78,9 @@ def repeated_measures_loa(differences: Sequence[float], subjects: Sequence[objec
     divisor = (big_n**2 - float(np.sum(m**2))) / ((n_sub - 1) * big_n)
     var_b = max(0.0, (ms_b - ms_w) / divisor)
     sd_t = math.sqrt(var_b + ms_w)
-    return RepeatedLoA(bias, math.sqrt(ms_w), math.sqrt(var_b), sd_t, bias - z * sd_t, bias + z * sd_t,
-                       int(d.size), int(n_sub))
+    return RepeatedLoA(
+        bias, math.sqrt(ms_w), math.sqrt(var_b), sd_t, bias - z * sd_t, bias + z * sd_t, int(d.size), int(n_sub)
+    )
 
 
 def identity_r2(reference: Sequence[float], method: Sequence[float]) -> float:
@@ -109,19 +109,37 @@ def agreement_row(reference: Sequence[float], method: Sequence[float], subjects:
     bias = cluster_mean_test(d, g)
     loa = repeated_measures_loa(d, g)
     r = np.corrcoef(x, y)[0, 1]
-    return dict(n=int(x.size), subjects=int(np.unique(g).size),
-                slope=reg.coef[1], slope_ci_lower=reg.ci_lower[1], slope_ci_upper=reg.ci_upper[1],
-                intercept=reg.coef[0], intercept_ci_lower=reg.ci_lower[0], intercept_ci_upper=reg.ci_upper[0],
-                r2=float(r**2), r2_identity=identity_r2(x, y), ccc=lins_ccc(y, x).ccc,
-                bias_pp=bias.mean, bias_ci_lower_pp=bias.ci_lower, bias_ci_upper_pp=bias.ci_upper,
-                p_bias_cluster=bias.p, loa_lower_pp=loa.loa_lower, loa_upper_pp=loa.loa_upper,
-                sd_within_pp=loa.sd_within, sd_between_pp=loa.sd_between,
-                prop_slope=prop.coef[1], prop_slope_ci_lower=prop.ci_lower[1], prop_slope_ci_upper=prop.ci_upper[1],
-                p_prop_cluster=prop.p[1], mean_abs_error_pp=float(np.mean(np.abs(d))))
+    return dict(
+        n=int(x.size),
+        subjects=int(np.unique(g).size),
+        slope=reg.coef[1],
+        slope_ci_lower=reg.ci_lower[1],
+        slope_ci_upper=reg.ci_upper[1],
+        intercept=reg.coef[0],
+        intercept_ci_lower=reg.ci_lower[0],
+        intercept_ci_upper=reg.ci_upper[0],
+        r2=float(r**2),
+        r2_identity=identity_r2(x, y),
+        ccc=lins_ccc(y, x).ccc,
+        bias_pp=bias.mean,
+        bias_ci_lower_pp=bias.ci_lower,
+        bias_ci_upper_pp=bias.ci_upper,
+        p_bias_cluster=bias.p,
+        loa_lower_pp=loa.loa_lower,
+        loa_upper_pp=loa.loa_upper,
+        sd_within_pp=loa.sd_within,
+        sd_between_pp=loa.sd_between,
+        prop_slope=prop.coef[1],
+        prop_slope_ci_lower=prop.ci_lower[1],
+        prop_slope_ci_upper=prop.ci_upper[1],
+        p_prop_cluster=prop.p[1],
+        mean_abs_error_pp=float(np.mean(np.abs(d))),
+    )
 
 
-def agreement_by_muscle(metrics: pd.DataFrame, methods: Sequence[str], column: str,
-                        muscles: Sequence[str]) -> pd.DataFrame:
+def agreement_by_muscle(
+    metrics: pd.DataFrame, methods: Sequence[str], column: str, muscles: Sequence[str]
+) -> pd.DataFrame:
     """Per method: one row per muscle and side (left, right, both sides) and the pooled row (muscle ``all``).
 
     Args:

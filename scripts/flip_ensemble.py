@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 from monai.inferers import Inferer
-
 from scripts.config_values import as_bool
 from scripts.labels import LEFT_RIGHT_SWAP, NUM_CLASSES
 
@@ -34,8 +33,14 @@ class LeftRightFlipInferer(Inferer):
     mirrored pass's "left psoas" lands on the right psoas channel.
     """
 
-    def __init__(self, inferer: Inferer, spatial_axis: int = 0, label_swap: Mapping[int, int] | None = None,
-                 num_classes: int = NUM_CLASSES, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        inferer: Inferer,
+        spatial_axis: int = 0,
+        label_swap: Mapping[int, int] | None = None,
+        num_classes: int = NUM_CLASSES,
+        enabled: bool = True,
+    ) -> None:
         if not callable(inferer):
             raise TypeError(f"inferer must be callable, not {type(inferer).__name__}")
         if spatial_axis not in (0, 1, 2) or isinstance(spatial_axis, bool):
@@ -49,8 +54,9 @@ class LeftRightFlipInferer(Inferer):
         self.order = order
         self.enabled = as_bool(enabled, "enabled")
 
-    def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any,
-                 **kwargs: Any) -> torch.Tensor:
+    def __call__(
+        self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any
+    ) -> torch.Tensor:
         """Run ``network`` on ``inputs`` (B, C_in, X, Y, Z) and on its mirror; return the averaged (B, C, X, Y, Z)."""
         out = _finite(self.inferer(inputs, network, *args, **kwargs))
         if not self.enabled:
@@ -76,5 +82,6 @@ def _finite(out: torch.Tensor) -> torch.Tensor:
         raise FloatingPointError(
             f"the network output holds {int(bad.sum())} non-finite values (NaN or inf) of {out.numel()}; no "
             "label map is made from it. Under float16 autocast this network's activations overflow: run with "
-            "--amp false, or keep the config's bfloat16 amp_kwargs.")
+            "--amp false, or keep the config's bfloat16 amp_kwargs."
+        )
     return out

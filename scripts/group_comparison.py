@@ -25,16 +25,29 @@ from scipy import stats
 from .agreement import holm_correction
 from .labels import MUSCLES
 
-__all__ = ["ACTIVITY_ORDER", "cohort_frame", "sex_comparison", "activity_comparison", "covariate_regression",
-           "paper_table", "RegressionFit", "ols", "kruskal_effect_sizes", "holm_across_table", "refresh_group_tests"]
+__all__ = [
+    "ACTIVITY_ORDER",
+    "cohort_frame",
+    "sex_comparison",
+    "activity_comparison",
+    "covariate_regression",
+    "paper_table",
+    "RegressionFit",
+    "ols",
+    "kruskal_effect_sizes",
+    "holm_across_table",
+    "refresh_group_tests",
+]
 
 #: the GPPAQ-style activity levels, least to most active (the phantom's and the authors' code's classes)
 ACTIVITY_ORDER: tuple[str, ...] = ("inactive", "moderately_inactive", "moderately_active", "active")
 
 
-def cohort_frame(cohort_table: str | os.PathLike[str] | pd.DataFrame,
-                 participants: str | os.PathLike[str] | pd.DataFrame, value_column: str = "ff_mean_pct"
-                 ) -> pd.DataFrame:
+def cohort_frame(
+    cohort_table: str | os.PathLike[str] | pd.DataFrame,
+    participants: str | os.PathLike[str] | pd.DataFrame,
+    value_column: str = "ff_mean_pct",
+) -> pd.DataFrame:
     """One row per subject, muscle and side (``left``, ``right``, ``mean``) with FF and the participant columns.
 
     Args:
@@ -45,18 +58,27 @@ def cohort_frame(cohort_table: str | os.PathLike[str] | pd.DataFrame,
     Raises:
         ValueError: a needed column is missing, or a subject of the table has no participant row.
     """
-    table = cohort_table if isinstance(cohort_table, pd.DataFrame) else pd.read_csv(cohort_table,
-                                                                                    dtype={"subject": str})
-    parts = participants if isinstance(participants, pd.DataFrame) else pd.read_csv(
-        participants, sep="\t", dtype={"participant_id": str})
-    for name, df, cols in (("cohort table", table, ("subject", "muscle", "side", value_column)),
-                           ("participants", parts, ("participant_id", "sex"))):
+    table = (
+        cohort_table if isinstance(cohort_table, pd.DataFrame) else pd.read_csv(cohort_table, dtype={"subject": str})
+    )
+    parts = (
+        participants
+        if isinstance(participants, pd.DataFrame)
+        else pd.read_csv(participants, sep="\t", dtype={"participant_id": str})
+    )
+    for name, df, cols in (
+        ("cohort table", table, ("subject", "muscle", "side", value_column)),
+        ("participants", parts, ("participant_id", "sex")),
+    ):
         missing = [c for c in cols if c not in df.columns]
         if missing:
             raise ValueError(f"{name} lacks column(s) {missing}")
     keep = [c for c in ("participant_id", "sex", "age", "activity", "bmi") if c in parts.columns]
-    merged = table[["subject", "muscle", "side", value_column]].rename(columns={value_column: "ff"}).merge(
-        parts[keep].rename(columns={"participant_id": "subject"}), on="subject", how="left", indicator=True)
+    merged = (
+        table[["subject", "muscle", "side", value_column]]
+        .rename(columns={value_column: "ff"})
+        .merge(parts[keep].rename(columns={"participant_id": "subject"}), on="subject", how="left", indicator=True)
+    )
     orphans = sorted(merged.loc[merged["_merge"] == "left_only", "subject"].unique())
     if orphans:
         raise ValueError(f"subjects without a participants row: {orphans[:10]}{' ...' if len(orphans) > 10 else ''}")
@@ -94,8 +116,11 @@ def sex_comparison(df: pd.DataFrame, side: str = "mean", groups: tuple[str, str]
             row.update({f"n_{g}": len(x), f"median_{g}": med, f"q1_{g}": q1, f"q3_{g}": q3})
         if len(a) and len(b):
             res = stats.mannwhitneyu(a, b, alternative="two-sided")
-            row.update(U=float(res.statistic), p=float(res.pvalue),
-                       r_rank_biserial=2.0 * float(res.statistic) / (len(a) * len(b)) - 1.0)
+            row.update(
+                U=float(res.statistic),
+                p=float(res.pvalue),
+                r_rank_biserial=2.0 * float(res.statistic) / (len(a) * len(b)) - 1.0,
+            )
         else:
             row.update(U=np.nan, p=np.nan, r_rank_biserial=np.nan)
         rows.append(row)
@@ -108,8 +133,10 @@ def kruskal_effect_sizes(h: float, n: int, k: int) -> dict[str, float]:
     ``epsilon2 = H / ((n^2 - 1) / (n + 1)) = H / (n - 1)`` (epsilon squared) and ``eta2_H = (H - k + 1) / (n - k)``
     (eta squared based on H). They are different quantities; before 0.13 this module called the second one epsilon2.
     """
-    return {"epsilon2": h / ((n**2 - 1) / (n + 1)) if n > 1 else np.nan,
-            "eta2_H": (h - k + 1) / (n - k) if n > k else np.nan}
+    return {
+        "epsilon2": h / ((n**2 - 1) / (n + 1)) if n > 1 else np.nan,
+        "eta2_H": (h - k + 1) / (n - k) if n > k else np.nan,
+    }
 
 
 def holm_across_table(sex: pd.DataFrame, omnibus: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -119,7 +146,7 @@ def holm_across_table(sex: pd.DataFrame, omnibus: pd.DataFrame) -> tuple[pd.Data
     """
     p = np.concatenate([sex.p.to_numpy(dtype=float), omnibus.p.to_numpy(dtype=float)])
     adjusted = holm_correction(p)
-    return sex.assign(p_holm_table=adjusted[:len(sex)]), omnibus.assign(p_holm_table=adjusted[len(sex):])
+    return sex.assign(p_holm_table=adjusted[: len(sex)]), omnibus.assign(p_holm_table=adjusted[len(sex) :])
 
 
 def refresh_group_tests(groups_dir: str | os.PathLike[str]) -> str:
@@ -135,18 +162,22 @@ def refresh_group_tests(groups_dir: str | os.PathLike[str]) -> str:
     sex = pd.read_csv(os.path.join(folder, "sex_tests.csv"))
     omni = pd.read_csv(os.path.join(folder, "activity_tests.csv"))
     counts = omni[[c for c in omni.columns if c.startswith("n_")]]
-    sizes = [kruskal_effect_sizes(float(h), int(row.sum()), int((row > 0).sum()))
-             for h, (_, row) in zip(omni.H, counts.iterrows())]
+    sizes = [
+        kruskal_effect_sizes(float(h), int(row.sum()), int((row > 0).sum()))
+        for h, (_, row) in zip(omni.H, counts.iterrows())
+    ]
     omni = omni.assign(epsilon2=[s["epsilon2"] for s in sizes], eta2_H=[s["eta2_H"] for s in sizes])
-    sex, omni = holm_across_table(sex.drop(columns="p_holm_table", errors="ignore"),
-                                  omni.drop(columns="p_holm_table", errors="ignore"))
+    sex, omni = holm_across_table(
+        sex.drop(columns="p_holm_table", errors="ignore"), omni.drop(columns="p_holm_table", errors="ignore")
+    )
     sex.to_csv(os.path.join(folder, "sex_tests.csv"), index=False)
     omni.to_csv(os.path.join(folder, "activity_tests.csv"), index=False)
     return folder
 
 
-def activity_comparison(df: pd.DataFrame, side: str = "mean", levels: Sequence[str] = ACTIVITY_ORDER
-                        ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def activity_comparison(
+    df: pd.DataFrame, side: str = "mean", levels: Sequence[str] = ACTIVITY_ORDER
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Kruskal-Wallis test of FF across activity levels per muscle, with pairwise post-hoc tests.
 
     Args:
@@ -179,9 +210,19 @@ def activity_comparison(df: pd.DataFrame, side: str = "mean", levels: Sequence[s
         muscle_pairs = []
         for (la, xa), (lb, xb) in itertools.combinations(zip(present, groups), 2):
             res = stats.mannwhitneyu(xa, xb, alternative="two-sided")
-            muscle_pairs.append({"muscle": muscle, "side": side, "level_a": la, "level_b": lb, "n_a": len(xa),
-                                 "n_b": len(xb), "U": float(res.statistic), "p": float(res.pvalue),
-                                 "r_rank_biserial": 2.0 * float(res.statistic) / (len(xa) * len(xb)) - 1.0})
+            muscle_pairs.append(
+                {
+                    "muscle": muscle,
+                    "side": side,
+                    "level_a": la,
+                    "level_b": lb,
+                    "n_a": len(xa),
+                    "n_b": len(xb),
+                    "U": float(res.statistic),
+                    "p": float(res.pvalue),
+                    "r_rank_biserial": 2.0 * float(res.statistic) / (len(xa) * len(xb)) - 1.0,
+                }
+            )
         if muscle_pairs:
             adjusted = holm_correction([r["p"] for r in muscle_pairs])
             for r, p in zip(muscle_pairs, adjusted):
@@ -245,12 +286,26 @@ def ols(design: np.ndarray, y: np.ndarray, names: Sequence[str]) -> RegressionFi
     p = 2.0 * stats.t.sf(np.abs(t), dof)
     q = stats.t.ppf(0.975, dof)
     ss_tot = float(((y - y.mean()) ** 2).sum())
-    return RegressionFit(list(names), coef, se, t, p, coef - q * se, coef + q * se,
-                         1.0 - float(resid @ resid) / ss_tot if ss_tot > 0 else np.nan, n, dof)
+    return RegressionFit(
+        list(names),
+        coef,
+        se,
+        t,
+        p,
+        coef - q * se,
+        coef + q * se,
+        1.0 - float(resid @ resid) / ss_tot if ss_tot > 0 else np.nan,
+        n,
+        dof,
+    )
 
 
-def covariate_regression(df: pd.DataFrame, side: str = "mean", covariates: Sequence[str] = ("age", "sex",
-                         "activity", "bmi"), log_ff: bool = False) -> pd.DataFrame:
+def covariate_regression(
+    df: pd.DataFrame,
+    side: str = "mean",
+    covariates: Sequence[str] = ("age", "sex", "activity", "bmi"),
+    log_ff: bool = False,
+) -> pd.DataFrame:
     """FF regressed on age (per decade), sex (female = 1), activity (ordinal step 0-3) and BMI, per muscle.
 
     Covariates absent from the data (or all NaN) are dropped; subjects with a missing value in a used covariate
@@ -290,9 +345,22 @@ def covariate_regression(df: pd.DataFrame, side: str = "mean", covariates: Seque
         names = ["intercept"] + cols
         fit = ols(design, y, names)
         for i, name in enumerate(fit.names):
-            rows.append({"muscle": muscle, "side": side, "response": "ln_ff" if log_ff else "ff_pct", "term": name,
-                         "coef": fit.coef[i], "se": fit.se[i], "t": fit.t[i], "p": fit.p[i],
-                         "ci_low": fit.ci_low[i], "ci_high": fit.ci_high[i], "r2": fit.r2, "n": fit.n})
+            rows.append(
+                {
+                    "muscle": muscle,
+                    "side": side,
+                    "response": "ln_ff" if log_ff else "ff_pct",
+                    "term": name,
+                    "coef": fit.coef[i],
+                    "se": fit.se[i],
+                    "t": fit.t[i],
+                    "p": fit.p[i],
+                    "ci_low": fit.ci_low[i],
+                    "ci_high": fit.ci_high[i],
+                    "r2": fit.r2,
+                    "n": fit.n,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -313,20 +381,26 @@ def paper_table(df: pd.DataFrame, side: str = "mean", levels: Sequence[str] = AC
     sex, act = holm_across_table(sex_comparison(df, side), activity_comparison(df, side, levels)[0])
     sex, act = sex.set_index("muscle"), act.set_index("muscle")
     present = [lv for lv in levels if f"median_{lv}" in act.columns]
-    head = ["muscle", "n", "all", "men", "women", "p (sex) (Holm)"] + [lv.replace("_", " ") for lv in present] + \
-        ["p (activity) (Holm)"]
+    head = (
+        ["muscle", "n", "all", "men", "women", "p (sex) (Holm)"]
+        + [lv.replace("_", " ") for lv in present]
+        + ["p (activity) (Holm)"]
+    )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for muscle in MUSCLES:
         x = _values(df, muscle, side).ff
         med, q1, q3 = _median_iqr(x)
         cell = [muscle.replace("_", " "), str(len(x)), f"{med:.1f} ({q1:.1f}-{q3:.1f})"]
         for g in ("M", "F"):
-            cell.append(f"{sex.at[muscle, f'median_{g}']:.1f} ({sex.at[muscle, f'q1_{g}']:.1f}-"
-                        f"{sex.at[muscle, f'q3_{g}']:.1f})")
+            cell.append(
+                f"{sex.at[muscle, f'median_{g}']:.1f} ({sex.at[muscle, f'q1_{g}']:.1f}-{sex.at[muscle, f'q3_{g}']:.1f})"
+            )
         cell.append(f"{_fmt_p(sex.at[muscle, 'p'])} ({_fmt_p(sex.at[muscle, 'p_holm_table'])})")
         for lv in present:
-            cell.append(f"{act.at[muscle, f'median_{lv}']:.1f} ({act.at[muscle, f'q1_{lv}']:.1f}-"
-                        f"{act.at[muscle, f'q3_{lv}']:.1f})")
+            cell.append(
+                f"{act.at[muscle, f'median_{lv}']:.1f} ({act.at[muscle, f'q1_{lv}']:.1f}-"
+                f"{act.at[muscle, f'q3_{lv}']:.1f})"
+            )
         cell.append(f"{_fmt_p(act.at[muscle, 'p'])} ({_fmt_p(act.at[muscle, 'p_holm_table'])})")
         lines.append("| " + " | ".join(cell) + " |")
     return "\n".join(lines) + "\n"

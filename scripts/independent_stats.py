@@ -25,8 +25,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["CorrectedTTestResult", "MeanCI", "corrected_resampled_ttest", "mean_ci", "subject_means",
-           "split_means", "cluster_mean_test", "cluster_ols"]
+__all__ = [
+    "CorrectedTTestResult",
+    "MeanCI",
+    "corrected_resampled_ttest",
+    "mean_ci",
+    "subject_means",
+    "split_means",
+    "cluster_mean_test",
+    "cluster_ols",
+]
 
 
 @dataclass(frozen=True)
@@ -53,8 +61,9 @@ class CorrectedTTestResult:
     k: int
 
 
-def corrected_resampled_ttest(split_differences: Sequence[float], n_train: int, n_test: int,
-                              confidence: float = 0.95) -> CorrectedTTestResult:
+def corrected_resampled_ttest(
+    split_differences: Sequence[float], n_train: int, n_test: int, confidence: float = 0.95
+) -> CorrectedTTestResult:
     """Nadeau-Bengio corrected resampled t-test over the k per-split mean differences.
 
     With ``d_j`` the mean difference (method a - method b) over the test set of split j, ``d̄`` their mean and
@@ -139,8 +148,9 @@ class ClusterFit:
     clusters: int
 
 
-def cluster_ols(design: np.ndarray, y: np.ndarray, groups: Sequence[object], names: Sequence[str],
-                confidence: float = 0.95) -> ClusterFit:
+def cluster_ols(
+    design: np.ndarray, y: np.ndarray, groups: Sequence[object], names: Sequence[str], confidence: float = 0.95
+) -> ClusterFit:
     """Least squares ``y = X b`` with the cluster-robust sandwich covariance (Liang & Zeger 1986, CR1 scaling).
 
     ``V = c (X'X)^-1 [sum_g X_g' e_g e_g' X_g] (X'X)^-1`` (``X`` = ``design``) with ``c = G/(G-1) * (n-1)/(n-p)``;

@@ -31,8 +31,16 @@ from .fat_fraction import detect_fat_water_swap, map_labels_to_grid
 from .normative import compare_to_reference, load_reference
 from .quantify import CohortTable, QuantResult, atomic_write_text, quantify_muscles, write_tables
 
-__all__ = ["LoadDixond", "QuantifyDixond", "MarkDoned", "measure_subject", "RunConflictError", "file_fingerprint",
-           "DONE_SUFFIX", "STAGING_DIR"]
+__all__ = [
+    "LoadDixond",
+    "QuantifyDixond",
+    "MarkDoned",
+    "measure_subject",
+    "RunConflictError",
+    "file_fingerprint",
+    "DONE_SUFFIX",
+    "STAGING_DIR",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -113,8 +121,14 @@ class LoadDixond(MapTransform):
         allow_missing_keys: MONAI's flag (unused: the key is always written).
     """
 
-    def __init__(self, keys: KeysCollection = "image", min_fov_mm: Any = None, channels: str = "inphase",
-                 trust_voxel_grid: str | None = None, allow_missing_keys: bool = False):
+    def __init__(
+        self,
+        keys: KeysCollection = "image",
+        min_fov_mm: Any = None,
+        channels: str = "inphase",
+        trust_voxel_grid: str | None = None,
+        allow_missing_keys: bool = False,
+    ):
         super().__init__(keys, allow_missing_keys)
         num_network_channels(channels)
         self.min_fov_mm = min_fov_mm
@@ -127,17 +141,22 @@ class LoadDixond(MapTransform):
         if not any(k in _ROLES for k in entry):
             given = d.get(self.keys[0])
             if given is None:
-                raise DixonInputError(f"the data entry has no Dixon image (keys: {sorted(map(str, d))}); expected "
-                                      f"roles {', '.join(_ROLES)} or an image under {self.keys[0]!r}")
+                raise DixonInputError(
+                    f"the data entry has no Dixon image (keys: {sorted(map(str, d))}); expected "
+                    f"roles {', '.join(_ROLES)} or an image under {self.keys[0]!r}"
+                )
             if self.channels != "inphase":
-                raise DixonInputError(f"a two-channel (water, fat) model needs a Dixon entry with water and fat; got "
-                                      f"a single image under {self.keys[0]!r} ({_describe(given)})")
+                raise DixonInputError(
+                    f"a two-channel (water, fat) model needs a Dixon entry with water and fat; got "
+                    f"a single image under {self.keys[0]!r} ({_describe(given)})"
+                )
             if not isinstance(given, (str, Path)):
                 return self._from_memory(d, given)
             entry = {"inphase": str(given), "subject": d.get("subject") or _stem(given)}
         try:
-            scan = load_dixon(entry, min_shape_mm=self.min_fov_mm, segmentation_only=True,
-                              trust_voxel_grid=self.trust_voxel_grid)
+            scan = load_dixon(
+                entry, min_shape_mm=self.min_fov_mm, segmentation_only=True, trust_voxel_grid=self.trust_voxel_grid
+            )
         except DixonInputError as err:
             # named for the cohort's failures table and log, also when the error comes back from a loader worker
             # as text
@@ -157,22 +176,27 @@ class LoadDixond(MapTransform):
         elif arr.ndim == 4 and arr.shape[-1] == 1:
             arr = arr[..., 0]
         if arr.ndim != 3:
-            raise DixonInputError(f"in-memory image under {self.keys[0]!r} has shape {arr.shape}; expected one 3D "
-                                  "volume (X, Y, Z), optionally with a leading or trailing channel of 1")
+            raise DixonInputError(
+                f"in-memory image under {self.keys[0]!r} has shape {arr.shape}; expected one 3D "
+                "volume (X, Y, Z), optionally with a leading or trailing channel of 1"
+            )
         if not np.isfinite(arr).all():
             raise DixonInputError(f"in-memory image under {self.keys[0]!r} contains NaN or Inf")
         if isinstance(image, MetaTensor):
             affine = np.asarray(image.affine.detach().cpu().numpy(), dtype=np.float64)
             name = image.meta.get("subject") or _stem(str(image.meta.get("filename_or_obj") or "image"))
         else:
-            raise DixonInputError(f"in-memory image under {self.keys[0]!r} is a {type(image).__name__} without an "
-                                  "affine; pass a MetaTensor so that orientation and voxel size are known")
+            raise DixonInputError(
+                f"in-memory image under {self.keys[0]!r} is a {type(image).__name__} without an "
+                "affine; pass a MetaTensor so that orientation and voxel size are known"
+            )
         subject = str(d.get("subject") or name)
         d["subject"] = subject
         return self._write(d, arr.astype(np.float32), affine, subject)
 
-    def _write(self, d: dict[Hashable, Any], image: np.ndarray, affine: np.ndarray, subject: str
-               ) -> dict[Hashable, Any]:
+    def _write(
+        self, d: dict[Hashable, Any], image: np.ndarray, affine: np.ndarray, subject: str
+    ) -> dict[Hashable, Any]:
         meta = {
             # a virtual file name so that SaveImaged writes <output_dir>/<subject>/<subject>_seg.nii.gz; without a
             # NIfTI extension because Spacingd (monai 1.6) then treats every "image_*" key as a meta dict, and MONAI
@@ -183,8 +207,11 @@ class LoadDixond(MapTransform):
             "original_channel_dim": float("nan"),
             "space": "RAS",
         }
-        img = MetaTensor(torch.as_tensor(image[None] if image.ndim == 3 else image, dtype=torch.float32),
-                         affine=torch.as_tensor(affine, dtype=torch.float64), meta=meta)
+        img = MetaTensor(
+            torch.as_tensor(image[None] if image.ndim == 3 else image, dtype=torch.float32),
+            affine=torch.as_tensor(affine, dtype=torch.float64),
+            meta=meta,
+        )
         for key in self.keys:
             d[key] = img
         return d
@@ -202,9 +229,16 @@ def _stem(path: str | Path) -> str:
     return name
 
 
-def measure_subject(scan: DixonScan, label: np.ndarray, label_affine: np.ndarray, ff_method: str = "auto",
-                    ff_scale: str | None = None, erosion_mm: float | None = None, min_volume_ml: float = 1.0,
-                    border_trim_ff: float | None = 0.7) -> tuple[QuantResult, FFResult]:
+def measure_subject(
+    scan: DixonScan,
+    label: np.ndarray,
+    label_affine: np.ndarray,
+    ff_method: str = "auto",
+    ff_scale: str | None = None,
+    erosion_mm: float | None = None,
+    min_volume_ml: float = 1.0,
+    border_trim_ff: float | None = 0.7,
+) -> tuple[QuantResult, FFResult]:
     """FF map, fat-water swap check and per-muscle statistics of one subject: what every front end reports.
 
     Args:
@@ -228,8 +262,13 @@ def measure_subject(scan: DixonScan, label: np.ndarray, label_affine: np.ndarray
         lab_ff = map_labels_to_grid(label, label_affine, ffr.ff.shape, ffr.affine)
         # depths of the skin/shell rule are in mm: the voxel size must be given, or anisotropic and coarse scans
         # put the "subcutaneous" shell inside the muscles of lean subjects (a false global swap)
-        swap = detect_fat_water_swap(scan.images["water"], scan.images["fat"], labels=lab_ff,
-                                     slice_axis=scan.slice_axis, voxel_size_mm=scan.spacing_mm)
+        swap = detect_fat_water_swap(
+            scan.images["water"],
+            scan.images["fat"],
+            labels=lab_ff,
+            slice_axis=scan.slice_axis,
+            voxel_size_mm=scan.spacing_mm,
+        )
     prov = dict(ffr.provenance)
     codes = list(getattr(scan, "corrections", []))
     if codes:
@@ -237,12 +276,23 @@ def measure_subject(scan: DixonScan, label: np.ndarray, label_affine: np.ndarray
         # row's flags name them
         prov["input_corrections"] = ";".join(codes)
         ffr.provenance.update(input_corrections=prov["input_corrections"])
-    result = quantify_muscles(label, label_affine, ffr.ff, ffr.affine, prov, erosion_mm=erosion_mm,
-                              subject=scan.subject, swap_report=swap, min_volume_ml=min_volume_ml,
-                              border_trim_ff=border_trim_ff)
+    result = quantify_muscles(
+        label,
+        label_affine,
+        ffr.ff,
+        ffr.affine,
+        prov,
+        erosion_mm=erosion_mm,
+        subject=scan.subject,
+        swap_report=swap,
+        min_volume_ml=min_volume_ml,
+        border_trim_ff=border_trim_ff,
+    )
     if codes:
-        result.table["flags"] = [";".join([f for f in str(flags or "").split(";") if f] + codes)
-                                 for flags in result.table["flags"].fillna("")]
+        result.table["flags"] = [
+            ";".join([f for f in str(flags or "").split(";") if f] + codes)
+            for flags in result.table["flags"].fillna("")
+        ]
     return result, ffr
 
 
@@ -256,6 +306,7 @@ def _plain(value: Any) -> Any:
 def _settings_record(settings: Mapping[str, Any] | None) -> dict[str, Any]:
     """``settings`` as the manifest stores them: JSON types, and "true"/"false" strings (how a command-line
     override arrives) as booleans, so ``--flip_ensemble true`` is the same run as the config's ``true``."""
+
     def norm(v: Any) -> Any:
         if isinstance(v, str) and v.strip().lower() in ("true", "false"):
             return v.strip().lower() == "true"
@@ -264,6 +315,7 @@ def _settings_record(settings: Mapping[str, Any] | None) -> dict[str, Any]:
         if isinstance(v, list):
             return [norm(x) for x in v]
         return v
+
     return norm(json.loads(json.dumps(dict(settings or {}), default=_plain)))
 
 
@@ -303,13 +355,27 @@ class QuantifyDixond(MapTransform):
     Boolean arguments accept the command-line spellings of :func:`scripts.config_values.as_bool`.
     """
 
-    def __init__(self, keys: KeysCollection = "pred", output_dir: str = "eval", ff_method: str = "auto",
-                 ff_scale: str | None = None, erosion_mm: float | None = None, reference_file: str | None = None,
-                 participants_file: str | None = None, model_file: str | None = None,
-                 cohort_table: str = "cohort_ff_table.csv", report: bool = True, overwrite: bool = False,
-                 version: str = "", min_volume_ml: float = 1.0, border_trim_ff: float | None = 0.7,
-                 segmentation_settings: Mapping[str, Any] | None = None, staging: bool = False,
-                 trust_voxel_grid: str | None = None, allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self,
+        keys: KeysCollection = "pred",
+        output_dir: str = "eval",
+        ff_method: str = "auto",
+        ff_scale: str | None = None,
+        erosion_mm: float | None = None,
+        reference_file: str | None = None,
+        participants_file: str | None = None,
+        model_file: str | None = None,
+        cohort_table: str = "cohort_ff_table.csv",
+        report: bool = True,
+        overwrite: bool = False,
+        version: str = "",
+        min_volume_ml: float = 1.0,
+        border_trim_ff: float | None = 0.7,
+        segmentation_settings: Mapping[str, Any] | None = None,
+        staging: bool = False,
+        trust_voxel_grid: str | None = None,
+        allow_missing_keys: bool = False,
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.output_dir = Path(output_dir)
         self.ff_method = ff_method
@@ -353,11 +419,16 @@ class QuantifyDixond(MapTransform):
             "bundle_version": self.version,
             "inputs": {role: file_fingerprint(path) for role, path in sorted(files.items())},
             "model": self.model_fp,
-            "settings": {"ff_method": self.ff_method, "ff_scale": self.ff_scale, "erosion_mm": self.erosion_mm,
-                         "min_volume_ml": self.min_volume_ml, "border_trim_ff": self.border_trim_ff,
-                         "trust_voxel_grid": self.trust_voxel_grid,
-                         "reference": self.reference_file or "bmc2026_lumbar_ff",
-                         "segmentation": self.segmentation_settings},
+            "settings": {
+                "ff_method": self.ff_method,
+                "ff_scale": self.ff_scale,
+                "erosion_mm": self.erosion_mm,
+                "min_volume_ml": self.min_volume_ml,
+                "border_trim_ff": self.border_trim_ff,
+                "trust_voxel_grid": self.trust_voxel_grid,
+                "reference": self.reference_file or "bmc2026_lumbar_ff",
+                "segmentation": self.segmentation_settings,
+            },
         }
 
     def is_done(self, subject: str, files: Mapping[str, str]) -> bool:
@@ -399,15 +470,18 @@ class QuantifyDixond(MapTransform):
         if old == manifest:
             return None
         diff = sorted(k for k in manifest if old.get(k) != manifest.get(k))
-        return (f"{sdir} holds results of a different run (differs in: {', '.join(diff)}); refusing to overwrite "
-                "them. " + _CONFLICT_HINT)
+        return (
+            f"{sdir} holds results of a different run (differs in: {', '.join(diff)}); refusing to overwrite "
+            "them. " + _CONFLICT_HINT
+        )
 
     def _check_manifest(self, sdir: Path, manifest: dict[str, Any]) -> None:
         reason = self.conflict(manifest["subject"], manifest)
         if reason:
             raise RunConflictError(reason)
-        atomic_write_text(sdir / f"{manifest['subject']}_run.json", json.dumps(manifest, indent=2) + "\n",
-                          overwrite=True)
+        atomic_write_text(
+            sdir / f"{manifest['subject']}_run.json", json.dumps(manifest, indent=2) + "\n", overwrite=True
+        )
 
     def _results_dir(self, subject: str) -> Path:
         """Where this subject's files are written: a fresh staging folder, or the results folder itself."""
@@ -444,16 +518,25 @@ class QuantifyDixond(MapTransform):
                 self.cohort.add(rows, subject=scan.subject)
         return d
 
-    def _quantify(self, scan: DixonScan, label: np.ndarray, label_affine: np.ndarray
-                  ) -> tuple[dict[str, Any], pd.DataFrame]:
+    def _quantify(
+        self, scan: DixonScan, label: np.ndarray, label_affine: np.ndarray
+    ) -> tuple[dict[str, Any], pd.DataFrame]:
         manifest = self.manifest(scan.subject, scan.files)
         reason = self.conflict(scan.subject, manifest)  # before anything is written, staged or not
         if reason:
             raise RunConflictError(reason)
         sdir = self._results_dir(scan.subject)
         self._check_manifest(sdir, manifest)
-        result, ffr = measure_subject(scan, label, label_affine, self.ff_method, self.ff_scale, self.erosion_mm,
-                                      self.min_volume_ml, self.border_trim_ff)
+        result, ffr = measure_subject(
+            scan,
+            label,
+            label_affine,
+            self.ff_method,
+            self.ff_scale,
+            self.erosion_mm,
+            self.min_volume_ml,
+            self.border_trim_ff,
+        )
         prov = dict(ffr.provenance)
         write_tables(result, sdir, scan.subject, overwrite=True)
         ff_img = nib.Nifti1Image((ffr.ff * 100.0).astype(np.float32), ffr.affine)
@@ -465,8 +548,9 @@ class QuantifyDixond(MapTransform):
         # the normative module calls the paper's L/R mean "lr_mean"; the tables call it "mean"
         comp = comparison.replace({"side": {"lr_mean": "mean"}}) if "side" in comparison.columns else comparison
         keys = [c for c in ("muscle", "side") if c in comp.columns]
-        rows = result.table.merge(comp[keys + ["band", "percentile_approx", "z_score_approx", "distribution"]],
-                                  how="left", on=keys)
+        rows = result.table.merge(
+            comp[keys + ["band", "percentile_approx", "z_score_approx", "distribution"]], how="left", on=keys
+        )
         if self.report:
             from .report import ff_chart, html_report, qc_montage
 
@@ -474,8 +558,14 @@ class QuantifyDixond(MapTransform):
             if base is None:
                 base = scan.network_input()
             images = {
-                "QC montage": qc_montage(base, scan.affine, label, sdir / f"{scan.subject}_qc_axial.png",
-                                         label_affine=label_affine, title=scan.subject),
+                "QC montage": qc_montage(
+                    base,
+                    scan.affine,
+                    label,
+                    sdir / f"{scan.subject}_qc_axial.png",
+                    label_affine=label_affine,
+                    title=scan.subject,
+                ),
                 "FF against reference": ff_chart(result.table, comparison, sdir / f"{scan.subject}_ff_chart.png"),
             }
             html_report(scan.subject, result.table, comparison, images, sdir / f"{scan.subject}_report.html", prov)
@@ -500,8 +590,13 @@ class MarkDoned(MapTransform):
         cohort_table: file name of the run's table of all subjects (as given to :class:`QuantifyDixond`).
     """
 
-    def __init__(self, keys: KeysCollection = "pred", output_dir: str = "eval",
-                 cohort_table: str = "cohort_ff_table.csv", allow_missing_keys: bool = True) -> None:
+    def __init__(
+        self,
+        keys: KeysCollection = "pred",
+        output_dir: str = "eval",
+        cohort_table: str = "cohort_ff_table.csv",
+        allow_missing_keys: bool = True,
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.output_dir = Path(output_dir)
         self.cohort = CohortTable(self.output_dir / cohort_table)
@@ -525,6 +620,9 @@ class MarkDoned(MapTransform):
             except OSError:
                 pass
         if manifest is not None:
-            atomic_write_text(self.output_dir / subject / f"{subject}{DONE_SUFFIX}",
-                              json.dumps(manifest, indent=2) + "\n", overwrite=True)
+            atomic_write_text(
+                self.output_dir / subject / f"{subject}{DONE_SUFFIX}",
+                json.dumps(manifest, indent=2) + "\n",
+                overwrite=True,
+            )
         return d

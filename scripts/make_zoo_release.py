@@ -30,14 +30,20 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import fire
-
 from scripts.eval_metrics import metadata_mismatch
 
 BUNDLE_ROOT = Path(__file__).resolve().parents[1]
 BUNDLE_NAME = "lumbar_muscle_dixon_mri_segmentation"
 # what the zoo folder holds, relative to the bundle root (folders are copied whole, minus caches)
-RELEASE_CONTENT = ("configs", "scripts", "resources", "LICENSE", "docs/README.md", "docs/data_license.txt",
-                   "docs/design.md")
+RELEASE_CONTENT = (
+    "configs",
+    "scripts",
+    "resources",
+    "LICENSE",
+    "docs/README.md",
+    "docs/data_license.txt",
+    "docs/design.md",
+)
 WEIGHTS = ("models/model.pt", "models/model.ts")
 MAX_FILE_BYTES = 1024 * 1024  # the zoo's pre-commit check-added-large-files --maxkb=1024
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.tmp")
@@ -68,19 +74,30 @@ def _export_torchscript(bundle: Path, ckpt: Path, out: Path) -> None:
     """model.ts from ``ckpt`` with the release's metadata and inference config as TorchScript extra files."""
     from monai.bundle import ckpt_export
 
-    ckpt_export(net_id="network_def", filepath=str(out), ckpt_file=str(ckpt),
-                meta_file=str(bundle / "configs" / "metadata.json"),
-                config_file=str(bundle / "configs" / "inference.json"), bundle_root=str(bundle))
+    ckpt_export(
+        net_id="network_def",
+        filepath=str(out),
+        ckpt_file=str(ckpt),
+        meta_file=str(bundle / "configs" / "metadata.json"),
+        config_file=str(bundle / "configs" / "inference.json"),
+        bundle_root=str(bundle),
+    )
 
 
 def _large_files_yml(weights_url: str, weights_dir: Path) -> str:
-    lines = ["# Weights of the released model, published beside the bundle (the zoo keeps no file over 1 MB).",
-             "# Fetch them with: python -m monai.bundle download_large_files --bundle_path <bundle folder>",
-             "large_files:"]
+    lines = [
+        "# Weights of the released model, published beside the bundle (the zoo keeps no file over 1 MB).",
+        "# Fetch them with: python -m monai.bundle download_large_files --bundle_path <bundle folder>",
+        "large_files:",
+    ]
     for rel in WEIGHTS:
         name = Path(rel).name
-        lines += [f'- path: "{rel}"', f'  url: "{weights_url.rstrip("/")}/{name}"',
-                  f'  hash_val: "{sha256(weights_dir / name)}"', '  hash_type: "sha256"']
+        lines += [
+            f'- path: "{rel}"',
+            f'  url: "{weights_url.rstrip("/")}/{name}"',
+            f'  hash_val: "{sha256(weights_dir / name)}"',
+            '  hash_type: "sha256"',
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -127,8 +144,10 @@ def make_release(out_dir: str, weights_url: str, overwrite: bool = False) -> dic
     version = meta["version"]
     mismatch = metadata_mismatch(meta)
     if mismatch:
-        raise ValueError(f"configs/metadata.json eval_metrics disagree with the held-out tables ({mismatch}); "
-                         "regenerate them: python -m scripts.eval_metrics --version <version> --write")
+        raise ValueError(
+            f"configs/metadata.json eval_metrics disagree with the held-out tables ({mismatch}); "
+            "regenerate them: python -m scripts.eval_metrics --version <version> --write"
+        )
 
     bundle = out / BUNDLE_NAME
     bundle.mkdir(parents=True)

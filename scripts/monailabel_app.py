@@ -23,9 +23,20 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BUNDLE_PARTS", "DEFAULT_NAME", "MONAILABEL_TRAIN_OPTIONS", "TORCHVISION_GUARD", "default_python",
-           "download_sample_app", "add_torchvision_guard", "copy_bundle", "set_train_options", "server_command",
-           "setup", "command"]
+__all__ = [
+    "BUNDLE_PARTS",
+    "DEFAULT_NAME",
+    "MONAILABEL_TRAIN_OPTIONS",
+    "TORCHVISION_GUARD",
+    "default_python",
+    "download_sample_app",
+    "add_torchvision_guard",
+    "copy_bundle",
+    "set_train_options",
+    "server_command",
+    "setup",
+    "command",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +62,7 @@ _GUARD_MARK = "# --- lumbar_dixon bundle: torchvision guard for CPU-only torch (
 #: import, and PyPI has no CPU torchvision for torch 2.13. Only ``make_grid``/``save_image`` are referenced there and
 #: neither runs for a 3D segmentation bundle, so a placeholder module that fails when called is enough. With a working
 #: torchvision the guard does nothing. It also covers the training subprocess, which imports main.py first.
-TORCHVISION_GUARD = f'''{_GUARD_MARK}
+TORCHVISION_GUARD = f"""{_GUARD_MARK}
 import sys as _sys
 import types as _types
 
@@ -81,7 +92,7 @@ def _torchvision_or_placeholder() -> None:
 _torchvision_or_placeholder()
 # --- end of torchvision guard ---
 
-'''
+"""
 
 
 def default_python(bundle_dir: str | Path = ".") -> Path:
@@ -194,8 +205,14 @@ def set_train_options(bundle_copy: str | Path, options: Mapping[str, Any]) -> di
     return old
 
 
-def server_command(app_dir: str | Path, studies: str | Path, name: str = DEFAULT_NAME,
-                   python: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000) -> list[str]:
+def server_command(
+    app_dir: str | Path,
+    studies: str | Path,
+    name: str = DEFAULT_NAME,
+    python: str | Path | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+) -> list[str]:
     """The command that starts MONAI Label on the app, as an argument list.
 
     ``zoo_source github`` makes MONAI Label use the local bundle folder as it is (the default source asks GitHub
@@ -203,14 +220,41 @@ def server_command(app_dir: str | Path, studies: str | Path, name: str = DEFAULT
     real torchvision and downloaded weights).
     """
     python = Path(python) if python else default_python()
-    return [str(python), "-m", "monailabel.main", "start_server", "--app", str(Path(app_dir).resolve()),
-            "--studies", str(Path(studies).resolve()), "--conf", "models", name, "--conf", "zoo_source", "github",
-            "--conf", "sam2", "false", "--host", host, "--port", str(port)]
+    return [
+        str(python),
+        "-m",
+        "monailabel.main",
+        "start_server",
+        "--app",
+        str(Path(app_dir).resolve()),
+        "--studies",
+        str(Path(studies).resolve()),
+        "--conf",
+        "models",
+        name,
+        "--conf",
+        "zoo_source",
+        "github",
+        "--conf",
+        "sam2",
+        "false",
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
 
 
-def setup(app_dir: str, bundle_dir: str = ".", name: str = DEFAULT_NAME, python: str | None = None,
-          studies: str | None = None, port: int = 8000, train_options: Mapping[str, Any] | None = None,
-          overwrite: bool = False) -> str:
+def setup(
+    app_dir: str,
+    bundle_dir: str = ".",
+    name: str = DEFAULT_NAME,
+    python: str | None = None,
+    studies: str | None = None,
+    port: int = 8000,
+    train_options: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> str:
     """Create a MONAI Label app at ``app_dir`` serving this bundle as model ``name``.
 
     Args:
@@ -252,8 +296,14 @@ def setup(app_dir: str, bundle_dir: str = ".", name: str = DEFAULT_NAME, python:
     return shlex.join(server_command(app, studies or app.parent / "studies", name, py, port=port))
 
 
-def command(app_dir: str, studies: str, name: str = DEFAULT_NAME, python: str | None = None,
-            host: str = "127.0.0.1", port: int = 8000) -> str:
+def command(
+    app_dir: str,
+    studies: str,
+    name: str = DEFAULT_NAME,
+    python: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+) -> str:
     """The server start command for an app made by :func:`setup` (the command line prints it)."""
     return shlex.join(server_command(app_dir, studies, name, python, host, port))
 

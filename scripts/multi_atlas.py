@@ -46,7 +46,6 @@ import nibabel as nib
 import numpy as np
 import SimpleITK as sitk  # noqa: N813 (the library's own spelling)
 from scipy import ndimage
-
 from scripts.atomic_io import atomic_write, atomic_write_text
 from scripts.labels import NUM_CLASSES
 from scripts.postprocess import largest_component_per_label
@@ -178,6 +177,10 @@ class SegmentResult:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+#: the defaults, shared (read-only) by the functions that take ``params``
+DEFAULT_PARAMS = MultiAtlasParams()
+
+
 def read_image(path: str | Path, pixel_type: int = sitk.sitkFloat32) -> sitk.Image:
     """Read a 3D NIfTI image with SimpleITK; a missing, unreadable or non-3D file raises naming the file.
 
@@ -221,8 +224,17 @@ def working_copy(image: sitk.Image, spacing_mm: float) -> sitk.Image:
     direction = np.array(image.GetDirection()).reshape(3, 3)
     corner = np.array(image.GetOrigin()) - direction @ (old_spacing / 2.0)
     origin = corner + direction @ np.full(3, spacing_mm / 2.0)
-    return sitk.Resample(smoothed, new_size, sitk.Transform(), sitk.sitkLinear, origin.tolist(), [spacing_mm] * 3,
-                         image.GetDirection(), 0.0, sitk.sitkFloat32)
+    return sitk.Resample(
+        smoothed,
+        new_size,
+        sitk.Transform(),
+        sitk.sitkLinear,
+        origin.tolist(),
+        [spacing_mm] * 3,
+        image.GetDirection(),
+        0.0,
+        sitk.sitkFloat32,
+    )
 
 
 def _unit_range(arr: np.ndarray) -> np.ndarray:
@@ -243,8 +255,9 @@ def _body_mask(arr: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _registration(params: MultiAtlasParams, shrink: Sequence[int], sigmas_mm: Sequence[float]
-                  ) -> sitk.ImageRegistrationMethod:
+def _registration(
+    params: MultiAtlasParams, shrink: Sequence[int], sigmas_mm: Sequence[float]
+) -> sitk.ImageRegistrationMethod:
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=params.mi_bins)
     reg.SetMetricSamplingStrategy(reg.RANDOM)
@@ -256,8 +269,7 @@ def _registration(params: MultiAtlasParams, shrink: Sequence[int], sigmas_mm: Se
     return reg
 
 
-def register_affine(fixed: sitk.Image, moving: sitk.Image, params: MultiAtlasParams = MultiAtlasParams()
-                    ) -> sitk.Transform:
+def register_affine(fixed: sitk.Image, moving: sitk.Image, params: MultiAtlasParams = DEFAULT_PARAMS) -> sitk.Transform:
     """Affine registration of ``moving`` onto ``fixed`` (both working copies), moments-initialised.
 
     Args:
@@ -268,20 +280,26 @@ def register_affine(fixed: sitk.Image, moving: sitk.Image, params: MultiAtlasPar
     Returns:
         a transform mapping fixed (target) physical points to moving (atlas) points, as SimpleITK resampling wants.
     """
-    initial = sitk.CenteredTransformInitializer(fixed, moving, sitk.AffineTransform(3),
-                                                sitk.CenteredTransformInitializerFilter.MOMENTS)
+    initial = sitk.CenteredTransformInitializer(
+        fixed, moving, sitk.AffineTransform(3), sitk.CenteredTransformInitializerFilter.MOMENTS
+    )
     reg = _registration(params, params.affine_shrink, params.affine_sigmas_mm)
     # step lengths in mm: scales from a 1 mm physical shift make rotation/scale and translation steps comparable
-    reg.SetOptimizerAsRegularStepGradientDescent(learningRate=2.0, minStep=1e-3,
-                                                 numberOfIterations=params.affine_iterations,
-                                                 gradientMagnitudeTolerance=1e-6, relaxationFactor=0.5)
+    reg.SetOptimizerAsRegularStepGradientDescent(
+        learningRate=2.0,
+        minStep=1e-3,
+        numberOfIterations=params.affine_iterations,
+        gradientMagnitudeTolerance=1e-6,
+        relaxationFactor=0.5,
+    )
     reg.SetOptimizerScalesFromPhysicalShift()
     reg.SetInitialTransform(initial, inPlace=False)
     return reg.Execute(fixed, moving)
 
 
-def register_bspline(fixed: sitk.Image, moving: sitk.Image, initial: sitk.Transform,
-                     params: MultiAtlasParams = MultiAtlasParams()) -> sitk.Transform:
+def register_bspline(
+    fixed: sitk.Image, moving: sitk.Image, initial: sitk.Transform, params: MultiAtlasParams = DEFAULT_PARAMS
+) -> sitk.Transform:
     """Cubic B-spline registration on top of ``initial`` (the affine), returned as one composite transform.
 
     The control-point grid spans the fixed image's field of view with about ``params.bspline_mesh_mm`` between
@@ -300,10 +318,13 @@ def register_bspline(fixed: sitk.Image, moving: sitk.Image, initial: sitk.Transf
     mesh = [max(1, int(round(e / params.bspline_mesh_mm))) for e in extent]
     bspline = sitk.BSplineTransformInitializer(fixed, mesh, 3)
     reg = _registration(params, params.bspline_shrink, params.bspline_sigmas_mm)
-    reg.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-5, numberOfIterations=params.bspline_iterations,
-                             maximumNumberOfCorrections=5,
-                             maximumNumberOfFunctionEvaluations=4 * params.bspline_iterations,
-                             costFunctionConvergenceFactor=1e7)
+    reg.SetOptimizerAsLBFGSB(
+        gradientConvergenceTolerance=1e-5,
+        numberOfIterations=params.bspline_iterations,
+        maximumNumberOfCorrections=5,
+        maximumNumberOfFunctionEvaluations=4 * params.bspline_iterations,
+        costFunctionConvergenceFactor=1e7,
+    )
     reg.SetMovingInitialTransform(initial)
     reg.SetInitialTransform(bspline, inPlace=True)
     reg.Execute(fixed, moving)
@@ -337,8 +358,9 @@ def normalised_cross_correlation(a: np.ndarray, b: np.ndarray, mask: np.ndarray 
     return float((x * y).sum() / denom) if denom > 0 else 0.0
 
 
-def rank_atlases(target: np.ndarray, warped: Mapping[str, np.ndarray], mask: np.ndarray | None = None
-                 ) -> list[tuple[str, float]]:
+def rank_atlases(
+    target: np.ndarray, warped: Mapping[str, np.ndarray], mask: np.ndarray | None = None
+) -> list[tuple[str, float]]:
     """Order atlases by NCC with the target, most similar first (ties keep the input order).
 
     Args:
@@ -418,8 +440,14 @@ def weighted_vote(labels: np.ndarray, weights: np.ndarray, n_labels: int = NUM_C
     return _fuse(arr, w, n_labels)
 
 
-def local_weights(target: np.ndarray, warped: np.ndarray, spacing_mm: Sequence[float], sigma_mm: float = 6.0,
-                  gamma: float = 1.0, eps: float = 1e-3) -> np.ndarray:
+def local_weights(
+    target: np.ndarray,
+    warped: np.ndarray,
+    spacing_mm: Sequence[float],
+    sigma_mm: float = 6.0,
+    gamma: float = 1.0,
+    eps: float = 1e-3,
+) -> np.ndarray:
     """Locally weighted voting weights: ``(eps + G_sigma * (T - A_i)^2)^-gamma`` per atlas and voxel.
 
     Args:
@@ -472,13 +500,18 @@ def _union_box(labels: Sequence[np.ndarray], margin: int) -> tuple[slice, ...]:
     if not union.any():
         return tuple(slice(0, 0) for _ in union.shape)
     idx = np.nonzero(union)
-    return tuple(slice(max(int(i.min()) - margin, 0), min(int(i.max()) + margin + 1, n))
-                 for i, n in zip(idx, union.shape))
+    return tuple(
+        slice(max(int(i.min()) - margin, 0), min(int(i.max()) + margin + 1, n)) for i, n in zip(idx, union.shape)
+    )
 
 
-def segment(target_image_path: str | Path, atlases: Sequence[Atlas | Mapping[str, Any] | Sequence[str]], k: int = 5,
-            fusion: str | Sequence[str] = "weighted", params: MultiAtlasParams = MultiAtlasParams()
-            ) -> SegmentResult:
+def segment(
+    target_image_path: str | Path,
+    atlases: Sequence[Atlas | Mapping[str, Any] | Sequence[str]],
+    k: int = 5,
+    fusion: str | Sequence[str] = "weighted",
+    params: MultiAtlasParams = DEFAULT_PARAMS,
+) -> SegmentResult:
     """Segment one target by multi-atlas registration and label fusion (steps in the module docstring).
 
     Args:
@@ -524,8 +557,7 @@ def segment(target_image_path: str | Path, atlases: Sequence[Atlas | Mapping[str
     ranking = rank_atlases(t_arr, warped_work, body)
     stages["affine"] = time.perf_counter() - t0
     chosen = [name for name, _ in ranking[: min(k, len(library))]]
-    logger.info("%s: atlases by NCC after affine: %s", target_path.name,
-                ", ".join(f"{n} {s:.3f}" for n, s in ranking))
+    logger.info("%s: atlases by NCC after affine: %s", target_path.name, ", ".join(f"{n} {s:.3f}" for n, s in ranking))
 
     t0 = time.perf_counter()
     by_name = {a.name: a for a in library}
@@ -550,19 +582,31 @@ def segment(target_image_path: str | Path, atlases: Sequence[Atlas | Mapping[str
             fused[box] = majority_vote(stack)
         elif stack.size:
             target_arr = _sitk_to_nib_order(target_full)[box]
-            weights = local_weights(target_arr, np.stack([img[box] for img in images]), spacing, params.lwv_sigma_mm,
-                                    params.lwv_gamma, params.lwv_eps)
+            weights = local_weights(
+                target_arr,
+                np.stack([img[box] for img in images]),
+                spacing,
+                params.lwv_sigma_mm,
+                params.lwv_gamma,
+                params.lwv_eps,
+            )
             fused[box] = weighted_vote(stack, weights)
         results[name] = largest_component_per_label(fused, list(range(1, NUM_CLASSES)))
     stages["fusion"] = time.perf_counter() - t0
-    return SegmentResult(label=results[fusions[0]], labels=results,
-                         affine=np.asarray(target_nib.affine, dtype=np.float64), selected=chosen,
-                         similarity={n: float(s) for n, s in ranking}, seconds=time.perf_counter() - start,
-                         stage_seconds=stages)
+    return SegmentResult(
+        label=results[fusions[0]],
+        labels=results,
+        affine=np.asarray(target_nib.affine, dtype=np.float64),
+        selected=chosen,
+        similarity={n: float(s) for n, s in ranking},
+        seconds=time.perf_counter() - start,
+        stage_seconds=stages,
+    )
 
 
-def atlases_from_datalist(datalist: str | Path, key: str = "training", base_dir: str | Path | None = None,
-                          exclude: Sequence[str] = ()) -> list[Atlas]:
+def atlases_from_datalist(
+    datalist: str | Path, key: str = "training", base_dir: str | Path | None = None, exclude: Sequence[str] = ()
+) -> list[Atlas]:
     """Atlases from a MONAI datalist: entries of ``key`` with ``image`` (or ``inphase``) and ``label``.
 
     Args:
@@ -595,9 +639,17 @@ def atlases_from_datalist(datalist: str | Path, key: str = "training", base_dir:
     return out
 
 
-def segment_file(target: str, atlas_datalist: str, out: str, atlas_key: str = "training", k: int = 5,
-                 fusion: str = "weighted", exclude: Sequence[str] | str = (), overwrite: bool = False,
-                 **param_overrides: Any) -> dict[str, Any]:
+def segment_file(
+    target: str,
+    atlas_datalist: str,
+    out: str,
+    atlas_key: str = "training",
+    k: int = 5,
+    fusion: str = "weighted",
+    exclude: Sequence[str] | str = (),
+    overwrite: bool = False,
+    **param_overrides: Any,
+) -> dict[str, Any]:
     """Segment ``target`` and write the label map (NIfTI, the target's grid) plus ``<out>.json`` (timing, atlases).
 
     Args:
@@ -619,13 +671,22 @@ def segment_file(target: str, atlas_datalist: str, out: str, atlas_key: str = "t
         raise FileExistsError(f"{out_path} exists; pass --overwrite to replace it")
     excl = [s for s in exclude.split(",") if s] if isinstance(exclude, str) else list(exclude)
     params = MultiAtlasParams(**{name: tuple(v) if isinstance(v, list) else v for name, v in param_overrides.items()})
-    res = segment(target, atlases_from_datalist(atlas_datalist, atlas_key, exclude=excl), k=k, fusion=fusion,
-                  params=params)
+    res = segment(
+        target, atlases_from_datalist(atlas_datalist, atlas_key, exclude=excl), k=k, fusion=fusion, params=params
+    )
     img = nib.Nifti1Image(res.label, res.affine)
     atomic_write(out_path, lambda tmp: nib.save(img, tmp), suffix=".nii.gz")
-    record = {"target": str(target), "out": str(out_path), "fusion": fusion, "k": k, "selected": res.selected,
-              "similarity_ncc": res.similarity, "seconds": round(res.seconds, 2),
-              "stage_seconds": {s: round(v, 2) for s, v in res.stage_seconds.items()}, "params": asdict(params)}
+    record = {
+        "target": str(target),
+        "out": str(out_path),
+        "fusion": fusion,
+        "k": k,
+        "selected": res.selected,
+        "similarity_ncc": res.similarity,
+        "seconds": round(res.seconds, 2),
+        "stage_seconds": {s: round(v, 2) for s, v in res.stage_seconds.items()},
+        "params": asdict(params),
+    }
     json_path = out_path.with_name(out_path.name.replace(".nii.gz", "").replace(".nii", "") + ".json")
     atomic_write_text(json_path, json.dumps(record, indent=2) + "\n", overwrite=True)
     return record

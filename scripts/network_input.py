@@ -25,8 +25,8 @@ from monai.transforms import MapTransform, Transform
 # defined in dixon_inputs: its loader needs them at call time, when MONAI Label may have unloaded this package
 from .dixon_inputs import NETWORK_CHANNELS, num_network_channels
 
-__all__ = ["NETWORK_CHANNELS", "num_network_channels", "check_checkpoint_channels", "StackWaterFat",
-           "StackWaterFatd"]
+__all__ = ["NETWORK_CHANNELS", "num_network_channels", "check_checkpoint_channels", "StackWaterFat", "StackWaterFatd"]
+
 
 def check_checkpoint_channels(ckpt_path: str | Path | None, channels: str) -> None:
     """Refuse a checkpoint whose first convolution reads another number of channels than ``channels`` gives.
@@ -48,14 +48,19 @@ def check_checkpoint_channels(ckpt_path: str | Path | None, channels: str) -> No
         state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     except Exception:  # not a state_dict (e.g. TorchScript): the loader reports it
         return
-    first = next((v for v in state.values() if isinstance(v, torch.Tensor) and v.ndim == 5), None) \
-        if isinstance(state, Mapping) else None
+    first = (
+        next((v for v in state.values() if isinstance(v, torch.Tensor) and v.ndim == 5), None)
+        if isinstance(state, Mapping)
+        else None
+    )
     if first is None or first.shape[1] == expected:
         return
     fits = [name for name, n in NETWORK_CHANNELS.items() if n == first.shape[1]]
     hint = f"; run with --network_channels {fits[0]}" if fits else ""
-    raise ValueError(f"{ckpt_path}: the model reads {first.shape[1]} input channel(s), but network_channels="
-                     f"{channels!r} gives {expected}{hint}")
+    raise ValueError(
+        f"{ckpt_path}: the model reads {first.shape[1]} input channel(s), but network_channels="
+        f"{channels!r} gives {expected}{hint}"
+    )
 
 
 def require_checkpoint(ckpt_path: str | Path, bundle_root: str | Path = ".") -> None:
@@ -97,10 +102,13 @@ class StackWaterFat(Transform):
         w = w if w.ndim == 4 else w[None]
         f = f if f.ndim == 4 else f[None]
         if w.shape != f.shape or w.shape[0] != 1:
-            raise ValueError(f"water and fat must be single-channel images of one shape, got {tuple(w.shape)} and "
-                             f"{tuple(f.shape)}")
-        out = torch.cat([w.as_tensor() if isinstance(w, MetaTensor) else w,
-                         f.as_tensor() if isinstance(f, MetaTensor) else f], dim=0)
+            raise ValueError(
+                f"water and fat must be single-channel images of one shape, got {tuple(w.shape)} and {tuple(f.shape)}"
+            )
+        out = torch.cat(
+            [w.as_tensor() if isinstance(w, MetaTensor) else w, f.as_tensor() if isinstance(f, MetaTensor) else f],
+            dim=0,
+        )
         if isinstance(water, MetaTensor):
             # the meta dict carries the affine
             return MetaTensor(out, meta=dict(water.meta), applied_operations=list(water.applied_operations))
@@ -120,8 +128,14 @@ class StackWaterFatd(MapTransform):
         KeyError: ``"water_fat"`` and an entry without water or fat; the message names the entry's image file.
     """
 
-    def __init__(self, keys: KeysCollection = "image", water_key: str = "water", fat_key: str = "fat",
-                 channels: str = "inphase", allow_missing_keys: bool = False):
+    def __init__(
+        self,
+        keys: KeysCollection = "image",
+        water_key: str = "water",
+        fat_key: str = "fat",
+        channels: str = "inphase",
+        allow_missing_keys: bool = False,
+    ):
         super().__init__(keys, allow_missing_keys)
         num_network_channels(channels)
         self.water_key, self.fat_key, self.channels = water_key, fat_key, channels
@@ -133,10 +147,14 @@ class StackWaterFatd(MapTransform):
             return d
         missing = [k for k in (self.water_key, self.fat_key) if d.get(k) is None]
         if missing:
-            where = next((d[k].meta.get("filename_or_obj") for k in self.key_iterator(d)
-                          if isinstance(d.get(k), MetaTensor)), None)
-            raise KeyError(f"network_channels='water_fat' needs {self.water_key!r} and {self.fat_key!r} in every "
-                           f"datalist entry; the entry of {where or 'an image'} has no {', '.join(missing)}")
+            where = next(
+                (d[k].meta.get("filename_or_obj") for k in self.key_iterator(d) if isinstance(d.get(k), MetaTensor)),
+                None,
+            )
+            raise KeyError(
+                f"network_channels='water_fat' needs {self.water_key!r} and {self.fat_key!r} in every "
+                f"datalist entry; the entry of {where or 'an image'} has no {', '.join(missing)}"
+            )
         stacked = self.stack(d[self.water_key], d[self.fat_key])
         for key in self.key_iterator(d):
             d[key] = stacked

@@ -88,7 +88,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import optimize, sparse, stats
-
 from scripts.atomic_io import atomic_write_text
 from scripts.labels import MUSCLES, SIDES
 
@@ -138,13 +137,31 @@ _Z_Q3: float = float(stats.norm.ppf(0.75))
 _PKEY_RE = re.compile(r"^p(\d+(?:\.\d+)?)$")
 _BAND_RE = re.compile(r"^(\d+)-(\d+)$")
 _SEX_ALIASES: dict[str, str] = {
-    "f": "female", "female": "female", "w": "female", "woman": "female", "women": "female",
-    "m": "male", "male": "male", "man": "male", "men": "male",
+    "f": "female",
+    "female": "female",
+    "w": "female",
+    "woman": "female",
+    "women": "female",
+    "m": "male",
+    "male": "male",
+    "man": "male",
+    "men": "male",
 }
 _SIDE_ALIASES: dict[str, str] = {
-    "left": "left", "l": "left", "right": "right", "r": "right",
-    "mean": _LR_MEAN, "lr_mean": _LR_MEAN, "l/r mean": _LR_MEAN, "lr": _LR_MEAN, "both": _LR_MEAN,
+    "left": "left",
+    "l": "left",
+    "right": "right",
+    "r": "right",
+    "mean": _LR_MEAN,
+    "lr_mean": _LR_MEAN,
+    "l/r mean": _LR_MEAN,
+    "lr": _LR_MEAN,
+    "both": _LR_MEAN,
 }
+
+
+#: ages (years) at which age centiles are tabulated by default
+CENTILE_AGES: tuple[int, ...] = tuple(range(20, 71, 5))
 
 
 class ReferenceFormatError(ValueError):
@@ -305,8 +322,17 @@ def validate_reference(data: Any, source: str | os.PathLike[str] = "<reference d
 
     if not isinstance(data, Mapping):
         fail(f"expected a JSON object at the top level, got {type(data).__name__}")
-    required = ("format_version", "reference_id", "version", "source", "n", "population", "ff_definition",
-                "side", "strata")
+    required = (
+        "format_version",
+        "reference_id",
+        "version",
+        "source",
+        "n",
+        "population",
+        "ff_definition",
+        "side",
+        "strata",
+    )
     missing = [k for k in required if k not in data]
     if missing:
         fail(f"missing required keys {missing}")
@@ -328,16 +354,19 @@ def validate_reference(data: Any, source: str | os.PathLike[str] = "<reference d
     if not isinstance(data["population"], Mapping):
         fail("population: expected an object")
     ffd = data["ff_definition"]
-    if not isinstance(ffd, Mapping) or not isinstance(ffd.get("statistic"), str) or not isinstance(
-        ffd.get("is_pdff"), bool
+    if (
+        not isinstance(ffd, Mapping)
+        or not isinstance(ffd.get("statistic"), str)
+        or not isinstance(ffd.get("is_pdff"), bool)
     ):
         fail("ff_definition: expected an object with 'statistic' (text) and 'is_pdff' (true/false)")
     if data["side"] != _LR_MEAN:
         fail(f"side: expected {_LR_MEAN!r} (the 'muscles' blocks hold the L/R mean), got {data['side']!r}")
     if "unit" in data and data["unit"] != "percent":
         fail(f"unit: fat fraction must be in 'percent', got {data['unit']!r}")
-    if "unknown" in data and (not isinstance(data["unknown"], list) or not all(isinstance(u, str) for u in
-                                                                                  data["unknown"])):
+    if "unknown" in data and (
+        not isinstance(data["unknown"], list) or not all(isinstance(u, str) for u in data["unknown"])
+    ):
         fail("unknown: expected a list of texts")
     strata = data["strata"]
     if not isinstance(strata, list) or not strata:
@@ -472,17 +501,28 @@ def fit_quartiles(p25: float, p50: float, p75: float, distribution: str = "logno
     if not (p25 <= p50 <= p75) or not p75 > p25:
         raise ValueError(f"quartiles must satisfy p25 <= p50 <= p75 with p75 > p25, got {p25}, {p50}, {p75}")
     upper, lower = p75 - p50, p50 - p25
-    if distribution == "normal" or (distribution == "shifted_lognormal" and abs(math.log(max(upper, 1e-300) /
-                                                                                      max(lower, 1e-300))) < 1e-9):
+    if distribution == "normal" or (
+        distribution == "shifted_lognormal" and abs(math.log(max(upper, 1e-300) / max(lower, 1e-300))) < 1e-9
+    ):
         sigma = (p75 - p25) / (2.0 * _Z_Q3)
-        return QuartileFit("normal", p50, sigma, q1_residual_pct=(p50 - _Z_Q3 * sigma) - p25,
-                           q3_residual_pct=(p50 + _Z_Q3 * sigma) - p75)
+        return QuartileFit(
+            "normal",
+            p50,
+            sigma,
+            q1_residual_pct=(p50 - _Z_Q3 * sigma) - p25,
+            q3_residual_pct=(p50 + _Z_Q3 * sigma) - p75,
+        )
     if distribution == "lognormal":
         if p25 <= 0:
             raise ValueError(f"a log-normal needs positive quartiles, got p25 = {p25}")
         mu, sigma = math.log(p50), math.log(p75 / p25) / (2.0 * _Z_Q3)
-        return QuartileFit("lognormal", mu, sigma, q1_residual_pct=math.exp(mu - _Z_Q3 * sigma) - p25,
-                           q3_residual_pct=math.exp(mu + _Z_Q3 * sigma) - p75)
+        return QuartileFit(
+            "lognormal",
+            mu,
+            sigma,
+            q1_residual_pct=math.exp(mu - _Z_Q3 * sigma) - p25,
+            q3_residual_pct=math.exp(mu + _Z_Q3 * sigma) - p75,
+        )
     if lower <= 0 or upper <= 0:
         raise ValueError(f"a shifted log-normal needs p25 < p50 < p75, got {p25}, {p50}, {p75}")
     sign = 1.0 if upper > lower else -1.0
@@ -492,8 +532,15 @@ def fit_quartiles(p25: float, p50: float, p75: float, distribution: str = "logno
     scale = big / math.expm1(_Z_Q3 * sigma)
     shift = p50 - sign * scale
     fit = QuartileFit("shifted_lognormal", math.log(scale), sigma, shift=shift, sign=sign)
-    return QuartileFit("shifted_lognormal", fit.mu, sigma, shift=shift, sign=sign,
-                       q1_residual_pct=fit.ppf(0.25) - p25, q3_residual_pct=fit.ppf(0.75) - p75)
+    return QuartileFit(
+        "shifted_lognormal",
+        fit.mu,
+        sigma,
+        shift=shift,
+        sign=sign,
+        q1_residual_pct=fit.ppf(0.25) - p25,
+        q3_residual_pct=fit.ppf(0.75) - p75,
+    )
 
 
 def _empirical_percentile(x: float, qs: np.ndarray, vs: np.ndarray, fit: QuartileFit) -> tuple[float, bool]:
@@ -687,22 +734,33 @@ class Reference:
                     return self._curve_selection(c_index, c_best, req_age, requested)
 
         fallback = tuple(
-            key for key, req in (("sex", req_sex), ("age_band", req_age), ("activity", req_act))
+            key
+            for key, req in (("sex", req_sex), ("age_band", req_age), ("activity", req_act))
             if req is not None and level(best, key) == _ALL
         )
         if fallback:
-            logger.info("reference %s: no stratum for %s; using %s", self.reference_id, ", ".join(fallback),
-                        {k: best[k] for k in _STRATUM_KEYS})
+            logger.info(
+                "reference %s: no stratum for %s; using %s",
+                self.reference_id,
+                ", ".join(fallback),
+                {k: best[k] for k in _STRATUM_KEYS},
+            )
         return StratumSelection(
-            sex=str(best["sex"]), age_band=str(best["age_band"]), activity=str(best["activity"]), n=int(best["n"]),
+            sex=str(best["sex"]),
+            age_band=str(best["age_band"]),
+            activity=str(best["activity"]),
+            n=int(best["n"]),
             small_stratum=bool(best.get("small_stratum", False)),
             muscles={m: dict(e) for m, e in best["muscles"].items()},
             per_side={s: {m: dict(e) for m, e in b.items()} for s, b in best.get("per_side", {}).items()},
-            requested=requested, fallback=fallback, index=index,
+            requested=requested,
+            fallback=fallback,
+            index=index,
         )
 
-    def _curve_selection(self, index: int, stratum: Mapping[str, Any], age: float,
-                         requested: dict[str, Any]) -> StratumSelection:
+    def _curve_selection(
+        self, index: int, stratum: Mapping[str, Any], age: float, requested: dict[str, Any]
+    ) -> StratumSelection:
         curves = stratum["age_centiles"]
         ages = np.asarray(curves["ages"], dtype=float)
         lo, hi = curves.get("fitted_age_range", [ages[0], ages[-1]])
@@ -712,13 +770,22 @@ class Reference:
             # Linear interpolation between tabulated ages keeps the centiles ordered (a convex combination).
             muscles[muscle] = {k: float(np.interp(age, ages, np.asarray(v, dtype=float))) for k, v in table.items()}
         fallback = tuple(
-            key for key, req in (("sex", requested["sex"]), ("activity", requested["activity"]))
+            key
+            for key, req in (("sex", requested["sex"]), ("activity", requested["activity"]))
             if req is not None and _norm_level(stratum[key], key) == _ALL
         )
         return StratumSelection(
-            sex=str(stratum["sex"]), age_band=f"curve@{age:g}", activity=str(stratum["activity"]),
-            n=int(curves.get("n", stratum["n"])), small_stratum=bool(stratum.get("small_stratum", False)),
-            muscles=muscles, per_side={}, requested=requested, fallback=fallback, index=index, age_clamped=clamped,
+            sex=str(stratum["sex"]),
+            age_band=f"curve@{age:g}",
+            activity=str(stratum["activity"]),
+            n=int(curves.get("n", stratum["n"])),
+            small_stratum=bool(stratum.get("small_stratum", False)),
+            muscles=muscles,
+            per_side={},
+            requested=requested,
+            fallback=fallback,
+            index=index,
+            age_clamped=clamped,
         )
 
 
@@ -764,13 +831,16 @@ def _subject_values(
 
     if isinstance(ff_pct, pd.DataFrame):
         if "muscle" not in ff_pct.columns or value_column not in ff_pct.columns:
-            raise ValueError(f"the subject table needs columns 'muscle' and {value_column!r}; "
-                             f"got {list(ff_pct.columns)}")
+            raise ValueError(
+                f"the subject table needs columns 'muscle' and {value_column!r}; got {list(ff_pct.columns)}"
+            )
         if "subject" in ff_pct.columns:
             subjects = ff_pct["subject"].dropna().unique()
             if len(subjects) > 1:
-                raise ValueError(f"compare_to_reference takes one subject at a time (sex, age and activity are "
-                                 f"per subject); the table holds {len(subjects)}: group it by 'subject' first")
+                raise ValueError(
+                    f"compare_to_reference takes one subject at a time (sex, age and activity are "
+                    f"per subject); the table holds {len(subjects)}: group it by 'subject' first"
+                )
             subject = str(subjects[0]) if len(subjects) else None
         for _, row in ff_pct.iterrows():
             side = _norm_side(row["side"]) if "side" in ff_pct.columns and not pd.isna(row["side"]) else _LR_MEAN
@@ -880,8 +950,9 @@ def compare_to_reference(
 
     out_sides = [_LR_MEAN, *(["left", "right"] if given_sides else [])]
     selections = {
-        side: ref.select(sex, age, activity, side=side, allow_small_strata=allow_small_strata,
-                         use_age_centiles=use_age_centiles)
+        side: ref.select(
+            sex, age, activity, side=side, allow_small_strata=allow_small_strata, use_age_centiles=use_age_centiles
+        )
         for side in out_sides
     }
     rows: list[dict[str, Any]] = []
@@ -910,17 +981,34 @@ def compare_to_reference(
                 flags.append("age_centile_curve")
             if sel.age_clamped:
                 flags.append("age_outside_centile_range")
-            if (isinstance(age, (int, float)) and isinstance(age_range, list) and len(age_range) == 2
-                    and not age_range[0] <= age <= age_range[1]):
+            if (
+                isinstance(age, (int, float))
+                and isinstance(age_range, list)
+                and len(age_range) == 2
+                and not age_range[0] <= age <= age_range[1]
+            ):
                 flags.append("age_outside_reference_population")
             row: dict[str, Any] = {
-                "muscle": muscle, "side": side, value_column: value,
-                "reference_id": ref.reference_id, "reference_version": ref.version,
-                "stratum": sel.label, "stratum_sex": sel.sex, "stratum_age_band": sel.age_band,
-                "stratum_activity": sel.activity, "stratum_fallback": ",".join(sel.fallback), "n": sel.n,
-                "n_muscle": math.nan, "small_stratum": sel.small_stratum, "band": None,
-                "percentile_approx": math.nan, "z_score_approx": math.nan, "above_p95_approx": None,
-                "distribution": None, "tail_model": None, "fit_q1_residual_pct": math.nan,
+                "muscle": muscle,
+                "side": side,
+                value_column: value,
+                "reference_id": ref.reference_id,
+                "reference_version": ref.version,
+                "stratum": sel.label,
+                "stratum_sex": sel.sex,
+                "stratum_age_band": sel.age_band,
+                "stratum_activity": sel.activity,
+                "stratum_fallback": ",".join(sel.fallback),
+                "n": sel.n,
+                "n_muscle": math.nan,
+                "small_stratum": sel.small_stratum,
+                "band": None,
+                "percentile_approx": math.nan,
+                "z_score_approx": math.nan,
+                "above_p95_approx": None,
+                "distribution": None,
+                "tail_model": None,
+                "fit_q1_residual_pct": math.nan,
                 "fit_q3_residual_pct": math.nan,
             }
             if subject is not None:
@@ -973,7 +1061,9 @@ def compare_to_reference(
     if small_used:
         warnings.warn(
             f"normative reference {ref.reference_id}: small stratum used ({'; '.join(sorted(small_used))}); "
-            "its percentiles are imprecise", UserWarning, stacklevel=2,
+            "its percentiles are imprecise",
+            UserWarning,
+            stacklevel=2,
         )
     df = pd.DataFrame(rows)
     # Percentile columns sit after n_muscle, in percentile order, so CSV headers are stable for a reference.
@@ -985,14 +1075,16 @@ def compare_to_reference(
     base = [c for c in cols if c not in pnames]
     at = base.index("small_stratum") + 1
     df = df[base[:at] + pnames + base[at:]]
-    df.attrs.update({
-        "reference_id": ref.reference_id,
-        "reference_version": ref.version,
-        "reference_path": str(ref.path) if ref.path else None,
-        "ff_definition": ref.data["ff_definition"].get("statistic"),
-        "approximation": "percentile_approx and z_score_approx are approximations under the distribution named "
-                         "in the 'distribution' column (z = Phi^-1(percentile)); bands use the reference values.",
-    })
+    df.attrs.update(
+        {
+            "reference_id": ref.reference_id,
+            "reference_version": ref.version,
+            "reference_path": str(ref.path) if ref.path else None,
+            "ff_definition": ref.data["ff_definition"].get("statistic"),
+            "approximation": "percentile_approx and z_score_approx are approximations under the distribution named "
+            "in the 'distribution' column (z = Phi^-1(percentile)); bands use the reference values.",
+        }
+    )
     return df
 
 
@@ -1057,7 +1149,7 @@ class AgeCentiles:
             raise ValueError("slope_per_year is defined for the linear basis only")
         return self.coef[:, 1] / (self.age_range[1] - self.age_range[0])
 
-    def table(self, ages: Iterable[float] = range(20, 71, 5)) -> pd.DataFrame:
+    def table(self, ages: Iterable[float] = CENTILE_AGES) -> pd.DataFrame:
         """Centiles at ``ages``: columns ``age``, ``p5``, ``p25``, ... (FF %)."""
         grid = np.asarray(list(ages), dtype=float)
         values = self(grid)
@@ -1070,7 +1162,9 @@ def _quantile_regression(design: np.ndarray, y: np.ndarray, tau: float) -> np.nd
     """Koenker-Bassett check-loss minimisation as a linear programme: min tau 1'u + (1-tau) 1'v, Xb + u - v = y."""
     n, p = design.shape
     c = np.concatenate([np.zeros(p), np.full(n, tau), np.full(n, 1.0 - tau)])
-    a_eq = sparse.hstack([sparse.csr_matrix(design), sparse.identity(n, format="csr"), -sparse.identity(n, format="csr")])
+    a_eq = sparse.hstack(
+        [sparse.csr_matrix(design), sparse.identity(n, format="csr"), -sparse.identity(n, format="csr")]
+    )
     bounds = [(None, None)] * p + [(0.0, None)] * (2 * n)
     res = optimize.linprog(c, A_eq=a_eq.tocsr(), b_eq=y, bounds=bounds, method="highs")
     if not res.success:
@@ -1147,8 +1241,12 @@ def fit_age_centiles(
         design = np.column_stack([np.ones_like(x), x])
     tail = min(min(cs), 100.0 - max(cs)) / 100.0
     if a.size * tail < 5:
-        warnings.warn(f"only {a.size * tail:.1f} subjects expected beyond the extreme centiles {cs[0]:g}/{cs[-1]:g}"
-                      f" (n = {a.size}); those curves are unstable", UserWarning, stacklevel=2)
+        warnings.warn(
+            f"only {a.size * tail:.1f} subjects expected beyond the extreme centiles {cs[0]:g}/{cs[-1]:g}"
+            f" (n = {a.size}); those curves are unstable",
+            UserWarning,
+            stacklevel=2,
+        )
     coef = np.vstack([_quantile_regression(design, y, c / 100.0) for c in cs])
     return AgeCentiles(centiles=cs, coef=coef, basis=basis, age_range=(lo, hi), knots=knots, n=int(a.size))
 
@@ -1182,7 +1280,7 @@ def build_reference(
     source: Mapping[str, Any] | None = None,
     age_centile_min_n: int = 100,
     age_centiles: Sequence[float] = DEFAULT_AGE_CENTILES,
-    age_centile_ages: Sequence[float] = tuple(range(20, 71, 5)),
+    age_centile_ages: Sequence[float] = CENTILE_AGES,
     age_centile_basis: str = "linear",
 ) -> dict[str, Any]:
     """Build a reference (schema of this module) from a cohort table, stratified by sex, age band and activity.
@@ -1271,8 +1369,10 @@ def build_reference(
         assert participants is not None
         conflict = participants[col].map(len) > 1
         if conflict.any():
-            raise ValueError(f"participant column {col!r} differs between rows of subject "
-                             f"{participants.index[conflict][0]!r}: {participants[col][conflict].iloc[0]}")
+            raise ValueError(
+                f"participant column {col!r} differs between rows of subject "
+                f"{participants.index[conflict][0]!r}: {participants[col][conflict].iloc[0]}"
+            )
         part[col] = participants[col].map(lambda v: v[0] if v else np.nan)
     for col in ("sex", "activity"):
         if col in part.columns:
@@ -1291,8 +1391,12 @@ def build_reference(
         part["age_band"] = part["age"].map(lambda a: np.nan if pd.isna(a) else band_of(float(a)))
         outside = int((part["age"].notna() & part["age_band"].isna()).sum())
         if "age_band" in group_columns and outside:
-            warnings.warn(f"build_reference: {outside} subject(s) outside the age bands {bands}; they count only "
-                          "in strata pooled over age", UserWarning, stacklevel=2)
+            warnings.warn(
+                f"build_reference: {outside} subject(s) outside the age bands {bands}; they count only "
+                "in strata pooled over age",
+                UserWarning,
+                stacklevel=2,
+            )
     elif "age_band" in part.columns:
         part["age_band"] = part["age_band"].map(lambda v: np.nan if pd.isna(v) else str(v).strip().lower())
 
@@ -1331,15 +1435,15 @@ def build_reference(
                 if not muscles:
                     continue
                 stratum: dict[str, Any] = {k: spec.get(k, _ALL) for k in _STRATUM_KEYS}
-                stratum.update({"n": int(len(members)), "small_stratum": bool(len(members) < min_n),
-                                "muscles": muscles})
+                stratum.update(
+                    {"n": int(len(members)), "small_stratum": bool(len(members) < min_n), "muscles": muscles}
+                )
                 if has_sides:
                     per_side = {s: b for s in SIDES if (b := muscle_block(members.index, s))}
                     if per_side:
                         stratum["per_side"] = per_side
                 if stratum["age_band"] == _ALL and "age" in part.columns and age_centile_min_n > 0:
-                    curves = _stratum_curves(members, wide, acs, age_centile_min_n, age_centile_ages,
-                                             age_centile_basis)
+                    curves = _stratum_curves(members, wide, acs, age_centile_min_n, age_centile_ages, age_centile_basis)
                     if curves is not None:
                         stratum["age_centiles"] = curves
                 strata.append(stratum)
@@ -1362,19 +1466,27 @@ def build_reference(
         "reference_id": reference_id,
         "version": version,
         "description": description,
-        "source": {"citation": description or "user-built reference", "doi": None,
-                   "built_by": "scripts.normative.build_reference", **dict(source or {})},
+        "source": {
+            "citation": description or "user-built reference",
+            "doi": None,
+            "built_by": "scripts.normative.build_reference",
+            **dict(source or {}),
+        },
         "n": int(len(part)),
         "population": population_block,
-        "ff_definition": dict(ff_definition) if ff_definition is not None else {
-            "statistic": "mean F/(F+W) over the whole muscle label, L/R mean, percent, no erosion",
-            "is_pdff": False,
-            "note": f"not PDFF unless the cohort's FF maps were PDFF; values from column {value_column!r}",
-        },
+        "ff_definition": (
+            dict(ff_definition)
+            if ff_definition is not None
+            else {
+                "statistic": "mean F/(F+W) over the whole muscle label, L/R mean, percent, no erosion",
+                "is_pdff": False,
+                "note": f"not PDFF unless the cohort's FF maps were PDFF; values from column {value_column!r}",
+            }
+        ),
         "unit": "percent",
         "side": _LR_MEAN,
         "percentile_method": "numpy.percentile, default method 'linear' (Hyndman & Fan type 7), over the subjects "
-                             "of each stratum",
+        "of each stratum",
         "unknown": notes,
         "group_columns": list(group_columns),
         "min_n": int(min_n),
@@ -1415,7 +1527,7 @@ def _stratum_curves(
         return None
     return {
         "method": f"{basis} quantile regression of the L/R mean on age (linprog HiGHS), crossing centiles sorted; "
-                  "clamped outside the fitted age range",
+        "clamped outside the fitted age range",
         "basis": basis,
         "n": n_used,
         "fitted_age_range": [float(ages_known.min()), float(ages_known.max())],

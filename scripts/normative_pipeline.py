@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from scripts.atomic_io import atomic_write_text
 from scripts.ff_agreement_stats import agreement_by_muscle
 from scripts.group_comparison import (
@@ -55,13 +54,26 @@ def subject_pairs(model: pd.DataFrame, truth: pd.DataFrame) -> tuple[pd.DataFram
     """
     keys = ["subject", "muscle", "side"]
     covariates = [c for c in ("sex", "age", "activity") if c in truth.columns]
-    merged = truth[keys + ["ff"] + covariates].rename(columns={"ff": "ff_truth"}).merge(
-        model[keys + ["ff"]].rename(columns={"ff": "ff_model"}), on=keys, how="outer", indicator=True)
+    merged = (
+        truth[keys + ["ff"] + covariates]
+        .rename(columns={"ff": "ff_truth"})
+        .merge(model[keys + ["ff"]].rename(columns={"ff": "ff_model"}), on=keys, how="outer", indicator=True)
+    )
     reason = np.select(
-        [merged["_merge"] == "right_only", merged["_merge"] == "left_only", merged.ff_model.isna(),
-         merged.ff_truth.isna()],
-        ["no ground truth for this subject and muscle", "subject or muscle absent from the cohort table (run failed)",
-         "no model FF (muscle not segmented)", "no ground-truth FF"], default="")
+        [
+            merged["_merge"] == "right_only",
+            merged["_merge"] == "left_only",
+            merged.ff_model.isna(),
+            merged.ff_truth.isna(),
+        ],
+        [
+            "no ground truth for this subject and muscle",
+            "subject or muscle absent from the cohort table (run failed)",
+            "no model FF (muscle not segmented)",
+            "no ground-truth FF",
+        ],
+        default="",
+    )
     merged = merged.drop(columns="_merge").assign(reason=reason)
     excluded = merged.loc[merged.reason != "", keys + ["reason"]].reset_index(drop=True)
     pairs = merged[merged.reason == ""].drop(columns="reason").reset_index(drop=True)
@@ -92,35 +104,65 @@ def group_tests_side_by_side(model: pd.DataFrame, truth: pd.DataFrame, side: str
         sex, omni = holm_across_table(sex_comparison(frame, side), activity_comparison(frame, side)[0])
         for test, table, effect in (("sex", sex, "r_rank_biserial"), ("activity", omni, "epsilon2")):
             for _, r in table.iterrows():
-                rows.append({"source": source, "test": test, "muscle": r.muscle, "p": r.p,
-                             "p_holm_table": r.p_holm_table, "effect_size": r[effect], "effect_name": effect})
+                rows.append(
+                    {
+                        "source": source,
+                        "test": test,
+                        "muscle": r.muscle,
+                        "p": r.p,
+                        "p_holm_table": r.p_holm_table,
+                        "effect_size": r[effect],
+                        "effect_name": effect,
+                    }
+                )
     long = pd.DataFrame(rows)
-    return long.pivot_table(index=["test", "muscle"], columns="source",
-                            values=["p", "p_holm_table", "effect_size"]).reset_index()
+    return long.pivot_table(
+        index=["test", "muscle"], columns="source", values=["p", "p_holm_table", "effect_size"]
+    ).reset_index()
 
 
-def _markdown(agreement: pd.DataFrame, errors: pd.DataFrame, groups: pd.DataFrame, excluded: pd.DataFrame,
-              n_subjects: int) -> str:
-    lines = [f"# Normative cohort: the pipeline's FF against the truth ({n_subjects} subjects)", "",
-             "## Agreement per muscle (model − truth, pp; both sides, clustered by subject)", "",
-             "| muscle | n (subjects) | slope [95 % CI] | identity R² | bias [95 % CI] | LoA (repeated measures) | "
-             "proportional bias slope, p |", "|---|---|---|---|---|---|---|"]
+def _markdown(
+    agreement: pd.DataFrame, errors: pd.DataFrame, groups: pd.DataFrame, excluded: pd.DataFrame, n_subjects: int
+) -> str:
+    lines = [
+        f"# Normative cohort: the pipeline's FF against the truth ({n_subjects} subjects)",
+        "",
+        "## Agreement per muscle (model − truth, pp; both sides, clustered by subject)",
+        "",
+        "| muscle | n (subjects) | slope [95 % CI] | identity R² | bias [95 % CI] | LoA (repeated measures) | "
+        "proportional bias slope, p |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for _, r in agreement[agreement.side == "both"].iterrows():
-        lines.append(f"| {r.muscle} | {int(r.n)} ({int(r.subjects)}) | {r.slope:.3f} [{r.slope_ci_lower:.3f}, "
-                     f"{r.slope_ci_upper:.3f}] | {r.r2_identity:.3f} | {r.bias_pp:+.2f} [{r.bias_ci_lower_pp:+.2f}, "
-                     f"{r.bias_ci_upper_pp:+.2f}] | {r.loa_lower_pp:+.2f} to {r.loa_upper_pp:+.2f} | "
-                     f"{r.prop_slope:+.3f}, {r.p_prop_cluster:.2g} |")
-    lines += ["", "## Does the error depend on the group? (error on sex, age, activity; L/R mean, OLS)", "",
-              "| muscle | term | coefficient (pp) [95 % CI] | p |", "|---|---|---|---|"]
+        lines.append(
+            f"| {r.muscle} | {int(r.n)} ({int(r.subjects)}) | {r.slope:.3f} [{r.slope_ci_lower:.3f}, "
+            f"{r.slope_ci_upper:.3f}] | {r.r2_identity:.3f} | {r.bias_pp:+.2f} [{r.bias_ci_lower_pp:+.2f}, "
+            f"{r.bias_ci_upper_pp:+.2f}] | {r.loa_lower_pp:+.2f} to {r.loa_upper_pp:+.2f} | "
+            f"{r.prop_slope:+.3f}, {r.p_prop_cluster:.2g} |"
+        )
+    lines += [
+        "",
+        "## Does the error depend on the group? (error on sex, age, activity; L/R mean, OLS)",
+        "",
+        "| muscle | term | coefficient (pp) [95 % CI] | p |",
+        "|---|---|---|---|",
+    ]
     for _, r in errors[errors.term != "intercept"].iterrows():
         lines.append(f"| {r.muscle} | {r.term} | {r.coef:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}] | {r.p:.2g} |")
-    lines += ["", "## Group tests on the model's FF and on the truth's (same subjects; Holm over each table)", "",
-              "| test | muscle | p model (Holm) | p truth (Holm) | effect model | effect truth |", "|" + "---|" * 6]
+    lines += [
+        "",
+        "## Group tests on the model's FF and on the truth's (same subjects; Holm over each table)",
+        "",
+        "| test | muscle | p model (Holm) | p truth (Holm) | effect model | effect truth |",
+        "|" + "---|" * 6,
+    ]
     for _, r in groups.iterrows():
-        lines.append(f"| {r[('test', '')]} | {r[('muscle', '')]} | {r[('p', 'model')]:.2g} "
-                     f"({r[('p_holm_table', 'model')]:.2g}) | {r[('p', 'ground_truth')]:.2g} "
-                     f"({r[('p_holm_table', 'ground_truth')]:.2g}) | {r[('effect_size', 'model')]:.3f} | "
-                     f"{r[('effect_size', 'ground_truth')]:.3f} |")
+        lines.append(
+            f"| {r[('test', '')]} | {r[('muscle', '')]} | {r[('p', 'model')]:.2g} "
+            f"({r[('p_holm_table', 'model')]:.2g}) | {r[('p', 'ground_truth')]:.2g} "
+            f"({r[('p_holm_table', 'ground_truth')]:.2g}) | {r[('effect_size', 'model')]:.3f} | "
+            f"{r[('effect_size', 'ground_truth')]:.3f} |"
+        )
     lines += ["", f"## Excluded pairs: {len(excluded)}", ""]
     if len(excluded):
         counts = excluded.groupby(["muscle", "side", "reason"]).size().reset_index(name="n")
@@ -142,15 +184,22 @@ def run(dataset_dir: str, cohort_table: str, out_dir: str, overwrite: bool = Fal
     model = cohort_frame(cohort_table, parts)
     truth = cohort_frame(pd.read_csv(Path(dataset_dir) / "ground_truth.csv", dtype={"subject": str}), parts)
     pairs, excluded = subject_pairs(model, truth)
-    sides = pairs[pairs.side != "mean"].assign(method="model").rename(
-        columns={"ff_truth": "ff_ref_pct", "ff_model": "ff_method_pct"})
+    sides = (
+        pairs[pairs.side != "mean"]
+        .assign(method="model")
+        .rename(columns={"ff_truth": "ff_ref_pct", "ff_model": "ff_method_pct"})
+    )
     agreement = agreement_by_muscle(sides, ["model"], "ff_method_pct", MUSCLES)
     errors = error_regression(pairs)
     groups = group_tests_side_by_side(model, truth)
     out = Path(out_dir)
-    for name, frame in (("subject_pairs.csv", pairs), ("excluded.csv", excluded),
-                        ("agreement_by_muscle.csv", agreement), ("error_regression.csv", errors),
-                        ("group_tests_model_vs_truth.csv", groups)):
+    for name, frame in (
+        ("subject_pairs.csv", pairs),
+        ("excluded.csv", excluded),
+        ("agreement_by_muscle.csv", agreement),
+        ("error_regression.csv", errors),
+        ("group_tests_model_vs_truth.csv", groups),
+    ):
         atomic_write_text(out / name, frame.to_csv(index=False), overwrite=overwrite)
     text = _markdown(agreement, errors, groups, excluded, int(pairs.subject.nunique()))
     atomic_write_text(out / "pipeline_check.md", text, overwrite=overwrite)

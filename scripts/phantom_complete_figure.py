@@ -14,8 +14,8 @@ Usage::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
@@ -24,9 +24,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-
-from scripts.compare_phantom_real import (BANDS, DISC_CENTRE_REL, SHORT_NAME, Volume, band_summary,  # noqa: E402
-                                          compare_bands, load_real_sample, phantom_anatomy, volume_metrics)
+from scripts.compare_phantom_real import (  # noqa: E402
+    BANDS,
+    DISC_CENTRE_REL,
+    SHORT_NAME,
+    Volume,
+    band_summary,
+    compare_bands,
+    load_real_sample,
+    phantom_anatomy,
+    volume_metrics,
+)
 from scripts.phantom import Acquisition, generate_subject  # noqa: E402
 
 __all__ = ["CHAOS_SLICES", "LEVEL_ROWS", "complete_volume", "psoas_per_level", "plot_levels", "main"]
@@ -39,7 +47,8 @@ CHAOS_SLICES: dict[str, int] = {"L2": 4, "L3": 1}
 LEVEL_ROWS: dict[str, float] = {"L2": 126.5, "L3": 90.5, "L4": 54.5, "pelvis (S1)": -14.0}
 #: phantom-only bands above the MuscleMap sample: vertebral bodies L1-L5 (z_rel of body centre +- 13.5 mm).
 BODY_BANDS: tuple[tuple[str, float, float], ...] = tuple(
-    (f"L{5 - k} body", 5.5 + 36 * k, 31.5 + 36 * k) for k in range(4, -1, -1))
+    (f"L{5 - k} body", 5.5 + 36 * k, 31.5 + 36 * k) for k in range(4, -1, -1)
+)
 
 
 def complete_volume(seed: int, geometry: str = "reference", anatomy: str = "complete") -> Volume:
@@ -51,11 +60,24 @@ def complete_volume(seed: int, geometry: str = "reference", anatomy: str = "comp
     zw = aff[2, 2] * np.arange(subj.images["label"].shape[2]) + aff[2, 3]
     spacing = tuple(float(v) for v in np.sqrt((aff[:3, :3] ** 2).sum(0)))
     extra = {"tissue": subj.images["tissue"]} if "tissue" in subj.images else {}
-    info = {"seed": seed, "sex": anat.sex, "bmi": anat.bmi, "height_factor": anat.height_factor,
-            "width_factor": anat.width_factor, "origin": aff[:3, 3].copy()}
-    return Volume(subj.subject_id, subj.images["inphase"].astype(np.float32), subj.images["label"], spacing,
-                  zw - float(anat.z(DISC_CENTRE_REL["L5/S1"])), (zw - anat.offset_mm[2]) / anat.height_factor,
-                  extra=extra, info=info)  # type: ignore[arg-type]
+    info = {
+        "seed": seed,
+        "sex": anat.sex,
+        "bmi": anat.bmi,
+        "height_factor": anat.height_factor,
+        "width_factor": anat.width_factor,
+        "origin": aff[:3, 3].copy(),
+    }
+    return Volume(
+        subj.subject_id,
+        subj.images["inphase"].astype(np.float32),
+        subj.images["label"],
+        spacing,
+        zw - float(anat.z(DISC_CENTRE_REL["L5/S1"])),
+        (zw - anat.offset_mm[2]) / anat.height_factor,
+        extra=extra,
+        info=info,
+    )  # type: ignore[arg-type]
 
 
 def psoas_per_level(metrics: Sequence[pd.DataFrame]) -> pd.DataFrame:
@@ -66,19 +88,31 @@ def psoas_per_level(metrics: Sequence[pd.DataFrame]) -> pd.DataFrame:
         for m in metrics:
             b = band_summary(m[m.muscle == "psoas"], BODY_BANDS)
             vals.append(float(b[b.band == band].area_cm2.mean()))
-        rows.append({"band": band, "mean": float(np.mean(vals)), "min": float(np.min(vals)),
-                     "max": float(np.max(vals))})
+        rows.append(
+            {"band": band, "mean": float(np.mean(vals)), "min": float(np.min(vals)), "max": float(np.max(vals))}
+        )
     return pd.DataFrame(rows)
 
 
-def _show(ax, img2d: np.ndarray, spacing: tuple[float, float], centre: tuple[float, float], title: str,
-          cmap: str = "gray", label2d: np.ndarray | None = None, vmax: float | None = None) -> None:
+def _show(
+    ax,
+    img2d: np.ndarray,
+    spacing: tuple[float, float],
+    centre: tuple[float, float],
+    title: str,
+    cmap: str = "gray",
+    label2d: np.ndarray | None = None,
+    vmax: float | None = None,
+) -> None:
     """Axial slice in radiological view (patient right on the left, anterior up), 360 x 280 mm around ``centre``."""
     nx, ny = img2d.shape
     ext = (0.0, nx * spacing[0], 0.0, ny * spacing[1])
     # ids are shown modulo 20 on a fixed 20-colour map, so a colour means the same id group in every panel
-    kw = dict(cmap=cmap, interpolation="nearest", vmin=-0.5, vmax=19.5) if cmap != "gray" else dict(
-        cmap="gray", vmin=0, vmax=vmax)
+    kw = (
+        dict(cmap=cmap, interpolation="nearest", vmin=-0.5, vmax=19.5)
+        if cmap != "gray"
+        else dict(cmap="gray", vmin=0, vmax=vmax)
+    )
     ax.imshow(img2d.T, origin="lower", extent=ext, **kw)
     if label2d is not None:
         xs = (np.arange(nx) + 0.5) * spacing[0]
@@ -111,25 +145,47 @@ def plot_levels(default: Volume, complete: Volume, real: Volume, out_png: str | 
             k = vol.slice_at(z)
             c = _centre(vol.label[:, :, k], vol.image[:, :, k], vol.spacing[:2])
             vmax = float(np.percentile(vol.image, 99.5))
-            _show(axs[i, j], vol.image[:, :, k], vol.spacing[:2], c,
-                  f"{'default' if j == 0 else 'complete'} phantom {vol.name}, {name}", label2d=vol.label[:, :, k],
-                  vmax=vmax)
+            _show(
+                axs[i, j],
+                vol.image[:, :, k],
+                vol.spacing[:2],
+                c,
+                f"{'default' if j == 0 else 'complete'} phantom {vol.name}, {name}",
+                label2d=vol.label[:, :, k],
+                vmax=vmax,
+            )
         k = complete.slice_at(z)
         c = _centre(complete.label[:, :, k], complete.image[:, :, k], complete.spacing[:2])
         tis = complete.extra["tissue"][:, :, k]
-        _show(axs[i, 2], np.ma.masked_where(tis == 0, tis % 20), complete.spacing[:2], c,
-              f"complete phantom: tissue ids, {name}", cmap=cmap)
+        _show(
+            axs[i, 2],
+            np.ma.masked_where(tis == 0, tis % 20),
+            complete.spacing[:2],
+            c,
+            f"complete phantom: tissue ids, {name}",
+            cmap=cmap,
+        )
         if name in CHAOS_SLICES:
             img = chaos_img[:, :, CHAOS_SLICES[name]]
-            _show(axs[i, 3], img, chaos_sp, _centre(np.zeros(img.shape, np.uint8), img, chaos_sp),
-                  f"real: CHAOS in-phase slice {CHAOS_SLICES[name]} (~{name}, by eye)",
-                  vmax=float(np.percentile(chaos_img, 99.5)))
+            _show(
+                axs[i, 3],
+                img,
+                chaos_sp,
+                _centre(np.zeros(img.shape, np.uint8), img, chaos_sp),
+                f"real: CHAOS in-phase slice {CHAOS_SLICES[name]} (~{name}, by eye)",
+                vmax=float(np.percentile(chaos_img, 99.5)),
+            )
         else:
             k = real.slice_at(z)
-            _show(axs[i, 3], real.image[:, :, k], real.spacing[:2],
-                  _centre(real.label[:, :, k], real.image[:, :, k], real.spacing[:2]),
-                  f"real: MuscleMap slice {k} (z_rel {real.z_rel[k]:.0f}), {name}", label2d=real.label[:, :, k],
-                  vmax=float(np.percentile(real.image, 99.5)))
+            _show(
+                axs[i, 3],
+                real.image[:, :, k],
+                real.spacing[:2],
+                _centre(real.label[:, :, k], real.image[:, :, k], real.spacing[:2]),
+                f"real: MuscleMap slice {k} (z_rel {real.z_rel[k]:.0f}), {name}",
+                label2d=real.label[:, :, k],
+                vmax=float(np.percentile(real.image, 99.5)),
+            )
     fig.tight_layout()
     Path(out_png).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=80)
@@ -137,8 +193,11 @@ def plot_levels(default: Volume, complete: Volume, real: Volume, out_png: str | 
 
 
 def _table(table: pd.DataFrame, default_table: pd.DataFrame) -> list[str]:
-    lines = ["| muscle | band | real area | complete area | default area | real lateral | complete lateral | "
-             "real AP | complete AP |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| muscle | band | real area | complete area | default area | real lateral | complete lateral | "
+        "real AP | complete AP |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     d = default_table.set_index(["muscle", "band"])
     for _, r in table.iterrows():
         dr = d.loc[(r.muscle, r.band)]
@@ -152,14 +211,17 @@ def _table(table: pd.DataFrame, default_table: pd.DataFrame) -> list[str]:
         def f(v: float, fmt: str = "{:.1f}") -> str:
             return fmt.format(v) if np.isfinite(v) else "-"
 
-        lines.append(f"| {SHORT_NAME[r.muscle]} | {r.band} | {f(r.real_area_cm2)} | {rng(r, 'area_cm2')} | "
-                     f"{rng(dr, 'area_cm2')} | {f(r.real_lateral_mm, '{:.0f}')} | {rng(r, 'lateral_mm', '{:.0f}')} | "
-                     f"{f(r.real_dy_mm, '{:.0f}')} | {rng(r, 'dy_mm', '{:.0f}')} |")
+        lines.append(
+            f"| {SHORT_NAME[r.muscle]} | {r.band} | {f(r.real_area_cm2)} | {rng(r, 'area_cm2')} | "
+            f"{rng(dr, 'area_cm2')} | {f(r.real_lateral_mm, '{:.0f}')} | {rng(r, 'lateral_mm', '{:.0f}')} | "
+            f"{f(r.real_dy_mm, '{:.0f}')} | {rng(r, 'dy_mm', '{:.0f}')} |"
+        )
     return lines
 
 
-def main(seeds: Sequence[int] = (0, 1, 2, 3, 4), geometry: str = "reference",
-         out_dir: str | Path | None = "docs/images") -> str:
+def main(
+    seeds: Sequence[int] = (0, 1, 2, 3, 4), geometry: str = "reference", out_dir: str | Path | None = "docs/images"
+) -> str:
     """Generate default and complete phantoms for ``seeds``, compare with the real MuscleMap sample, draw the
     figure (first seed) into ``out_dir`` and return the Markdown tables."""
     seeds = [int(s) for s in (seeds if isinstance(seeds, (list, tuple)) else [seeds])]
@@ -177,13 +239,18 @@ def main(seeds: Sequence[int] = (0, 1, 2, 3, 4), geometry: str = "reference",
     default_table = compare_bands(real_m, metrics["default"])
     if out_dir is not None:
         plot_levels(first["default"], first["complete"], real, Path(out_dir) / "phantom_complete_vs_real.png")
-    lines = [f"Seeds {seeds}, geometry {geometry}; bands as in `compare_phantom_real.BANDS` "
-             f"({', '.join(b for b, _, _ in BANDS)}).", ""] + _table(table, default_table)
+    lines = [
+        f"Seeds {seeds}, geometry {geometry}; bands as in `compare_phantom_real.BANDS` "
+        f"({', '.join(b for b, _, _ in BANDS)}).",
+        "",
+    ] + _table(table, default_table)
     lines += ["", "| psoas area per side (cm^2) | complete phantom | default phantom |", "|---|---|---|"]
     pc, pd_ = psoas_per_level(metrics["complete"]), psoas_per_level(metrics["default"])
     for (_, a), (_, b) in zip(pc.iterrows(), pd_.iterrows()):
-        lines.append(f"| {a.band} | {a['mean']:.1f} [{a['min']:.1f}-{a['max']:.1f}] | "
-                     f"{b['mean']:.1f} [{b['min']:.1f}-{b['max']:.1f}] |")
+        lines.append(
+            f"| {a.band} | {a['mean']:.1f} [{a['min']:.1f}-{a['max']:.1f}] | "
+            f"{b['mean']:.1f} [{b['min']:.1f}-{b['max']:.1f}] |"
+        )
     return "\n".join(lines)
 
 

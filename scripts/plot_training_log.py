@@ -39,8 +39,13 @@ def parse_log(path: str | Path) -> dict[str, np.ndarray]:
         if m:
             ve.append(int(m.group(2)))
             vd.append(float(m.group(3)))
-    return {"iteration": np.array(it), "loss": np.array(loss), "seconds": np.array(secs),
-            "val_epoch": np.array(ve), "val_dice": np.array(vd)}
+    return {
+        "iteration": np.array(it),
+        "loss": np.array(loss),
+        "seconds": np.array(secs),
+        "val_epoch": np.array(ve),
+        "val_dice": np.array(vd),
+    }
 
 
 def plot(log: str, out_png: str) -> str:
@@ -54,25 +59,29 @@ def plot(log: str, out_png: str) -> str:
     k = max(1, d["loss"].size // 100)
     smooth = np.convolve(d["loss"], np.ones(k) / k, mode="valid")
     ax1.plot(d["iteration"], d["loss"], lw=0.4, alpha=0.4, color="tab:blue")
-    ax1.plot(d["iteration"][k - 1:], smooth, color="tab:blue")
+    ax1.plot(d["iteration"][k - 1 :], smooth, color="tab:blue")
     ax1.set(xlabel="iteration", ylabel="DiceCE loss", title="training loss")
     ax2.plot(d["val_epoch"], d["val_dice"], "o-", color="tab:green")
-    ax2.set(xlabel="epoch", ylabel="mean Dice (8 muscles)", title="validation (sliding window, working grid)",
-            ylim=(0, 1))
+    ax2.set(
+        xlabel="epoch", ylabel="mean Dice (8 muscles)", title="validation (sliding window, working grid)", ylim=(0, 1)
+    )
     fig.tight_layout()
     Path(out_png).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=100)
     n = int(d["iteration"][-1])
     sec_it = d["seconds"][-1] / max(n - 1, 1)
     best = int(np.argmax(d["val_dice"])) if d["val_dice"].size else -1
-    best_txt = f"best validation mean Dice {d['val_dice'][best]:.4f} at epoch {d['val_epoch'][best]}" if best >= 0 else ""
-    return (f"{n} iterations in {d['seconds'][-1] / 60:.1f} min ({sec_it:.2f} s per iteration, validation included); "
-            + best_txt)
+    best_txt = (
+        f"best validation mean Dice {d['val_dice'][best]:.4f} at epoch {d['val_epoch'][best]}" if best >= 0 else ""
+    )
+    return (
+        f"{n} iterations in {d['seconds'][-1] / 60:.1f} min ({sec_it:.2f} s per iteration, validation included); "
+        + best_txt
+    )
 
 
 if __name__ == "__main__":
     import fire
-
     from scripts.settings import typed_cli
 
     fire.Fire(typed_cli(plot))

@@ -64,9 +64,13 @@ class KeepLargestComponentPerLabel(Transform):
 
     def __call__(self, img: Any) -> Any:
         arr = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
-        cleaned = np.stack([largest_component_per_label(np.rint(c).astype(np.int32), self.labels, self.connectivity)
-                            for c in arr]) if arr.ndim == 4 else largest_component_per_label(
-            np.rint(arr).astype(np.int32), self.labels, self.connectivity)
+        cleaned = (
+            np.stack(
+                [largest_component_per_label(np.rint(c).astype(np.int32), self.labels, self.connectivity) for c in arr]
+            )
+            if arr.ndim == 4
+            else largest_component_per_label(np.rint(arr).astype(np.int32), self.labels, self.connectivity)
+        )
         if isinstance(img, torch.Tensor):
             out = img.clone()
             out[...] = torch.as_tensor(cleaned, dtype=img.dtype)
@@ -79,8 +83,9 @@ class KeepLargestComponentPerLabeld(MapTransform):
 
     backend = KeepLargestComponentPerLabel.backend
 
-    def __init__(self, keys: KeysCollection, labels: Sequence[int], connectivity: int = 1,
-                 allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self, keys: KeysCollection, labels: Sequence[int], connectivity: int = 1, allow_missing_keys: bool = False
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.t = KeepLargestComponentPerLabel(labels, connectivity)
 

@@ -24,7 +24,6 @@ from collections.abc import Mapping
 
 import numpy as np
 from scipy import ndimage
-
 from scripts.labels import LABELS, LEFT_RIGHT_SWAP, muscle_and_side
 
 __all__ = ["QCLimits", "SideVerdict", "assess_segmentation", "subject_verdict"]
@@ -38,15 +37,30 @@ class QCLimits:
     antero-posterior place as a fraction of the body's depth from its posterior edge (0) to its anterior edge (1)).
     """
 
-    lateral_mm: Mapping[str, tuple[float, float]] = dataclasses.field(default_factory=lambda: {
-        "psoas": (8.0, 95.0), "iliacus": (35.0, 175.0), "quadratus_lumborum": (30.0, 135.0),
-        "erector_spinae_multifidus": (3.0, 85.0)})
-    ap_fraction: Mapping[str, tuple[float, float]] = dataclasses.field(default_factory=lambda: {
-        "psoas": (0.22, 0.72), "iliacus": (0.15, 0.75), "quadratus_lumborum": (0.08, 0.55),
-        "erector_spinae_multifidus": (0.0, 0.38)})
-    csa_cm2: Mapping[str, tuple[float, float]] = dataclasses.field(default_factory=lambda: {
-        "psoas": (0.3, 45.0), "iliacus": (0.3, 55.0), "quadratus_lumborum": (0.2, 25.0),
-        "erector_spinae_multifidus": (2.0, 80.0)})
+    lateral_mm: Mapping[str, tuple[float, float]] = dataclasses.field(
+        default_factory=lambda: {
+            "psoas": (8.0, 95.0),
+            "iliacus": (35.0, 175.0),
+            "quadratus_lumborum": (30.0, 135.0),
+            "erector_spinae_multifidus": (3.0, 85.0),
+        }
+    )
+    ap_fraction: Mapping[str, tuple[float, float]] = dataclasses.field(
+        default_factory=lambda: {
+            "psoas": (0.22, 0.72),
+            "iliacus": (0.15, 0.75),
+            "quadratus_lumborum": (0.08, 0.55),
+            "erector_spinae_multifidus": (0.0, 0.38),
+        }
+    )
+    csa_cm2: Mapping[str, tuple[float, float]] = dataclasses.field(
+        default_factory=lambda: {
+            "psoas": (0.3, 45.0),
+            "iliacus": (0.3, 55.0),
+            "quadratus_lumborum": (0.2, 25.0),
+            "erector_spinae_multifidus": (2.0, 80.0),
+        }
+    )
     #: margin beyond a range that turns a review into a fail (mm, or fraction for ap_fraction)
     fail_margin_mm: float = 20.0
     fail_margin_ap: float = 0.12
@@ -106,8 +120,9 @@ def _body_frame(body: np.ndarray, affine: np.ndarray, slices: np.ndarray, axis: 
     return float(np.median(xyz[:, 0])), float(np.percentile(xyz[:, 1], 2)), float(np.percentile(xyz[:, 1], 98))
 
 
-def _range_check(verdict: SideVerdict, value: float, bounds: tuple[float, float], margin: float, what: str,
-                 unit: str) -> None:
+def _range_check(
+    verdict: SideVerdict, value: float, bounds: tuple[float, float], margin: float, what: str, unit: str
+) -> None:
     lo, hi = bounds
     if lo <= value <= hi:
         return
@@ -115,8 +130,9 @@ def _range_check(verdict: SideVerdict, value: float, bounds: tuple[float, float]
     verdict.add(severity, f"{what} {value:.2f}{unit} outside {lo:g}-{hi:g}{unit}")
 
 
-def _shape_checks(verdict: SideVerdict, mask: np.ndarray, axis: int, voxel_ml: float, slice_mm: float,
-                  limits: QCLimits) -> None:
+def _shape_checks(
+    verdict: SideVerdict, mask: np.ndarray, axis: int, voxel_ml: float, slice_mm: float, limits: QCLimits
+) -> None:
     pieces, n = ndimage.label(mask, structure=np.ones((3, 3, 3)))
     if n > 1:
         sizes = np.bincount(pieces.ravel())[1:]
@@ -129,8 +145,10 @@ def _shape_checks(verdict: SideVerdict, mask: np.ndarray, axis: int, voxel_ml: f
     first, last = np.flatnonzero(per_slice)[[0, -1]]
     gap = 1.0 - per_slice[first : last + 1].mean()
     if gap > limits.gap_share_review:
-        verdict.add("fail" if gap > limits.gap_share_fail else "review",
-                    f"{gap:.0%} of the slices between its first and last are empty")
+        verdict.add(
+            "fail" if gap > limits.gap_share_fail else "review",
+            f"{gap:.0%} of the slices between its first and last are empty",
+        )
     extent_cm = (last - first + 1) * slice_mm / 10.0
     csa = mask.sum() * voxel_ml / extent_cm  # mL / cm = cm^2
     _range_check(verdict, csa, limits.csa_cm2[verdict.muscle], float("inf"), "mean cross-section", " cm2")
@@ -147,13 +165,19 @@ def _signal_checks(verdict: SideVerdict, ff_values: np.ndarray, limits: QCLimits
         verdict.add(severity, f"median voxel FF {median:.0f} % (mostly fat: the label may lie on fat)")
     fat_share = float(np.mean(values > limits.fat_voxel_pct))
     if fat_share > limits.fat_voxel_share_review:
-        verdict.add("review", f"{fat_share:.0%} of its voxels are over {limits.fat_voxel_pct:g} % FF (muscle and fat "
-                    "mixed)")
+        verdict.add(
+            "review", f"{fat_share:.0%} of its voxels are over {limits.fat_voxel_pct:g} % FF (muscle and fat mixed)"
+        )
     return float(np.mean(values))
 
 
-def assess_segmentation(labels: np.ndarray, affine: np.ndarray, ff: np.ndarray | None = None,
-                        body: np.ndarray | None = None, limits: QCLimits | None = None) -> dict[int, SideVerdict]:
+def assess_segmentation(
+    labels: np.ndarray,
+    affine: np.ndarray,
+    ff: np.ndarray | None = None,
+    body: np.ndarray | None = None,
+    limits: QCLimits | None = None,
+) -> dict[int, SideVerdict]:
     """Judge every muscle label of one subject.
 
     Args:
@@ -169,8 +193,9 @@ def assess_segmentation(labels: np.ndarray, affine: np.ndarray, ff: np.ndarray |
     limits = limits or QCLimits()
     labels = np.asarray(labels)
     if labels.ndim != 3 or np.shape(affine) != (4, 4):
-        raise ValueError(f"quality control needs a 3D label map and a 4x4 affine, got {labels.shape} and "
-                         f"{np.shape(affine)}")
+        raise ValueError(
+            f"quality control needs a 3D label map and a 4x4 affine, got {labels.shape} and {np.shape(affine)}"
+        )
     if body is None:
         body = np.isfinite(ff) if ff is not None else ndimage.binary_dilation(labels > 0, iterations=10)
     axis = _slice_axis(affine)
@@ -190,13 +215,22 @@ def assess_segmentation(labels: np.ndarray, affine: np.ndarray, ff: np.ndarray |
         midline, posterior, anterior = _body_frame(body, affine, slices, axis)
         lateral = centre[0] - midline  # + towards the patient's right
         if (lateral > 5.0 and side == "left") or (lateral < -5.0 and side == "right"):
-            verdict.add("fail", f"lies on the patient's {'right' if lateral > 0 else 'left'} ({abs(lateral):.0f} mm "
-                        "from the midline)")
-        _range_check(verdict, abs(lateral), limits.lateral_mm[muscle], limits.fail_margin_mm,
-                     "distance from the midline", " mm")
+            verdict.add(
+                "fail",
+                f"lies on the patient's {'right' if lateral > 0 else 'left'} ({abs(lateral):.0f} mm from the midline)",
+            )
+        _range_check(
+            verdict, abs(lateral), limits.lateral_mm[muscle], limits.fail_margin_mm, "distance from the midline", " mm"
+        )
         depth = max(anterior - posterior, 1.0)
-        _range_check(verdict, (centre[1] - posterior) / depth, limits.ap_fraction[muscle], limits.fail_margin_ap,
-                     "antero-posterior place in the body (0 back, 1 front)", "")
+        _range_check(
+            verdict,
+            (centre[1] - posterior) / depth,
+            limits.ap_fraction[muscle],
+            limits.fail_margin_ap,
+            "antero-posterior place in the body (0 back, 1 front)",
+            "",
+        )
         _shape_checks(verdict, mask, axis, voxel_ml, float(spacing[axis]), limits)
         if ff is not None:
             mean_ff[value] = _signal_checks(verdict, np.asarray(ff)[mask], limits)

@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import ndimage
-
 from scripts.atomic_io import atomic_write_text
 from scripts.fat_fraction import (
     SwapReport,
@@ -61,23 +60,55 @@ logger = logging.getLogger(__name__)
 PROVENANCE_KEYS: tuple[str, ...] = ("ff_method", "ff_source", "ff_scale_detected", "assumption")
 
 _STAT_COLUMNS: tuple[str, ...] = (
-    "ff_mean_pct", "ff_median_pct", "ff_sd_pct", "ff_p25_pct", "ff_p75_pct", "ff_core_mean_pct",
+    "ff_mean_pct",
+    "ff_median_pct",
+    "ff_sd_pct",
+    "ff_p25_pct",
+    "ff_p75_pct",
+    "ff_core_mean_pct",
 )
 _SWAP_COLUMNS: tuple[str, ...] = ("swap_suspected", "swap_global", "swap_asymmetric", "swap_region", "swap_slices")
 
 #: Columns of :attr:`QuantResult.table`, in order (provenance keys beyond :data:`PROVENANCE_KEYS` follow them).
 TABLE_COLUMNS: tuple[str, ...] = (
-    "subject", "label", "muscle", "side", "aggregation", "status", "flags",
+    "subject",
+    "label",
+    "muscle",
+    "side",
+    "aggregation",
+    "status",
+    "flags",
     *_STAT_COLUMNS,
-    "volume_ml", "n_voxels", "n_excluded_voxels", "n_core_voxels",
-    "slice_first", "slice_last", "z_first_mm", "z_last_mm", "truncated_inferior", "truncated_superior",
+    "volume_ml",
+    "n_voxels",
+    "n_excluded_voxels",
+    "n_core_voxels",
+    "slice_first",
+    "slice_last",
+    "z_first_mm",
+    "z_last_mm",
+    "truncated_inferior",
+    "truncated_superior",
     *_SWAP_COLUMNS,
-    *PROVENANCE_KEYS, "erosion", "core_erosion", "border_trim", "n_trimmed_voxels",
+    *PROVENANCE_KEYS,
+    "erosion",
+    "core_erosion",
+    "border_trim",
+    "n_trimmed_voxels",
 )
 
 #: Columns of :attr:`QuantResult.slices`, in order.
 SLICE_COLUMNS: tuple[str, ...] = (
-    "subject", "label", "muscle", "side", "slice", "z_mm", "n_voxels", "n_excluded_voxels", "csa_cm2", "ff_mean_pct",
+    "subject",
+    "label",
+    "muscle",
+    "side",
+    "slice",
+    "z_mm",
+    "n_voxels",
+    "n_excluded_voxels",
+    "csa_cm2",
+    "ff_mean_pct",
 )
 
 #: Column (or column family) -> unit and meaning; written into the JSON ``meta`` block.
@@ -163,8 +194,9 @@ def _erosion_text(erosion_mm: float | None) -> str:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def trim_fat_border(label: np.ndarray, ff: np.ndarray, slice_axis: int, trim_ff: float = 0.7,
-                    fat_ff: float = 0.8) -> np.ndarray:
+def trim_fat_border(
+    label: np.ndarray, ff: np.ndarray, slice_axis: int, trim_ff: float = 0.7, fat_ff: float = 0.8
+) -> np.ndarray:
     """Drop the label's border voxels that are mostly fat: the partial-volume rule a reader applies at a fascia.
 
     A labelled voxel is removed when its FF exceeds ``trim_ff`` and it touches, in-plane (4-connected), an
@@ -197,7 +229,7 @@ def trim_fat_border(label: np.ndarray, ff: np.ndarray, slice_axis: int, trim_ff:
 def _stats_pct(values: np.ndarray) -> dict[str, float]:
     """Mean, median, SD (ddof 0), P25 and P75 of FF fractions, in percent; NaN for no value."""
     if values.size == 0:
-        return {c: math.nan for c in _STAT_COLUMNS[:-1]}
+        return dict.fromkeys(_STAT_COLUMNS[:-1], math.nan)
     p25, p50, p75 = np.percentile(values, [25.0, 50.0, 75.0])
     return {
         "ff_mean_pct": 100.0 * float(np.mean(values)),
@@ -211,7 +243,7 @@ def _stats_pct(values: np.ndarray) -> dict[str, float]:
 def _swap_fields(value: int, first: int | None, last: int | None, report: SwapReport | None) -> dict[str, Any]:
     if report is None:
         # unknown is not "no swap": nullable booleans stay empty in the CSV and null in the JSON
-        return {c: pd.NA for c in _SWAP_COLUMNS}
+        return dict.fromkeys(_SWAP_COLUMNS, pd.NA)
     flags = report.per_label.get(value)
     asym = bool(flags.asymmetric) if flags is not None else False
     region = bool(flags.swapped_region) if flags is not None else False
@@ -355,8 +387,10 @@ def quantify_muscles(
         raise ValueError(f"erosion_mm must be None or a finite value >= 0 (mm), got {erosion_mm}")
     missing_keys = [k for k in PROVENANCE_KEYS if k not in provenance]
     if missing_keys:
-        raise ValueError(f"provenance lacks {missing_keys}; every row must say how its FF was made "
-                         f"(required keys: {PROVENANCE_KEYS})")
+        raise ValueError(
+            f"provenance lacks {missing_keys}; every row must say how its FF was made "
+            f"(required keys: {PROVENANCE_KEYS})"
+        )
     clash = sorted(set(provenance) & (set(TABLE_COLUMNS) - set(PROVENANCE_KEYS)))
     if clash:
         raise ValueError(f"provenance keys {clash} clash with table columns")
@@ -374,8 +408,11 @@ def quantify_muscles(
     if border_trim_ff is not None:
         mapped = trim_fat_border(mapped, ffa, slice_axis, trim_ff=border_trim_ff)
     trimmed_per_label = np.bincount(untrimmed[mapped != untrimmed].ravel(), minlength=NUM_CLASSES)
-    trim_text = "none" if border_trim_ff is None else (
-        f"border voxels with FF > {border_trim_ff:g} touching unlabelled fat (FF > 0.8) in-plane left out")
+    trim_text = (
+        "none"
+        if border_trim_ff is None
+        else (f"border voxels with FF > {border_trim_ff:g} touching unlabelled fat (FF > 0.8) in-plane left out")
+    )
     plane_axes = [a for a in range(3) if a != slice_axis]
     cols = aff[:3, :3]
     spacing = np.linalg.norm(cols, axis=0)
@@ -404,8 +441,13 @@ def quantify_muscles(
         n_vox = int(sel.sum())
         vox_ff = ffa[idx] if n_vox else np.empty(0)
         valid = np.isfinite(vox_ff)
-        row: dict[str, Any] = {"subject": subject, "label": v, "muscle": muscle, "side": side,
-                               "aggregation": _AGG_LABEL}
+        row: dict[str, Any] = {
+            "subject": subject,
+            "label": v,
+            "muscle": muscle,
+            "side": side,
+            "aggregation": _AGG_LABEL,
+        }
         too_small = 0 < n_vox * voxel_ml < min_volume_ml
         row["too_small"] = too_small
         row.update(_stats_pct(vox_ff[valid] if not too_small else np.empty(0)))
@@ -431,27 +473,37 @@ def quantify_muscles(
             sum_per = np.bincount(s_idx[valid], weights=vox_ff[valid], minlength=ffa.shape[slice_axis])
             for s in np.nonzero(n_per)[0]:
                 nv = int(n_valid_per[s])
-                slice_rows.append({
-                    "subject": subject, "label": v, "muscle": muscle, "side": side, "slice": int(s),
-                    "z_mm": float(z_of_slice[s]), "n_voxels": int(n_per[s]), "n_excluded_voxels": int(n_per[s]) - nv,
-                    "csa_cm2": float(n_per[s]) * pixel_cm2,
-                    "ff_mean_pct": 100.0 * float(sum_per[s]) / nv if nv else math.nan,
-                })
+                slice_rows.append(
+                    {
+                        "subject": subject,
+                        "label": v,
+                        "muscle": muscle,
+                        "side": side,
+                        "slice": int(s),
+                        "z_mm": float(z_of_slice[s]),
+                        "n_voxels": int(n_per[s]),
+                        "n_excluded_voxels": int(n_per[s]) - nv,
+                        "csa_cm2": float(n_per[s]) * pixel_cm2,
+                        "ff_mean_pct": 100.0 * float(sum_per[s]) / nv if nv else math.nan,
+                    }
+                )
         trunc_inf = bool(trunc_ff[v]["truncated_inferior"] or trunc_own[v]["truncated_inferior"]) and n_vox > 0
         trunc_sup = bool(trunc_ff[v]["truncated_superior"] or trunc_own[v]["truncated_superior"]) and n_vox > 0
-        row.update({
-            "ff_core_mean_pct": core_mean,
-            "volume_ml": n_vox * voxel_ml,
-            "n_voxels": n_vox,
-            "n_excluded_voxels": int(n_vox - valid.sum()),
-            "n_core_voxels": n_core,
-            "slice_first": first,
-            "slice_last": last,
-            "z_first_mm": float(z_of_slice[first]) if first is not None else math.nan,
-            "z_last_mm": float(z_of_slice[last]) if last is not None else math.nan,
-            "truncated_inferior": trunc_inf,
-            "truncated_superior": trunc_sup,
-        })
+        row.update(
+            {
+                "ff_core_mean_pct": core_mean,
+                "volume_ml": n_vox * voxel_ml,
+                "n_voxels": n_vox,
+                "n_excluded_voxels": int(n_vox - valid.sum()),
+                "n_core_voxels": n_core,
+                "slice_first": first,
+                "slice_last": last,
+                "z_first_mm": float(z_of_slice[first]) if first is not None else math.nan,
+                "z_last_mm": float(z_of_slice[last]) if last is not None else math.nan,
+                "truncated_inferior": trunc_inf,
+                "truncated_superior": trunc_sup,
+            }
+        )
         row.update(_swap_fields(v, first, last, swap_report))
         row["status"] = _status(n_vox, int(valid.sum()), trunc_inf or trunc_sup, row["swap_suspected"], too_small)
         row["n_trimmed_voxels"] = int(trimmed_per_label[v])
@@ -480,18 +532,31 @@ def quantify_muscles(
         "provenance": prov,
         "units": dict(UNITS),
         "statistic_default": "ff_mean_pct: plain mean of F/(F+W) over the whole label, excluded (NaN) voxels left "
-                             "out, no erosion (the paper's statistic)",
-        "erosion": {"ff_mean_pct": "none", "ff_core_mean_pct": _erosion_text(erosion_mm),
-                    "core_rule": "2D binary erosion of every axial slice; outside the field of view is background"},
-        "aggregation": {"label": "statistics over the voxels of one label",
-                        "lr_mean": "FF columns: mean of the left and right values (NaN unless both exist), the "
-                                   "paper's convention; counts and volume: sum of both sides; flags: either side"},
+        "out, no erosion (the paper's statistic)",
+        "erosion": {
+            "ff_mean_pct": "none",
+            "ff_core_mean_pct": _erosion_text(erosion_mm),
+            "core_rule": "2D binary erosion of every axial slice; outside the field of view is background",
+        },
+        "aggregation": {
+            "label": "statistics over the voxels of one label",
+            "lr_mean": "FF columns: mean of the left and right values (NaN unless both exist), the "
+            "paper's convention; counts and volume: sum of both sides; flags: either side",
+        },
         "percentile_method": "numpy.percentile, linear interpolation; SD with ddof 0",
-        "ff_grid": {"shape": [int(s) for s in ffa.shape], "affine": aff.tolist(),
-                    "voxel_size_mm": [float(s) for s in spacing], "slice_axis": slice_axis,
-                    "voxel_volume_ml": voxel_ml, "pixel_area_cm2": pixel_cm2},
-        "label_mapping": "nearest neighbour through the affines (scripts.fat_fraction.map_labels_to_grid)"
-                         if resampled else "label map on the FF grid (same grid within tolerance)",
+        "ff_grid": {
+            "shape": [int(s) for s in ffa.shape],
+            "affine": aff.tolist(),
+            "voxel_size_mm": [float(s) for s in spacing],
+            "slice_axis": slice_axis,
+            "voxel_volume_ml": voxel_ml,
+            "pixel_area_cm2": pixel_cm2,
+        },
+        "label_mapping": (
+            "nearest neighbour through the affines (scripts.fat_fraction.map_labels_to_grid)"
+            if resampled
+            else "label map on the FF grid (same grid within tolerance)"
+        ),
         "swap_checked": swap_report is not None,
         "swap_reasons": list(swap_report.reasons) if swap_report is not None else [],
     }
@@ -505,8 +570,13 @@ def _lr_mean_rows(rows: list[dict[str, Any]], subject: str | None, z_of_slice: n
     out: list[dict[str, Any]] = []
     for muscle in MUSCLES:
         left, right = by_value[label_value(muscle, "left")], by_value[label_value(muscle, "right")]
-        row: dict[str, Any] = {"subject": subject, "label": None, "muscle": muscle, "side": _MEAN_SIDE,
-                               "aggregation": _AGG_LR_MEAN}
+        row: dict[str, Any] = {
+            "subject": subject,
+            "label": None,
+            "muscle": muscle,
+            "side": _MEAN_SIDE,
+            "aggregation": _AGG_LR_MEAN,
+        }
         for c in _STAT_COLUMNS:
             row[c] = 0.5 * (left[c] + right[c])  # NaN unless both sides have a value
         for c in ("volume_ml", "n_voxels", "n_excluded_voxels", "n_core_voxels", "n_trimmed_voxels"):
@@ -531,13 +601,21 @@ def _lr_mean_rows(rows: list[dict[str, Any]], subject: str | None, z_of_slice: n
 
 def _typed_table(table: pd.DataFrame) -> pd.DataFrame:
     """Stable dtypes: nullable integers for label and slice range, nullable booleans for the swap columns."""
-    table = table.astype({
-        "label": "Int64", "slice_first": "Int64", "slice_last": "Int64",
-        "n_voxels": "int64", "n_excluded_voxels": "int64", "n_core_voxels": "int64", "n_trimmed_voxels": "int64",
-        "truncated_inferior": "bool", "truncated_superior": "bool",
-        **{c: "float64" for c in (*_STAT_COLUMNS, "volume_ml", "z_first_mm", "z_last_mm")},
-        **{c: "boolean" for c in _SWAP_COLUMNS},
-    })
+    table = table.astype(
+        {
+            "label": "Int64",
+            "slice_first": "Int64",
+            "slice_last": "Int64",
+            "n_voxels": "int64",
+            "n_excluded_voxels": "int64",
+            "n_core_voxels": "int64",
+            "n_trimmed_voxels": "int64",
+            "truncated_inferior": "bool",
+            "truncated_superior": "bool",
+            **dict.fromkeys((*_STAT_COLUMNS, "volume_ml", "z_first_mm", "z_last_mm"), "float64"),
+            **dict.fromkeys(_SWAP_COLUMNS, "boolean"),
+        }
+    )
     return table
 
 
@@ -606,9 +684,10 @@ def write_tables(
     meta = {**result.meta, "subject": subject}
     texts = {
         "table_csv": (out / f"{subject}_ff_table.csv", _csv_text(table)),
-        "table_json": (out / f"{subject}_ff_table.json",
-                       json.dumps({"meta": _jsonable_tree(meta), "records": _records(table)}, indent=2,
-                                  allow_nan=False) + "\n"),
+        "table_json": (
+            out / f"{subject}_ff_table.json",
+            json.dumps({"meta": _jsonable_tree(meta), "records": _records(table)}, indent=2, allow_nan=False) + "\n",
+        ),
         "slices_csv": (out / f"{subject}_ff_slices.csv", _csv_text(slices)),
     }
     if not overwrite:
@@ -720,4 +799,3 @@ class CohortTable:
                 return False
             atomic_write_text(self.path, _csv_text(keep.reset_index(drop=True)), overwrite=True)
         return True
-

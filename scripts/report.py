@@ -31,7 +31,6 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
-
 from scripts.atomic_io import atomic_write_bytes
 from scripts.fat_fraction import map_labels_to_grid, slice_axis_from_affine
 from scripts.labels import LABELS, MUSCLES, NUM_CLASSES
@@ -50,10 +49,14 @@ __all__ = [
 
 #: label value -> colour of its contour: 8 distinct colours, left and right of a muscle in one hue family.
 LABEL_COLOURS: dict[int, str] = {
-    1: "#1f77b4", 2: "#17becf",  # psoas: blue, cyan
-    3: "#2ca02c", 4: "#bcbd22",  # iliacus: green, olive
-    5: "#d62728", 6: "#ff7f0e",  # quadratus lumborum: red, orange
-    7: "#9467bd", 8: "#e377c2",  # erector spinae + multifidus: purple, pink
+    1: "#1f77b4",
+    2: "#17becf",  # psoas: blue, cyan
+    3: "#2ca02c",
+    4: "#bcbd22",  # iliacus: green, olive
+    5: "#d62728",
+    6: "#ff7f0e",  # quadratus lumborum: red, orange
+    7: "#9467bd",
+    8: "#e377c2",  # erector spinae + multifidus: purple, pink
 }
 
 #: muscle key of :mod:`scripts.labels` -> name shown to readers.
@@ -261,8 +264,14 @@ def qc_montage(
     for ax in axes.ravel():
         ax.set_axis_off()
     for ax, k in zip(axes.ravel(), chosen):
-        ax.imshow(_axial_view(ras, int(k)), cmap="gray", vmin=vmin, vmax=vmax, aspect=spacing[1] / spacing[0],
-                  interpolation="nearest")
+        ax.imshow(
+            _axial_view(ras, int(k)),
+            cmap="gray",
+            vmin=vmin,
+            vmax=vmax,
+            aspect=spacing[1] / spacing[0],
+            interpolation="nearest",
+        )
         _draw_contours(ax, _axial_view(lab_ras, int(k)))
         z_mm = float((ras_aff @ np.array([0.0, 0.0, float(k), 1.0]))[2])
         stored = int(round(float((ras_to_stored @ np.array([0.0, 0.0, float(k), 1.0]))[stored_axis])))
@@ -281,8 +290,14 @@ def qc_montage(
         planes.append(("centre", ras.shape[1] // 2))
     cor_axes = bottom.subplots(1, len(planes), squeeze=False).ravel()
     for ax, (name, j) in zip(cor_axes, planes):
-        ax.imshow(_coronal_view(ras, j), cmap="gray", vmin=vmin, vmax=vmax, aspect=spacing[2] / spacing[0],
-                  interpolation="nearest")
+        ax.imshow(
+            _coronal_view(ras, j),
+            cmap="gray",
+            vmin=vmin,
+            vmax=vmax,
+            aspect=spacing[2] / spacing[0],
+            interpolation="nearest",
+        )
         _draw_contours(ax, _coronal_view(lab_ras, j))
         for k in chosen:
             # the coronal view runs superior (row 0) to inferior
@@ -291,11 +306,14 @@ def qc_montage(
         ax.set_axis_off()
         for x, y, text in ((0.02, 0.5, "R"), (0.98, 0.5, "L"), (0.5, 0.97, "S"), (0.5, 0.03, "I")):
             ax.text(x, y, text, transform=ax.transAxes, color="yellow", fontsize=8, ha="center", va="center")
-    handles = [Patch(facecolor="none", edgecolor=LABEL_COLOURS[v], linewidth=2, label=_label_name(v))
-               for v in range(1, NUM_CLASSES)]
+    handles = [
+        Patch(facecolor="none", edgecolor=LABEL_COLOURS[v], linewidth=2, label=_label_name(v))
+        for v in range(1, NUM_CLASSES)
+    ]
     bottom.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=8, frameon=False)
-    fig.suptitle(title or "QC: axial montage (radiological: patient right on image left) and coronal reformat",
-                 fontsize=10)
+    fig.suptitle(
+        title or "QC: axial montage (radiological: patient right on image left) and coronal reformat", fontsize=10
+    )
     return _save_png(fig, out_png, dpi)
 
 
@@ -328,15 +346,19 @@ def _distribution_note(comparison: pd.DataFrame | None) -> str:
     if comparison is None or comparison.empty:
         return "No normative reference given."
     dists = sorted({str(d) for d in comparison.get("distribution", pd.Series(dtype=object)).dropna()})
-    ref = comparison.attrs.get("reference_id") or (comparison["reference_id"].iloc[0]
-                                                   if "reference_id" in comparison else "reference")
-    version = comparison.attrs.get("reference_version") or (comparison["reference_version"].iloc[0]
-                                                            if "reference_version" in comparison else "")
+    ref = comparison.attrs.get("reference_id") or (
+        comparison["reference_id"].iloc[0] if "reference_id" in comparison else "reference"
+    )
+    version = comparison.attrs.get("reference_version") or (
+        comparison["reference_version"].iloc[0] if "reference_version" in comparison else ""
+    )
     stratum = comparison["stratum"].iloc[0] if "stratum" in comparison else "all"
     n = comparison["n"].iloc[0] if "n" in comparison else "?"
-    return (f"Reference {ref} {version} (stratum {stratum}, n = {n}): box = Q1-Q3, line = median, whiskers = "
-            f"P5-P95 where the reference has them. Percentiles and z-scores are approximations under the "
-            f"{', '.join(dists) or 'fitted'} distribution.")
+    return (
+        f"Reference {ref} {version} (stratum {stratum}, n = {n}): box = Q1-Q3, line = median, whiskers = "
+        f"P5-P95 where the reference has them. Percentiles and z-scores are approximations under the "
+        f"{', '.join(dists) or 'fitted'} distribution."
+    )
 
 
 def ff_chart(
@@ -376,8 +398,7 @@ def ff_chart(
         ref = refs.get(muscle)
         if ref is not None and all(_finite(ref.get(p)) for p in ("p25", "p50", "p75")):
             p25, p50, p75 = float(ref["p25"]), float(ref["p50"]), float(ref["p75"])
-            ax.add_patch(Rectangle((i - 0.3, p25), 0.6, p75 - p25, facecolor="#d9d9d9", edgecolor="#7f7f7f",
-                                   zorder=1))
+            ax.add_patch(Rectangle((i - 0.3, p25), 0.6, p75 - p25, facecolor="#d9d9d9", edgecolor="#7f7f7f", zorder=1))
             ax.plot([i - 0.3, i + 0.3], [p50, p50], color="#404040", linewidth=2, zorder=2)
             if _finite(ref.get("p5")) and _finite(ref.get("p95")):
                 for lo, hi in ((float(ref["p5"]), p25), (p75, float(ref["p95"]))):
@@ -391,21 +412,37 @@ def ff_chart(
             value = sel[value_column].iloc[0] if len(sel) else math.nan
             if _finite(value):
                 missing = False
-                ax.plot(i + dx, float(value), marker=marker, linestyle="none", markersize=8 if side == "mean" else 7,
-                        color="black" if side == "mean" else LABEL_COLOURS[1 + 2 * i + (side == "right")],
-                        zorder=3)
+                ax.plot(
+                    i + dx,
+                    float(value),
+                    marker=marker,
+                    linestyle="none",
+                    markersize=8 if side == "mean" else 7,
+                    color="black" if side == "mean" else LABEL_COLOURS[1 + 2 * i + (side == "right")],
+                    zorder=3,
+                )
         if missing:
-            ax.text(i, 0.5, "missing", ha="center", va="bottom", color="#d62728", fontsize=9,
-                    transform=ax.get_xaxis_transform())
+            ax.text(
+                i,
+                0.5,
+                "missing",
+                ha="center",
+                va="bottom",
+                color="#d62728",
+                fontsize=9,
+                transform=ax.get_xaxis_transform(),
+            )
     ax.set_xticks(range(len(MUSCLES)), [MUSCLE_DISPLAY_NAMES[m].replace(" + ", " +\n") for m in MUSCLES])
     ax.set_xlim(-0.6, len(MUSCLES) - 0.4)
     ax.set_ylim(bottom=0.0)
     ax.set_ylabel("fat fraction (%)")
     ax.grid(axis="y", alpha=0.3)
-    handles = [Line2D([], [], marker="<", linestyle="none", color="#555555", label="left"),
-               Line2D([], [], marker=">", linestyle="none", color="#555555", label="right"),
-               Line2D([], [], marker="o", linestyle="none", color="black", label="L/R mean"),
-               Patch(facecolor="#d9d9d9", edgecolor="#7f7f7f", label="reference Q1-Q3, median")]
+    handles = [
+        Line2D([], [], marker="<", linestyle="none", color="#555555", label="left"),
+        Line2D([], [], marker=">", linestyle="none", color="#555555", label="right"),
+        Line2D([], [], marker="o", linestyle="none", color="black", label="L/R mean"),
+        Patch(facecolor="#d9d9d9", edgecolor="#7f7f7f", label="reference Q1-Q3, median"),
+    ]
     ax.legend(handles=handles, loc="upper left", fontsize=8)
     ax.set_title(title or f"Fat fraction ({value_column}) against the reference", fontsize=10)
     fig.text(0.01, 0.005, _distribution_note(reference_comparison), fontsize=7, wrap=True, ha="left", va="bottom")
@@ -445,7 +482,7 @@ def _html_table(header: Sequence[str], rows: Sequence[Sequence[Any]], text_cols:
     body = []
     for row in rows:
         cells = "".join(
-            f"<td class=\"t\">{html.escape(str(v))}</td>" if i < text_cols else f"<td>{html.escape(str(v))}</td>"
+            f'<td class="t">{html.escape(str(v))}</td>' if i < text_cols else f"<td>{html.escape(str(v))}</td>"
             for i, v in enumerate(row)
         )
         body.append(f"<tr>{cells}</tr>")
@@ -468,14 +505,18 @@ def _flag_lines(table: pd.DataFrame) -> list[str]:
             lines.append(f"{where}: every voxel excluded (near-zero FF denominator): FF not reported")
         if bool(row.get("truncated_inferior", False)) or bool(row.get("truncated_superior", False)):
             ends = [e for e in ("inferior", "superior") if bool(row.get(f"truncated_{e}", False))]
-            lines.append(f"{where}: truncated at the {' and '.join(ends)} end of the field of view: volume is "
-                         "partial; FF from the covered part")
+            lines.append(
+                f"{where}: truncated at the {' and '.join(ends)} end of the field of view: volume is "
+                "partial; FF from the covered part"
+            )
         swap = row.get("swap_suspected", pd.NA)
         if swap is not pd.NA and not pd.isna(swap) and bool(swap):
-            kinds = [k.removeprefix("swap_") for k in ("swap_global", "swap_asymmetric", "swap_region", "swap_slices")
-                     if k in row and not pd.isna(row[k]) and bool(row[k])]
-            lines.append(f"{where}: fat-water swap suspected ({', '.join(kinds)}): review the images; FF may be "
-                         "1 - FF")
+            kinds = [
+                k.removeprefix("swap_")
+                for k in ("swap_global", "swap_asymmetric", "swap_region", "swap_slices")
+                if k in row and not pd.isna(row[k]) and bool(row[k])
+            ]
+            lines.append(f"{where}: fat-water swap suspected ({', '.join(kinds)}): review the images; FF may be 1 - FF")
     checked = [v for v in sides.get("swap_suspected", pd.Series(dtype=object)) if not pd.isna(v)]
     if len(sides) and not checked:
         lines.append("fat-water swap check: not run for this subject (swap not excluded)")
@@ -513,22 +554,31 @@ def html_report(
         FileNotFoundError: an image path does not exist.
     """
     esc = html.escape
-    parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Fat fraction report "
-             f"{esc(subject)}</title><style>{_CSS}</style></head><body>",
-             f"<h1>Lumbar muscle fat fraction: {esc(subject)}</h1>"]
+    parts = [
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Fat fraction report '
+        f"{esc(subject)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>Lumbar muscle fat fraction: {esc(subject)}</h1>",
+    ]
 
     flags = _flag_lines(table)
     parts.append("<h2>Flags</h2>")
     if flags:
-        parts.append("<ul>" + "".join(f"<li class=\"flag\">{esc(f)}</li>" for f in flags) + "</ul>")
+        parts.append("<ul>" + "".join(f'<li class="flag">{esc(f)}</li>' for f in flags) + "</ul>")
     else:
-        parts.append("<p class=\"ok\">No flags: every muscle present, none truncated, no fat-water swap "
-                     "suspected (where checked).</p>")
+        parts.append(
+            '<p class="ok">No flags: every muscle present, none truncated, no fat-water swap '
+            "suspected (where checked).</p>"
+        )
 
     parts.append("<h2>Fat fraction per muscle</h2>")
-    cols = [("ff_mean_pct", "FF mean (%)"), ("ff_core_mean_pct", "FF core mean (%)"),
-            ("ff_median_pct", "FF median (%)"), ("volume_ml", "volume (mL)"), ("n_voxels", "voxels"),
-            ("status", "status")]
+    cols = [
+        ("ff_mean_pct", "FF mean (%)"),
+        ("ff_core_mean_pct", "FF core mean (%)"),
+        ("ff_median_pct", "FF median (%)"),
+        ("volume_ml", "volume (mL)"),
+        ("n_voxels", "voxels"),
+        ("status", "status"),
+    ]
     cols = [(c, h) for c, h in cols if c in table.columns]
     rows = []
     order = {m: i for i, m in enumerate(MUSCLES)}
@@ -536,20 +586,43 @@ def html_report(
     ordered = table.assign(_m=table["muscle"].map(order), _s=table["side"].map(_side_key).map(side_order))
     for _, row in ordered.sort_values(["_m", "_s"], kind="mergesort").iterrows():
         side = "L/R mean" if _side_key(row["side"]) == "mean" else str(row["side"])
-        rows.append([_muscle_name(row["muscle"]), side, *[_fmt(row[c], 1 if c != "volume_ml" else 2)
-                                                          for c, _ in cols]])
+        rows.append([_muscle_name(row["muscle"]), side, *[_fmt(row[c], 1 if c != "volume_ml" else 2) for c, _ in cols]])
     parts.append(_html_table(["muscle", "side", *[h for _, h in cols]], rows, text_cols=2))
     core = str(table["core_erosion"].iloc[0]) if "core_erosion" in table.columns and len(table) else "n/a"
-    parts.append(f"<p>FF mean: plain mean of F/(F+W) over the whole label, no erosion (the reference's statistic). "
-                 f"Core mean: label eroded {esc(core)}. L/R mean: mean of the left and right values. n/a = not "
-                 "available (never 0 %).</p>")
+    parts.append(
+        f"<p>FF mean: plain mean of F/(F+W) over the whole label, no erosion (the reference's statistic). "
+        f"Core mean: label eroded {esc(core)}. L/R mean: mean of the left and right values. n/a = not "
+        "available (never 0 %).</p>"
+    )
 
     parts.append("<h2>Normative comparison</h2>")
     if comparison is not None and not comparison.empty:
-        ccols = ["muscle", "side", "ff_mean_pct", "p25", "p50", "p75", "band", "percentile_approx",
-                 "z_score_approx", "distribution", "flags"]
-        heads = ["muscle", "side", "FF (%)", "ref Q1", "ref median", "ref Q3", "band", "percentile (approx.)",
-                 "z (approx.)", "distribution", "flags"]
+        ccols = [
+            "muscle",
+            "side",
+            "ff_mean_pct",
+            "p25",
+            "p50",
+            "p75",
+            "band",
+            "percentile_approx",
+            "z_score_approx",
+            "distribution",
+            "flags",
+        ]
+        heads = [
+            "muscle",
+            "side",
+            "FF (%)",
+            "ref Q1",
+            "ref median",
+            "ref Q3",
+            "band",
+            "percentile (approx.)",
+            "z (approx.)",
+            "distribution",
+            "flags",
+        ]
         crow = []
         for _, row in comparison.iterrows():
             side = "L/R mean" if _side_key(row["side"]) == "mean" else str(row["side"])
@@ -562,23 +635,27 @@ def html_report(
         ref = comparison.attrs.get("reference_id", comparison.get("reference_id", pd.Series([""])).iloc[0])
         ver = comparison.attrs.get("reference_version", "")
         dists = sorted({str(d) for d in comparison.get("distribution", pd.Series(dtype=object)).dropna()})
-        parts.append(f"<p class=\"note\">{esc(APPROXIMATION_NOTE)} Distribution: {esc(', '.join(dists) or 'n/a')}. "
-                     f"Reference: {esc(str(ref))} {esc(str(ver))}"
-                     + (f"; {esc(str(comparison.attrs['approximation']))}" if "approximation" in comparison.attrs
-                        else "") + "</p>")
+        parts.append(
+            f'<p class="note">{esc(APPROXIMATION_NOTE)} Distribution: {esc(", ".join(dists) or "n/a")}. '
+            f"Reference: {esc(str(ref))} {esc(str(ver))}"
+            + (f"; {esc(str(comparison.attrs['approximation']))}" if "approximation" in comparison.attrs else "")
+            + "</p>"
+        )
     else:
         parts.append("<p>No normative reference was given.</p>")
 
     parts.append("<h2>Provenance: how FF was made</h2><table><tbody>")
     for key, value in provenance.items():
-        parts.append(f"<tr><th>{esc(str(key))}</th><td class=\"t\">{esc(_fmt(value, 4))}</td></tr>")
+        parts.append(f'<tr><th>{esc(str(key))}</th><td class="t">{esc(_fmt(value, 4))}</td></tr>')
     parts.append("</tbody></table>")
 
     parts.append("<h2>Pictures</h2>")
     for caption, path in images.items():
         data = Path(path).read_bytes()
         b64 = base64.b64encode(data).decode("ascii")
-        parts.append(f"<figure><img alt=\"{esc(caption)}\" src=\"data:image/png;base64,{b64}\">"
-                     f"<figcaption>{esc(caption)}</figcaption></figure>")
+        parts.append(
+            f'<figure><img alt="{esc(caption)}" src="data:image/png;base64,{b64}">'
+            f"<figcaption>{esc(caption)}</figcaption></figure>"
+        )
     parts.append("</body></html>\n")
     return atomic_write_bytes(Path(out_html), "\n".join(parts).encode("utf-8"))

@@ -29,8 +29,11 @@ from .phantom.population import EFFECTS, PAPER_REFERENCE
 
 __all__ = ["bootstrap_quartiles", "recovery_tables", "run"]
 
-_TERMS = {"female": ("female", EFFECTS["female"]), "age_per_decade": ("per decade of age", EFFECTS["per_decade"]),
-          "activity_step": ("per activity step", EFFECTS["per_activity_step"])}
+_TERMS = {
+    "female": ("female", EFFECTS["female"]),
+    "age_per_decade": ("per decade of age", EFFECTS["per_decade"]),
+    "activity_step": ("per activity step", EFFECTS["per_activity_step"]),
+}
 
 
 def bootstrap_quartiles(x: np.ndarray, n_boot: int = 2000, seed: int = 0) -> np.ndarray:
@@ -59,9 +62,19 @@ def _quartile_rows(df: pd.DataFrame, source: str) -> list[dict]:
         ci = bootstrap_quartiles(x)
         for k, name in enumerate(("Q1", "median", "Q3")):
             paper = PAPER_REFERENCE[m][k]
-            rows.append({"source": source, "muscle": m, "statistic": name, "paper": paper, "cohort": q[k],
-                         "ci_low": ci[k, 0], "ci_high": ci[k, 1], "n": x.size,
-                         "paper_within_ci": bool(ci[k, 0] <= paper <= ci[k, 1])})
+            rows.append(
+                {
+                    "source": source,
+                    "muscle": m,
+                    "statistic": name,
+                    "paper": paper,
+                    "cohort": q[k],
+                    "ci_low": ci[k, 0],
+                    "ci_high": ci[k, 1],
+                    "n": x.size,
+                    "paper_within_ci": bool(ci[k, 0] <= paper <= ci[k, 1]),
+                }
+            )
     return rows
 
 
@@ -70,10 +83,19 @@ def _effect_rows(df: pd.DataFrame, source: str) -> list[dict]:
     rows = []
     for _, r in reg[reg.term.isin(list(_TERMS))].iterrows():
         label, truth = _TERMS[r.term]
-        rows.append({"source": source, "muscle": r.muscle, "effect": label, "generated_ratio": float(np.exp(truth)),
-                     "estimated_ratio": float(np.exp(r.coef)), "ci_low": float(np.exp(r.ci_low)),
-                     "ci_high": float(np.exp(r.ci_high)), "p": float(r.p),
-                     "generated_within_ci": bool(r.ci_low <= truth <= r.ci_high)})
+        rows.append(
+            {
+                "source": source,
+                "muscle": r.muscle,
+                "effect": label,
+                "generated_ratio": float(np.exp(truth)),
+                "estimated_ratio": float(np.exp(r.coef)),
+                "ci_low": float(np.exp(r.ci_low)),
+                "ci_high": float(np.exp(r.ci_high)),
+                "p": float(r.p),
+                "generated_within_ci": bool(r.ci_low <= truth <= r.ci_high),
+            }
+        )
     return rows
 
 
@@ -97,19 +119,29 @@ def recovery_tables(dataset_dir: str | Path, run_dir: str | Path) -> tuple[pd.Da
 
 
 def _markdown(quart: pd.DataFrame, eff: pd.DataFrame) -> str:
-    lines = ["| muscle | statistic | paper (generating) | model cohort [95 % CI] | ground truth [95 % CI] |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| muscle | statistic | paper (generating) | model cohort [95 % CI] | ground truth [95 % CI] |",
+        "|---|---|---|---|---|",
+    ]
     for (m, s), g in quart.groupby(["muscle", "statistic"], sort=False):
         r = {row.source: row for row in g.itertuples()}
-        cell = [f"{r[k].cohort:.2f} [{r[k].ci_low:.2f}, {r[k].ci_high:.2f}]{'' if r[k].paper_within_ci else ' *'}"
-                for k in ("model", "ground_truth")]
+        cell = [
+            f"{r[k].cohort:.2f} [{r[k].ci_low:.2f}, {r[k].ci_high:.2f}]{'' if r[k].paper_within_ci else ' *'}"
+            for k in ("model", "ground_truth")
+        ]
         lines.append(f"| {m} | {s} | {r['model'].paper:.1f} | {cell[0]} | {cell[1]} |")
-    lines += ["", "| muscle | effect (ratio of FF) | generated | model estimate [95 % CI] | ground truth [95 % CI] |",
-              "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| muscle | effect (ratio of FF) | generated | model estimate [95 % CI] | ground truth [95 % CI] |",
+        "|---|---|---|---|---|",
+    ]
     for (m, e), g in eff.groupby(["muscle", "effect"], sort=False):
         r = {row.source: row for row in g.itertuples()}
-        cell = [f"{r[k].estimated_ratio:.3f} [{r[k].ci_low:.3f}, {r[k].ci_high:.3f}]"
-                f"{'' if r[k].generated_within_ci else ' *'}" for k in ("model", "ground_truth")]
+        cell = [
+            f"{r[k].estimated_ratio:.3f} [{r[k].ci_low:.3f}, {r[k].ci_high:.3f}]"
+            f"{'' if r[k].generated_within_ci else ' *'}"
+            for k in ("model", "ground_truth")
+        ]
         lines.append(f"| {m} | {e} | {r['model'].generated_ratio:.3f} | {cell[0]} | {cell[1]} |")
     return "\n".join(lines) + "\n\n`*`: the generating value lies outside the 95 % interval.\n"
 
@@ -127,7 +159,6 @@ def run(dataset_dir: str, run_dir: str, out_dir: str, overwrite: bool = False) -
 
 if __name__ == "__main__":
     import fire
-
     from scripts.settings import typed_cli
 
     fire.Fire(typed_cli(run))

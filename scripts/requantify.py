@@ -25,8 +25,12 @@ from .quantify import PROVENANCE_KEYS, quantify_muscles
 __all__ = ["requantify_subject", "run"]
 
 
-def requantify_subject(subject_dir: str | Path, border_trim_ff: float | None = 0.7, min_volume_ml: float = 1.0,
-                       erosion_mm: float | None = None) -> pd.DataFrame:
+def requantify_subject(
+    subject_dir: str | Path,
+    border_trim_ff: float | None = 0.7,
+    min_volume_ml: float = 1.0,
+    erosion_mm: float | None = None,
+) -> pd.DataFrame:
     """The FF table of one subject of a finished run, recomputed with the given settings.
 
     Args:
@@ -49,12 +53,27 @@ def requantify_subject(subject_dir: str | Path, border_trim_ff: float | None = 0
     old = pd.read_csv(paths["ff_table.csv"])
     provenance = {k: str(old[k].iloc[0]) for k in PROVENANCE_KEYS}
     ff = np.asarray(ffi.dataobj, dtype=np.float32) / 100.0  # the run writes FF in percent
-    return quantify_muscles(np.asarray(seg.dataobj), seg.affine, ff, ffi.affine, provenance, erosion_mm=erosion_mm,
-                            subject=subject, min_volume_ml=min_volume_ml, border_trim_ff=border_trim_ff).table
+    return quantify_muscles(
+        np.asarray(seg.dataobj),
+        seg.affine,
+        ff,
+        ffi.affine,
+        provenance,
+        erosion_mm=erosion_mm,
+        subject=subject,
+        min_volume_ml=min_volume_ml,
+        border_trim_ff=border_trim_ff,
+    ).table
 
 
-def run(run_dir: str, output: str, border_trim_ff: float | None = 0.7, min_volume_ml: float = 1.0,
-        erosion_mm: float | None = None, overwrite: bool = False) -> str:
+def run(
+    run_dir: str,
+    output: str,
+    border_trim_ff: float | None = 0.7,
+    min_volume_ml: float = 1.0,
+    erosion_mm: float | None = None,
+    overwrite: bool = False,
+) -> str:
     """Recompute the cohort table of a finished run; returns a one-line summary.
 
     Args:
@@ -68,15 +87,15 @@ def run(run_dir: str, output: str, border_trim_ff: float | None = 0.7, min_volum
     subjects = sorted(p for p in Path(run_dir).iterdir() if p.is_dir() and (p / f"{p.name}_done.json").is_file())
     if not subjects:
         raise FileNotFoundError(f"{run_dir}: no finished subject (no <subject>/<subject>_done.json)")
-    table = pd.concat([requantify_subject(s, border_trim_ff, min_volume_ml, erosion_mm) for s in subjects],
-                      ignore_index=True)
+    table = pd.concat(
+        [requantify_subject(s, border_trim_ff, min_volume_ml, erosion_mm) for s in subjects], ignore_index=True
+    )
     atomic_write_text(output, table.to_csv(index=False), overwrite=overwrite)
     return f"wrote {output}: {len(subjects)} subjects, border_trim_ff={border_trim_ff}, min_volume_ml={min_volume_ml}"
 
 
 if __name__ == "__main__":
     import fire
-
     from scripts.settings import typed_cli
 
     fire.Fire(typed_cli(run))

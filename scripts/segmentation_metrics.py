@@ -53,7 +53,6 @@ from monai.metrics import CumulativeIterationMetric, HausdorffDistanceMetric, Su
 from monai.metrics.utils import do_metric_reduction, ignore_background
 from monai.utils import MetricReduction
 from scipy import ndimage
-
 from scripts.labels import LABELS, MUSCLES, label_value, muscle_and_side
 
 __all__ = [
@@ -99,6 +98,10 @@ SpacingLike = Sequence[float] | np.ndarray | float
 # ---------------------------------------------------------------------------------------------------------------------
 # validation helpers
 # ---------------------------------------------------------------------------------------------------------------------
+
+
+#: the eight muscle label values (docs/design.md)
+MUSCLE_LABELS: tuple[int, ...] = tuple(range(1, 9))
 
 
 def _as_mask(mask: Any, name: str) -> np.ndarray:
@@ -392,7 +395,7 @@ def compute_label_metrics(
     pred_labels: Any,
     ref_labels: Any,
     spacing_mm: SpacingLike,
-    labels: Iterable[int] = range(1, 9),
+    labels: Iterable[int] = MUSCLE_LABELS,
 ) -> pd.DataFrame:
     """Per-label segmentation metrics of two label maps on the same grid, as a long table.
 
@@ -626,7 +629,6 @@ class SurfaceDistanceMMMetric(_MetaSpacingMixin, SurfaceDistanceMetric):
 
 if __name__ == "__main__":
     import fire
-
     from scripts.settings import typed_cli
 
     fire.Fire(typed_cli(evaluate_label_files))

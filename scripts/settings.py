@@ -84,8 +84,12 @@ class Option:
         if self.kind == "choice":
             return f"one of {', '.join(self.choices)}{none}"
         if self.kind in ("int", "float", "floats", "ints"):
-            what = {"int": "an integer", "float": "a number", "floats": f"a list of {self.length} numbers",
-                    "ints": f"a list of {self.length} integers"}[self.kind]
+            what = {
+                "int": "an integer",
+                "float": "a number",
+                "floats": f"a list of {self.length} numbers",
+                "ints": f"a list of {self.length} integers",
+            }[self.kind]
             lo = "" if self.low is None else f"{'>' if self.low_open else '>='} {self.low:g}"
             hi = "" if self.high is None else f"{'<' if self.high_open else '<='} {self.high:g}"
             rng = " and ".join(r for r in (lo, hi) if r)
@@ -207,8 +211,10 @@ def check_settings(options: Mapping[str, Option], values: Mapping[str, Any], whe
             problems.append(str(err))
     problems.extend(_cross_checks(typed))
     if problems:
-        raise SettingsError(f"{where}: {len(problems)} setting(s) cannot be used; nothing was run or written:\n- "
-                            + "\n- ".join(problems))
+        raise SettingsError(
+            f"{where}: {len(problems)} setting(s) cannot be used; nothing was run or written:\n- "
+            + "\n- ".join(problems)
+        )
     return typed
 
 
@@ -220,8 +226,10 @@ def _cross_checks(typed: Mapping[str, Any]) -> list[str]:
         problems.append(f"ff_scale = {ff_scale} applies to a vendor FF map only, but ff_method is {ff_method}")
     # the synthesis makes one image; with two network channels StackWaterFatd would replace it by water/fat again
     if (typed.get("synthesis_prob") or 0) > 0 and typed.get("network_channels") == "water_fat":
-        problems.append(f"synthesis_prob = {typed['synthesis_prob']:g} needs network_channels inphase (the synthesis "
-                        "draws one image), not water_fat")
+        problems.append(
+            f"synthesis_prob = {typed['synthesis_prob']:g} needs network_channels inphase (the synthesis "
+            "draws one image), not water_fat"
+        )
     return problems
 
 
@@ -241,8 +249,9 @@ INFERENCE_OPTIONS: dict[str, Option] = {
     "output_dir": Option("text", help="results folder"),
     "ckpt_path": Option("text", help="weights"),
     "reference_file": Option("text", optional=True, help="normative reference JSON"),
-    "ff_method": Option("choice", choices=("auto", "water_fat", "inphase_opposed", "vendor_map",
-                                           "magnitude_discrimination")),
+    "ff_method": Option(
+        "choice", choices=("auto", "water_fat", "inphase_opposed", "vendor_map", "magnitude_discrimination")
+    ),
     "ff_scale": Option("choice", choices=("fraction", "percent", "permille"), optional=True),
     "erosion_mm": Option("float", 0.0, 50.0, optional=True, help="in-plane erosion of the core mean, mm"),
     "min_muscle_volume_ml": Option("float", 0.0, 10000.0),
@@ -260,8 +269,12 @@ INFERENCE_OPTIONS: dict[str, Option] = {
     "adapt_batch_norm": _BOOL,
     "network_channels": Option("choice", choices=("inphase", "water_fat")),
     "amp": _BOOL,
-    "trust_voxel_grid": Option("choice", choices=_ROLES, optional=True,
-                               help="adopt this image's header for the other Dixon images of a subject"),
+    "trust_voxel_grid": Option(
+        "choice",
+        choices=_ROLES,
+        optional=True,
+        help="adopt this image's header for the other Dixon images of a subject",
+    ),
 }
 
 #: Options a user may set for configs/train.json.
@@ -286,9 +299,21 @@ TRAIN_OPTIONS: dict[str, Option] = {
     "seed": Option("int", 0, 2**32 - 1),
     "field_of_view_outside": Option("choice", choices=("fill", "replicate")),
     "amp": _BOOL,
-    **{name: _PROB for name in ("rigid_prob", "bspline_prob", "flip_prob", "contrast_prob", "coil_prob",
-                                "field_of_view_prob", "anatomical_prob", "intensity_prob", "remap_prob",
-                                "synthesis_prob")},
+    **dict.fromkeys(
+        (
+            "rigid_prob",
+            "bspline_prob",
+            "flip_prob",
+            "contrast_prob",
+            "coil_prob",
+            "field_of_view_prob",
+            "anatomical_prob",
+            "intensity_prob",
+            "remap_prob",
+            "synthesis_prob",
+        ),
+        _PROB,
+    ),
 }
 
 #: Options a user may set for configs/evaluate.json (on top of train.json's).
@@ -351,8 +376,13 @@ def _option_from_annotation(annotation: Any) -> Option | None:
     parts = {p.strip() for p in str(text).replace("Optional[", "").replace("]", "").split("|")}
     optional = "None" in parts
     parts.discard("None")
-    kind = {frozenset({"bool"}): "bool", frozenset({"int"}): "int", frozenset({"float"}): "float",
-            frozenset({"int", "float"}): "float", frozenset({"bool", "str"}): "bool"}.get(frozenset(parts))
+    kind = {
+        frozenset({"bool"}): "bool",
+        frozenset({"int"}): "int",
+        frozenset({"float"}): "float",
+        frozenset({"int", "float"}): "float",
+        frozenset({"bool", "str"}): "bool",
+    }.get(frozenset(parts))
     return Option(kind, optional=optional) if kind else None
 
 
@@ -366,8 +396,11 @@ def typed_cli(func: Callable[..., Any]) -> Callable[..., Any]:
     sees ``func``'s own signature and docstring.
     """
     signature = inspect.signature(func)
-    options = {name: opt for name, prm in signature.parameters.items()
-               if (opt := _option_from_annotation(prm.annotation)) is not None}
+    options = {
+        name: opt
+        for name, prm in signature.parameters.items()
+        if (opt := _option_from_annotation(prm.annotation)) is not None
+    }
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -59,12 +59,30 @@ def _sided(*stems: str) -> tuple[str, ...]:
 #: whatever the sequence, and so do all fat depots and all fatty marrow; tying them keeps that structure in every
 #: random contrast, so that only shape and position separate a psoas from an oblique muscle.
 DEFAULT_TISSUE_GROUPS: dict[str, tuple[int, ...]] = {
-    "muscle": tuple(range(1, 9)) + _ids(*_sided("rectus_abdominis", "external_oblique", "internal_oblique",
-                                                "transversus_abdominis", "latissimus_dorsi",
-                                                "serratus_posterior_inferior", "diaphragm_crus", "gluteus_maximus",
-                                                "gluteus_medius")),
-    "fat": _ids("subcutaneous_fat", "extraperitoneal_fat", "muscle_fascia", "perirenal_fat", "renal_sinus_fat",
-                "epidural_fat", "mesenteric_fat", "bowel_fatty_content"),
+    "muscle": tuple(range(1, 9))
+    + _ids(
+        *_sided(
+            "rectus_abdominis",
+            "external_oblique",
+            "internal_oblique",
+            "transversus_abdominis",
+            "latissimus_dorsi",
+            "serratus_posterior_inferior",
+            "diaphragm_crus",
+            "gluteus_maximus",
+            "gluteus_medius",
+        )
+    ),
+    "fat": _ids(
+        "subcutaneous_fat",
+        "extraperitoneal_fat",
+        "muscle_fascia",
+        "perirenal_fat",
+        "renal_sinus_fat",
+        "epidural_fat",
+        "mesenteric_fat",
+        "bowel_fatty_content",
+    ),
     "marrow": tuple(range(9, 15)) + _ids("vertebral_body_T12", "vertebral_body_T11", "iliac_bone", "femoral_head"),
     "cortical_bone": _ids("pedicle", "lamina", "spinous_process", "transverse_process", "articular_process", "rib"),
     "fluid": _ids("spinal_canal_csf", "bowel_fluid"),
@@ -86,8 +104,10 @@ def _parse_groups(groups: Mapping[str, Sequence[int]] | None, max_id: int) -> di
             raise ValueError(f"groups[{name!r}] must be a non-empty sequence of tissue ids, not {ids!r}")
         for i in ids:
             if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 1 <= int(i) <= max_id:
-                raise ValueError(f"groups[{name!r}] holds {i!r}: tissue ids must be integers in [1, {max_id}] "
-                                 "(0 is the background, which always stays 0)")
+                raise ValueError(
+                    f"groups[{name!r}] holds {i!r}: tissue ids must be integers in [1, {max_id}] "
+                    "(0 is the background, which always stays 0)"
+                )
             if int(i) in owner:
                 raise ValueError(f"tissue id {int(i)} is in two groups, {owner[int(i)]!r} and {name!r}")
             owner[int(i)] = str(name)
@@ -178,12 +198,23 @@ class RandTissueSynthesis(RandomizableTransform):
         max_id: largest tissue id accepted, 1-65535; larger or negative ids in a map raise ValueError.
     """
 
-    def __init__(self, prob: float = 0.5, groups: Mapping[str, Sequence[int]] | None = None,
-                 mean_range: Sequence[float] = (0.0, 1.0), group_spread: float = 0.03,
-                 std_range: Sequence[float] = (0.0, 0.05), invert_prob: float = 0.2,
-                 gamma_range: Sequence[float] = (0.7, 1.5), bias_std: float = 0.3, bias_spacing_mm: float = 120.0,
-                 noise_range: Sequence[float] = (0.0, 0.05), inplane_fwhm_mm: Sequence[float] = (0.0, 3.0),
-                 slice_thickness_mm: Sequence[float] = (0.0, 8.0), slice_axis: int = 2, max_id: int = 255) -> None:
+    def __init__(
+        self,
+        prob: float = 0.5,
+        groups: Mapping[str, Sequence[int]] | None = None,
+        mean_range: Sequence[float] = (0.0, 1.0),
+        group_spread: float = 0.03,
+        std_range: Sequence[float] = (0.0, 0.05),
+        invert_prob: float = 0.2,
+        gamma_range: Sequence[float] = (0.7, 1.5),
+        bias_std: float = 0.3,
+        bias_spacing_mm: float = 120.0,
+        noise_range: Sequence[float] = (0.0, 0.05),
+        inplane_fwhm_mm: Sequence[float] = (0.0, 3.0),
+        slice_thickness_mm: Sequence[float] = (0.0, 8.0),
+        slice_axis: int = 2,
+        max_id: int = 255,
+    ) -> None:
         RandomizableTransform.__init__(self, _parse_probability(prob))
         if isinstance(max_id, bool) or not isinstance(max_id, (int, np.integer)) or not 1 <= int(max_id) <= 65535:
             raise ValueError(f"max_id must be an integer in [1, 65535], not {max_id!r}")
@@ -244,14 +275,17 @@ class RandTissueSynthesis(RandomizableTransform):
         if t.is_floating_point():
             rounded = torch.round(t)
             if not torch.equal(rounded, t):
-                raise ValueError("RandTissueSynthesis: the tissue map must hold integer ids; it has fractional "
-                                 "values (was it resampled with a mode other than 'nearest'?)")
+                raise ValueError(
+                    "RandTissueSynthesis: the tissue map must hold integer ids; it has fractional "
+                    "values (was it resampled with a mode other than 'nearest'?)"
+                )
             t = rounded
         t = t.to(torch.int64)
         lo, hi = int(t.min()), int(t.max())
         if lo < 0 or hi > self.max_id:
-            raise ValueError(f"RandTissueSynthesis: tissue ids must lie in [0, max_id={self.max_id}], found "
-                             f"[{lo}, {hi}]")
+            raise ValueError(
+                f"RandTissueSynthesis: tissue ids must lie in [0, max_id={self.max_id}], found [{lo}, {hi}]"
+            )
         return t
 
     def _bias_field(self, shape: Sequence[int], spacing: np.ndarray, gen: torch.Generator) -> torch.Tensor:
@@ -259,8 +293,9 @@ class RandTissueSynthesis(RandomizableTransform):
         extent = np.asarray(shape) * spacing
         ctrl = [max(2, int(math.ceil(e / self.bias_spacing_mm)) + 1) for e in extent]
         values = torch.randn(ctrl, generator=gen) * self.bias_std
-        field = F.interpolate(values[None, None], size=tuple(int(s) for s in shape), mode="trilinear",
-                              align_corners=True)
+        field = F.interpolate(
+            values[None, None], size=tuple(int(s) for s in shape), mode="trilinear", align_corners=True
+        )
         return torch.exp(field[0])
 
     def synthesise(self, tissue: torch.Tensor) -> torch.Tensor:
@@ -301,8 +336,10 @@ class RandTissueSynthesis(RandomizableTransform):
         if image is not None:
             img_shape = tuple(np.shape(image))
             if len(img_shape) != 4 or img_shape[1:] != tuple(t.shape[1:]):
-                raise ValueError(f"RandTissueSynthesis: image {img_shape} and tissue map {tuple(t.shape)} must "
-                                 "share the spatial shape (C, X, Y, Z)")
+                raise ValueError(
+                    f"RandTissueSynthesis: image {img_shape} and tissue map {tuple(t.shape)} must "
+                    "share the spatial shape (C, X, Y, Z)"
+                )
         if randomize:
             self.randomize(None)
         if not self._do_transform:
@@ -328,8 +365,14 @@ class RandTissueSynthesisd(RandomizableTransform, MapTransform):
         kwargs: the other arguments of :class:`RandTissueSynthesis` (``groups``, ``mean_range``, ...).
     """
 
-    def __init__(self, keys: KeysCollection, tissue_key: str = "tissue", prob: float = 0.5,
-                 allow_missing_keys: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        keys: KeysCollection,
+        tissue_key: str = "tissue",
+        prob: float = 0.5,
+        allow_missing_keys: bool = False,
+        **kwargs: Any,
+    ) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
         RandomizableTransform.__init__(self, _parse_probability(prob))
         if not isinstance(tissue_key, str) or not tissue_key:
@@ -337,8 +380,9 @@ class RandTissueSynthesisd(RandomizableTransform, MapTransform):
         self.tissue_key = tissue_key
         self.synthesis = RandTissueSynthesis(prob=1.0, **kwargs)
 
-    def set_random_state(self, seed: int | None = None,
-                         state: np.random.RandomState | None = None) -> RandTissueSynthesisd:
+    def set_random_state(
+        self, seed: int | None = None, state: np.random.RandomState | None = None
+    ) -> RandTissueSynthesisd:
         super().set_random_state(seed, state)
         self.synthesis.set_random_state(seed, state)
         return self
@@ -354,8 +398,10 @@ class RandTissueSynthesisd(RandomizableTransform, MapTransform):
         if self.tissue_key not in d or d[self.tissue_key] is None:
             if self.allow_missing_keys:
                 return d
-            raise KeyError(f"RandTissueSynthesisd: no {self.tissue_key!r} in the data (keys: {sorted(map(str, d))});"
-                           " give the datalist a tissue map or set allow_missing_keys=True")
+            raise KeyError(
+                f"RandTissueSynthesisd: no {self.tissue_key!r} in the data (keys: {sorted(map(str, d))});"
+                " give the datalist a tissue map or set allow_missing_keys=True"
+            )
         if not self._do_transform:
             return d
         keys = list(self.key_iterator(d))
@@ -365,7 +411,9 @@ class RandTissueSynthesisd(RandomizableTransform, MapTransform):
         for key in keys:
             img = d[key]
             if tuple(np.shape(img))[1:] != tuple(out.shape[1:]):
-                raise ValueError(f"RandTissueSynthesisd: {key!r} {tuple(np.shape(img))} and {self.tissue_key!r} "
-                                 f"{tuple(out.shape)} must share the spatial shape (C, X, Y, Z)")
+                raise ValueError(
+                    f"RandTissueSynthesisd: {key!r} {tuple(np.shape(img))} and {self.tissue_key!r} "
+                    f"{tuple(out.shape)} must share the spatial shape (C, X, Y, Z)"
+                )
             d[key] = convert_to_dst_type(out.clone(), img, dtype=torch.float32)[0]
         return d

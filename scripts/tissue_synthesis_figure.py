@@ -36,14 +36,25 @@ def lumbar_slice(label: np.ndarray) -> int:
 def _show(ax, img2d: np.ndarray, spacing: np.ndarray, title: str) -> None:
     lo, hi = np.percentile(img2d, (1, 99))
     # RAS array (x to patient right, y anterior) -> radiological view: x reversed, y up
-    ax.imshow(img2d.T[::-1, ::-1], cmap="gray", vmin=lo, vmax=max(hi, lo + 1e-6), interpolation="nearest",
-              aspect=float(spacing[1] / spacing[0]))
+    ax.imshow(
+        img2d.T[::-1, ::-1],
+        cmap="gray",
+        vmin=lo,
+        vmax=max(hi, lo + 1e-6),
+        interpolation="nearest",
+        aspect=float(spacing[1] / spacing[0]),
+    )
     ax.set_title(title, fontsize=9)
     ax.axis("off")
 
 
-def main(out: str = "docs/images/tissue_synthesis.png", subject_seed: int = 3, n: int = 5, seed: int = 0,
-         geometry: str = "low") -> str:
+def main(
+    out: str = "docs/images/tissue_synthesis.png",
+    subject_seed: int = 3,
+    n: int = 5,
+    seed: int = 0,
+    geometry: str = "low",
+) -> str:
     """Write the figure; returns its path.
 
     Args:

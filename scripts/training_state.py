@@ -54,4 +54,5 @@ class ValidationBest:
         self.evaluator.state.best_metric = float(state_dict["best_metric"])
         self.evaluator.state.best_metric_epoch = int(state_dict["best_metric_epoch"])
         self.saver._key_metric_checkpoint.load_state_dict(
-            {"_saved": [(float(priority), str(name)) for priority, name in state_dict["saved"]]})
+            {"_saved": [(float(priority), str(name)) for priority, name in state_dict["saved"]]}
+        )

@@ -61,8 +61,9 @@ class AnatomicalVariabilityModel:
         if self.components.shape[0] < 1:
             raise ValueError("components must hold at least one mode, got 0")
         if self.eigenvalues_mm2.shape != (self.components.shape[0],):
-            raise ValueError(f"eigenvalues_mm2 must have shape ({self.components.shape[0]},), got "
-                             f"{self.eigenvalues_mm2.shape}")
+            raise ValueError(
+                f"eigenvalues_mm2 must have shape ({self.components.shape[0]},), got {self.eigenvalues_mm2.shape}"
+            )
         if np.any(self.eigenvalues_mm2 < 0):
             raise ValueError(f"eigenvalues_mm2 must be >= 0, got minimum {self.eigenvalues_mm2.min()}")
         if self.affine.shape != (4, 4):
@@ -112,9 +113,15 @@ class AnatomicalVariabilityModel:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb") as fh:
             np.savez_compressed(
-                fh, format_version=np.int64(_FORMAT_VERSION), components=self.components,
-                eigenvalues_mm2=self.eigenvalues_mm2, affine=self.affine, center_mm=self.center_mm,
-                mean_mm=self.mean_mm, num_subjects=np.int64(self.num_subjects), info=np.array(json.dumps(self.info)),
+                fh,
+                format_version=np.int64(_FORMAT_VERSION),
+                components=self.components,
+                eigenvalues_mm2=self.eigenvalues_mm2,
+                affine=self.affine,
+                center_mm=self.center_mm,
+                mean_mm=self.mean_mm,
+                num_subjects=np.int64(self.num_subjects),
+                info=np.array(json.dumps(self.info)),
             )
         return path
 
@@ -128,6 +135,12 @@ class AnatomicalVariabilityModel:
             version = int(z["format_version"])
             if version != _FORMAT_VERSION:
                 raise ValueError(f"{path}: unsupported model format_version {version}, expected {_FORMAT_VERSION}")
-            return cls(components=z["components"], eigenvalues_mm2=z["eigenvalues_mm2"], affine=z["affine"],
-                       center_mm=z["center_mm"], mean_mm=z["mean_mm"], num_subjects=int(z["num_subjects"]),
-                       info=json.loads(str(z["info"])))
+            return cls(
+                components=z["components"],
+                eigenvalues_mm2=z["eigenvalues_mm2"],
+                affine=z["affine"],
+                center_mm=z["center_mm"],
+                mean_mm=z["mean_mm"],
+                num_subjects=int(z["num_subjects"]),
+                info=json.loads(str(z["info"])),
+            )

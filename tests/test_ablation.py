@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import wilcoxon
-
 from scripts.ablation import ARMS, COMMON_OVERRIDES, ablation_table, arm_overrides, run
 from scripts.phantom import generate_cohort
 
@@ -41,10 +40,28 @@ def test_ablation_table_known_answer() -> None:
     rows = []
     for arm, values in (("none", base), ("rotations", better)):
         for i, v in enumerate(values):
-            rows.append({"arm": arm, "subject": f"s{i}", "muscle": "psoas", "side": "mean", "dice": v,
-                         "rvd": -v / 10, "hd95_mm": 10 * v})
-            rows.append({"arm": arm, "subject": f"s{i}", "muscle": "psoas", "side": "left", "dice": 0.0,
-                         "rvd": 0.0, "hd95_mm": 0.0})
+            rows.append(
+                {
+                    "arm": arm,
+                    "subject": f"s{i}",
+                    "muscle": "psoas",
+                    "side": "mean",
+                    "dice": v,
+                    "rvd": -v / 10,
+                    "hd95_mm": 10 * v,
+                }
+            )
+            rows.append(
+                {
+                    "arm": arm,
+                    "subject": f"s{i}",
+                    "muscle": "psoas",
+                    "side": "left",
+                    "dice": 0.0,
+                    "rvd": 0.0,
+                    "hd95_mm": 0.0,
+                }
+            )
     table = ablation_table(pd.DataFrame(rows)).set_index(["arm", "metric"])
     assert table.loc[("none", "dice"), "mean"] == pytest.approx(base.mean())
     assert table.loc[("rotations", "dice"), "sd"] == pytest.approx(better.std(ddof=1))
@@ -63,8 +80,15 @@ def test_tiny_ablation_end_to_end_and_resume(tmp_path: Path) -> None:
     generate_cohort(train, n=4, seed=7, geometry="tiny", variety=False, n_validation=1, n_testing=0, progress=False)
     generate_cohort(test, n=2, seed=8, geometry="tiny", variety=False, n_validation=0, n_testing=2, progress=False)
     out = tmp_path / "ablation"
-    kwargs = dict(n_train=2, epochs=1, val_interval=1, out_dir=str(out), arms="none,rotations",
-                  train_overrides=TINY_TRAIN, infer_overrides=TINY_INFER)
+    kwargs = dict(
+        n_train=2,
+        epochs=1,
+        val_interval=1,
+        out_dir=str(out),
+        arms="none,rotations",
+        train_overrides=TINY_TRAIN,
+        infer_overrides=TINY_INFER,
+    )
     table = run(str(train), str(test), **kwargs)
     assert set(table.arm) == {"none", "rotations"}
     metrics = pd.read_csv(out / "metrics.csv")

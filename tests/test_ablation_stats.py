@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-
 from scripts import ablation
 from scripts.ablation_stats import contrast_table, equivalence_test
 
@@ -35,8 +34,9 @@ def _metrics(n_reps: int, shift: float) -> pd.DataFrame:
         for s in range(6):
             for arm, base in (("none", 0.90), ("rotations", 0.90), ("rotations+bspline", 0.90 + shift)):
                 extra = (0.0003 * s + 0.002 * r) if arm == "rotations+bspline" else 0.0
-                rows.append(dict(arm=arm, seed=r, subject=f"s{s}", muscle="psoas", side="mean",
-                                 dice=base + 0.001 * s + extra))
+                rows.append(
+                    dict(arm=arm, seed=r, subject=f"s{s}", muscle="psoas", side="mean", dice=base + 0.001 * s + extra)
+                )
     return pd.DataFrame(rows)
 
 
@@ -66,6 +66,7 @@ def test_run_writes_one_folder_per_replicate(tmp_path: Path, monkeypatch: pytest
         def work(folder: Path) -> dict[str, Any]:
             calls.append((folder.parent.name, seed))
             return {"seconds": 1.0}
+
         return work
 
     def fake_predict(*args: Any) -> Any:
@@ -73,8 +74,22 @@ def test_run_writes_one_folder_per_replicate(tmp_path: Path, monkeypatch: pytest
 
     def fake_eval(test_dir: str, pred: str) -> tuple[pd.DataFrame, None]:
         arm = Path(pred).parent.parent.name
-        return pd.DataFrame([dict(subject=f"s{i}", muscle="psoas", side="mean", dice=0.9 + 0.01 * i +
-                                  (0.02 if arm == "rotations" else 0.0), rvd=0.0, hd95_mm=1.0) for i in range(4)]), None
+        return (
+            pd.DataFrame(
+                [
+                    dict(
+                        subject=f"s{i}",
+                        muscle="psoas",
+                        side="mean",
+                        dice=0.9 + 0.01 * i + (0.02 if arm == "rotations" else 0.0),
+                        rvd=0.0,
+                        hd95_mm=1.0,
+                    )
+                    for i in range(4)
+                ]
+            ),
+            None,
+        )
 
     def fake_datalist(dataset_dir: Path, test_dir: Path, n_train: int, seed: int, out: Path) -> Path:
         out.mkdir(parents=True, exist_ok=True)

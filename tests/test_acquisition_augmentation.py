@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 from monai.data import MetaTensor
-
 from scripts.acquisition_augmentation import (
     DIXON_CONTRASTS,
     RandDixonContrast,
@@ -33,8 +32,8 @@ def _dixon_pair() -> tuple[MetaTensor, MetaTensor]:
     """Water and fat of 3 tissues along x: muscle (FF 0.1), fat (FF 0.95), background; 10 arbitrary units."""
     water = np.zeros((1, 9, 6, 5), np.float32)
     fat = np.zeros_like(water)
-    water[:, 0:3], fat[:, 0:3] = 9.0, 1.0       # muscle
-    water[:, 3:6], fat[:, 3:6] = 0.5, 9.5       # fat
+    water[:, 0:3], fat[:, 0:3] = 9.0, 1.0  # muscle
+    water[:, 3:6], fat[:, 3:6] = 0.5, 9.5  # fat
     return MetaTensor(water, affine=torch.as_tensor(AFFINE_LPS)), MetaTensor(fat, affine=torch.as_tensor(AFFINE_LPS))
 
 
@@ -113,8 +112,9 @@ def test_field_of_view_blanks_outside_one_slab_along_the_patient_axis(world_axis
     shape = (20, 16, 12)
     image = MetaTensor(torch.rand(1, *shape) + 1.0, affine=torch.as_tensor(AFFINE_LPS))
     label = MetaTensor(torch.randint(1, 9, (1, *shape), dtype=torch.uint8), affine=torch.as_tensor(AFFINE_LPS))
-    t = RandFieldOfViewd(["image", "label"], label_keys=["label"], prob=1.0, world_axes=[world_axis],
-                         extent_range=(0.4, 0.6)).set_random_state(5)
+    t = RandFieldOfViewd(
+        ["image", "label"], label_keys=["label"], prob=1.0, world_axes=[world_axis], extent_range=(0.4, 0.6)
+    ).set_random_state(5)
     out = t({"image": image, "label": label})
     axis, start, stop = t.blanker.slab(image)
     assert axis == array_axis
@@ -139,8 +139,14 @@ def test_field_of_view_replicate_repeats_the_slab_edges_in_image_and_label(world
     shape = (20, 16, 12)
     image = MetaTensor(torch.rand(1, *shape) + 1.0, affine=torch.as_tensor(AFFINE_LPS))
     label = MetaTensor(torch.randint(0, 9, (1, *shape), dtype=torch.uint8), affine=torch.as_tensor(AFFINE_LPS))
-    t = RandFieldOfViewd(["image", "label"], label_keys=["label"], prob=1.0, world_axes=[world_axis],
-                         extent_range=(0.3, 0.5), outside="replicate").set_random_state(3)
+    t = RandFieldOfViewd(
+        ["image", "label"],
+        label_keys=["label"],
+        prob=1.0,
+        world_axes=[world_axis],
+        extent_range=(0.3, 0.5),
+        outside="replicate",
+    ).set_random_state(3)
     out = t({"image": image, "label": label})
     axis, start, stop = t.blanker.slab(image)
     assert 0 < stop - start < shape[axis] and (start > 0 or stop < shape[axis])
@@ -183,7 +189,7 @@ def test_train_json_uses_water_and_fat_only_when_listed(tmp_path: Path) -> None:
     label = np.zeros(shape, np.uint8)
     for value in range(1, 9):
         x0 = 2 + 4 * (value - 1)
-        label[x0:x0 + 3, 10:20, 4:16] = value
+        label[x0 : x0 + 3, 10:20, 4:16] = value
     water = (100 + 10 * rng.random(shape)).astype(np.float32) * (label > 0)
     fat = (300 * (label == 0) + 20 * (label > 0)).astype(np.float32)
     affine = np.diag([2.0, 2.0, 4.0, 1.0])
@@ -192,8 +198,9 @@ def test_train_json_uses_water_and_fat_only_when_listed(tmp_path: Path) -> None:
     parser = ConfigParser()
     parser.read_config(str(BUNDLE / "configs" / "train.json"))
     # intensity randomisation off, so the [0, 1] scaling after the contrast synthesis can be checked
-    parser.update({"patch_size": [32, 32, 16], "contrast_prob": 1.0, "coil_prob": 1.0, "intensity_prob": 0.0,
-                   "remap_prob": 0.0})
+    parser.update(
+        {"patch_size": [32, 32, 16], "contrast_prob": 1.0, "coil_prob": 1.0, "intensity_prob": 0.0, "remap_prob": 0.0}
+    )
     preprocessing = parser.get_parsed_content("train#preprocessing")
     validation = parser.get_parsed_content("validate#preprocessing")
     dixon = {k: str(tmp_path / f"{k}.nii.gz") for k in ("image", "water", "fat", "label")}
@@ -218,8 +225,9 @@ def _body(affine: np.ndarray) -> MetaTensor:
     return MetaTensor(img, affine=torch.as_tensor(affine))
 
 
-@pytest.mark.parametrize("affine, posterior_index", [(np.diag([2.0, 2.0, 3.0, 1.0]), 10),
-                                                     (np.diag([-2.0, -2.0, 3.0, 1.0]), 39)])
+@pytest.mark.parametrize(
+    "affine, posterior_index", [(np.diag([2.0, 2.0, 3.0, 1.0]), 10), (np.diag([-2.0, -2.0, 3.0, 1.0]), 39)]
+)
 def test_surface_coil_gain_falls_exponentially_with_depth_from_the_back(affine, posterior_index) -> None:
     """RAS: a higher index is more anterior, so the back is index 10; stored LPS-like (y flipped) it is index 39."""
     coil = RandSurfaceCoil(prob=1.0, decay_range_mm=(80.0, 80.0), floor_range=(0.2, 0.2), anterior_prob=0.0)
@@ -232,8 +240,14 @@ def test_surface_coil_gain_falls_exponentially_with_depth_from_the_back(affine, 
 
 def test_surface_coil_anterior_coil_brightens_the_front_and_dictionary_shares_one_profile() -> None:
     affine = np.diag([2.0, 2.0, 3.0, 1.0])
-    coil = RandSurfaceCoild(["image", "water"], prob=1.0, decay_range_mm=(60.0, 60.0), floor_range=(0.0, 0.0),
-                            anterior_prob=1.0, anterior_weight_range=(1.0, 1.0))
+    coil = RandSurfaceCoild(
+        ["image", "water"],
+        prob=1.0,
+        decay_range_mm=(60.0, 60.0),
+        floor_range=(0.0, 0.0),
+        anterior_prob=1.0,
+        anterior_weight_range=(1.0, 1.0),
+    )
     body = _body(affine)
     out = coil({"image": body, "water": body * 0.5, "label": torch.ones(1, 20, 50, 4)})
     row = out["image"][0, 10, :, 0].numpy()
@@ -253,7 +267,11 @@ def test_surface_coil_draws_within_ranges_and_refuses_bad_arguments() -> None:
         assert 60.0 <= coil.decay_mm <= 250.0 and 0.0 <= coil.floor <= 0.3
     off = RandSurfaceCoild(["image"], prob=0.0)({"image": _body(np.eye(4))})
     assert torch.equal(off["image"].as_tensor(), _body(np.eye(4)).as_tensor())
-    for kwargs, match in [({"decay_range_mm": (0.0, 10.0)}, "decay_range_mm"), ({"floor_range": (0.0, 1.0)},
-                          "floor_range"), ({"body_threshold": 1.5}, "body_threshold"), ({"prob": 2.0}, "prob")]:
+    for kwargs, match in [
+        ({"decay_range_mm": (0.0, 10.0)}, "decay_range_mm"),
+        ({"floor_range": (0.0, 1.0)}, "floor_range"),
+        ({"body_threshold": 1.5}, "body_threshold"),
+        ({"prob": 2.0}, "prob"),
+    ]:
         with pytest.raises(ValueError, match=match):
             RandSurfaceCoil(**kwargs)

@@ -9,14 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-
 from scripts.agreement import (
     bland_altman,
     holm_correction,
     icc,
     icc_from_ratings,
-    lins_ccc,
     linear_regression,
+    lins_ccc,
     paired_finite,
     paired_wilcoxon,
 )

@@ -20,7 +20,6 @@ import pytest
 import torch
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
-
 from scripts.anatomical_variability import (
     AnatomicalVariabilityModel,
     build_variability_model,
@@ -65,8 +64,9 @@ BOXES_MM = {
 }
 
 
-def _phantom(affine: np.ndarray = AFFINE_RAS, shape: tuple[int, int, int] = (32, 32, 16),
-             label_dtype: torch.dtype = torch.uint8) -> tuple[MetaTensor, MetaTensor]:
+def _phantom(
+    affine: np.ndarray = AFFINE_RAS, shape: tuple[int, int, int] = (32, 32, 16), label_dtype: torch.dtype = torch.uint8
+) -> tuple[MetaTensor, MetaTensor]:
     """(image, label) MetaTensors (1, X, Y, Z); image intensity == label value."""
     idx = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1).astype(float)
     world = idx @ affine[:3, :3].T + affine[:3, 3]
@@ -133,15 +133,21 @@ MODES3 = ("bilinear", "nearest", "nearest")
 @pytest.mark.parametrize(
     "make",
     [
-        lambda: RandRigidd(KEYS3, rotate_range_deg=(8, 8, 15), scale_range=0.08, translate_range_mm=4, prob=1.0,
-                           mode=MODES3),
-        lambda: RandBSplineDeformd(KEYS3, num_control_points=(6, 6, 5), max_displacement_mm=(4.0, 4.0, 4.0),
-                                   locked_borders=1, prob=1.0, mode=MODES3),
+        lambda: RandRigidd(
+            KEYS3, rotate_range_deg=(8, 8, 15), scale_range=0.08, translate_range_mm=4, prob=1.0, mode=MODES3
+        ),
+        lambda: RandBSplineDeformd(
+            KEYS3,
+            num_control_points=(6, 6, 5),
+            max_displacement_mm=(4.0, 4.0, 4.0),
+            locked_borders=1,
+            prob=1.0,
+            mode=MODES3,
+        ),
     ],
     ids=["rigid", "bspline"],
 )
-def test_spatial_transform_keeps_image_and_label_aligned(make: Callable[[], MapTransform],
-                                                         affine: np.ndarray) -> None:
+def test_spatial_transform_keeps_image_and_label_aligned(make: Callable[[], MapTransform], affine: np.ndarray) -> None:
     img, lab = _phantom(affine)
     for seed in (0, 1):
         out = make().set_random_state(seed)(_warp_dict(img, lab))
@@ -176,8 +182,9 @@ def test_bspline_constant_grid_is_a_translation_in_mm() -> None:
     # all control points displaced +2.2 mm along x -> every voxel samples 2 voxels (2.2 / 1.1) further along x
     t.control_points_mm = np.zeros((3, 5, 5, 5))
     t.control_points_mm[0] = 2.2
-    torch.testing.assert_close(bspline_displacement_field(t.control_points_mm, (32, 32, 16))[0],
-                               torch.full((32, 32, 16), 2.2))
+    torch.testing.assert_close(
+        bspline_displacement_field(t.control_points_mm, (32, 32, 16))[0], torch.full((32, 32, 16), 2.2)
+    )
     out = t(lab, randomize=False)
     assert torch.equal(out[0, :-2].as_tensor(), lab[0, 2:].as_tensor())
 
@@ -235,7 +242,8 @@ def test_identity(make: Callable[[], MapTransform]) -> None:
 def test_plain_array_input_gives_metatensor() -> None:
     img, lab = _phantom()
     out = RandBSplineDeformd(["image", "label"], (6, 6, 5), 3.0, locked_borders=1, prob=1.0).set_random_state(0)(
-        {"image": img.numpy(), "label": lab.as_tensor()})
+        {"image": img.numpy(), "label": lab.as_tensor()}
+    )
     assert isinstance(out["image"], MetaTensor) and out["label"].dtype == torch.uint8
 
 
@@ -295,8 +303,9 @@ def test_flip_swaps_left_and_right(affine: np.ndarray, shape: tuple[int, int, in
 
 def test_flip_permutes_one_hot_channels() -> None:
     _, lab = _phantom()
-    onehot = MetaTensor(torch.nn.functional.one_hot(lab[0].as_tensor().long(), 9).permute(3, 0, 1, 2).float(),
-                        affine=lab.affine.clone())
+    onehot = MetaTensor(
+        torch.nn.functional.one_hot(lab[0].as_tensor().long(), 9).permute(3, 0, 1, 2).float(), affine=lab.affine.clone()
+    )
     out = RandLeftRightFlipd(["label"], label_keys="label", prob=1.0)({"label": onehot})["label"]
     flipped = RandLeftRightFlipd(["label"], label_keys="label", prob=1.0)({"label": lab})["label"]
     assert torch.equal(out.argmax(0), flipped[0].long())
@@ -310,68 +319,158 @@ def test_flip_permutes_one_hot_channels() -> None:
 def _tiny_model() -> AnatomicalVariabilityModel:
     comps = np.zeros((2, 3, 4, 4, 4), dtype=np.float32)
     comps[0, 0] = comps[1, 1] = 1.0 / 8.0  # unit norm: 64 voxels * (1/8)^2 = 1
-    return AnatomicalVariabilityModel(comps, np.array([4.0, 1.0]), np.diag([5.0, 5.0, 5.0, 1.0]), np.zeros(3),
-                                      np.zeros((3, 4, 4, 4)), 3)
+    return AnatomicalVariabilityModel(
+        comps, np.array([4.0, 1.0]), np.diag([5.0, 5.0, 5.0, 1.0]), np.zeros(3), np.zeros((3, 4, 4, 4)), 3
+    )
 
 
 INVALID = [
-    ("bspline-prob-high", lambda: RandBSplineDeformd("image", prob=1.5), ValueError,
-     r"prob must be a number in \[0, 1\], not 1.5"),
+    (
+        "bspline-prob-high",
+        lambda: RandBSplineDeformd("image", prob=1.5),
+        ValueError,
+        r"prob must be a number in \[0, 1\], not 1.5",
+    ),
     ("bspline-prob-negative", lambda: RandBSplineDeform(prob=-0.1), ValueError, r"prob must be .* not -0.1"),
-    ("bspline-cp-3", lambda: RandBSplineDeform(num_control_points=3, locked_borders=0), ValueError,
-     r"num_control_points for axis 0 must be an integer >= 4, not 3"),
-    ("bspline-cp-float", lambda: RandBSplineDeform(num_control_points=(6, 6, 5.5)), ValueError,
-     r"num_control_points for axis 2 must be an integer, not 5.5"),
-    ("bspline-cp-length", lambda: RandBSplineDeform(num_control_points=(6, 6)), ValueError,
-     r"num_control_points must be a number or a sequence of 3"),
-    ("bspline-disp-negative", lambda: RandBSplineDeform(max_displacement_mm=(2.0, -1.0, 2.0)), ValueError,
-     r"max_displacement_mm for axis 1 must be a number >= 0.0 mm, not -1.0"),
+    (
+        "bspline-cp-3",
+        lambda: RandBSplineDeform(num_control_points=3, locked_borders=0),
+        ValueError,
+        r"num_control_points for axis 0 must be an integer >= 4, not 3",
+    ),
+    (
+        "bspline-cp-float",
+        lambda: RandBSplineDeform(num_control_points=(6, 6, 5.5)),
+        ValueError,
+        r"num_control_points for axis 2 must be an integer, not 5.5",
+    ),
+    (
+        "bspline-cp-length",
+        lambda: RandBSplineDeform(num_control_points=(6, 6)),
+        ValueError,
+        r"num_control_points must be a number or a sequence of 3",
+    ),
+    (
+        "bspline-disp-negative",
+        lambda: RandBSplineDeform(max_displacement_mm=(2.0, -1.0, 2.0)),
+        ValueError,
+        r"max_displacement_mm for axis 1 must be a number >= 0.0 mm, not -1.0",
+    ),
     ("bspline-locked-3", lambda: RandBSplineDeform(locked_borders=3), ValueError, r"locked_borders must be 0, 1 or 2"),
-    ("bspline-locked-identity", lambda: RandBSplineDeform(num_control_points=(6, 6, 4), locked_borders=2), ValueError,
-     r"num_control_points for axis 2 must be > 4 when locked_borders is 2.*not 4"),
-    ("bspline-mode", lambda: RandBSplineDeformd(["image", "label"], mode=("bilinear", "cubic")), ValueError,
-     r"mode must be one of .* not 'cubic'"),
+    (
+        "bspline-locked-identity",
+        lambda: RandBSplineDeform(num_control_points=(6, 6, 4), locked_borders=2),
+        ValueError,
+        r"num_control_points for axis 2 must be > 4 when locked_borders is 2.*not 4",
+    ),
+    (
+        "bspline-mode",
+        lambda: RandBSplineDeformd(["image", "label"], mode=("bilinear", "cubic")),
+        ValueError,
+        r"mode must be one of .* not 'cubic'",
+    ),
     ("bspline-mode-type", lambda: RandBSplineDeform(mode=1), TypeError, r"mode must be a string"),
-    ("bspline-mode-count", lambda: RandBSplineDeformd(["image", "label"], mode=("bilinear",) * 3), ValueError,
-     r"mode must be one value or one per key \(2\)"),
+    (
+        "bspline-mode-count",
+        lambda: RandBSplineDeformd(["image", "label"], mode=("bilinear",) * 3),
+        ValueError,
+        r"mode must be one value or one per key \(2\)",
+    ),
     ("bspline-padding", lambda: RandBSplineDeform(padding_mode="wrap"), ValueError, r"padding_mode must be one of"),
-    ("rigid-rotation", lambda: RandRigidd("image", rotate_range_deg=(5, 200, 5)), ValueError,
-     r"rotate_range_deg for axis 1 must be a number < 180.0 degrees, not 200"),
+    (
+        "rigid-rotation",
+        lambda: RandRigidd("image", rotate_range_deg=(5, 200, 5)),
+        ValueError,
+        r"rotate_range_deg for axis 1 must be a number < 180.0 degrees, not 200",
+    ),
     ("rigid-scale", lambda: RandRigid(scale_range=1.5), ValueError, r"scale_range for axis 0 must be a number < 1.0"),
-    ("rigid-translation", lambda: RandRigid(translate_range_mm=-2), ValueError,
-     r"translate_range_mm for axis 0 must be a number >= 0.0 mm, not -2"),
+    (
+        "rigid-translation",
+        lambda: RandRigid(translate_range_mm=-2),
+        ValueError,
+        r"translate_range_mm for axis 0 must be a number >= 0.0 mm, not -2",
+    ),
     ("rigid-prob", lambda: RandRigidd("image", prob=2), ValueError, r"prob must be a number in \[0, 1\], not 2"),
     ("rigid-prob-type", lambda: RandRigid(prob="0.5"), TypeError, r"prob must be a number"),
-    ("flip-label-keys", lambda: RandLeftRightFlipd(["image"], label_keys="label"), ValueError,
-     r"label_keys must be a subset of keys"),
+    (
+        "flip-label-keys",
+        lambda: RandLeftRightFlipd(["image"], label_keys="label"),
+        ValueError,
+        r"label_keys must be a subset of keys",
+    ),
     ("flip-prob", lambda: RandLeftRightFlipd(["image"], label_keys=(), prob=-1), ValueError, r"prob must be"),
-    ("remap-probs-sum", lambda: RandIntensityRemapd("image", invert_prob=0.8, non_monotonic_prob=0.5), ValueError,
-     r"invert_prob \+ non_monotonic_prob must be <= 1"),
-    ("remap-knots", lambda: RandIntensityRemap(num_control_points=2), ValueError,
-     r"num_control_points must be an integer >= 3, not 2"),
-    ("lowres-factor", lambda: RandLowResolutionAxisd("image", factor_range=(0.5, 2.0)), ValueError,
-     r"factor_range must have low >= 1.0"),
+    (
+        "remap-probs-sum",
+        lambda: RandIntensityRemapd("image", invert_prob=0.8, non_monotonic_prob=0.5),
+        ValueError,
+        r"invert_prob \+ non_monotonic_prob must be <= 1",
+    ),
+    (
+        "remap-knots",
+        lambda: RandIntensityRemap(num_control_points=2),
+        ValueError,
+        r"num_control_points must be an integer >= 3, not 2",
+    ),
+    (
+        "lowres-factor",
+        lambda: RandLowResolutionAxisd("image", factor_range=(0.5, 2.0)),
+        ValueError,
+        r"factor_range must have low >= 1.0",
+    ),
     ("lowres-order", lambda: RandLowResolutionAxis(factor_range=(3.0, 2.0)), ValueError, r"low <= high"),
     ("lowres-axes", lambda: RandLowResolutionAxis(world_axes=(3,)), ValueError, r"world_axes must be"),
-    ("anatomical-scale", lambda: RandAnatomicalDeformd("image", _tiny_model(), scale=-1.0), ValueError,
-     r"scale must be a number >= 0, not -1.0"),
-    ("anatomical-max-std", lambda: RandAnatomicalDeformd("image", _tiny_model(), max_std=0), ValueError,
-     r"max_std must be a number > 0"),
-    ("anatomical-components", lambda: RandAnatomicalDeformd("image", _tiny_model(), num_components=5), ValueError,
-     r"num_components must be None or an integer in \[1, 2\], not 5"),
+    (
+        "anatomical-scale",
+        lambda: RandAnatomicalDeformd("image", _tiny_model(), scale=-1.0),
+        ValueError,
+        r"scale must be a number >= 0, not -1.0",
+    ),
+    (
+        "anatomical-max-std",
+        lambda: RandAnatomicalDeformd("image", _tiny_model(), max_std=0),
+        ValueError,
+        r"max_std must be a number > 0",
+    ),
+    (
+        "anatomical-components",
+        lambda: RandAnatomicalDeformd("image", _tiny_model(), num_components=5),
+        ValueError,
+        r"num_components must be None or an integer in \[1, 2\], not 5",
+    ),
     ("anatomical-model-type", lambda: RandAnatomicalDeformd("image", 3.0), TypeError, r"model must be"),
-    ("anatomical-model-missing", lambda: RandAnatomicalDeformd("image", "/nonexistent/model.npz"),
-     FileNotFoundError, r"not found"),
-    ("model-shapes", lambda: AnatomicalVariabilityModel(np.zeros((2, 3, 4, 4, 4)), np.ones(3), np.eye(4),
-                                                         np.zeros(3), np.zeros((3, 4, 4, 4)), 3), ValueError,
-     r"eigenvalues_mm2 must have shape \(2,\)"),
+    (
+        "anatomical-model-missing",
+        lambda: RandAnatomicalDeformd("image", "/nonexistent/model.npz"),
+        FileNotFoundError,
+        r"not found",
+    ),
+    (
+        "model-shapes",
+        lambda: AnatomicalVariabilityModel(
+            np.zeros((2, 3, 4, 4, 4)), np.ones(3), np.eye(4), np.zeros(3), np.zeros((3, 4, 4, 4)), 3
+        ),
+        ValueError,
+        r"eigenvalues_mm2 must have shape \(2,\)",
+    ),
     ("build-one-subject", lambda: build_variability_model([np.ones((4, 4, 4))]), ValueError, r"at least 2"),
-    ("build-reference", lambda: build_variability_model([np.ones((4, 4, 4))] * 2, reference_index=2), ValueError,
-     r"reference_index must be in \[0, 1\], not 2"),
-    ("intensity-gamma", lambda: intensity_augmentations(gamma_range=(0.0, 1.0)), ValueError,
-     r"gamma_range must be > 0"),
-    ("intensity-noise", lambda: intensity_augmentations(noise_std_relative=-0.1), ValueError,
-     r"noise_std_relative must be a number >= 0"),
+    (
+        "build-reference",
+        lambda: build_variability_model([np.ones((4, 4, 4))] * 2, reference_index=2),
+        ValueError,
+        r"reference_index must be in \[0, 1\], not 2",
+    ),
+    (
+        "intensity-gamma",
+        lambda: intensity_augmentations(gamma_range=(0.0, 1.0)),
+        ValueError,
+        r"gamma_range must be > 0",
+    ),
+    (
+        "intensity-noise",
+        lambda: intensity_augmentations(noise_std_relative=-0.1),
+        ValueError,
+        r"noise_std_relative must be a number >= 0",
+    ),
 ]
 
 
@@ -400,8 +499,14 @@ def _ellipsoid_label(shape: tuple[int, int, int] = (40, 40, 20)) -> np.ndarray:
     grids = np.meshgrid(*[np.arange(n) * s for n, s in zip(shape, ANAT_SPACING)], indexing="ij")
     centre = [(n - 1) * s / 2 for n, s in zip(shape, ANAT_SPACING)]
     label = np.zeros(shape, np.uint8)
-    specs = [(1, (-12, 5, 0), (6, 6, 25)), (2, (12, 5, 0), (6, 6, 25)), (5, (-20, -8, 0), (5, 4, 20)),
-             (6, (20, -8, 0), (5, 4, 20)), (7, (-8, -22, 0), (7, 7, 28)), (8, (8, -22, 0), (7, 7, 28))]
+    specs = [
+        (1, (-12, 5, 0), (6, 6, 25)),
+        (2, (12, 5, 0), (6, 6, 25)),
+        (5, (-20, -8, 0), (5, 4, 20)),
+        (6, (20, -8, 0), (5, 4, 20)),
+        (7, (-8, -22, 0), (7, 7, 28)),
+        (8, (8, -22, 0), (7, 7, 28)),
+    ]
     for value, offset, radius in specs:
         inside = sum(((g - (c + o)) / r) ** 2 for g, c, o, r in zip(grids, centre, offset, radius)) <= 1
         label[inside] = value
@@ -443,8 +548,10 @@ def test_anatomical_model_recovers_variance(anatomy: dict[str, Any], tmp_path: P
     assert model.rms_std_mm > 0.2, model.rms_std_mm
     # ... whereas translated, undeformed copies give none: the affine part is removed
     rng = np.random.RandomState(1)
-    rigid = [MetaTensor(torch.from_numpy(anatomy["base"])[None], affine=torch.as_tensor(_subject_affine(rng)))
-             for _ in range(3)]
+    rigid = [
+        MetaTensor(torch.from_numpy(anatomy["base"])[None], affine=torch.as_tensor(_subject_affine(rng)))
+        for _ in range(3)
+    ]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # "no non-linear variability" may or may not fire
         rigid_model = build_variability_model(rigid, model_spacing_mm=4.0, mesh_size=3, bspline_iterations=20)
@@ -458,10 +565,10 @@ def test_anatomical_model_recovers_variance(anatomy: dict[str, Any], tmp_path: P
     assert loaded.info["mesh_size"] == [3, 3, 3]
 
 
-@pytest.mark.parametrize("affine", [np.diag([*ANAT_SPACING, 1.0]), np.diag([-2.0, -2.0, 4.0, 1.0])],
-                         ids=["ras", "lps"])
-def test_anatomical_deformation_keeps_labels_aligned(anatomy: dict[str, Any], affine: np.ndarray,
-                                                     tmp_path: Path) -> None:
+@pytest.mark.parametrize("affine", [np.diag([*ANAT_SPACING, 1.0]), np.diag([-2.0, -2.0, 4.0, 1.0])], ids=["ras", "lps"])
+def test_anatomical_deformation_keeps_labels_aligned(
+    anatomy: dict[str, Any], affine: np.ndarray, tmp_path: Path
+) -> None:
     base = anatomy["base"]
     lab = MetaTensor(torch.from_numpy(base)[None], affine=torch.as_tensor(affine))
     img = MetaTensor(lab.as_tensor().float(), affine=torch.as_tensor(affine))
@@ -484,8 +591,10 @@ def test_anatomical_deformation_is_the_same_in_world_space_for_ras_and_lps(anato
     shape = np.asarray(anatomy["base"].shape)
     lps = np.diag([-ANAT_SPACING[0], -ANAT_SPACING[1], ANAT_SPACING[2], 1.0])
     lps[:3, 3] = ras[:3, :3] @ np.array([shape[0] - 1, shape[1] - 1, 0]) + ras[:3, 3]
-    arrays = {"ras": torch.from_numpy(anatomy["base"])[None],
-              "lps": torch.from_numpy(anatomy["base"][::-1, ::-1].copy())[None]}
+    arrays = {
+        "ras": torch.from_numpy(anatomy["base"])[None],
+        "lps": torch.from_numpy(anatomy["base"][::-1, ::-1].copy())[None],
+    }
     out = {}
     for name, affine in (("ras", ras), ("lps", lps)):
         lab = MetaTensor(arrays[name], affine=torch.as_tensor(affine))
@@ -502,8 +611,13 @@ def test_build_model_from_datalist(tmp_path: Path, anatomy: dict[str, Any]) -> N
         nib.save(nib.Nifti1Image(lab[0].numpy(), lab.affine.numpy()), tmp_path / f"s{i}_label.nii.gz")
         entries.append({"image": f"s{i}_image.nii.gz", "label": f"s{i}_label.nii.gz"})
     (tmp_path / "datalist.json").write_text(json.dumps({"training": entries}))
-    out = build_variability_model_from_datalist(str(tmp_path / "datalist.json"), str(tmp_path / "model.npz"),
-                                                model_spacing_mm=4.0, mesh_size=3, bspline_iterations=10)
+    out = build_variability_model_from_datalist(
+        str(tmp_path / "datalist.json"),
+        str(tmp_path / "model.npz"),
+        model_spacing_mm=4.0,
+        mesh_size=3,
+        bspline_iterations=10,
+    )
     model = AnatomicalVariabilityModel.load(out)
     assert model.num_subjects == 3 and model.rms_std_mm > 0.0
     assert model.info["sources"][0].endswith("s0_label.nii.gz")

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from scripts.average_checkpoints import interpolate_checkpoints, interpolate_state_dicts
 
 
 def _pair():
-    base = {"conv.weight": torch.tensor([[1.0, 2.0], [3.0, 4.0]]), "bn.running_var": torch.tensor([1.0, 1.0]),
-            "bn.num_batches_tracked": torch.tensor(10)}
-    tuned = {"conv.weight": torch.tensor([[3.0, 2.0], [-1.0, 0.0]]), "bn.running_var": torch.tensor([3.0, 0.0]),
-             "bn.num_batches_tracked": torch.tensor(25)}
+    base = {
+        "conv.weight": torch.tensor([[1.0, 2.0], [3.0, 4.0]]),
+        "bn.running_var": torch.tensor([1.0, 1.0]),
+        "bn.num_batches_tracked": torch.tensor(10),
+    }
+    tuned = {
+        "conv.weight": torch.tensor([[3.0, 2.0], [-1.0, 0.0]]),
+        "bn.running_var": torch.tensor([3.0, 0.0]),
+        "bn.num_batches_tracked": torch.tensor(25),
+    }
     return base, tuned
 
 

@@ -10,7 +10,6 @@ import pytest
 import torch
 from monai.bundle import ConfigParser
 from monai.inferers import SimpleInferer, SlidingWindowInferer
-
 from scripts.batchnorm_adaptation import AdaptiveBatchNormInferer, batch_norm_layers
 from scripts.flip_ensemble import LeftRightFlipInferer
 
@@ -71,8 +70,13 @@ def test_each_image_of_a_batch_is_adapted_on_its_own():
 
 
 def test_the_network_is_left_as_it_was():
-    net = torch.nn.Sequential(torch.nn.Conv3d(1, 2, 3, padding=1), torch.nn.BatchNorm3d(2), torch.nn.ReLU(),
-                              torch.nn.Conv3d(2, 3, 1), torch.nn.BatchNorm3d(3, momentum=None))
+    net = torch.nn.Sequential(
+        torch.nn.Conv3d(1, 2, 3, padding=1),
+        torch.nn.BatchNorm3d(2),
+        torch.nn.ReLU(),
+        torch.nn.Conv3d(2, 3, 1),
+        torch.nn.BatchNorm3d(3, momentum=None),
+    )
     net.eval()
     before = {k: v.clone() for k, v in net.state_dict().items()}
     x = _image(5, loc=7.0)
@@ -103,8 +107,13 @@ def test_the_network_is_restored_when_inference_fails():
 
 def test_torchscript_network_gives_the_eager_answer():
     """models/model.ts (what MONAI Deploy runs) holds momentum as a constant; the adaptation must work there too."""
-    net = torch.nn.Sequential(torch.nn.Conv3d(1, 2, 3, padding=1), torch.nn.BatchNorm3d(2), torch.nn.ReLU(),
-                              torch.nn.Conv3d(2, 2, 1), torch.nn.BatchNorm3d(2)).eval()
+    net = torch.nn.Sequential(
+        torch.nn.Conv3d(1, 2, 3, padding=1),
+        torch.nn.BatchNorm3d(2),
+        torch.nn.ReLU(),
+        torch.nn.Conv3d(2, 2, 1),
+        torch.nn.BatchNorm3d(2),
+    ).eval()
     scripted = torch.jit.script(net).eval()
     assert len(batch_norm_layers(scripted)) == 2
     x = _image(7, (1, 1, 12, 10, 8), loc=4.0, scale=2.0)
@@ -173,8 +182,9 @@ def test_evaluate_overlay_adapts_and_training_validation_does_not():
 def _small_segmenter() -> torch.nn.Module:
     """A conv - batch norm - conv network with the bundle's 9 output channels; training statistics far off."""
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.BatchNorm3d(4), torch.nn.ReLU(),
-                              torch.nn.Conv3d(4, 9, 1))
+    net = torch.nn.Sequential(
+        torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.BatchNorm3d(4), torch.nn.ReLU(), torch.nn.Conv3d(4, 9, 1)
+    )
     net[1].running_mean.fill_(3.0)
     return net.eval()
 

@@ -6,8 +6,8 @@ import json
 import re
 
 import pytest
-
 from scripts.labels import LABELS, channel_def
+
 from tests.conftest import BUNDLE_ROOT
 
 CONFIGS = sorted((BUNDLE_ROOT / "configs").glob("*.json"))
@@ -53,8 +53,17 @@ def test_requirements_are_pinned_exactly():
 
 
 def test_bundle_layout():
-    for rel in ["LICENSE", "configs/metadata.json", "configs/logging.conf", "docs/README.md", "docs/data_license.txt",
-                "large_files.yml", "scripts/__init__.py", "README.md", ".ci/run"]:
+    for rel in [
+        "LICENSE",
+        "configs/metadata.json",
+        "configs/logging.conf",
+        "docs/README.md",
+        "docs/data_license.txt",
+        "large_files.yml",
+        "scripts/__init__.py",
+        "README.md",
+        ".ci/run",
+    ]:
         assert (BUNDLE_ROOT / rel).exists(), rel
 
 
@@ -72,13 +81,20 @@ def _monai_bundle(*args: str):
     import subprocess
     import sys
 
-    return subprocess.run([sys.executable, "-m", "monai.bundle", *args], cwd=BUNDLE_ROOT, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "monai.bundle", *args], cwd=BUNDLE_ROOT, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_verify_net_in_out():
-    res = _monai_bundle("verify_net_in_out", "network_def", "--meta_file", "configs/metadata.json", "--config_file",
-                        "configs/inference.json")
+    res = _monai_bundle(
+        "verify_net_in_out",
+        "network_def",
+        "--meta_file",
+        "configs/metadata.json",
+        "--config_file",
+        "configs/inference.json",
+    )
     assert res.returncode == 0 and "verified with no error" in res.stdout + res.stderr, res.stderr[-2000:]
 
 
@@ -89,8 +105,10 @@ def test_verify_metadata_cli(shared_dir, tmp_path):
     assert res.returncode == 0 and "metadata is verified with no error" in res.stdout + res.stderr, res.stderr[-2000:]
 
 
-@pytest.mark.parametrize("files", [["train.json"], ["inference.json"], ["train.json", "evaluate.json"],
-                                   ["train.json", "multi_gpu_train.json"]])
+@pytest.mark.parametrize(
+    "files",
+    [["train.json"], ["inference.json"], ["train.json", "evaluate.json"], ["train.json", "multi_gpu_train.json"]],
+)
 def test_configs_parse_with_monai(files):
     from monai.bundle import ConfigParser
 
@@ -107,8 +125,18 @@ def test_ckpt_export_matches_the_eager_network(tmp_path):
     from monai.bundle import ConfigParser
 
     ts = tmp_path / "model.ts"
-    res = _monai_bundle("ckpt_export", "network_def", "--filepath", str(ts), "--ckpt_file", "models/model.pt",
-                        "--meta_file", "configs/metadata.json", "--config_file", "configs/inference.json")
+    res = _monai_bundle(
+        "ckpt_export",
+        "network_def",
+        "--filepath",
+        str(ts),
+        "--ckpt_file",
+        "models/model.pt",
+        "--meta_file",
+        "configs/metadata.json",
+        "--config_file",
+        "configs/inference.json",
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     parser = ConfigParser()
     parser.read_config(str(BUNDLE_ROOT / "configs" / "inference.json"))

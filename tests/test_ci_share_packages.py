@@ -13,7 +13,9 @@ SCRIPT = Path(__file__).resolve().parents[1] / ".ci" / "share_packages.py"
 
 
 def _site(python: Path) -> Path:
-    out = subprocess.check_output([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], text=True)
+    out = subprocess.check_output(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], text=True
+    )
     return Path(out.strip())
 
 
@@ -28,8 +30,9 @@ def test_pinned_package_is_hard_linked_and_importable(tmp_path, target_python):
     req = tmp_path / "requirements.txt"
     # six at its installed version is shared; numpy at another version and an unknown package are not
     req.write_text(f"# comment\nsix=={six_version}\nnumpy==0.0.1\nnot-installed-anywhere==1.0\n")
-    out = subprocess.run([sys.executable, str(SCRIPT), str(target_python), str(req)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), str(target_python), str(req)], capture_output=True, text=True, check=True
+    ).stdout
     assert "1 packages" in out
 
     site = _site(target_python)
@@ -42,8 +45,9 @@ def test_pinned_package_is_hard_linked_and_importable(tmp_path, target_python):
     assert subprocess.check_output([str(target_python), "-c", probe], text=True).strip() == six_version
 
     # a second run finds it installed and links nothing more
-    again = subprocess.run([sys.executable, str(SCRIPT), str(target_python), str(req)],
-                           capture_output=True, text=True, check=True).stdout
+    again = subprocess.run(
+        [sys.executable, str(SCRIPT), str(target_python), str(req)], capture_output=True, text=True, check=True
+    ).stdout
     assert "0 packages" in again
 
 

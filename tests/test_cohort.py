@@ -5,7 +5,6 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from monai.data import DataLoader, Dataset
-
 from scripts.cohort import CohortFailures, FailureLog, IsolatingLoader, pending_subjects
 from scripts.dixon_inputs import DixonInputError
 
@@ -43,8 +42,9 @@ def test_a_bad_subject_is_recorded_and_the_others_complete(tmp_path, num_workers
     # failed check 5: one bad subject stopped the cohort, its message buried in a long traceback
     data = [{"subject": s} for s in ("a", "bad", "c")]
     failures = FailureLog(tmp_path)
-    loader = IsolatingLoader(DataLoader(Dataset(data, transform=_load), batch_size=1, num_workers=num_workers),
-                             failures)
+    loader = IsolatingLoader(
+        DataLoader(Dataset(data, transform=_load), batch_size=1, num_workers=num_workers), failures
+    )
     assert [b["subject"][0] for b in loader] == ["a", "c"]
     table = pd.read_csv(tmp_path / "cohort_failures.csv")
     assert table.subject.tolist() == ["bad"] and len(table) == 1

@@ -12,23 +12,43 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from scripts.phantom import generate_cohort
+
 from tests.conftest import BUNDLE_ROOT
 
 # these tests check the cohort plumbing, not accuracy: one pass (no flip ensembling, no batch-norm adaptation), a
 # small window, no report.
 # The model's own 2x2x4 mm grid, not a coarser one: the comparisons below need measured rows, and how much of a
 # tiny phantom a model still finds on a grid it was never trained for changes with every retraining.
-FAST = ["--roi_size", "[64,64,32]", "--write_report", "false", "--flip_ensemble", "false",
-        "--adapt_batch_norm", "false"]
+FAST = [
+    "--roi_size",
+    "[64,64,32]",
+    "--write_report",
+    "false",
+    "--flip_ensemble",
+    "false",
+    "--adapt_batch_norm",
+    "false",
+]
 # one thread everywhere so that one and two processes compute bit-identical convolutions
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
 def _cmd(dataset: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json",
-            "--dataset_dir", str(dataset), "--output_dir", str(out), *FAST, *extra]
+    return [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        "configs/inference.json",
+        "--dataset_dir",
+        str(dataset),
+        "--output_dir",
+        str(out),
+        *FAST,
+        *extra,
+    ]
 
 
 def _run(cmd: list[str]) -> subprocess.CompletedProcess:
@@ -73,8 +93,14 @@ def test_a_second_run_skips_finished_subjects_and_changes_nothing(cohort, one_pr
 
 def test_a_killed_run_resumes_and_gives_the_same_table(cohort, one_process, tmp_path):
     out = tmp_path / "eval"
-    proc = subprocess.Popen(_cmd(cohort, out), cwd=BUNDLE_ROOT, env=ENV, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        _cmd(cohort, out),
+        cwd=BUNDLE_ROOT,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 600
     while not list(out.glob("*/*_done.json")) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -96,8 +122,14 @@ def _files(out: Path) -> dict[Path, int]:
 def test_changed_settings_are_not_mistaken_for_finished_work(cohort, one_process):
     # a different erosion is a different run: nothing is skipped, and the earlier results are not overwritten
     before = _files(one_process)
-    res = subprocess.run(_cmd(cohort, one_process, "--erosion_mm", "3.0"), cwd=BUNDLE_ROOT, capture_output=True,
-                         text=True, timeout=900, env=ENV)
+    res = subprocess.run(
+        _cmd(cohort, one_process, "--erosion_mm", "3.0"),
+        cwd=BUNDLE_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=ENV,
+    )
     assert res.returncode != 0
     assert "holds results of a different run (differs in: settings)" in res.stdout + res.stderr
     assert "already finished" not in res.stdout + res.stderr
@@ -111,8 +143,9 @@ def test_a_conflict_is_refused_before_any_segmentation(cohort, one_process):
 
     parser = ConfigParser()
     parser.read_config(str(BUNDLE_ROOT / "configs" / "inference.json"))
-    parser.update({"bundle_root": str(BUNDLE_ROOT), "dataset_dir": str(cohort), "output_dir": str(one_process),
-                   "erosion_mm": 3.0})
+    parser.update(
+        {"bundle_root": str(BUNDLE_ROOT), "dataset_dir": str(cohort), "output_dir": str(one_process), "erosion_mm": 3.0}
+    )
     from scripts.inference import RunConflictError
 
     data = parser.get_parsed_content("data")  # a lazy list: made in `run`, so check_properties needs no data
@@ -123,12 +156,20 @@ def test_a_conflict_is_refused_before_any_segmentation(cohort, one_process):
     assert len(parser.get_parsed_content("data").load()) == 4  # --overwrite true: every subject is redone
 
 
-@pytest.mark.parametrize("override", [["--sw_padding_mode", "constant"], ["--flip_ensemble", "true"],
-                                      ["--roi_size", "[32,32,32]"], ["--adapt_batch_norm", "true"]])
+@pytest.mark.parametrize(
+    "override",
+    [
+        ["--sw_padding_mode", "constant"],
+        ["--flip_ensemble", "true"],
+        ["--roi_size", "[32,32,32]"],
+        ["--adapt_batch_norm", "true"],
+    ],
+)
 def test_changed_segmentation_settings_are_not_mistaken_for_finished_work(cohort, one_process, override):
     # the label map itself would differ: reusing the earlier results would report numbers of another segmentation
-    res = subprocess.run(_cmd(cohort, one_process, *override), cwd=BUNDLE_ROOT, capture_output=True, text=True,
-                         timeout=900, env=ENV)
+    res = subprocess.run(
+        _cmd(cohort, one_process, *override), cwd=BUNDLE_ROOT, capture_output=True, text=True, timeout=900, env=ENV
+    )
     assert res.returncode != 0
     assert "holds results of a different run" in res.stdout + res.stderr
     assert "already finished" not in res.stdout + res.stderr
@@ -175,7 +216,8 @@ def test_one_bad_subject_fails_alone_with_a_summary_at_the_end(cohort, one_proce
     assert failures.subject.tolist() == ["sub-0002"] and victim.name in failures.file[0]
     assert sorted(_table(out).subject.unique()) == ["sub-0001", "sub-0003", "sub-0004"]
     ok = _table(out)
-    pd.testing.assert_frame_equal(ok.reset_index(drop=True),
-                                  _table(one_process)[_table(one_process).subject != "sub-0002"].reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        ok.reset_index(drop=True), _table(one_process)[_table(one_process).subject != "sub-0002"].reset_index(drop=True)
+    )
     # nothing of the run's machinery is left in the folder
     assert not list(out.rglob("*.lock")) and not (out / ".staging").exists()

@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-
 from scripts.normative import compare_to_reference, load_reference
+
 from tests.conftest import BUNDLE_ROOT
 from tests.test_group_comparison import _cohort
 
@@ -25,14 +25,30 @@ def files(tmp_path_factory):
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "scripts.cohort_study", *args], cwd=BUNDLE_ROOT,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "scripts.cohort_study", *args],
+        cwd=BUNDLE_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_build_reference_writes_a_reference_that_inference_accepts(files):
     out = files / "ref.json"
-    res = _cli("build_reference", "--cohort_table", str(files / "cohort_ff_table.csv"), "--participants",
-               str(files / "participants.tsv"), "--output", str(out), "--min_n", "40", "--reference_id", "test_ref")
+    res = _cli(
+        "build_reference",
+        "--cohort_table",
+        str(files / "cohort_ff_table.csv"),
+        "--participants",
+        str(files / "participants.tsv"),
+        "--output",
+        str(out),
+        "--min_n",
+        "40",
+        "--reference_id",
+        "test_ref",
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert "n = 120" in res.stdout
     ref = load_reference(out)
@@ -47,22 +63,47 @@ def test_build_reference_writes_a_reference_that_inference_accepts(files):
     # 120 subjects in 4 activity x 2 sex cells of 15: below min_n 40, flagged rather than dropped
     cells = [s for s in strata if s.get("sex") != "all" and s.get("activity") != "all" and s.get("age_band") == "all"]
     assert cells and all(s.get("small_stratum") for s in cells)
-    cmp = compare_to_reference(table[table.subject == "s000"].rename(columns={"ff_mean_pct": "ff_mean_pct"}), ref,
-                               sex="M")
+    cmp = compare_to_reference(
+        table[table.subject == "s000"].rename(columns={"ff_mean_pct": "ff_mean_pct"}), ref, sex="M"
+    )
     assert cmp.band.notna().any()
     # a second, different build does not overwrite the file
-    res = _cli("build_reference", "--cohort_table", str(files / "cohort_ff_table.csv"), "--participants",
-               str(files / "participants.tsv"), "--output", str(out), "--min_n", "10")
+    res = _cli(
+        "build_reference",
+        "--cohort_table",
+        str(files / "cohort_ff_table.csv"),
+        "--participants",
+        str(files / "participants.tsv"),
+        "--output",
+        str(out),
+        "--min_n",
+        "10",
+    )
     assert res.returncode != 0 and "exists" in (res.stdout + res.stderr)
 
 
 def test_compare_groups_writes_tables_and_figures(files):
     out = files / "groups"
-    res = _cli("compare_groups", "--cohort_table", str(files / "cohort_ff_table.csv"), "--participants",
-               str(files / "participants.tsv"), "--out_dir", str(out))
+    res = _cli(
+        "compare_groups",
+        "--cohort_table",
+        str(files / "cohort_ff_table.csv"),
+        "--participants",
+        str(files / "participants.tsv"),
+        "--out_dir",
+        str(out),
+    )
     assert res.returncode == 0, res.stderr[-2000:]
-    for name in ("sex_tests.csv", "activity_tests.csv", "activity_pairwise.csv", "regression.csv",
-                 "regression_log.csv", "table.md", "ff_by_sex_activity.png", "ff_vs_age.png"):
+    for name in (
+        "sex_tests.csv",
+        "activity_tests.csv",
+        "activity_pairwise.csv",
+        "regression.csv",
+        "regression_log.csv",
+        "table.md",
+        "ff_by_sex_activity.png",
+        "ff_vs_age.png",
+    ):
         assert (out / name).stat().st_size > 0, name
     assert json.loads((out / "summary.json").read_text())["n"] == 120
     sex = pd.read_csv(out / "sex_tests.csv")

@@ -8,7 +8,6 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-
 from scripts.compare_outputs import compare_outputs, main
 
 AFFINE = np.diag([2.0, 2.0, 4.0, 1.0])
@@ -22,8 +21,9 @@ def _write_run(root: Path, seg: dict[str, np.ndarray], ff: dict[tuple[str, int],
         nib.save(nib.Nifti1Image(labels.astype(np.uint8), AFFINE), str(root / subject / f"{subject}_seg.nii.gz"))
         for value in sorted(set(np.unique(labels)) - {0}):
             mean, vol = ff[(subject, int(value))]
-            rows.append({"subject": subject, "label": int(value), "aggregation": "label", "ff_mean_pct": mean,
-                         "volume_ml": vol})
+            rows.append(
+                {"subject": subject, "label": int(value), "aggregation": "label", "ff_mean_pct": mean, "volume_ml": vol}
+            )
         # an L/R-mean row, which the comparison leaves out
         rows.append({"subject": subject, "label": 0, "aggregation": "mean", "ff_mean_pct": 99.0, "volume_ml": 1.0})
     pd.DataFrame(rows).to_csv(root / "cohort_ff_table.csv", index=False)
@@ -33,14 +33,15 @@ def _write_run(root: Path, seg: dict[str, np.ndarray], ff: dict[tuple[str, int],
 def _labels(shift: int = 0) -> np.ndarray:
     lab = np.zeros((10, 10, 4), np.uint8)
     lab[0:4, 0:5, :] = 1  # 80 voxels
-    lab[5 + shift:9 + shift, 0:5, :] = 2  # 80 voxels, shifted by `shift` rows in run B
+    lab[5 + shift : 9 + shift, 0:5, :] = 2  # 80 voxels, shifted by `shift` rows in run B
     return lab
 
 
 def test_known_dice_and_differences(tmp_path):
     a = _write_run(tmp_path / "a", {"sub-01": _labels()}, {("sub-01", 1): (10.0, 5.0), ("sub-01", 2): (20.0, 6.0)})
-    b = _write_run(tmp_path / "b", {"sub-01": _labels(shift=1)},
-                   {("sub-01", 1): (10.5, 5.0), ("sub-01", 2): (19.0, 6.25)})
+    b = _write_run(
+        tmp_path / "b", {"sub-01": _labels(shift=1)}, {("sub-01", 1): (10.5, 5.0), ("sub-01", 2): (19.0, 6.25)}
+    )
     df = compare_outputs(a, b).set_index("label")
     assert df.loc[1, "dice"] == pytest.approx(1.0)
     # a 4-row block shifted by one row: 3 of 4 rows overlap, Dice = 2 * 60 / (80 + 80)
@@ -72,7 +73,8 @@ def test_missing_table_and_grid_mismatch(tmp_path):
     with pytest.raises(FileNotFoundError, match="cohort_ff_table.csv: no cohort table"):
         compare_outputs(tmp_path / "empty", tmp_path / "empty")
     a = _write_run(tmp_path / "a", {"sub-01": _labels()}, {("sub-01", 1): (1.0, 1.0), ("sub-01", 2): (1.0, 1.0)})
-    b = _write_run(tmp_path / "b", {"sub-01": _labels()[:, :, :3]},
-                   {("sub-01", 1): (1.0, 1.0), ("sub-01", 2): (1.0, 1.0)})
+    b = _write_run(
+        tmp_path / "b", {"sub-01": _labels()[:, :, :3]}, {("sub-01", 1): (1.0, 1.0), ("sub-01", 2): (1.0, 1.0)}
+    )
     with pytest.raises(ValueError, match="sub-01: label maps .* different grids"):
         compare_outputs(a, b)

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from scripts.compare_phantom_real import (
     REAL_IMAGE,
     compare_bands,
@@ -29,8 +28,10 @@ MID_BAND = "L4 body"
 def real(shared_dir):
     # shared_dir (conftest) skips when ../shared is absent, or fails under REQUIRE_SHARED=1 as in CI
     if not (REAL_DIR / REAL_IMAGE).is_file():
-        msg = (f"needs the real MuscleMap lumbar sample in {REAL_DIR}: public real scans beside the checkout, "
-               "not part of the bundle")
+        msg = (
+            f"needs the real MuscleMap lumbar sample in {REAL_DIR}: public real scans beside the checkout, "
+            "not part of the bundle"
+        )
         if os.environ.get("REQUIRE_SHARED") == "1":
             pytest.fail(msg)
         pytest.skip(msg)

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import pytest
-
 from scripts.config_values import as_bool, overrides_from_cli
 
 
-@pytest.mark.parametrize("value, want", [(True, True), (False, False), ("false", False), ("False", False),
-                                         (" TRUE ", True), ("1", True), ("0", False), ("yes", True), ("No", False),
-                                         (1, True), (0, False)])
+@pytest.mark.parametrize(
+    "value, want",
+    [
+        (True, True),
+        (False, False),
+        ("false", False),
+        ("False", False),
+        (" TRUE ", True),
+        ("1", True),
+        ("0", False),
+        ("yes", True),
+        ("No", False),
+        (1, True),
+        (0, False),
+    ],
+)
 def test_as_bool_reads_command_line_spellings(value, want):
     assert as_bool(value, "flip_ensemble") is want
 
@@ -23,7 +35,9 @@ def test_as_bool_refuses_other_values_naming_the_setting(value):
 
 def test_overrides_from_json_or_mapping():
     assert overrides_from_cli('{"adapt_batch_norm": false, "roi_size": [8, 8, 16]}') == {
-        "adapt_batch_norm": False, "roi_size": [8, 8, 16]}
+        "adapt_batch_norm": False,
+        "roi_size": [8, 8, 16],
+    }
     assert overrides_from_cli({"flip_ensemble": True}) == {"flip_ensemble": True}
     assert overrides_from_cli(None) is None
     for bad in ("[1, 2]", "{adapt_batch_norm: false}", "3"):

@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
-
 from scripts.contrast_robustness import CONTRASTS, evaluate_contrasts, main, mix_contrast, summarise
 from scripts.labels import MUSCLES
 from scripts.phantom import generate_cohort
+
 from tests.conftest import BUNDLE_ROOT
 
 
@@ -48,8 +48,9 @@ def table(tmp_path_factory):
     # "low" geometry (2 x 2 x 5 mm, a real scan's extent): the tiny test phantom is too small for the model to
     # find reliably, and a known answer needs a subject it must find
     generate_cohort(data, n=1, seed=41, geometry="low", variety=False, n_validation=0, n_testing=1, progress=False)
-    return evaluate_contrasts(str(data), str(BUNDLE_ROOT / "models" / "model.pt"), str(BUNDLE_ROOT),
-                              contrasts=["in_phase", "opposed"])
+    return evaluate_contrasts(
+        str(data), str(BUNDLE_ROOT / "models" / "model.pt"), str(BUNDLE_ROOT), contrasts=["in_phase", "opposed"]
+    )
 
 
 def test_every_contrast_muscle_and_side_is_scored(table):

@@ -10,17 +10,29 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-
 from scripts.cross_validation import draw_splits, run
 from scripts.phantom import generate_cohort
 
 TINY = {
-    "k": 2, "n_test": 2, "seed": 1, "epochs": 1, "val_interval": 1, "n_val": 1, "atlas_k": 2,
+    "k": 2,
+    "n_test": 2,
+    "seed": 1,
+    "epochs": 1,
+    "val_interval": 1,
+    "n_val": 1,
+    "atlas_k": 2,
     "train_overrides": {"working_spacing": [8.0, 8.0, 12.0], "num_workers": 0, "patch_size": [32, 32, 16]},
     "infer_overrides": {"working_spacing": [8.0, 8.0, 12.0], "roi_size": [32, 32, 16]},
-    "atlas_params": {"working_spacing_mm": 8.0, "affine_shrink": [2, 1], "affine_sigmas_mm": [8.0, 0.0],
-                     "bspline_shrink": [1], "bspline_sigmas_mm": [0.0], "bspline_mesh_mm": 80.0,
-                     "bspline_iterations": 15, "sampling_percentage": 0.1},
+    "atlas_params": {
+        "working_spacing_mm": 8.0,
+        "affine_shrink": [2, 1],
+        "affine_sigmas_mm": [8.0, 0.0],
+        "bspline_shrink": [1],
+        "bspline_sigmas_mm": [0.0],
+        "bspline_mesh_mm": 80.0,
+        "bspline_iterations": 15,
+        "sampling_percentage": 0.1,
+    },
 }
 
 
@@ -113,8 +125,14 @@ def test_half_done_step_is_moved_aside_and_redone(study):
     assert (split / "evaluate.stale-1" / "metrics.csv").is_file()  # its evaluation used the old labels: redone
     assert after["split_1/evaluate/.done.json"] != before["split_1/evaluate/.done.json"]
     # nothing else was redone
-    for name in ("split_0/unet_train/.done.json", "split_0/multi_atlas/.done.json", "split_0/evaluate/.done.json",
-                 "split_1/unet_train/.done.json", "split_1/unet/.done.json", "splits.json"):
+    for name in (
+        "split_0/unet_train/.done.json",
+        "split_0/multi_atlas/.done.json",
+        "split_0/evaluate/.done.json",
+        "split_1/unet_train/.done.json",
+        "split_1/unet/.done.json",
+        "splits.json",
+    ):
         assert after[name] == before[name], name
 
 
@@ -132,14 +150,26 @@ def _fake_study(root: Path, splits: list[list[str]], dice_shift: float, settings
             idx = int(subject.split("-")[1])
             for muscle in ("psoas", "iliacus", "quadratus_lumborum", "erector_spinae_multifidus"):
                 for side in ("left", "right", "mean"):
-                    rows.append({"split": i, "subject": subject, "method": "unet", "muscle": muscle, "side": side,
-                                 "dice": 0.80 + 0.01 * idx + dice_shift * (1 + idx / 20), "rvd": 0.05,
-                                 "hd_mm": 9.0,
-                                 "hd95_mm": 4.0 + 0.1 * idx, "ff_ref_pct": 5.0 + idx,
-                                 "ff_method_pct": 5.0 + idx + dice_shift * 10, "seconds": 3.0})
+                    rows.append(
+                        {
+                            "split": i,
+                            "subject": subject,
+                            "method": "unet",
+                            "muscle": muscle,
+                            "side": side,
+                            "dice": 0.80 + 0.01 * idx + dice_shift * (1 + idx / 20),
+                            "rvd": 0.05,
+                            "hd_mm": 9.0,
+                            "hd95_mm": 4.0 + 0.1 * idx,
+                            "ff_ref_pct": 5.0 + idx,
+                            "ff_method_pct": 5.0 + idx + dice_shift * 10,
+                            "seconds": 3.0,
+                        }
+                    )
     pd.DataFrame(rows).to_csv(root / "metrics_all.csv", index=False)
-    (root / "splits.json").write_text(json.dumps(
-        {"splits": [{"split": i, "test": t, "seed": 1000 + i} for i, t in enumerate(splits)]}))
+    (root / "splits.json").write_text(
+        json.dumps({"splits": [{"split": i, "test": t, "seed": 1000 + i} for i, t in enumerate(splits)]})
+    )
     (root / "settings.json").write_text(json.dumps(settings))
     return root
 
@@ -181,10 +211,12 @@ def test_sigterm_stops_the_running_step_child_too(tmp_path):
     pid_file = tmp_path / "child.pid"
     # the child writes its own pid, then sleeps; the parent waits on it with subprocess.run, as _bundle_run does
     child_code = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
-    code = ("import subprocess, sys\n"
-            "from scripts.cross_validation import exit_on_sigterm\n"
-            "exit_on_sigterm()\n"
-            f"subprocess.run([sys.executable, '-c', {child_code!r}])\n")
+    code = (
+        "import subprocess, sys\n"
+        "from scripts.cross_validation import exit_on_sigterm\n"
+        "exit_on_sigterm()\n"
+        f"subprocess.run([sys.executable, '-c', {child_code!r}])\n"
+    )
     parent = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1])
     deadline = time.time() + 60
     while not (pid_file.is_file() and pid_file.read_text()) and time.time() < deadline:
@@ -247,8 +279,7 @@ def test_an_interrupted_step_without_saved_state_is_redone_from_scratch(tmp_path
     folder = tmp_path / "unet_train"
     (folder / "models").mkdir(parents=True)
     (folder / "train.log").write_text("crashed at epoch 1\n")
-    record = run_step(folder, lambda f: {"files": sorted(p.name for p in f.rglob("*"))},
-                      can_resume=training_can_resume)
+    record = run_step(folder, lambda f: {"files": sorted(p.name for p in f.rglob("*"))}, can_resume=training_can_resume)
     assert record["files"] == [] and "resumed" not in record
     assert (tmp_path / "unet_train.incomplete-1" / "train.log").read_text() == "crashed at epoch 1\n"
 
@@ -261,11 +292,18 @@ def test_a_study_fine_tunes_every_split_from_a_given_checkpoint(study, tmp_path)
     data, out, _ = study
     start = out / "split_0" / "unet_train" / "models" / "model.pt"  # any bare state_dict of the same network
     frozen = {**TINY["train_overrides"], "learning_rate": 0.0}  # no step can move the weights
-    report = run(str(data), out_dir=str(tmp_path / "ft"), **{**TINY, "k": 1, "train_overrides": frozen},
-                 methods="unet", pretrained_ckpt=str(start))
+    report = run(
+        str(data),
+        out_dir=str(tmp_path / "ft"),
+        **{**TINY, "k": 1, "train_overrides": frozen},
+        methods="unet",
+        pretrained_ckpt=str(start),
+    )
     settings = json.loads((tmp_path / "ft" / "settings.json").read_text())
-    assert settings["pretrained_ckpt"] == {"path": str(start.resolve()),
-                                           "sha256": hashlib.sha256(start.read_bytes()).hexdigest()}
+    assert settings["pretrained_ckpt"] == {
+        "path": str(start.resolve()),
+        "sha256": hashlib.sha256(start.read_bytes()).hexdigest(),
+    }
     tuned = torch.load(tmp_path / "ft" / "split_0" / "unet_train" / "models" / "model.pt", weights_only=True)
     given = torch.load(start, weights_only=True)
     # batch-norm running statistics move in training even at lr 0; every learned weight must be the given one
@@ -294,15 +332,32 @@ def test_comparison_table_tests_distinct_subjects_and_splits():
     from scripts.labels import MUSCLES
 
     tests = {0: ["s0", "s1", "s2"], 1: ["s0", "s3", "s4"], 2: ["s5", "s6", "s7"]}
-    diffs = {("0", "s0"): 0.02, ("0", "s1"): 0.03, ("0", "s2"): 0.05, ("1", "s0"): 0.06, ("1", "s3"): 0.01,
-             ("1", "s4"): 0.04, ("2", "s5"): 0.07, ("2", "s6"): 0.08, ("2", "s7"): 0.09}
+    diffs = {
+        ("0", "s0"): 0.02,
+        ("0", "s1"): 0.03,
+        ("0", "s2"): 0.05,
+        ("1", "s0"): 0.06,
+        ("1", "s3"): 0.01,
+        ("1", "s4"): 0.04,
+        ("2", "s5"): 0.07,
+        ("2", "s6"): 0.08,
+        ("2", "s7"): 0.09,
+    }
     rows = []
     for split, subjects in tests.items():
         for s in subjects:
             for muscle in MUSCLES:
                 rows.append(dict(split=split, subject=s, method="b", muscle=muscle, side="mean", dice=0.8))
-                rows.append(dict(split=split, subject=s, method="a", muscle=muscle, side="mean",
-                                 dice=0.8 + diffs[(str(split), s)]))
+                rows.append(
+                    dict(
+                        split=split,
+                        subject=s,
+                        method="a",
+                        muscle=muscle,
+                        side="mean",
+                        dice=0.8 + diffs[(str(split), s)],
+                    )
+                )
     table = comparison_table(pd.DataFrame(rows), "a", "b", columns=("dice",), n_train=5, n_test=3)
     row = table[table.muscle == MUSCLES[0]].iloc[0]
     subject_diff = [0.04, 0.03, 0.05, 0.01, 0.04, 0.07, 0.08, 0.09]  # s0: (0.02 + 0.06) / 2

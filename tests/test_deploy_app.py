@@ -17,17 +17,21 @@ import numpy as np
 import pandas as pd
 import pydicom
 import pytest
-
 from scripts.dicom_dixon import scan_dicom_folder, select_dixon_series, stack_series
 from scripts.labels import LABELS
 from scripts.phantom import Acquisition, generate_subject
 from scripts.phantom.dicom_export import write_dicom_study
+
 from tests.conftest import BUNDLE_ROOT
 
 DEPLOY_PY = BUNDLE_ROOT / ".venv-deploy" / "bin" / "python"
 APP = BUNDLE_ROOT / "deploy" / "app.py"
-EXPECTED_TYPES = {"psoas": "68455001", "iliacus": "68455001", "quadratus_lumborum": "6001004",
-                  "erector_spinae_multifidus": "44947003"}
+EXPECTED_TYPES = {
+    "psoas": "68455001",
+    "iliacus": "68455001",
+    "quadratus_lumborum": "6001004",
+    "erector_spinae_multifidus": "44947003",
+}
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +45,7 @@ def deploy_python() -> Path:
 
 
 def _app(python: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(python), str(APP), *args], cwd=BUNDLE_ROOT, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run([str(python), str(APP), *args], cwd=BUNDLE_ROOT, capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +54,31 @@ def runs(deploy_python, tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("deploy")
     subj = generate_subject(8, Acquisition.preset("low"))
     write_dicom_study(subj, root, vendor="philips")
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json", "--dataset_dir",
-           str(root / "dicom"), "--output_dir", str(root / "bundle"), "--write_report", "false"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        "configs/inference.json",
+        "--dataset_dir",
+        str(root / "dicom"),
+        "--output_dir",
+        str(root / "bundle"),
+        "--write_report",
+        "false",
+    ]
     plain = subprocess.run(cmd, cwd=BUNDLE_ROOT, capture_output=True, text=True, timeout=600)
     assert plain.returncode == 0, plain.stderr[-3000:]
     app = _app(deploy_python, "-i", str(root / "dicom"), "-o", str(root / "app"))
     assert app.returncode == 0, (app.stdout + app.stderr)[-4000:]
-    return {"root": root, "subject": subj.subject_id, "bundle": root / "bundle" / subj.subject_id,
-            "app": root / "app", "log": app.stdout + app.stderr}
+    return {
+        "root": root,
+        "subject": subj.subject_id,
+        "bundle": root / "bundle" / subj.subject_id,
+        "app": root / "app",
+        "log": app.stdout + app.stderr,
+    }
 
 
 def _decode_seg(seg: pydicom.Dataset, reference_uids: list[str], shape: tuple[int, int, int]) -> np.ndarray:
@@ -88,8 +108,10 @@ def test_seg_has_eight_coded_segments_and_equals_the_bundle_label_map(runs):
         assert s.SegmentedPropertyTypeCodeSequence[0].CodingSchemeDesignator == "SCT"
         assert s.SegmentedPropertyTypeCodeSequence[0].CodeValue == EXPECTED_TYPES[muscle]
         laterality = s.SegmentedPropertyTypeModifierCodeSequence[0]
-        assert (laterality.CodeValue, laterality.CodeMeaning) == {"left": ("7771000", "Left"),
-                                                                  "right": ("24028007", "Right")}[side]
+        assert (laterality.CodeValue, laterality.CodeMeaning) == {
+            "left": ("7771000", "Left"),
+            "right": ("24028007", "Right"),
+        }[side]
         assert s.SegmentAlgorithmType == "AUTOMATIC"
     # the SEG references the network-input series (in-phase) of the study
     selected = select_dixon_series(scan_dicom_folder(runs["root"] / "dicom"))
@@ -166,8 +188,10 @@ def test_sr_reports_the_table_numbers_per_segment(runs):
             mods = {m.ConceptNameCodeSequence[0].CodeMeaning: m for m in it.get("ContentSequence", [])}
             derivation = mods["Derivation"].ConceptCodeSequence[0].CodeMeaning if "Derivation" in mods else None
             key = (it.ConceptNameCodeSequence[0].CodeValue, derivation)
-            numbers[key] = (float(it.MeasuredValueSequence[0].NumericValue),
-                            it.MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0].CodeValue)
+            numbers[key] = (
+                float(it.MeasuredValueSequence[0].NumericValue),
+                it.MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0].CodeValue,
+            )
         assert numbers[("129100", "Mean")][1] == "%" and numbers[("118565006", None)][1] == "cm3"
         # a DICOM decimal string keeps about 10 significant digits
         np.testing.assert_allclose(numbers[("129100", "Mean")][0], row.ff_mean_pct, rtol=1e-8)

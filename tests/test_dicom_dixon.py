@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 import pydicom
 import pytest
-
 from scripts.dicom_dixon import (
     classify_series,
     description_tokens,
@@ -27,6 +26,7 @@ from scripts.dicom_dixon import (
 from scripts.dixon_inputs import DixonInputError, discover_subjects
 from scripts.phantom import Acquisition, generate_subject, write_subject
 from scripts.phantom.dicom_export import VENDOR_STYLES, write_dicom_study
+
 from tests.conftest import BUNDLE_ROOT
 
 ROLES = ("water", "fat", "inphase", "opposed", "ff")
@@ -79,13 +79,28 @@ def test_each_vendor_style_is_classified(studies, vendor):
     assert reason.startswith("SeriesDescription" if vendor == "ge" else "ImageType")
 
 
-@pytest.mark.parametrize("description, role", [
-    ("t1_vibe_dixon_tra_W", "water"), ("t1_vibe_dixon_tra_F", "fat"), ("t1_vibe_dixon_tra_in", "inphase"),
-    ("t1_vibe_dixon_tra_opp", "opposed"), ("WATER: Ax LAVA-Flex", "water"), ("FAT: Ax LAVA-Flex", "fat"),
-    ("InPhase: Ax LAVA-Flex", "inphase"), ("OutPhase: Ax LAVA-Flex", "opposed"), ("FatFrac: Ax IDEAL IQ", "ff"),
-    ("mDIXON W", "water"), ("mDIXON IP", "inphase"), ("mDIXON OP", "opposed"), ("Fat fraction map", "ff"),
-    ("out of phase", "opposed"), ("T2 FAT SAT ax", None), ("t2_tse_tra", None), ("localizer", None),
-])
+@pytest.mark.parametrize(
+    "description, role",
+    [
+        ("t1_vibe_dixon_tra_W", "water"),
+        ("t1_vibe_dixon_tra_F", "fat"),
+        ("t1_vibe_dixon_tra_in", "inphase"),
+        ("t1_vibe_dixon_tra_opp", "opposed"),
+        ("WATER: Ax LAVA-Flex", "water"),
+        ("FAT: Ax LAVA-Flex", "fat"),
+        ("InPhase: Ax LAVA-Flex", "inphase"),
+        ("OutPhase: Ax LAVA-Flex", "opposed"),
+        ("FatFrac: Ax IDEAL IQ", "ff"),
+        ("mDIXON W", "water"),
+        ("mDIXON IP", "inphase"),
+        ("mDIXON OP", "opposed"),
+        ("Fat fraction map", "ff"),
+        ("out of phase", "opposed"),
+        ("T2 FAT SAT ax", None),
+        ("t2_tse_tra", None),
+        ("localizer", None),
+    ],
+)
 def test_description_tokens_name_the_role(description, role):
     from scripts.dicom_dixon import _role_from_description
 
@@ -111,8 +126,12 @@ def test_philips_series_mixing_image_types_is_split(studies, tmp_path):
 
 @pytest.mark.parametrize("orientation", ["RAS", "LPS"])
 def test_dicom_round_trip_gives_the_nifti_voxels_and_affine(orientation, tmp_path):
-    subj = generate_subject(2, Acquisition(shape=(40, 32, 12), spacing=(3.1, 2.7, 5.5), orientation=orientation,
-                                           fov_shift_mm=(7.3, -4.1, 11.9)))
+    subj = generate_subject(
+        2,
+        Acquisition(
+            shape=(40, 32, 12), spacing=(3.1, 2.7, 5.5), orientation=orientation, fov_shift_mm=(7.3, -4.1, 11.9)
+        ),
+    )
     write_dicom_study(subj, tmp_path, vendor="siemens")
     selected = select_dixon_series(scan_dicom_folder(tmp_path / "dicom"))
     for role in ("water", "inphase", "ff"):
@@ -158,8 +177,11 @@ def test_user_rules_select_series_without_role_hints(studies, tmp_path):
     series = scan_dicom_folder(study)
     with pytest.raises(DixonInputError, match=r"(?s)no usable Dixon set.*series 1 'series 1'.*no role"):
         select_dixon_series(series)
-    rules = {"water": {"SeriesNumber": "^1$"}, "fat": {"SeriesDescription": "series 2$"},
-             "inphase": {"SeriesNumber": "^3$", "Modality": "MR"}}
+    rules = {
+        "water": {"SeriesNumber": "^1$"},
+        "fat": {"SeriesDescription": "series 2$"},
+        "inphase": {"SeriesNumber": "^3$", "Modality": "MR"},
+    }
     rules_file = tmp_path / "rules.json"
     rules_file.write_text(json.dumps(rules))
     selected = select_dixon_series(series, rules_file)
@@ -198,8 +220,11 @@ def test_two_series_for_one_role_name_both(studies, tmp_path):
     shutil.copytree(next(study.glob("01_*")), study / "99_copy")
     files = sorted((study / "99_copy").iterdir())
     _edit(files, SeriesInstanceUID=pydicom.uid.generate_uid(), SeriesNumber=99)
-    with pytest.raises(DixonInputError, match=r"(?s)2 series qualify as the water image: series 1 'WATER: Ax LAVA-Flex'"
-                                              r".*series 99 'WATER: Ax LAVA-Flex'.*SeriesNumber"):
+    with pytest.raises(
+        DixonInputError,
+        match=r"(?s)2 series qualify as the water image: series 1 'WATER: Ax LAVA-Flex'"
+        r".*series 99 'WATER: Ax LAVA-Flex'.*SeriesNumber",
+    ):
         select_dixon_series(scan_dicom_folder(study))
 
 
@@ -258,8 +283,22 @@ def test_dicom_entries_convert_each_study_into_the_cache(studies, tmp_path):
 
 def _bundle(dataset_dir: Path, output_dir: Path) -> subprocess.CompletedProcess:
     # one pass without flip ensembling: the comparison is of the two inputs, not of the ensemble
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json", "--dataset_dir",
-           str(dataset_dir), "--output_dir", str(output_dir), "--write_report", "false", "--flip_ensemble", "false"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        "configs/inference.json",
+        "--dataset_dir",
+        str(dataset_dir),
+        "--output_dir",
+        str(output_dir),
+        "--write_report",
+        "false",
+        "--flip_ensemble",
+        "false",
+    ]
     return subprocess.run(cmd, cwd=BUNDLE_ROOT, capture_output=True, text=True, timeout=600)
 
 

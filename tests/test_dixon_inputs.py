@@ -10,7 +10,6 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-
 from scripts.dixon_inputs import (
     DixonInputError,
     compute_ff,
@@ -131,8 +130,11 @@ def test_all_zero_refused(tmp_path):
 
 def test_shape_mismatch_refused(tmp_path):
     entry = _water_fat(tmp_path, fat=np.full((12, 10, 5), 20.0, np.float32))
-    with pytest.raises(DixonInputError, match=r"grid mismatch between water image '.*S1_water\.nii\.gz' and fat "
-                                               r"image '.*S1_fat\.nii\.gz': shape \(12, 10, 6\) vs \(12, 10, 5\)"):
+    with pytest.raises(
+        DixonInputError,
+        match=r"grid mismatch between water image '.*S1_water\.nii\.gz' and fat "
+        r"image '.*S1_fat\.nii\.gz': shape \(12, 10, 6\) vs \(12, 10, 5\)",
+    ):
         load_dixon(entry)
 
 
@@ -155,8 +157,10 @@ def test_non_axial_refused_and_oblique_warned(tmp_path):
 
     water, fat = np.full(SHAPE, 80.0, np.float32), np.full(SHAPE, 20.0, np.float32)
     entry = _water_fat(tmp_path, water=(water, rotated(45)), fat=(fat, rotated(45)))
-    with pytest.raises(DixonInputError, match=r"water image '.*S1_water\.nii\.gz': slices are not axial: .* 45\.0 "
-                                               r"degrees from world z"):
+    with pytest.raises(
+        DixonInputError,
+        match=r"water image '.*S1_water\.nii\.gz': slices are not axial: .* 45\.0 " r"degrees from world z",
+    ):
         load_dixon(entry)
     entry = _water_fat(tmp_path, water=(water, rotated(20)), fat=(fat, rotated(20)))
     with pytest.warns(RuntimeWarning, match="oblique slices"):
@@ -167,8 +171,10 @@ def test_non_axial_refused_and_oblique_warned(tmp_path):
 
 def test_field_of_view_smaller_than_minimum(tmp_path):
     entry = _water_fat(tmp_path)  # FOV 24 x 20 x 30 mm
-    expected = (r"water image '.*S1_water\.nii\.gz': field of view 24\.0 x 20\.0 x 30\.0 mm .* smaller than the "
-                r"minimum 20\.0 x 20\.0 x 40\.0 mm along z")
+    expected = (
+        r"water image '.*S1_water\.nii\.gz': field of view 24\.0 x 20\.0 x 30\.0 mm .* smaller than the "
+        r"minimum 20\.0 x 20\.0 x 40\.0 mm along z"
+    )
     with pytest.raises(DixonInputError, match=expected):
         load_dixon(entry, min_shape_mm=(20.0, 20.0, 40.0))
     assert load_dixon(entry, min_shape_mm=20.0).shape == SHAPE
@@ -186,15 +192,26 @@ def test_incomplete_set_refused(tmp_path):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name, role, prefix", [
-    ("P01_W.nii.gz", "water", "P01"), ("sub-0001_water.nii.gz", "water", "sub-0001"),
-    ("P01_dixon_W.nii", "water", "P01"), ("P01_F.NII.GZ", "fat", "P01"), ("P01_IP.nii.gz", "inphase", "P01"),
-    ("P01_in-phase.nii.gz", "inphase", "P01"), ("P01_OP.nii.gz", "opposed", "P01"),
-    ("P01_out_phase.nii.gz", "opposed", "P01"), ("P01_fat_fraction.nii.gz", "ff", "P01"),
-    ("P01_PDFF.nii.gz", "ff", "P01"), ("P01_seg.nii.gz", "label", "P01"), ("water.nii.gz", "water", ""),
-    ("sub-0001_ff_true.nii.gz", None, "sub-0001_ff_true"), ("P01W.nii.gz", None, "P01W"),
-    ("notes_w.txt", None, "notes_w.txt"),
-])
+@pytest.mark.parametrize(
+    "name, role, prefix",
+    [
+        ("P01_W.nii.gz", "water", "P01"),
+        ("sub-0001_water.nii.gz", "water", "sub-0001"),
+        ("P01_dixon_W.nii", "water", "P01"),
+        ("P01_F.NII.GZ", "fat", "P01"),
+        ("P01_IP.nii.gz", "inphase", "P01"),
+        ("P01_in-phase.nii.gz", "inphase", "P01"),
+        ("P01_OP.nii.gz", "opposed", "P01"),
+        ("P01_out_phase.nii.gz", "opposed", "P01"),
+        ("P01_fat_fraction.nii.gz", "ff", "P01"),
+        ("P01_PDFF.nii.gz", "ff", "P01"),
+        ("P01_seg.nii.gz", "label", "P01"),
+        ("water.nii.gz", "water", ""),
+        ("sub-0001_ff_true.nii.gz", None, "sub-0001_ff_true"),
+        ("P01W.nii.gz", None, "P01W"),
+        ("notes_w.txt", None, "notes_w.txt"),
+    ],
+)
 def test_recognise_role(name, role, prefix):
     assert recognise_role(name) == (role, prefix)
 
@@ -210,7 +227,9 @@ def test_discover_from_phantom_datalist(cohort):
     assert e["image"] == e["inphase"]
     # an absent key falls back to every section, with a warning in the log
     assert [x["subject"] for x in discover_subjects(None, cohort / "datalist.json", "holdout")] == [
-        "sub-0001", "sub-0002"]
+        "sub-0001",
+        "sub-0002",
+    ]
 
 
 def test_discover_folder_with_subject_subfolders(cohort):
@@ -264,8 +283,10 @@ def test_ambiguous_names_raise_naming_both_files(tmp_path):
     data = np.full(SHAPE, 50.0, np.float32)
     for name in ("P01_W", "P01_water", "P01_F"):
         _write(tmp_path / f"{name}.nii.gz", data)
-    with pytest.raises(ValueError, match=r"ambiguous water image for subject 'P01'.*P01_W\.nii\.gz' and "
-                                         r"'.*P01_water\.nii\.gz' both match"):
+    with pytest.raises(
+        ValueError,
+        match=r"ambiguous water image for subject 'P01'.*P01_W\.nii\.gz' and " r"'.*P01_water\.nii\.gz' both match",
+    ):
         discover_subjects(tmp_path)
 
 
@@ -273,8 +294,11 @@ def test_unrecognisable_folder(tmp_path):
     data = np.full(SHAPE, 50.0, np.float32)
     _write(tmp_path / "scan_series3.nii.gz", data)
     (tmp_path / "notes.txt").write_text("x")
-    with pytest.raises(ValueError, match=r"no Dixon images recognised in .*found 1 NIfTI file\(s\) "
-                                         r"\(scan_series3\.nii\.gz\) and 1 other file\(s\) \(notes\.txt\).*mapping="):
+    with pytest.raises(
+        ValueError,
+        match=r"no Dixon images recognised in .*found 1 NIfTI file\(s\) "
+        r"\(scan_series3\.nii\.gz\) and 1 other file\(s\) \(notes\.txt\).*mapping=",
+    ):
         discover_subjects(tmp_path)
 
 
@@ -299,8 +323,11 @@ def test_inphase_opposed_matches_water_fat_where_water_dominant(tmp_path):
     fat = (water * rng.uniform(0.02, 0.9, SHAPE)).astype(np.float32)  # FF 2-47 %: water-dominant
     fat[0] = water[0] * 3.0  # fat-dominant slab: the IP/OP assumption reads 1 - FF there
     wf = compute_ff(load_dixon(_water_fat(tmp_path, water=water, fat=fat)))
-    io_entry = {"subject": "S1", "inphase": _write(tmp_path / "S1_IP.nii.gz", water + fat),
-                "opposed": _write(tmp_path / "S1_OP.nii.gz", np.abs(water - fat))}
+    io_entry = {
+        "subject": "S1",
+        "inphase": _write(tmp_path / "S1_IP.nii.gz", water + fat),
+        "opposed": _write(tmp_path / "S1_OP.nii.gz", np.abs(water - fat)),
+    }
     io = compute_ff(load_dixon(io_entry))
     assert io.provenance["ff_method"] == "inphase_opposed_water_dominant"
     assert "FF < 50 %" in io.provenance["assumption"]
@@ -325,19 +352,27 @@ def test_vendor_map_in_percent_detected_and_divided(tmp_path):
 
 
 def test_undecidable_ff_scale_names_the_file(tmp_path):
-    entry = {"subject": "S1", "inphase": _write(tmp_path / "S1_IP.nii.gz", np.full(SHAPE, 100.0, np.float32)),
-             "ff": _write(tmp_path / "S1_FF.nii.gz", np.full(SHAPE, 0.01, np.float32))}  # 1 %? 0.01 %? unknown
+    entry = {
+        "subject": "S1",
+        "inphase": _write(tmp_path / "S1_IP.nii.gz", np.full(SHAPE, 100.0, np.float32)),
+        "ff": _write(tmp_path / "S1_FF.nii.gz", np.full(SHAPE, 0.01, np.float32)),
+    }  # 1 %? 0.01 %? unknown
     scan = load_dixon(entry)
-    with pytest.raises(DixonInputError, match=r"FF map image '.*S1_FF\.nii\.gz': the scale of the FF map cannot "
-                                               r"be decided: .*ambiguous.*ff_scale="):
+    with pytest.raises(
+        DixonInputError,
+        match=r"FF map image '.*S1_FF\.nii\.gz': the scale of the FF map cannot " r"be decided: .*ambiguous.*ff_scale=",
+    ):
         compute_ff(scan)
     assert compute_ff(scan, ff_scale="fraction").provenance["ff_scale_override"] is True
 
 
 def test_magnitude_discrimination_needs_inphase(tmp_path):
     scan = load_dixon(_water_fat(tmp_path))
-    with pytest.raises(DixonInputError, match=r"subject 'S1': method 'magnitude_discrimination' needs water, fat, "
-                                               r"in-phase images; available: water \(S1_water\.nii\.gz\), fat"):
+    with pytest.raises(
+        DixonInputError,
+        match=r"subject 'S1': method 'magnitude_discrimination' needs water, fat, "
+        r"in-phase images; available: water \(S1_water\.nii\.gz\), fat",
+    ):
         compute_ff(scan, method="magnitude_discrimination")
 
 
@@ -410,8 +445,9 @@ def test_header_jitter_within_tolerance_is_recorded(tmp_path):
 
 def test_very_thick_slices_are_warned(tmp_path):
     thick = _affine((2.0, 2.0, 20.0))
-    entry = _water_fat(tmp_path, water=(np.full(SHAPE, 80.0, np.float32), thick),
-                       fat=(np.full(SHAPE, 20.0, np.float32), thick))
+    entry = _water_fat(
+        tmp_path, water=(np.full(SHAPE, 80.0, np.float32), thick), fat=(np.full(SHAPE, 20.0, np.float32), thick)
+    )
     with pytest.warns(RuntimeWarning, match=r"very thick slices \(20 mm"):
         scan = load_dixon(entry)
     assert "thick_slices" in scan.corrections
@@ -425,10 +461,14 @@ def test_a_2d_image_is_not_told_to_split_echoes(tmp_path):
     assert "multi-echo" not in str(err.value)
 
 
-@pytest.mark.parametrize("name, role, prefix", [
-    ("f_trunc_W.nii.gz", "water", "f_trunc"), ("f_trunc_F.nii.gz", "fat", "f_trunc"),
-    ("w_scan_fat.nii.gz", "fat", "w_scan"),
-])
+@pytest.mark.parametrize(
+    "name, role, prefix",
+    [
+        ("f_trunc_W.nii.gz", "water", "f_trunc"),
+        ("f_trunc_F.nii.gz", "fat", "f_trunc"),
+        ("w_scan_fat.nii.gz", "fat", "w_scan"),
+    ],
+)
 def test_a_subject_name_with_a_role_letter_keeps_the_last_token_as_role(name, role, prefix):
     assert recognise_role(name) == (role, prefix)
 

@@ -30,8 +30,7 @@ from tests.conftest import BUNDLE_ROOT
 
 DOCUMENTS = ("README.md", "docs/README.md")
 # what a user's clone holds that the commands read (no tests, no outputs)
-BUNDLE_CONTENT = ("configs", "scripts", "models", "resources", "LICENSE", "requirements.txt",
-                  "requirements-dev.txt")
+BUNDLE_CONTENT = ("configs", "scripts", "models", "resources", "LICENSE", "requirements.txt", "requirements-dev.txt")
 TINY_INFERENCE = "--working_spacing [8.0,8.0,8.0] --roi_size [64,64,32]"
 TINY_TRAINING = "--val_interval 1 --patch_size [32,32,16] --working_spacing [8.0,8.0,12.0] --num_workers 0"
 TINY_PHANTOMS = "--geometry tiny --variety false --progress false"
@@ -63,16 +62,18 @@ QUICK_START_TEST = (
 RUNS: dict[str, Tiny | None] = {
     QUICK_START_RUN: Tiny(),
     QUICK_START_TEST: None,  # the suite itself: .ci/run runs exactly this (test_quick_start_test_command_is_ci)
-    ".venv/bin/python -m scripts.phantom cohort --out_dir phantom30 --n 30 --seed 1":
-        Tiny(replace=(("--n 30", "--n 2"),), append="--geometry tiny --progress false"),
+    ".venv/bin/python -m scripts.phantom cohort --out_dir phantom30 --n 30 --seed 1": Tiny(
+        replace=(("--n 30", "--n 2"),), append="--geometry tiny --progress false"
+    ),
     ".venv/bin/python -m scripts.phantom subject --out_dir one --seed 7 --geometry low --orientation LPS "
     "--swap regional": Tiny(),
     "pip install -r requirements.txt": Tiny(),
     "python -m scripts.phantom sample --out_dir sample_data": Tiny(),
     "python -m monai.bundle run --config_file configs/inference.json": Tiny(),
     "python -m monai.bundle run inference --config_file configs/inference.json": Tiny(),
-    "python -m scripts.phantom cohort --out_dir phantom_test --n 20 --seed 2 --n_validation 0 --n_testing 20":
-        Tiny(replace=(("--n 20", "--n 4"), ("--n_testing 20", "--n_testing 4")), append=TINY_PHANTOMS),
+    "python -m scripts.phantom cohort --out_dir phantom_test --n 20 --seed 2 --n_validation 0 --n_testing 20": Tiny(
+        replace=(("--n 20", "--n 4"), ("--n_testing 20", "--n_testing 4")), append=TINY_PHANTOMS
+    ),
     "python -m monai.bundle run --config_file configs/inference.json --dataset_dir phantom_test --output_dir "
     "eval_test": Tiny(append=TINY_INFERENCE),
     "python -m scripts.evaluate_phantom --dataset_dir phantom_test --pred_dir eval_test": Tiny(),
@@ -87,13 +88,15 @@ RUNS: dict[str, Tiny | None] = {
     "eval_test_myref --reference_file my_reference.json": Tiny(append=TINY_INFERENCE),
     "python -m scripts.cohort_study compare_groups --cohort_table eval_test/cohort_ff_table.csv --participants "
     "phantom_test/participants.tsv --out_dir eval_test/groups": Tiny(),
-    "python -m scripts.phantom cohort --out_dir phantom_train --n 32 --seed 1 --n_validation 6":
-        Tiny(replace=(("--n 32", "--n 4"), ("--n_validation 6", "--n_validation 1")), append=TINY_PHANTOMS),
+    "python -m scripts.phantom cohort --out_dir phantom_train --n 32 --seed 1 --n_validation 6": Tiny(
+        replace=(("--n 32", "--n 4"), ("--n_validation 6", "--n_validation 1")), append=TINY_PHANTOMS
+    ),
     "python -m monai.bundle run --config_file configs/train.json --dataset_dir phantom_train --ckpt_dir "
     "my_training/models": Tiny(append="--epochs 1 " + TINY_TRAINING),
     "python -m monai.bundle run --config_file configs/train.json --dataset_dir phantom_train --pretrained_ckpt "
-    "models/model.pt --epochs 20 --learning_rate 0.0003 --ckpt_dir my_model/models":
-        Tiny(replace=(("--epochs 20", "--epochs 1"),), append=TINY_TRAINING),
+    "models/model.pt --epochs 20 --learning_rate 0.0003 --ckpt_dir my_model/models": Tiny(
+        replace=(("--epochs 20", "--epochs 1"),), append=TINY_TRAINING
+    ),
     "python -m monai.bundle run --config_file configs/inference.json --ckpt_path my_model/models/model.pt "
     "--dataset_dir phantom_test --output_dir eval_my_model": Tiny(append=TINY_INFERENCE),
     "python -m monai.bundle run --config_file \"['configs/train.json','configs/evaluate.json']\" --dataset_dir "
@@ -103,10 +106,10 @@ RUNS: dict[str, Tiny | None] = {
     "my_training_ddp/models": Tiny(append="--epochs 1 " + TINY_TRAINING),
     "python -m monai.bundle ckpt_export network_def --filepath my_model/models/model.ts --ckpt_file "
     "my_model/models/model.pt --meta_file configs/metadata.json --config_file configs/inference.json": Tiny(),
-    "python -m scripts.phantom cohort --out_dir phantom_septa --n 10 --seed 5 --texture septa":
-        Tiny(replace=(("--n 10", "--n 1"),), append=TINY_PHANTOMS),
-    "python -m scripts.phantom subject --out_dir one --seed 7 --geometry low --orientation LPS --swap regional":
-        Tiny(),
+    "python -m scripts.phantom cohort --out_dir phantom_septa --n 10 --seed 5 --texture septa": Tiny(
+        replace=(("--n 10", "--n 1"),), append=TINY_PHANTOMS
+    ),
+    "python -m scripts.phantom subject --out_dir one --seed 7 --geometry low --orientation LPS --swap regional": Tiny(),
 }
 
 
@@ -219,8 +222,10 @@ def test_run_inference_gives_the_outputs_of_run(tmp_path):
     outs = {}
     for run_id in ("", "inference"):
         out = tmp_path / f"out_{run_id or 'run'}"
-        cmd = (f"{sys.executable} -m monai.bundle run {run_id} --config_file configs/inference.json --dataset_dir "
-               f"{data} --output_dir {out} {TINY_INFERENCE}")
+        cmd = (
+            f"{sys.executable} -m monai.bundle run {run_id} --config_file configs/inference.json --dataset_dir "
+            f"{data} --output_dir {out} {TINY_INFERENCE}"
+        )
         res = subprocess.run(cmd, shell=True, cwd=BUNDLE_ROOT, capture_output=True, text=True, timeout=600)
         assert res.returncode == 0, res.stderr[-3000:]
         outs[run_id] = out
@@ -228,6 +233,9 @@ def test_run_inference_gives_the_outputs_of_run(tmp_path):
     subjects = sorted(p.name for p in a.iterdir() if p.is_dir())
     assert subjects == sorted(p.name for p in b.iterdir() if p.is_dir()) and len(subjects) == 2
     for s in subjects:
-        np.testing.assert_array_equal(nib.load(str(a / s / f"{s}_seg.nii.gz")).get_fdata(),
-                                      nib.load(str(b / s / f"{s}_seg.nii.gz")).get_fdata())
-        pd.testing.assert_frame_equal(pd.read_csv(a / s / f"{s}_ff_table.csv"), pd.read_csv(b / s / f"{s}_ff_table.csv"))
+        np.testing.assert_array_equal(
+            nib.load(str(a / s / f"{s}_seg.nii.gz")).get_fdata(), nib.load(str(b / s / f"{s}_seg.nii.gz")).get_fdata()
+        )
+        pd.testing.assert_frame_equal(
+            pd.read_csv(a / s / f"{s}_ff_table.csv"), pd.read_csv(b / s / f"{s}_ff_table.csv")
+        )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from scripts.fat_fraction import (
     check_same_grid,
     detect_fat_water_swap,
@@ -19,7 +18,6 @@ from scripts.fat_fraction import (
     truncation_flags,
     water_fat_from_in_opposed,
 )
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # synthetic body: skin (FF 0.3), subcutaneous fat ring (0.9), organ (0.05), two muscles (0.15) labelled 7 and 8
@@ -95,8 +93,11 @@ def test_negative_component_sum_vs_abs() -> None:
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"denominator": "ratio"}, "denominator"), ({"relative_threshold": 1.5}, "relative_threshold"),
-     ({"min_denominator": -1.0}, "min_denominator")],
+    [
+        ({"denominator": "ratio"}, "denominator"),
+        ({"relative_threshold": 1.5}, "relative_threshold"),
+        ({"min_denominator": -1.0}, "min_denominator"),
+    ],
 )
 def test_ff_invalid_arguments(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
@@ -241,8 +242,11 @@ def test_check_same_grid_tolerates_small_spacing_and_origin_noise() -> None:
     ],
 )
 def test_check_same_grid_rejects_real_mismatch(
-    shape_b: tuple[int, int, int], spacing_b: tuple[float, float, float], origin_b: tuple[float, float, float],
-    flip: bool, match: str,
+    shape_b: tuple[int, int, int],
+    spacing_b: tuple[float, float, float],
+    origin_b: tuple[float, float, float],
+    flip: bool,
+    match: str,
 ) -> None:
     a = _affine((0.8, 0.8, 4.0), (-100.0, -80.0, 20.0))
     b = _affine(spacing_b, origin_b)
@@ -427,14 +431,20 @@ def test_ge_grids(ge_sample: dict) -> None:
     check_same_grid(s["water"].shape, s["water_affine"], s["fat"].shape, s["fat_affine"], name_a="water", name_b="fat")
     check_same_grid(s["water"].shape, s["water_affine"], s["fatfraction"].shape, s["fatfraction_affine"])
     with pytest.raises(ValueError, match=r"mask\.nii\.gz and water\.nii\.gz: shape"):
-        check_same_grid(s["mask"].shape, s["mask_affine"], s["water"].shape, s["water_affine"],
-                        name_a="mask.nii.gz", name_b="water.nii.gz")
+        check_same_grid(
+            s["mask"].shape,
+            s["mask_affine"],
+            s["water"].shape,
+            s["water_affine"],
+            name_a="mask.nii.gz",
+            name_b="water.nii.gz",
+        )
     # independent answer: the y origins differ by a whole number of voxels, so the mask grid is a y-crop
     offset = (s["water_affine"][1, 3] - s["mask_affine"][1, 3]) / s["water_affine"][1, 1]
     j0 = int(round(offset))
     assert abs(offset - j0) < 0.01 and j0 == 128
     mapped = _mask_on_ff_grid(s)
-    np.testing.assert_array_equal(mapped, s["mask"][:, j0:j0 + s["water"].shape[1], :] > 0)
+    np.testing.assert_array_equal(mapped, s["mask"][:, j0 : j0 + s["water"].shape[1], :] > 0)
     assert mapped.sum() == (s["mask"] > 0).sum()
 
 

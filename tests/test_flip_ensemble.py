@@ -9,7 +9,6 @@ import pytest
 import torch
 from monai.bundle import ConfigParser
 from monai.inferers import SimpleInferer, SlidingWindowInferer
-
 from scripts.flip_ensemble import LeftRightFlipInferer
 from scripts.labels import LEFT_RIGHT_SWAP, NUM_CLASSES
 
@@ -63,7 +62,9 @@ def test_disabled_is_one_pass() -> None:
     assert LeftRightFlipInferer(SimpleInferer(), enabled="false").enabled is False
     assert LeftRightFlipInferer(SimpleInferer(), enabled="True").enabled is True
     with pytest.raises(ValueError, match="true or false"):
-        LeftRightFlipInferer(SimpleInferer(), enabled="maybe") and torch.equal(torch.as_tensor(out), _blind(torch.ones(1, 1, 4, 4, 4)))
+        LeftRightFlipInferer(SimpleInferer(), enabled="maybe") and torch.equal(
+            torch.as_tensor(out), _blind(torch.ones(1, 1, 4, 4, 4))
+        )
 
 
 def test_bad_arguments() -> None:

@@ -6,29 +6,39 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-
-from scripts.group_comparison import (ACTIVITY_ORDER, activity_comparison, cohort_frame, covariate_regression, ols,
-                                      paper_table, sex_comparison)
+from scripts.group_comparison import (
+    ACTIVITY_ORDER,
+    activity_comparison,
+    cohort_frame,
+    covariate_regression,
+    ols,
+    paper_table,
+    sex_comparison,
+)
 from scripts.labels import MUSCLES
 
 
 def _cohort(n: int = 80, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     rng = np.random.default_rng(seed)
-    parts = pd.DataFrame({
-        "participant_id": [f"s{i:03d}" for i in range(n)],
-        "sex": np.where(np.arange(n) % 2 == 0, "M", "F"),
-        "age": rng.integers(20, 71, n),
-        "activity": [ACTIVITY_ORDER[(i // 2) % 4] for i in range(n)],  # crossed with sex
-        "bmi": rng.normal(25, 3, n).round(1),
-    })
+    parts = pd.DataFrame(
+        {
+            "participant_id": [f"s{i:03d}" for i in range(n)],
+            "sex": np.where(np.arange(n) % 2 == 0, "M", "F"),
+            "age": rng.integers(20, 71, n),
+            "activity": [ACTIVITY_ORDER[(i // 2) % 4] for i in range(n)],  # crossed with sex
+            "bmi": rng.normal(25, 3, n).round(1),
+        }
+    )
     rows = []
     for _, p in parts.iterrows():
         for k, m in enumerate(MUSCLES):
             base = 10 + 2 * k + 3.0 * (p.sex == "F") + 0.1 * (p.age - 45) - 1.0 * ACTIVITY_ORDER.index(p.activity)
             left, right = base + rng.normal(0, 1), base + rng.normal(0, 1)
-            rows += [dict(subject=p.participant_id, muscle=m, side="left", ff_mean_pct=left),
-                     dict(subject=p.participant_id, muscle=m, side="right", ff_mean_pct=right),
-                     dict(subject=p.participant_id, muscle=m, side="mean", ff_mean_pct=(left + right) / 2)]
+            rows += [
+                dict(subject=p.participant_id, muscle=m, side="left", ff_mean_pct=left),
+                dict(subject=p.participant_id, muscle=m, side="right", ff_mean_pct=right),
+                dict(subject=p.participant_id, muscle=m, side="mean", ff_mean_pct=(left + right) / 2),
+            ]
     return pd.DataFrame(rows), parts
 
 
@@ -130,12 +140,21 @@ def test_holm_across_table_and_refresh_from_csvs(tmp_path):
     from scripts.group_comparison import holm_across_table, refresh_group_tests
 
     sex = pd.DataFrame({"muscle": ["a", "b"], "p": [0.01, 0.04]})
-    omni = pd.DataFrame({"muscle": ["a", "b"], "p": [0.03, 0.005], "H": [10.0, 20.0], "n_x": [5, 6], "n_y": [5, 0],
-                         "epsilon2": [9.9, 9.9]})
+    omni = pd.DataFrame(
+        {
+            "muscle": ["a", "b"],
+            "p": [0.03, 0.005],
+            "H": [10.0, 20.0],
+            "n_x": [5, 6],
+            "n_y": [5, 0],
+            "epsilon2": [9.9, 9.9],
+        }
+    )
     s2, o2 = holm_across_table(sex, omni)
     # sorted 0.005, 0.01, 0.03, 0.04 -> 4 * 0.005, 3 * 0.01, max(0.03, 2 * 0.03), max(0.06, 0.04)
     assert s2.p_holm_table.tolist() == pytest.approx([0.03, 0.06]) and o2.p_holm_table.tolist() == pytest.approx(
-        [0.06, 0.02])
+        [0.06, 0.02]
+    )
     sex.to_csv(tmp_path / "sex_tests.csv", index=False)
     omni.to_csv(tmp_path / "activity_tests.csv", index=False)
     refresh_group_tests(tmp_path)

@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-
 from scripts.ff_agreement_stats import agreement_by_muscle, agreement_row, identity_r2, repeated_measures_loa
 from scripts.independent_stats import cluster_mean_test, cluster_ols, corrected_resampled_ttest, mean_ci
 
@@ -106,8 +105,17 @@ def test_agreement_by_muscle_rows_and_cancelling_biases():
         for muscle, shift in (("m1", 1.0), ("m2", -1.0)):
             for side in ("left", "right"):
                 ref = 10.0 + s + (0.3 if side == "left" else 0.0)
-                rows.append(dict(split=0, subject=f"s{s}", method="u", muscle=muscle, side=side, ff_ref_pct=ref,
-                                 ff_method_pct=ref + shift + 0.01 * s))
+                rows.append(
+                    dict(
+                        split=0,
+                        subject=f"s{s}",
+                        method="u",
+                        muscle=muscle,
+                        side=side,
+                        ff_ref_pct=ref,
+                        ff_method_pct=ref + shift + 0.01 * s,
+                    )
+                )
     table = agreement_by_muscle(pd.DataFrame(rows), ["u"], "ff_method_pct", ["m1", "m2"])
     assert len(table) == 2 * 2 + 2 + 1
     pooled = table[table.muscle == "all"].iloc[0]

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 import torch
 from monai.data import MetaTensor
-
 from scripts.inference import STAGING_DIR, LoadDixond, MarkDoned, QuantifyDixond, file_fingerprint
+
 from tests.test_inference_swap_flags import _lean_body
 
 

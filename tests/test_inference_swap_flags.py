@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import torch
 from monai.data import MetaTensor
-
 from scripts.inference import LoadDixond, QuantifyDixond
 
 
@@ -18,8 +17,9 @@ def _lean_body(tmp_path, spacing=(2.0, 2.0, 4.4)):
     muscle (FF 0.1, below the interior's 0.7): a false global swap.
     """
     shape = (120, 120, 12)
-    x, y = np.meshgrid((np.arange(shape[0]) - 59.5) * spacing[0], (np.arange(shape[1]) - 59.5) * spacing[1],
-                       indexing="ij")
+    x, y = np.meshgrid(
+        (np.arange(shape[0]) - 59.5) * spacing[0], (np.arange(shape[1]) - 59.5) * spacing[1], indexing="ij"
+    )
     r = np.hypot(x, y)[..., None].repeat(shape[2], axis=2)
     ff = np.select([r < 80, r < 100, r < 110], [0.7, 0.1, 0.9], default=np.nan)
     body = np.isfinite(ff)

@@ -6,7 +6,6 @@ import pytest
 import torch
 from monai.data import CacheDataset, DataLoader
 from monai.transforms import Compose, Lambdad, RandLambdad
-
 from scripts.lazy_data import DeferredCacheDataset, DeferredRandomSampler, LazyList
 
 

@@ -15,7 +15,6 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-
 from scripts.dixon_inputs import load_dixon
 from scripts.inference import measure_subject
 from scripts.labels import LEFT_RIGHT_SWAP
@@ -40,8 +39,9 @@ def _flip_axis(images: dict, affine: np.ndarray, axis: int) -> tuple[dict, np.nd
     return {k: np.flip(v, axis).copy() for k, v in images.items()}, out
 
 
-def _measure(tmp_path: Path, images: dict, affine: np.ndarray, name: str = "s", roles=("water", "fat"),
-             **kwargs) -> pd.DataFrame:
+def _measure(
+    tmp_path: Path, images: dict, affine: np.ndarray, name: str = "s", roles=("water", "fat"), **kwargs
+) -> pd.DataFrame:
     folder = tmp_path / name
     folder.mkdir()
     entry = {"subject": name}
@@ -69,8 +69,11 @@ def test_storage_orientation_does_not_change_the_numbers(phantom, tmp_path):
 
 def test_reversed_slice_order_does_not_change_the_numbers(phantom, tmp_path):
     images, affine = phantom
-    pd.testing.assert_frame_equal(_by_label(_measure(tmp_path, *_flip_axis(images, affine, 2), "rev")),
-                                  _by_label(_measure(tmp_path, images, affine, "fwd")), rtol=1e-9)
+    pd.testing.assert_frame_equal(
+        _by_label(_measure(tmp_path, *_flip_axis(images, affine, 2), "rev")),
+        _by_label(_measure(tmp_path, images, affine, "fwd")),
+        rtol=1e-9,
+    )
 
 
 def test_a_mirrored_subject_exchanges_left_and_right(phantom, tmp_path):
@@ -80,8 +83,10 @@ def test_a_mirrored_subject_exchanges_left_and_right(phantom, tmp_path):
     for a, b in LEFT_RIGHT_SWAP.items():
         lut[a] = b
     mirrored["label"] = lut[mirrored["label"]]
-    plain, mirror = _by_label(_measure(tmp_path, images, affine, "a")), _by_label(_measure(tmp_path, mirrored,
-                                                                                            affine, "b"))
+    plain, mirror = (
+        _by_label(_measure(tmp_path, images, affine, "a")),
+        _by_label(_measure(tmp_path, mirrored, affine, "b")),
+    )
     swapped = mirror.rename(index=lambda v: LEFT_RIGHT_SWAP.get(int(v), int(v))).sort_index()
     swapped.index = swapped.index.astype(plain.index.dtype)
     pd.testing.assert_frame_equal(swapped, plain, rtol=1e-9)
@@ -92,8 +97,14 @@ def test_ff_map_scale_is_detected_and_gives_the_same_numbers(phantom, tmp_path, 
     images, affine = phantom
     with_map = {**images, "ff": (np.asarray(images["ff_true"], np.float32) * scale).astype(np.float32)}
     table = _measure(tmp_path, with_map, affine, "ff", roles=("inphase", "ff"), ff_method="vendor_map")
-    reference = _measure(tmp_path, {**images, "ff": np.asarray(images["ff_true"], np.float32)}, affine, "ref",
-                         roles=("inphase", "ff"), ff_method="vendor_map")
+    reference = _measure(
+        tmp_path,
+        {**images, "ff": np.asarray(images["ff_true"], np.float32)},
+        affine,
+        "ref",
+        roles=("inphase", "ff"),
+        ff_method="vendor_map",
+    )
     np.testing.assert_allclose(_by_label(table)["ff_mean_pct"], _by_label(reference)["ff_mean_pct"], atol=0.02)
     assert table.ff_scale_detected.iloc[0] == {1.0: "fraction", 100.0: "percent", 1000.0: "permille"}[scale]
 
@@ -159,8 +170,9 @@ def test_a_mirrored_phantom_is_segmented_as_the_mirror_image_with_equal_numbers(
     parser.read_config(str(Path(__file__).resolve().parents[1] / "configs" / "inference.json"))
     parser.update({"working_spacing": [6.8, 8.0, 12.0], "roi_size": [64, 64, 32]})
     net = parser.get_parsed_content("network_def")
-    net.load_state_dict(torch.load(Path(__file__).resolve().parents[1] / "models" / "model.pt", map_location="cpu",
-                                   weights_only=True))
+    net.load_state_dict(
+        torch.load(Path(__file__).resolve().parents[1] / "models" / "model.pt", map_location="cpu", weights_only=True)
+    )
     net.eval()
     pre, inferer = parser.get_parsed_content("preprocessing"), parser.get_parsed_content("inferer")
     assert inferer.enabled and inferer.inferer.enabled  # adaptation and flip ensemble, as shipped

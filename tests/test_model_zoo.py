@@ -9,15 +9,12 @@ import sys
 import textwrap
 from pathlib import Path
 
-import nibabel as nib
-import numpy as np
-import pandas as pd
 import pytest
 import torch
 from monai.bundle import ConfigWorkflow, load
-
 from scripts.make_zoo_release import BUNDLE_NAME
 from scripts.phantom import generate_cohort
+
 from tests.conftest import BUNDLE_ROOT
 
 CONFIGS = BUNDLE_ROOT / "configs"
@@ -27,9 +24,14 @@ BUNDLE_CONTENT = ("configs", "models", "scripts", "resources", "docs", "LICENSE"
 
 
 def _workflow(workflow_type: str, config_file, **override) -> ConfigWorkflow:
-    return ConfigWorkflow(workflow_type=workflow_type, config_file=config_file,
-                          meta_file=str(CONFIGS / "metadata.json"), logging_file=str(CONFIGS / "logging.conf"),
-                          bundle_root=str(BUNDLE_ROOT), **override)
+    return ConfigWorkflow(
+        workflow_type=workflow_type,
+        config_file=config_file,
+        meta_file=str(CONFIGS / "metadata.json"),
+        logging_file=str(CONFIGS / "logging.conf"),
+        bundle_root=str(BUNDLE_ROOT),
+        **override,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -39,15 +41,19 @@ def tiny_data(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("workflow_type,configs", [
-    ("inference", [CONFIGS / "inference.json"]),
-    ("train", [CONFIGS / "train.json"]),
-    ("train", [CONFIGS / "train.json", CONFIGS / "evaluate.json"]),
-])
+@pytest.mark.parametrize(
+    "workflow_type,configs",
+    [
+        ("inference", [CONFIGS / "inference.json"]),
+        ("train", [CONFIGS / "train.json"]),
+        ("train", [CONFIGS / "train.json", CONFIGS / "evaluate.json"]),
+    ],
+)
 def test_workflow_properties_are_complete(workflow_type, configs, tiny_data, tmp_path):
     # outputs (TensorBoard event files of the train handlers) go to tmp_path, never into the bundle's eval/
-    wf = _workflow(workflow_type, [str(c) for c in configs], dataset_dir=str(tiny_data),
-                   output_dir=str(tmp_path / "eval"))
+    wf = _workflow(
+        workflow_type, [str(c) for c in configs], dataset_dir=str(tiny_data), output_dir=str(tmp_path / "eval")
+    )
     wf.initialize()
     assert not wf.check_properties()
     assert wf.bundle_root == str(BUNDLE_ROOT)
@@ -67,8 +73,9 @@ def zoo_folder(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("workflow_type", ["inference", "train"])
 def test_monai_bundle_load_from_a_local_zoo_folder(zoo_folder, workflow_type):
     # load() initialises the workflow with no data at all: nothing in initialize may read the datalist
-    net = load(ZOO_NAME, bundle_dir=str(zoo_folder), workflow_type=workflow_type, source="github", device="cpu",
-               progress=False)
+    net = load(
+        ZOO_NAME, bundle_dir=str(zoo_folder), workflow_type=workflow_type, source="github", device="cpu", progress=False
+    )
     shipped = torch.load(BUNDLE_ROOT / "models" / "model.pt", map_location="cpu", weights_only=True)
     state = net.state_dict()
     assert state.keys() == shipped.keys()
@@ -76,8 +83,9 @@ def test_monai_bundle_load_from_a_local_zoo_folder(zoo_folder, workflow_type):
 
 
 def test_monai_bundle_load_of_the_torchscript_module_carries_the_configs(zoo_folder):
-    ts, meta, extra = load(ZOO_NAME, bundle_dir=str(zoo_folder), load_ts_module=True, source="github",
-                           device="cpu", progress=False)
+    ts, meta, extra = load(
+        ZOO_NAME, bundle_dir=str(zoo_folder), load_ts_module=True, source="github", device="cpu", progress=False
+    )
     assert meta["network_data_format"]["outputs"]["pred"]["num_channels"] == 9
     x = torch.rand(1, 1, 64, 64, 32)
     with torch.no_grad():
@@ -110,8 +118,14 @@ def test_load_and_check_properties_from_another_folder_with_no_data(zoo_folder, 
     """As a user elsewhere would: a fresh interpreter, another working directory, no PYTHONPATH, no data anywhere
     (dataset_dir points nowhere); monai.bundle.load and ConfigWorkflow(...).check_properties() must work."""
     env = {k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"}
-    res = subprocess.run([sys.executable, "-c", textwrap.dedent(LOAD_ELSEWHERE), str(zoo_folder), ZOO_NAME],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(LOAD_ELSEWHERE), str(zoo_folder), ZOO_NAME],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
     assert res.stdout.count("load UNet") == 2 and res.stdout.count("check_properties []") == 3
     assert not (zoo_folder / ZOO_NAME / "sample_data").exists()

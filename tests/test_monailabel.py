@@ -25,14 +25,30 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-
-from scripts.monailabel_app import (BUNDLE_PARTS, DEFAULT_NAME, MONAILABEL_TRAIN_OPTIONS, add_torchvision_guard,
-                                    copy_bundle, server_command, set_train_options, setup)
+from scripts.monailabel_app import (
+    BUNDLE_PARTS,
+    DEFAULT_NAME,
+    MONAILABEL_TRAIN_OPTIONS,
+    add_torchvision_guard,
+    copy_bundle,
+    server_command,
+    set_train_options,
+    setup,
+)
 from scripts.phantom import Acquisition, generate_subject
+
 from tests.conftest import BUNDLE_ROOT
 
-MUSCLES = {"psoas_left": 1, "psoas_right": 2, "iliacus_left": 3, "iliacus_right": 4, "quadratus_lumborum_left": 5,
-           "quadratus_lumborum_right": 6, "erector_spinae_multifidus_left": 7, "erector_spinae_multifidus_right": 8}
+MUSCLES = {
+    "psoas_left": 1,
+    "psoas_right": 2,
+    "iliacus_left": 3,
+    "iliacus_right": 4,
+    "quadratus_lumborum_left": 5,
+    "quadratus_lumborum_right": 6,
+    "erector_spinae_multifidus_left": 7,
+    "erector_spinae_multifidus_right": 8,
+}
 GEOMETRY = Acquisition.from_spacing((4.0, 4.0, 8.0))
 TRAIN_SEEDS = (301, 302, 303, 304)  # labelled studies (3 train + 1 validation with val_split 0.25)
 INFER_SEED = 310  # an unlabelled study, as a new case in active learning
@@ -53,11 +69,15 @@ def _free_port() -> int:
 
 def _monailabel_python() -> Path:
     """The MONAI Label interpreter, or skip (fail under ``REQUIRE_INTEGRATION=1``) when it cannot import it."""
-    ok = PYTHON.is_file() and subprocess.run([str(PYTHON), "-c", "import monailabel"],
-                                             capture_output=True).returncode == 0
+    ok = (
+        PYTHON.is_file()
+        and subprocess.run([str(PYTHON), "-c", "import monailabel"], capture_output=True).returncode == 0
+    )
     if not ok:
-        why = (f"no MONAI Label environment at {PYTHON} (build it with .ci/install_monailabel.sh, or point "
-               "MONAILABEL_PYTHON at one)")
+        why = (
+            f"no MONAI Label environment at {PYTHON} (build it with .ci/install_monailabel.sh, or point "
+            "MONAILABEL_PYTHON at one)"
+        )
         if os.environ.get("REQUIRE_INTEGRATION") == "1":
             pytest.fail(f"REQUIRE_INTEGRATION=1 but {why}")
         pytest.skip(why)
@@ -77,8 +97,9 @@ class Server:
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 120) -> bytes:
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"} if data else {})
+        req = urllib.request.Request(
+            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"} if data else {}
+        )
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
                 return r.read()
@@ -183,8 +204,10 @@ def _infer_and_score(server: Server, truth: Any, out: Path) -> dict[str, float]:
     np.testing.assert_allclose(seg.affine, truth.affine, atol=1e-4)
     assert set(np.unique(pred)) <= set(range(9))
     lab = truth.images["label"]
-    dice = {name: float(2 * np.sum((pred == v) & (lab == v)) / (np.sum(pred == v) + np.sum(lab == v)))
-            for name, v in MUSCLES.items()}
+    dice = {
+        name: float(2 * np.sum((pred == v) & (lab == v)) / (np.sum(pred == v) + np.sum(lab == v)))
+        for name, v in MUSCLES.items()
+    }
     print("Dice " + ", ".join(f"{k} {d:.3f}" for k, d in dice.items()))
     return dice
 
@@ -198,8 +221,9 @@ def test_infer_returns_label_map_on_input_grid(server, phantoms, tmp_path):
 def test_train_round_rewrites_the_app_model(server, phantoms, tmp_path):
     before = _sha256(server.model_file)
     t0 = time.monotonic()
-    server.request("POST", f"/train/{DEFAULT_NAME}",
-                   {"max_epochs": 1, "val_split": 0.25, "device": "cpu", "multi_gpu": False})
+    server.request(
+        "POST", f"/train/{DEFAULT_NAME}", {"max_epochs": 1, "val_split": 0.25, "device": "cpu", "multi_gpu": False}
+    )
     while True:
         task = json.loads(server.request("GET", "/train/?all=false&check_if_running=false"))
         if task.get("status") in ("DONE", "ERROR"):
@@ -227,8 +251,10 @@ def test_train_round_rewrites_the_app_model(server, phantoms, tmp_path):
 
 def test_torchvision_guard_goes_after_the_header_once_and_fails_only_when_called(tmp_path):
     main_py = tmp_path / "main.py"
-    main_py.write_text("# Licence header\n#\n\nimport logging\n\nfrom torchvision.utils import make_grid\n"
-                       "print('imported', callable(make_grid))\n")
+    main_py.write_text(
+        "# Licence header\n#\n\nimport logging\n\nfrom torchvision.utils import make_grid\n"
+        "print('imported', callable(make_grid))\n"
+    )
     assert add_torchvision_guard(main_py) is True
     assert add_torchvision_guard(main_py) is False  # idempotent
     text = main_py.read_text()
@@ -281,6 +307,6 @@ def test_setup_refuses_an_existing_app_dir(tmp_path):
 def test_server_command_is_local_offline_and_without_sam2(tmp_path):
     cmd = server_command(tmp_path / "app", tmp_path / "studies", python="/venv/bin/python", port=8123)
     assert cmd[:4] == ["/venv/bin/python", "-m", "monailabel.main", "start_server"]
-    pairs = [tuple(cmd[i + 1:i + 3]) for i, a in enumerate(cmd) if a == "--conf"]
+    pairs = [tuple(cmd[i + 1 : i + 3]) for i, a in enumerate(cmd) if a == "--conf"]
     assert pairs == [("models", DEFAULT_NAME), ("zoo_source", "github"), ("sam2", "false")]
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1" and cmd[cmd.index("--port") + 1] == "8123"

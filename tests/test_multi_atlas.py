@@ -11,7 +11,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk  # noqa: N813 (the library's own spelling)
-
 from scripts.multi_atlas import (
     MultiAtlasParams,
     atlases_from_datalist,
@@ -31,9 +30,17 @@ from scripts.segmentation_metrics import dice
 SPACING = 4.0
 SHAPE = (48, 40, 32)  # (x, y, z) voxels of 4 mm
 # fast settings for 4 mm synthetic volumes: registration on the native grid, two affine levels, one B-spline level
-FAST = MultiAtlasParams(working_spacing_mm=SPACING, sampling_percentage=0.1, affine_iterations=150,
-                        affine_shrink=(2, 1), affine_sigmas_mm=(4.0, 0.0), bspline_mesh_mm=40.0,
-                        bspline_iterations=30, bspline_shrink=(1,), bspline_sigmas_mm=(0.0,))
+FAST = MultiAtlasParams(
+    working_spacing_mm=SPACING,
+    sampling_percentage=0.1,
+    affine_iterations=150,
+    affine_shrink=(2, 1),
+    affine_sigmas_mm=(4.0, 0.0),
+    bspline_mesh_mm=40.0,
+    bspline_iterations=30,
+    bspline_shrink=(1,),
+    bspline_sigmas_mm=(0.0,),
+)
 
 
 def _ellipsoid(centre_mm: tuple[float, float, float], radii_mm: tuple[float, float, float]) -> np.ndarray:
@@ -67,8 +74,10 @@ def _to_numpy(img: sitk.Image) -> np.ndarray:
 
 def _deformed(image: sitk.Image, label: sitk.Image, transform: sitk.Transform) -> tuple[sitk.Image, sitk.Image]:
     # atlas(x) = target(transform(x)): the registration has to find the inverse
-    return (sitk.Resample(image, image, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32),
-            sitk.Resample(label, label, transform, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8))
+    return (
+        sitk.Resample(image, image, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32),
+        sitk.Resample(label, label, transform, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8),
+    )
 
 
 def _known_affine() -> sitk.AffineTransform:
@@ -111,16 +120,18 @@ def test_bspline_stage_recovers_a_smooth_deformation_beyond_the_affine():
     disp[..., 1] = disp[..., 2] = 12.0 * np.sin(2 * np.pi * x / (SHAPE[0] * SPACING))
     field = sitk.GetImageFromArray(disp.transpose(2, 1, 0, 3), isVector=True)
     field.SetSpacing((SPACING,) * 3)
-    moving, moving_label = _deformed(fixed, fixed_label, sitk.DisplacementFieldTransform(sitk.Cast(
-        field, sitk.sitkVectorFloat64)))
+    moving, moving_label = _deformed(
+        fixed, fixed_label, sitk.DisplacementFieldTransform(sitk.Cast(field, sitk.sitkVectorFloat64))
+    )
     affine = register_affine(fixed, moving, FAST)
     # Why more B-spline iterations and samples than FAST: with FAST's 30 iterations on 10 % of the voxels the stage
     # sometimes stopped early (a CI run: affine 0.931, B-spline 0.936); with these, 0.951-0.968 in 5 of 5 runs
     full = register_bspline(fixed, moving, affine, replace(FAST, bspline_iterations=60, sampling_percentage=0.2))
 
     def warped_dice(t: sitk.Transform) -> float:
-        return _mean_dice(_to_numpy(sitk.Resample(moving_label, fixed, t, sitk.sitkNearestNeighbor, 0,
-                                                  sitk.sitkUInt8)), label)
+        return _mean_dice(
+            _to_numpy(sitk.Resample(moving_label, fixed, t, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)), label
+        )
 
     none, aff, bsp = warped_dice(sitk.Transform()), warped_dice(affine), warped_dice(full)
     # measured over repeated runs (ITK's registration is not bit-repeatable, even on one thread with a seed): none
@@ -130,9 +141,7 @@ def test_bspline_stage_recovers_a_smooth_deformation_beyond_the_affine():
 
 
 def test_majority_vote_known_answers_and_ties_to_the_lower_label():
-    stack = np.array([[1, 2, 0, 3, 5],
-                      [1, 0, 2, 3, 4],
-                      [2, 0, 2, 4, 6]])
+    stack = np.array([[1, 2, 0, 3, 5], [1, 0, 2, 3, 4], [2, 0, 2, 4, 6]])
     # voxel 3: 3 wins 2:1; voxel 4: one vote each for 4, 5, 6 -> tie -> the lowest, 4
     np.testing.assert_array_equal(majority_vote(stack), [1, 0, 2, 3, 4])
     # two atlases disagreeing everywhere: every voxel is a tie, the lower label (background first) wins
@@ -140,15 +149,11 @@ def test_majority_vote_known_answers_and_ties_to_the_lower_label():
 
 
 def test_weighted_vote_known_answers():
-    stack = np.array([[1, 2, 0],
-                      [1, 0, 2],
-                      [2, 0, 2]])
+    stack = np.array([[1, 2, 0], [1, 0, 2], [2, 0, 2]])
     # one weight per atlas: atlas 2 (weight 5) outvotes the two others (1 + 1)
     np.testing.assert_array_equal(weighted_vote(stack, np.array([1.0, 1.0, 5.0])), [2, 0, 2])
     # per voxel: voxel 0 trusts atlas 2 (weights 1, 1, 3 -> label 2 with 3 > 2); voxel 1: atlas 0 has 0.9 > 0.2 + 0.2
-    w = np.array([[1.0, 0.9, 1.0],
-                  [1.0, 0.2, 1.0],
-                  [3.0, 0.2, 1.0]])
+    w = np.array([[1.0, 0.9, 1.0], [1.0, 0.2, 1.0], [3.0, 0.2, 1.0]])
     np.testing.assert_array_equal(weighted_vote(stack, w), [2, 2, 2])
     with pytest.raises(ValueError, match="weights must have shape"):
         weighted_vote(stack, np.ones(2))
@@ -211,15 +216,33 @@ def atlas_library(tmp_path_factory) -> tuple[Path, dict]:
     second.SetTranslation((-5.0, 4.0, -3.0))
     for name, t in (("near", _known_affine()), ("near2", second)):
         img, lab = _deformed(fixed, fixed_label, t)
-        entries.append({"subject": name, "image": _write_nifti(_to_numpy(img), root / f"{name}_img.nii.gz"),
-                        "label": _write_nifti(_to_numpy(lab), root / f"{name}_lab.nii.gz", np.uint8)})
+        entries.append(
+            {
+                "subject": name,
+                "image": _write_nifti(_to_numpy(img), root / f"{name}_img.nii.gz"),
+                "label": _write_nifti(_to_numpy(lab), root / f"{name}_lab.nii.gz", np.uint8),
+            }
+        )
     rng = np.random.default_rng(2)
-    entries.append({"subject": "far", "image": _write_nifti(rng.uniform(0, 300, SHAPE), root / "far_img.nii.gz"),
-                    "label": _write_nifti(np.roll(label, 10, axis=0), root / "far_lab.nii.gz", np.uint8)})
+    entries.append(
+        {
+            "subject": "far",
+            "image": _write_nifti(rng.uniform(0, 300, SHAPE), root / "far_img.nii.gz"),
+            "label": _write_nifti(np.roll(label, 10, axis=0), root / "far_lab.nii.gz", np.uint8),
+        }
+    )
     target = _write_nifti(image, root / "target.nii.gz")
     _write_nifti(label, root / "target_lab.nii.gz", np.uint8)
-    (root / "datalist.json").write_text(json.dumps({"training": [
-        {"subject": e["subject"], "image": Path(e["image"]).name, "label": Path(e["label"]).name} for e in entries]}))
+    (root / "datalist.json").write_text(
+        json.dumps(
+            {
+                "training": [
+                    {"subject": e["subject"], "image": Path(e["image"]).name, "label": Path(e["label"]).name}
+                    for e in entries
+                ]
+            }
+        )
+    )
     return root, {"target": target, "entries": entries, "label": label}
 
 
@@ -238,11 +261,19 @@ def test_segment_selects_similar_atlases_and_recovers_the_target(atlas_library, 
 def test_command_line_writes_the_label_and_refuses_to_overwrite(atlas_library):
     root, lib = atlas_library
     out = root / "cli" / "target_seg.nii.gz"
-    overrides = {"working_spacing_mm": SPACING, "sampling_percentage": 0.1, "affine_shrink": [2, 1],
-                 "affine_sigmas_mm": [4.0, 0.0], "bspline_shrink": [1], "bspline_sigmas_mm": [0.0],
-                 "bspline_mesh_mm": 40.0, "bspline_iterations": 20}
-    record = segment_file(lib["target"], str(root / "datalist.json"), str(out), k=2, fusion="majority",
-                          exclude="far", **overrides)
+    overrides = {
+        "working_spacing_mm": SPACING,
+        "sampling_percentage": 0.1,
+        "affine_shrink": [2, 1],
+        "affine_sigmas_mm": [4.0, 0.0],
+        "bspline_shrink": [1],
+        "bspline_sigmas_mm": [0.0],
+        "bspline_mesh_mm": 40.0,
+        "bspline_iterations": 20,
+    }
+    record = segment_file(
+        lib["target"], str(root / "datalist.json"), str(out), k=2, fusion="majority", exclude="far", **overrides
+    )
     seg = nib.load(out)
     np.testing.assert_allclose(seg.affine, nib.load(lib["target"]).affine)
     assert set(record["selected"]) == {"near", "near2"} and "far" not in record["similarity_ncc"]

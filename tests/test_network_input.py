@@ -7,7 +7,6 @@ import pytest
 import torch
 from monai.data import MetaTensor
 from monai.networks.nets import UNet
-
 from scripts.dixon_inputs import DixonInputError, DixonScan
 from scripts.inference import LoadDixond
 from scripts.network_input import StackWaterFat, StackWaterFatd, check_checkpoint_channels, num_network_channels
@@ -15,9 +14,18 @@ from scripts.network_input import StackWaterFat, StackWaterFatd, check_checkpoin
 
 def _scan(images: dict[str, np.ndarray]) -> DixonScan:
     shape = next(iter(images.values())).shape
-    return DixonScan(subject="s1", images=images, affine=np.eye(4), shape=shape,
-                     files={r: f"/data/s1_{r}.nii.gz" for r in images}, dixon_set="test",
-                     spacing_mm=(1.0, 1.0, 1.0), slice_axis=2, slice_tilt_deg=0.0, reference="water")
+    return DixonScan(
+        subject="s1",
+        images=images,
+        affine=np.eye(4),
+        shape=shape,
+        files={r: f"/data/s1_{r}.nii.gz" for r in images},
+        dixon_set="test",
+        spacing_mm=(1.0, 1.0, 1.0),
+        slice_axis=2,
+        slice_tilt_deg=0.0,
+        reference="water",
+    )
 
 
 @pytest.fixture()
@@ -92,6 +100,8 @@ def test_checkpoint_channels_are_checked_with_the_setting_that_fits(tmp_path):
     path = tmp_path / "model.pt"
     torch.save(net.state_dict(), path)
     check_checkpoint_channels(path, "water_fat")  # agrees: nothing raised
-    with pytest.raises(ValueError, match=r"model.pt: the model reads 2 input channel\(s\).*--network_channels water_fat"):
+    with pytest.raises(
+        ValueError, match=r"model.pt: the model reads 2 input channel\(s\).*--network_channels water_fat"
+    ):
         check_checkpoint_channels(path, "inphase")
     check_checkpoint_channels(tmp_path / "absent.pt", "inphase")  # left to the checkpoint loader

@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-
 from scripts.labels import MUSCLES
 from scripts.normative import (
     DEFAULT_REFERENCE_PATH,
@@ -50,8 +49,18 @@ def _cohort(n: int = 160, seed: int = 7) -> pd.DataFrame:
         for muscle in MUSCLES:
             mean = (base[muscle] + 0.12 * age[i] + (2.0 if sex[i] == "F" else 0.0)) * math.exp(rng.normal(0, 0.2))
             for side, delta in (("left", -0.3), ("right", 0.3)):
-                rows.append({"subject": s, "muscle": muscle, "side": side, "ff_mean_pct": mean + delta,
-                             "sex": sex[i], "age": age[i], "activity": activity[i], "bmi": 24.0})
+                rows.append(
+                    {
+                        "subject": s,
+                        "muscle": muscle,
+                        "side": side,
+                        "ff_mean_pct": mean + delta,
+                        "sex": sex[i],
+                        "age": age[i],
+                        "activity": activity[i],
+                        "bmi": 24.0,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -65,8 +74,14 @@ def built(cohort: pd.DataFrame) -> dict[str, Any]:
     # Curves only on the pooled stratum (n = 160 >= 150) keep the module fast.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return build_reference(cohort, min_n=20, reference_id="test_cohort", version="0.1.0",
-                               description="synthetic test cohort", age_centile_min_n=150)
+        return build_reference(
+            cohort,
+            min_n=20,
+            reference_id="test_cohort",
+            version="0.1.0",
+            description="synthetic test cohort",
+            age_centile_min_n=150,
+        )
 
 
 def _stratum(ref: dict[str, Any], sex: str = "all", age_band: str = "all", activity: str = "all") -> dict[str, Any]:
@@ -78,20 +93,32 @@ def _stratum(ref: dict[str, Any], sex: str = "all", age_band: str = "all", activ
 
 def _mini_reference(**extra_strata: Any) -> dict[str, Any]:
     """Hand-made reference: pooled, female, male, female 30-39, small 'active' stratum."""
+
     def muscles(shift: float) -> dict[str, Any]:
         return {m: {"p25": q1 + shift, "p50": md + shift, "p75": q3 + shift} for m, (q1, md, q3) in PAPER.items()}
 
     return {
-        "format_version": "1.0", "reference_id": "mini", "version": "1", "source": {"citation": "test", "doi": None},
-        "n": 100, "population": {"healthy": True, "age_range_years": [20, 70]},
-        "ff_definition": {"statistic": "mean F/(F+W)", "is_pdff": False}, "side": "lr_mean",
+        "format_version": "1.0",
+        "reference_id": "mini",
+        "version": "1",
+        "source": {"citation": "test", "doi": None},
+        "n": 100,
+        "population": {"healthy": True, "age_range_years": [20, 70]},
+        "ff_definition": {"statistic": "mean F/(F+W)", "is_pdff": False},
+        "side": "lr_mean",
         "strata": [
             {"sex": "all", "age_band": "all", "activity": "all", "n": 100, "muscles": muscles(0.0)},
             {"sex": "female", "age_band": "all", "activity": "all", "n": 50, "muscles": muscles(1.0)},
             {"sex": "male", "age_band": "all", "activity": "all", "n": 50, "muscles": muscles(-1.0)},
             {"sex": "female", "age_band": "30-39", "activity": "all", "n": 25, "muscles": muscles(2.0)},
-            {"sex": "all", "age_band": "all", "activity": "active", "n": 8, "small_stratum": True,
-             "muscles": muscles(-3.0)},
+            {
+                "sex": "all",
+                "age_band": "all",
+                "activity": "active",
+                "n": 8,
+                "small_stratum": True,
+                "muscles": muscles(-3.0),
+            },
         ],
     }
 
@@ -328,8 +355,11 @@ def test_round_trip_build_save_load_compare(tmp_path: Path, built: dict[str, Any
     stratum = _stratum(built, age_band="40-49")
     assert not stratum["small_stratum"]
     table = stratum["muscles"]["psoas"]
-    values = {"psoas": table["p50"], "iliacus": stratum["muscles"]["iliacus"]["p10"],
-              "quadratus_lumborum": stratum["muscles"]["quadratus_lumborum"]["p95"] + 5.0}
+    values = {
+        "psoas": table["p50"],
+        "iliacus": stratum["muscles"]["iliacus"]["p10"],
+        "quadratus_lumborum": stratum["muscles"]["quadratus_lumborum"]["p95"] + 5.0,
+    }
     df = compare_to_reference(values, ref, age=45, use_age_centiles=False).set_index("muscle")
     assert (df["distribution"] == "empirical_interpolated").all()
     assert (df["stratum"] == "sex=all, age_band=40-49, activity=all").all()
@@ -344,8 +374,9 @@ def test_round_trip_build_save_load_compare(tmp_path: Path, built: dict[str, Any
 def test_empirical_percentile_is_monotone_and_continuous(built: dict[str, Any]) -> None:
     ref = Reference.from_dict(built)
     grid = np.linspace(1.0, 60.0, 400)
-    pct = [compare_to_reference({"psoas": v}, ref, use_age_centiles=False)["percentile_approx"].iloc[0] for v in
-           grid[::8]]
+    pct = [
+        compare_to_reference({"psoas": v}, ref, use_age_centiles=False)["percentile_approx"].iloc[0] for v in grid[::8]
+    ]
     assert np.all(np.diff(pct) >= 0)
     lo = _stratum(built)["muscles"]["psoas"]["p5"]
     below, at = (compare_to_reference({"psoas": v}, ref)["percentile_approx"].iloc[0] for v in (lo - 1e-9, lo))
@@ -361,8 +392,9 @@ def test_extreme_value_keeps_a_finite_z(built: dict[str, Any]) -> None:
 
 def test_sides_input_computes_the_mean_and_uses_per_side_values(built: dict[str, Any]) -> None:
     ref = Reference.from_dict(built)
-    table = pd.DataFrame({"subject": "X", "muscle": ["psoas", "psoas"], "side": ["left", "right"],
-                          "ff_mean_pct": [12.0, 14.0]})
+    table = pd.DataFrame(
+        {"subject": "X", "muscle": ["psoas", "psoas"], "side": ["left", "right"], "ff_mean_pct": [12.0, 14.0]}
+    )
     df = compare_to_reference(table, ref, use_age_centiles=False).set_index(["muscle", "side"])
     assert df.loc[("psoas", "lr_mean"), "ff_mean_pct"] == 13.0
     assert "lr_mean_from_sides" in df.loc[("psoas", "lr_mean"), "flags"]

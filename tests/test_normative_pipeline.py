@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from scripts.group_comparison import ACTIVITY_ORDER
 from scripts.labels import MUSCLES
 from scripts.normative_pipeline import run
@@ -20,10 +19,14 @@ def _with_mean(rows: list[dict]) -> pd.DataFrame:
 
 def _cohort(root: Path, n: int = 24) -> Path:
     rng = np.random.default_rng(1)
-    parts = pd.DataFrame({"participant_id": [f"sub-{i:02d}" for i in range(n)],
-                          "sex": ["F" if i % 2 else "M" for i in range(n)],
-                          "age": rng.uniform(20, 70, n).round(),
-                          "activity": [ACTIVITY_ORDER[(i // 2) % 4] for i in range(n)]})
+    parts = pd.DataFrame(
+        {
+            "participant_id": [f"sub-{i:02d}" for i in range(n)],
+            "sex": ["F" if i % 2 else "M" for i in range(n)],
+            "age": rng.uniform(20, 70, n).round(),
+            "activity": [ACTIVITY_ORDER[(i // 2) % 4] for i in range(n)],
+        }
+    )
     truth, model = [], []
     for _, p in parts.iterrows():
         for m in MUSCLES:

@@ -11,11 +11,18 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.ndimage import binary_erosion
-
 from scripts.labels import LABELS, MUSCLES, SIDES, label_value
-from scripts.phantom import (PAPER_REFERENCE, Acquisition, draw_muscle_ff, draw_participant, generate_cohort,
-                             generate_subject, write_subject)
+from scripts.phantom import (
+    PAPER_REFERENCE,
+    Acquisition,
+    draw_muscle_ff,
+    draw_participant,
+    generate_cohort,
+    generate_subject,
+    write_subject,
+)
 from scripts.phantom.render import Canvas, RenderGrid, Shape, Structure, Tissue
+
 from tests.conftest import BUNDLE_ROOT
 
 TINY = Acquisition.preset("tiny")
@@ -151,8 +158,9 @@ def test_truncated_coverage_cuts_slices_and_flags_labels():
     assert (t.truncated_inferior | t.truncated_superior).any()
 
 
-@pytest.mark.parametrize("scale,dtype,top", [("fraction", np.float32, 1.0), ("percent", np.float32, 100.0),
-                                             ("permille", np.int16, 1000)])
+@pytest.mark.parametrize(
+    "scale,dtype,top", [("fraction", np.float32, 1.0), ("percent", np.float32, 100.0), ("permille", np.int16, 1000)]
+)
 def test_ff_map_scales(scale, dtype, top):
     s = generate_subject(14, Acquisition.preset("tiny", ff_scale=scale))
     ff = s.images["ff"]
@@ -174,10 +182,19 @@ def test_reference_geometry_shape():
     assert acq.spacing[2] == 2.6
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(orientation="RAI"), "orientation"), (dict(swap="partial"), "swap"), (dict(ff_scale="pct"), "ff_scale"),
-    (dict(coverage="half"), "coverage"), (dict(snr=0), "snr"), (dict(bias=-1), "bias"),
-    (dict(shape=(4, 64, 32)), "shape"), (dict(spacing=(1, 0, 1)), "spacing")])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(orientation="RAI"), "orientation"),
+        (dict(swap="partial"), "swap"),
+        (dict(ff_scale="pct"), "ff_scale"),
+        (dict(coverage="half"), "coverage"),
+        (dict(snr=0), "snr"),
+        (dict(bias=-1), "bias"),
+        (dict(shape=(4, 64, 32)), "shape"),
+        (dict(spacing=(1, 0, 1)), "spacing"),
+    ],
+)
 def test_invalid_acquisition_is_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         Acquisition(**kwargs)
@@ -209,8 +226,24 @@ def test_write_refuses_to_overwrite(tmp_path):
 
 def test_cohort_cli_writes_datalist_participants_and_truth(tmp_path):
     out = tmp_path / "cohort"
-    cmd = [sys.executable, "-m", "scripts.phantom", "cohort", "--out_dir", str(out), "--n", "5", "--seed", "3",
-           "--geometry", "tiny", "--n_testing", "1", "--progress", "False"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "scripts.phantom",
+        "cohort",
+        "--out_dir",
+        str(out),
+        "--n",
+        "5",
+        "--seed",
+        "3",
+        "--geometry",
+        "tiny",
+        "--n_testing",
+        "1",
+        "--progress",
+        "False",
+    ]
     subprocess.run(cmd, cwd=BUNDLE_ROOT, check=True, capture_output=True)
     dl = json.loads((out / "datalist.json").read_text())
     assert [len(dl[k]) for k in ("training", "validation", "testing")] == [3, 1, 1]
@@ -256,8 +289,9 @@ def test_septa_texture_reaches_targets_and_puts_bright_fat_inside_the_muscles():
     def brightest_es_mf_relative_to_fat(s) -> float:
         ip, ff, label = s.images["inphase"].astype(float), s.images["ff_true"], s.images["label"]
         # the interior only: voxels at the label edge share their signal with the fascia
-        es = binary_erosion(np.isin(label, [label_value("erector_spinae_multifidus", side) for side in SIDES]),
-                            iterations=2)
+        es = binary_erosion(
+            np.isin(label, [label_value("erector_spinae_multifidus", side) for side in SIDES]), iterations=2
+        )
         sat = (label == 0) & (ff > 0.9) & (ip > 0)
         return float(np.percentile(ip[es], 99) / np.median(ip[sat]))
 

@@ -11,10 +11,10 @@ import sys
 import numpy as np
 import pytest
 from scipy.ndimage import binary_dilation
-
 from scripts.labels import label_value
 from scripts.phantom import Acquisition, generate_cohort, generate_subject, write_subject
 from scripts.phantom.tissue_ids import TISSUE_IDS, TISSUE_NAMES, VERTEBRA_LABELS, tissue_id
+
 from tests.conftest import BUNDLE_ROOT
 
 TINY = Acquisition.preset("tiny")
@@ -22,13 +22,43 @@ TINY = Acquisition.preset("tiny")
 SMALL = Acquisition(shape=(110, 88, 46), spacing=(4.0, 4.0, 8.0), bias=0.0)
 
 NEW_STRUCTURES = (
-    "rectus_abdominis", "external_oblique", "internal_oblique", "transversus_abdominis", "latissimus_dorsi",
-    "serratus_posterior_inferior", "diaphragm_crus", "gluteus_maximus", "gluteus_medius", "kidney",
-    "common_iliac_artery", "common_iliac_vein")
-SINGLE_STRUCTURES = ("aorta", "inferior_vena_cava", "liver", "spleen", "perirenal_fat", "renal_sinus_fat",
-                     "bowel_wall", "bowel_fluid", "bowel_gas", "bowel_fatty_content", "mesenteric_fat",
-                     "intervertebral_disc", "pedicle", "lamina", "spinous_process", "transverse_process",
-                     "articular_process", "spinal_canal_csf", "epidural_fat", "iliac_bone", "femoral_head", "rib")
+    "rectus_abdominis",
+    "external_oblique",
+    "internal_oblique",
+    "transversus_abdominis",
+    "latissimus_dorsi",
+    "serratus_posterior_inferior",
+    "diaphragm_crus",
+    "gluteus_maximus",
+    "gluteus_medius",
+    "kidney",
+    "common_iliac_artery",
+    "common_iliac_vein",
+)
+SINGLE_STRUCTURES = (
+    "aorta",
+    "inferior_vena_cava",
+    "liver",
+    "spleen",
+    "perirenal_fat",
+    "renal_sinus_fat",
+    "bowel_wall",
+    "bowel_fluid",
+    "bowel_gas",
+    "bowel_fatty_content",
+    "mesenteric_fat",
+    "intervertebral_disc",
+    "pedicle",
+    "lamina",
+    "spinous_process",
+    "transverse_process",
+    "articular_process",
+    "spinal_canal_csf",
+    "epidural_fat",
+    "iliac_bone",
+    "femoral_head",
+    "rib",
+)
 
 
 @pytest.fixture(scope="module")
@@ -179,8 +209,8 @@ def test_psoas_lies_against_the_vertebral_body_antero_laterally(subj, world):
                     continue
                 n += 1
                 touching += bool((binary_dilation(ps[:, :, k], iterations=1) & body[:, :, k]).any())
-                p = _centroid(ps[:, :, k:k + 1], world[:2] + [world[2][k:k + 1]])
-                b = _centroid(body[:, :, k:k + 1], world[:2] + [world[2][k:k + 1]])
+                p = _centroid(ps[:, :, k : k + 1], world[:2] + [world[2][k : k + 1]])
+                b = _centroid(body[:, :, k : k + 1], world[:2] + [world[2][k : k + 1]])
                 assert abs(p[0] - b[0]) > 20, (side, k)  # lateral to the body
                 assert p[1] > b[1] - 12, (side, k)  # beside it (posterior half at L1-L2) or in front, never behind
         assert n >= 4 and touching / n >= 0.75, (side, touching, n)
@@ -217,20 +247,37 @@ def test_files_and_datalist_keys(tmp_path):
     assert rel["tissue"].endswith("sub-0001_tissue.nii.gz") and rel["vertebrae"].endswith("_vertebrae.nii.gz")
     d = generate_subject(1, TINY)
     assert "tissue" not in write_subject(d, tmp_path / "default")
-    out = generate_cohort(tmp_path / "c", n=1, seed=3, geometry="tiny", variety=False, n_validation=0,
-                          progress=False, anatomy="complete")
+    out = generate_cohort(
+        tmp_path / "c", n=1, seed=3, geometry="tiny", variety=False, n_validation=0, progress=False, anatomy="complete"
+    )
     entry = json.loads(open(out["datalist"]).read())["training"][0]
     assert {"image", "label", "tissue", "vertebrae"} <= set(entry)
-    out = generate_cohort(tmp_path / "d", n=1, seed=3, geometry="tiny", variety=False, n_validation=0,
-                          progress=False)
+    out = generate_cohort(tmp_path / "d", n=1, seed=3, geometry="tiny", variety=False, n_validation=0, progress=False)
     entry = json.loads(open(out["datalist"]).read())["training"][0]
     assert "tissue" not in entry and "vertebrae" not in entry
 
 
 def test_cli_anatomy_flag(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "scripts.phantom", "subject", "--out_dir", str(tmp_path), "--seed", "2",
-                        "--geometry", "tiny", "--anatomy", "complete"], cwd=BUNDLE_ROOT, capture_output=True,
-                       text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scripts.phantom",
+            "subject",
+            "--out_dir",
+            str(tmp_path),
+            "--seed",
+            "2",
+            "--geometry",
+            "tiny",
+            "--anatomy",
+            "complete",
+        ],
+        cwd=BUNDLE_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "sub-0002" / "sub-0002_tissue.nii.gz").exists()
     assert (tmp_path / "sub-0002" / "sub-0002_vertebrae.nii.gz").exists()

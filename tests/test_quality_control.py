@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from scripts.labels import LEFT_RIGHT_SWAP, label_value
 from scripts.phantom import Acquisition, generate_subject
 from scripts.quality_control import assess_segmentation, subject_verdict

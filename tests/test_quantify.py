@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from scripts.fat_fraction import LabelSwapFlags, SwapReport, fat_fraction_from_water_fat
 from scripts.labels import MUSCLES, label_value
 from scripts.phantom import Acquisition, generate_subject
@@ -161,8 +160,16 @@ def test_missing_muscle_is_nan_and_status_missing():
     label, ff = _box_case()
     res = quantify_muscles(label, np.eye(4), ff, np.eye(4), PROV)
     row = _row(res, "iliacus", "left")
-    stats = ["ff_mean_pct", "ff_median_pct", "ff_sd_pct", "ff_p25_pct", "ff_p75_pct", "ff_core_mean_pct",
-             "z_first_mm", "z_last_mm"]
+    stats = [
+        "ff_mean_pct",
+        "ff_median_pct",
+        "ff_sd_pct",
+        "ff_p25_pct",
+        "ff_p75_pct",
+        "ff_core_mean_pct",
+        "z_first_mm",
+        "z_last_mm",
+    ]
     assert all(math.isnan(row[c]) for c in stats)
     assert row.n_voxels == 0 and row.volume_ml == 0.0 and row.status == "missing"
     assert pd.isna(row.slice_first) and pd.isna(row.slice_last)
@@ -224,8 +231,9 @@ def test_swap_report_flags():
     assert not right.swap_suspected and right.status == "ok"
     assert _row(res, "psoas", "mean").swap_suspected
     sliced = SwapReport(False, True, 0.8, 0.2, 0.3, 0.25, (4,), {}, ())
-    assert _row(quantify_muscles(label, np.eye(4), ff, np.eye(4), PROV, swap_report=sliced),
-                "psoas", "left").swap_slices
+    assert _row(
+        quantify_muscles(label, np.eye(4), ff, np.eye(4), PROV, swap_report=sliced), "psoas", "left"
+    ).swap_slices
     unchecked = _row(quantify_muscles(label, np.eye(4), ff, np.eye(4), PROV), "psoas", "left")
     assert pd.isna(unchecked.swap_suspected)  # not checked is not "no swap"
 
@@ -260,8 +268,7 @@ def test_write_tables_atomic_and_refuses_different_content(tmp_path: Path):
     label, ff = _box_case()
     res = quantify_muscles(label, np.eye(4), ff, np.eye(4), PROV)
     paths = write_tables(res, tmp_path, "sub-01")
-    assert {p.name for p in paths.values()} == {"sub-01_ff_table.csv", "sub-01_ff_table.json",
-                                                "sub-01_ff_slices.csv"}
+    assert {p.name for p in paths.values()} == {"sub-01_ff_table.csv", "sub-01_ff_table.json", "sub-01_ff_slices.csv"}
     table = pd.read_csv(paths["table_csv"])
     assert list(table.columns) == list(TABLE_COLUMNS) and table.subject.eq("sub-01").all()
     assert math.isnan(table.loc[2, "ff_mean_pct"]) and table.loc[2, "n_voxels"] == 0  # empty field, not 0
@@ -350,10 +357,10 @@ def test_fat_border_trim_known_answer():
     label = np.zeros(ff.shape, np.uint8)
     label[2:8, 2:8, 1] = 1
     ff[2:8, 2:8, 1] = 0.1
-    ff[2:8, 2, 1] = 0.8        # rim against fat: trimmed, except ...
-    ff[4, 2, 1] = 0.65         # ... this one, below the threshold
-    ff[5, 7, 1] = 0.9          # fatty voxel on the border with lean tissue: kept
-    ff[4, 4, 1] = 0.9          # interior streak: kept
+    ff[2:8, 2, 1] = 0.8  # rim against fat: trimmed, except ...
+    ff[4, 2, 1] = 0.65  # ... this one, below the threshold
+    ff[5, 7, 1] = 0.9  # fatty voxel on the border with lean tissue: kept
+    ff[4, 4, 1] = 0.9  # interior streak: kept
     from scripts.quantify import trim_fat_border
 
     trimmed = trim_fat_border(label, ff, slice_axis=2, trim_ff=0.7)

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from scripts.fat_fraction import LabelSwapFlags, SwapReport, fat_fraction_from_water_fat
 from scripts.labels import label_value
 from scripts.normative import compare_to_reference
@@ -27,8 +26,7 @@ from scripts.report import (
 )
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-PROV = {"ff_method": "water_fat", "ff_source": "phantom water/fat", "ff_scale_detected": "n/a",
-        "assumption": "none"}
+PROV = {"ff_method": "water_fat", "ff_source": "phantom water/fat", "ff_scale_detected": "n/a", "assumption": "none"}
 
 # A 20 x 16 x 6 world grid of 1 mm voxels centred on x = y = 0: RAS voxel (i, j, k) is at (i - 9.5, j - 7.5, k).
 NX, NY, NZ = 20, 16, 6
@@ -99,15 +97,23 @@ def subject_case(tmp_path_factory: pytest.TempPathFactory) -> dict:
     label[label == label_value("iliacus", "left")] = 0  # missing muscle
     ff = fat_fraction_from_water_fat(subj.images["water"], subj.images["fat"])
     esl = label_value("erector_spinae_multifidus", "left")
-    report = SwapReport(False, True, 0.8, 0.2, 0.3, 0.2, (), {esl: LabelSwapFlags(esl, 10, 0.7, 0.2, True, False, 0)},
-                        ("asymmetric",))
+    report = SwapReport(
+        False, True, 0.8, 0.2, 0.3, 0.2, (), {esl: LabelSwapFlags(esl, 10, 0.7, 0.2, True, False, 0)}, ("asymmetric",)
+    )
     res = quantify_muscles(label, subj.affine, ff, subj.affine, PROV, subject=subj.subject_id, swap_report=report)
     comparison = compare_to_reference(res.table)
     out = tmp_path_factory.mktemp("report")
     montage = qc_montage(subj.images["inphase"], subj.affine, label, out / "qc.png", n_slices=8)
     chart = ff_chart(res.table, comparison, out / "chart.png")
-    return {"subj": subj, "label": label, "result": res, "comparison": comparison, "out": out,
-            "montage": montage, "chart": chart}
+    return {
+        "subj": subj,
+        "label": label,
+        "result": res,
+        "comparison": comparison,
+        "out": out,
+        "montage": montage,
+        "chart": chart,
+    }
 
 
 def test_pictures_written(subject_case):
@@ -122,10 +128,10 @@ def test_montage_label_on_another_grid_and_empty_label(tmp_path: Path):
     label = subj.images["label"]
     # the same labels stored flipped (LPS) must be mapped through the affines, not indexed
     lps = label[::-1, ::-1, :].copy()
-    lps_aff = subj.affine @ np.array([[-1, 0, 0, label.shape[0] - 1], [0, -1, 0, label.shape[1] - 1],
-                                      [0, 0, 1, 0], [0, 0, 0, 1]], float)
-    path = qc_montage(subj.images["inphase"], subj.affine, lps, tmp_path / "a.png",
-                      label_affine=lps_aff, n_slices=4)
+    lps_aff = subj.affine @ np.array(
+        [[-1, 0, 0, label.shape[0] - 1], [0, -1, 0, label.shape[1] - 1], [0, 0, 1, 0], [0, 0, 0, 1]], float
+    )
+    path = qc_montage(subj.images["inphase"], subj.affine, lps, tmp_path / "a.png", label_affine=lps_aff, n_slices=4)
     assert path.read_bytes().startswith(PNG_MAGIC)
     empty = qc_montage(subj.images["inphase"], subj.affine, np.zeros_like(label), tmp_path / "b.png", n_slices=3)
     assert empty.stat().st_size > 0
@@ -168,8 +174,17 @@ def test_html_report_without_flags_or_reference(tmp_path: Path):
     rows = []
     for muscle in MUSCLE_DISPLAY_NAMES:
         for side in ("left", "right", "mean"):
-            rows.append({"muscle": muscle, "side": side, "ff_mean_pct": 12.0, "status": "ok",
-                         "truncated_inferior": False, "truncated_superior": False, "swap_suspected": False})
+            rows.append(
+                {
+                    "muscle": muscle,
+                    "side": side,
+                    "ff_mean_pct": 12.0,
+                    "status": "ok",
+                    "truncated_inferior": False,
+                    "truncated_superior": False,
+                    "swap_suspected": False,
+                }
+            )
     path = html_report("s<1>", pd.DataFrame(rows), None, {}, tmp_path / "r.html", {"ff_method": "vendor_ff_map"})
     text = path.read_text()
     assert "No flags" in text and "No normative reference" in text

@@ -7,7 +7,6 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
-
 from scripts.phantom.population import EFFECTS, PAPER_REFERENCE, draw_muscle_ff, draw_participant
 from scripts.reproduce_normative import bootstrap_quartiles, recovery_tables, run
 
@@ -34,9 +33,11 @@ def drawn_cohort(tmp_path_factory):
         ff = draw_muscle_ff(p, rng)
         for m in PAPER_REFERENCE:
             left, right = 100 * ff[(m, "left")], 100 * ff[(m, "right")]
-            rows += [dict(subject=p.participant_id, muscle=m, side="left", ff_mean_pct=left),
-                     dict(subject=p.participant_id, muscle=m, side="right", ff_mean_pct=right),
-                     dict(subject=p.participant_id, muscle=m, side="mean", ff_mean_pct=(left + right) / 2)]
+            rows += [
+                dict(subject=p.participant_id, muscle=m, side="left", ff_mean_pct=left),
+                dict(subject=p.participant_id, muscle=m, side="right", ff_mean_pct=right),
+                dict(subject=p.participant_id, muscle=m, side="mean", ff_mean_pct=(left + right) / 2),
+            ]
     pd.DataFrame(parts).to_csv(d / "participants.tsv", sep="\t", index=False)
     pd.DataFrame(rows).to_csv(d / "ground_truth.csv", index=False)
     (d / "run").mkdir()
@@ -49,7 +50,7 @@ def test_the_generating_quartiles_and_effects_are_recovered(drawn_cohort):
     model = quart[quart.source == "model"]
     assert len(model) == 12
     med = model[model.statistic == "median"].set_index("muscle")
-    for m, (q1, q2, q3) in PAPER_REFERENCE.items():
+    for m, (_q1, q2, _q3) in PAPER_REFERENCE.items():
         assert med.at[m, "cohort"] == pytest.approx(q2, rel=0.08)
     assert model.paper_within_ci.mean() >= 0.75
     e = eff[eff.source == "model"]

@@ -11,7 +11,6 @@ import pytest
 import torch
 from monai.metrics import compute_average_surface_distance, compute_dice, compute_hausdorff_distance
 from scipy import ndimage
-
 from scripts.segmentation_metrics import (
     METRIC_COLUMNS,
     HausdorffDistanceMMMetric,
@@ -35,9 +34,7 @@ def _box(shape: tuple[int, ...], *slices: slice) -> np.ndarray:
     return mask
 
 
-def _sphere(
-    shape: tuple[int, ...], centre_mm: np.ndarray, radius_mm: float, spacing: tuple[float, ...]
-) -> np.ndarray:
+def _sphere(shape: tuple[int, ...], centre_mm: np.ndarray, radius_mm: float, spacing: tuple[float, ...]) -> np.ndarray:
     grid = np.stack(np.meshgrid(*[np.arange(n) * s for n, s in zip(shape, spacing)], indexing="ij"), axis=-1)
     return np.sum((grid - centre_mm) ** 2, axis=-1) <= radius_mm**2
 

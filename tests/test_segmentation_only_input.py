@@ -16,10 +16,10 @@ import torch
 from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 from monai.transforms import Compose
-
 from scripts.dixon_inputs import DixonInputError
 from scripts.inference import LoadDixond
 from scripts.phantom import Acquisition, generate_subject
+
 from tests.conftest import BUNDLE_ROOT
 
 
@@ -72,8 +72,11 @@ def test_path_only_entry_gives_a_label_map_on_the_input_grid_and_no_ff_output(pa
 
 def test_in_memory_image_gives_the_same_labels_as_the_file(parser, inphase_file):
     img = nib.load(str(inphase_file))
-    mt = MetaTensor(torch.as_tensor(np.asarray(img.dataobj, dtype=np.float32)),
-                    affine=torch.as_tensor(img.affine), meta={"filename_or_obj": "series_1.2.3"})
+    mt = MetaTensor(
+        torch.as_tensor(np.asarray(img.dataobj, dtype=np.float32)),
+        affine=torch.as_tensor(img.affine),
+        meta={"filename_or_obj": "series_1.2.3"},
+    )
     from_file = _segment(parser, {"image": str(inphase_file)})["pred"]
     from_memory = _segment(parser, {"image": mt})
     assert from_memory["subject"] == "series_1.2.3"

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from monai.bundle import ConfigParser, ConfigWorkflow
-
 from scripts.settings import (
     EVALUATE_OPTIONS,
     INFERENCE_OPTIONS,
@@ -46,13 +45,23 @@ def test_overwrite_false_in_any_spelling_is_false(spelling):
     assert validate_inference_settings(overwrite=spelling)["overwrite"] is False
 
 
-@pytest.mark.parametrize("name, value, words", [
-    ("border_trim_ff", 0.9, "<= 0.8"), ("border_trim_ff", "abc", "must be a number"), ("sw_overlap", 1.0, "< 1"),
-    ("roi_size", [100, 100, 50], "multiples of 16"), ("working_spacing", [2, 2], "3 numbers"),
-    ("ff_method", "magic", "one of auto"), ("overwrite", "flase", "true/false"), ("sw_batch_size", 0, ">= 1"),
-    ("min_muscle_volume_ml", -1, ">= 0"), ("trust_voxel_grid", "label", "one of water"),
-    ("resume", None, "not none"), ("amp", 2, "true/false"),
-])
+@pytest.mark.parametrize(
+    "name, value, words",
+    [
+        ("border_trim_ff", 0.9, "<= 0.8"),
+        ("border_trim_ff", "abc", "must be a number"),
+        ("sw_overlap", 1.0, "< 1"),
+        ("roi_size", [100, 100, 50], "multiples of 16"),
+        ("working_spacing", [2, 2], "3 numbers"),
+        ("ff_method", "magic", "one of auto"),
+        ("overwrite", "flase", "true/false"),
+        ("sw_batch_size", 0, ">= 1"),
+        ("min_muscle_volume_ml", -1, ">= 0"),
+        ("trust_voxel_grid", "label", "one of water"),
+        ("resume", None, "not none"),
+        ("amp", 2, "true/false"),
+    ],
+)
 def test_wrong_values_are_refused_naming_option_and_what_is_accepted(name, value, words):
     with pytest.raises(SettingsExit, match=name) as err:
         validate_inference_settings(**{name: value})
@@ -67,10 +76,22 @@ def test_all_problems_are_reported_together_and_unknown_options_refused():
 
 
 def test_typed_numbers_lists_and_none():
-    typed = validate_inference_settings(border_trim_ff="none", erosion_mm="1.5", working_spacing="[2, 2, 4]",
-                                        roi_size=[128.0, 128, 64], ff_scale="Percent", ff_method="vendor_map")
-    assert typed == {"border_trim_ff": None, "erosion_mm": 1.5, "working_spacing": [2.0, 2.0, 4.0],
-                     "roi_size": [128, 128, 64], "ff_scale": "percent", "ff_method": "vendor_map"}
+    typed = validate_inference_settings(
+        border_trim_ff="none",
+        erosion_mm="1.5",
+        working_spacing="[2, 2, 4]",
+        roi_size=[128.0, 128, 64],
+        ff_scale="Percent",
+        ff_method="vendor_map",
+    )
+    assert typed == {
+        "border_trim_ff": None,
+        "erosion_mm": 1.5,
+        "working_spacing": [2.0, 2.0, 4.0],
+        "roi_size": [128, 128, 64],
+        "ff_scale": "percent",
+        "ff_method": "vendor_map",
+    }
     with pytest.raises(SettingsExit, match="vendor FF map only"):
         validate_inference_settings(ff_scale="percent", ff_method="water_fat")
 
@@ -83,8 +104,17 @@ def test_every_user_option_of_inference_json_goes_through_the_settings_node():
     assert set(node) - {"_target_"} == set(INFERENCE_OPTIONS) and all(k in config for k in INFERENCE_OPTIONS)
     # the code that acts on a switch reads the typed value, never the raw override
     text = json.dumps({k: v for k, v in config.items() if k not in ("settings", *INFERENCE_OPTIONS)})
-    for name in ("overwrite", "resume", "write_report", "flip_ensemble", "adapt_batch_norm", "amp",
-                 "border_trim_ff", "sw_overlap", "roi_size"):
+    for name in (
+        "overwrite",
+        "resume",
+        "write_report",
+        "flip_ensemble",
+        "adapt_batch_norm",
+        "amp",
+        "border_trim_ff",
+        "sw_overlap",
+        "roi_size",
+    ):
         assert f'"@{name}"' not in text, name
 
 
@@ -99,9 +129,14 @@ def test_lower_case_false_reaches_the_quantifier_and_resume_as_false():
 
 def test_an_invalid_value_is_refused_before_any_file_is_written(tmp_path):
     out = tmp_path / "eval"
-    workflow = ConfigWorkflow(config_file=str(BUNDLE_ROOT / "configs" / "inference.json"), workflow_type="infer",
-                              bundle_root=str(BUNDLE_ROOT), output_dir=str(out), dataset_dir=str(tmp_path / "none"),
-                              border_trim_ff=0.9)
+    workflow = ConfigWorkflow(
+        config_file=str(BUNDLE_ROOT / "configs" / "inference.json"),
+        workflow_type="infer",
+        bundle_root=str(BUNDLE_ROOT),
+        output_dir=str(out),
+        dataset_dir=str(tmp_path / "none"),
+        border_trim_ff=0.9,
+    )
     workflow.initialize()
     # a SystemExit, so that "monai.bundle run" ends with this message, not MONAI's wrapper
     with pytest.raises(SettingsExit, match="border_trim_ff = 0.9"):
@@ -109,8 +144,9 @@ def test_an_invalid_value_is_refused_before_any_file_is_written(tmp_path):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("config, validator", [("train.json", "validate_train_settings"),
-                                               ("evaluate.json", "validate_evaluate_settings")])
+@pytest.mark.parametrize(
+    "config, validator", [("train.json", "validate_train_settings"), ("evaluate.json", "validate_evaluate_settings")]
+)
 def test_train_and_evaluate_check_their_settings_first(config, validator):
     files = [str(BUNDLE_ROOT / "configs" / "train.json")]
     if config == "evaluate.json":
@@ -129,8 +165,7 @@ def test_train_and_evaluate_check_their_settings_first(config, validator):
 
 def test_fire_command_lines_type_their_declared_options():
     options = {"overwrite": INFERENCE_OPTIONS["overwrite"]}
-    assert typed_cli_options({"overwrite": "false", "other": "x"}, options, "cli") == {"overwrite": False,
-                                                                                       "other": "x"}
+    assert typed_cli_options({"overwrite": "false", "other": "x"}, options, "cli") == {"overwrite": False, "other": "x"}
     with pytest.raises(SettingsError, match="cli"):
         typed_cli_options({"overwrite": "perhaps"}, options, "cli")
 

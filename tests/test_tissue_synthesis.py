@@ -17,22 +17,35 @@ from scripts.tissue_synthesis import DEFAULT_TISSUE_GROUPS, RandTissueSynthesis,
 
 BUNDLE_ROOT = Path(__file__).resolve().parents[1]
 #: every random effect switched off: each tissue gets exactly its drawn mean
-PLAIN = dict(std_range=(0.0, 0.0), invert_prob=0.0, gamma_range=(1.0, 1.0), bias_std=0.0, noise_range=(0.0, 0.0),
-             inplane_fwhm_mm=(0.0, 0.0), slice_thickness_mm=(0.0, 0.0))
+PLAIN = dict(
+    std_range=(0.0, 0.0),
+    invert_prob=0.0,
+    gamma_range=(1.0, 1.0),
+    bias_std=0.0,
+    noise_range=(0.0, 0.0),
+    inplane_fwhm_mm=(0.0, 0.0),
+    slice_thickness_mm=(0.0, 0.0),
+)
 
 
 def _tissue(spacing=(1.0, 1.0, 1.0), shape=(12, 10, 8), ids=(0, 1, 2, 40, 31, 32, 60)) -> MetaTensor:
     """Stripes of ``ids`` along x on a grid of ``spacing`` mm, RAS affine."""
     arr = np.zeros((1, *shape), dtype=np.int16)
     for k, i in enumerate(ids):
-        arr[0, k * shape[0] // len(ids):] = i
-    return MetaTensor(torch.as_tensor(arr), affine=torch.diag(torch.tensor([*spacing, 1.0], dtype=torch.float64)),
-                      meta={"filename_or_obj": "tissue.nii.gz"})
+        arr[0, k * shape[0] // len(ids) :] = i
+    return MetaTensor(
+        torch.as_tensor(arr),
+        affine=torch.diag(torch.tensor([*spacing, 1.0], dtype=torch.float64)),
+        meta={"filename_or_obj": "tissue.nii.gz"},
+    )
 
 
 def _image(shape=(12, 10, 8)) -> MetaTensor:
-    return MetaTensor(torch.arange(np.prod(shape), dtype=torch.float32).reshape(1, *shape),
-                      affine=torch.eye(4, dtype=torch.float64), meta={"filename_or_obj": "inphase.nii.gz"})
+    return MetaTensor(
+        torch.arange(np.prod(shape), dtype=torch.float32).reshape(1, *shape),
+        affine=torch.eye(4, dtype=torch.float64),
+        meta={"filename_or_obj": "inphase.nii.gz"},
+    )
 
 
 def test_known_answer_one_value_per_tissue_tied_groups_dark_background():
@@ -99,7 +112,7 @@ def test_slice_thickness_in_mm_is_the_same_physical_smoothing_on_two_grids():
         n = int(40 / s)
         arr = np.zeros((1, 4, 4, n), dtype=np.int16)
         arr[..., : int(20 / s)] = 2  # psoas
-        arr[..., int(20 / s):] = 31  # fat
+        arr[..., int(20 / s) :] = 31  # fat
         affine = torch.diag(torch.tensor([1.0, 1.0, s, 1.0], dtype=torch.float64))
         affine[2, 3] = s / 2  # voxel centres at (k + 0.5) * s mm
         tissue = MetaTensor(torch.as_tensor(arr), affine=affine)
@@ -123,22 +136,25 @@ def test_inplane_blur_leaves_the_slice_axis_alone():
     assert len(torch.unique(out[0, :, 0, 0])) > 2  # the x edge is smoothed
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"prob": 1.5}, "prob must be a number in \\[0, 1\\]"),
-    ({"mean_range": (1.0, 0.0)}, "mean_range must satisfy low <= high"),
-    ({"std_range": (-0.1, 0.1)}, "std_range must have low >= 0"),
-    ({"gamma_range": (0.0, 1.0)}, "gamma_range must satisfy 0 < low"),
-    ({"group_spread": -1}, "group_spread must be >= 0"),
-    ({"bias_spacing_mm": 0}, "bias_spacing_mm must be > 0 mm"),
-    ({"slice_thickness_mm": (-1.0, 2.0)}, "slice_thickness_mm \\(mm\\) must have low >= 0"),
-    ({"inplane_fwhm_mm": "wide"}, "inplane_fwhm_mm \\(mm\\) must be a number or a \\(low, high\\) pair"),
-    ({"slice_axis": 3}, "slice_axis must be a world axis"),
-    ({"invert_prob": 2}, "invert_prob must be a number in \\[0, 1\\]"),
-    ({"max_id": 0}, "max_id must be an integer in \\[1, 65535\\]"),
-    ({"groups": {"muscle": [0, 1]}}, "0 is the background"),
-    ({"groups": {"a": [1, 2], "b": [2]}}, "tissue id 2 is in two groups, 'a' and 'b'"),
-    ({"groups": {"a": []}}, "groups\\['a'\\] must be a non-empty sequence"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"prob": 1.5}, "prob must be a number in \\[0, 1\\]"),
+        ({"mean_range": (1.0, 0.0)}, "mean_range must satisfy low <= high"),
+        ({"std_range": (-0.1, 0.1)}, "std_range must have low >= 0"),
+        ({"gamma_range": (0.0, 1.0)}, "gamma_range must satisfy 0 < low"),
+        ({"group_spread": -1}, "group_spread must be >= 0"),
+        ({"bias_spacing_mm": 0}, "bias_spacing_mm must be > 0 mm"),
+        ({"slice_thickness_mm": (-1.0, 2.0)}, "slice_thickness_mm \\(mm\\) must have low >= 0"),
+        ({"inplane_fwhm_mm": "wide"}, "inplane_fwhm_mm \\(mm\\) must be a number or a \\(low, high\\) pair"),
+        ({"slice_axis": 3}, "slice_axis must be a world axis"),
+        ({"invert_prob": 2}, "invert_prob must be a number in \\[0, 1\\]"),
+        ({"max_id": 0}, "max_id must be an integer in \\[1, 65535\\]"),
+        ({"groups": {"muscle": [0, 1]}}, "0 is the background"),
+        ({"groups": {"a": [1, 2], "b": [2]}}, "tissue id 2 is in two groups, 'a' and 'b'"),
+        ({"groups": {"a": []}}, "groups\\['a'\\] must be a non-empty sequence"),
+    ],
+)
 def test_parameters_are_validated_with_clear_messages(kwargs, message):
     with pytest.raises((ValueError, TypeError), match=message):
         RandTissueSynthesis(**kwargs)
@@ -167,23 +183,56 @@ def test_synthesis_prob_is_a_validated_train_setting():
 @pytest.fixture(scope="module")
 def complete_cohort(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("complete")
-    subprocess.run([sys.executable, "-m", "scripts.phantom", "cohort", "--out_dir", str(out), "--n", "2", "--seed",
-                    "1", "--n_validation", "1", "--geometry", "tiny", "--variety", "false", "--anatomy", "complete",
-                    "--progress", "false"], cwd=BUNDLE_ROOT, check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scripts.phantom",
+            "cohort",
+            "--out_dir",
+            str(out),
+            "--n",
+            "2",
+            "--seed",
+            "1",
+            "--n_validation",
+            "1",
+            "--geometry",
+            "tiny",
+            "--variety",
+            "false",
+            "--anatomy",
+            "complete",
+            "--progress",
+            "false",
+        ],
+        cwd=BUNDLE_ROOT,
+        check=True,
+        capture_output=True,
+    )
     return out
 
 
 def _parser(cohort: Path, synthesis_prob: float) -> ConfigParser:
     parser = ConfigParser()
     parser.read_config(str(BUNDLE_ROOT / "configs" / "train.json"))
-    parser.update({"bundle_root": str(BUNDLE_ROOT), "dataset_dir": str(cohort), "synthesis_prob": synthesis_prob,
-                   "working_spacing": [8.0, 8.0, 12.0], "patch_size": [32, 32, 16]})
+    parser.update(
+        {
+            "bundle_root": str(BUNDLE_ROOT),
+            "dataset_dir": str(cohort),
+            "synthesis_prob": synthesis_prob,
+            "working_spacing": [8.0, 8.0, 12.0],
+            "patch_size": [32, 32, 16],
+        }
+    )
     return parser
 
 
 def test_train_json_leaves_the_step_out_at_zero_and_replaces_the_image_when_on(complete_cohort):
-    names = {p: [type(t).__name__ for t in _parser(complete_cohort, p).get_parsed_content("train#preprocessing")
-                 .transforms] for p in (0.0, 0.5)}
+    names = {
+        p: [type(t).__name__ for t in _parser(complete_cohort, p).get_parsed_content("train#preprocessing").transforms]
+        for p in (0.0, 0.5)
+    }
     assert "RandTissueSynthesisd" not in names[0.0] and "RandTissueSynthesisd" in names[0.5]
     parser = _parser(complete_cohort, 1.0)
     item = parser.get_parsed_content("train_datalist")[0]
@@ -198,10 +247,34 @@ def test_train_json_leaves_the_step_out_at_zero_and_replaces_the_image_when_on(c
 
 
 def test_train_command_runs_with_synthesis(complete_cohort, tmp_path):
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/train.json", "--dataset_dir",
-           str(complete_cohort), "--synthesis_prob", "0.5", "--epochs", "1", "--val_interval", "1", "--patch_size",
-           "[32,32,16]", "--working_spacing", "[8.0,8.0,12.0]", "--num_workers", "0", "--loader_workers", "0",
-           "--ckpt_dir", str(tmp_path / "models"), "--output_dir", str(tmp_path / "eval")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        "configs/train.json",
+        "--dataset_dir",
+        str(complete_cohort),
+        "--synthesis_prob",
+        "0.5",
+        "--epochs",
+        "1",
+        "--val_interval",
+        "1",
+        "--patch_size",
+        "[32,32,16]",
+        "--working_spacing",
+        "[8.0,8.0,12.0]",
+        "--num_workers",
+        "0",
+        "--loader_workers",
+        "0",
+        "--ckpt_dir",
+        str(tmp_path / "models"),
+        "--output_dir",
+        str(tmp_path / "eval"),
+    ]
     res = subprocess.run(cmd, cwd=BUNDLE_ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-3000:]
     assert (tmp_path / "models" / "model.pt").is_file()

@@ -13,8 +13,8 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-
 from scripts.phantom import generate_cohort
+
 from tests.conftest import BUNDLE_ROOT
 
 TINY_OVERRIDES = ["--working_spacing", "[8.0,8.0,12.0]", "--num_workers", "0"]
@@ -35,9 +35,23 @@ def tiny_cohort(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def tiny_model(tiny_cohort, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("train")
-    res = _bundle_run("--config_file", "configs/train.json", "--dataset_dir", str(tiny_cohort), "--epochs", "3",
-                      "--val_interval", "1", "--patch_size", "[32,32,16]", "--ckpt_dir", str(run / "models"),
-                      "--output_dir", str(run / "eval"), *TINY_OVERRIDES)
+    res = _bundle_run(
+        "--config_file",
+        "configs/train.json",
+        "--dataset_dir",
+        str(tiny_cohort),
+        "--epochs",
+        "3",
+        "--val_interval",
+        "1",
+        "--patch_size",
+        "[32,32,16]",
+        "--ckpt_dir",
+        str(run / "models"),
+        "--output_dir",
+        str(run / "eval"),
+        *TINY_OVERRIDES,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     (run / "train.log").write_text(res.stdout + res.stderr)
     return run
@@ -62,7 +76,7 @@ def _datalist_with_shifted_validation_labels(dataset_dir: Path, out_dir: Path) -
     background, so any model scores (near) zero on validation against them."""
     datalist = json.loads((dataset_dir / "datalist.json").read_text())
     out_dir.mkdir(parents=True, exist_ok=True)
-    for section, entries in datalist.items():
+    for entries in datalist.values():
         if not isinstance(entries, list):
             continue
         for entry in entries:
@@ -86,11 +100,30 @@ def test_a_killed_training_resumes_from_its_last_state_and_keeps_its_best_model(
     import signal
     import time
 
-    args = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/train.json", "--dataset_dir",
-            str(tiny_cohort), "--epochs", "6", "--val_interval", "2", "--patch_size", "[32,32,16]", "--ckpt_dir",
-            str(tmp_path / "models"), "--output_dir", str(tmp_path / "eval"), *TINY_OVERRIDES]
-    proc = subprocess.Popen(args, cwd=BUNDLE_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    args = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        "configs/train.json",
+        "--dataset_dir",
+        str(tiny_cohort),
+        "--epochs",
+        "6",
+        "--val_interval",
+        "2",
+        "--patch_size",
+        "[32,32,16]",
+        "--ckpt_dir",
+        str(tmp_path / "models"),
+        "--output_dir",
+        str(tmp_path / "eval"),
+        *TINY_OVERRIDES,
+    ]
+    proc = subprocess.Popen(
+        args, cwd=BUNDLE_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     state = tmp_path / "models" / "train_state"
     deadline = time.time() + 300
     while not list(state.glob("checkpoint_epoch=*.pt")) and time.time() < deadline and proc.poll() is None:
@@ -109,26 +142,41 @@ def test_a_killed_training_resumes_from_its_last_state_and_keeps_its_best_model(
     # resume against validation labels no model can match: every resumed validation scores below the best so far,
     # so the best model from before the kill must survive (it used to be replaced by the first resumed validation)
     shifted = _datalist_with_shifted_validation_labels(tiny_cohort, tmp_path / "shifted")
-    res = subprocess.run([*args, "--datalist", str(shifted)], cwd=BUNDLE_ROOT, capture_output=True, text=True,
-                         timeout=600)
+    res = subprocess.run(
+        [*args, "--datalist", str(shifted)], cwd=BUNDLE_ROOT, capture_output=True, text=True, timeout=600
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     log = res.stdout + res.stderr
-    epochs_run = sorted({int(e) for e in re.findall(r"Epoch\[(\d+)\]", log)} |
-                        {int(e) for e in re.findall(r"Epoch: (\d+)/", log)})
+    epochs_run = sorted(
+        {int(e) for e in re.findall(r"Epoch\[(\d+)\]", log)} | {int(e) for e in re.findall(r"Epoch: (\d+)/", log)}
+    )
     assert epochs_run and min(epochs_run) == epoch + 1 and max(epochs_run) == 6, epochs_run
-    assert re.search(r"Key metric: val_mean_dice best value: [0-9.]+ at epoch: 2", log), \
-        "the resumed run should report the best validation score from before the kill"
+    best_reported = re.search(r"Key metric: val_mean_dice best value: [0-9.]+ at epoch: 2", log)
+    assert best_reported, "the resumed run should report the best validation score from before the kill"
     assert not state.exists()
-    assert hashlib.sha256(best.read_bytes()).hexdigest() == best_digest, \
-        "a resumed validation that scored below the earlier best replaced models/model.pt"
+    kept = hashlib.sha256(best.read_bytes()).hexdigest() == best_digest
+    assert kept, "a resumed validation that scored below the earlier best replaced models/model.pt"
 
 
 def test_inference_end_to_end(tiny_cohort, tiny_model, tmp_path):
     out = tmp_path / "eval"
     # run from another folder, as a user would with the bundle elsewhere: scripts.* must still import
-    args = ["--config_file", str(BUNDLE_ROOT / "configs" / "inference.json"), "--bundle_root", str(BUNDLE_ROOT),
-            "--dataset_dir", str(tiny_cohort), "--ckpt_path", str(tiny_model / "models" / "model.pt"),
-            "--roi_size", "[32,32,16]", "--output_dir", str(out), "--working_spacing", "[8.0,8.0,12.0]"]
+    args = [
+        "--config_file",
+        str(BUNDLE_ROOT / "configs" / "inference.json"),
+        "--bundle_root",
+        str(BUNDLE_ROOT),
+        "--dataset_dir",
+        str(tiny_cohort),
+        "--ckpt_path",
+        str(tiny_model / "models" / "model.pt"),
+        "--roi_size",
+        "[32,32,16]",
+        "--output_dir",
+        str(out),
+        "--working_spacing",
+        "[8.0,8.0,12.0]",
+    ]
     res = _bundle_run(*args, cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
     dl = json.loads((tiny_cohort / "datalist.json").read_text())
@@ -141,8 +189,16 @@ def test_inference_end_to_end(tiny_cohort, tiny_model, tmp_path):
     table = pd.read_csv(sdir / f"{subject}_ff_table.csv")
     assert len(table) == 12
     assert {"ff_mean_pct", "ff_core_mean_pct", "volume_ml", "ff_method", "ff_source"} <= set(table.columns)
-    for name in ("ff_table.json", "ff_slices.csv", "normative.csv", "qc_axial.png", "ff_chart.png", "report.html",
-                 "ff.nii.gz", "run.json"):
+    for name in (
+        "ff_table.json",
+        "ff_slices.csv",
+        "normative.csv",
+        "qc_axial.png",
+        "ff_chart.png",
+        "report.html",
+        "ff.nii.gz",
+        "run.json",
+    ):
         assert (sdir / f"{subject}_{name}").stat().st_size > 0, name
     cohort = pd.read_csv(out / "cohort_ff_table.csv", dtype={"subject": str})
     assert set(cohort.subject) == {subject}
@@ -168,9 +224,20 @@ def test_inference_refuses_a_missing_file_naming_it(tiny_cohort, tiny_model, tmp
     dl = json.loads((bad / "datalist.json").read_text())
     victim = bad / dl["testing"][0]["fat"]
     victim.unlink()
-    res = _bundle_run("--config_file", "configs/inference.json", "--dataset_dir", str(bad), "--ckpt_path",
-                      str(tiny_model / "models" / "model.pt"), "--roi_size", "[32,32,16]", "--output_dir",
-                      str(tmp_path / "eval"), "--working_spacing", "[8.0,8.0,12.0]")
+    res = _bundle_run(
+        "--config_file",
+        "configs/inference.json",
+        "--dataset_dir",
+        str(bad),
+        "--ckpt_path",
+        str(tiny_model / "models" / "model.pt"),
+        "--roi_size",
+        "[32,32,16]",
+        "--output_dir",
+        str(tmp_path / "eval"),
+        "--working_spacing",
+        "[8.0,8.0,12.0]",
+    )
     assert res.returncode != 0
     assert victim.name in res.stderr and "file not found" in res.stderr
     assert not list((tmp_path / "eval").glob("*/*_ff_table.csv"))
@@ -179,15 +246,41 @@ def test_inference_refuses_a_missing_file_naming_it(tiny_cohort, tiny_model, tmp
 def test_two_channel_water_fat_model_trains_and_runs_inference(tiny_cohort, tmp_path):
     import torch
 
-    res = _bundle_run("--config_file", "configs/train.json", "--dataset_dir", str(tiny_cohort), "--epochs", "1",
-                      "--val_interval", "1", "--patch_size", "[32,32,16]", "--ckpt_dir", str(tmp_path / "models"),
-                      "--output_dir", str(tmp_path / "train"), "--network_channels", "water_fat", *TINY_OVERRIDES)
+    res = _bundle_run(
+        "--config_file",
+        "configs/train.json",
+        "--dataset_dir",
+        str(tiny_cohort),
+        "--epochs",
+        "1",
+        "--val_interval",
+        "1",
+        "--patch_size",
+        "[32,32,16]",
+        "--ckpt_dir",
+        str(tmp_path / "models"),
+        "--output_dir",
+        str(tmp_path / "train"),
+        "--network_channels",
+        "water_fat",
+        *TINY_OVERRIDES,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     model = tmp_path / "models" / "model.pt"
     sd = torch.load(model, weights_only=True)
     assert next(v for v in sd.values() if v.ndim == 5).shape[1] == 2  # the first convolution reads water and fat
-    args = ["--config_file", "configs/inference.json", "--dataset_dir", str(tiny_cohort), "--ckpt_path", str(model),
-            "--roi_size", "[32,32,16]", "--working_spacing", "[8.0,8.0,12.0]"]
+    args = [
+        "--config_file",
+        "configs/inference.json",
+        "--dataset_dir",
+        str(tiny_cohort),
+        "--ckpt_path",
+        str(model),
+        "--roi_size",
+        "[32,32,16]",
+        "--working_spacing",
+        "[8.0,8.0,12.0]",
+    ]
     res = _bundle_run(*args, "--output_dir", str(tmp_path / "eval"), "--network_channels", "water_fat")
     assert res.returncode == 0, res.stderr[-3000:]
     subject = json.loads((tiny_cohort / "datalist.json").read_text())["testing"][0]["subject"]
@@ -201,9 +294,19 @@ def test_two_channel_water_fat_model_trains_and_runs_inference(tiny_cohort, tmp_
 
 
 def test_evaluate_overlay_writes_per_case_metrics(tiny_cohort, tiny_model, tmp_path):
-    res = _bundle_run("--config_file", "['configs/train.json','configs/evaluate.json']", "--dataset_dir",
-                      str(tiny_cohort), "--ckpt_dir", str(tiny_model / "models"), "--output_dir", str(tmp_path),
-                      "--patch_size", "[32,32,16]", *TINY_OVERRIDES)
+    res = _bundle_run(
+        "--config_file",
+        "['configs/train.json','configs/evaluate.json']",
+        "--dataset_dir",
+        str(tiny_cohort),
+        "--ckpt_dir",
+        str(tiny_model / "models"),
+        "--output_dir",
+        str(tmp_path),
+        "--patch_size",
+        "[32,32,16]",
+        *TINY_OVERRIDES,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     raw = pd.read_csv(tmp_path / "val_mean_dice_raw.csv")
     assert len(raw) == 1 and raw.shape[1] == 1 + 8 + 1  # filename, 8 muscles, mean
@@ -249,8 +352,11 @@ def test_shipped_model_finds_real_muscles_only_with_batch_norm_adaptation(shared
     scores = {}
     for adapt in (True, False):
         pred, _ = segment(image, BUNDLE_ROOT / "models" / "model.pt", BUNDLE_ROOT, {"adapt_batch_norm": adapt})
-        scores[adapt] = {name: dice(np.isin(pred, ours), ref == ours[0]) for name, (ours, _) in mapping.items()
-                         if name.startswith(("erector", "psoas"))}
+        scores[adapt] = {
+            name: dice(np.isin(pred, ours), ref == ours[0])
+            for name, (ours, _) in mapping.items()
+            if name.startswith(("erector", "psoas"))
+        }
     for name, value in scores[True].items():
         assert value > 0.7, (name, scores)
     assert max(scores[False].values()) < 0.7, scores

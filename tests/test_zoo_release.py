@@ -19,9 +19,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from scripts.eval_metrics import metadata_mismatch
 from scripts.make_zoo_release import BUNDLE_NAME, MAX_FILE_BYTES, make_release, sha256
+
 from tests.conftest import BUNDLE_ROOT
 
 
@@ -42,8 +42,9 @@ def zoo_repo(shared_dir, tmp_path_factory) -> Path:
     (repo / "models" / "model_info.json").write_text("{}\n")
     # what the zoo's ci/prepare_schema.py downloads
     (repo / "models" / BUNDLE_NAME / "eval").mkdir()
-    shutil.copy2(shared_dir / "monai" / "meta_schema_20240725.json",
-                 repo / "models" / BUNDLE_NAME / "eval" / "schema.json")
+    shutil.copy2(
+        shared_dir / "monai" / "meta_schema_20240725.json", repo / "models" / BUNDLE_NAME / "eval" / "schema.json"
+    )
     return repo
 
 
@@ -51,8 +52,7 @@ def _zoo_ci(repo: Path, *args: str, timeout: int = 900) -> subprocess.CompletedP
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # torchrun of this environment
     env.pop("PYTHONPATH", None)
-    return subprocess.run([sys.executable, *args], cwd=repo, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run([sys.executable, *args], cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def test_release_holds_what_the_zoo_takes_and_nothing_else(zoo_repo):
@@ -69,8 +69,9 @@ def test_release_holds_what_the_zoo_takes_and_nothing_else(zoo_repo):
     assert not [n for n in names if "/tests/" in n or "/.ci/" in n or "requirements" in n or "pytest.ini" in n]
 
 
-@pytest.mark.parametrize("check", [["black", "--check"], ["isort", "--check-only", "--diff"], ["flake8"]],
-                         ids=["black", "isort", "flake8"])
+@pytest.mark.parametrize(
+    "check", [["black", "--check"], ["isort", "--check-only", "--diff"], ["flake8"]], ids=["black", "isort", "flake8"]
+)
 def test_release_passes_the_zoo_code_format_checks(zoo_repo, check):
     # as the zoo's code-format workflow runs them, from its repository root with its setup.cfg / pyproject.toml
     res = _zoo_ci(zoo_repo, "-m", *check, f"models/{BUNDLE_NAME}")

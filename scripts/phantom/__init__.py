@@ -19,6 +19,23 @@ from .generate import IMAGE_KEYS, PhantomSubject, generate_cohort, generate_subj
 from .population import ACTIVITY_LEVELS, EFFECTS, PAPER_REFERENCE, Participant, draw_muscle_ff, draw_participant
 from .tissue_ids import TISSUE_IDS, VERTEBRA_LABELS
 
-__all__ = ["Acquisition", "FOV_MM", "PRESETS", "IMAGE_KEYS", "PhantomSubject", "generate_subject", "write_subject",
-           "generate_cohort", "random_acquisition", "ACTIVITY_LEVELS", "EFFECTS", "PAPER_REFERENCE", "Participant",
-           "draw_participant", "draw_muscle_ff", "ANATOMIES", "TISSUE_IDS", "VERTEBRA_LABELS"]
+__all__ = [
+    "Acquisition",
+    "FOV_MM",
+    "PRESETS",
+    "IMAGE_KEYS",
+    "PhantomSubject",
+    "generate_subject",
+    "write_subject",
+    "generate_cohort",
+    "random_acquisition",
+    "ACTIVITY_LEVELS",
+    "EFFECTS",
+    "PAPER_REFERENCE",
+    "Participant",
+    "draw_participant",
+    "draw_muscle_ff",
+    "ANATOMIES",
+    "TISSUE_IDS",
+    "VERTEBRA_LABELS",
+]

@@ -19,10 +19,21 @@ from .acquisition import Acquisition
 from .generate import generate_cohort, generate_subject, write_subject
 
 
-def subject(out_dir: str, seed: int = 0, geometry: str = "reference", spacing: tuple | None = None,
-            orientation: str = "RAS", coverage: str = "full", swap: str = "none", ff_scale: str = "fraction",
-            snr: float = 30.0, bias: float = 1.0, overwrite: bool = False, texture: str = "smooth",
-            anatomy: str = "default") -> dict:
+def subject(
+    out_dir: str,
+    seed: int = 0,
+    geometry: str = "reference",
+    spacing: tuple | None = None,
+    orientation: str = "RAS",
+    coverage: str = "full",
+    swap: str = "none",
+    ff_scale: str = "fraction",
+    snr: float = 30.0,
+    bias: float = 1.0,
+    overwrite: bool = False,
+    texture: str = "smooth",
+    anatomy: str = "default",
+) -> dict:
     """Generate one subject and write its NIfTI files under ``out_dir/sub-<seed>/``; prints its ground truth.
     ``anatomy="complete"`` also writes the tissue-id and vertebral label maps (see docs/guides/phantom.md)."""
     kw = dict(orientation=orientation, coverage=coverage, swap=swap, ff_scale=ff_scale, snr=snr, bias=bias)
@@ -33,8 +44,15 @@ def subject(out_dir: str, seed: int = 0, geometry: str = "reference", spacing: t
     return paths
 
 
-def dicom(out_dir: str, seed: int = 0, vendor: str = "siemens", geometry: str = "low", orientation: str = "RAS",
-          nifti: bool = False, overwrite: bool = False) -> dict:
+def dicom(
+    out_dir: str,
+    seed: int = 0,
+    vendor: str = "siemens",
+    geometry: str = "low",
+    orientation: str = "RAS",
+    nifti: bool = False,
+    overwrite: bool = False,
+) -> dict:
     """Generate one subject and write it as a DICOM Dixon study (``out_dir/dicom``) in a vendor's style, with its
     truth labels as NIfTI (``out_dir/truth``); ``nifti`` also writes the subject's NIfTI files (``out_dir/nifti``)
     for comparing the two inputs."""
@@ -60,8 +78,9 @@ def sample(out_dir: str = "sample_data", n: int = 3, seed: int = 0, anatomy: str
     if dl.exists():
         logging.getLogger(__name__).info("sample already present: %s", dl)
         return {"datalist": str(dl)}
-    return generate_cohort(out_dir, n=n, seed=seed, geometry="reference", variety=False, n_validation=0,
-                           n_testing=n, anatomy=anatomy)
+    return generate_cohort(
+        out_dir, n=n, seed=seed, geometry="reference", variety=False, n_validation=0, n_testing=n, anatomy=anatomy
+    )
 
 
 def main() -> None:

@@ -58,8 +58,12 @@ class Acquisition:
     def __post_init__(self) -> None:
         self.shape = tuple(int(v) for v in self.shape)  # type: ignore[assignment]
         self.spacing = tuple(float(v) for v in self.spacing)  # type: ignore[assignment]
-        checks = {"orientation": ("RAS", "LPS"), "coverage": ("full", "truncated"),
-                  "swap": ("none", "global", "regional"), "ff_scale": ("fraction", "percent", "permille")}
+        checks = {
+            "orientation": ("RAS", "LPS"),
+            "coverage": ("full", "truncated"),
+            "swap": ("none", "global", "regional"),
+            "ff_scale": ("fraction", "percent", "permille"),
+        }
         for name, allowed in checks.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"Acquisition.{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -73,7 +77,7 @@ class Acquisition:
             raise ValueError(f"Acquisition.bias must be >= 0, got {self.bias}")
 
     @classmethod
-    def preset(cls, name: str, **kwargs) -> "Acquisition":
+    def preset(cls, name: str, **kwargs) -> Acquisition:
         """An acquisition with a named geometry (``PRESETS``) and other fields from ``kwargs``."""
         if name not in PRESETS:
             raise ValueError(f"unknown geometry preset {name!r}; expected one of {sorted(PRESETS)}")
@@ -81,7 +85,7 @@ class Acquisition:
         return cls(shape=shape, spacing=spacing, **kwargs)
 
     @classmethod
-    def from_spacing(cls, spacing: tuple[float, float, float], **kwargs) -> "Acquisition":
+    def from_spacing(cls, spacing: tuple[float, float, float], **kwargs) -> Acquisition:
         """An acquisition covering the reference field of view at ``spacing`` mm."""
         shape = tuple(max(8, int(round(f / s))) for f, s in zip(FOV_MM, spacing))
         return cls(shape=shape, spacing=tuple(spacing), **kwargs)  # type: ignore[arg-type]
@@ -122,8 +126,9 @@ def bias_field(grid: RenderGrid, strength: float, y_back: float, rng: np.random.
     return np.exp(log_b - float(np.median(log_b))).astype(np.float32)
 
 
-def dixon_signals(w0: np.ndarray, f0: np.ndarray, bias: np.ndarray, sigma: float,
-                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def dixon_signals(
+    w0: np.ndarray, f0: np.ndarray, bias: np.ndarray, sigma: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Noisy in-phase, opposed-phase, water and fat magnitudes from noise-free water and fat.
 
     Args:
@@ -138,10 +143,14 @@ def dixon_signals(w0: np.ndarray, f0: np.ndarray, bias: np.ndarray, sigma: float
     s_in = (w0 + f0) * bias
     s_op = (w0 - f0) * bias
     shape = w0.shape
-    ip = np.hypot(s_in + sigma * rng.standard_normal(shape, dtype=np.float32),
-                  sigma * rng.standard_normal(shape, dtype=np.float32))
-    op = np.hypot(s_op + sigma * rng.standard_normal(shape, dtype=np.float32),
-                  sigma * rng.standard_normal(shape, dtype=np.float32))
+    ip = np.hypot(
+        s_in + sigma * rng.standard_normal(shape, dtype=np.float32),
+        sigma * rng.standard_normal(shape, dtype=np.float32),
+    )
+    op = np.hypot(
+        s_op + sigma * rng.standard_normal(shape, dtype=np.float32),
+        sigma * rng.standard_normal(shape, dtype=np.float32),
+    )
     water_dom = w0 >= f0
     half_sum = 0.5 * (ip + op)
     half_diff = np.abs(0.5 * (ip - op))

@@ -133,8 +133,20 @@ class _Builder:
         self.anat = anat
         self.rng = rng
 
-    def shape(self, z_rel, cx, cy, a, b, theta=0.0, p=2.0, side: str | None = None, scale: float = 1.0,
-              y_mode: str = "ref", jitter: float | None = None) -> Shape:
+    def shape(
+        self,
+        z_rel,
+        cx,
+        cy,
+        a,
+        b,
+        theta=0.0,
+        p=2.0,
+        side: str | None = None,
+        scale: float = 1.0,
+        y_mode: str = "ref",
+        jitter: float | None = None,
+    ) -> Shape:
         an = self.anat
         z_rel = np.asarray(z_rel, dtype=np.float64)
         n = z_rel.size
@@ -152,13 +164,27 @@ class _Builder:
         x = sgn * cx + an.offset_mm[0]
         # mirroring x turns an axis at angle theta into one at pi - theta
         th = th if sgn > 0 else np.pi - th
-        return Shape(z=zw[order], cx=x[order], cy=(cy + yb)[order], a=np.maximum(a, 0.5)[order],
-                     b=np.maximum(b, 0.5)[order], theta=th[order], p=p)
+        return Shape(
+            z=zw[order],
+            cx=x[order],
+            cy=(cy + yb)[order],
+            a=np.maximum(a, 0.5)[order],
+            b=np.maximum(b, 0.5)[order],
+            theta=th[order],
+            p=p,
+        )
 
 
-def _muscle_ff_field(anat: SubjectAnatomy, canvas: Canvas, marbling: SmoothNoise, base: float,
-                     caudal_gradient: float, z_mid: float, septa: SmoothNoise | None = None,
-                     lateral_gradient: float = 0.0):
+def _muscle_ff_field(
+    anat: SubjectAnatomy,
+    canvas: Canvas,
+    marbling: SmoothNoise,
+    base: float,
+    caudal_gradient: float,
+    z_mid: float,
+    septa: SmoothNoise | None = None,
+    lateral_gradient: float = 0.0,
+):
     """Voxel-wise muscle FF: the subject's value with a cranio-caudal gradient and fat streaks along the fibres.
 
     The streak threshold is set so the streak volume grows with the muscle's FF (fattier muscles marble more).
@@ -183,11 +209,11 @@ def _muscle_ff_field(anat: SubjectAnatomy, canvas: Canvas, marbling: SmoothNoise
         if septa is not None:
             lateral = np.abs(canvas.x[sl[0]][:, None, None] - anat.offset_mm[0])
             weight = septa_strength * (1.0 + lateral_gradient * (np.clip((lateral - 15.0) / 45.0, 0, 1) - 0.5))
-            sheet = np.exp(-(septa.sample_bbox(sl) / 0.22) ** 2) * np.clip(weight, 0.0, 1.0)
+            sheet = np.exp(-((septa.sample_bbox(sl) / 0.22) ** 2)) * np.clip(weight, 0.0, 1.0)
             if lateral_gradient > 0:
                 # the fat plane between multifidus and the erector spinae, a few mm from its mean course
                 plane = boundary_mm + 4.0 * septa.sample_bbox(sl)[::-1, ::-1, :]
-                sheet = np.maximum(sheet, 0.8 * np.exp(-((lateral - plane) / 1.0) ** 2))
+                sheet = np.maximum(sheet, 0.8 * np.exp(-(((lateral - plane) / 1.0) ** 2)))
             out = out * (1 - sheet) + 0.95 * sheet
         return out.astype(np.float32)
 
@@ -232,88 +258,212 @@ def draw_subject(anat: SubjectAnatomy, canvas: Canvas, rng: np.random.Generator)
             # loops of varied content separated by mesenteric fat, reaching back to the psoas
             post = np.clip((yy - anat.y_spine(zz) + 5.0) / 30.0, 0, 1)
             m = post / (1.0 + np.exp(-(n - (vis - 0.3)) / 0.25))
-            m = m * (1.0 - np.exp(-(loops.sample_bbox(sl) / 0.3) ** 2))
+            m = m * (1.0 - np.exp(-((loops.sample_bbox(sl) / 0.3) ** 2)))
             gain = np.clip(np.exp(0.6 * loop_signal.sample_bbox(sl)), 0.3, 2.2)
             bw, bf = bw * gain, bf * gain
-        vw, vf = TISSUES["visceral_fat"].signal * (1 - TISSUES["visceral_fat"].ff), TISSUES["visceral_fat"].signal * TISSUES["visceral_fat"].ff
+        vw, vf = (
+            TISSUES["visceral_fat"].signal * (1 - TISSUES["visceral_fat"].ff),
+            TISSUES["visceral_fat"].signal * TISSUES["visceral_fat"].ff,
+        )
         w = (m * bw + (1 - m) * vw) * (1 - 0.9 * gas * m)
         f = (m * bf + (1 - m) * vf) * (1 - 0.9 * gas * m)
         return w.astype(np.float32), f.astype(np.float32)
 
     wall = 10.0 + 3.0 * (anat.sex == "M")
-    canvas.draw_layers(trunk, [(0.0, TISSUES["skin"]), (2.0, TISSUES["subcutaneous_fat"]),
-                               (2.0 + sat, Tissue("muscle_wall", TISSUES["muscle_other"].signal, anat.other_muscle_ff)),
-                               (2.0 + sat + wall, viscera)])
+    canvas.draw_layers(
+        trunk,
+        [
+            (0.0, TISSUES["skin"]),
+            (2.0, TISSUES["subcutaneous_fat"]),
+            (2.0 + sat, Tissue("muscle_wall", TISSUES["muscle_other"].signal, anat.other_muscle_ff)),
+            (2.0 + sat + wall, viscera),
+        ],
+    )
 
     # ---- organs --------------------------------------------------------------------------------------------------
     for side, dz in (("left", 12.0), ("right", 0.0)):
         kz = np.array([95, 115, 150, 190, 215]) + dz
-        canvas.draw(Structure(f"kidney_{side}", builder.shape(kz, [74, 78, 80, 76, 70], [10, 12, 14, 12, 8],
-                                                        [12, 24, 29, 24, 10], [10, 19, 22, 19, 8], 0.5, side=side),
-                              TISSUES["kidney"], shell_mm=7.0, shell_tissue=TISSUES["visceral_fat"]))
-    canvas.draw(Structure("liver", builder.shape([150, 185, 230, 300], [70, 72, 70, 68], [35, 40, 40, 40],
-                                           [25, 60, 75, 80], [20, 45, 60, 65], 0.2, side="right"), TISSUES["liver"]))
+        canvas.draw(
+            Structure(
+                f"kidney_{side}",
+                builder.shape(
+                    kz,
+                    [74, 78, 80, 76, 70],
+                    [10, 12, 14, 12, 8],
+                    [12, 24, 29, 24, 10],
+                    [10, 19, 22, 19, 8],
+                    0.5,
+                    side=side,
+                ),
+                TISSUES["kidney"],
+                shell_mm=7.0,
+                shell_tissue=TISSUES["visceral_fat"],
+            )
+        )
+    canvas.draw(
+        Structure(
+            "liver",
+            builder.shape(
+                [150, 185, 230, 300],
+                [70, 72, 70, 68],
+                [35, 40, 40, 40],
+                [25, 60, 75, 80],
+                [20, 45, 60, 65],
+                0.2,
+                side="right",
+            ),
+            TISSUES["liver"],
+        )
+    )
 
     # ---- labelled and unlabelled muscles (bones are painted after them and carve them) -------------------------------
-    def muscle(name: str, side: str, shape_args: dict, caudal_gradient: float, z_mid_rel: float,
-               lateral_gradient: float = 0.0) -> None:
+    def muscle(
+        name: str, side: str, shape_args: dict, caudal_gradient: float, z_mid_rel: float, lateral_gradient: float = 0.0
+    ) -> None:
         sc = anat.muscle_scale[(name, side)]
         ff = anat.muscle_ff[(name, side)]
         shp = builder.shape(side=side, scale=sc, **shape_args)
-        fld = _muscle_ff_field(anat, canvas, marbling, ff, caudal_gradient, float(anat.z(z_mid_rel)), septa,
-                               lateral_gradient)
-        canvas.draw(Structure(f"{name}_{side}", shp, Tissue(name, MUSCLE_SIGNAL, ff), label=label_value(name, side),
-                              shell_mm=1.2, shell_tissue=TISSUES["fascia"], ff_field=fld,
-                              fat_signal=None if septa is None else TISSUES["subcutaneous_fat"].signal))
+        fld = _muscle_ff_field(
+            anat, canvas, marbling, ff, caudal_gradient, float(anat.z(z_mid_rel)), septa, lateral_gradient
+        )
+        canvas.draw(
+            Structure(
+                f"{name}_{side}",
+                shp,
+                Tissue(name, MUSCLE_SIGNAL, ff),
+                label=label_value(name, side),
+                shell_mm=1.2,
+                shell_tissue=TISSUES["fascia"],
+                ff_field=fld,
+                fat_signal=None if septa is None else TISSUES["subcutaneous_fat"].signal,
+            )
+        )
 
     for side in ("left", "right"):
-        canvas.draw(Structure(f"gluteal_{side}", builder.shape(
-            [45, 10, -30, -70, -110, -150], [92, 100, 102, 98, 95, 95], [-45, -58, -62, -58, -48, -42],
-            [12, 33, 45, 50, 46, 42], [7, 18, 28, 34, 30, 28], 0.5, side=side),
-            Tissue("gluteal", TISSUES["muscle_other"].signal, anat.other_muscle_ff), shell_mm=1.5,
-            shell_tissue=TISSUES["fascia"]))
+        canvas.draw(
+            Structure(
+                f"gluteal_{side}",
+                builder.shape(
+                    [45, 10, -30, -70, -110, -150],
+                    [92, 100, 102, 98, 95, 95],
+                    [-45, -58, -62, -58, -48, -42],
+                    [12, 33, 45, 50, 46, 42],
+                    [7, 18, 28, 34, 30, 28],
+                    0.5,
+                    side=side,
+                ),
+                Tissue("gluteal", TISSUES["muscle_other"].signal, anat.other_muscle_ff),
+                shell_mm=1.5,
+                shell_tissue=TISSUES["fascia"],
+            )
+        )
 
     for side in ("left", "right"):
-        muscle("erector_spinae_multifidus", side, dict(
-            z_rel=[290, 215, 170, 130, 90, 50, 15, -15, -40, -62, -72],
-            cx=[22, 24, 28, 32, 34, 34, 31, 25, 18, 13, 10],
-            cy=[-45, -45, -47, -49, -51, -52, -50, -43, -30, -22, -20],
-            a=[21, 23, 27, 31, 34, 34, 30, 23, 16, 10, 4], b=[17, 18, 19, 21, 23, 23, 22, 17, 12, 8, 3],
-            theta=0.05, p=2.6, y_mode="spine"), caudal_gradient=0.30, z_mid_rel=110, lateral_gradient=1.2)
-        muscle("quadratus_lumborum", side, dict(
-            z_rel=[212, 195, 160, 120, 85, 55, 35, 18], cx=[50, 56, 62, 66, 68, 68, 72, 76],
-            cy=[-28, -30, -32, -33, -33, -33, -33, -33], a=[5, 13, 18, 21, 23, 22, 21, 10],
-            b=[3, 5.5, 7, 7.5, 7, 6, 8.5, 4.5], theta=[-0.1, -0.15, -0.2, -0.25, -0.25, -0.25, -0.25, -0.25]),
-            caudal_gradient=0.1, z_mid_rel=120)
-        muscle("psoas", side, dict(
-            z_rel=[212, 195, 160, 120, 80, 40, 5, -35, -75, -115, -150],
-            cx=[25, 28, 33, 34, 38, 42, 48, 58, 66, 72, 76], cy=[1, 2, 4, -2, -4, 0, 14, 33, 41, 45, 46],
-            a=[3, 6.5, 10.5, 11, 12.5, 15.5, 18, 19.5, 17.5, 16, 15],
-            b=[3, 7.5, 11.5, 16, 18, 20.5, 19, 16.5, 15, 14, 13],
-            theta=[0.35, 0.35, 0.3, 0.17, 0.17, 0.17, 0.17, 0.35, 0.35, 0.35, 0.35]), caudal_gradient=0.0,
-            z_mid_rel=80)
+        muscle(
+            "erector_spinae_multifidus",
+            side,
+            dict(
+                z_rel=[290, 215, 170, 130, 90, 50, 15, -15, -40, -62, -72],
+                cx=[22, 24, 28, 32, 34, 34, 31, 25, 18, 13, 10],
+                cy=[-45, -45, -47, -49, -51, -52, -50, -43, -30, -22, -20],
+                a=[21, 23, 27, 31, 34, 34, 30, 23, 16, 10, 4],
+                b=[17, 18, 19, 21, 23, 23, 22, 17, 12, 8, 3],
+                theta=0.05,
+                p=2.6,
+                y_mode="spine",
+            ),
+            caudal_gradient=0.30,
+            z_mid_rel=110,
+            lateral_gradient=1.2,
+        )
+        muscle(
+            "quadratus_lumborum",
+            side,
+            dict(
+                z_rel=[212, 195, 160, 120, 85, 55, 35, 18],
+                cx=[50, 56, 62, 66, 68, 68, 72, 76],
+                cy=[-28, -30, -32, -33, -33, -33, -33, -33],
+                a=[5, 13, 18, 21, 23, 22, 21, 10],
+                b=[3, 5.5, 7, 7.5, 7, 6, 8.5, 4.5],
+                theta=[-0.1, -0.15, -0.2, -0.25, -0.25, -0.25, -0.25, -0.25],
+            ),
+            caudal_gradient=0.1,
+            z_mid_rel=120,
+        )
+        muscle(
+            "psoas",
+            side,
+            dict(
+                z_rel=[212, 195, 160, 120, 80, 40, 5, -35, -75, -115, -150],
+                cx=[25, 28, 33, 34, 38, 42, 48, 58, 66, 72, 76],
+                cy=[1, 2, 4, -2, -4, 0, 14, 33, 41, 45, 46],
+                a=[3, 6.5, 10.5, 11, 12.5, 15.5, 18, 19.5, 17.5, 16, 15],
+                b=[3, 7.5, 11.5, 16, 18, 20.5, 19, 16.5, 15, 14, 13],
+                theta=[0.35, 0.35, 0.3, 0.17, 0.17, 0.17, 0.17, 0.35, 0.35, 0.35, 0.35],
+            ),
+            caudal_gradient=0.0,
+            z_mid_rel=80,
+        )
         # iliacus lies on the inner (antero-medial) face of the iliac wing and joins psoas below the brim
-        muscle("iliacus", side, dict(
-            z_rel=[50, 40, 20, -5, -35, -65, -95, -125, -150], cx=[74, 72, 70, 68, 67, 68, 70, 72, 73],
-            cy=[-8, -4, 2, 8, 16, 25, 34, 38, 40], a=[4, 15, 24, 29, 29, 25, 19, 15, 13],
-            b=[2.5, 5, 8, 10, 12, 13, 13, 12, 11], theta=[0.75, 0.8, 0.85, 0.9, 1.0, 1.15, 1.3, 1.4, 1.45]),
-            caudal_gradient=0.0, z_mid_rel=-20)
+        muscle(
+            "iliacus",
+            side,
+            dict(
+                z_rel=[50, 40, 20, -5, -35, -65, -95, -125, -150],
+                cx=[74, 72, 70, 68, 67, 68, 70, 72, 73],
+                cy=[-8, -4, 2, 8, 16, 25, 34, 38, 40],
+                a=[4, 15, 24, 29, 29, 25, 19, 15, 13],
+                b=[2.5, 5, 8, 10, 12, 13, 13, 12, 11],
+                theta=[0.75, 0.8, 0.85, 0.9, 1.0, 1.15, 1.3, 1.4, 1.45],
+            ),
+            caudal_gradient=0.0,
+            z_mid_rel=-20,
+        )
 
     # ---- pelvis bones --------------------------------------------------------------------------------------------
     marrow = Tissue("marrow", 0.70, anat.marrow_ff)
     for side in ("left", "right"):
-        wing = builder.shape([50, 38, 20, 0, -30, -60, -85, -105], [86, 88, 88, 86, 84, 82, 84, 88],
-                       [-22, -20, -18, -14, -6, 2, 10, 16], [20, 36, 44, 46, 40, 30, 22, 20], [3, 4, 4.5, 5, 6, 9, 14, 16],
-                       [0.55, 0.58, 0.62, 0.66, 0.75, 0.9, 1.1, 1.2], side=side, jitter=0.03)
+        wing = builder.shape(
+            [50, 38, 20, 0, -30, -60, -85, -105],
+            [86, 88, 88, 86, 84, 82, 84, 88],
+            [-22, -20, -18, -14, -6, 2, 10, 16],
+            [20, 36, 44, 46, 40, 30, 22, 20],
+            [3, 4, 4.5, 5, 6, 9, 14, 16],
+            [0.55, 0.58, 0.62, 0.66, 0.75, 0.9, 1.1, 1.2],
+            side=side,
+            jitter=0.03,
+        )
         canvas.draw(Structure(f"iliac_wing_{side}", wing, marrow, shell_mm=1.5, shell_tissue=TISSUES["cortical_bone"]))
         r = 23.0 * anat.width_factor
         t = np.array([-1, -0.9, -0.6, 0, 0.6, 0.9, 1])
-        head = builder.shape(-102 + r * t / anat.height_factor, 88, 38, r * np.sqrt(np.maximum(1 - t**2, 0.02)),
-                       r * np.sqrt(np.maximum(1 - t**2, 0.02)), side=side, jitter=0.0)
-        canvas.draw(Structure(f"femoral_head_{side}", head, Tissue("femoral_marrow", 0.8, 0.8), shell_mm=2.0,
-                              shell_tissue=TISSUES["cortical_bone"]))
-    sacrum = builder.shape([6, -10, -30, -50, -70, -90, -108], 0.0, [0, -2, -3, -3, -3, -3, -3],
-                     [26, 48, 42, 32, 22, 14, 6], [16, 16, 14, 12, 10, 8, 4], p=3.0, y_mode="spine", jitter=0.03)
+        head = builder.shape(
+            -102 + r * t / anat.height_factor,
+            88,
+            38,
+            r * np.sqrt(np.maximum(1 - t**2, 0.02)),
+            r * np.sqrt(np.maximum(1 - t**2, 0.02)),
+            side=side,
+            jitter=0.0,
+        )
+        canvas.draw(
+            Structure(
+                f"femoral_head_{side}",
+                head,
+                Tissue("femoral_marrow", 0.8, 0.8),
+                shell_mm=2.0,
+                shell_tissue=TISSUES["cortical_bone"],
+            )
+        )
+    sacrum = builder.shape(
+        [6, -10, -30, -50, -70, -90, -108],
+        0.0,
+        [0, -2, -3, -3, -3, -3, -3],
+        [26, 48, 42, 32, 22, 14, 6],
+        [16, 16, 14, 12, 10, 8, 4],
+        p=3.0,
+        y_mode="spine",
+        jitter=0.03,
+    )
     canvas.draw(Structure("sacrum", sacrum, marrow, shell_mm=1.5, shell_tissue=TISSUES["cortical_bone"]))
     landmarks["sacrum"] = sacrum.z_range
 
@@ -323,24 +473,51 @@ def draw_subject(anat: SubjectAnatomy, canvas: Canvas, rng: np.random.Generator)
         av = (25.0 - 0.9 * k) * np.exp(rng.normal(0, 0.03))
         bv = (17.0 - 0.4 * k) * np.exp(rng.normal(0, 0.03))
         zz = [z0, z0 + 1.5, (z0 + z1) / 2, z1 - 1.5, z1]
-        body = builder.shape(zz, 0.0, 0.0, [av - 2, av, av - 0.5, av, av - 2], [bv - 2, bv, bv - 0.5, bv, bv - 2],
-                       y_mode="spine", jitter=0.0)
+        body = builder.shape(
+            zz,
+            0.0,
+            0.0,
+            [av - 2, av, av - 0.5, av, av - 2],
+            [bv - 2, bv, bv - 0.5, bv, bv - 2],
+            y_mode="spine",
+            jitter=0.0,
+        )
         canvas.draw(Structure(f"{name}_body", body, marrow, shell_mm=1.5, shell_tissue=TISSUES["cortical_bone"]))
         landmarks[name] = body.z_range
         disc = builder.shape([z0 - 9.5, z0 - 4.5, z0 + 0.5], 0.0, 0.0, av + 0.5, bv + 0.5, y_mode="spine", jitter=0.0)
         canvas.draw(Structure(f"disc_below_{name}", disc, TISSUES["disc"]))
-        arch = builder.shape([z0 + 4, z0 + 8, z1 + 2, z1 + 6], 0.0, -bv - 13, 16, [9, 12, 12, 9], y_mode="spine", jitter=0.0)
+        arch = builder.shape(
+            [z0 + 4, z0 + 8, z1 + 2, z1 + 6], 0.0, -bv - 13, 16, [9, 12, 12, 9], y_mode="spine", jitter=0.0
+        )
         canvas.draw(Structure(f"{name}_arch", arch, marrow, shell_mm=1.5, shell_tissue=TISSUES["cortical_bone"]))
-        spin = builder.shape([z0 + 1, z0 + 5, z1 - 1, z1 + 3], 0.0, -bv - 36, 3.5, [14, 18, 18, 14], p=4.0, y_mode="spine",
-                       jitter=0.0)
+        spin = builder.shape(
+            [z0 + 1, z0 + 5, z1 - 1, z1 + 3], 0.0, -bv - 36, 3.5, [14, 18, 18, 14], p=4.0, y_mode="spine", jitter=0.0
+        )
         canvas.draw(Structure(f"{name}_spinous", spin, marrow, shell_mm=1.2, shell_tissue=TISSUES["cortical_bone"]))
         tp_len = 15.0 + (4.0 if k in (1, 2, 3) else 0.0) - (5.0 if k >= 5 else 0.0)
         for side in ("left", "right"):
-            tp = builder.shape([z1 - 16, z1 - 13, z1 - 6, z1 - 3], av + 0.6 * tp_len, -bv - 2, tp_len, [3, 4.5, 4.5, 3],
-                         0.12, side=side, y_mode="spine", jitter=0.0)
-            canvas.draw(Structure(f"{name}_transverse_{side}", tp, marrow, shell_mm=1.0,
-                                  shell_tissue=TISSUES["cortical_bone"]))
-    canal = builder.shape([-70, -40, 0, 60, 120, 180, 240, 300], 0.0, [-18, -22, -27, -27, -27, -26, -26, -26],
-                    [4, 7, 10, 10.5, 11, 10.5, 10, 10], [3, 5, 7.5, 8, 8.5, 8, 8, 8], y_mode="spine", jitter=0.0)
+            tp = builder.shape(
+                [z1 - 16, z1 - 13, z1 - 6, z1 - 3],
+                av + 0.6 * tp_len,
+                -bv - 2,
+                tp_len,
+                [3, 4.5, 4.5, 3],
+                0.12,
+                side=side,
+                y_mode="spine",
+                jitter=0.0,
+            )
+            canvas.draw(
+                Structure(f"{name}_transverse_{side}", tp, marrow, shell_mm=1.0, shell_tissue=TISSUES["cortical_bone"])
+            )
+    canal = builder.shape(
+        [-70, -40, 0, 60, 120, 180, 240, 300],
+        0.0,
+        [-18, -22, -27, -27, -27, -26, -26, -26],
+        [4, 7, 10, 10.5, 11, 10.5, 10, 10],
+        [3, 5, 7.5, 8, 8.5, 8, 8, 8],
+        y_mode="spine",
+        jitter=0.0,
+    )
     canvas.draw(Structure("spinal_canal", canal, TISSUES["csf"]))
     return landmarks

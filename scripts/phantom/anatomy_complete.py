@@ -16,11 +16,17 @@ QL, ES+MF and iliacus keep the default anatomy's courses. Every structure gets a
 from __future__ import annotations
 
 import numpy as np
-
 from scripts.labels import label_value
 from scripts.phantom.anatomy import MUSCLE_SIGNAL, TISSUES, SubjectAnatomy, _Builder, _muscle_ff_field
-from scripts.phantom.organs import (BodyWall, draw_colon, draw_organs, draw_ribs, draw_trunk, draw_vessels_and_crura,
-                                   draw_wall_muscles)
+from scripts.phantom.organs import (
+    BodyWall,
+    draw_colon,
+    draw_organs,
+    draw_ribs,
+    draw_trunk,
+    draw_vessels_and_crura,
+    draw_wall_muscles,
+)
 from scripts.phantom.render import Structure, Tissue
 from scripts.phantom.spine import draw_body_sizes, draw_pelvis_bones, draw_spine
 from scripts.phantom.textures import SmoothNoise
@@ -42,8 +48,8 @@ def psoas_keyframes(sizes: dict[str, tuple[float, float]]) -> dict:
 
     Above the sacrum the centre sits 0.65 (T12-L3) to 1.1 (L5) semi-axis lateral of the body's side (``sizes`` ->
     body semi-axes, mm), so the body cuts a groove in its medial side. Semi-axes grow from 2.5-3 mm in the middle
-    of T12 (0.24 cm^2) to 15.5 x 20 mm at L5 (~10 cm^2); below S1 the muscle moves antero-laterally towards the iliacus as in
-    the default anatomy.
+    of T12 (0.24 cm^2) to 15.5 x 20 mm at L5 (~10 cm^2); below S1 the muscle moves antero-laterally towards the
+    iliacus as in the default anatomy.
     """
     a = [2.5, 4, 5.5, 7, 9.5, 12, 14, 15.5, 16, 16.5, 17.5, 16, 15]
     b = [3, 4.5, 6.5, 9, 12.5, 16, 18.5, 20, 19, 16.5, 15, 14, 13]
@@ -59,53 +65,122 @@ def psoas_keyframes(sizes: dict[str, tuple[float, float]]) -> dict:
 def _gluteals(builder: _Builder, canvas: TissueCanvas, muscle: Tissue) -> None:
     """Gluteus medius on the outer face of the iliac wing, gluteus maximus behind the wing and sacrum."""
     for side in ("left", "right"):
-        med = builder.shape([45, 25, 0, -30, -60, -90], [96, 104, 106, 104, 100, 98], [-28, -30, -30, -26, -20, -12],
-                      [8, 20, 26, 28, 24, 18], [4, 11, 15, 17, 15, 11], [0.5, 0.55, 0.62, 0.7, 0.8, 0.9], side=side)
-        canvas.draw_id(Structure(f"gluteus_medius_{side}", med, muscle, shell_mm=1.2, shell_tissue=TISSUES["fascia"]),
-                       tissue_id(f"gluteus_medius_{side}"), shell_tid=tissue_id("muscle_fascia"))
-        mx = builder.shape([-5, -25, -50, -80, -110, -150], [58, 70, 80, 86, 90, 94], [-58, -60, -60, -56, -50, -44],
-                     [8, 22, 32, 38, 38, 34], [5, 13, 19, 23, 23, 21], [0.45, 0.5, 0.55, 0.6, 0.65, 0.7], side=side)
-        canvas.draw_id(Structure(f"gluteus_maximus_{side}", mx, muscle, shell_mm=1.2, shell_tissue=TISSUES["fascia"]),
-                       tissue_id(f"gluteus_maximus_{side}"), shell_tid=tissue_id("muscle_fascia"))
+        med = builder.shape(
+            [45, 25, 0, -30, -60, -90],
+            [96, 104, 106, 104, 100, 98],
+            [-28, -30, -30, -26, -20, -12],
+            [8, 20, 26, 28, 24, 18],
+            [4, 11, 15, 17, 15, 11],
+            [0.5, 0.55, 0.62, 0.7, 0.8, 0.9],
+            side=side,
+        )
+        canvas.draw_id(
+            Structure(f"gluteus_medius_{side}", med, muscle, shell_mm=1.2, shell_tissue=TISSUES["fascia"]),
+            tissue_id(f"gluteus_medius_{side}"),
+            shell_tid=tissue_id("muscle_fascia"),
+        )
+        mx = builder.shape(
+            [-5, -25, -50, -80, -110, -150],
+            [58, 70, 80, 86, 90, 94],
+            [-58, -60, -60, -56, -50, -44],
+            [8, 22, 32, 38, 38, 34],
+            [5, 13, 19, 23, 23, 21],
+            [0.45, 0.5, 0.55, 0.6, 0.65, 0.7],
+            side=side,
+        )
+        canvas.draw_id(
+            Structure(f"gluteus_maximus_{side}", mx, muscle, shell_mm=1.2, shell_tissue=TISSUES["fascia"]),
+            tissue_id(f"gluteus_maximus_{side}"),
+            shell_tid=tissue_id("muscle_fascia"),
+        )
 
 
-def _target_muscles(anat: SubjectAnatomy, builder: _Builder, canvas: TissueCanvas, marbling: SmoothNoise,
-                    septa: SmoothNoise | None, sizes: dict[str, tuple[float, float]]) -> None:
+def _target_muscles(
+    anat: SubjectAnatomy,
+    builder: _Builder,
+    canvas: TissueCanvas,
+    marbling: SmoothNoise,
+    septa: SmoothNoise | None,
+    sizes: dict[str, tuple[float, float]],
+) -> None:
     """ES+MF, QL (default courses), psoas (against the bodies) and iliacus, labelled 1-8 in label and tissue map."""
-    def muscle(name: str, side: str, shape_args: dict, caudal_gradient: float, z_mid_rel: float,
-               lateral_gradient: float = 0.0) -> None:
+
+    def muscle(
+        name: str, side: str, shape_args: dict, caudal_gradient: float, z_mid_rel: float, lateral_gradient: float = 0.0
+    ) -> None:
         ff = anat.muscle_ff[(name, side)]
         shp = builder.shape(side=side, scale=anat.muscle_scale[(name, side)], **shape_args)
-        fld = _muscle_ff_field(anat, canvas, marbling, ff, caudal_gradient, float(anat.z(z_mid_rel)), septa,
-                               lateral_gradient)
+        fld = _muscle_ff_field(
+            anat, canvas, marbling, ff, caudal_gradient, float(anat.z(z_mid_rel)), septa, lateral_gradient
+        )
         value = label_value(name, side)
-        canvas.draw_id(Structure(f"{name}_{side}", shp, Tissue(name, MUSCLE_SIGNAL, ff), label=value, shell_mm=1.2,
-                                 shell_tissue=TISSUES["fascia"], ff_field=fld,
-                                 fat_signal=None if septa is None else TISSUES["subcutaneous_fat"].signal),
-                       value, shell_tid=tissue_id("muscle_fascia"))
+        canvas.draw_id(
+            Structure(
+                f"{name}_{side}",
+                shp,
+                Tissue(name, MUSCLE_SIGNAL, ff),
+                label=value,
+                shell_mm=1.2,
+                shell_tissue=TISSUES["fascia"],
+                ff_field=fld,
+                fat_signal=None if septa is None else TISSUES["subcutaneous_fat"].signal,
+            ),
+            value,
+            shell_tid=tissue_id("muscle_fascia"),
+        )
 
     for side in ("left", "right"):
-        muscle("erector_spinae_multifidus", side, dict(
-            z_rel=[290, 215, 170, 130, 90, 50, 15, -15, -40, -62, -72],
-            cx=[22, 24, 28, 32, 34, 34, 31, 25, 18, 13, 10],
-            cy=[-45, -45, -47, -49, -51, -52, -50, -43, -30, -22, -20],
-            a=[21, 23, 27, 31, 34, 34, 30, 23, 16, 10, 4], b=[17, 18, 19, 21, 23, 23, 22, 17, 12, 8, 3],
-            theta=0.05, p=2.6, y_mode="spine"), caudal_gradient=0.30, z_mid_rel=110, lateral_gradient=1.2)
-        muscle("quadratus_lumborum", side, dict(
-            z_rel=[212, 195, 160, 120, 85, 55, 35, 18], cx=[50, 56, 62, 66, 68, 68, 72, 76],
-            cy=[-28, -30, -32, -33, -33, -33, -33, -33], a=[5, 13, 18, 21, 23, 22, 21, 10],
-            b=[3, 5.5, 7, 7.5, 7, 6, 8.5, 4.5], theta=[-0.1, -0.15, -0.2, -0.25, -0.25, -0.25, -0.25, -0.25]),
-            caudal_gradient=0.1, z_mid_rel=120)
+        muscle(
+            "erector_spinae_multifidus",
+            side,
+            dict(
+                z_rel=[290, 215, 170, 130, 90, 50, 15, -15, -40, -62, -72],
+                cx=[22, 24, 28, 32, 34, 34, 31, 25, 18, 13, 10],
+                cy=[-45, -45, -47, -49, -51, -52, -50, -43, -30, -22, -20],
+                a=[21, 23, 27, 31, 34, 34, 30, 23, 16, 10, 4],
+                b=[17, 18, 19, 21, 23, 23, 22, 17, 12, 8, 3],
+                theta=0.05,
+                p=2.6,
+                y_mode="spine",
+            ),
+            caudal_gradient=0.30,
+            z_mid_rel=110,
+            lateral_gradient=1.2,
+        )
+        muscle(
+            "quadratus_lumborum",
+            side,
+            dict(
+                z_rel=[212, 195, 160, 120, 85, 55, 35, 18],
+                cx=[50, 56, 62, 66, 68, 68, 72, 76],
+                cy=[-28, -30, -32, -33, -33, -33, -33, -33],
+                a=[5, 13, 18, 21, 23, 22, 21, 10],
+                b=[3, 5.5, 7, 7.5, 7, 6, 8.5, 4.5],
+                theta=[-0.1, -0.15, -0.2, -0.25, -0.25, -0.25, -0.25, -0.25],
+            ),
+            caudal_gradient=0.1,
+            z_mid_rel=120,
+        )
         muscle("psoas", side, psoas_keyframes(sizes), caudal_gradient=0.0, z_mid_rel=80)
-        muscle("iliacus", side, dict(
-            z_rel=[50, 40, 20, -5, -35, -65, -95, -125, -150], cx=[74, 72, 70, 68, 67, 68, 70, 72, 73],
-            cy=[-8, -4, 2, 8, 16, 25, 34, 38, 40], a=[4, 15, 24, 29, 29, 25, 19, 15, 13],
-            b=[2.5, 5, 8, 10, 12, 13, 13, 12, 11], theta=[0.75, 0.8, 0.85, 0.9, 1.0, 1.15, 1.3, 1.4, 1.45]),
-            caudal_gradient=0.0, z_mid_rel=-20)
+        muscle(
+            "iliacus",
+            side,
+            dict(
+                z_rel=[50, 40, 20, -5, -35, -65, -95, -125, -150],
+                cx=[74, 72, 70, 68, 67, 68, 70, 72, 73],
+                cy=[-8, -4, 2, 8, 16, 25, 34, 38, 40],
+                a=[4, 15, 24, 29, 29, 25, 19, 15, 13],
+                b=[2.5, 5, 8, 10, 12, 13, 13, 12, 11],
+                theta=[0.75, 0.8, 0.85, 0.9, 1.0, 1.15, 1.3, 1.4, 1.45],
+            ),
+            caudal_gradient=0.0,
+            z_mid_rel=-20,
+        )
 
 
-def draw_subject_complete(anat: SubjectAnatomy, canvas: TissueCanvas,
-                          rng: np.random.Generator) -> dict[str, tuple[float, float]]:
+def draw_subject_complete(
+    anat: SubjectAnatomy, canvas: TissueCanvas, rng: np.random.Generator
+) -> dict[str, tuple[float, float]]:
     """Paint the anatomy-complete subject onto ``canvas``; returns landmark z ranges (world mm).
 
     Painting order is the occlusion order: trunk and viscera, organs, vessels and crura, wall muscles, gluteals and

@@ -51,29 +51,49 @@ class VendorStyle:
 VENDOR_STYLES: dict[str, VendorStyle] = {
     "siemens": VendorStyle(
         manufacturer="SIEMENS",
-        image_type={"water": ("DERIVED", "PRIMARY", "DIXON", "WATER"), "fat": ("DERIVED", "PRIMARY", "DIXON", "FAT"),
-                    "inphase": ("ORIGINAL", "PRIMARY", "DIXON", "IN_PHASE"),
-                    "opposed": ("ORIGINAL", "PRIMARY", "DIXON", "OPP_PHASE"),
-                    "ff": ("DERIVED", "PRIMARY", "DIXON", "FAT_FRACTION")},
-        description={"water": "t1_vibe_dixon_tra_W", "fat": "t1_vibe_dixon_tra_F", "inphase": "t1_vibe_dixon_tra_in",
-                     "opposed": "t1_vibe_dixon_tra_opp", "ff": "t1_vibe_dixon_tra_FF"},
+        image_type={
+            "water": ("DERIVED", "PRIMARY", "DIXON", "WATER"),
+            "fat": ("DERIVED", "PRIMARY", "DIXON", "FAT"),
+            "inphase": ("ORIGINAL", "PRIMARY", "DIXON", "IN_PHASE"),
+            "opposed": ("ORIGINAL", "PRIMARY", "DIXON", "OPP_PHASE"),
+            "ff": ("DERIVED", "PRIMARY", "DIXON", "FAT_FRACTION"),
+        },
+        description={
+            "water": "t1_vibe_dixon_tra_W",
+            "fat": "t1_vibe_dixon_tra_F",
+            "inphase": "t1_vibe_dixon_tra_in",
+            "opposed": "t1_vibe_dixon_tra_opp",
+            "ff": "t1_vibe_dixon_tra_FF",
+        },
     ),
     "ge": VendorStyle(
         manufacturer="GE MEDICAL SYSTEMS",
         # GE's ImageType does not name the Dixon image; the description prefix does
-        image_type={r: ("DERIVED", "PRIMARY", "OTHER") for r in _ROLES},
-        description={"water": "WATER: Ax LAVA-Flex", "fat": "FAT: Ax LAVA-Flex", "inphase": "InPhase: Ax LAVA-Flex",
-                     "opposed": "OutPhase: Ax LAVA-Flex", "ff": "FatFrac: Ax IDEAL IQ"},
+        image_type=dict.fromkeys(_ROLES, ("DERIVED", "PRIMARY", "OTHER")),
+        description={
+            "water": "WATER: Ax LAVA-Flex",
+            "fat": "FAT: Ax LAVA-Flex",
+            "inphase": "InPhase: Ax LAVA-Flex",
+            "opposed": "OutPhase: Ax LAVA-Flex",
+            "ff": "FatFrac: Ax IDEAL IQ",
+        },
     ),
     "philips": VendorStyle(
         manufacturer="Philips Medical Systems",
-        image_type={"water": ("DERIVED", "PRIMARY", "W", "W", "DERIVED"),
-                    "fat": ("DERIVED", "PRIMARY", "F", "F", "DERIVED"),
-                    "inphase": ("ORIGINAL", "PRIMARY", "IP", "IP", "FFE"),
-                    "opposed": ("ORIGINAL", "PRIMARY", "OP", "OP", "FFE"),
-                    "ff": ("DERIVED", "PRIMARY", "FF", "FF", "DERIVED")},
-        description={"water": "mDIXON W", "fat": "mDIXON F", "inphase": "mDIXON IP", "opposed": "mDIXON OP",
-                     "ff": "mDIXON FF"},
+        image_type={
+            "water": ("DERIVED", "PRIMARY", "W", "W", "DERIVED"),
+            "fat": ("DERIVED", "PRIMARY", "F", "F", "DERIVED"),
+            "inphase": ("ORIGINAL", "PRIMARY", "IP", "IP", "FFE"),
+            "opposed": ("ORIGINAL", "PRIMARY", "OP", "OP", "FFE"),
+            "ff": ("DERIVED", "PRIMARY", "FF", "FF", "DERIVED"),
+        },
+        description={
+            "water": "mDIXON W",
+            "fat": "mDIXON F",
+            "inphase": "mDIXON IP",
+            "opposed": "mDIXON OP",
+            "ff": "mDIXON FF",
+        },
     ),
 }
 
@@ -119,8 +139,9 @@ def _stored(subject: PhantomSubject, role: str) -> tuple[np.ndarray, float]:
     return data.astype(np.uint16), 1.0
 
 
-def write_dicom_study(subject: PhantomSubject, out_dir: str | Path, vendor: str = "siemens",
-                      overwrite: bool = False) -> dict[str, str]:
+def write_dicom_study(
+    subject: PhantomSubject, out_dir: str | Path, vendor: str = "siemens", overwrite: bool = False
+) -> dict[str, str]:
     """Write ``subject`` as a DICOM Dixon study plus its truth label NIfTI.
 
     Args:

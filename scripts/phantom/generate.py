@@ -25,15 +25,30 @@ from .textures import SmoothWarp
 from .tissue_canvas import TissueCanvas
 from .tissue_ids import vertebral_labels
 
-__all__ = ["PhantomSubject", "make_anatomy", "generate_subject", "write_subject", "generate_cohort",
-           "random_acquisition", "IMAGE_KEYS"]
+__all__ = [
+    "PhantomSubject",
+    "make_anatomy",
+    "generate_subject",
+    "write_subject",
+    "generate_cohort",
+    "random_acquisition",
+    "IMAGE_KEYS",
+]
 
 logger = logging.getLogger(__name__)
 
 #: stored images of a subject: key -> file suffix.
-IMAGE_KEYS: dict[str, str] = {"water": "water", "fat": "fat", "inphase": "inphase", "opposed": "opposed",
-                              "ff": "ff", "label": "label", "ff_true": "ff_true", "tissue": "tissue",
-                              "vertebrae": "vertebrae"}
+IMAGE_KEYS: dict[str, str] = {
+    "water": "water",
+    "fat": "fat",
+    "inphase": "inphase",
+    "opposed": "opposed",
+    "ff": "ff",
+    "label": "label",
+    "ff_true": "ff_true",
+    "tissue": "tissue",
+    "vertebrae": "vertebrae",
+}
 #: keys written only by the anatomy-complete phantom (``anatomy="complete"``).
 COMPLETE_KEYS: tuple[str, ...] = ("tissue", "vertebrae")
 
@@ -64,8 +79,9 @@ class PhantomSubject:
     flags: dict = field(default_factory=dict)
 
 
-def make_anatomy(p: Participant, rng: np.random.Generator, texture: str = "smooth",
-                 texture_seed: int = 0) -> SubjectAnatomy:
+def make_anatomy(
+    p: Participant, rng: np.random.Generator, texture: str = "smooth", texture_seed: int = 0
+) -> SubjectAnatomy:
     """Body and muscle geometry for participant ``p`` (sizes depend on sex, age, activity and BMI); ``texture`` and
     ``texture_seed`` as in ``SubjectAnatomy``."""
     male = p.sex == "M"
@@ -77,19 +93,25 @@ def make_anatomy(p: Participant, rng: np.random.Generator, texture: str = "smoot
         for s in SIDES:
             scale[(m, s)] = float(mm * np.exp(rng.normal(0, 0.035)))
     return SubjectAnatomy(
-        sex=p.sex, age=p.age, bmi=p.bmi,
+        sex=p.sex,
+        age=p.age,
+        bmi=p.bmi,
         height_factor=float(np.exp(rng.normal(0.03 if male else -0.03, 0.04))),
         width_factor=float(np.exp(rng.normal(0.03 if male else -0.03, 0.035))),
-        muscle_scale=scale, muscle_ff=draw_muscle_ff(p, rng),
+        muscle_scale=scale,
+        muscle_ff=draw_muscle_ff(p, rng),
         lordosis_mm=float(rng.uniform(6.0, 26.0)),
         offset_mm=(float(rng.normal(0, 6)), float(rng.normal(0, 8)), float(rng.normal(0, 10))),
         marrow_ff=float(np.clip(0.30 + 0.005 * (p.age - 20) + rng.normal(0, 0.05), 0.15, 0.75)),
-        marbling=float(rng.uniform(0.5, 1.5)), texture=texture, texture_seed=int(texture_seed),
+        marbling=float(rng.uniform(0.5, 1.5)),
+        texture=texture,
+        texture_seed=int(texture_seed),
     )
 
 
-def random_acquisition(rng: np.random.Generator, geometry: str = "reference", variety: bool = True,
-                       swap_probability: float = 0.0) -> Acquisition:
+def random_acquisition(
+    rng: np.random.Generator, geometry: str = "reference", variety: bool = True, swap_probability: float = 0.0
+) -> Acquisition:
     """Draw an acquisition: with ``variety`` the spacing (reference to 2x2x5 mm), orientation, coverage, FF scale,
     SNR and bias vary; otherwise the named ``geometry`` preset with default settings."""
     if not variety:
@@ -102,19 +124,29 @@ def random_acquisition(rng: np.random.Generator, geometry: str = "reference", va
     swap = "none"
     if rng.random() < swap_probability:
         swap = "global" if rng.random() < 0.5 else "regional"
-    kw = dict(orientation=str(rng.choice(["RAS", "LPS"])),
-              coverage="truncated" if rng.random() < 0.25 else "full", swap=swap,
-              ff_scale=str(rng.choice(["fraction", "percent", "permille"])), snr=float(rng.uniform(15, 60)),
-              bias=float(rng.uniform(0.3, 1.3)),
-              fov_shift_mm=(float(rng.normal(0, 8)), float(rng.normal(0, 8)), float(rng.normal(0, 10))))
+    kw = dict(
+        orientation=str(rng.choice(["RAS", "LPS"])),
+        coverage="truncated" if rng.random() < 0.25 else "full",
+        swap=swap,
+        ff_scale=str(rng.choice(["fraction", "percent", "permille"])),
+        snr=float(rng.uniform(15, 60)),
+        bias=float(rng.uniform(0.3, 1.3)),
+        fov_shift_mm=(float(rng.normal(0, 8)), float(rng.normal(0, 8)), float(rng.normal(0, 10))),
+    )
     if geometry == "tiny":
         return Acquisition(shape=acqmod.PRESETS["tiny"][0], spacing=spacing, **kw)
     return Acquisition.from_spacing(spacing, **kw)
 
 
-def _renormalise_labels(w0: np.ndarray, f0: np.ndarray, label: np.ndarray, label_frac: np.ndarray,
-                        targets: dict[int, float], muscle_signal: float | None = MUSCLE_SIGNAL,
-                        iterations: int = 3) -> None:
+def _renormalise_labels(
+    w0: np.ndarray,
+    f0: np.ndarray,
+    label: np.ndarray,
+    label_frac: np.ndarray,
+    targets: dict[int, float],
+    muscle_signal: float | None = MUSCLE_SIGNAL,
+    iterations: int = 3,
+) -> None:
     """Shift each muscle's own FF so that the noise-free mean FF over its label equals the drawn target.
 
     Partial volume with fascia, bone and neighbours biases a label's mean; moving fat to water in the muscle's
@@ -140,16 +172,31 @@ def _renormalise_labels(w0: np.ndarray, f0: np.ndarray, label: np.ndarray, label
         w0[idx], f0[idx] = w, f
 
 
-def _truth_table(sid: str, label: np.ndarray, water: np.ndarray, fat: np.ndarray, ff_true: np.ndarray,
-                 targets: dict[int, float], voxel_ml: float, swap_mask: np.ndarray | None) -> pd.DataFrame:
+def _truth_table(
+    sid: str,
+    label: np.ndarray,
+    water: np.ndarray,
+    fat: np.ndarray,
+    ff_true: np.ndarray,
+    targets: dict[int, float],
+    voxel_ml: float,
+    swap_mask: np.ndarray | None,
+) -> pd.DataFrame:
     rows = []
     nz = label.shape[2]
     for value in range(1, len(LABELS)):
         m = label == value
         n = int(m.sum())
         muscle, side = MUSCLES[(value - 1) // 2], SIDES[(value - 1) % 2]
-        row = dict(subject=sid, label=value, muscle=muscle, side=side, n_voxels=n, volume_ml=n * voxel_ml,
-                   ff_target_pct=100.0 * targets[value])
+        row = dict(
+            subject=sid,
+            label=value,
+            muscle=muscle,
+            side=side,
+            n_voxels=n,
+            volume_ml=n * voxel_ml,
+            ff_target_pct=100.0 * targets[value],
+        )
         if n:
             wv, fv = water[m].astype(np.float64), fat[m].astype(np.float64)
             tot = wv + fv
@@ -161,26 +208,45 @@ def _truth_table(sid: str, label: np.ndarray, water: np.ndarray, fat: np.ndarray
             row["truncated_superior"] = bool(ks[-1] == nz - 1)
             row["swapped_fraction"] = float(swap_mask[m].mean()) if swap_mask is not None else 0.0
         else:
-            row.update(ff_mean_pct=np.nan, ff_true_pct=np.nan, truncated_inferior=False, truncated_superior=False,
-                       swapped_fraction=0.0)
+            row.update(
+                ff_mean_pct=np.nan,
+                ff_true_pct=np.nan,
+                truncated_inferior=False,
+                truncated_superior=False,
+                swapped_fraction=0.0,
+            )
         rows.append(row)
     df = pd.DataFrame(rows)
     means = []
     for muscle in MUSCLES:
         sub = df[df.muscle == muscle]
-        means.append(dict(subject=sid, label=0, muscle=muscle, side="mean", n_voxels=int(sub.n_voxels.sum()),
-                          volume_ml=float(sub.volume_ml.sum()),
-                          ff_target_pct=float(sub.ff_target_pct.mean()),
-                          ff_mean_pct=float(sub.ff_mean_pct.mean()), ff_true_pct=float(sub.ff_true_pct.mean()),
-                          truncated_inferior=bool(sub.truncated_inferior.any()),
-                          truncated_superior=bool(sub.truncated_superior.any()),
-                          swapped_fraction=float(sub.swapped_fraction.mean())))
+        means.append(
+            dict(
+                subject=sid,
+                label=0,
+                muscle=muscle,
+                side="mean",
+                n_voxels=int(sub.n_voxels.sum()),
+                volume_ml=float(sub.volume_ml.sum()),
+                ff_target_pct=float(sub.ff_target_pct.mean()),
+                ff_mean_pct=float(sub.ff_mean_pct.mean()),
+                ff_true_pct=float(sub.ff_true_pct.mean()),
+                truncated_inferior=bool(sub.truncated_inferior.any()),
+                truncated_superior=bool(sub.truncated_superior.any()),
+                swapped_fraction=float(sub.swapped_fraction.mean()),
+            )
+        )
     return pd.concat([df, pd.DataFrame(means)], ignore_index=True)
 
 
-def generate_subject(seed: int, acquisition: Acquisition | None = None, participant: Participant | None = None,
-                     subject_id: str | None = None, texture: str = "smooth",
-                     anatomy: str = "default") -> PhantomSubject:
+def generate_subject(
+    seed: int,
+    acquisition: Acquisition | None = None,
+    participant: Participant | None = None,
+    subject_id: str | None = None,
+    texture: str = "smooth",
+    anatomy: str = "default",
+) -> PhantomSubject:
     """Generate one subject; the same arguments give byte-identical images.
 
     Args:
@@ -240,8 +306,10 @@ def generate_subject(seed: int, acquisition: Acquisition | None = None, particip
     elif acq.swap == "regional":
         c = [rng.uniform(0.15, 0.85) * n for n in label.shape]
         r_mm = rng.uniform(50, 90)
-        d2 = sum(((np.arange(n) - c[a]) * grid.spacing[a]).reshape([-1 if i == a else 1 for i in range(3)]) ** 2
-                 for a, n in enumerate(label.shape))
+        d2 = sum(
+            ((np.arange(n) - c[a]) * grid.spacing[a]).reshape([-1 if i == a else 1 for i in range(3)]) ** 2
+            for a, n in enumerate(label.shape)
+        )
         swap_mask = d2 < r_mm**2
         flags["swap_centre_voxel_ras"] = [float(v) for v in c]
         flags["swap_radius_mm"] = float(r_mm)
@@ -252,8 +320,15 @@ def generate_subject(seed: int, acquisition: Acquisition | None = None, particip
 
     tot = water_i.astype(np.float32) + fat_i.astype(np.float32)
     ff = np.where(tot > 0, fat_i / np.maximum(tot, 1.0), 0.0).astype(np.float32)
-    images = {"water": water_i, "fat": fat_i, "inphase": ip_i, "opposed": op_i, "ff": ff, "label": label,
-              "ff_true": ff_true}
+    images = {
+        "water": water_i,
+        "fat": fat_i,
+        "inphase": ip_i,
+        "opposed": op_i,
+        "ff": ff,
+        "label": label,
+        "ff_true": ff_true,
+    }
     if anatomy == "complete":
         images["tissue"] = canvas.tissue
         images["vertebrae"] = vertebral_labels(canvas.tissue)
@@ -262,9 +337,9 @@ def generate_subject(seed: int, acquisition: Acquisition | None = None, particip
         nz = label.shape[2]
         keep = int(round(nz * rng.uniform(0.45, 0.75)))
         k0 = int(rng.integers(0, nz - keep + 1))
-        images = {k: v[:, :, k0:k0 + keep] for k, v in images.items()}
-        truth_w, truth_f = truth_w[:, :, k0:k0 + keep], truth_f[:, :, k0:k0 + keep]
-        swap_mask = None if swap_mask is None else swap_mask[:, :, k0:k0 + keep]
+        images = {k: v[:, :, k0 : k0 + keep] for k, v in images.items()}
+        truth_w, truth_f = truth_w[:, :, k0 : k0 + keep], truth_f[:, :, k0 : k0 + keep]
+        swap_mask = None if swap_mask is None else swap_mask[:, :, k0 : k0 + keep]
         affine = affine.copy()
         affine[:3, 3] += affine[:3, 2] * k0
         flags["truncated_slices"] = [k0, k0 + keep]
@@ -290,12 +365,17 @@ def _same_on_disk(path: Path, subject: PhantomSubject, key: str) -> bool:
     except Exception:  # unreadable or truncated: not the same
         return False
     want = subject.images[key]
-    return data.shape == want.shape and data.dtype == want.dtype and np.allclose(img.affine, subject.affine) \
+    return (
+        data.shape == want.shape
+        and data.dtype == want.dtype
+        and np.allclose(img.affine, subject.affine)
         and np.array_equal(data, want)
+    )
 
 
-def write_subject(subject: PhantomSubject, out_dir: str | Path, write_ff_true: bool = True,
-                  overwrite: bool = False) -> dict[str, str]:
+def write_subject(
+    subject: PhantomSubject, out_dir: str | Path, write_ff_true: bool = True, overwrite: bool = False
+) -> dict[str, str]:
     """Write a subject's NIfTI files to ``out_dir/<id>/<id>_<key>.nii.gz`` (atomically); the tissue and vertebrae
     maps only when the subject has them (``anatomy="complete"``).
 
@@ -317,9 +397,11 @@ def write_subject(subject: PhantomSubject, out_dir: str | Path, write_ff_true: b
             # the same command run again: the files already hold this subject
             return {k: str(p.relative_to(out_dir)) for k, p in paths.items()}
         if existing:
-            raise FileExistsError(f"phantom output exists with other content, refusing to overwrite: "
-                                  f"{paths[existing[0]]} (and {len(existing) - 1} more); pass overwrite=True or use "
-                                  "a new folder")
+            raise FileExistsError(
+                f"phantom output exists with other content, refusing to overwrite: "
+                f"{paths[existing[0]]} (and {len(existing) - 1} more); pass overwrite=True or use "
+                "a new folder"
+            )
 
     def one(k: str) -> None:
         img = nib.Nifti1Image(subject.images[k], subject.affine)
@@ -345,19 +427,38 @@ def _cohort_subject(job: tuple) -> tuple[dict, dict, pd.DataFrame]:
     subj = generate_subject(sseed, acq, subject_id=sid, texture=texture, anatomy=anatomy)
     rel = write_subject(subj, out, write_ff_true=write_ff_true, overwrite=overwrite)
     row = asdict(subj.participant)
-    row.update(seed=sseed, spacing_mm="x".join(f"{v:g}" for v in acq.spacing), orientation=acq.orientation,
-               coverage=acq.coverage, swap=acq.swap, ff_scale=acq.ff_scale, snr=round(acq.snr, 1), texture=texture)
+    row.update(
+        seed=sseed,
+        spacing_mm="x".join(f"{v:g}" for v in acq.spacing),
+        orientation=acq.orientation,
+        coverage=acq.coverage,
+        swap=acq.swap,
+        ff_scale=acq.ff_scale,
+        snr=round(acq.snr, 1),
+        texture=texture,
+    )
     if anatomy != "default":
         # only the new anatomy adds the column, so default cohorts' tables stay byte-identical
         row["anatomy"] = anatomy
     return {"subject": sid, "image": rel["inphase"], **rel}, row, subj.truth
 
 
-def generate_cohort(out_dir: str | Path, n: int = 30, seed: int = 0, geometry: str = "reference",
-                    variety: bool = True, swap_probability: float = 0.0, n_validation: int | None = None,
-                    n_testing: int = 0, write_ff_true: bool = True, overwrite: bool = False,
-                    progress: bool = True, workers: int = 1, texture: str = "smooth",
-                    anatomy: str = "default") -> dict[str, str]:
+def generate_cohort(
+    out_dir: str | Path,
+    n: int = 30,
+    seed: int = 0,
+    geometry: str = "reference",
+    variety: bool = True,
+    swap_probability: float = 0.0,
+    n_validation: int | None = None,
+    n_testing: int = 0,
+    write_ff_true: bool = True,
+    overwrite: bool = False,
+    progress: bool = True,
+    workers: int = 1,
+    texture: str = "smooth",
+    anatomy: str = "default",
+) -> dict[str, str]:
     """Generate ``n`` subjects with a BIDS-style participants.tsv, a MONAI datalist and a ground-truth table.
 
     Subject ``i`` uses seed ``seed * 100003 + i``, so cohorts with different seeds never share a subject and
@@ -390,8 +491,10 @@ def generate_cohort(out_dir: str | Path, n: int = 30, seed: int = 0, geometry: s
     out.mkdir(parents=True, exist_ok=True)
     datalist_path = out / "datalist.json"
     if datalist_path.exists() and not overwrite:
-        raise FileExistsError(f"{datalist_path} exists: refusing to overwrite an earlier cohort; "
-                              "choose a new out_dir or pass overwrite=True")
+        raise FileExistsError(
+            f"{datalist_path} exists: refusing to overwrite an earlier cohort; "
+            "choose a new out_dir or pass overwrite=True"
+        )
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     n_val = max(1, round(0.2 * n)) if n_validation is None and n > 1 else (n_validation or 0)
@@ -403,8 +506,21 @@ def generate_cohort(out_dir: str | Path, n: int = 30, seed: int = 0, geometry: s
         raise ValueError(f"texture must be one of {TEXTURES}, got {texture!r}")
     if anatomy not in ANATOMIES:
         raise ValueError(f"anatomy must be one of {ANATOMIES}, got {anatomy!r}")
-    jobs = [(seed * 100003 + i, f"sub-{i + 1:04d}", geometry, variety, swap_probability, str(out), write_ff_true,
-             overwrite, texture, anatomy) for i in range(n)]
+    jobs = [
+        (
+            seed * 100003 + i,
+            f"sub-{i + 1:04d}",
+            geometry,
+            variety,
+            swap_probability,
+            str(out),
+            write_ff_true,
+            overwrite,
+            texture,
+            anatomy,
+        )
+        for i in range(n)
+    ]
     with ProcessPoolExecutor(max_workers=min(workers, n)) if workers > 1 else nullcontext() as pool:
         done = (pool.map if pool else map)(_cohort_subject, jobs)
         results = list(tqdm(done, total=n, desc="phantom cohort", disable=not progress))
@@ -412,17 +528,23 @@ def generate_cohort(out_dir: str | Path, n: int = 30, seed: int = 0, geometry: s
     parts = [r[1] for r in results]
     truths = [r[2] for r in results]
     n_train = n - n_val - n_testing
-    datalist = {"description": f"lumbar Dixon phantom cohort, seed {seed}"
-                + ("" if texture == "smooth" else f", texture {texture}")
-                + ("" if anatomy == "default" else f", anatomy {anatomy}"), "labels": {str(k): v for k, v in
-                                                                                        LABELS.items()},
-                "training": entries[:n_train], "validation": entries[n_train:n_train + n_val],
-                "testing": entries[n_train + n_val:]}
+    datalist = {
+        "description": f"lumbar Dixon phantom cohort, seed {seed}"
+        + ("" if texture == "smooth" else f", texture {texture}")
+        + ("" if anatomy == "default" else f", anatomy {anatomy}"),
+        "labels": {str(k): v for k, v in LABELS.items()},
+        "training": entries[:n_train],
+        "validation": entries[n_train : n_train + n_val],
+        "testing": entries[n_train + n_val :],
+    }
     pdf = pd.DataFrame(parts)
     gt = pd.concat(truths, ignore_index=True)
     atomic_write_text(out / "participants.tsv", pdf.to_csv(sep="\t", index=False, na_rep="n/a"), overwrite=True)
     atomic_write_text(out / "ground_truth.csv", gt.to_csv(index=False, float_format="%.4f"), overwrite=True)
     atomic_write_text(datalist_path, json.dumps(datalist, indent=4), overwrite=True)
     logger.info("wrote %d subjects to %s", n, out)
-    return {"datalist": str(datalist_path), "participants": str(out / "participants.tsv"),
-            "ground_truth": str(out / "ground_truth.csv")}
+    return {
+        "datalist": str(datalist_path),
+        "participants": str(out / "participants.tsv"),
+        "ground_truth": str(out / "ground_truth.csv"),
+    }

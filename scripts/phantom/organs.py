@@ -20,22 +20,33 @@ and MuscleMap samples in ``shared/real-samples`` (see docs/guides/phantom.md, "A
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
-
 from scripts.phantom.anatomy import TISSUES, SubjectAnatomy, _Builder
 from scripts.phantom.render import Shape, Structure, Tissue
 from scripts.phantom.textures import SmoothNoise
 from scripts.phantom.tissue_canvas import SheetFrame, TissueCanvas, draw_sheet
 from scripts.phantom.tissue_ids import tissue_id
 
-__all__ = ["BodyWall", "draw_trunk", "draw_colon", "draw_ribs", "draw_wall_muscles", "draw_organs",
-           "draw_vessels_and_crura"]
+__all__ = [
+    "BodyWall",
+    "draw_trunk",
+    "draw_colon",
+    "draw_ribs",
+    "draw_wall_muscles",
+    "draw_organs",
+    "draw_vessels_and_crura",
+]
 
 #: (in-phase signal, apparent FF) of bowel contents and organs not in ``anatomy.TISSUES``.
-_BOWEL = {"bowel_wall": (0.42, 0.05), "bowel_fluid": (0.28, 0.0), "bowel_gas": (0.02, 0.0),
-          "bowel_fatty_content": (0.65, 0.45), "mesenteric_fat": (0.95, 0.92)}
+_BOWEL = {
+    "bowel_wall": (0.42, 0.05),
+    "bowel_fluid": (0.28, 0.0),
+    "bowel_gas": (0.02, 0.0),
+    "bowel_fatty_content": (0.65, 0.45),
+    "mesenteric_fat": (0.95, 0.92),
+}
 SPLEEN = Tissue("spleen", 0.45, 0.02)
 
 
@@ -56,11 +67,13 @@ class BodyWall:
         ry = np.array([95, 98, 100, 100, 98, 100, 102, 106, 110]) + np.array([0, 5, 10, 20, 30, 35, 30, 25, 20]) * vis
         back = 82.0  # vertebral-body centre to the posterior muscle surface, as in the default anatomy
         self.sat = sat
-        self.trunk: Shape = builder.shape(zk, 0.0, -back + ry - sat / 2.0, rx + sat + 2.0, ry + (sat + 2.0) / 2.0, p=2.3,
-                                    jitter=0.03)
+        self.trunk: Shape = builder.shape(
+            zk, 0.0, -back + ry - sat / 2.0, rx + sat + 2.0, ry + (sat + 2.0) / 2.0, p=2.3, jitter=0.03
+        )
         # wall muscles are thicker in men and in younger, more active people; the subject's own bulk varies
-        self.bulk = float((1.2 if anat.sex == "M" else 1.0) * (1.0 - 0.004 * (anat.age - 45))
-                          * np.exp(rng.normal(0, 0.12)))
+        self.bulk = float(
+            (1.2 if anat.sex == "M" else 1.0) * (1.0 - 0.004 * (anat.age - 45)) * np.exp(rng.normal(0, 0.12))
+        )
         self.eo, self.io, self.ta, self.gap = 4.5 * self.bulk, 6.0 * self.bulk, 3.8 * self.bulk, 1.2
 
     @property
@@ -119,10 +132,15 @@ def _bowel_fill(anat: SubjectAnatomy, canvas: TissueCanvas, rng: np.random.Gener
 
 def draw_trunk(anat: SubjectAnatomy, wall: BodyWall, canvas: TissueCanvas, rng: np.random.Generator) -> None:
     """Skin, subcutaneous fat, extraperitoneal fat inside it, and the bowel in the abdominal cavity."""
-    canvas.draw_layers_id(wall.trunk, [
-        (0.0, TISSUES["skin"], tissue_id("skin")), (2.0, TISSUES["subcutaneous_fat"], tissue_id("subcutaneous_fat")),
-        (wall.muscle_start, TISSUES["visceral_fat"], tissue_id("extraperitoneal_fat")),
-        (wall.cavity_inset + 3.0, _bowel_fill(anat, canvas, rng), 0)])
+    canvas.draw_layers_id(
+        wall.trunk,
+        [
+            (0.0, TISSUES["skin"], tissue_id("skin")),
+            (2.0, TISSUES["subcutaneous_fat"], tissue_id("subcutaneous_fat")),
+            (wall.muscle_start, TISSUES["visceral_fat"], tissue_id("extraperitoneal_fat")),
+            (wall.cavity_inset + 3.0, _bowel_fill(anat, canvas, rng), 0),
+        ],
+    )
 
 
 def draw_wall_muscles(anat: SubjectAnatomy, wall: BodyWall, canvas: TissueCanvas) -> None:
@@ -140,40 +158,94 @@ def draw_wall_muscles(anat: SubjectAnatomy, wall: BodyWall, canvas: TissueCanvas
         # the lateral muscles start under the rectus' lateral edge (their aponeuroses form its sheath) and the
         # rectus, painted last, covers them there; it is thicker and lens-shaped (wide rounded ends)
         sheets = [
-            ("external_oblique", z5, eo_i0, np.array([0.45, 0.8, 1, 1, 1]) * wall.eo,
-             np.array([10, 14, 18, 20, 20]), np.array([45, 80, 110, 115, 118])),
-            ("internal_oblique", z5, io_i0, np.array([0.5, 0.85, 1, 0.95, 0.8]) * wall.io,
-             np.array([11, 15, 19, 21, 21]), np.array([45, 85, 118, 122, 122])),
-            ("transversus_abdominis", z5, ta_i0, np.array([0.5, 0.8, 1, 1, 1]) * wall.ta,
-             np.array([12, 16, 20, 22, 22]), np.array([45, 90, 128, 132, 132])),
+            (
+                "external_oblique",
+                z5,
+                eo_i0,
+                np.array([0.45, 0.8, 1, 1, 1]) * wall.eo,
+                np.array([10, 14, 18, 20, 20]),
+                np.array([45, 80, 110, 115, 118]),
+            ),
+            (
+                "internal_oblique",
+                z5,
+                io_i0,
+                np.array([0.5, 0.85, 1, 0.95, 0.8]) * wall.io,
+                np.array([11, 15, 19, 21, 21]),
+                np.array([45, 85, 118, 122, 122]),
+            ),
+            (
+                "transversus_abdominis",
+                z5,
+                ta_i0,
+                np.array([0.5, 0.8, 1, 1, 1]) * wall.ta,
+                np.array([12, 16, 20, 22, 22]),
+                np.array([45, 90, 128, 132, 132]),
+            ),
             # rectus abdominis beside the linea alba (~1 cm wide), from the pubis up past the top of the field
-            ("rectus_abdominis", zw(np.array([-110, -40, 40, 150, 300])), np.full(5, s0),
-             np.array([6, 8.5, 10, 10, 9]) * m, np.full(5, 2.0), np.array([12, 17, 22, 24, 24])),
+            (
+                "rectus_abdominis",
+                zw(np.array([-110, -40, 40, 150, 300])),
+                np.full(5, s0),
+                np.array([6, 8.5, 10, 10, 9]) * m,
+                np.full(5, 2.0),
+                np.array([12, 17, 22, 24, 24]),
+            ),
         ]
         for name, z, i0, th, p0, p1 in sheets:
-            draw_sheet(frame, side, z, i0, th, p0, p1, muscle, tissue_id(f"{name}_{side}"),
-                       ramp_mm=18.0 if name == "rectus_abdominis" else 6.0)
+            draw_sheet(
+                frame,
+                side,
+                z,
+                i0,
+                th,
+                p0,
+                p1,
+                muscle,
+                tissue_id(f"{name}_{side}"),
+                ramp_mm=18.0 if name == "rectus_abdominis" else 6.0,
+            )
         # latissimus dorsi: muscular above L4, superficial and posterolateral; serratus posterior inferior deep to it
         zl = zw(np.array([50, 90, 150, 220, 300]))
         ld = np.array([1.5, 3.0, 5.0, 7.0, 8.0]) * m
-        draw_sheet(frame, side, zl, np.full(5, s0), ld, np.array([118, 110, 100, 95, 90]),
-                   np.array([128, 136, 142, 146, 150]), muscle, tissue_id(f"latissimus_dorsi_{side}"))
+        draw_sheet(
+            frame,
+            side,
+            zl,
+            np.full(5, s0),
+            ld,
+            np.array([118, 110, 100, 95, 90]),
+            np.array([128, 136, 142, 146, 150]),
+            muscle,
+            tissue_id(f"latissimus_dorsi_{side}"),
+        )
         zs = zw(np.array([125, 160, 220, 300]))
-        draw_sheet(frame, side, zs, s0 + np.interp(zs, zl, ld) + 1.0,
-                   np.array([1.0, 2.5, 3.0, 3.0]) * m, np.array([134, 132, 130, 128]),
-                   np.array([150, 152, 155, 155]), muscle, tissue_id(f"serratus_posterior_inferior_{side}"))
+        draw_sheet(
+            frame,
+            side,
+            zs,
+            s0 + np.interp(zs, zl, ld) + 1.0,
+            np.array([1.0, 2.5, 3.0, 3.0]) * m,
+            np.array([134, 132, 130, 128]),
+            np.array([150, 152, 155, 155]),
+            muscle,
+            tissue_id(f"serratus_posterior_inferior_{side}"),
+        )
 
 
 def _cavity_clip(canvas: TissueCanvas, wall: BodyWall) -> Callable:
     """Occupancy of the abdominal cavity on a bbox, so organs never reach into the wall or the fat."""
+
     def clip(sl):
         d = canvas.signed_distance(wall.trunk, sl)
         return canvas.occupancy(d, -wall.cavity_inset)
+
     return clip
 
 
-def draw_colon(anat: SubjectAnatomy, wall: BodyWall, builder: _Builder, canvas: TissueCanvas,
-               rng: np.random.Generator) -> None:
+def draw_colon(
+    anat: SubjectAnatomy, wall: BodyWall, builder: _Builder, canvas: TissueCanvas, rng: np.random.Generator
+) -> None:
     """Ascending (right) and descending (left) colon in the flanks: a thin wall around mottled stool and gas, the
     dark-and-bright lateral loops of real abdominal scans that lie next to QL and the lateral wall."""
     stool = SmoothNoise(canvas.grid, (4.0, 4.0, 6.0), rng)
@@ -183,8 +255,10 @@ def draw_colon(anat: SubjectAnatomy, wall: BodyWall, builder: _Builder, canvas: 
     sig = np.array([_BOWEL[n][0] for n in names], np.float32)
     ffs = np.array([_BOWEL[n][1] for n in names], np.float32)
     gas_level = float(rng.uniform(0.2, 0.9))  # how much gas the subject's colon holds
-    courses = {"right": ([-20, 20, 80, 140, 185], [75, 86, 92, 92, 85], [35, 25, 16, 12, 14], [15, 19, 21, 19, 15]),
-               "left": ([-30, 30, 90, 150, 205], [80, 92, 96, 92, 82], [20, 10, 4, 2, 6], [11, 13, 14, 14, 12])}
+    courses = {
+        "right": ([-20, 20, 80, 140, 185], [75, 86, 92, 92, 85], [35, 25, 16, 12, 14], [15, 19, 21, 19, 15]),
+        "left": ([-30, 30, 90, 150, 205], [80, 92, 96, 92, 82], [20, 10, 4, 2, 6], [11, 13, 14, 14, 12]),
+    }
     for side, (z, cx, cy, r) in courses.items():
         shape = builder.shape(z, cx, cy, r, np.asarray(r) * 0.85, side=side)
         sl = canvas._bbox(shape, 3.0 * canvas._h + (8.0 if canvas.warp is not None else 0.0))
@@ -196,8 +270,9 @@ def draw_colon(anat: SubjectAnatomy, wall: BodyWall, builder: _Builder, canvas: 
         canvas.paint_id(sl, canvas.occupancy(d) * lim, w_wall, f_wall, tissue_id("bowel_wall"))
         n = stool.sample_bbox(sl)
         kind = np.where(n > gas_level, 2, np.where(n < -0.8, 1, 0))
-        canvas.paint_id(sl, canvas.occupancy(d, -2.5) * lim, sig[kind] * (1 - ffs[kind]), sig[kind] * ffs[kind],
-                        ids[kind])
+        canvas.paint_id(
+            sl, canvas.occupancy(d, -2.5) * lim, sig[kind] * (1 - ffs[kind]), sig[kind] * ffs[kind], ids[kind]
+        )
 
 
 def draw_ribs(anat: SubjectAnatomy, builder: _Builder, canvas: TissueCanvas) -> None:
@@ -208,34 +283,51 @@ def draw_ribs(anat: SubjectAnatomy, builder: _Builder, canvas: TissueCanvas) -> 
         for z_top, z_low, reach in ((214, 150, 105), (250, 165, 125)):
             z = np.linspace(z_low, z_top, 5)
             t = (z_top - z) / (z_top - z_low)
-            rib = builder.shape(z, 40 + (reach - 40) * t, -38 + 30 * t ** 1.5, 9.0, 4.0, -0.3 + 0.9 * t, side=side,
-                          jitter=0.03)
-            canvas.draw_id(Structure(f"rib_{side}", rib, marrow, shell_mm=1.2, shell_tissue=TISSUES["cortical_bone"]),
-                           tissue_id("rib"))
+            rib = builder.shape(
+                z, 40 + (reach - 40) * t, -38 + 30 * t**1.5, 9.0, 4.0, -0.3 + 0.9 * t, side=side, jitter=0.03
+            )
+            canvas.draw_id(
+                Structure(f"rib_{side}", rib, marrow, shell_mm=1.2, shell_tissue=TISSUES["cortical_bone"]),
+                tissue_id("rib"),
+            )
 
 
 def draw_organs(anat: SubjectAnatomy, wall: BodyWall, builder: _Builder, canvas: TissueCanvas) -> None:
     """Liver tip (right), spleen tip (left), kidneys in perirenal fat with renal-sinus fat at the hilum."""
     clip = _cavity_clip(canvas, wall)
-    liver = builder.shape([105, 130, 165, 210, 300], [92, 86, 76, 62, 55], [10, 14, 18, 20, 20], [8, 22, 40, 55, 62],
-                    [7, 18, 33, 45, 52], 0.3, side="right")
+    liver = builder.shape(
+        [105, 130, 165, 210, 300],
+        [92, 86, 76, 62, 55],
+        [10, 14, 18, 20, 20],
+        [8, 22, 40, 55, 62],
+        [7, 18, 33, 45, 52],
+        0.3,
+        side="right",
+    )
     canvas.draw_id(Structure("liver", liver, TISSUES["liver"]), tissue_id("liver"), clip=clip)
-    spleen = builder.shape([180, 205, 245, 300], [80, 84, 82, 78], [-22, -18, -12, -6], [8, 26, 36, 40], [5, 12, 16, 18],
-                     2.2, side="left")
+    spleen = builder.shape(
+        [180, 205, 245, 300], [80, 84, 82, 78], [-22, -18, -12, -6], [8, 26, 36, 40], [5, 12, 16, 18], 2.2, side="left"
+    )
     canvas.draw_id(Structure("spleen", spleen, SPLEEN), tissue_id("spleen"), clip=clip)
     for side, dz in (("left", 12.0), ("right", 0.0)):
         kz = np.array([88, 105, 140, 180, 205]) + dz
-        kid = builder.shape(kz, [64, 70, 72, 70, 62], [-2, -4, -6, -9, -12], [10, 18, 27, 24, 12], [8, 13, 18, 16, 8],
-                      -0.6, side=side)
-        canvas.draw_id(Structure(f"kidney_{side}", kid, TISSUES["kidney"], shell_mm=8.0, shell_tissue=TISSUES["visceral_fat"]),
-                       tissue_id(f"kidney_{side}"), shell_tid=tissue_id("perirenal_fat"))
-        sinus = builder.shape(kz[1:4] + np.array([8, 0, -8]), [56, 57, 56], [2, 1, -1], [6, 8, 6], [4, 6, 4], -0.6,
-                        side=side)
+        kid = builder.shape(
+            kz, [64, 70, 72, 70, 62], [-2, -4, -6, -9, -12], [10, 18, 27, 24, 12], [8, 13, 18, 16, 8], -0.6, side=side
+        )
+        canvas.draw_id(
+            Structure(f"kidney_{side}", kid, TISSUES["kidney"], shell_mm=8.0, shell_tissue=TISSUES["visceral_fat"]),
+            tissue_id(f"kidney_{side}"),
+            shell_tid=tissue_id("perirenal_fat"),
+        )
+        sinus = builder.shape(
+            kz[1:4] + np.array([8, 0, -8]), [56, 57, 56], [2, 1, -1], [6, 8, 6], [4, 6, 4], -0.6, side=side
+        )
         canvas.draw_id(Structure(f"renal_sinus_{side}", sinus, TISSUES["visceral_fat"]), tissue_id("renal_sinus_fat"))
 
 
-def draw_vessels_and_crura(anat: SubjectAnatomy, builder: _Builder, canvas: TissueCanvas, rng: np.random.Generator,
-                           bv: float) -> None:
+def draw_vessels_and_crura(
+    anat: SubjectAnatomy, builder: _Builder, canvas: TissueCanvas, rng: np.random.Generator, bv: float
+) -> None:
     """Diaphragm crura, aorta and common iliac arteries, IVC and common iliac veins.
 
     ``bv`` is the antero-posterior semi-axis (mm) of the L3 body: the vessels lie on the bodies' anterior surface.
@@ -247,23 +339,58 @@ def draw_vessels_and_crura(anat: SubjectAnatomy, builder: _Builder, canvas: Tiss
     f = bv - 16.0  # shift with the subject's body depth
     for side, z_low, cx0 in (("right", 105, 13), ("left", 140, 20)):
         zc = np.linspace(z_low, 300, 6)
-        crus = builder.shape(zc, cx0 + np.array([0, 0, 1, 3, 6, 10]), f + np.array([11, 12, 13, 15, 18, 22]),
-                       [4, 6, 9, 11, 12, 12], [2.5, 3.5, 4.5, 5.5, 6, 5], [1.35, 1.3, 1.2, 1.1, 1.0, 0.9],
-                       side=side, y_mode="spine")
+        crus = builder.shape(
+            zc,
+            cx0 + np.array([0, 0, 1, 3, 6, 10]),
+            f + np.array([11, 12, 13, 15, 18, 22]),
+            [4, 6, 9, 11, 12, 12],
+            [2.5, 3.5, 4.5, 5.5, 6, 5],
+            [1.35, 1.3, 1.2, 1.1, 1.0, 0.9],
+            side=side,
+            y_mode="spine",
+        )
         canvas.draw_id(Structure(f"crus_{side}", crus, muscle), tissue_id(f"diaphragm_crus_{side}"))
-    aorta = builder.shape([58, 70, 120, 200, 300], [6, 8, 10, 10, 8], f + np.array([23, 25, 27, 27, 25]),
-                    [7.5, 8.5, 9.5, 10.5, 11.5], [7.5, 8.5, 9.5, 10.5, 11.5], side="left", y_mode="spine",
-                    jitter=0.04)
+    aorta = builder.shape(
+        [58, 70, 120, 200, 300],
+        [6, 8, 10, 10, 8],
+        f + np.array([23, 25, 27, 27, 25]),
+        [7.5, 8.5, 9.5, 10.5, 11.5],
+        [7.5, 8.5, 9.5, 10.5, 11.5],
+        side="left",
+        y_mode="spine",
+        jitter=0.04,
+    )
     canvas.draw_id(Structure("aorta", aorta, art), tissue_id("aorta"))
-    ivc = builder.shape([22, 40, 100, 180, 300], [15, 18, 20, 22, 24], f + np.array([19, 21, 20, 19, 18]),
-                  [8, 11, 12, 12, 13], [6, 7, 8, 9, 10], side="right", y_mode="spine", jitter=0.05)
+    ivc = builder.shape(
+        [22, 40, 100, 180, 300],
+        [15, 18, 20, 22, 24],
+        f + np.array([19, 21, 20, 19, 18]),
+        [8, 11, 12, 12, 13],
+        [6, 7, 8, 9, 10],
+        side="right",
+        y_mode="spine",
+        jitter=0.05,
+    )
     canvas.draw_id(Structure("ivc", ivc, ven), tissue_id("inferior_vena_cava"))
     for side in ("left", "right"):
         # common then external iliac artery: from the bifurcation along the medial border of psoas into the pelvis
-        ia = builder.shape([-100, -70, -45, -25, -10, 10, 40, 64], [62, 58, 52, 45, 38, 28, 15, 7],
-                     [44, 40, 33, 28, 26, 25, 25, 24], [4, 4, 4.5, 4.5, 5, 5, 5.5, 6], [4, 4, 4.5, 4.5, 5, 5, 5.5, 6],
-                     side=side, jitter=0.04)
+        ia = builder.shape(
+            [-100, -70, -45, -25, -10, 10, 40, 64],
+            [62, 58, 52, 45, 38, 28, 15, 7],
+            [44, 40, 33, 28, 26, 25, 25, 24],
+            [4, 4, 4.5, 4.5, 5, 5, 5.5, 6],
+            [4, 4, 4.5, 4.5, 5, 5, 5.5, 6],
+            side=side,
+            jitter=0.04,
+        )
         canvas.draw_id(Structure(f"iliac_artery_{side}", ia, art), tissue_id(f"common_iliac_artery_{side}"))
-        iv = builder.shape([-100, -70, -40, -15, 5, 26], [68, 62, 54, 42, 28, 14], [37, 33, 25, 18, 16, 17],
-                     [5, 5.5, 6, 6.5, 7, 7], [4.5, 5, 5.5, 6, 6, 6], side=side, jitter=0.04)
+        iv = builder.shape(
+            [-100, -70, -40, -15, 5, 26],
+            [68, 62, 54, 42, 28, 14],
+            [37, 33, 25, 18, 16, 17],
+            [5, 5.5, 6, 6.5, 7, 7],
+            [4.5, 5, 5.5, 6, 6, 6],
+            side=side,
+            jitter=0.04,
+        )
         canvas.draw_id(Structure(f"iliac_vein_{side}", iv, ven), tissue_id(f"common_iliac_vein_{side}"))

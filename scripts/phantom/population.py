@@ -47,8 +47,11 @@ _SIDE_SD = 0.05  # log-SD of left/right differences
 
 def _covariate_variance() -> float:
     # sex ~ Bernoulli(0.5): var 0.25; (age-45)/10 with age ~ U(20, 70): var 50^2/12/100; activity ~ U{0..3}: 1.25
-    return (EFFECTS["female"] ** 2 * 0.25 + EFFECTS["per_decade"] ** 2 * (50.0**2 / 12 / 100)
-            + EFFECTS["per_activity_step"] ** 2 * 1.25)
+    return (
+        EFFECTS["female"] ** 2 * 0.25
+        + EFFECTS["per_decade"] ** 2 * (50.0**2 / 12 / 100)
+        + EFFECTS["per_activity_step"] ** 2 * 1.25
+    )
 
 
 def residual_sd(muscle: str) -> float:
@@ -75,15 +78,25 @@ def draw_participant(participant_id: str, rng: np.random.Generator) -> Participa
     sex = "F" if rng.random() < 0.5 else "M"
     age = int(rng.integers(20, 71))
     activity = ACTIVITY_LEVELS[int(rng.integers(0, 4))]
-    bmi = float(np.clip(rng.normal(24.0 + 0.05 * (age - 45) + (0.8 if sex == "M" else 0.0)
-                                   - 0.6 * ACTIVITY_LEVELS.index(activity), 3.2), 17.5, 38.0))
+    bmi = float(
+        np.clip(
+            rng.normal(
+                24.0 + 0.05 * (age - 45) + (0.8 if sex == "M" else 0.0) - 0.6 * ACTIVITY_LEVELS.index(activity), 3.2
+            ),
+            17.5,
+            38.0,
+        )
+    )
     return Participant(participant_id, sex, age, activity, round(bmi, 1))
 
 
 def draw_muscle_ff(p: Participant, rng: np.random.Generator) -> dict[tuple[str, str], float]:
     """Target mean FF (fraction 0-1) per (muscle, side) for participant ``p``."""
-    lin = (EFFECTS["female"] * ((p.sex == "F") - 0.5) + EFFECTS["per_decade"] * (p.age - 45) / 10.0
-           + EFFECTS["per_activity_step"] * (ACTIVITY_LEVELS.index(p.activity) - 1.5))
+    lin = (
+        EFFECTS["female"] * ((p.sex == "F") - 0.5)
+        + EFFECTS["per_decade"] * (p.age - 45) / 10.0
+        + EFFECTS["per_activity_step"] * (ACTIVITY_LEVELS.index(p.activity) - 1.5)
+    )
     z_subject = rng.standard_normal()
     out: dict[tuple[str, str], float] = {}
     for m in MUSCLES:

@@ -13,8 +13,8 @@ RAS (axis 0 = x, 1 = y, 2 = z, increasing); other orientations are produced afte
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 from scipy.interpolate import PchipInterpolator
@@ -80,8 +80,12 @@ class Shape:
         zz = np.linspace(self.z[0], self.z[-1], 64)
         cx, cy, a, b, _ = self.params(zz).T
         r = np.maximum(a, b) * (1.0 if self.p <= 2 else 2 ** (0.5 - 1 / self.p) * 1.0 + 0.3)
-        return (float(np.min(cx - r)) - margin, float(np.max(cx + r)) + margin,
-                float(np.min(cy - r)) - margin, float(np.max(cy + r)) + margin)
+        return (
+            float(np.min(cx - r)) - margin,
+            float(np.max(cx + r)) + margin,
+            float(np.min(cy - r)) - margin,
+            float(np.max(cy + r)) + margin,
+        )
 
 
 @dataclass
@@ -136,8 +140,12 @@ class Canvas:
     and a voxel keeps a label only while that muscle fills at least half of it.
     """
 
-    def __init__(self, grid: RenderGrid, n_sub: int,
-                 warp: Callable[[tuple[slice, slice, slice]], tuple[np.ndarray, np.ndarray]] | None = None) -> None:
+    def __init__(
+        self,
+        grid: RenderGrid,
+        n_sub: int,
+        warp: Callable[[tuple[slice, slice, slice]], tuple[np.ndarray, np.ndarray]] | None = None,
+    ) -> None:
         self.grid = grid
         self.n_sub = max(1, int(n_sub))
         self.water = np.zeros(grid.shape, np.float32)
@@ -208,8 +216,14 @@ class Canvas:
         return f.mean(axis=-1, dtype=np.float32)
 
     # -- painting -------------------------------------------------------------------------------------------------
-    def paint(self, sl: tuple[slice, slice, slice], f: np.ndarray, water: np.ndarray | float,
-              fat: np.ndarray | float, label: int = 0) -> None:
+    def paint(
+        self,
+        sl: tuple[slice, slice, slice],
+        f: np.ndarray,
+        water: np.ndarray | float,
+        fat: np.ndarray | float,
+        label: int = 0,
+    ) -> None:
         """Composite a tissue with occupancy ``f`` (bbox-shaped) into the canvas."""
         keep = 1.0 - f
         self.water[sl] = self.water[sl] * keep + f * water

@@ -12,10 +12,9 @@ RAS millimetres (+x patient right, +y anterior, +z superior).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
-
 from scripts.phantom.render import Canvas, RenderGrid, Shape, Structure, Tissue
 
 __all__ = ["TissueCanvas", "SheetFrame", "draw_sheet"]
@@ -30,15 +29,25 @@ class TissueCanvas(Canvas):
         warp: optional in-plane warp (see ``render.Canvas``).
     """
 
-    def __init__(self, grid: RenderGrid, n_sub: int,
-                 warp: Callable[[tuple[slice, slice, slice]], tuple[np.ndarray, np.ndarray]] | None = None) -> None:
+    def __init__(
+        self,
+        grid: RenderGrid,
+        n_sub: int,
+        warp: Callable[[tuple[slice, slice, slice]], tuple[np.ndarray, np.ndarray]] | None = None,
+    ) -> None:
         super().__init__(grid, n_sub, warp)
         self.tissue = np.zeros(grid.shape, np.uint8)
         self.tissue_frac = np.zeros(grid.shape, np.float32)
         self._tid: int | np.ndarray = 0
 
-    def paint(self, sl: tuple[slice, slice, slice], f: np.ndarray, water: np.ndarray | float,
-              fat: np.ndarray | float, label: int = 0) -> None:
+    def paint(
+        self,
+        sl: tuple[slice, slice, slice],
+        f: np.ndarray,
+        water: np.ndarray | float,
+        fat: np.ndarray | float,
+        label: int = 0,
+    ) -> None:
         """As ``Canvas.paint``; the voxel's tissue id becomes the current id where this paint dominates it."""
         super().paint(sl, f, water, fat, label)
         tf = self.tissue_frac[sl] * (1.0 - f)
@@ -47,15 +56,27 @@ class TissueCanvas(Canvas):
         self.tissue[sl] = np.where(take, np.asarray(tid, np.uint8), self.tissue[sl])
         self.tissue_frac[sl] = np.where(take, f, tf)
 
-    def paint_id(self, sl: tuple[slice, slice, slice], f: np.ndarray, water: np.ndarray | float,
-                 fat: np.ndarray | float, tid: int | np.ndarray, label: int = 0) -> None:
+    def paint_id(
+        self,
+        sl: tuple[slice, slice, slice],
+        f: np.ndarray,
+        water: np.ndarray | float,
+        fat: np.ndarray | float,
+        tid: int | np.ndarray,
+        label: int = 0,
+    ) -> None:
         """``paint`` with tissue id ``tid`` (an int, or an array of the bbox's shape)."""
         self._tid = tid
         self.paint(sl, f, water, fat, label)
         self._tid = 0
 
-    def draw_id(self, st: Structure, tid: int, shell_tid: int | None = None,
-                clip: Callable[[tuple[slice, slice, slice]], np.ndarray] | None = None) -> None:
+    def draw_id(
+        self,
+        st: Structure,
+        tid: int,
+        shell_tid: int | None = None,
+        clip: Callable[[tuple[slice, slice, slice]], np.ndarray] | None = None,
+    ) -> None:
         """Paint a structure (as ``Canvas.draw``) with tissue id ``tid`` inside and ``shell_tid`` in its shell
         (default: the interior's id, e.g. a bone's cortex belongs to the bone); ``clip(bbox)`` -> 0-1 array limits
         where it may be painted (an organ stays inside the abdominal cavity)."""
@@ -67,8 +88,13 @@ class TissueCanvas(Canvas):
         lim = 1.0 if clip is None else clip(sl)
         if st.shell_mm > 0 and st.shell_tissue is not None:
             t = st.shell_tissue
-            self.paint_id(sl, self.occupancy(d, st.shell_mm) * lim, t.signal * (1 - t.ff), t.signal * t.ff,
-                          tid if shell_tid is None else shell_tid)
+            self.paint_id(
+                sl,
+                self.occupancy(d, st.shell_mm) * lim,
+                t.signal * (1 - t.ff),
+                t.signal * t.ff,
+                tid if shell_tid is None else shell_tid,
+            )
         f = self.occupancy(d) * lim
         t = st.tissue
         if st.ff_field is not None:
@@ -130,8 +156,18 @@ class SheetFrame:
         self.r = np.sqrt(self.dx * self.dx + self.dy * self.dy)
 
 
-def draw_sheet(frame: SheetFrame, side: str, z: np.ndarray, inset0: np.ndarray, thickness: np.ndarray,
-               phi0: np.ndarray, phi1: np.ndarray, tissue: Tissue, tid: int, ramp_mm: float = 6.0) -> None:
+def draw_sheet(
+    frame: SheetFrame,
+    side: str,
+    z: np.ndarray,
+    inset0: np.ndarray,
+    thickness: np.ndarray,
+    phi0: np.ndarray,
+    phi1: np.ndarray,
+    tissue: Tissue,
+    tid: int,
+    ramp_mm: float = 6.0,
+) -> None:
     """Paint a muscle sheet lying ``inset0`` to ``inset0 + thickness`` mm inside the trunk surface.
 
     Args:

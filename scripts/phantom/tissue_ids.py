@@ -17,32 +17,74 @@ The table is repeated in docs/guides/phantom.md ("Anatomy-complete phantom"); ch
 from __future__ import annotations
 
 import numpy as np
-
 from scripts.labels import LABELS
 
 __all__ = ["TISSUE_IDS", "TISSUE_NAMES", "VERTEBRA_LABELS", "tissue_id", "vertebral_labels"]
 
 _UNLABELLED: dict[int, str] = {
-    15: "vertebral_body_T12", 16: "vertebral_body_T11", 17: "intervertebral_disc", 18: "pedicle",
-    19: "lamina", 20: "spinous_process", 21: "transverse_process", 22: "articular_process", 23: "spinal_canal_csf",
-    24: "epidural_fat", 25: "iliac_bone", 26: "femoral_head", 27: "rib",
-    30: "skin", 31: "subcutaneous_fat", 32: "extraperitoneal_fat", 33: "muscle_fascia", 34: "perirenal_fat",
+    15: "vertebral_body_T12",
+    16: "vertebral_body_T11",
+    17: "intervertebral_disc",
+    18: "pedicle",
+    19: "lamina",
+    20: "spinous_process",
+    21: "transverse_process",
+    22: "articular_process",
+    23: "spinal_canal_csf",
+    24: "epidural_fat",
+    25: "iliac_bone",
+    26: "femoral_head",
+    27: "rib",
+    30: "skin",
+    31: "subcutaneous_fat",
+    32: "extraperitoneal_fat",
+    33: "muscle_fascia",
+    34: "perirenal_fat",
     35: "renal_sinus_fat",
-    40: "rectus_abdominis_left", 41: "rectus_abdominis_right", 42: "external_oblique_left",
-    43: "external_oblique_right", 44: "internal_oblique_left", 45: "internal_oblique_right",
-    46: "transversus_abdominis_left", 47: "transversus_abdominis_right", 48: "latissimus_dorsi_left",
-    49: "latissimus_dorsi_right", 50: "serratus_posterior_inferior_left", 51: "serratus_posterior_inferior_right",
-    52: "diaphragm_crus_left", 53: "diaphragm_crus_right", 54: "gluteus_maximus_left", 55: "gluteus_maximus_right",
-    56: "gluteus_medius_left", 57: "gluteus_medius_right",
-    60: "aorta", 61: "inferior_vena_cava", 62: "common_iliac_artery_left", 63: "common_iliac_artery_right",
-    64: "common_iliac_vein_left", 65: "common_iliac_vein_right",
-    70: "kidney_left", 71: "kidney_right", 72: "liver", 73: "spleen",
-    80: "bowel_wall", 81: "bowel_fluid", 82: "bowel_gas", 83: "bowel_fatty_content", 84: "mesenteric_fat",
+    40: "rectus_abdominis_left",
+    41: "rectus_abdominis_right",
+    42: "external_oblique_left",
+    43: "external_oblique_right",
+    44: "internal_oblique_left",
+    45: "internal_oblique_right",
+    46: "transversus_abdominis_left",
+    47: "transversus_abdominis_right",
+    48: "latissimus_dorsi_left",
+    49: "latissimus_dorsi_right",
+    50: "serratus_posterior_inferior_left",
+    51: "serratus_posterior_inferior_right",
+    52: "diaphragm_crus_left",
+    53: "diaphragm_crus_right",
+    54: "gluteus_maximus_left",
+    55: "gluteus_maximus_right",
+    56: "gluteus_medius_left",
+    57: "gluteus_medius_right",
+    60: "aorta",
+    61: "inferior_vena_cava",
+    62: "common_iliac_artery_left",
+    63: "common_iliac_artery_right",
+    64: "common_iliac_vein_left",
+    65: "common_iliac_vein_right",
+    70: "kidney_left",
+    71: "kidney_right",
+    72: "liver",
+    73: "spleen",
+    80: "bowel_wall",
+    81: "bowel_fluid",
+    82: "bowel_gas",
+    83: "bowel_fatty_content",
+    84: "mesenteric_fat",
 }
 
 #: DESIGN.md's vertebral-context values (never change them).
-VERTEBRA_LABELS: dict[int, str] = {9: "vertebral_body_L1", 10: "vertebral_body_L2", 11: "vertebral_body_L3",
-                                   12: "vertebral_body_L4", 13: "vertebral_body_L5", 14: "sacrum"}
+VERTEBRA_LABELS: dict[int, str] = {
+    9: "vertebral_body_L1",
+    10: "vertebral_body_L2",
+    11: "vertebral_body_L3",
+    12: "vertebral_body_L4",
+    13: "vertebral_body_L5",
+    14: "sacrum",
+}
 
 #: id -> structure name (0 background, 1-8 target muscles, 9-14 vertebral context, 15+ unlabelled tissue).
 TISSUE_IDS: dict[int, str] = {**LABELS, **VERTEBRA_LABELS, **_UNLABELLED}
