@@ -73,8 +73,9 @@ class DixonStudyLoaderOperator(Operator):
         work_dir: temporary folder for the converted NIfTI files.
     """
 
-    def __init__(self, fragment: Fragment, *args: Any, input_folder: Path, rules: Any, work_dir: Path,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, fragment: Fragment, *args: Any, input_folder: Path, rules: Any, work_dir: Path, **kwargs: Any
+    ) -> None:
         self.input_folder = Path(input_folder)
         self.rules = rules
         self.work_dir = Path(work_dir)
@@ -92,8 +93,11 @@ class DixonStudyLoaderOperator(Operator):
         series = scan_dicom_folder(self.input_folder)
         studies = sorted({s.study_uid for s in series})
         if len(studies) != 1:
-            raise DixonInputError(f"{self.input_folder}: {len(studies)} studies found ({', '.join(studies)}); the app "
-                                  "reads one study per run: give the folder of one study", self.input_folder)
+            raise DixonInputError(
+                f"{self.input_folder}: {len(studies)} studies found ({', '.join(studies)}); the app "
+                "reads one study per run: give the folder of one study",
+                self.input_folder,
+            )
         header = series[0].header
         subject = str(header.get("PatientID") or "subject").replace("/", "_") or "subject"
         entry = convert_dicom_study(series, self.work_dir, subject, self.rules)
@@ -115,8 +119,12 @@ class DixonStudyLoaderOperator(Operator):
         }
         op_output.emit(Image(scan.network_input().astype(np.float32), metadata=meta), "image")
         op_output.emit({"scan": scan, "reference_datasets": datasets, "series": chosen}, "dixon")
-        logger.info("%s: Dixon series %s loaded in %.1f s", scan.subject,
-                    ", ".join(f"{r}={v['description']!r}" for r, v in chosen.items()), time.time() - start)
+        logger.info(
+            "%s: Dixon series %s loaded in %.1f s",
+            scan.subject,
+            ", ".join(f"{r}={v['description']!r}" for r, v in chosen.items()),
+            time.time() - start,
+        )
 
 
 class DixonQuantifyOperator(Operator):
@@ -135,8 +143,9 @@ class DixonQuantifyOperator(Operator):
         ff_method: :func:`scripts.dixon_inputs.compute_ff` method (inference.json's default ``"auto"``).
     """
 
-    def __init__(self, fragment: Fragment, *args: Any, output_folder: Path, ff_method: str = "auto",
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, fragment: Fragment, *args: Any, output_folder: Path, ff_method: str = "auto", **kwargs: Any
+    ) -> None:
         self.output_folder = Path(output_folder)
         self.ff_method = ff_method
         super().__init__(fragment, *args, **kwargs)
@@ -148,7 +157,6 @@ class DixonQuantifyOperator(Operator):
 
     def compute(self, op_input, op_output, context) -> None:
         import nibabel as nib
-
         from scripts.inference import measure_subject
         from scripts.quantify import write_tables
 
@@ -200,8 +208,13 @@ class DicomSegWriterOperator(Operator):
         path = self.output_folder / "seg" / f"{subject}_seg.dcm"
         write_seg(label.transpose(2, 1, 0), result["reference_datasets"], path, self.version)
         logger.info("DICOM SEG written: %s", path)
-        sr_path = write_sr(result["table"], path, result["reference_datasets"],
-                           self.output_folder / "sr" / f"{subject}_ff_sr.dcm", self.version)
+        sr_path = write_sr(
+            result["table"],
+            path,
+            result["reference_datasets"],
+            self.output_folder / "sr" / f"{subject}_ff_sr.dcm",
+            self.version,
+        )
         logger.info("DICOM SR written: %s", sr_path)
 
 
@@ -223,8 +236,14 @@ class LumbarDixonApp(Application):
         output = Path(ctx.output_path)
         version = json.loads((BUNDLE_DIR / "configs" / "metadata.json").read_text())["version"]
         self._work = Path(tempfile.mkdtemp(prefix="lumbar_dixon_app_"))
-        loader = DixonStudyLoaderOperator(self, CountCondition(self, 1), input_folder=Path(ctx.input_path),
-                                          rules=self.rules, work_dir=self._work, name="dixon_loader")
+        loader = DixonStudyLoaderOperator(
+            self,
+            CountCondition(self, 1),
+            input_folder=Path(ctx.input_path),
+            rules=self.rules,
+            work_dir=self._work,
+            name="dixon_loader",
+        )
         infer = MonaiBundleInferenceOperator(
             self,
             input_mapping=[IOMapping("image", Image, IOType.IN_MEMORY)],
@@ -266,8 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     if own.output is not None:
         out = Path(own.output)
         if out.exists() and any(out.iterdir()) and not own.overwrite:
-            print(f"error: output folder {out} is not empty; choose an empty folder or pass --overwrite",
-                  file=sys.stderr)
+            print(
+                f"error: output folder {out} is not empty; choose an empty folder or pass --overwrite", file=sys.stderr
+            )
             return 2
         if own.overwrite and out.exists():
             for sub in ("seg", "sr"):

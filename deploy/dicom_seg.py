@@ -42,11 +42,19 @@ MUSCLE_CODES: dict[str, MuscleCode] = {
     "erector_spinae_multifidus": MuscleCode("44947003", "Erector spinae muscle"),
 }
 LATERALITY: dict[str, MuscleCode] = {"left": MuscleCode("7771000", "Left"), "right": MuscleCode("24028007", "Right")}
-_WORDS = {"psoas": "psoas major", "iliacus": "iliacus", "quadratus_lumborum": "quadratus lumborum",
-          "erector_spinae_multifidus": "erector spinae and multifidus"}
+_WORDS = {
+    "psoas": "psoas major",
+    "iliacus": "iliacus",
+    "quadratus_lumborum": "quadratus lumborum",
+    "erector_spinae_multifidus": "erector spinae and multifidus",
+}
 # CIELab display colours (L 0-100, a, b): one hue per muscle, the right side darker
-_COLOURS = {"psoas": (60.0, 45.0, 30.0), "iliacus": (65.0, 10.0, 60.0), "quadratus_lumborum": (60.0, -40.0, 30.0),
-            "erector_spinae_multifidus": (55.0, 10.0, -45.0)}
+_COLOURS = {
+    "psoas": (60.0, 45.0, 30.0),
+    "iliacus": (65.0, 10.0, 60.0),
+    "quadratus_lumborum": (60.0, -40.0, 30.0),
+    "erector_spinae_multifidus": (55.0, 10.0, -45.0),
+}
 
 
 def segment_descriptions(algorithm_version: str) -> list:
@@ -59,14 +67,14 @@ def segment_descriptions(algorithm_version: str) -> list:
     from highdicom.sr.coding import CodedConcept
     from pydicom.sequence import Sequence as DicomSequence
     from pydicom.sr.codedict import codes
-
     from scripts.labels import LABELS, muscle_and_side
 
     def coded(c: MuscleCode) -> CodedConcept:
         return CodedConcept(value=c.value, scheme_designator="SCT", meaning=c.meaning)
 
-    algorithm = hd.AlgorithmIdentificationSequence(name="lumbar_dixon_muscle_seg", version=algorithm_version,
-                                                   family=codes.DCM.ArtificialIntelligence)
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name="lumbar_dixon_muscle_seg", version=algorithm_version, family=codes.DCM.ArtificialIntelligence
+    )
     out = []
     for value in range(1, len(LABELS)):
         muscle, side = muscle_and_side(value)
@@ -92,8 +100,17 @@ def segment_descriptions(algorithm_version: str) -> list:
 
 # Type 2 attributes (present, possibly empty) that highdicom copies from the source images into the SEG; exports
 # from some archives and anonymisers drop them
-_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyID", "StudyDate", "StudyTime",
-          "AccessionNumber", "ReferringPhysicianName")
+_TYPE2 = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
+    "AccessionNumber",
+    "ReferringPhysicianName",
+)
 
 
 def _with_type2_attributes(ds):
@@ -107,8 +124,13 @@ def _with_type2_attributes(ds):
     return out
 
 
-def write_seg(label_kji: np.ndarray, source_datasets: Sequence, out_path: str | Path, algorithm_version: str,
-              series_number: int = 900) -> Path:
+def write_seg(
+    label_kji: np.ndarray,
+    source_datasets: Sequence,
+    out_path: str | Path,
+    algorithm_version: str,
+    series_number: int = 900,
+) -> Path:
     """Write the label map as a binary DICOM SEG referencing its source series.
 
     Args:
@@ -129,8 +151,10 @@ def write_seg(label_kji: np.ndarray, source_datasets: Sequence, out_path: str | 
     if out_path.exists():
         raise FileExistsError(f"{out_path} exists; refusing to overwrite it")
     if label_kji.shape != (len(source_datasets), int(source_datasets[0].Rows), int(source_datasets[0].Columns)):
-        raise ValueError(f"label map {label_kji.shape} does not match {len(source_datasets)} source images of "
-                         f"{source_datasets[0].Rows}x{source_datasets[0].Columns}")
+        raise ValueError(
+            f"label map {label_kji.shape} does not match {len(source_datasets)} source images of "
+            f"{source_datasets[0].Rows}x{source_datasets[0].Columns}"
+        )
     seg = hd.seg.Segmentation(
         source_images=[_with_type2_attributes(ds) for ds in source_datasets],
         pixel_array=np.ascontiguousarray(label_kji.astype(np.uint8)),

@@ -18,8 +18,14 @@ import pandas as pd
 __all__ = ["write_sr"]
 
 
-def write_sr(table: pd.DataFrame, seg_path: str | Path, source_datasets: Sequence, out_path: str | Path,
-             algorithm_version: str, series_number: int = 901) -> Path:
+def write_sr(
+    table: pd.DataFrame,
+    seg_path: str | Path,
+    source_datasets: Sequence,
+    out_path: str | Path,
+    algorithm_version: str,
+    series_number: int = 901,
+) -> Path:
     """Write the FF table's per-side rows as a TID 1500 measurement report referencing the SEG's segments.
 
     Args:
@@ -63,26 +69,44 @@ def write_sr(table: pd.DataFrame, seg_path: str | Path, source_datasets: Sequenc
         for column, derivation in (("ff_mean_pct", codes.SCT.Mean), ("ff_median_pct", codes.SCT.Median)):
             ff = float(row[column])
             if math.isfinite(ff):
-                measurements.append(hd.sr.Measurement(name=codes.DCM.FatFraction, value=ff, unit=codes.UCUM.Percent,
-                                                      derivation=derivation, algorithm_id=algorithm))
+                measurements.append(
+                    hd.sr.Measurement(
+                        name=codes.DCM.FatFraction,
+                        value=ff,
+                        unit=codes.UCUM.Percent,
+                        derivation=derivation,
+                        algorithm_id=algorithm,
+                    )
+                )
         volume = float(row["volume_ml"])
         if math.isfinite(volume):
-            measurements.append(hd.sr.Measurement(name=codes.SCT.Volume, value=volume,
-                                                  unit=codes.UCUM.CubicCentimeter, algorithm_id=algorithm))
-        groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-            tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=str(row.get("muscle")) + "_"
-                                                         + str(row["side"])),
-            referenced_segment=hd.sr.ReferencedSegment(
-                sop_class_uid=seg.SOPClassUID, sop_instance_uid=seg.SOPInstanceUID, segment_number=value,
-                source_series=hd.sr.SourceSeriesForSegmentation(source_series)),
-            finding_type=muscle_code,
-            finding_sites=[site],
-            measurements=measurements,
-        ))
+            measurements.append(
+                hd.sr.Measurement(
+                    name=codes.SCT.Volume, value=volume, unit=codes.UCUM.CubicCentimeter, algorithm_id=algorithm
+                )
+            )
+        groups.append(
+            hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+                tracking_identifier=hd.sr.TrackingIdentifier(
+                    uid=hd.UID(), identifier=str(row.get("muscle")) + "_" + str(row["side"])
+                ),
+                referenced_segment=hd.sr.ReferencedSegment(
+                    sop_class_uid=seg.SOPClassUID,
+                    sop_instance_uid=seg.SOPInstanceUID,
+                    segment_number=value,
+                    source_series=hd.sr.SourceSeriesForSegmentation(source_series),
+                ),
+                finding_type=muscle_code,
+                finding_sites=[site],
+                measurements=measurements,
+            )
+        )
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=hd.UID(), name="lumbar_dixon_muscle_ff", model_name=algorithm_version))
+            uid=hd.UID(), name="lumbar_dixon_muscle_ff", model_name=algorithm_version
+        ),
+    )
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         procedure_reported=codes.SCT.ImagingProcedure,

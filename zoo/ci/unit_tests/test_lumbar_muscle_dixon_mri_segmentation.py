@@ -39,8 +39,9 @@ def make_phantoms(dataset_dir):
     sys.path.insert(0, os.path.abspath(BUNDLE_ROOT))
     from scripts.phantom import generate_cohort
 
-    generate_cohort(dataset_dir, n=5, seed=3, geometry="tiny", variety=False, n_validation=1, n_testing=1,
-                    progress=False)
+    generate_cohort(
+        dataset_dir, n=5, seed=3, geometry="tiny", variety=False, n_validation=1, n_testing=1, progress=False
+    )
 
 
 def test_order(test_name1, test_name2):
@@ -76,8 +77,12 @@ class TestLumbarMuscleDixonSeg(unittest.TestCase):
 
     @parameterized.expand([TEST_CASE_1])
     def test_train_eval_config(self, override):
-        override = dict(override, dataset_dir=self.dataset_dir, output_dir=os.path.join(self.work_dir, "eval"),
-                        ckpt_dir=os.path.join(self.work_dir, "models"))
+        override = dict(
+            override,
+            dataset_dir=self.dataset_dir,
+            output_dir=os.path.join(self.work_dir, "eval"),
+            ckpt_dir=os.path.join(self.work_dir, "models"),
+        )
         trainer = self._workflow("train", ["train.json"], override)
         check_workflow(trainer, check_properties=True)
         self.assertTrue(os.path.isfile(os.path.join(self.work_dir, "models", "model.pt")))

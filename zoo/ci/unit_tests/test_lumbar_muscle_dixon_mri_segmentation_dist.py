@@ -37,16 +37,21 @@ class TestLumbarMuscleDixonSegMGPU(unittest.TestCase):
         sys.path.insert(0, os.path.abspath(BUNDLE_ROOT))
         from scripts.phantom import generate_cohort
 
-        generate_cohort(self.dataset_dir, n=5, seed=3, geometry="tiny", variety=False, n_validation=1, n_testing=1,
-                        progress=False)
+        generate_cohort(
+            self.dataset_dir, n=5, seed=3, geometry="tiny", variety=False, n_validation=1, n_testing=1, progress=False
+        )
 
     def tearDown(self):
         shutil.rmtree(self.work_dir)
 
     @parameterized.expand([TEST_CASE_1])
     def test_train_mgpu_config(self, override):
-        override = dict(override, dataset_dir=self.dataset_dir, output_dir=os.path.join(self.work_dir, "eval"),
-                        ckpt_dir=os.path.join(self.work_dir, "models"))
+        override = dict(
+            override,
+            dataset_dir=self.dataset_dir,
+            output_dir=os.path.join(self.work_dir, "eval"),
+            ckpt_dir=os.path.join(self.work_dir, "models"),
+        )
         train_file = os.path.join(BUNDLE_ROOT, "configs/train.json")
         mgpu_train_file = os.path.join(BUNDLE_ROOT, "configs/multi_gpu_train.json")
         export_config_and_run_mgpu_cmd(
