@@ -24,7 +24,7 @@ from collections.abc import Mapping
 
 import numpy as np
 from scipy import ndimage
-from scripts.labels import LABELS, LEFT_RIGHT_SWAP, muscle_and_side
+from scripts.labels import LABELS, LEFT_RIGHT_SWAP, label_value, muscle_and_side
 
 __all__ = ["QCLimits", "SideVerdict", "assess_segmentation", "subject_verdict"]
 
@@ -73,6 +73,11 @@ class QCLimits:
     largest_piece_fail: float = 0.6
     gap_share_review: float = 0.2
     gap_share_fail: float = 0.5
+    #: QL's cross-section as a share of the ES+MF beside it on the slices both cover (phantom truths 0.13-0.30,
+    #: a real lumbar scan's labels 0.17-0.21): below this the QL is mostly missed
+    ql_to_es_area_review: float = 0.08
+    #: share of the psoas's slices on which QL is found (truths 0.55-0.87 where the scan covers both)
+    ql_to_psoas_slices_review: float = 0.35
 
 
 @dataclasses.dataclass
@@ -171,6 +176,31 @@ def _signal_checks(verdict: SideVerdict, ff_values: np.ndarray, limits: QCLimits
     return float(np.mean(values))
 
 
+def _relation_checks(
+    verdicts: Mapping[int, SideVerdict], per_slice: Mapping[int, np.ndarray], limits: QCLimits
+) -> None:
+    """QL judged against its neighbours on the same side: a QL found on few of the psoas's slices, or much thinner
+    than the ES+MF beside it, is mostly missed (its FF then comes from a sliver)."""
+    for side in ("left", "right"):
+        ql, es, psoas = (label_value(m, side) for m in ("quadratus_lumborum", "erector_spinae_multifidus", "psoas"))
+        if ql not in per_slice:
+            continue
+        if es in per_slice:
+            shared = (per_slice[ql] > 0) & (per_slice[es] > 0)
+            if shared.any():
+                share = per_slice[ql][shared].sum() / per_slice[es][shared].sum()
+                if share < limits.ql_to_es_area_review:
+                    verdicts[ql].add(
+                        "review",
+                        f"cross-section {share:.1%} of the ES+MF beside it on the same slices "
+                        f"(expected at least {limits.ql_to_es_area_review:.0%}): mostly missed?",
+                    )
+        if psoas in per_slice:
+            n_ql, n_psoas = int((per_slice[ql] > 0).sum()), int((per_slice[psoas] > 0).sum())
+            if n_psoas and n_ql / n_psoas < limits.ql_to_psoas_slices_review:
+                verdicts[ql].add("review", f"found on {n_ql} of the {n_psoas} slices that show the psoas")
+
+
 def assess_segmentation(
     labels: np.ndarray,
     affine: np.ndarray,
@@ -201,7 +231,7 @@ def assess_segmentation(
     axis = _slice_axis(affine)
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     voxel_ml = float(np.prod(spacing)) / 1000.0
-    verdicts, mean_ff = {}, {}
+    verdicts, mean_ff, per_slice = {}, {}, {}
     for value in sorted(v for v in LABELS if v):
         muscle, side = muscle_and_side(value)
         verdict = verdicts[value] = SideVerdict(value, muscle, side)
@@ -209,6 +239,7 @@ def assess_segmentation(
         if not mask.any():
             verdict.add("review", "not found in the scan")
             continue
+        per_slice[value] = mask.sum(axis=tuple(a for a in range(3) if a != axis))
         ijk = np.argwhere(mask)
         centre = _world(affine, ijk.mean(axis=0, keepdims=True))[0]
         slices = np.unique(ijk[:, axis])
@@ -234,6 +265,7 @@ def assess_segmentation(
         _shape_checks(verdict, mask, axis, voxel_ml, float(spacing[axis]), limits)
         if ff is not None:
             mean_ff[value] = _signal_checks(verdict, np.asarray(ff)[mask], limits)
+    _relation_checks(verdicts, per_slice, limits)
     for value, ff_mean in mean_ff.items():
         other = mean_ff.get(LEFT_RIGHT_SWAP[value])
         if other is not None and np.isfinite(ff_mean) and np.isfinite(other):

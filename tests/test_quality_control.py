@@ -85,3 +85,20 @@ def test_a_broken_or_missing_label_is_flagged(phantom):
 def test_bad_inputs_are_refused():
     with pytest.raises(ValueError, match="3D label map"):
         assess_segmentation(np.zeros((4, 4)), np.eye(4))
+
+
+def test_a_quadratus_lumborum_mostly_missed_is_asked_to_be_reviewed(phantom):
+    labels, ff, body, affine = phantom
+    ql = label_value("quadratus_lumborum", "right")
+    thin = labels.copy()
+    idx = np.argwhere(labels == ql)
+    slices = np.unique(idx[:, 2])
+    keep = slices[: max(1, len(slices) // 5)]  # a sliver: the top fifth of its slices, eroded
+    thin[(thin == ql) & ~np.isin(np.arange(labels.shape[2]), keep)[None, None, :]] = 0
+    from scipy import ndimage
+
+    core = ndimage.binary_erosion(thin == ql, iterations=1)
+    thin[(thin == ql) & ~core] = 0
+    verdict = assess_segmentation(thin, affine, ff=ff, body=body)[ql]
+    assert verdict.status == "review"
+    assert any("slices that show the psoas" in r for r in verdict.reasons), verdict.reasons
