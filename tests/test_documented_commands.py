@@ -213,29 +213,40 @@ def _cohort_table(out: Path) -> pd.DataFrame:
     return table.sort_values(list(table.columns[:5])).reset_index(drop=True)
 
 
-def test_run_inference_gives_the_outputs_of_run(tmp_path):
+def test_run_inference_gives_the_outputs_of_run_here_and_from_another_folder(tmp_path):
     """The mission's command (`run inference`) and `run` write the same label maps and tables."""
     data = tmp_path / "data"
     from scripts.phantom import generate_cohort
 
     generate_cohort(data, n=2, seed=5, geometry="tiny", variety=False, n_validation=0, n_testing=2, progress=False)
-    outs = {}
-    for run_id in ("", "inference"):
-        out = tmp_path / f"out_{run_id or 'run'}"
+    outs = []
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    # `run` and `run inference` from the bundle folder as typed; `run inference` from another folder, --bundle_root
+    runs = (
+        ("", BUNDLE_ROOT, "configs/inference.json", ""),
+        ("inference", BUNDLE_ROOT, "configs/inference.json", ""),
+        ("inference", elsewhere, BUNDLE_ROOT / "configs" / "inference.json", f"--bundle_root {BUNDLE_ROOT} "),
+    )
+    for i, (run_id, cwd, config, where) in enumerate(runs):
+        out = tmp_path / f"out_{i}"
         cmd = (
-            f"{sys.executable} -m monai.bundle run {run_id} --config_file configs/inference.json --dataset_dir "
-            f"{data} --output_dir {out} {TINY_INFERENCE}"
+            f"{sys.executable} -m monai.bundle run {run_id} --config_file {config} {where}--dataset_dir {data} "
+            f"--output_dir {out} {TINY_INFERENCE}"
         )
-        res = subprocess.run(cmd, shell=True, cwd=BUNDLE_ROOT, capture_output=True, text=True, timeout=600)
+        res = subprocess.run(cmd, shell=True, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
         assert res.returncode == 0, res.stderr[-3000:]
-        outs[run_id] = out
-    a, b = outs[""], outs["inference"]
+        outs.append(out)
+    a, b, c = outs
     subjects = sorted(p.name for p in a.iterdir() if p.is_dir())
-    assert subjects == sorted(p.name for p in b.iterdir() if p.is_dir()) and len(subjects) == 2
-    for s in subjects:
-        np.testing.assert_array_equal(
-            nib.load(str(a / s / f"{s}_seg.nii.gz")).get_fdata(), nib.load(str(b / s / f"{s}_seg.nii.gz")).get_fdata()
-        )
-        pd.testing.assert_frame_equal(
-            pd.read_csv(a / s / f"{s}_ff_table.csv"), pd.read_csv(b / s / f"{s}_ff_table.csv")
-        )
+    for other in (b, c):
+        assert subjects == sorted(p.name for p in other.iterdir() if p.is_dir()) and len(subjects) == 2
+        for s in subjects:
+            np.testing.assert_array_equal(
+                nib.load(str(a / s / f"{s}_seg.nii.gz")).get_fdata(),
+                nib.load(str(other / s / f"{s}_seg.nii.gz")).get_fdata(),
+            )
+            pd.testing.assert_frame_equal(
+                pd.read_csv(a / s / f"{s}_ff_table.csv"), pd.read_csv(other / s / f"{s}_ff_table.csv")
+            )
