@@ -21,12 +21,13 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from monai.engines import SupervisedEvaluator
 from scripts.atomic_io import atomic_write_text
 from scripts.config_values import as_bool
 from scripts.dixon_inputs import DixonInputError
 from scripts.inference import _ROLES, QuantifyDixond, RunConflictError
 
-__all__ = ["pending_subjects", "FailureLog", "IsolatingLoader", "CohortFailures", "FAILURES_FILE"]
+__all__ = ["pending_subjects", "FailureLog", "IsolatingLoader", "IsolatingEvaluator", "CohortFailures", "FAILURES_FILE"]
 
 logger = logging.getLogger(__name__)
 
@@ -188,3 +189,40 @@ class IsolatingLoader(Iterable):
                 continue
             self.attempted += 1
             yield batch
+
+
+def _batch_subject(batch: Any) -> str:
+    """The subject id of a collated one-subject batch (``""`` when it carries none)."""
+    subject = batch.get("subject") if isinstance(batch, Mapping) else None
+    if isinstance(subject, (list, tuple)):
+        subject = subject[0] if subject else None
+    return str(subject or "")
+
+
+class IsolatingEvaluator(SupervisedEvaluator):
+    """``SupervisedEvaluator`` that records a subject whose segmentation or quantification fails and goes on.
+
+    :class:`IsolatingLoader` isolates failures to read a subject; this covers what follows (the network pass, the
+    post-processing, the fat-fraction tables and report), so that one bad subject never costs a cohort the others.
+    Run-level errors (a run conflict, interruption, memory) still stop the run.
+
+    Args:
+        failures: where failures go; ``None`` lets every error through (as ``SupervisedEvaluator``).
+        args, kwargs: those of ``SupervisedEvaluator``.
+    """
+
+    def __init__(self, *args: Any, failures: FailureLog | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.failures = failures
+
+    def _iteration(self, engine: Any, batchdata: Any) -> dict:
+        try:
+            return super()._iteration(engine, batchdata)
+        except (RunConflictError, KeyboardInterrupt, MemoryError):
+            raise
+        except Exception as err:  # noqa: BLE001 - whatever fails here fails for this subject only
+            if self.failures is None:
+                raise
+            subject, file, problem = _cause(err)
+            self.failures.record(subject or _batch_subject(batchdata), file, problem)
+            return {}

@@ -279,6 +279,25 @@ def _files_under(root: Path) -> list[Path]:
     return sorted(p for p in found if not _is_hidden(p, root))
 
 
+def _folder_entries(found: Sequence[tuple[str, Mapping[str, str | None], str]], root: Path) -> list[dict[str, Any]]:
+    """Entries of the subjects found in a folder; a subject whose files form no usable Dixon set is kept as an
+    entry without ``image`` so that a cohort run records it as that subject's failure (the loader names the files
+    and the sets it needs) while the others are processed. Only a folder where no subject is usable is refused.
+    """
+    entries, unusable = [], []
+    for subject, paths, where in found:
+        try:
+            entries.append(_make_entry(subject, paths, where))
+        except ValueError as err:
+            unusable.append(str(err))
+            entries.append({"subject": subject, **{r: (None if v is None else str(v)) for r, v in paths.items()}})
+    if unusable and len(unusable) == len(found):
+        raise ValueError(f"{root}: no subject has a usable Dixon set: " + "; ".join(unusable))
+    for message in unusable:
+        logger.warning("%s (the subject will fail alone; the others are processed)", message)
+    return entries
+
+
 def _make_entry(subject: str, paths: Mapping[str, str | None], where: str) -> dict[str, Any]:
     """Build a discovery entry, or raise ``ValueError`` when the files form no usable Dixon set."""
     entry: dict[str, Any] = {"subject": subject}
@@ -377,11 +396,11 @@ def _discover_folder(root: Path) -> list[dict[str, Any]]:
     with_images = {s: r for s, r in by_subject.items() if any(k in IMAGE_ROLES for k in r)}
     if not with_images:
         raise _unrecognised_folder_error(root, files)
-    entries = []
-    for subject in sorted(with_images):
-        paths = _resolve_roles(subject, with_images[subject], where[subject])
-        entries.append(_make_entry(subject, paths, where[subject]))
-    return entries
+    found = [
+        (subject, _resolve_roles(subject, with_images[subject], where[subject]), where[subject])
+        for subject in sorted(with_images)
+    ]
+    return _folder_entries(found, root)
 
 
 def _glob_regex(pattern: str) -> re.Pattern[str]:
@@ -472,14 +491,14 @@ def _discover_mapping(root: Path, mapping: Mapping[str, Any] | str | os.PathLike
     counts: dict[str, int] = {}
     for sid in ids.values():
         counts[sid] = counts.get(sid, 0) + 1
-    entries = []
+    found = []
     for key in sorted(groups, key=lambda k: ids[k]):
         sid = ids[key] if counts[ids[key]] == 1 else f"{key[0]}/{key[1]}"
         where = f"mapping in {root}"
         if not any(r in IMAGE_ROLES for r in groups[key]):
             continue
-        entries.append(_make_entry(sid, _resolve_roles(sid, groups[key], where), where))
-    return sorted(entries, key=lambda e: e["subject"])
+        found.append((sid, _resolve_roles(sid, groups[key], where), where))
+    return sorted(_folder_entries(found, root), key=lambda e: e["subject"])
 
 
 def _resolve_path(value: str, bases: Sequence[Path]) -> str:

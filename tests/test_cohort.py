@@ -59,3 +59,35 @@ def test_a_clean_run_leaves_no_failures_table(tmp_path):
     (tmp_path / "cohort_failures.csv").write_text("subject,file,problem\nold,,from an earlier run\n")
     FailureLog(tmp_path).finish(3)
     assert not (tmp_path / "cohort_failures.csv").exists()
+
+
+def test_a_subject_whose_quantification_fails_is_recorded_and_the_others_finish(tmp_path):
+    # IsolatingEvaluator: a failure after loading (network pass, post-processing, tables) costs only that subject
+    import torch
+    from ignite.engine import Events
+    from monai.data import DataLoader
+    from monai.transforms import Lambdad
+    from scripts.cohort import FailureLog, IsolatingEvaluator
+
+    def quantify(pred):
+        if float(pred.max()) > 1.5:  # the second subject's "quantification" fails
+            raise ValueError("FF map and label map do not overlap")
+        return pred
+
+    data = [{"subject": s, "image": torch.full((1, 4, 4, 4), v)} for s, v in (("a", 1.0), ("b", 2.0), ("c", 1.0))]
+    failures = FailureLog(tmp_path)
+    seen = []
+    evaluator = IsolatingEvaluator(
+        device=torch.device("cpu"),
+        val_data_loader=DataLoader(data, batch_size=1),
+        network=torch.nn.Identity(),
+        postprocessing=Lambdad("pred", quantify),
+        failures=failures,
+    )
+    evaluator.add_event_handler(Events.ITERATION_COMPLETED, lambda e: seen.append(e.state.output))
+    evaluator.run()
+    assert [r["subject"] for r in failures.rows] == ["b"]
+    assert "do not overlap" in failures.rows[0]["problem"]
+    assert sum(1 for out in seen if out) == 2  # a and c went through post-processing
+    with pytest.raises(SystemExit, match="1 of 3 subject"):
+        failures.finish(3)
