@@ -17,6 +17,7 @@ labelled muscle carries a thin fat shell, so neighbours are separated by fat pla
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -220,6 +221,36 @@ def _muscle_ff_field(
     return field
 
 
+#: keyframes (world mm; see ``_Builder.shape``) and course of the two back muscles, which the default and the
+#: complete anatomy draw alike: name -> (shape arguments, muscle() keyword arguments)
+BACK_MUSCLE_KEYFRAMES: dict[str, tuple[dict, dict]] = {
+    "erector_spinae_multifidus": (
+        dict(
+            z_rel=[290, 215, 170, 130, 90, 50, 15, -15, -40, -62, -72],
+            cx=[22, 24, 28, 32, 34, 34, 31, 25, 18, 13, 10],
+            cy=[-45, -45, -47, -49, -51, -52, -50, -43, -30, -22, -20],
+            a=[21, 23, 27, 31, 34, 34, 30, 23, 16, 10, 4],
+            b=[17, 18, 19, 21, 23, 23, 22, 17, 12, 8, 3],
+            theta=0.05,
+            p=2.6,
+            y_mode="spine",
+        ),
+        dict(caudal_gradient=0.30, z_mid_rel=110, lateral_gradient=1.2),
+    ),
+    "quadratus_lumborum": (
+        dict(
+            z_rel=[212, 195, 160, 120, 85, 55, 35, 18],
+            cx=[50, 56, 62, 66, 68, 68, 72, 76],
+            cy=[-28, -30, -32, -33, -33, -33, -33, -33],
+            a=[5, 13, 18, 21, 23, 22, 21, 10],
+            b=[3, 5.5, 7, 7.5, 7, 6, 8.5, 4.5],
+            theta=[-0.1, -0.15, -0.2, -0.25, -0.25, -0.25, -0.25, -0.25],
+        ),
+        dict(caudal_gradient=0.1, z_mid_rel=120),
+    ),
+}
+
+
 def draw_subject(anat: SubjectAnatomy, canvas: Canvas, rng: np.random.Generator) -> dict[str, tuple[float, float]]:
     """Paint the whole subject onto ``canvas``; returns landmark z ranges (world mm) for the record."""
     builder = _Builder(anat, rng)
@@ -359,37 +390,8 @@ def draw_subject(anat: SubjectAnatomy, canvas: Canvas, rng: np.random.Generator)
         )
 
     for side in ("left", "right"):
-        muscle(
-            "erector_spinae_multifidus",
-            side,
-            dict(
-                z_rel=[290, 215, 170, 130, 90, 50, 15, -15, -40, -62, -72],
-                cx=[22, 24, 28, 32, 34, 34, 31, 25, 18, 13, 10],
-                cy=[-45, -45, -47, -49, -51, -52, -50, -43, -30, -22, -20],
-                a=[21, 23, 27, 31, 34, 34, 30, 23, 16, 10, 4],
-                b=[17, 18, 19, 21, 23, 23, 22, 17, 12, 8, 3],
-                theta=0.05,
-                p=2.6,
-                y_mode="spine",
-            ),
-            caudal_gradient=0.30,
-            z_mid_rel=110,
-            lateral_gradient=1.2,
-        )
-        muscle(
-            "quadratus_lumborum",
-            side,
-            dict(
-                z_rel=[212, 195, 160, 120, 85, 55, 35, 18],
-                cx=[50, 56, 62, 66, 68, 68, 72, 76],
-                cy=[-28, -30, -32, -33, -33, -33, -33, -33],
-                a=[5, 13, 18, 21, 23, 22, 21, 10],
-                b=[3, 5.5, 7, 7.5, 7, 6, 8.5, 4.5],
-                theta=[-0.1, -0.15, -0.2, -0.25, -0.25, -0.25, -0.25, -0.25],
-            ),
-            caudal_gradient=0.1,
-            z_mid_rel=120,
-        )
+        for name, (shape_args, muscle_kwargs) in BACK_MUSCLE_KEYFRAMES.items():
+            muscle(name, side, copy.deepcopy(shape_args), **muscle_kwargs)
         muscle(
             "psoas",
             side,

@@ -15,9 +15,18 @@ QL, ES+MF and iliacus keep the default anatomy's courses. Every structure gets a
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 from scripts.labels import label_value
-from scripts.phantom.anatomy import MUSCLE_SIGNAL, TISSUES, SubjectAnatomy, _Builder, _muscle_ff_field
+from scripts.phantom.anatomy import (
+    BACK_MUSCLE_KEYFRAMES,
+    MUSCLE_SIGNAL,
+    TISSUES,
+    SubjectAnatomy,
+    _Builder,
+    _muscle_ff_field,
+)
 from scripts.phantom.organs import (
     BodyWall,
     draw_colon,
@@ -130,37 +139,8 @@ def _target_muscles(
         )
 
     for side in ("left", "right"):
-        muscle(
-            "erector_spinae_multifidus",
-            side,
-            dict(
-                z_rel=[290, 215, 170, 130, 90, 50, 15, -15, -40, -62, -72],
-                cx=[22, 24, 28, 32, 34, 34, 31, 25, 18, 13, 10],
-                cy=[-45, -45, -47, -49, -51, -52, -50, -43, -30, -22, -20],
-                a=[21, 23, 27, 31, 34, 34, 30, 23, 16, 10, 4],
-                b=[17, 18, 19, 21, 23, 23, 22, 17, 12, 8, 3],
-                theta=0.05,
-                p=2.6,
-                y_mode="spine",
-            ),
-            caudal_gradient=0.30,
-            z_mid_rel=110,
-            lateral_gradient=1.2,
-        )
-        muscle(
-            "quadratus_lumborum",
-            side,
-            dict(
-                z_rel=[212, 195, 160, 120, 85, 55, 35, 18],
-                cx=[50, 56, 62, 66, 68, 68, 72, 76],
-                cy=[-28, -30, -32, -33, -33, -33, -33, -33],
-                a=[5, 13, 18, 21, 23, 22, 21, 10],
-                b=[3, 5.5, 7, 7.5, 7, 6, 8.5, 4.5],
-                theta=[-0.1, -0.15, -0.2, -0.25, -0.25, -0.25, -0.25, -0.25],
-            ),
-            caudal_gradient=0.1,
-            z_mid_rel=120,
-        )
+        for name, (shape_args, muscle_kwargs) in BACK_MUSCLE_KEYFRAMES.items():
+            muscle(name, side, copy.deepcopy(shape_args), **muscle_kwargs)
         muscle("psoas", side, psoas_keyframes(sizes), caudal_gradient=0.0, z_mid_rel=80)
         muscle(
             "iliacus",
