@@ -251,6 +251,42 @@ BACK_MUSCLE_KEYFRAMES: dict[str, tuple[dict, dict]] = {
 }
 
 
+#: the iliacus's keyframes and course (shape arguments, muscle() keyword arguments), shared by both anatomies
+ILIACUS_KEYFRAMES: tuple[dict, dict] = (
+    dict(
+        z_rel=[50, 40, 20, -5, -35, -65, -95, -125, -150],
+        cx=[74, 72, 70, 68, 67, 68, 70, 72, 73],
+        cy=[-8, -4, 2, 8, 16, 25, 34, 38, 40],
+        a=[4, 15, 24, 29, 29, 25, 19, 15, 13],
+        b=[2.5, 5, 8, 10, 12, 13, 13, 12, 11],
+        theta=[0.75, 0.8, 0.85, 0.9, 1.0, 1.15, 1.3, 1.4, 1.45],
+    ),
+    dict(caudal_gradient=0.0, z_mid_rel=-20),
+)
+
+
+def femoral_head(builder: _Builder, anat: SubjectAnatomy, side: str) -> Structure:
+    """The femoral head of ``side``: a sphere of 23 mm radius (scaled with the subject's width) in cortical bone."""
+    r = 23.0 * anat.width_factor
+    t = np.array([-1, -0.9, -0.6, 0, 0.6, 0.9, 1])
+    head = builder.shape(
+        -102 + r * t / anat.height_factor,
+        88,
+        38,
+        r * np.sqrt(np.maximum(1 - t**2, 0.02)),
+        r * np.sqrt(np.maximum(1 - t**2, 0.02)),
+        side=side,
+        jitter=0.0,
+    )
+    return Structure(
+        f"femoral_head_{side}",
+        head,
+        Tissue("femoral_marrow", 0.8, 0.8),
+        shell_mm=2.0,
+        shell_tissue=TISSUES["cortical_bone"],
+    )
+
+
 def draw_subject(anat: SubjectAnatomy, canvas: Canvas, rng: np.random.Generator) -> dict[str, tuple[float, float]]:
     """Paint the whole subject onto ``canvas``; returns landmark z ranges (world mm) for the record."""
     builder = _Builder(anat, rng)
@@ -407,20 +443,7 @@ def draw_subject(anat: SubjectAnatomy, canvas: Canvas, rng: np.random.Generator)
             z_mid_rel=80,
         )
         # iliacus lies on the inner (antero-medial) face of the iliac wing and joins psoas below the brim
-        muscle(
-            "iliacus",
-            side,
-            dict(
-                z_rel=[50, 40, 20, -5, -35, -65, -95, -125, -150],
-                cx=[74, 72, 70, 68, 67, 68, 70, 72, 73],
-                cy=[-8, -4, 2, 8, 16, 25, 34, 38, 40],
-                a=[4, 15, 24, 29, 29, 25, 19, 15, 13],
-                b=[2.5, 5, 8, 10, 12, 13, 13, 12, 11],
-                theta=[0.75, 0.8, 0.85, 0.9, 1.0, 1.15, 1.3, 1.4, 1.45],
-            ),
-            caudal_gradient=0.0,
-            z_mid_rel=-20,
-        )
+        muscle("iliacus", side, copy.deepcopy(ILIACUS_KEYFRAMES[0]), **ILIACUS_KEYFRAMES[1])
 
     # ---- pelvis bones --------------------------------------------------------------------------------------------
     marrow = Tissue("marrow", 0.70, anat.marrow_ff)
@@ -436,26 +459,7 @@ def draw_subject(anat: SubjectAnatomy, canvas: Canvas, rng: np.random.Generator)
             jitter=0.03,
         )
         canvas.draw(Structure(f"iliac_wing_{side}", wing, marrow, shell_mm=1.5, shell_tissue=TISSUES["cortical_bone"]))
-        r = 23.0 * anat.width_factor
-        t = np.array([-1, -0.9, -0.6, 0, 0.6, 0.9, 1])
-        head = builder.shape(
-            -102 + r * t / anat.height_factor,
-            88,
-            38,
-            r * np.sqrt(np.maximum(1 - t**2, 0.02)),
-            r * np.sqrt(np.maximum(1 - t**2, 0.02)),
-            side=side,
-            jitter=0.0,
-        )
-        canvas.draw(
-            Structure(
-                f"femoral_head_{side}",
-                head,
-                Tissue("femoral_marrow", 0.8, 0.8),
-                shell_mm=2.0,
-                shell_tissue=TISSUES["cortical_bone"],
-            )
-        )
+        canvas.draw(femoral_head(builder, anat, side))
     sacrum = builder.shape(
         [6, -10, -30, -50, -70, -90, -108],
         0.0,

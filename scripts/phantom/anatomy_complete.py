@@ -21,6 +21,7 @@ import numpy as np
 from scripts.labels import label_value
 from scripts.phantom.anatomy import (
     BACK_MUSCLE_KEYFRAMES,
+    ILIACUS_KEYFRAMES,
     MUSCLE_SIGNAL,
     TISSUES,
     SubjectAnatomy,
@@ -142,20 +143,7 @@ def _target_muscles(
         for name, (shape_args, muscle_kwargs) in BACK_MUSCLE_KEYFRAMES.items():
             muscle(name, side, copy.deepcopy(shape_args), **muscle_kwargs)
         muscle("psoas", side, psoas_keyframes(sizes), caudal_gradient=0.0, z_mid_rel=80)
-        muscle(
-            "iliacus",
-            side,
-            dict(
-                z_rel=[50, 40, 20, -5, -35, -65, -95, -125, -150],
-                cx=[74, 72, 70, 68, 67, 68, 70, 72, 73],
-                cy=[-8, -4, 2, 8, 16, 25, 34, 38, 40],
-                a=[4, 15, 24, 29, 29, 25, 19, 15, 13],
-                b=[2.5, 5, 8, 10, 12, 13, 13, 12, 11],
-                theta=[0.75, 0.8, 0.85, 0.9, 1.0, 1.15, 1.3, 1.4, 1.45],
-            ),
-            caudal_gradient=0.0,
-            z_mid_rel=-20,
-        )
+        muscle("iliacus", side, copy.deepcopy(ILIACUS_KEYFRAMES[0]), **ILIACUS_KEYFRAMES[1])
 
 
 def draw_subject_complete(

@@ -15,7 +15,7 @@ sacral canal and a dorsal plate with the median crest, narrowing to the coccyx a
 from __future__ import annotations
 
 import numpy as np
-from scripts.phantom.anatomy import TISSUES, SubjectAnatomy, _Builder
+from scripts.phantom.anatomy import TISSUES, SubjectAnatomy, _Builder, femoral_head
 from scripts.phantom.render import Structure, Tissue
 from scripts.phantom.tissue_canvas import TissueCanvas
 from scripts.phantom.tissue_ids import tissue_id
@@ -189,27 +189,7 @@ def draw_pelvis_bones(
             jitter=0.03,
         )
         canvas.draw_id(_bone(f"iliac_wing_{side}", wing, marrow), iliac)
-        r = 23.0 * anat.width_factor
-        t = np.array([-1, -0.9, -0.6, 0, 0.6, 0.9, 1])
-        head = builder.shape(
-            -102 + r * t / anat.height_factor,
-            88,
-            38,
-            r * np.sqrt(np.maximum(1 - t**2, 0.02)),
-            r * np.sqrt(np.maximum(1 - t**2, 0.02)),
-            side=side,
-            jitter=0.0,
-        )
-        canvas.draw_id(
-            Structure(
-                f"femoral_head_{side}",
-                head,
-                Tissue("femoral_marrow", 0.8, 0.8),
-                shell_mm=2.0,
-                shell_tissue=TISSUES["cortical_bone"],
-            ),
-            femoral,
-        )
+        canvas.draw_id(femoral_head(builder, anat, side), femoral)
         # the ala: a lateral mass from the S1 body to the sacro-iliac joint, its lateral end posterior
         ala = builder.shape(
             [-5, -9, -20, -32, -45, -60],
