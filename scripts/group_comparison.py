@@ -14,6 +14,7 @@ Input: the long table that :func:`cohort_frame` makes from the run's ``cohort_ff
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from scipy import stats
 
 from .agreement import holm_correction
 from .labels import MUSCLES
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "ACTIVITY_ORDER",
@@ -343,7 +346,25 @@ def covariate_regression(
         y = np.log(used.ff.to_numpy(float)) if log_ff else used.ff.to_numpy(float)
         design = np.column_stack([np.ones(len(used))] + [used[c].to_numpy(float) for c in cols])
         names = ["intercept"] + cols
-        fit = ols(design, y, names)
+        try:
+            fit = ols(design, y, names)
+        except ValueError as err:
+            # a small or uniform cohort (a pilot, a test run): the other muscles' fits and the group tests still stand
+            logger.warning("%s (%s): regression not estimable: %s", muscle, side, err)
+            missing = dict.fromkeys(("coef", "se", "t", "p", "ci_low", "ci_high", "r2"), np.nan)
+            rows += [
+                {
+                    "muscle": muscle,
+                    "side": side,
+                    "response": "ln_ff" if log_ff else "ff_pct",
+                    "term": name,
+                    **missing,
+                    "n": len(used),
+                    "note": f"not estimable: {err}",
+                }
+                for name in names
+            ]
+            continue
         for i, name in enumerate(fit.names):
             rows.append(
                 {
@@ -359,6 +380,7 @@ def covariate_regression(
                     "ci_high": fit.ci_high[i],
                     "r2": fit.r2,
                     "n": fit.n,
+                    "note": "",
                 }
             )
     return pd.DataFrame(rows)

@@ -163,3 +163,28 @@ def test_holm_across_table_and_refresh_from_csvs(tmp_path):
     assert back.epsilon2.tolist() == pytest.approx([10 / 9, 20 / 5])
     assert back.eta2_H.iloc[0] == pytest.approx((10 - 1) / 8)
     assert "p_holm_table" in pd.read_csv(tmp_path / "sex_tests.csv").columns
+
+
+def test_a_regression_that_cannot_be_estimated_is_noted_not_raised():
+    # a pilot of three subjects: four coefficients cannot be fitted; the table says so for each term
+    from scripts.group_comparison import covariate_regression
+
+    df = pd.DataFrame(
+        [
+            {
+                "subject": f"s{i}",
+                "muscle": m,
+                "side": "mean",
+                "ff": 10.0 + i,
+                "age": 30 + 10 * i,
+                "sex": "MFM"[i],
+                "activity": "active",
+                "bmi": 22.0 + i,
+            }
+            for i in range(3)
+            for m in ("psoas", "iliacus", "quadratus_lumborum", "erector_spinae_multifidus")
+        ]
+    )
+    table = covariate_regression(df)
+    assert set(table.muscle) == {"psoas", "iliacus", "quadratus_lumborum", "erector_spinae_multifidus"}
+    assert table.note.str.startswith("not estimable").all() and table.coef.isna().all()
