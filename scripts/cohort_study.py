@@ -104,13 +104,16 @@ def _box_plot(df: pd.DataFrame, path: Path) -> None:
                     pos.append(i * 3 + j)
                     data.append(x.to_numpy())
                     cols.append(colours[sex])
+        ax.set_title(muscle.replace("_", " "))
+        if not data:  # no subject with a valid FF for this muscle (e.g. a pilot run): an empty panel says so
+            ax.text(0.5, 0.5, "no valid FF", ha="center", va="center", transform=ax.transAxes)
+            continue
         parts = ax.boxplot(data, positions=pos, widths=0.8, patch_artist=True, showfliers=True)
         for patch, c in zip(parts["boxes"], cols):
             patch.set_facecolor(c)
             patch.set_alpha(0.6)
         ax.set_xticks([i * 3 + 0.5 for i in range(len(levels))])
         ax.set_xticklabels([lv.replace("moderately_", "mod. ") for lv in levels], rotation=30, ha="right")
-        ax.set_title(muscle.replace("_", " "))
     axes[0].set_ylabel("FF, L/R mean (%)")
     handles = [plt.Rectangle((0, 0), 1, 1, color=c, alpha=0.6) for c in colours.values()]
     axes[-1].legend(handles, ["men", "women"], loc="upper right")
