@@ -29,6 +29,7 @@ from .config_values import as_bool
 from .dixon_inputs import DixonInputError, DixonScan, FFResult, compute_ff, load_dixon, num_network_channels
 from .fat_fraction import detect_fat_water_swap, map_labels_to_grid
 from .normative import compare_to_reference, load_reference
+from .quality_control import add_qc_columns, assess_segmentation, subject_verdict
 from .quantify import CohortTable, QuantResult, atomic_write_text, quantify_muscles, write_tables
 
 __all__ = [
@@ -293,6 +294,13 @@ def measure_subject(
             ";".join([f for f in str(flags or "").split(";") if f] + codes)
             for flags in result.table["flags"].fillna("")
         ]
+    # quality verdict of every side from what the scan shows (position, shape, FF signal): the tables carry it
+    lab_ff = map_labels_to_grid(label, label_affine, ffr.ff.shape, ffr.affine)
+    verdicts = assess_segmentation(lab_ff, ffr.affine, ff=ffr.ff * 100.0)
+    result.table = add_qc_columns(result.table, verdicts)
+    status, score, reasons = subject_verdict(verdicts)
+    if status != "pass":
+        logger.warning("%s: quality %s (score %.2f): %s", scan.subject, status, score, "; ".join(reasons))
     return result, ffr
 
 

@@ -23,12 +23,15 @@ import dataclasses
 from collections.abc import Mapping
 
 import numpy as np
+import pandas as pd
 from scipy import ndimage
 from scripts.labels import LABELS, LEFT_RIGHT_SWAP, label_value, muscle_and_side
 
-__all__ = ["QCLimits", "SideVerdict", "assess_segmentation", "subject_verdict"]
+__all__ = ["QCLimits", "SideVerdict", "assess_segmentation", "subject_verdict", "add_qc_columns", "QC_COLUMNS"]
 
 STATUSES = ("pass", "review", "fail")
+#: what :func:`add_qc_columns` adds to a subject's FF table
+QC_COLUMNS = ("qc_status", "qc_score", "qc_reasons")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,7 +141,8 @@ def _range_check(
 def _shape_checks(
     verdict: SideVerdict, mask: np.ndarray, axis: int, voxel_ml: float, slice_mm: float, limits: QCLimits
 ) -> None:
-    pieces, n = ndimage.label(mask, structure=np.ones((3, 3, 3)))
+    box = ndimage.find_objects(mask.astype(np.uint8))[0]  # label only the bounding box: 18 M voxels otherwise
+    pieces, n = ndimage.label(mask[box], structure=np.ones((3, 3, 3)))
     if n > 1:
         sizes = np.bincount(pieces.ravel())[1:]
         share = sizes.max() / sizes.sum()
@@ -282,3 +286,18 @@ def subject_verdict(verdicts: Mapping[int, SideVerdict]) -> tuple[str, float, li
     status = max((v.status for v in found), key=STATUSES.index)
     reasons = [f"{v.muscle} {v.side}: {r}" for v in found for r in v.reasons]
     return status, float(np.mean([v.score for v in found])), reasons
+
+
+def add_qc_columns(table: pd.DataFrame, verdicts: Mapping[int, SideVerdict]) -> pd.DataFrame:
+    """``table`` (one row per muscle side, plus L/R ``mean`` rows) with :data:`QC_COLUMNS`: a side's verdict on its
+    row; a mean row takes its worse side's status, the lower score and both sides' reasons."""
+    by_side = {(v.muscle, v.side): v for v in verdicts.values()}
+    status, score, reasons = [], [], []
+    for muscle, side in zip(table["muscle"], table["side"]):
+        sides = [by_side[(muscle, s)] for s in ("left", "right")] if side == "mean" else [by_side[(muscle, side)]]
+        status.append(max((v.status for v in sides), key=STATUSES.index))
+        score.append(round(min(v.score for v in sides), 3))
+        reasons.append("; ".join(f"{v.side}: {r}" if side == "mean" else r for v in sides for r in v.reasons))
+    out = table.copy()
+    out["qc_status"], out["qc_score"], out["qc_reasons"] = status, score, reasons
+    return out

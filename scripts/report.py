@@ -509,6 +509,14 @@ def _flag_lines(table: pd.DataFrame) -> list[str]:
                 f"{where}: truncated at the {' and '.join(ends)} end of the field of view: volume is "
                 "partial; FF from the covered part"
             )
+        qc = str(row.get("qc_status", "pass"))
+        if qc in ("review", "fail"):
+            reasons = row.get("qc_reasons", "")
+            reasons = "" if pd.isna(reasons) else str(reasons)
+            verb = (
+                "FAILED the quality check: do not use its number" if qc == "fail" else "quality check asks for review"
+            )
+            lines.append(f"{where}: {verb} ({reasons})")
         swap = row.get("swap_suspected", pd.NA)
         if swap is not pd.NA and not pd.isna(swap) and bool(swap):
             kinds = [
@@ -578,6 +586,7 @@ def html_report(
         ("volume_ml", "volume (mL)"),
         ("n_voxels", "voxels"),
         ("status", "status"),
+        ("qc_status", "quality"),
     ]
     cols = [(c, h) for c, h in cols if c in table.columns]
     rows = []

@@ -102,3 +102,26 @@ def test_a_quadratus_lumborum_mostly_missed_is_asked_to_be_reviewed(phantom):
     verdict = assess_segmentation(thin, affine, ff=ff, body=body)[ql]
     assert verdict.status == "review"
     assert any("slices that show the psoas" in r for r in verdict.reasons), verdict.reasons
+
+
+def test_the_subject_tables_carry_the_verdicts(tmp_path):
+    # measure_subject (inference, MONAI Deploy) adds the verdict of every side and of the L/R mean to the FF table
+    import nibabel as nib
+    from scripts.dixon_inputs import load_dixon
+    from scripts.inference import measure_subject
+
+    subj = generate_subject(3, Acquisition.preset("low"))
+    entry = {"subject": "s"}
+    for role in ("water", "fat"):
+        entry[role] = str(tmp_path / f"{role}.nii.gz")
+        nib.save(nib.Nifti1Image(np.asarray(subj.images[role]), subj.affine), entry[role])
+    labels = subj.images["label"].astype(np.uint8)
+    psoas = label_value("psoas", "left")
+    moved = labels.copy()
+    moved[moved == psoas] = 0
+    moved[np.roll(labels == psoas, tuple(_world_shift_index(subj.affine, 110.0)), axis=(0, 1, 2))] = psoas
+    table = measure_subject(load_dixon(entry), moved, subj.affine)[0].table.set_index(["muscle", "side"])
+    assert table.loc[("psoas", "left"), "qc_status"] == "fail"
+    assert "antero-posterior" in table.loc[("psoas", "left"), "qc_reasons"]
+    assert table.loc[("psoas", "mean"), "qc_status"] == "fail"
+    assert table.loc[("erector_spinae_multifidus", "left"), "qc_status"] == "pass"
