@@ -116,15 +116,26 @@ def _world(affine: np.ndarray, ijk: np.ndarray) -> np.ndarray:
     return ijk @ affine[:3, :3].T + affine[:3, 3]
 
 
-def _body_frame(body: np.ndarray, affine: np.ndarray, slices: np.ndarray, axis: int) -> tuple[float, float, float]:
+def _body_points(body: np.ndarray, affine: np.ndarray, axis: int, max_points: int = 400_000):
+    """Slice index and world position (mm) of body voxels, subsampled in-plane to at most about ``max_points``
+    (the outline's percentiles need no more; the full mask of a reference scan holds millions)."""
+    step = max(1, int(np.ceil(np.sqrt(body.sum() / max_points))))
+    index = [slice(None, None, step)] * 3
+    index[axis] = slice(None)
+    ijk = np.argwhere(body[tuple(index)]).astype(np.float64)
+    slice_of = ijk[:, axis].astype(int)
+    for a in range(3):
+        if a != axis:
+            ijk[:, a] *= step
+    return slice_of, _world(affine, ijk)
+
+
+def _body_frame(points, slices: np.ndarray) -> tuple[float, float, float]:
     """Midline x, posterior and anterior edge y (world mm) of the body on the given slices (2nd/98th percentiles)."""
-    sub = np.take(body, slices, axis=axis)
-    ijk = np.argwhere(sub)
-    if len(ijk) > 200_000:  # the outline's percentiles need no more points
-        ijk = ijk[:: len(ijk) // 200_000 + 1]
-    ijk = ijk.astype(np.float64)
-    ijk[:, axis] = slices[ijk[:, axis].astype(int)]
-    xyz = _world(affine, ijk)
+    slice_of, xyz = points
+    xyz = xyz[np.isin(slice_of, slices)]
+    if not len(xyz):
+        return float("nan"), float("nan"), float("nan")
     return float(np.median(xyz[:, 0])), float(np.percentile(xyz[:, 1], 2)), float(np.percentile(xyz[:, 1], 98))
 
 
@@ -235,6 +246,7 @@ def assess_segmentation(
     axis = _slice_axis(affine)
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     voxel_ml = float(np.prod(spacing)) / 1000.0
+    points = _body_points(np.asarray(body, dtype=bool), affine, axis)
     verdicts, mean_ff, per_slice = {}, {}, {}
     for value in sorted(v for v in LABELS if v):
         muscle, side = muscle_and_side(value)
@@ -247,7 +259,11 @@ def assess_segmentation(
         ijk = np.argwhere(mask)
         centre = _world(affine, ijk.mean(axis=0, keepdims=True))[0]
         slices = np.unique(ijk[:, axis])
-        midline, posterior, anterior = _body_frame(body, affine, slices, axis)
+        midline, posterior, anterior = _body_frame(points, slices)
+        if not np.isfinite(midline):
+            verdict.add("review", "no body outline on its slices: position not judged")
+            _shape_checks(verdict, mask, axis, voxel_ml, float(spacing[axis]), limits)
+            continue
         lateral = centre[0] - midline  # + towards the patient's right
         if (lateral > 5.0 and side == "left") or (lateral < -5.0 and side == "right"):
             verdict.add(
