@@ -125,3 +125,13 @@ def test_the_subject_tables_carry_the_verdicts(tmp_path):
     assert "antero-posterior" in table.loc[("psoas", "left"), "qc_reasons"]
     assert table.loc[("psoas", "mean"), "qc_status"] == "fail"
     assert table.loc[("erector_spinae_multifidus", "left"), "qc_status"] == "pass"
+
+
+def test_the_benchmark_judges_truths_and_corruptions():
+    # scripts.qc_benchmark on one phantom: the truth passes, a side moved onto the abdominal wall is flagged
+    from scripts.qc_benchmark import run, summarise
+
+    table = run(n=1, seed=7, muscles_per_subject=1)
+    assert (table[table.case == "truth"].qc_status == "pass").all()
+    assert (table[table.case == "onto_abdominal_wall"].qc_status == "fail").all()
+    assert "ROC AUC" in summarise(table)
