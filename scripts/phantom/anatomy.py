@@ -265,6 +265,21 @@ ILIACUS_KEYFRAMES: tuple[dict, dict] = (
 )
 
 
+def iliac_wing(builder: _Builder, side: str, marrow: Tissue) -> Structure:
+    """The iliac wing of ``side``: marrow in a 1.5 mm cortical shell, from the crest down to the acetabulum."""
+    wing = builder.shape(
+        [50, 38, 20, 0, -30, -60, -85, -105],
+        [86, 88, 88, 86, 84, 82, 84, 88],
+        [-22, -20, -18, -14, -6, 2, 10, 16],
+        [20, 36, 44, 46, 40, 30, 22, 20],
+        [3, 4, 4.5, 5, 6, 9, 14, 16],
+        [0.55, 0.58, 0.62, 0.66, 0.75, 0.9, 1.1, 1.2],
+        side=side,
+        jitter=0.03,
+    )
+    return Structure(f"iliac_wing_{side}", wing, marrow, shell_mm=1.5, shell_tissue=TISSUES["cortical_bone"])
+
+
 def femoral_head(builder: _Builder, anat: SubjectAnatomy, side: str) -> Structure:
     """The femoral head of ``side``: a sphere of 23 mm radius (scaled with the subject's width) in cortical bone."""
     r = 23.0 * anat.width_factor
@@ -448,17 +463,7 @@ def draw_subject(anat: SubjectAnatomy, canvas: Canvas, rng: np.random.Generator)
     # ---- pelvis bones --------------------------------------------------------------------------------------------
     marrow = Tissue("marrow", 0.70, anat.marrow_ff)
     for side in ("left", "right"):
-        wing = builder.shape(
-            [50, 38, 20, 0, -30, -60, -85, -105],
-            [86, 88, 88, 86, 84, 82, 84, 88],
-            [-22, -20, -18, -14, -6, 2, 10, 16],
-            [20, 36, 44, 46, 40, 30, 22, 20],
-            [3, 4, 4.5, 5, 6, 9, 14, 16],
-            [0.55, 0.58, 0.62, 0.66, 0.75, 0.9, 1.1, 1.2],
-            side=side,
-            jitter=0.03,
-        )
-        canvas.draw(Structure(f"iliac_wing_{side}", wing, marrow, shell_mm=1.5, shell_tissue=TISSUES["cortical_bone"]))
+        canvas.draw(iliac_wing(builder, side, marrow))
         canvas.draw(femoral_head(builder, anat, side))
     sacrum = builder.shape(
         [6, -10, -30, -50, -70, -90, -108],

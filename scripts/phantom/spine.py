@@ -15,7 +15,7 @@ sacral canal and a dorsal plate with the median crest, narrowing to the coccyx a
 from __future__ import annotations
 
 import numpy as np
-from scripts.phantom.anatomy import TISSUES, SubjectAnatomy, _Builder, femoral_head
+from scripts.phantom.anatomy import TISSUES, SubjectAnatomy, _Builder, femoral_head, iliac_wing
 from scripts.phantom.render import Structure, Tissue
 from scripts.phantom.tissue_canvas import TissueCanvas
 from scripts.phantom.tissue_ids import tissue_id
@@ -177,18 +177,7 @@ def draw_pelvis_bones(
     marrow = Tissue("marrow", 0.70, anat.marrow_ff)
     iliac, femoral, sac = tissue_id("iliac_bone"), tissue_id("femoral_head"), tissue_id("sacrum")
     for side in ("left", "right"):
-        # the default anatomy's wing
-        wing = builder.shape(
-            [50, 38, 20, 0, -30, -60, -85, -105],
-            [86, 88, 88, 86, 84, 82, 84, 88],
-            [-22, -20, -18, -14, -6, 2, 10, 16],
-            [20, 36, 44, 46, 40, 30, 22, 20],
-            [3, 4, 4.5, 5, 6, 9, 14, 16],
-            [0.55, 0.58, 0.62, 0.66, 0.75, 0.9, 1.1, 1.2],
-            side=side,
-            jitter=0.03,
-        )
-        canvas.draw_id(_bone(f"iliac_wing_{side}", wing, marrow), iliac)
+        canvas.draw_id(iliac_wing(builder, side, marrow), iliac)  # the default anatomy's wing
         canvas.draw_id(femoral_head(builder, anat, side), femoral)
         # the ala: a lateral mass from the S1 body to the sacro-iliac joint, its lateral end posterior
         ala = builder.shape(
