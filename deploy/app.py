@@ -8,14 +8,15 @@ Pipeline (one operator per job)::
                                                                                                 |
                                                                              result --> DicomSegWriterOperator
 
-- the loader reads the study folder (``-i``), selects the Dixon series with :mod:`scripts.dicom_dixon` (vendor
+- the loader reads the study folder (``-i``), selects the Dixon series with :mod:`scripts.io.dicom` (vendor
   ImageType/SeriesDescription tokens, or a user rules file), converts them to NIfTI in a temporary folder and
-  loads them with :func:`scripts.dixon_inputs.load_dixon` exactly as the plain bundle does; it sends the network
+  loads them with :func:`scripts.io.dixon_inputs.load_dixon` exactly as the plain bundle does; it sends the network
   input (in-phase, else water + fat) as an in-memory ``Image`` with its RAS affine;
 - the SDK's bundle operator runs this bundle's preprocessing, network and postprocessing (it drops loaders and
   savers; ``LoadDixond`` takes the in-memory image, ``QuantifyDixond`` passes it through);
-- the quantify operator computes FF with :func:`scripts.dixon_inputs.compute_ff` and the table with
-  :func:`scripts.quantify.quantify_muscles` on the selected series (the plain bundle's functions and settings, so
+- the quantify operator computes FF with :func:`scripts.io.dixon_inputs.compute_ff` and the table with
+  :func:`scripts.quantification.statistics.quantify_muscles` on the selected series (the plain bundle's functions and
+  settings, so
   the numbers are the plain bundle's), and writes ``<subject>_ff_table.csv/.json`` and ``<subject>_seg.nii.gz``;
 - the SEG writer writes ``seg/<subject>_seg.dcm``: 8 segments with SNOMED CT codes (:mod:`deploy.dicom_seg`),
   referencing the network-input series, and ``sr/<subject>_ff_sr.dcm``: the FF and volume per muscle and side as
@@ -63,13 +64,13 @@ class DixonStudyLoaderOperator(Operator):
     Outputs:
         image: ``Image`` of the network input, array ``(I, J, K)`` float32 with metadata ``affine`` /
             ``original_affine`` (voxel -> RAS mm), ``spacing``, ``subject``.
-        dixon: dict with ``scan`` (:class:`scripts.dixon_inputs.DixonScan`), ``reference_datasets`` (the DICOM
+        dixon: dict with ``scan`` (:class:`scripts.io.dixon_inputs.DixonScan`), ``reference_datasets`` (the DICOM
             slices of the network-input series in K order, for the SEG) and ``series`` (role -> description).
 
     Args:
         fragment: the application.
         input_folder: the study folder (a folder with several studies is refused).
-        rules: user series rules (:func:`scripts.dicom_dixon.load_rules`), or None.
+        rules: user series rules (:func:`scripts.io.dicom.load_rules`), or None.
         work_dir: temporary folder for the converted NIfTI files.
     """
 
@@ -86,8 +87,8 @@ class DixonStudyLoaderOperator(Operator):
         spec.output("dixon")
 
     def compute(self, op_input, op_output, context) -> None:
-        from scripts.dicom_dixon import convert_dicom_study, scan_dicom_folder, select_dixon_series, stack_series
-        from scripts.dixon_inputs import DixonInputError, load_dixon
+        from scripts.io.dicom import convert_dicom_study, scan_dicom_folder, select_dixon_series, stack_series
+        from scripts.io.dixon_inputs import DixonInputError, load_dixon
 
         start = time.time()
         series = scan_dicom_folder(self.input_folder)
@@ -140,7 +141,7 @@ class DixonQuantifyOperator(Operator):
     Args:
         fragment: the application.
         output_folder: where ``<subject>_ff_table.csv/.json`` and ``<subject>_seg.nii.gz`` go.
-        ff_method: :func:`scripts.dixon_inputs.compute_ff` method (inference.json's default ``"auto"``).
+        ff_method: :func:`scripts.io.dixon_inputs.compute_ff` method (inference.json's default ``"auto"``).
     """
 
     def __init__(
@@ -157,8 +158,8 @@ class DixonQuantifyOperator(Operator):
 
     def compute(self, op_input, op_output, context) -> None:
         import nibabel as nib
-        from scripts.inference import measure_subject
-        from scripts.quantify import write_tables
+        from scripts.pipeline.inference import measure_subject
+        from scripts.quantification.statistics import write_tables
 
         pred = op_input.receive("pred")
         dixon = op_input.receive("dixon")
@@ -275,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     argv = list(sys.argv if argv is None else argv)
     own, rest = _app_args(argv[1:])
-    from scripts.dicom_dixon import load_rules
+    from scripts.io.dicom import load_rules
 
     try:
         rules = load_rules(own.rules)

@@ -29,7 +29,8 @@ def write_sr(
     """Write the FF table's per-side rows as a TID 1500 measurement report referencing the SEG's segments.
 
     Args:
-        table: the subject's FF table (:func:`scripts.quantify.quantify_muscles`): columns ``label``, ``muscle``,
+        table: the subject's FF table (:func:`scripts.quantification.statistics.quantify_muscles`): columns ``label``,
+        ``muscle``,
             ``side``, ``ff_mean_pct``, ``ff_median_pct``, ``volume_ml``; rows with ``side`` ``left``/``right``
             are reported (the L/R mean rows are derived numbers and stay in the CSV/JSON).
         seg_path: the DICOM SEG the measurements refer to (segment number = label value).

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pydicom
 import pytest
-from scripts.dicom_dixon import scan_dicom_folder, select_dixon_series, stack_series
+from scripts.io.dicom import scan_dicom_folder, select_dixon_series, stack_series
 from scripts.labels import LABELS
 from scripts.phantom import Acquisition, generate_subject
 from scripts.phantom.dicom_export import write_dicom_study

@@ -76,18 +76,18 @@ RUNS: dict[str, Tiny | None] = {
     ),
     "python -m monai.bundle run --config_file configs/inference.json --dataset_dir phantom_test --output_dir "
     "eval_test": Tiny(append=TINY_INFERENCE),
-    "python -m scripts.evaluate_phantom --dataset_dir phantom_test --pred_dir eval_test": Tiny(),
+    "python -m scripts.evaluation.evaluate_phantom --dataset_dir phantom_test --pred_dir eval_test": Tiny(),
     "python -m monai.bundle run --config_file configs/inference.json --dataset_dir phantom_test --output_dir "
     "eval_test_noadapt --adapt_batch_norm false": Tiny(append=TINY_INFERENCE),
     "torchrun --standalone --nnodes=1 --nproc_per_node=2 -m monai.bundle run --config_file "
     "\"['configs/inference.json','configs/multi_gpu_inference.json']\" --dataset_dir phantom_test --output_dir "
     "eval_test_ddp": Tiny(append=TINY_INFERENCE),
-    "python -m scripts.cohort_study build_reference --cohort_table eval_test/cohort_ff_table.csv --participants "
-    "phantom_test/participants.tsv --output my_reference.json": Tiny(),
+    "python -m scripts.normative.cohort_study build_reference --cohort_table eval_test/cohort_ff_table.csv "
+    "--participants phantom_test/participants.tsv --output my_reference.json": Tiny(),
     "python -m monai.bundle run --config_file configs/inference.json --dataset_dir phantom_test --output_dir "
     "eval_test_myref --reference_file my_reference.json": Tiny(append=TINY_INFERENCE),
-    "python -m scripts.cohort_study compare_groups --cohort_table eval_test/cohort_ff_table.csv --participants "
-    "phantom_test/participants.tsv --out_dir eval_test/groups": Tiny(),
+    "python -m scripts.normative.cohort_study compare_groups --cohort_table eval_test/cohort_ff_table.csv "
+    "--participants phantom_test/participants.tsv --out_dir eval_test/groups": Tiny(),
     "python -m scripts.phantom cohort --out_dir phantom_train --n 32 --seed 1 --n_validation 6": Tiny(
         replace=(("--n 32", "--n 4"), ("--n_validation 6", "--n_validation 1")), append=TINY_PHANTOMS
     ),

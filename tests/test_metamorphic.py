@@ -15,10 +15,10 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from scripts.dixon_inputs import load_dixon
-from scripts.inference import measure_subject
+from scripts.io.dixon_inputs import load_dixon
 from scripts.labels import LEFT_RIGHT_SWAP
 from scripts.phantom import Acquisition, generate_subject
+from scripts.pipeline.inference import measure_subject
 
 _NUMBERS = ["ff_mean_pct", "ff_median_pct", "ff_core_mean_pct", "volume_ml", "n_voxels", "n_trimmed_voxels"]
 

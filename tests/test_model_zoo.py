@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 from monai.bundle import ConfigWorkflow, load
-from scripts.make_zoo_release import BUNDLE_NAME
 from scripts.phantom import generate_cohort
+from scripts.tools.make_zoo_release import BUNDLE_NAME
 
 from tests.conftest import BUNDLE_ROOT
 
 CONFIGS = BUNDLE_ROOT / "configs"
-ZOO_NAME = BUNDLE_NAME  # the one name of the bundle in the zoo (scripts.make_zoo_release)
+ZOO_NAME = BUNDLE_NAME  # the one name of the bundle in the zoo (scripts.tools.make_zoo_release)
 # what a model-zoo folder of this bundle holds (no data, no outputs, no virtual environments)
 BUNDLE_CONTENT = ("configs", "models", "scripts", "resources", "docs", "LICENSE", "large_files.yml")
 

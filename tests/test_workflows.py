@@ -315,7 +315,7 @@ def test_evaluate_overlay_writes_per_case_metrics(tiny_cohort, tiny_model, tmp_p
 
 
 def test_real_samples_are_segmented_and_scored(shared_dir, tiny_model, tmp_path):
-    from scripts.evaluate_real_samples import SAMPLES, evaluate, reference_in_our_labels
+    from scripts.studies.evaluate_real_samples import SAMPLES, evaluate, reference_in_our_labels
 
     kwargs = dict(overrides={"working_spacing": [8.0, 8.0, 12.0], "roi_size": [32, 32, 16]}, out_dir=str(tmp_path))
     df = evaluate(str(shared_dir), str(tiny_model / "models" / "model.pt"), str(BUNDLE_ROOT), **kwargs)
@@ -343,8 +343,8 @@ def test_shipped_model_finds_real_muscles_only_with_batch_norm_adaptation(shared
     falloff), scored against that sample's own labels (a MuscleMap model's output, not a manual reference): the
     training statistics lose most of ES+MF and psoas, the scan's own statistics find them (docs/studies/real_scans.md).
     """
-    from scripts.evaluate_real_samples import SAMPLES, reference_in_our_labels, segment
-    from scripts.segmentation_metrics import dice
+    from scripts.evaluation.segmentation_metrics import dice
+    from scripts.studies.evaluate_real_samples import SAMPLES, reference_in_our_labels, segment
 
     img_rel, lab_rel, mapping = SAMPLES["musclemap_lumbar_sub0001"]
     image = shared_dir / "real-samples" / img_rel

@@ -1,4 +1,4 @@
-"""The model-zoo release (scripts.make_zoo_release) checked by the zoo's own CI, copied unchanged in ../shared.
+"""The model-zoo release (scripts.tools.make_zoo_release) checked by the zoo's own CI, copied unchanged in ../shared.
 
 A temporary zoo repository is laid out as the zoo's is (ci/ from ../shared/monai/model-zoo-ci, models/<bundle>/ from
 the release, models/model_info.json); the weights are published in a local folder and reached through the file://
@@ -19,8 +19,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from scripts.eval_metrics import metadata_mismatch
-from scripts.make_zoo_release import BUNDLE_NAME, MAX_FILE_BYTES, make_release, sha256
+from scripts.tools.eval_metrics import metadata_mismatch
+from scripts.tools.make_zoo_release import BUNDLE_NAME, MAX_FILE_BYTES, make_release, sha256
 
 from tests.conftest import BUNDLE_ROOT
 

@@ -13,11 +13,25 @@ Command line: ``python -m scripts.phantom --help``.
 
 from __future__ import annotations
 
-from .acquisition import FOV_MM, PRESETS, Acquisition
-from .anatomy_complete import ANATOMIES
-from .generate import IMAGE_KEYS, PhantomSubject, generate_cohort, generate_subject, random_acquisition, write_subject
-from .population import ACTIVITY_LEVELS, EFFECTS, PAPER_REFERENCE, Participant, draw_muscle_ff, draw_participant
-from .tissue_ids import TISSUE_IDS, VERTEBRA_LABELS
+from scripts.phantom.acquisition import FOV_MM, PRESETS, Acquisition
+from scripts.phantom.anatomy_complete import ANATOMIES
+from scripts.phantom.generate import (
+    IMAGE_KEYS,
+    PhantomSubject,
+    generate_cohort,
+    generate_subject,
+    random_acquisition,
+    write_subject,
+)
+from scripts.phantom.population import (
+    ACTIVITY_LEVELS,
+    EFFECTS,
+    PAPER_REFERENCE,
+    Participant,
+    draw_muscle_ff,
+    draw_participant,
+)
+from scripts.phantom.tissue_ids import TISSUE_IDS, VERTEBRA_LABELS
 
 __all__ = [
     "Acquisition",

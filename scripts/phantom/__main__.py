@@ -14,9 +14,8 @@ from __future__ import annotations
 import logging
 
 import fire
-
-from .acquisition import Acquisition
-from .generate import generate_cohort, generate_subject, write_subject
+from scripts.phantom.acquisition import Acquisition
+from scripts.phantom.generate import generate_cohort, generate_subject, write_subject
 
 
 def subject(
@@ -56,7 +55,7 @@ def dicom(
     """Generate one subject and write it as a DICOM Dixon study (``out_dir/dicom``) in a vendor's style, with its
     truth labels as NIfTI (``out_dir/truth``); ``nifti`` also writes the subject's NIfTI files (``out_dir/nifti``)
     for comparing the two inputs."""
-    from .dicom_export import write_dicom_study
+    from scripts.phantom.dicom_export import write_dicom_study
 
     subj = generate_subject(seed, Acquisition.preset(geometry, orientation=orientation))
     paths = write_dicom_study(subj, out_dir, vendor=vendor, overwrite=overwrite)

@@ -12,8 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from .render import RenderGrid
+from scripts.phantom.render import RenderGrid
 
 __all__ = ["FOV_MM", "PRESETS", "Acquisition", "make_grid", "bias_field", "dixon_signals", "to_storage"]
 

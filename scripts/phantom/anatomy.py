@@ -21,10 +21,9 @@ import copy
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from ..labels import label_value
-from .render import Canvas, Shape, Structure, Tissue
-from .textures import SmoothNoise
+from scripts.labels import label_value
+from scripts.phantom.render import Canvas, Shape, Structure, Tissue
+from scripts.phantom.textures import SmoothNoise
 
 __all__ = ["TISSUES", "TEXTURES", "SubjectAnatomy", "draw_subject"]
 

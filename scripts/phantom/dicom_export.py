@@ -22,8 +22,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-
-from .generate import PhantomSubject
+from scripts.phantom.generate import PhantomSubject
 
 __all__ = ["VendorStyle", "VENDOR_STYLES", "write_dicom_study", "lps_geometry"]
 

@@ -12,18 +12,17 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
-
-from ..atomic_io import atomic_write, atomic_write_text
-from ..labels import LABELS, MUSCLES, SIDES, label_value
-from . import acquisition as acqmod
-from .acquisition import Acquisition
-from .anatomy import MUSCLE_SIGNAL, TEXTURES, SubjectAnatomy, draw_subject
-from .anatomy_complete import ANATOMIES, draw_subject_complete
-from .population import ACTIVITY_LEVELS, Participant, draw_muscle_ff, draw_participant
-from .render import Canvas
-from .textures import SmoothWarp
-from .tissue_canvas import TissueCanvas
-from .tissue_ids import vertebral_labels
+from scripts.io.atomic import atomic_write, atomic_write_text
+from scripts.labels import LABELS, MUSCLES, SIDES, label_value
+from scripts.phantom import acquisition as acqmod
+from scripts.phantom.acquisition import Acquisition
+from scripts.phantom.anatomy import MUSCLE_SIGNAL, TEXTURES, SubjectAnatomy, draw_subject
+from scripts.phantom.anatomy_complete import ANATOMIES, draw_subject_complete
+from scripts.phantom.population import ACTIVITY_LEVELS, Participant, draw_muscle_ff, draw_participant
+from scripts.phantom.render import Canvas
+from scripts.phantom.textures import SmoothWarp
+from scripts.phantom.tissue_canvas import TissueCanvas
+from scripts.phantom.tissue_ids import vertebral_labels
 
 __all__ = [
     "PhantomSubject",

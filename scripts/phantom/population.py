@@ -26,8 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from ..labels import MUSCLES, SIDES
+from scripts.labels import MUSCLES, SIDES
 
 __all__ = ["PAPER_REFERENCE", "EFFECTS", "ACTIVITY_LEVELS", "Participant", "draw_participant", "draw_muscle_ff"]
 

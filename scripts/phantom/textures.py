@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
-
-from .render import RenderGrid
+from scripts.phantom.render import RenderGrid
 
 __all__ = ["SmoothWarp", "SmoothNoise"]
 

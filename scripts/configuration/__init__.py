@@ -1,0 +1,1 @@
+"""Typed reading of the user's options: the settings of the configs and command lines."""

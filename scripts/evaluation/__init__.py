@@ -1,0 +1,1 @@
+"""Accuracy against a reference: segmentation metrics, FF agreement statistics and plots."""

@@ -1,0 +1,1 @@
+"""Serving the bundle elsewhere: the MONAI Label app."""

@@ -1,0 +1,1 @@
+"""Normative reference values: reference files, comparison of a subject, building, group comparisons."""

@@ -1,0 +1,207 @@
+"""Normative cohort study from a finished cohort run: build a reference, compare groups, draw the figures.
+
+Commands (``python -m scripts.normative.cohort_study <command> --help``)::
+
+    # reference percentiles (overall, by sex, age band, activity; age centile curves when n allows)
+    python -m scripts.normative.cohort_study build_reference --cohort_table eval/cohort_ff_table.csv \\
+        --participants data/participants.tsv --output my_reference.json
+    # group comparisons, paper-style table and plots
+    python -m scripts.normative.cohort_study compare_groups --cohort_table eval/cohort_ff_table.csv \\
+        --participants data/participants.tsv --out_dir eval/groups
+
+The reference file is what ``inference.json`` takes as ``--reference_file`` in place of the paper's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scripts.io.atomic import atomic_write_text
+from scripts.labels import MUSCLES
+from scripts.normative.group_comparison import (
+    ACTIVITY_ORDER,
+    activity_comparison,
+    cohort_frame,
+    covariate_regression,
+    holm_across_table,
+    paper_table,
+    sex_comparison,
+)
+from scripts.normative.reference import build_reference as _build_reference
+from scripts.normative.reference import fit_age_centiles, save_reference
+
+__all__ = ["build_reference", "compare_groups"]
+
+
+def _long_table(cohort_table: str | os.PathLike[str], participants: str | os.PathLike[str]) -> pd.DataFrame:
+    df = cohort_frame(cohort_table, participants)
+    return df.rename(columns={"ff": "ff_mean_pct"})
+
+
+def build_reference(
+    cohort_table: str,
+    participants: str,
+    output: str,
+    min_n: int = 20,
+    reference_id: str = "user_reference",
+    version: str = "1.0.0",
+    description: str = "",
+    healthy: bool = True,
+    overwrite: bool = False,
+) -> str:
+    """Build a normative reference from a cohort run and write it as a versioned JSON file.
+
+    Args:
+        cohort_table: the run's ``cohort_ff_table.csv``.
+        participants: BIDS ``participants.tsv`` with participant_id, sex, age, activity (optional bmi).
+        output: the reference JSON to write (never overwritten with other content unless ``overwrite``).
+        min_n: strata with fewer subjects are flagged ``small_stratum``.
+        reference_id: name of the reference.
+        version: version of its values.
+        description: free text (citation or cohort description).
+        healthy: whether the cohort is healthy (recorded in the population summary).
+        overwrite: replace an existing, different file.
+
+    Returns:
+        A one-line summary.
+    """
+    table = _long_table(cohort_table, participants)
+    ref = _build_reference(
+        table,
+        min_n=min_n,
+        reference_id=reference_id,
+        version=version,
+        description=description,
+        population={"healthy": bool(healthy)},
+        source={"cohort_table": Path(cohort_table).name},
+    )
+    path = save_reference(ref, output, overwrite=overwrite)
+    small = sum(1 for s in ref["strata"] if s.get("small_stratum"))
+    return f"wrote {path}: n = {ref['n']}, {len(ref['strata'])} strata ({small} flagged small, n < {min_n})"
+
+
+def _box_plot(df: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    levels = [lv for lv in ACTIVITY_ORDER if (df.activity == lv).any()]
+    fig, axes = plt.subplots(1, len(MUSCLES), figsize=(4 * len(MUSCLES), 4), sharey=True)
+    colours = {"M": "#4477aa", "F": "#cc6677"}
+    for ax, muscle in zip(axes, MUSCLES):
+        sub = df[(df.muscle == muscle) & (df.side == "mean")]
+        pos, data, cols = [], [], []
+        for i, lv in enumerate(levels):
+            for j, sex in enumerate(("M", "F")):
+                x = sub[(sub.activity == lv) & (sub.sex == sex)].ff.dropna()
+                if len(x):
+                    pos.append(i * 3 + j)
+                    data.append(x.to_numpy())
+                    cols.append(colours[sex])
+        ax.set_title(muscle.replace("_", " "))
+        if not data:  # no subject with a valid FF for this muscle (e.g. a pilot run): an empty panel says so
+            ax.text(0.5, 0.5, "no valid FF", ha="center", va="center", transform=ax.transAxes)
+            continue
+        parts = ax.boxplot(data, positions=pos, widths=0.8, patch_artist=True, showfliers=True)
+        for patch, c in zip(parts["boxes"], cols):
+            patch.set_facecolor(c)
+            patch.set_alpha(0.6)
+        ax.set_xticks([i * 3 + 0.5 for i in range(len(levels))])
+        ax.set_xticklabels([lv.replace("moderately_", "mod. ") for lv in levels], rotation=30, ha="right")
+    axes[0].set_ylabel("FF, L/R mean (%)")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c, alpha=0.6) for c in colours.values()]
+    axes[-1].legend(handles, ["men", "women"], loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _age_plot(df: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(MUSCLES), figsize=(4 * len(MUSCLES), 3.6), sharey=True)
+    for ax, muscle in zip(axes, MUSCLES):
+        sub = df[(df.muscle == muscle) & (df.side == "mean")].dropna(subset=["ff", "age"])
+        for sex, c in (("M", "#4477aa"), ("F", "#cc6677")):
+            s = sub[sub.sex == sex]
+            ax.scatter(s.age, s.ff, s=8, color=c, alpha=0.6, label="men" if sex == "M" else "women")
+        if len(sub) >= 30:
+            curves = fit_age_centiles(sub.age.to_numpy(float), sub.ff.to_numpy(float), centiles=(10, 25, 50, 75, 90))
+            ages = np.linspace(sub.age.min(), sub.age.max(), 50)
+            values = curves(ages)
+            for k, q in enumerate(curves.centiles):
+                ax.plot(ages, values[:, k], color="k", lw=1.6 if q == 50 else 0.8, ls="-" if q == 50 else "--")
+        ax.set_title(muscle.replace("_", " "))
+        ax.set_xlabel("age (years)")
+    axes[0].set_ylabel("FF, L/R mean (%)")
+    axes[0].legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def compare_groups(
+    cohort_table: str, participants: str, out_dir: str, side: str = "mean", plots: bool = True, overwrite: bool = False
+) -> str:
+    """Group comparisons of a cohort run: tests, regression, the paper-style table and plots.
+
+    Writes ``sex_tests.csv``, ``activity_tests.csv``, ``activity_pairwise.csv``, ``regression.csv`` (FF in
+    percent), ``regression_log.csv`` (ln FF: exp(coef) is a ratio), ``table.md`` and, with ``plots``,
+    ``ff_by_sex_activity.png`` and ``ff_vs_age.png`` under ``out_dir``.
+
+    Args:
+        cohort_table: the run's ``cohort_ff_table.csv``.
+        participants: BIDS ``participants.tsv``.
+        out_dir: output folder; existing files with other content are not replaced unless ``overwrite``.
+        side: ``"mean"`` (L/R mean), ``"left"`` or ``"right"``.
+        plots: draw the figures.
+        overwrite: replace earlier results.
+
+    Returns:
+        The Markdown table.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    df = cohort_frame(cohort_table, participants)
+    omni, pairs = activity_comparison(df, side)
+    sex, omni = holm_across_table(sex_comparison(df, side), omni)
+    reg = covariate_regression(df, side)
+    reg_log = covariate_regression(df, side, log_ff=True)
+    table = paper_table(df, side)
+    n = df[df.side == side].subject.nunique()
+    text = (
+        f"# FF by group ({side} side), n = {n}\n\nMedian (Q1-Q3) FF in percent; p: Mann-Whitney U (sex), "
+        "Kruskal-Wallis (activity); in parentheses Holm-adjusted over the table's sex and activity tests."
+        f"\n\n{table}"
+    )
+    for name, frame in (
+        ("sex_tests.csv", sex),
+        ("activity_tests.csv", omni),
+        ("activity_pairwise.csv", pairs),
+        ("regression.csv", reg),
+        ("regression_log.csv", reg_log),
+    ):
+        atomic_write_text(out / name, frame.to_csv(index=False), overwrite=overwrite)
+    atomic_write_text(out / "table.md", text, overwrite=overwrite)
+    atomic_write_text(
+        out / "summary.json", json.dumps({"n": int(n), "side": side}, indent=2) + "\n", overwrite=overwrite
+    )
+    if plots:
+        _box_plot(df, out / "ff_by_sex_activity.png")
+        _age_plot(df, out / "ff_vs_age.png")
+    return text
+
+
+if __name__ == "__main__":
+    import fire
+    from scripts.configuration.settings import typed_cli
+
+    fire.Fire({"build_reference": typed_cli(build_reference), "compare_groups": typed_cli(compare_groups)})

@@ -1,0 +1,228 @@
+"""Cohort runs of inference.json: skip finished subjects, and let one bad subject fail alone.
+
+A subject counts as finished when its ``<subject>_done.json`` marker (written by
+:class:`scripts.pipeline.inference.MarkDoned` after every other output) holds the same run manifest as the current run:
+same input files (SHA-256 of their whole content), model, settings and bundle version. Anything else is processed
+again, but a folder holding results of a *different* run is refused here, before any inference (and again by
+:class:`scripts.pipeline.inference.QuantifyDixond` when it writes).
+
+A subject whose images cannot be used (corrupt, mismatched, refused by a check) is recorded in
+``<output_dir>/cohort_failures.csv`` (one line: subject, file, problem) and in the log, and the run goes on with the
+others (:class:`IsolatingLoader`); at the end :meth:`FailureLog.finish` logs a summary and makes the run fail.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from monai.engines import SupervisedEvaluator
+from scripts.configuration.values import as_bool
+from scripts.io.atomic import atomic_write_text
+from scripts.io.dixon_inputs import DixonInputError
+from scripts.pipeline.inference import _ROLES, QuantifyDixond, RunConflictError
+
+__all__ = ["pending_subjects", "FailureLog", "IsolatingLoader", "IsolatingEvaluator", "CohortFailures", "FAILURES_FILE"]
+
+logger = logging.getLogger(__name__)
+
+#: the failures table of a cohort run, in its output folder
+FAILURES_FILE = "cohort_failures.csv"
+#: how scripts.pipeline.inference.LoadDixond names the subject at the start of an input error
+_SUBJECT_PREFIX = re.compile(r"^subject '([^']*)': ")
+
+
+def pending_subjects(
+    data: Sequence[Mapping[str, Any]], quantifier: QuantifyDixond, resume: bool | str = True
+) -> list[Mapping[str, Any]]:
+    """The entries of ``data`` still to process.
+
+    Args:
+        data: entries of :func:`scripts.io.dixon_inputs.inference_datalist` (``subject`` and Dixon role -> path).
+        quantifier: the run's :class:`QuantifyDixond` (its output folder and settings define "the same run").
+        resume: skip finished subjects; ``False`` (or "false", "no", "0") processes every entry again.
+
+    Returns:
+        The entries to process, in their original order.
+
+    Raises:
+        RunConflictError: a subject's output folder holds results of a different run (other settings, model or
+            inputs) and the run does not overwrite; raised before any subject is processed.
+    """
+    resume = as_bool(resume, "resume")
+    entries = list(data)
+    todo = []
+    for entry in entries:
+        files = {r: str(entry[r]) for r in _ROLES if entry.get(r) is not None}
+        subject = entry.get("subject")
+        if subject and files:
+            reason = quantifier.conflict(str(subject), files)
+            if reason:
+                raise RunConflictError(reason)
+            if resume and quantifier.is_done(str(subject), files):
+                continue
+        todo.append(entry)
+    skipped = len(entries) - len(todo)
+    if skipped:
+        logger.info(
+            "resuming: %d of %d subjects already finished by this run are skipped (%s)",
+            skipped,
+            len(entries),
+            quantifier.output_dir,
+        )
+    return todo
+
+
+class CohortFailures(SystemExit):
+    """Raised at the end of a cohort run in which some subjects failed; the message is the summary.
+
+    A ``SystemExit``: Python prints the summary as the last lines of the output and exits with status 1, with no
+    traceback and no wrapping by MONAI's config expressions (they re-raise only ``Exception``). Callers in Python
+    catch it by name.
+    """
+
+
+class FailureLog:
+    """The failures of one cohort run: ``<output_dir>/cohort_failures.csv`` and the log, one line per subject.
+
+    Args:
+        output_dir: the run's output folder.
+        file_name: the table's name in it.
+    """
+
+    def __init__(self, output_dir: str | Path, file_name: str = FAILURES_FILE) -> None:
+        self.path = Path(output_dir) / file_name
+        self.rows: list[dict[str, str]] = []
+
+    def record(self, subject: str, file: str, problem: str) -> None:
+        """Add one failure (the table is rewritten atomically, so a killed run keeps what it found)."""
+        problem = " ".join(str(problem).split())  # one line, whatever the message held
+        self.rows.append({"subject": subject or "?", "file": file or "", "problem": problem})
+        logger.error("subject %s failed and is left out: %s", subject or "?", problem)
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=["subject", "file", "problem"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_text(self.path, buf.getvalue(), overwrite=True)
+
+    def finish(self, processed: int | None = None) -> None:
+        """End of the run: a clean run removes an earlier failures table; failures raise :class:`CohortFailures`.
+
+        Args:
+            processed: subjects attempted by this run (for the summary), when known.
+
+        Raises:
+            CohortFailures: one or more subjects failed; the message lists them and names the table.
+        """
+        if not self.rows:
+            self.path.unlink(missing_ok=True)
+            return
+        of = f" of {processed}" if processed is not None else ""
+        lines = "\n".join(f"  {r['subject']}: {r['problem']}" for r in self.rows)
+        summary = (
+            f"{len(self.rows)}{of} subject(s) failed and have no results (the others are complete); "
+            f"see {self.path}:\n{lines}"
+        )
+        logger.error(summary)
+        raise CohortFailures(summary)
+
+
+def _cause(err: BaseException) -> tuple[str, str, str]:
+    """(subject, file, problem) of a failed subject: the innermost input error, else the last exception."""
+    chain: list[BaseException] = []
+    e: BaseException | None = err
+    while e is not None and e not in chain:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    found = next((c for c in reversed(chain) if isinstance(c, DixonInputError)), None)
+    if found is not None:
+        subject = getattr(found, "subject", "") or ""
+        return subject, found.file or "", _SUBJECT_PREFIX.sub("", str(found), count=1)
+    # from a loader worker only the formatted traceback comes back, as text: its input error line is the problem
+    text = "\n".join(str(c) for c in chain)
+    lines = re.findall(r"^(?:\S+\.)?(\w+(?:Error|Exception)): (.+)$", text, re.M)
+    kind, problem = next(
+        ((k, m) for k, m in reversed(lines) if k == "DixonInputError"),
+        lines[-1] if lines else (type(chain[-1]).__name__, (text.strip().splitlines() or [""])[-1]),
+    )
+    subject = _SUBJECT_PREFIX.match(problem)
+    if subject:
+        return subject.group(1), "", problem[subject.end() :]
+    return "", "", f"{kind}: {problem}"
+
+
+class IsolatingLoader(Iterable):
+    """Iterate a DataLoader of subjects, recording a subject that fails to load instead of stopping the run.
+
+    A map-style DataLoader's iterator has already moved past the failing index when the error reaches here, so
+    iteration simply goes on with the next subject. Run-level errors (a run conflict, a missing model) still stop
+    the run. The loader has no length, so the evaluator learns the epoch's length by iterating (MONAI and ignite
+    support this) and never asks for a subject twice.
+
+    Args:
+        loader: the run's DataLoader (its sampler, workers and collation are kept).
+        failures: where failures go.
+    """
+
+    def __init__(self, loader: Iterable, failures: FailureLog) -> None:
+        self.loader = loader
+        self.failures = failures
+        self.attempted = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        it = iter(self.loader)
+        while True:
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            except (RunConflictError, KeyboardInterrupt, MemoryError):
+                raise
+            except Exception as err:  # noqa: BLE001 - any failure of one subject's input is that subject's
+                self.attempted += 1
+                self.failures.record(*_cause(err))
+                continue
+            self.attempted += 1
+            yield batch
+
+
+def _batch_subject(batch: Any) -> str:
+    """The subject id of a collated one-subject batch (``""`` when it carries none)."""
+    subject = batch.get("subject") if isinstance(batch, Mapping) else None
+    if isinstance(subject, (list, tuple)):
+        subject = subject[0] if subject else None
+    return str(subject or "")
+
+
+class IsolatingEvaluator(SupervisedEvaluator):
+    """``SupervisedEvaluator`` that records a subject whose segmentation or quantification fails and goes on.
+
+    :class:`IsolatingLoader` isolates failures to read a subject; this covers what follows (the network pass, the
+    post-processing, the fat-fraction tables and report), so that one bad subject never costs a cohort the others.
+    Run-level errors (a run conflict, interruption, memory) still stop the run.
+
+    Args:
+        failures: where failures go; ``None`` lets every error through (as ``SupervisedEvaluator``).
+        args, kwargs: those of ``SupervisedEvaluator``.
+    """
+
+    def __init__(self, *args: Any, failures: FailureLog | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.failures = failures
+
+    def _iteration(self, engine: Any, batchdata: Any) -> dict:
+        try:
+            return super()._iteration(engine, batchdata)
+        except (RunConflictError, KeyboardInterrupt, MemoryError):
+            raise
+        except Exception as err:  # noqa: BLE001 - whatever fails here fails for this subject only
+            if self.failures is None:
+                raise
+            subject, file, problem = _cause(err)
+            self.failures.record(subject or _batch_subject(batchdata), file, problem)
+            return {}

@@ -1,0 +1,1 @@
+"""Quality control of every muscle side's segmentation and fat fraction (pass / review / fail)."""

@@ -1,0 +1,1 @@
+"""Fat fraction: FF formulas and maps, vendor scale, water/fat swap, per-muscle statistics."""

@@ -1,0 +1,701 @@
+"""Multi-atlas segmentation, the baseline of the paper's validation study (U-Net vs multi-atlas).
+
+Pipeline for one target scan (in-phase image, or the network input of the datalist):
+
+1. **Working copies.** Target and every atlas image are smoothed and resampled to an isotropic working grid
+   (default 4 mm) that keeps each image's own origin, direction and field of view; registration runs there only,
+   because a B-spline registration at the native 1.6 x 1.6 x 4 mm grid costs minutes per atlas on a CPU.
+2. **Affine.** Centre of mass (image moments) initialisation, then a 12-parameter affine transform, Mattes mutual
+   information on a random sample of the voxels, regular-step gradient descent with scales from a physical shift,
+   multi-resolution (shrink factors and smoothing sigmas per level).
+3. **Atlas selection.** Every affinely aligned atlas is scored by the normalised cross-correlation (NCC) with the
+   target inside the target's body (intensity above 5 % of its 99th percentile); the ``k`` best are kept.
+4. **B-spline.** A cubic B-spline transform whose control points lie ``bspline_mesh_mm`` apart over the target's
+   field of view, on top of the affine (the affine is the moving initial transform), Mattes MI, L-BFGS-B,
+   multi-resolution.
+5. **Labels back to the target grid.** The composite transform (affine after B-spline, physical coordinates) maps
+   the atlas's full-resolution label map onto the target's native grid by nearest neighbour, and its image by
+   linear interpolation (the locally weighted vote needs it).
+6. **Fusion.** ``"majority"``: per voxel the label with the most atlas votes; ``"weighted"``: locally weighted
+   voting, each atlas's vote weighted per voxel by ``1 / (eps + G_sigma * (T - A_i)^2)^gamma``, the inverse of a
+   Gaussian-weighted local mean squared intensity difference between target ``T`` and warped atlas ``A_i``, both
+   scaled to [0, 1] by their own 1st/99th percentiles. Ties go to the lower label value (background first).
+7. **Largest connected component** per muscle label (:func:`scripts.pipeline.postprocess.largest_component_per_label`).
+
+Coordinates: SimpleITK works in LPS physical space; NIfTI files are read by SimpleITK and by nibabel alike, and
+arrays returned here are in the NIfTI (nibabel) voxel order ``(i, j, k)`` of the target file with its nibabel
+affine, so they can be saved or compared with the reference label directly.
+
+Command line::
+
+    python -m scripts.studies.multi_atlas segment --target T_inphase.nii.gz --atlas_datalist D/datalist.json \\
+        --out T_seg.nii.gz [--atlas_key training] [--k 5] [--fusion weighted]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import SimpleITK as sitk  # noqa: N813 (the library's own spelling)
+from scipy import ndimage
+from scripts.io.atomic import atomic_write, atomic_write_text
+from scripts.labels import NUM_CLASSES
+from scripts.pipeline.postprocess import largest_component_per_label
+
+__all__ = [
+    "MultiAtlasParams",
+    "Atlas",
+    "SegmentResult",
+    "read_image",
+    "working_copy",
+    "register_affine",
+    "register_bspline",
+    "normalised_cross_correlation",
+    "rank_atlases",
+    "majority_vote",
+    "weighted_vote",
+    "local_weights",
+    "segment",
+    "atlases_from_datalist",
+    "segment_file",
+]
+
+logger = logging.getLogger(__name__)
+
+FUSIONS = ("majority", "weighted")
+
+
+@dataclass(frozen=True)
+class MultiAtlasParams:
+    """Parameters of the multi-atlas baseline (defaults: those of the validation study, docs/studies/validation.md).
+
+    Attributes:
+        working_spacing_mm: isotropic voxel size of the registration grid, mm.
+        mi_bins: histogram bins of Mattes mutual information.
+        sampling_percentage: fraction (0-1] of the working-grid voxels sampled (randomly) per metric evaluation.
+        affine_iterations: maximum iterations per resolution level of the affine stage.
+        affine_shrink: shrink factors per level of the affine stage (coarse to fine).
+        affine_sigmas_mm: Gaussian smoothing per level of the affine stage, mm.
+        bspline_mesh_mm: B-spline control-point spacing over the target's field of view, mm.
+        bspline_iterations: maximum L-BFGS-B iterations per level of the B-spline stage.
+        bspline_shrink: shrink factors per level of the B-spline stage.
+        bspline_sigmas_mm: smoothing per level of the B-spline stage, mm.
+        lwv_sigma_mm: standard deviation of the Gaussian window of the local squared difference, mm.
+        lwv_gamma: exponent of the inverse local squared difference.
+        lwv_eps: added to the local squared difference (intensities in [0, 1]) so that a perfect match has a finite
+            weight.
+        seed: seed of the random metric sampling (registration is then repeatable).
+    """
+
+    working_spacing_mm: float = 4.0
+    mi_bins: int = 32
+    sampling_percentage: float = 0.02
+    affine_iterations: int = 200
+    affine_shrink: tuple[int, ...] = (4, 2, 1)
+    affine_sigmas_mm: tuple[float, ...] = (8.0, 4.0, 0.0)
+    bspline_mesh_mm: float = 60.0
+    bspline_iterations: int = 30
+    bspline_shrink: tuple[int, ...] = (2, 1)
+    bspline_sigmas_mm: tuple[float, ...] = (4.0, 0.0)
+    lwv_sigma_mm: float = 6.0
+    lwv_gamma: float = 1.0
+    lwv_eps: float = 1e-3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.working_spacing_mm <= 0:
+            raise ValueError(f"working_spacing_mm must be positive, got {self.working_spacing_mm}")
+        if not 0 < self.sampling_percentage <= 1:
+            raise ValueError(f"sampling_percentage must lie in (0, 1], got {self.sampling_percentage}")
+        if self.bspline_mesh_mm <= 0:
+            raise ValueError(f"bspline_mesh_mm must be positive, got {self.bspline_mesh_mm}")
+        for name in ("affine", "bspline"):
+            shrink, sigmas = getattr(self, f"{name}_shrink"), getattr(self, f"{name}_sigmas_mm")
+            if len(shrink) != len(sigmas) or not shrink:
+                raise ValueError(f"{name}_shrink {shrink} and {name}_sigmas_mm {sigmas} need one value per level")
+
+
+@dataclass
+class Atlas:
+    """One atlas: an image and its label map (NIfTI paths); the working copy is made once and kept.
+
+    Args:
+        image: path of the atlas intensity image (in-phase, same contrast as the targets).
+        label: path of its label map (values of :mod:`scripts.labels`), on the image's grid.
+        name: identifier used in logs and results (default: the image file name).
+    """
+
+    image: str
+    label: str
+    name: str = ""
+    _working: sitk.Image | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.name = self.name or Path(self.image).name
+
+    def working(self, spacing_mm: float) -> sitk.Image:
+        """The smoothed isotropic working copy of the image (cached; the first spacing asked for is kept)."""
+        if self._working is None:
+            self._working = working_copy(read_image(self.image), spacing_mm)
+        return self._working
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    """Result of :func:`segment` for one target.
+
+    Attributes:
+        label: uint8 label map on the target's native grid, nibabel voxel order ``(i, j, k)`` (the first fusion
+            asked for).
+        labels: fusion name -> its label map, for every fusion asked for (they share the registrations).
+        affine: the target's 4x4 voxel-to-world (RAS, mm) affine from nibabel.
+        selected: names of the atlases used, most similar first.
+        similarity: NCC after the affine stage of every atlas, by name.
+        seconds: wall time of the whole segmentation of this target (reading included), s.
+        stage_seconds: wall time per stage (``"affine"``, ``"bspline"``, ``"fusion"``), s.
+    """
+
+    label: np.ndarray
+    labels: dict[str, np.ndarray]
+    affine: np.ndarray
+    selected: list[str]
+    similarity: dict[str, float]
+    seconds: float
+    stage_seconds: dict[str, float]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# images
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+#: the defaults, shared (read-only) by the functions that take ``params``
+DEFAULT_PARAMS = MultiAtlasParams()
+
+
+def read_image(path: str | Path, pixel_type: int = sitk.sitkFloat32) -> sitk.Image:
+    """Read a 3D NIfTI image with SimpleITK; a missing, unreadable or non-3D file raises naming the file.
+
+    Args:
+        path: ``.nii`` / ``.nii.gz`` file.
+        pixel_type: SimpleITK pixel type to cast to (``sitk.sitkFloat32`` for images, ``sitk.sitkUInt8`` for labels).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: file not found")
+    try:
+        img = sitk.ReadImage(str(p))
+    except RuntimeError as err:
+        raise ValueError(f"{p}: not a readable image ({str(err).strip().splitlines()[-1]})") from err
+    if img.GetDimension() == 4 and img.GetSize()[3] == 1:
+        img = img[:, :, :, 0]
+    if img.GetDimension() != 3:
+        raise ValueError(f"{p}: expected a 3D image, got size {img.GetSize()}")
+    return sitk.Cast(img, pixel_type)
+
+
+def working_copy(image: sitk.Image, spacing_mm: float) -> sitk.Image:
+    """Smooth (Gaussian, sigma = half the new voxel size per axis) and resample to an isotropic grid.
+
+    The new grid keeps the image's origin and direction and covers the same physical extent, so no anatomy is lost.
+
+    Args:
+        image: 3D float image.
+        spacing_mm: isotropic voxel size of the copy, mm.
+
+    Returns:
+        float32 image with spacing ``(spacing_mm,) * 3``.
+    """
+    old_spacing = np.array(image.GetSpacing())
+    size = np.array(image.GetSize())
+    new_size = [max(1, int(round(n))) for n in size * old_spacing / spacing_mm]
+    # anti-aliasing only along axes that get coarser; the variance is what is missing from the old voxel size
+    sigma = np.sqrt(np.maximum(0.0, (spacing_mm / 2.0) ** 2 - (old_spacing / 2.0) ** 2))
+    smoothed = sitk.SmoothingRecursiveGaussian(image, [float(max(s, 1e-3)) for s in sigma]) if sigma.any() else image
+    # the new origin is the centre of the first new voxel, placed so that both grids start at the same corner
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    corner = np.array(image.GetOrigin()) - direction @ (old_spacing / 2.0)
+    origin = corner + direction @ np.full(3, spacing_mm / 2.0)
+    return sitk.Resample(
+        smoothed,
+        new_size,
+        sitk.Transform(),
+        sitk.sitkLinear,
+        origin.tolist(),
+        [spacing_mm] * 3,
+        image.GetDirection(),
+        0.0,
+        sitk.sitkFloat32,
+    )
+
+
+def _unit_range(arr: np.ndarray) -> np.ndarray:
+    """Scale to [0, 1] by the 1st/99th percentiles of the non-zero voxels (clipped), so contrasts compare."""
+    nz = arr[arr > 0]
+    if nz.size == 0:
+        return np.zeros_like(arr, dtype=np.float32)
+    lo, hi = np.percentile(nz, [1.0, 99.0])
+    return np.clip((arr - lo) / max(hi - lo, 1e-6), 0.0, 1.0).astype(np.float32)
+
+
+def _body_mask(arr: np.ndarray) -> np.ndarray:
+    return arr > 0.05 * np.percentile(arr, 99.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# registration
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _registration(
+    params: MultiAtlasParams, shrink: Sequence[int], sigmas_mm: Sequence[float]
+) -> sitk.ImageRegistrationMethod:
+    reg = sitk.ImageRegistrationMethod()
+    reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=params.mi_bins)
+    reg.SetMetricSamplingStrategy(reg.RANDOM)
+    reg.SetMetricSamplingPercentage(params.sampling_percentage, params.seed)
+    reg.SetInterpolator(sitk.sitkLinear)
+    reg.SetShrinkFactorsPerLevel([int(s) for s in shrink])
+    reg.SetSmoothingSigmasPerLevel([float(s) for s in sigmas_mm])
+    reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
+    return reg
+
+
+def register_affine(fixed: sitk.Image, moving: sitk.Image, params: MultiAtlasParams = DEFAULT_PARAMS) -> sitk.Transform:
+    """Affine registration of ``moving`` onto ``fixed`` (both working copies), moments-initialised.
+
+    Args:
+        fixed: target working image (float32, physical space).
+        moving: atlas working image.
+        params: stage settings (``mi_bins``, ``sampling_percentage``, ``affine_*``, ``seed``).
+
+    Returns:
+        a transform mapping fixed (target) physical points to moving (atlas) points, as SimpleITK resampling wants.
+    """
+    initial = sitk.CenteredTransformInitializer(
+        fixed, moving, sitk.AffineTransform(3), sitk.CenteredTransformInitializerFilter.MOMENTS
+    )
+    reg = _registration(params, params.affine_shrink, params.affine_sigmas_mm)
+    # step lengths in mm: scales from a 1 mm physical shift make rotation/scale and translation steps comparable
+    reg.SetOptimizerAsRegularStepGradientDescent(
+        learningRate=2.0,
+        minStep=1e-3,
+        numberOfIterations=params.affine_iterations,
+        gradientMagnitudeTolerance=1e-6,
+        relaxationFactor=0.5,
+    )
+    reg.SetOptimizerScalesFromPhysicalShift()
+    reg.SetInitialTransform(initial, inPlace=False)
+    return reg.Execute(fixed, moving)
+
+
+def register_bspline(
+    fixed: sitk.Image, moving: sitk.Image, initial: sitk.Transform, params: MultiAtlasParams = DEFAULT_PARAMS
+) -> sitk.Transform:
+    """Cubic B-spline registration on top of ``initial`` (the affine), returned as one composite transform.
+
+    The control-point grid spans the fixed image's field of view with about ``params.bspline_mesh_mm`` between
+    control points per axis (at least one mesh cell).
+
+    Args:
+        fixed: target working image.
+        moving: atlas working image.
+        initial: the affine from :func:`register_affine` (fixed -> moving points).
+        params: stage settings (``bspline_*``, ``mi_bins``, ``sampling_percentage``, ``seed``).
+
+    Returns:
+        ``CompositeTransform([initial, bspline])``: a fixed point ``x`` maps to ``initial(bspline(x))``.
+    """
+    extent = np.array(fixed.GetSize()) * np.array(fixed.GetSpacing())
+    mesh = [max(1, int(round(e / params.bspline_mesh_mm))) for e in extent]
+    bspline = sitk.BSplineTransformInitializer(fixed, mesh, 3)
+    reg = _registration(params, params.bspline_shrink, params.bspline_sigmas_mm)
+    reg.SetOptimizerAsLBFGSB(
+        gradientConvergenceTolerance=1e-5,
+        numberOfIterations=params.bspline_iterations,
+        maximumNumberOfCorrections=5,
+        maximumNumberOfFunctionEvaluations=4 * params.bspline_iterations,
+        costFunctionConvergenceFactor=1e7,
+    )
+    reg.SetMovingInitialTransform(initial)
+    reg.SetInitialTransform(bspline, inPlace=True)
+    reg.Execute(fixed, moving)
+    return sitk.CompositeTransform([initial, bspline])
+
+
+def _warp(moving: sitk.Image, reference: sitk.Image, transform: sitk.Transform, label: bool = False) -> sitk.Image:
+    if label:
+        return sitk.Resample(moving, reference, transform, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    return sitk.Resample(moving, reference, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+
+
+def normalised_cross_correlation(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Pearson correlation of the voxel intensities of ``a`` and ``b`` (inside ``mask`` if given), in [-1, 1].
+
+    Args:
+        a: array of any shape.
+        b: array of the same shape.
+        mask: boolean array of that shape; NCC over its voxels only.
+
+    Returns:
+        NCC; 0.0 when either image is constant there (no information, not NaN, so it ranks last).
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"a and b must have the same shape, got {a.shape} and {b.shape}")
+    x = a[mask] if mask is not None else a.ravel()
+    y = b[mask] if mask is not None else b.ravel()
+    x = x.astype(np.float64) - x.mean() if x.size else x
+    y = y.astype(np.float64) - y.mean() if y.size else y
+    denom = float(np.sqrt((x * x).sum() * (y * y).sum()))
+    return float((x * y).sum() / denom) if denom > 0 else 0.0
+
+
+def rank_atlases(
+    target: np.ndarray, warped: Mapping[str, np.ndarray], mask: np.ndarray | None = None
+) -> list[tuple[str, float]]:
+    """Order atlases by NCC with the target, most similar first (ties keep the input order).
+
+    Args:
+        target: target image array (working grid).
+        warped: atlas name -> its image resampled onto the same grid (after the affine stage).
+        mask: voxels to compare (e.g. the target's body).
+
+    Returns:
+        ``[(name, ncc), ...]`` sorted by decreasing NCC.
+    """
+    scores = [(name, normalised_cross_correlation(target, img, mask)) for name, img in warped.items()]
+    return sorted(scores, key=lambda item: -item[1])
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# label fusion
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _check_stack(labels: np.ndarray, n_labels: int) -> np.ndarray:
+    arr = np.asarray(labels)
+    if arr.ndim < 2:
+        raise ValueError(f"labels must be a stack (n_atlases, spatial...), got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"labels must be integer label maps, got dtype {arr.dtype}")
+    if arr.size and (arr.min() < 0 or arr.max() >= n_labels):
+        raise ValueError(f"label values must lie in [0, {n_labels - 1}], found {int(arr.min())}..{int(arr.max())}")
+    return arr
+
+
+def _fuse(labels: np.ndarray, weights: np.ndarray | None, n_labels: int) -> np.ndarray:
+    votes = np.zeros((n_labels,) + labels.shape[1:], dtype=np.float32)
+    for i in range(labels.shape[0]):
+        w = 1.0 if weights is None else weights[i]
+        for value in np.unique(labels[i]):
+            votes[value] += w * (labels[i] == value)
+    # argmax returns the first maximum: ties go to the lower label value, background first
+    return np.argmax(votes, axis=0).astype(np.uint8)
+
+
+def majority_vote(labels: np.ndarray, n_labels: int = NUM_CLASSES) -> np.ndarray:
+    """Per voxel, the label most atlases give; ties go to the lower label value.
+
+    Args:
+        labels: integer stack of shape ``(n_atlases, spatial...)`` with values in ``[0, n_labels)``.
+        n_labels: number of label values including background.
+
+    Returns:
+        uint8 array of shape ``spatial...``.
+
+    Example:
+        >>> majority_vote(np.array([[1, 2, 0], [1, 0, 2], [2, 0, 2]]))
+        array([1, 0, 2], dtype=uint8)
+    """
+    return _fuse(_check_stack(labels, n_labels), None, n_labels)
+
+
+def weighted_vote(labels: np.ndarray, weights: np.ndarray, n_labels: int = NUM_CLASSES) -> np.ndarray:
+    """Per voxel, the label with the largest sum of atlas weights; ties go to the lower label value.
+
+    Args:
+        labels: integer stack ``(n_atlases, spatial...)``.
+        weights: non-negative weights, same shape (per atlas and voxel) or ``(n_atlases,)`` (one per atlas).
+        n_labels: number of label values including background.
+
+    Returns:
+        uint8 array of shape ``spatial...``.
+    """
+    arr = _check_stack(labels, n_labels)
+    w = np.asarray(weights, dtype=np.float32)
+    if w.shape == (arr.shape[0],):
+        w = w.reshape((-1,) + (1,) * (arr.ndim - 1))
+    elif w.shape != arr.shape:
+        raise ValueError(f"weights must have shape {arr.shape} or ({arr.shape[0]},), got {w.shape}")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError("weights must be finite and non-negative")
+    return _fuse(arr, w, n_labels)
+
+
+def local_weights(
+    target: np.ndarray,
+    warped: np.ndarray,
+    spacing_mm: Sequence[float],
+    sigma_mm: float = 6.0,
+    gamma: float = 1.0,
+    eps: float = 1e-3,
+) -> np.ndarray:
+    """Locally weighted voting weights: ``(eps + G_sigma * (T - A_i)^2)^-gamma`` per atlas and voxel.
+
+    Args:
+        target: target image on the fusion grid, shape ``spatial...`` (any intensity scale).
+        warped: warped atlas images on the same grid, shape ``(n_atlases, spatial...)``.
+        spacing_mm: voxel size per array axis, mm (the Gaussian is isotropic in mm, not in voxels).
+        sigma_mm: standard deviation of the Gaussian window, mm.
+        gamma: exponent; larger values trust the locally best atlas more.
+        eps: offset of the local squared difference (intensities scaled to [0, 1]).
+
+    Returns:
+        float32 weights of shape ``(n_atlases, spatial...)``.
+    """
+    if warped.shape[1:] != target.shape:
+        raise ValueError(f"warped images {warped.shape[1:]} and target {target.shape} must share a grid")
+    t = _unit_range(target)
+    sigma_vox = [sigma_mm / float(s) for s in spacing_mm]
+    out = np.empty(warped.shape, dtype=np.float32)
+    for i in range(warped.shape[0]):
+        local_sq = ndimage.gaussian_filter((t - _unit_range(warped[i])) ** 2, sigma_vox, mode="nearest")
+        out[i] = (eps + local_sq) ** (-gamma)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# one target
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _as_atlas(item: Atlas | Mapping[str, Any] | Sequence[str]) -> Atlas:
+    if isinstance(item, Atlas):
+        return item
+    if isinstance(item, Mapping):
+        if "image" not in item or "label" not in item:
+            raise ValueError(f"an atlas entry needs 'image' and 'label', got keys {sorted(item)}")
+        return Atlas(str(item["image"]), str(item["label"]), str(item.get("subject", "")))
+    image, label = item
+    return Atlas(str(image), str(label))
+
+
+def _sitk_to_nib_order(img: sitk.Image) -> np.ndarray:
+    # GetArrayFromImage is (k, j, i); NIfTI files keep the voxel order in SimpleITK, so a transpose gives nibabel's
+    return sitk.GetArrayFromImage(img).transpose(2, 1, 0)
+
+
+def _union_box(labels: Sequence[np.ndarray], margin: int) -> tuple[slice, ...]:
+    union = np.zeros(labels[0].shape, bool)
+    for lab in labels:
+        union |= lab > 0
+    if not union.any():
+        return tuple(slice(0, 0) for _ in union.shape)
+    idx = np.nonzero(union)
+    return tuple(
+        slice(max(int(i.min()) - margin, 0), min(int(i.max()) + margin + 1, n)) for i, n in zip(idx, union.shape)
+    )
+
+
+def segment(
+    target_image_path: str | Path,
+    atlases: Sequence[Atlas | Mapping[str, Any] | Sequence[str]],
+    k: int = 5,
+    fusion: str | Sequence[str] = "weighted",
+    params: MultiAtlasParams = DEFAULT_PARAMS,
+) -> SegmentResult:
+    """Segment one target by multi-atlas registration and label fusion (steps in the module docstring).
+
+    Args:
+        target_image_path: target intensity image (NIfTI), the same contrast as the atlas images.
+        atlases: :class:`Atlas` objects, or datalist entries with absolute ``image`` and ``label`` paths, or
+            ``(image, label)`` pairs. The target itself must not be among them.
+        k: number of atlases kept after ranking by NCC (all if ``k`` >= their number).
+        fusion: ``"majority"`` or ``"weighted"`` (locally weighted voting), or a list of both: the registrations
+            are shared, so a second fusion costs only its voting.
+        params: registration and fusion settings.
+
+    Returns:
+        :class:`SegmentResult` with the label map on the target's native grid (nibabel voxel order) and timing.
+    """
+    fusions = [fusion] if isinstance(fusion, str) else list(fusion)
+    if not fusions or any(f not in FUSIONS for f in fusions):
+        raise ValueError(f"fusion must be one of {FUSIONS} or a list of them, got {fusion!r}")
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    library = [_as_atlas(a) for a in atlases]
+    if not library:
+        raise ValueError("no atlases given")
+    target_path = Path(target_image_path).resolve()
+    for atlas in library:
+        if Path(atlas.image).resolve() == target_path:
+            raise ValueError(f"the target {target_path} is also an atlas: leave it out of the library")
+    start = time.perf_counter()
+    stages: dict[str, float] = {}
+
+    target_full = read_image(target_path)
+    target_nib = nib.load(str(target_path))
+    target_work = working_copy(target_full, params.working_spacing_mm)
+    t_arr = sitk.GetArrayFromImage(target_work)
+    body = _body_mask(t_arr)
+
+    t0 = time.perf_counter()
+    affines: dict[str, sitk.Transform] = {}
+    warped_work: dict[str, np.ndarray] = {}
+    for atlas in library:
+        moving = atlas.working(params.working_spacing_mm)
+        affines[atlas.name] = register_affine(target_work, moving, params)
+        warped_work[atlas.name] = sitk.GetArrayFromImage(_warp(moving, target_work, affines[atlas.name]))
+    ranking = rank_atlases(t_arr, warped_work, body)
+    stages["affine"] = time.perf_counter() - t0
+    chosen = [name for name, _ in ranking[: min(k, len(library))]]
+    logger.info("%s: atlases by NCC after affine: %s", target_path.name, ", ".join(f"{n} {s:.3f}" for n, s in ranking))
+
+    t0 = time.perf_counter()
+    by_name = {a.name: a for a in library}
+    labels, images = [], []
+    for name in chosen:
+        atlas = by_name[name]
+        transform = register_bspline(target_work, atlas.working(params.working_spacing_mm), affines[name], params)
+        labels.append(_sitk_to_nib_order(_warp(read_image(atlas.label, sitk.sitkUInt8), target_full, transform, True)))
+        if "weighted" in fusions:
+            images.append(_sitk_to_nib_order(_warp(read_image(atlas.image), target_full, transform)))
+    stages["bspline"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    spacing = tuple(float(z) for z in target_nib.header.get_zooms()[:3])
+    # fusion only where some atlas has a muscle (plus a margin): elsewhere every vote is background anyway
+    box = _union_box(labels, margin=2)
+    stack = np.stack([lab[box] for lab in labels])
+    results: dict[str, np.ndarray] = {}
+    for name in fusions:
+        fused = np.zeros(labels[0].shape, np.uint8)
+        if stack.size and name == "majority":
+            fused[box] = majority_vote(stack)
+        elif stack.size:
+            target_arr = _sitk_to_nib_order(target_full)[box]
+            weights = local_weights(
+                target_arr,
+                np.stack([img[box] for img in images]),
+                spacing,
+                params.lwv_sigma_mm,
+                params.lwv_gamma,
+                params.lwv_eps,
+            )
+            fused[box] = weighted_vote(stack, weights)
+        results[name] = largest_component_per_label(fused, list(range(1, NUM_CLASSES)))
+    stages["fusion"] = time.perf_counter() - t0
+    return SegmentResult(
+        label=results[fusions[0]],
+        labels=results,
+        affine=np.asarray(target_nib.affine, dtype=np.float64),
+        selected=chosen,
+        similarity={n: float(s) for n, s in ranking},
+        seconds=time.perf_counter() - start,
+        stage_seconds=stages,
+    )
+
+
+def atlases_from_datalist(
+    datalist: str | Path, key: str = "training", base_dir: str | Path | None = None, exclude: Sequence[str] = ()
+) -> list[Atlas]:
+    """Atlases from a MONAI datalist: entries of ``key`` with ``image`` (or ``inphase``) and ``label``.
+
+    Args:
+        datalist: datalist JSON file.
+        key: the list to read (``"training"`` by default).
+        base_dir: folder that relative paths start from (default: the datalist's folder).
+        exclude: subject identifiers to leave out (e.g. the target).
+    """
+    path = Path(datalist)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: datalist not found")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    if key not in data or not isinstance(data[key], list):
+        raise ValueError(f"{path}: no list {key!r} (keys: {sorted(data)})")
+    base = Path(base_dir) if base_dir is not None else path.parent
+    out = []
+    for i, entry in enumerate(data[key]):
+        image = entry.get("image") or entry.get("inphase")
+        if not image or not entry.get("label"):
+            raise ValueError(f"{path}: entry {i} of {key!r} lacks 'image' (or 'inphase') or 'label'")
+        subject = str(entry.get("subject", Path(image).name))
+        if subject in exclude:
+            continue
+        out.append(Atlas(str((base / image).resolve()), str((base / entry["label"]).resolve()), subject))
+    if not out:
+        raise ValueError(f"{path}: no atlas left in {key!r}")
+    return out
+
+
+def segment_file(
+    target: str,
+    atlas_datalist: str,
+    out: str,
+    atlas_key: str = "training",
+    k: int = 5,
+    fusion: str = "weighted",
+    exclude: Sequence[str] | str = (),
+    overwrite: bool = False,
+    **param_overrides: Any,
+) -> dict[str, Any]:
+    """Segment ``target`` and write the label map (NIfTI, the target's grid) plus ``<out>.json`` (timing, atlases).
+
+    Args:
+        target: target image (NIfTI).
+        atlas_datalist: datalist whose ``atlas_key`` entries are the atlases.
+        out: output label file (``.nii.gz``); refused when it exists unless ``overwrite``.
+        atlas_key: datalist key of the atlases.
+        k: atlases kept after selection.
+        fusion: ``"majority"`` or ``"weighted"``.
+        exclude: subject identifiers left out of the library (comma-separated or a list).
+        overwrite: replace an existing output.
+        param_overrides: fields of :class:`MultiAtlasParams` (e.g. ``bspline_mesh_mm=80``).
+
+    Returns:
+        the run record written to the JSON file.
+    """
+    out_path = Path(out)
+    if out_path.exists() and not overwrite:
+        raise FileExistsError(f"{out_path} exists; pass --overwrite to replace it")
+    excl = [s for s in exclude.split(",") if s] if isinstance(exclude, str) else list(exclude)
+    params = MultiAtlasParams(**{name: tuple(v) if isinstance(v, list) else v for name, v in param_overrides.items()})
+    res = segment(
+        target, atlases_from_datalist(atlas_datalist, atlas_key, exclude=excl), k=k, fusion=fusion, params=params
+    )
+    img = nib.Nifti1Image(res.label, res.affine)
+    atomic_write(out_path, lambda tmp: nib.save(img, tmp), suffix=".nii.gz")
+    record = {
+        "target": str(target),
+        "out": str(out_path),
+        "fusion": fusion,
+        "k": k,
+        "selected": res.selected,
+        "similarity_ncc": res.similarity,
+        "seconds": round(res.seconds, 2),
+        "stage_seconds": {s: round(v, 2) for s, v in res.stage_seconds.items()},
+        "params": asdict(params),
+    }
+    json_path = out_path.with_name(out_path.name.replace(".nii.gz", "").replace(".nii", "") + ".json")
+    atomic_write_text(json_path, json.dumps(record, indent=2) + "\n", overwrite=True)
+    return record
+
+
+if __name__ == "__main__":
+    import fire
+
+    logging.basicConfig(level=logging.INFO)
+    from scripts.configuration.settings import typed_cli
+
+    fire.Fire({"segment": typed_cli(segment_file)})

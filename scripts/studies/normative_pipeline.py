@@ -1,0 +1,215 @@
+"""Pipeline-level check of the normative reproduction: the model's FF against the truth, subject by subject.
+
+:mod:`scripts.studies.reproduce_normative` compares cohort summaries with the generating values; the generator's own
+target FFs reproduce those on their own, so that comparison tests the generator more than the pipeline. This module
+pairs every subject's model FF with its ground-truth FF and asks what the pipeline changes:
+
+- ``subject_pairs.csv``: one row per subject, muscle and side (left, right, L/R mean) with ``ff_model``,
+  ``ff_truth``, ``error_pp`` (model - truth), sex, age and activity; ``excluded.csv``: every pair left out, with why
+  (no model FF: the muscle was not segmented or the subject failed; no truth);
+- per-muscle agreement (:func:`scripts.evaluation.ff_agreement_stats.agreement_by_muscle`: both sides as repeated
+measures of
+  the subject, cluster-robust intervals, Bland & Altman 2007 limits);
+- the regression of the error (L/R mean) on sex, age and activity per muscle (one row per subject, so classical
+  OLS): a segmentation error that depends on the group would distort the group effects;
+- the group tests (Mann-Whitney by sex, Kruskal-Wallis by activity, Holm over the table) on the model's FF and on
+  the truth's, side by side.
+
+Usage::
+
+    python -m scripts.studies.normative_pipeline --dataset_dir /data/normative173 \\
+        --cohort_table /data/normative173_requant/cohort_ff_table.csv \\
+        --out_dir docs/studies/normative_reproduction/pipeline
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scripts.evaluation.ff_agreement_stats import agreement_by_muscle
+from scripts.io.atomic import atomic_write_text
+from scripts.labels import MUSCLES
+from scripts.normative.group_comparison import (
+    activity_comparison,
+    cohort_frame,
+    covariate_regression,
+    holm_across_table,
+    sex_comparison,
+)
+
+__all__ = ["subject_pairs", "error_regression", "group_tests_side_by_side", "run"]
+
+
+def subject_pairs(model: pd.DataFrame, truth: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Pair the model's and the truth's FF per subject, muscle and side; list what cannot be paired and why.
+
+    Args:
+        model, truth: long frames of :func:`scripts.normative.group_comparison.cohort_frame` (subject, muscle, side, ff,
+        sex,
+            age, activity).
+
+    Returns:
+        ``(pairs, excluded)``: ``pairs`` with ff_model, ff_truth, error_pp and the covariates; ``excluded`` with
+        subject, muscle, side and ``reason``.
+    """
+    keys = ["subject", "muscle", "side"]
+    covariates = [c for c in ("sex", "age", "activity") if c in truth.columns]
+    merged = (
+        truth[keys + ["ff"] + covariates]
+        .rename(columns={"ff": "ff_truth"})
+        .merge(model[keys + ["ff"]].rename(columns={"ff": "ff_model"}), on=keys, how="outer", indicator=True)
+    )
+    reason = np.select(
+        [
+            merged["_merge"] == "right_only",
+            merged["_merge"] == "left_only",
+            merged.ff_model.isna(),
+            merged.ff_truth.isna(),
+        ],
+        [
+            "no ground truth for this subject and muscle",
+            "subject or muscle absent from the cohort table (run failed)",
+            "no model FF (muscle not segmented)",
+            "no ground-truth FF",
+        ],
+        default="",
+    )
+    merged = merged.drop(columns="_merge").assign(reason=reason)
+    excluded = merged.loc[merged.reason != "", keys + ["reason"]].reset_index(drop=True)
+    pairs = merged[merged.reason == ""].drop(columns="reason").reset_index(drop=True)
+    pairs["error_pp"] = pairs.ff_model - pairs.ff_truth
+    return pairs, excluded
+
+
+def error_regression(pairs: pd.DataFrame, side: str = "mean") -> pd.DataFrame:
+    """Per muscle: OLS of the error (model - truth, pp) on age (per decade), sex (female = 1) and activity step.
+
+    One value per subject (the ``side`` rows), so the rows are independent and classical OLS applies.
+    """
+    frame = pairs.rename(columns={"error_pp": "ff"}).drop(columns=["ff_model", "ff_truth"])
+    return covariate_regression(frame, side=side, covariates=("age", "sex", "activity"), log_ff=False)
+
+
+def group_tests_side_by_side(model: pd.DataFrame, truth: pd.DataFrame, side: str = "mean") -> pd.DataFrame:
+    """Sex and activity tests per muscle on the model's FF and on the truth's, Holm over each source's table.
+
+    Both frames are restricted to the subject-muscle pairs present in both, so the two columns test the same
+    subjects.
+    """
+    keys = ["subject", "muscle", "side"]
+    both = model.dropna(subset=["ff"])[keys].merge(truth.dropna(subset=["ff"])[keys], on=keys)
+    rows = []
+    for source, frame in (("model", model), ("ground_truth", truth)):
+        frame = frame.merge(both, on=keys)
+        sex, omni = holm_across_table(sex_comparison(frame, side), activity_comparison(frame, side)[0])
+        for test, table, effect in (("sex", sex, "r_rank_biserial"), ("activity", omni, "epsilon2")):
+            for _, r in table.iterrows():
+                rows.append(
+                    {
+                        "source": source,
+                        "test": test,
+                        "muscle": r.muscle,
+                        "p": r.p,
+                        "p_holm_table": r.p_holm_table,
+                        "effect_size": r[effect],
+                        "effect_name": effect,
+                    }
+                )
+    long = pd.DataFrame(rows)
+    return long.pivot_table(
+        index=["test", "muscle"], columns="source", values=["p", "p_holm_table", "effect_size"]
+    ).reset_index()
+
+
+def _markdown(
+    agreement: pd.DataFrame, errors: pd.DataFrame, groups: pd.DataFrame, excluded: pd.DataFrame, n_subjects: int
+) -> str:
+    lines = [
+        f"# Normative cohort: the pipeline's FF against the truth ({n_subjects} subjects)",
+        "",
+        "## Agreement per muscle (model − truth, pp; both sides, clustered by subject)",
+        "",
+        "| muscle | n (subjects) | slope [95 % CI] | identity R² | bias [95 % CI] | LoA (repeated measures) | "
+        "proportional bias slope, p |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for _, r in agreement[agreement.side == "both"].iterrows():
+        lines.append(
+            f"| {r.muscle} | {int(r.n)} ({int(r.subjects)}) | {r.slope:.3f} [{r.slope_ci_lower:.3f}, "
+            f"{r.slope_ci_upper:.3f}] | {r.r2_identity:.3f} | {r.bias_pp:+.2f} [{r.bias_ci_lower_pp:+.2f}, "
+            f"{r.bias_ci_upper_pp:+.2f}] | {r.loa_lower_pp:+.2f} to {r.loa_upper_pp:+.2f} | "
+            f"{r.prop_slope:+.3f}, {r.p_prop_cluster:.2g} |"
+        )
+    lines += [
+        "",
+        "## Does the error depend on the group? (error on sex, age, activity; L/R mean, OLS)",
+        "",
+        "| muscle | term | coefficient (pp) [95 % CI] | p |",
+        "|---|---|---|---|",
+    ]
+    for _, r in errors[errors.term != "intercept"].iterrows():
+        lines.append(f"| {r.muscle} | {r.term} | {r.coef:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}] | {r.p:.2g} |")
+    lines += [
+        "",
+        "## Group tests on the model's FF and on the truth's (same subjects; Holm over each table)",
+        "",
+        "| test | muscle | p model (Holm) | p truth (Holm) | effect model | effect truth |",
+        "|" + "---|" * 6,
+    ]
+    for _, r in groups.iterrows():
+        lines.append(
+            f"| {r[('test', '')]} | {r[('muscle', '')]} | {r[('p', 'model')]:.2g} "
+            f"({r[('p_holm_table', 'model')]:.2g}) | {r[('p', 'ground_truth')]:.2g} "
+            f"({r[('p_holm_table', 'ground_truth')]:.2g}) | {r[('effect_size', 'model')]:.3f} | "
+            f"{r[('effect_size', 'ground_truth')]:.3f} |"
+        )
+    lines += ["", f"## Excluded pairs: {len(excluded)}", ""]
+    if len(excluded):
+        counts = excluded.groupby(["muscle", "side", "reason"]).size().reset_index(name="n")
+        lines += ["| muscle | side | reason | n |", "|---|---|---|---|"]
+        lines += [f"| {r.muscle} | {r.side} | {r.reason} | {r.n} |" for r in counts.itertuples()]
+    return "\n".join(lines) + "\n"
+
+
+def run(dataset_dir: str, cohort_table: str, out_dir: str, overwrite: bool = False) -> str:
+    """Write the pipeline-level check (tables and ``pipeline_check.md``) under ``out_dir``; returns the Markdown.
+
+    Args:
+        dataset_dir: the phantom cohort (``participants.tsv``, ``ground_truth.csv``).
+        cohort_table: the run's ``cohort_ff_table.csv`` (the model's FF per subject, muscle and side).
+        out_dir: output folder.
+        overwrite: replace earlier results.
+    """
+    parts = Path(dataset_dir) / "participants.tsv"
+    model = cohort_frame(cohort_table, parts)
+    truth = cohort_frame(pd.read_csv(Path(dataset_dir) / "ground_truth.csv", dtype={"subject": str}), parts)
+    pairs, excluded = subject_pairs(model, truth)
+    sides = (
+        pairs[pairs.side != "mean"]
+        .assign(method="model")
+        .rename(columns={"ff_truth": "ff_ref_pct", "ff_model": "ff_method_pct"})
+    )
+    agreement = agreement_by_muscle(sides, ["model"], "ff_method_pct", MUSCLES)
+    errors = error_regression(pairs)
+    groups = group_tests_side_by_side(model, truth)
+    out = Path(out_dir)
+    for name, frame in (
+        ("subject_pairs.csv", pairs),
+        ("excluded.csv", excluded),
+        ("agreement_by_muscle.csv", agreement),
+        ("error_regression.csv", errors),
+        ("group_tests_model_vs_truth.csv", groups),
+    ):
+        atomic_write_text(out / name, frame.to_csv(index=False), overwrite=overwrite)
+    text = _markdown(agreement, errors, groups, excluded, int(pairs.subject.nunique()))
+    atomic_write_text(out / "pipeline_check.md", text, overwrite=overwrite)
+    return text
+
+
+if __name__ == "__main__":
+    import fire
+    from scripts.configuration.settings import typed_cli
+
+    fire.Fire(typed_cli(run))

@@ -1,0 +1,1 @@
+"""Benchmarks, documentation figures and release tooling; not part of the runtime."""

@@ -1,0 +1,1 @@
+"""Training augmentations: spatial, intensity, acquisition, anatomical variability, tissue synthesis."""

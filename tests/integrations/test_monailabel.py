@@ -1,0 +1,312 @@
+"""The bundle served by MONAI Label 0.8.5 (``monaibundle`` sample app): a real server process on 127.0.0.1.
+
+Needs the MONAI Label environment made by ``.ci/install_monailabel.sh`` (``.venv-monailabel``, or the interpreter
+in ``MONAILABEL_PYTHON``). Without it the tests skip, unless ``REQUIRE_INTEGRATION=1`` (CI), where they fail.
+Phantoms use a 4 x 4 x 8 mm grid: the cheapest geometry on which the shipped model still reaches Dice > 0.9 for
+every muscle (it resamples to 2 x 2 x 4 mm anyway), so generating, uploading and writing cost little.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from scripts.integrations.monailabel_app import (
+    BUNDLE_PARTS,
+    DEFAULT_NAME,
+    MONAILABEL_TRAIN_OPTIONS,
+    add_torchvision_guard,
+    copy_bundle,
+    server_command,
+    set_train_options,
+    setup,
+)
+from scripts.phantom import Acquisition, generate_subject
+
+from tests.conftest import BUNDLE_ROOT
+
+MUSCLES = {
+    "psoas_left": 1,
+    "psoas_right": 2,
+    "iliacus_left": 3,
+    "iliacus_right": 4,
+    "quadratus_lumborum_left": 5,
+    "quadratus_lumborum_right": 6,
+    "erector_spinae_multifidus_left": 7,
+    "erector_spinae_multifidus_right": 8,
+}
+GEOMETRY = Acquisition.from_spacing((4.0, 4.0, 8.0))
+TRAIN_SEEDS = (301, 302, 303, 304)  # labelled studies (3 train + 1 validation with val_split 0.25)
+INFER_SEED = 310  # an unlabelled study, as a new case in active learning
+STARTUP_TIMEOUT_S = 120
+TRAIN_TIMEOUT_S = 240
+PYTHON = Path(os.environ.get("MONAILABEL_PYTHON", BUNDLE_ROOT / ".venv-monailabel" / "bin" / "python"))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _monailabel_python() -> Path:
+    """The MONAI Label interpreter, or skip (fail under ``REQUIRE_INTEGRATION=1``) when it cannot import it."""
+    ok = (
+        PYTHON.is_file()
+        and subprocess.run([str(PYTHON), "-c", "import monailabel"], capture_output=True).returncode == 0
+    )
+    if not ok:
+        why = (
+            f"no MONAI Label environment at {PYTHON} (build it with .ci/install_monailabel.sh, or point "
+            "MONAILABEL_PYTHON at one)"
+        )
+        if os.environ.get("REQUIRE_INTEGRATION") == "1":
+            pytest.fail(f"REQUIRE_INTEGRATION=1 but {why}")
+        pytest.skip(why)
+    return PYTHON
+
+
+class Server:
+    """A running ``monailabel start_server`` and the folders it serves."""
+
+    def __init__(self, url: str, app: Path, studies: Path, proc: subprocess.Popen, log: Path, startup_s: float):
+        self.url, self.app, self.studies, self.proc, self.log, self.startup_s = url, app, studies, proc, log, startup_s
+
+    @property
+    def model_file(self) -> Path:
+        """The app's copy of the weights, the one MONAI Label trains."""
+        return self.app / "model" / DEFAULT_NAME / "models" / "model.pt"
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 120) -> bytes:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"} if data else {}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.read()
+        except urllib.error.HTTPError as e:
+            raise AssertionError(f"{method} {path}: HTTP {e.code} {e.read()[:500]!r}\n{self.log_tail()}") from e
+
+    def log_tail(self, n: int = 60) -> str:
+        return "server log (end):\n" + "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+
+
+def _write_studies(studies: Path) -> dict[int, Any]:
+    """Phantom in-phase images as studies; the training ones get their truth as the final label."""
+    (studies / "labels" / "final").mkdir(parents=True)
+    subjects = {}
+    for seed in (*TRAIN_SEEDS, INFER_SEED):
+        s = generate_subject(seed=seed, acquisition=GEOMETRY)
+        name = f"{s.subject_id}.nii.gz"  # the study id is the file name without extension
+        nib.save(nib.Nifti1Image(s.images["inphase"], s.affine), studies / name)
+        if seed in TRAIN_SEEDS:
+            nib.save(nib.Nifti1Image(s.images["label"], s.affine), studies / "labels" / "final" / name)
+        subjects[seed] = s
+    return subjects
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory) -> tuple[Path, dict[int, Any]]:
+    studies = tmp_path_factory.mktemp("monailabel") / "studies"
+    return studies, _write_studies(studies)
+
+
+@pytest.fixture(scope="module")
+def shipped_model_hash() -> str:
+    return _sha256(BUNDLE_ROOT / "models" / "model.pt")
+
+
+@pytest.fixture(scope="module")
+def monailabel_python() -> Path:
+    return _monailabel_python()
+
+
+@pytest.fixture(scope="module")
+def server(monailabel_python, phantoms, shipped_model_hash):
+    python = monailabel_python
+    studies, _ = phantoms
+    work = studies.parent
+    # short rounds (1 epoch here, a few in Slicer) must still validate, or the round saves no model.pt
+    setup(str(work / "app"), bundle_dir=str(BUNDLE_ROOT), python=str(python), train_options={"val_interval": 1})
+    port = _free_port()
+    log = work / "server.log"
+    cmd = server_command(work / "app", studies, python=python, port=port)
+    t0 = time.monotonic()
+    with open(log, "wb") as fh:
+        # own process group: the finalizer also stops the training subprocess the server starts
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=work, start_new_session=True)
+    srv = Server(f"http://127.0.0.1:{port}", work / "app", studies, proc, log, 0.0)
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"MONAI Label exited with {proc.returncode} during startup\n{srv.log_tail()}")
+            if time.monotonic() - t0 > STARTUP_TIMEOUT_S:
+                pytest.fail(f"MONAI Label not ready after {STARTUP_TIMEOUT_S} s\n{srv.log_tail()}")
+            try:
+                urllib.request.urlopen(srv.url + "/info/", timeout=2).read()
+                break
+            except OSError:
+                time.sleep(0.25)
+        srv.startup_s = time.monotonic() - t0
+        print(f"\nMONAI Label ready after {srv.startup_s:.1f} s")
+        yield srv
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    # the shipped weights are never trained: MONAI Label works on the app's copy
+    assert _sha256(BUNDLE_ROOT / "models" / "model.pt") == shipped_model_hash
+
+
+def test_info_lists_the_eight_muscles(server):
+    info = json.loads(server.request("GET", "/info/"))
+    model = info["models"][DEFAULT_NAME]
+    assert model["labels"] == MUSCLES
+    assert model["type"] == "segmentation" and model["dimension"] == 3
+    assert sorted(info["labels"]) == sorted(MUSCLES)
+    assert DEFAULT_NAME in info["trainers"]
+    stats = json.loads(server.request("GET", "/datastore/?output=stats"))
+    assert stats["total"] == len(TRAIN_SEEDS) + 1 and stats["label_tags"] == {"final": len(TRAIN_SEEDS)}
+
+
+def _infer_and_score(server: Server, truth: Any, out: Path) -> dict[str, float]:
+    """POST /infer on the study of ``truth``; check the label map's grid and values; Dice per muscle."""
+    t0 = time.monotonic()
+    body = server.request("POST", f"/infer/{DEFAULT_NAME}?image={truth.subject_id}&output=image")
+    print(f"\n/infer {time.monotonic() - t0:.1f} s")
+    out.write_bytes(body)
+    seg = nib.load(out)
+    pred = np.asarray(seg.dataobj)
+    assert pred.shape == truth.images["inphase"].shape
+    np.testing.assert_allclose(seg.affine, truth.affine, atol=1e-4)
+    assert set(np.unique(pred)) <= set(range(9))
+    lab = truth.images["label"]
+    dice = {
+        name: float(2 * np.sum((pred == v) & (lab == v)) / (np.sum(pred == v) + np.sum(lab == v)))
+        for name, v in MUSCLES.items()
+    }
+    print("Dice " + ", ".join(f"{k} {d:.3f}" for k, d in dice.items()))
+    return dice
+
+
+def test_infer_returns_label_map_on_input_grid(server, phantoms, tmp_path):
+    _, subjects = phantoms
+    dice = _infer_and_score(server, subjects[INFER_SEED], tmp_path / "seg.nii.gz")
+    assert min(dice.values()) > 0.9, dice
+
+
+def test_train_round_rewrites_the_app_model(server, phantoms, tmp_path):
+    before = _sha256(server.model_file)
+    t0 = time.monotonic()
+    server.request(
+        "POST", f"/train/{DEFAULT_NAME}", {"max_epochs": 1, "val_split": 0.25, "device": "cpu", "multi_gpu": False}
+    )
+    while True:
+        task = json.loads(server.request("GET", "/train/?all=false&check_if_running=false"))
+        if task.get("status") in ("DONE", "ERROR"):
+            break
+        assert time.monotonic() - t0 < TRAIN_TIMEOUT_S, f"training not done after {TRAIN_TIMEOUT_S} s: {task}"
+        time.sleep(1)
+    print(f"\n/train (1 epoch, 3 + 1 studies) {time.monotonic() - t0:.1f} s")
+    details = "\n".join(task.get("details", []))
+    assert task["status"] == "DONE", details[-3000:]
+    assert "Epoch: 1/1" in details, details[-3000:]
+    assert _sha256(server.model_file) != before, f"model.pt unchanged after the round\n{details[-3000:]}"
+    # still a checkpoint the bundle loads: the same tensors, new values
+    shipped = torch.load(BUNDLE_ROOT / "models" / "model.pt", map_location="cpu", weights_only=True)
+    trained = torch.load(server.model_file, map_location="cpu", weights_only=True)
+    assert {k: v.shape for k, v in trained.items()} == {k: v.shape for k, v in shipped.items()}
+    assert any(not torch.equal(trained[k], shipped[k]) for k in shipped)
+    # the server reloads the new weights, and a round must not wreck the model (it replaces the served one)
+    _, subjects = phantoms
+    dice = _infer_and_score(server, subjects[INFER_SEED], tmp_path / "seg_after_round.nii.gz")
+    assert min(dice.values()) > 0.9, dice
+
+
+# --- the setup helpers, without a MONAI Label environment ---------------------------------------------------------
+
+
+def test_torchvision_guard_goes_after_the_header_once_and_fails_only_when_called(tmp_path):
+    main_py = tmp_path / "main.py"
+    main_py.write_text(
+        "# Licence header\n#\n\nimport logging\n\nfrom torchvision.utils import make_grid\n"
+        "print('imported', callable(make_grid))\n"
+    )
+    assert add_torchvision_guard(main_py) is True
+    assert add_torchvision_guard(main_py) is False  # idempotent
+    text = main_py.read_text()
+    assert text.startswith("# Licence header\n#\n\n") and text.count("\n_torchvision_or_placeholder()\n") == 1
+    assert text.index("\n_torchvision_or_placeholder()\n") < text.index("import logging")
+    # a torchvision built for another torch fails at import, as the CUDA wheel does beside the CPU torch
+    fake = tmp_path / "site" / "torchvision"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise RuntimeError('operator torchvision::nms does not exist')\n")
+    main_py.write_text(text + "try:\n    make_grid(None)\nexcept RuntimeError as e:\n    print('raised:', e)\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    res = subprocess.run([sys.executable, str(main_py)], capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr
+    assert "imported True" in res.stdout and "raised: torchvision is not usable" in res.stdout, res.stdout
+
+
+def test_copy_bundle_takes_the_served_parts_only(tmp_path):
+    dest = tmp_path / "model" / DEFAULT_NAME
+    copied = copy_bundle(BUNDLE_ROOT, dest)
+    assert set(copied) <= set(BUNDLE_PARTS) and {"configs", "scripts", "models"} <= set(copied)
+    assert _sha256(dest / "models" / "model.pt") == _sha256(BUNDLE_ROOT / "models" / "model.pt")
+    names = {p.name for p in dest.rglob("*")}
+    assert not names & {"eval", "sample_data", ".venv", ".venv-monailabel", "__pycache__", "train_state", ".git"}
+    with pytest.raises(FileExistsError):
+        copy_bundle(BUNDLE_ROOT, dest)
+    with pytest.raises(FileNotFoundError, match="not a servable bundle"):
+        copy_bundle(tmp_path / "empty", tmp_path / "other")
+
+
+def test_set_train_options_changes_existing_ids_of_the_copy_only(tmp_path):
+    dest = tmp_path / "copy"
+    copy_bundle(BUNDLE_ROOT, dest, parts=("configs", "models"))
+    old = set_train_options(dest, {**MONAILABEL_TRAIN_OPTIONS, "val_interval": 1})
+    cfg = json.loads((dest / "configs" / "train.json").read_text())
+    assert cfg["learning_rate"] == 1e-4 and cfg["resume_ckpt"] == "" and cfg["val_interval"] == 1
+    shipped = json.loads((BUNDLE_ROOT / "configs" / "train.json").read_text())
+    assert old == {k: shipped[k] for k in ("learning_rate", "resume_ckpt", "val_interval")}
+    with pytest.raises(KeyError, match="no_such_id"):
+        set_train_options(dest, {"no_such_id": 1})
+
+
+def test_setup_refuses_an_existing_app_dir(tmp_path):
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "keep.txt").write_text("user data")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        setup(str(tmp_path / "app"), bundle_dir=str(BUNDLE_ROOT))
+    assert (tmp_path / "app" / "keep.txt").read_text() == "user data"
+
+
+def test_server_command_is_local_offline_and_without_sam2(tmp_path):
+    cmd = server_command(tmp_path / "app", tmp_path / "studies", python="/venv/bin/python", port=8123)
+    assert cmd[:4] == ["/venv/bin/python", "-m", "monailabel.main", "start_server"]
+    pairs = [tuple(cmd[i + 1 : i + 3]) for i, a in enumerate(cmd) if a == "--conf"]
+    assert pairs == [("models", DEFAULT_NAME), ("zoo_source", "github"), ("sam2", "false")]
+    assert cmd[cmd.index("--host") + 1] == "127.0.0.1" and cmd[cmd.index("--port") + 1] == "8123"

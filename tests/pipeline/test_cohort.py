@@ -1,0 +1,93 @@
+"""scripts/pipeline/cohort.py: resume spelled as users type it, and a bad subject recorded while the others go on."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from monai.data import DataLoader, Dataset
+from scripts.io.dixon_inputs import DixonInputError
+from scripts.pipeline.cohort import CohortFailures, FailureLog, IsolatingLoader, pending_subjects
+
+
+class _Finished:
+    """A stand-in quantifier for which every subject is finished by this run and nothing conflicts."""
+
+    output_dir = "eval"
+
+    def conflict(self, subject, files):
+        return None
+
+    def is_done(self, subject, files):
+        return True
+
+
+@pytest.mark.parametrize("resume, todo", [(True, 0), ("true", 0), ("false", 2), ("no", 2), ("False", 2), (0, 2)])
+def test_resume_false_in_any_spelling_redoes_finished_subjects(resume, todo):
+    # failed check 2: "--resume false" used to leave finished subjects skipped
+    data = [{"subject": "a", "water": "a_W.nii.gz"}, {"subject": "b", "water": "b_W.nii.gz"}]
+    assert len(pending_subjects(data, _Finished(), resume=resume)) == todo
+
+
+def _load(entry):
+    if entry["subject"] == "bad":
+        # as scripts.pipeline.inference.LoadDixond raises it
+        err = DixonInputError("subject 'bad': water image 'bad_W.nii.gz': is all zero (no signal)", "bad_W.nii.gz")
+        err.subject = "bad"
+        raise err
+    return {"subject": entry["subject"], "x": 1.0}
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_a_bad_subject_is_recorded_and_the_others_complete(tmp_path, num_workers):
+    # failed check 5: one bad subject stopped the cohort, its message buried in a long traceback
+    data = [{"subject": s} for s in ("a", "bad", "c")]
+    failures = FailureLog(tmp_path)
+    loader = IsolatingLoader(
+        DataLoader(Dataset(data, transform=_load), batch_size=1, num_workers=num_workers), failures
+    )
+    assert [b["subject"][0] for b in loader] == ["a", "c"]
+    table = pd.read_csv(tmp_path / "cohort_failures.csv")
+    assert table.subject.tolist() == ["bad"] and len(table) == 1
+    assert table.problem[0].startswith("water image 'bad_W.nii.gz': is all zero")
+    if num_workers == 0:
+        assert table.file[0] == "bad_W.nii.gz"
+    with pytest.raises(CohortFailures, match=r"1 of 3 subject\(s\) failed.*\n  bad: .*is all zero"):
+        failures.finish(loader.attempted)
+
+
+def test_a_clean_run_leaves_no_failures_table(tmp_path):
+    (tmp_path / "cohort_failures.csv").write_text("subject,file,problem\nold,,from an earlier run\n")
+    FailureLog(tmp_path).finish(3)
+    assert not (tmp_path / "cohort_failures.csv").exists()
+
+
+def test_a_subject_whose_quantification_fails_is_recorded_and_the_others_finish(tmp_path):
+    # IsolatingEvaluator: a failure after loading (network pass, post-processing, tables) costs only that subject
+    import torch
+    from ignite.engine import Events
+    from monai.data import DataLoader
+    from monai.transforms import Lambdad
+    from scripts.pipeline.cohort import FailureLog, IsolatingEvaluator
+
+    def quantify(pred):
+        if float(pred.max()) > 1.5:  # the second subject's "quantification" fails
+            raise ValueError("FF map and label map do not overlap")
+        return pred
+
+    data = [{"subject": s, "image": torch.full((1, 4, 4, 4), v)} for s, v in (("a", 1.0), ("b", 2.0), ("c", 1.0))]
+    failures = FailureLog(tmp_path)
+    seen = []
+    evaluator = IsolatingEvaluator(
+        device=torch.device("cpu"),
+        val_data_loader=DataLoader(data, batch_size=1),
+        network=torch.nn.Identity(),
+        postprocessing=Lambdad("pred", quantify),
+        failures=failures,
+    )
+    evaluator.add_event_handler(Events.ITERATION_COMPLETED, lambda e: seen.append(e.state.output))
+    evaluator.run()
+    assert [r["subject"] for r in failures.rows] == ["b"]
+    assert "do not overlap" in failures.rows[0]["problem"]
+    assert sum(1 for out in seen if out) == 2  # a and c went through post-processing
+    with pytest.raises(SystemExit, match="1 of 3 subject"):
+        failures.finish(3)
