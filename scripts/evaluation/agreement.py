@@ -377,6 +377,32 @@ def icc_from_ratings(ratings: Any, kind: str = "ICC(3,1)", confidence: float = 0
         raise ValueError(f"kind must be one of {ICC_KINDS}, got {kind!r}")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    x, dropped = _complete_ratings(ratings)
+    n, k = x.shape
+    bms, jms, ems, wms = _mean_squares(x)
+    value, f, df1, df2, lo, hi = _icc_with_interval(kind, n, k, bms, jms, ems, wms, 1 - confidence)
+    p = float(stats.f.sf(f, df1, df2)) if math.isfinite(f) else 0.0
+    return ICCResult(
+        kind=kind,
+        icc=float(value),
+        ci_lower=float(lo),
+        ci_upper=float(hi),
+        f=float(f),
+        df1=float(df1),
+        df2=float(df2),
+        p=p,
+        n=n,
+        k=k,
+        n_dropped=dropped,
+        bms=bms,
+        jms=jms,
+        ems=ems,
+        wms=wms,
+    )
+
+
+def _complete_ratings(ratings: Any) -> tuple[np.ndarray, int]:
+    """The ``(n, k)`` ratings without the rows holding a NaN, and how many were dropped (inf is an error)."""
     x = np.asarray(ratings, dtype=float)
     if x.ndim != 2 or x.shape[1] < 2:
         raise ValueError(f"ratings must be (n targets, k >= 2 raters), got shape {x.shape}")
@@ -385,10 +411,14 @@ def icc_from_ratings(ratings: Any, kind: str = "ICC(3,1)", confidence: float = 0
     complete = ~np.isnan(x).any(axis=1)
     dropped = int(x.shape[0] - complete.sum())
     x = x[complete]
-    n, k = x.shape
-    if n < MIN_PAIRS:
-        raise ValueError(f"need at least {MIN_PAIRS} complete targets, got {n} ({dropped} dropped for NaN)")
+    if x.shape[0] < MIN_PAIRS:
+        raise ValueError(f"need at least {MIN_PAIRS} complete targets, got {x.shape[0]} ({dropped} dropped for NaN)")
+    return x, dropped
 
+
+def _mean_squares(x: np.ndarray) -> tuple[float, float, float, float]:
+    """Two-way ANOVA mean squares of an ``(n, k)`` matrix: between targets, between raters, residual, within."""
+    n, k = x.shape
     grand = x.mean()
     ss_total = float(((x - grand) ** 2).sum())
     ss_rows = float(k * ((x.mean(axis=1) - grand) ** 2).sum())
@@ -398,7 +428,13 @@ def icc_from_ratings(ratings: Any, kind: str = "ICC(3,1)", confidence: float = 0
     jms = ss_cols / (k - 1)
     ems = ss_err / ((n - 1) * (k - 1))
     wms = (ss_total - ss_rows) / (n * (k - 1))
-    alpha = 1 - confidence
+    return bms, jms, ems, wms
+
+
+def _icc_with_interval(
+    kind: str, n: int, k: int, bms: float, jms: float, ems: float, wms: float, alpha: float
+) -> tuple[float, float, float, float, float, float]:
+    """ICC of ``kind``, its F statistic with degrees of freedom, and the ``1 - alpha`` interval (lower, upper)."""
     nan = float("nan")
 
     def fq(d1: float, d2: float) -> float:
@@ -430,24 +466,7 @@ def icc_from_ratings(ratings: Any, kind: str = "ICC(3,1)", confidence: float = 0
             hi = n * (f_lo * bms - ems) / (k * jms + (k * n - k - n) * ems + n * f_lo * bms)
         else:
             lo = hi = nan
-    p = float(stats.f.sf(f, df1, df2)) if math.isfinite(f) else 0.0
-    return ICCResult(
-        kind=kind,
-        icc=float(value),
-        ci_lower=float(lo),
-        ci_upper=float(hi),
-        f=float(f),
-        df1=float(df1),
-        df2=float(df2),
-        p=p,
-        n=n,
-        k=k,
-        n_dropped=dropped,
-        bms=bms,
-        jms=jms,
-        ems=ems,
-        wms=wms,
-    )
+    return value, f, df1, df2, lo, hi
 
 
 def icc(a: ArrayLike, b: ArrayLike, kind: str = "ICC(3,1)", confidence: float = 0.95) -> ICCResult:

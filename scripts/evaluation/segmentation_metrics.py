@@ -4,9 +4,9 @@ The paper (BMC Medical Imaging 2026, doi 10.1186/s12880-026-02329-9) compares th
 by Dice, relative volume difference (RVD) and Hausdorff distance per muscle and side, and reports the L/R mean.
 This module gives those numbers for one case:
 
-- pure functions on two binary masks (:func:`dice`, :func:`relative_volume_difference`,
-  :func:`hausdorff_distance`, :func:`mean_surface_distance`, all built on :func:`compute_surface_distances`, and
-  :func:`compute_binary_metrics` which computes them together);
+- pure functions on two binary masks (:func:`dice`, :func:`relative_volume_difference`, and
+  :func:`compute_binary_metrics`, which adds the surface distances of :mod:`scripts.evaluation.surface_distance`:
+  Hausdorff, HD95 and ASSD, all from one :func:`~scripts.evaluation.surface_distance.compute_surface_distances`);
 - :func:`compute_label_metrics`, the long table for two label maps (one row per label plus the L/R mean per muscle),
   with names from :mod:`scripts.labels`;
 - :func:`evaluate_label_files`, the thin NIfTI wrapper (also the ``fire`` command line);
@@ -15,12 +15,7 @@ This module gives those numbers for one case:
   and :class:`HausdorffDistanceMMMetric` / :class:`SurfaceDistanceMMMetric`, which take each image's spacing from
   its MetaTensor affine, because MONAI's ignite handlers call the metric without ``spacing`` (distances in voxels).
 
-Surface definition and distances (identical to MONAI's ``get_mask_edges`` / ``get_surface_distance``): the surface
-of a mask is the set of its voxels removed by one binary erosion with the face-connected structuring element
-(6-neighbourhood in 3D), with everything outside the array counted as background. The distance of a surface voxel
-to the other mask is the Euclidean distance, in mm, from its centre to the nearest surface-voxel centre of the other
-mask, computed with ``scipy.ndimage.distance_transform_edt(..., sampling=spacing_mm)`` so anisotropic voxels count
-with their real size.
+The surface and its distances are defined in :mod:`scripts.evaluation.surface_distance`.
 
 Empty masks follow one rule, IEEE-like: a ratio ``x / 0`` with ``x != 0`` is ``+inf``, ``0 / 0`` is NaN, and the
 distance to an empty set is ``+inf`` (the infimum over an empty set). Hence:
@@ -41,7 +36,7 @@ measurement. (MONAI agrees except for HD95 with exactly one empty mask, where it
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -52,18 +47,19 @@ import torch
 from monai.metrics import CumulativeIterationMetric, HausdorffDistanceMetric, SurfaceDistanceMetric
 from monai.metrics.utils import do_metric_reduction, ignore_background
 from monai.utils import MetricReduction
-from scipy import ndimage
+from scripts.evaluation.mask_checks import SpacingLike, check_pair, check_spacing
+from scripts.evaluation.surface_distance import (
+    compute_surface_distances,
+    hausdorff_from_distances,
+    mean_surface_from_distances,
+)
 from scripts.labels import LABELS, MUSCLES, label_value, muscle_and_side
 
 __all__ = [
-    "SurfaceDistances",
     "BinaryMetrics",
     "METRIC_COLUMNS",
-    "compute_surface_distances",
     "dice",
     "relative_volume_difference",
-    "hausdorff_distance",
-    "mean_surface_distance",
     "compute_binary_metrics",
     "compute_label_metrics",
     "evaluate_label_files",
@@ -92,139 +88,8 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "ref_empty",
 )
 
-SpacingLike = Sequence[float] | np.ndarray | float
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# validation helpers
-# ---------------------------------------------------------------------------------------------------------------------
-
-
 #: the eight muscle label values (docs/design.md)
 MUSCLE_LABELS: tuple[int, ...] = tuple(range(1, 9))
-
-
-def _as_mask(mask: Any, name: str) -> np.ndarray:
-    """Return ``mask`` as a boolean array; only bool or 0/1 values are accepted (a label map is an error)."""
-    arr = np.asarray(mask.detach().cpu() if isinstance(mask, torch.Tensor) else mask)
-    if arr.dtype == bool:
-        return arr
-    if not np.issubdtype(arr.dtype, np.number):
-        raise TypeError(f"{name} must be a numeric or boolean array, got dtype {arr.dtype}")
-    binary = arr == 1
-    if not np.all(binary | (arr == 0)):
-        found = np.unique(arr[~(binary | (arr == 0))])[:5]
-        raise ValueError(
-            f"{name} must be binary (bool or 0/1); found values {found.tolist()}. "
-            "For a label map use compute_label_metrics, or pass (labels == value)."
-        )
-    return binary
-
-
-def _check_pair(pred: Any, ref: Any) -> tuple[np.ndarray, np.ndarray]:
-    p = _as_mask(pred, "pred")
-    r = _as_mask(ref, "ref")
-    if p.shape != r.shape:
-        raise ValueError(f"pred and ref must have the same shape, got {p.shape} and {r.shape}")
-    if p.ndim < 1:
-        raise ValueError("pred and ref must have at least one dimension")
-    return p, r
-
-
-def _check_spacing(spacing_mm: SpacingLike, ndim: int) -> tuple[float, ...]:
-    """Validate the voxel size: one positive finite value per array axis (a scalar means isotropic)."""
-    arr = np.asarray(spacing_mm, dtype=float)
-    if arr.ndim == 0:
-        arr = np.full(ndim, float(arr))
-    if arr.shape != (ndim,):
-        raise ValueError(
-            f"spacing_mm must give one voxel size per array axis ({ndim}), got {np.asarray(spacing_mm).tolist()}"
-        )
-    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
-        raise ValueError(f"spacing_mm must be positive and finite, got {arr.tolist()}")
-    return tuple(float(s) for s in arr)
-
-
-def _check_percentile(percentile: float | None) -> None:
-    # 0 is rejected on purpose: MONAI treats percentile=0 as "no percentile" (the maximum), a silent trap.
-    if percentile is not None and not 0 < percentile <= 100:
-        raise ValueError(f"percentile must be None or in (0, 100], got {percentile}")
-
-
-def _surface(mask: np.ndarray) -> np.ndarray:
-    """Voxels of ``mask`` removed by one erosion with the face-connected element (outside the array = background)."""
-    structure = ndimage.generate_binary_structure(mask.ndim, 1)
-    return mask & ~ndimage.binary_erosion(mask, structure=structure, border_value=0)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# pure functions on binary masks
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SurfaceDistances:
-    """Directed surface distances between two binary masks, in mm.
-
-    Attributes:
-        pred_to_ref_mm: for each surface voxel of the prediction, the distance to the nearest reference surface voxel
-            (empty when the prediction is empty; all ``inf`` when only the reference is empty).
-        ref_to_pred_mm: the same from the reference surface to the prediction surface.
-        pred_empty: the prediction has no foreground voxel.
-        ref_empty: the reference has no foreground voxel.
-    """
-
-    pred_to_ref_mm: np.ndarray
-    ref_to_pred_mm: np.ndarray
-    pred_empty: bool
-    ref_empty: bool
-
-
-def compute_surface_distances(pred: Any, ref: Any, spacing_mm: SpacingLike) -> SurfaceDistances:
-    """Distances from each surface voxel of one mask to the surface of the other, in mm, both directions.
-
-    ``d(p, R) = min_{r in S(R)} || (p - r) * spacing_mm ||_2`` for every ``p`` in the surface ``S(P)``, and
-    vice versa; ``S`` is the erosion surface described in the module docstring. The Euclidean distance transform is
-    computed only inside the bounding box of the union plus one voxel, which changes nothing (every surface voxel
-    lies in it) but keeps a small muscle in a large volume fast.
-
-    Args:
-        pred: binary prediction mask, any number of dimensions (bool or 0/1).
-        ref: binary reference mask, same shape.
-        spacing_mm: voxel size per array axis in mm (for NIfTI, ``header.get_zooms()[:3]``); a scalar means
-            isotropic.
-
-    Returns:
-        :class:`SurfaceDistances`; with one mask empty the distances from the other are ``inf``.
-
-    Example:
-        >>> a = np.zeros((5, 5, 6), bool); a[1:4, 1:4, 1:4] = True
-        >>> b = np.roll(a, 1, axis=2)
-        >>> float(compute_surface_distances(a, b, (1.0, 1.0, 3.0)).ref_to_pred_mm.max())
-        3.0
-    """
-    p, r = _check_pair(pred, ref)
-    spacing = _check_spacing(spacing_mm, p.ndim)
-    pred_empty, ref_empty = not p.any(), not r.any()
-    if pred_empty or ref_empty:
-        # the distance to an empty set is the infimum over nothing: +inf for each surface voxel of the other mask
-        n_p = 0 if pred_empty else int(_surface(p).sum())
-        n_r = 0 if ref_empty else int(_surface(r).sum())
-        return SurfaceDistances(np.full(n_p, np.inf), np.full(n_r, np.inf), pred_empty, ref_empty)
-
-    union = p | r
-    lo, hi = [], []
-    for axis in range(p.ndim):
-        other = tuple(a for a in range(p.ndim) if a != axis)
-        idx = np.flatnonzero(union.any(axis=other))
-        lo.append(max(int(idx[0]) - 1, 0))
-        hi.append(min(int(idx[-1]) + 2, p.shape[axis]))
-    box = tuple(slice(a, b) for a, b in zip(lo, hi))
-    # the surface is taken on the full array, then cropped, so a mask touching the array border keeps that face
-    sp, sr = _surface(p)[box], _surface(r)[box]
-    dist_to_ref = ndimage.distance_transform_edt(~sr, sampling=spacing)
-    dist_to_pred = ndimage.distance_transform_edt(~sp, sampling=spacing)
-    return SurfaceDistances(dist_to_ref[sp], dist_to_pred[sr], False, False)
 
 
 def dice(pred_mask: Any, ref_mask: Any) -> float:
@@ -237,7 +102,7 @@ def dice(pred_mask: Any, ref_mask: Any) -> float:
         >>> dice(np.array([1, 1, 0, 0]), np.array([0, 1, 1, 0]))
         0.5
     """
-    p, r = _check_pair(pred_mask, ref_mask)
+    p, r = check_pair(pred_mask, ref_mask)
     denom = int(p.sum()) + int(r.sum())
     if denom == 0:
         return float("nan")
@@ -258,74 +123,13 @@ def relative_volume_difference(pred: Any, ref: Any, spacing_mm: SpacingLike | No
         >>> relative_volume_difference(np.array([1, 1, 1, 0]), np.array([1, 1, 0, 0]))
         0.5
     """
-    p, r = _check_pair(pred, ref)
+    p, r = check_pair(pred, ref)
     if spacing_mm is not None:
-        _check_spacing(spacing_mm, p.ndim)
+        check_spacing(spacing_mm, p.ndim)
     v_p, v_r = int(p.sum()), int(r.sum())
     if v_r == 0:
         return float("nan") if v_p == 0 else float("inf")
     return (v_p - v_r) / v_r
-
-
-def _hausdorff_from(sd: SurfaceDistances, percentile: float | None) -> float:
-    if sd.pred_empty and sd.ref_empty:
-        return float("nan")
-    if sd.pred_empty or sd.ref_empty:
-        return float("inf")
-    if percentile is None:
-        return float(max(sd.pred_to_ref_mm.max(), sd.ref_to_pred_mm.max()))
-    # MONAI's definition: the larger of the two directed percentiles (linear interpolation, as torch.quantile)
-    return float(max(np.percentile(sd.pred_to_ref_mm, percentile), np.percentile(sd.ref_to_pred_mm, percentile)))
-
-
-def _mean_surface_from(sd: SurfaceDistances, symmetric: bool) -> float:
-    if sd.pred_empty and sd.ref_empty:
-        return float("nan")
-    if sd.pred_empty or sd.ref_empty:
-        return float("inf")
-    if symmetric:
-        return float(np.concatenate([sd.pred_to_ref_mm, sd.ref_to_pred_mm]).mean())
-    return float(sd.pred_to_ref_mm.mean())
-
-
-def hausdorff_distance(pred: Any, ref: Any, spacing_mm: SpacingLike, percentile: float | None = None) -> float:
-    """Symmetric Hausdorff distance between the mask surfaces, in mm (Huttenlocher et al. 1993).
-
-    ``HD = max(h(P, R), h(R, P))`` with the directed ``h(P, R) = max_{p in S(P)} d(p, S(R))``. With ``percentile``
-    (e.g. 95 for HD95) each directed maximum is replaced by that percentile of the directed distances and the larger
-    of the two is returned; this is MONAI's ``compute_hausdorff_distance`` definition (not the percentile of the pooled
-    distances, which is smaller or equal), so numbers are comparable with MONAI-based papers. Percentiles use linear
-    interpolation, as ``torch.quantile``.
-
-    Args:
-        pred: binary prediction mask.
-        ref: binary reference mask, same shape.
-        spacing_mm: voxel size per array axis in mm.
-        percentile: ``None`` for the maximum, or a value in (0, 100].
-
-    Returns:
-        distance in mm; ``inf`` when exactly one mask is empty, NaN when both are.
-
-    Example:
-        >>> a = np.zeros((5, 5, 6), bool); a[1:4, 1:4, 1:4] = True
-        >>> hausdorff_distance(a, np.roll(a, 1, axis=2), spacing_mm=(1.0, 1.0, 3.0))
-        3.0
-    """
-    _check_percentile(percentile)
-    return _hausdorff_from(compute_surface_distances(pred, ref, spacing_mm), percentile)
-
-
-def mean_surface_distance(pred: Any, ref: Any, spacing_mm: SpacingLike, symmetric: bool = True) -> float:
-    """Average surface distance in mm.
-
-    Symmetric (ASSD, the default): the mean of the pooled distances of both surfaces,
-    ``(sum_{p in S(P)} d(p, S(R)) + sum_{r in S(R)} d(r, S(P))) / (|S(P)| + |S(R)|)``, which is MONAI's
-    ``compute_average_surface_distance(..., symmetric=True)``. Directed: the mean over the prediction surface only.
-
-    Returns:
-        distance in mm; ``inf`` when exactly one mask is empty, NaN when both are.
-    """
-    return _mean_surface_from(compute_surface_distances(pred, ref, spacing_mm), symmetric)
 
 
 @dataclass(frozen=True)
@@ -357,16 +161,16 @@ class BinaryMetrics:
 
 def compute_binary_metrics(pred: Any, ref: Any, spacing_mm: SpacingLike) -> BinaryMetrics:
     """Dice, RVD, HD, HD95, ASSD and both volumes of one mask pair, sharing one surface-distance computation."""
-    p, r = _check_pair(pred, ref)
-    spacing = _check_spacing(spacing_mm, p.ndim)
+    p, r = check_pair(pred, ref)
+    spacing = check_spacing(spacing_mm, p.ndim)
     voxel_ml = float(np.prod(spacing)) / 1000.0
     sd = compute_surface_distances(p, r, spacing)
     return BinaryMetrics(
         dice=dice(p, r),
         rvd=relative_volume_difference(p, r),
-        hd_mm=_hausdorff_from(sd, None),
-        hd95_mm=_hausdorff_from(sd, 95.0),
-        assd_mm=_mean_surface_from(sd, True),
+        hd_mm=hausdorff_from_distances(sd, None),
+        hd95_mm=hausdorff_from_distances(sd, 95.0),
+        assd_mm=mean_surface_from_distances(sd, True),
         vol_pred_ml=int(p.sum()) * voxel_ml,
         vol_ref_ml=int(r.sum()) * voxel_ml,
         pred_empty=sd.pred_empty,
@@ -425,7 +229,7 @@ def compute_label_metrics(
     ref = _as_label_map(ref_labels, "ref_labels")
     if pred.shape != ref.shape:
         raise ValueError(f"pred_labels and ref_labels must have the same shape, got {pred.shape} and {ref.shape}")
-    spacing = _check_spacing(spacing_mm, pred.ndim)
+    spacing = check_spacing(spacing_mm, pred.ndim)
     values = [int(v) for v in labels]
     if len(set(values)) != len(values):
         raise ValueError(f"labels must not repeat, got {values}")

@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 import torch
 from scripts.configuration.values import overrides_from_cli
-from scripts.evaluation.segmentation_metrics import dice, hausdorff_distance
+from scripts.evaluation.segmentation_metrics import dice
+from scripts.evaluation.surface_distance import hausdorff_distance
 
 __all__ = ["SAMPLES", "segment", "evaluate", "reference_in_our_labels"]
 
