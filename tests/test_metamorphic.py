@@ -18,7 +18,7 @@ import pytest
 from scripts.io.dixon_inputs import load_dixon
 from scripts.labels import LEFT_RIGHT_SWAP
 from scripts.phantom import Acquisition, generate_subject
-from scripts.pipeline.inference import measure_subject
+from scripts.pipeline.measure import measure_subject
 
 _NUMBERS = ["ff_mean_pct", "ff_median_pct", "ff_core_mean_pct", "volume_ml", "n_voxels", "n_trimmed_voxels"]
 

@@ -1,10 +1,11 @@
 """Cohort runs of inference.json: skip finished subjects, and let one bad subject fail alone.
 
 A subject counts as finished when its ``<subject>_done.json`` marker (written by
-:class:`scripts.pipeline.inference.MarkDoned` after every other output) holds the same run manifest as the current run:
-same input files (SHA-256 of their whole content), model, settings and bundle version. Anything else is processed
-again, but a folder holding results of a *different* run is refused here, before any inference (and again by
-:class:`scripts.pipeline.inference.QuantifyDixond` when it writes).
+:class:`scripts.pipeline.mark_done.MarkDoned` after every other output) holds the same run record as the current
+run (:class:`scripts.pipeline.run_record.RunRecord`): same input files (SHA-256 of their whole content), model,
+settings and bundle version. Anything else is processed again, but a folder holding results of a *different* run is
+refused here, before any inference (and again by :class:`scripts.pipeline.prepare_results.PrepareResultsd` before
+it writes).
 
 A subject whose images cannot be used (corrupt, mismatched, refused by a check) is recorded in
 ``<output_dir>/cohort_failures.csv`` (one line: subject, file, problem) and in the log, and the run goes on with the
@@ -25,7 +26,8 @@ from monai.engines import SupervisedEvaluator
 from scripts.configuration.values import as_bool
 from scripts.io.atomic import atomic_write_text
 from scripts.io.dixon_inputs import DixonInputError
-from scripts.pipeline.inference import _ROLES, QuantifyDixond, RunConflictError
+from scripts.pipeline.keys import DIXON_ROLES
+from scripts.pipeline.run_record import RunConflictError, RunRecord
 
 __all__ = ["pending_subjects", "FailureLog", "IsolatingLoader", "IsolatingEvaluator", "CohortFailures", "FAILURES_FILE"]
 
@@ -33,18 +35,18 @@ logger = logging.getLogger(__name__)
 
 #: the failures table of a cohort run, in its output folder
 FAILURES_FILE = "cohort_failures.csv"
-#: how scripts.pipeline.inference.LoadDixond names the subject at the start of an input error
+#: how scripts.pipeline.load_dixon.LoadDixond names the subject at the start of an input error
 _SUBJECT_PREFIX = re.compile(r"^subject '([^']*)': ")
 
 
 def pending_subjects(
-    data: Sequence[Mapping[str, Any]], quantifier: QuantifyDixond, resume: bool | str = True
+    data: Sequence[Mapping[str, Any]], run_record: RunRecord, resume: bool | str = True
 ) -> list[Mapping[str, Any]]:
     """The entries of ``data`` still to process.
 
     Args:
         data: entries of :func:`scripts.io.dixon_inputs.inference_datalist` (``subject`` and Dixon role -> path).
-        quantifier: the run's :class:`QuantifyDixond` (its output folder and settings define "the same run").
+        run_record: the run's :class:`RunRecord` (its output folder and settings define "the same run").
         resume: skip finished subjects; ``False`` (or "false", "no", "0") processes every entry again.
 
     Returns:
@@ -58,13 +60,13 @@ def pending_subjects(
     entries = list(data)
     todo = []
     for entry in entries:
-        files = {r: str(entry[r]) for r in _ROLES if entry.get(r) is not None}
+        files = {r: str(entry[r]) for r in DIXON_ROLES if entry.get(r) is not None}
         subject = entry.get("subject")
         if subject and files:
-            reason = quantifier.conflict(str(subject), files)
+            reason = run_record.conflict(str(subject), files)
             if reason:
                 raise RunConflictError(reason)
-            if resume and quantifier.is_done(str(subject), files):
+            if resume and run_record.is_done(str(subject), files):
                 continue
         todo.append(entry)
     skipped = len(entries) - len(todo)
@@ -73,7 +75,7 @@ def pending_subjects(
             "resuming: %d of %d subjects already finished by this run are skipped (%s)",
             skipped,
             len(entries),
-            quantifier.output_dir,
+            run_record.output_dir,
         )
     return todo
 

@@ -119,12 +119,13 @@ def test_every_user_option_of_inference_json_goes_through_the_settings_node():
         assert f'"@{name}"' not in text, name
 
 
-def test_lower_case_false_reaches_the_quantifier_and_resume_as_false():
+def test_lower_case_false_reaches_the_run_record_the_report_and_resume_as_false():
     parser = ConfigParser()
     parser.read_config(BUNDLE_ROOT / "configs" / "inference.json")
     parser.update({"overwrite": "false", "write_report": "no", "resume": "False"})
-    quantify = parser.get_parsed_content("quantify")
-    assert quantify.overwrite is False and quantify.report is False
+    assert parser.get_parsed_content("run_record").overwrite is False
+    steps = parser.get_parsed_content("postprocessing").transforms
+    assert [s.enabled for s in steps if type(s).__name__ == "SubjectReportd"] == [False]
     assert parser.get_parsed_content("settings")["resume"] is False
 
 

@@ -158,7 +158,7 @@ def test_inference_config_adapts_by_default_on_the_scan_and_its_mirror():
     assert isinstance(inferer.statistics_inferer, SlidingWindowInferer)
     assert inferer.mirror_axis == inferer.inferer.spatial_axis == 0
     # the run record gets the typed value of the settings layer, not the raw override
-    assert parser["quantify"]["segmentation_settings"]["adapt_batch_norm"] == "$@settings['adapt_batch_norm']"
+    assert parser["run_record"]["segmentation_settings"]["adapt_batch_norm"] == "$@settings['adapt_batch_norm']"
     parser["adapt_batch_norm"] = "false"  # as a command-line override arrives
     assert not parser.get_parsed_content("inferer", lazy=False).enabled
     # the shipped network has batch-norm layers to adapt

@@ -10,7 +10,7 @@ from scripts.pipeline.cohort import CohortFailures, FailureLog, IsolatingLoader,
 
 
 class _Finished:
-    """A stand-in quantifier for which every subject is finished by this run and nothing conflicts."""
+    """A stand-in run record for which every subject is finished by this run and nothing conflicts."""
 
     output_dir = "eval"
 
@@ -30,7 +30,7 @@ def test_resume_false_in_any_spelling_redoes_finished_subjects(resume, todo):
 
 def _load(entry):
     if entry["subject"] == "bad":
-        # as scripts.pipeline.inference.LoadDixond raises it
+        # as scripts.pipeline.load_dixon.LoadDixond raises it
         err = DixonInputError("subject 'bad': water image 'bad_W.nii.gz': is all zero (no signal)", "bad_W.nii.gz")
         err.subject = "bad"
         raise err

@@ -146,7 +146,7 @@ def test_a_conflict_is_refused_before_any_segmentation(cohort, one_process):
     parser.update(
         {"bundle_root": str(BUNDLE_ROOT), "dataset_dir": str(cohort), "output_dir": str(one_process), "erosion_mm": 3.0}
     )
-    from scripts.pipeline.inference import RunConflictError
+    from scripts.pipeline.run_record import RunConflictError
 
     data = parser.get_parsed_content("data")  # a lazy list: made in `run`, so check_properties needs no data
     with pytest.raises(RunConflictError, match="differs in: settings"):

@@ -8,7 +8,7 @@ import torch
 from monai.data import MetaTensor
 from monai.networks.nets import UNet
 from scripts.io.dixon_inputs import DixonInputError, DixonScan
-from scripts.pipeline.inference import LoadDixond
+from scripts.pipeline.load_dixon import LoadDixond
 from scripts.pipeline.network_input import (
     StackWaterFat,
     StackWaterFatd,

@@ -18,7 +18,7 @@ from monai.data import MetaTensor
 from monai.transforms import Compose
 from scripts.io.dixon_inputs import DixonInputError
 from scripts.phantom import Acquisition, generate_subject
-from scripts.pipeline.inference import LoadDixond
+from scripts.pipeline.load_dixon import LoadDixond
 
 from tests.conftest import BUNDLE_ROOT
 

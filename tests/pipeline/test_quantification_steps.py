@@ -1,6 +1,5 @@
-"""scripts/pipeline/inference.py: resume identity from the whole content of every input, results staged and swapped in
-only
-when complete, and silent input corrections made visible in the tables, the JSON and the report."""
+"""The quantification steps of inference.json: resume identity from the whole content of every input, results staged
+and swapped in only when complete, silent input corrections made visible in the tables, the JSON and the report."""
 
 from __future__ import annotations
 
@@ -13,9 +12,12 @@ import pandas as pd
 import pytest
 import torch
 from monai.data import MetaTensor
-from scripts.pipeline.inference import STAGING_DIR, LoadDixond, MarkDoned, QuantifyDixond, file_fingerprint
+from scripts.pipeline.keys import STAGING_DIR
+from scripts.pipeline.load_dixon import LoadDixond
+from scripts.pipeline.mark_done import MarkDoned
+from scripts.pipeline.run_record import file_fingerprint
 
-from tests.pipeline.test_inference_swap_flags import _lean_body
+from tests.pipeline.helpers import lean_body, loaded, quantification_steps, quantify_and_finish
 
 
 def test_a_change_after_the_first_mib_is_a_different_input(tmp_path):
@@ -31,11 +33,9 @@ def test_a_change_after_the_first_mib_is_a_different_input(tmp_path):
 
 
 def _quantified(tmp_path: Path, out: Path, **kwargs):
-    files, label, affine = _lean_body(tmp_path)
-    quantify = QuantifyDixond(keys="pred", output_dir=str(out), report=False, staging=True, **kwargs)
-    d = LoadDixond(keys="image")({**files, "subject": "lean"})
-    d["pred"] = MetaTensor(torch.as_tensor(label[None]), affine=torch.as_tensor(affine))
-    return quantify, quantify(d), files
+    files, label, affine = lean_body(tmp_path)
+    steps = quantification_steps(out, **kwargs)
+    return steps, steps(loaded(files, label, affine)), files
 
 
 def test_nothing_is_rewritten_until_the_new_results_are_complete(tmp_path):
@@ -69,7 +69,7 @@ def test_overwrite_false_spelled_in_lower_case_refuses_a_different_run(tmp_path)
 
 
 def test_input_corrections_appear_in_flags_json_and_report_provenance(tmp_path):
-    files, label, affine = _lean_body(tmp_path)
+    files, label, affine = lean_body(tmp_path)
     water = nib.load(files["water"])
     data = np.asarray(water.dataobj, dtype=np.float32)
     data[0, 0, 0] = -5.0  # one noise voxel below zero: clipped, and now said so
@@ -78,7 +78,7 @@ def test_input_corrections_appear_in_flags_json_and_report_provenance(tmp_path):
     with pytest.warns(RuntimeWarning, match="clipped to 0"):
         d = LoadDixond(keys="image")({**files, "subject": "lean"})
     d["pred"] = MetaTensor(torch.as_tensor(label[None]), affine=torch.as_tensor(affine))
-    QuantifyDixond(keys="pred", output_dir=str(out), report=True)(d)
+    quantify_and_finish(out, d, report=True)
     sdir = out / "lean"
     table = pd.read_csv(sdir / "lean_ff_table.csv")
     assert table["flags"].str.contains("negatives_clipped_water").all()

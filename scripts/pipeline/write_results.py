@@ -1,0 +1,59 @@
+"""Write a subject's measurements: FF map, FF tables, per-slice profiles and normative comparison."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Hashable, Mapping
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+from monai.config import KeysCollection
+from monai.transforms import MapTransform
+from scripts.io.atomic import atomic_write_text
+from scripts.pipeline.keys import FF_KEY, NORMATIVE_KEY, RESULTS_DIR_KEY, ROWS_KEY, SCAN_INFO_KEY, STATS_KEY
+from scripts.quantification.statistics import write_tables
+
+__all__ = ["WriteResultsd"]
+
+logger = logging.getLogger(__name__)
+
+
+class WriteResultsd(MapTransform):
+    """Write the subject's results into its staged folder (``results_dir``) and prepare its cohort-table rows.
+
+    Files: ``<subject>_ff.nii.gz`` (FF in percent, float32, native Dixon grid; NaN = excluded voxel),
+    ``<subject>_ff_table.csv`` / ``.json`` (one row per muscle and side plus L/R means), ``<subject>_ff_slices.csv``
+    and ``<subject>_normative.csv``. Adds ``cohort_rows`` (the FF table with the normative band, percentile and
+    z-score of each row), which :class:`scripts.pipeline.mark_done.MarkDoned` adds to the run's cohort table when
+    the subject is finished. Entries without statistics pass through.
+
+    Args:
+        keys: the label-map key (unused here; kept for the MONAI signature and the order of the steps).
+    """
+
+    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        if STATS_KEY not in d:
+            return d
+        subject = json.loads(d[SCAN_INFO_KEY])["subject"]
+        sdir = Path(d[RESULTS_DIR_KEY])
+        result, ffr, comparison = d[STATS_KEY], d[FF_KEY], d[NORMATIVE_KEY]
+        write_tables(result, sdir, subject, overwrite=True)
+        ff_img = nib.Nifti1Image((ffr.ff * 100.0).astype(np.float32), ffr.affine)
+        ff_img.header["descrip"] = b"fat fraction, percent; NaN = excluded voxel"
+        nib.save(ff_img, str(sdir / f"{subject}_ff.nii.gz"))
+        atomic_write_text(sdir / f"{subject}_normative.csv", comparison.to_csv(index=False), overwrite=True)
+        # the normative module calls the paper's L/R mean "lr_mean"; the tables call it "mean"
+        comp = comparison.replace({"side": {"lr_mean": "mean"}}) if "side" in comparison.columns else comparison
+        keys = [c for c in ("muscle", "side") if c in comp.columns]
+        d[ROWS_KEY] = result.table.merge(
+            comp[keys + ["band", "percentile_approx", "z_score_approx", "distribution"]], how="left", on=keys
+        )
+        logger.info("%s: FF map and tables written to %s", subject, sdir)
+        return d
