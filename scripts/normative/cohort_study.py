@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 from scripts.io.atomic import atomic_write_text
 from scripts.labels import MUSCLES
+from scripts.normative.building import build_reference as _build_reference
+from scripts.normative.centiles import fit_age_centiles
 from scripts.normative.group_comparison import (
     ACTIVITY_ORDER,
     activity_comparison,
@@ -31,8 +33,7 @@ from scripts.normative.group_comparison import (
     paper_table,
     sex_comparison,
 )
-from scripts.normative.reference import build_reference as _build_reference
-from scripts.normative.reference import fit_age_centiles, save_reference
+from scripts.normative.reference_file import save_reference
 
 __all__ = ["build_reference", "compare_groups"]
 

@@ -302,6 +302,29 @@ def ols(design: np.ndarray, y: np.ndarray, names: Sequence[str]) -> RegressionFi
     )
 
 
+def _coded_covariates(sub: pd.DataFrame, covariates: Sequence[str]) -> tuple[pd.DataFrame, list[str]]:
+    """Add the coded covariates present in ``sub`` (age per decade, female = 1, activity step, BMI per unit).
+
+    Returns:
+        ``sub`` with the coded columns added, and their names in the order of the design matrix.
+    """
+    cols: list[str] = []
+    if "age" in covariates and "age" in sub and sub.age.notna().any():
+        sub["age_per_decade"] = sub.age.astype(float) / 10.0
+        cols.append("age_per_decade")
+    if "sex" in covariates and "sex" in sub and sub.sex.notna().any():
+        sub["female"] = (sub.sex.astype(str).str.upper() == "F").astype(float)
+        sub.loc[sub.sex.isna(), "female"] = np.nan
+        cols.append("female")
+    if "activity" in covariates and "activity" in sub and sub.activity.notna().any():
+        sub["activity_step"] = sub.activity.map({lv: i for i, lv in enumerate(ACTIVITY_ORDER)})
+        cols.append("activity_step")
+    if "bmi" in covariates and "bmi" in sub and sub.bmi.notna().any():
+        sub["bmi_per_unit"] = sub.bmi.astype(float)
+        cols.append("bmi_per_unit")
+    return sub, cols
+
+
 def covariate_regression(
     df: pd.DataFrame,
     side: str = "mean",
@@ -324,21 +347,7 @@ def covariate_regression(
     """
     rows = []
     for muscle in MUSCLES:
-        sub = _values(df, muscle, side).copy()
-        cols, names = [], []
-        if "age" in covariates and "age" in sub and sub.age.notna().any():
-            sub["age_per_decade"] = sub.age.astype(float) / 10.0
-            cols.append("age_per_decade")
-        if "sex" in covariates and "sex" in sub and sub.sex.notna().any():
-            sub["female"] = (sub.sex.astype(str).str.upper() == "F").astype(float)
-            sub.loc[sub.sex.isna(), "female"] = np.nan
-            cols.append("female")
-        if "activity" in covariates and "activity" in sub and sub.activity.notna().any():
-            sub["activity_step"] = sub.activity.map({lv: i for i, lv in enumerate(ACTIVITY_ORDER)})
-            cols.append("activity_step")
-        if "bmi" in covariates and "bmi" in sub and sub.bmi.notna().any():
-            sub["bmi_per_unit"] = sub.bmi.astype(float)
-            cols.append("bmi_per_unit")
+        sub, cols = _coded_covariates(_values(df, muscle, side).copy(), covariates)
         used = sub.dropna(subset=cols + ["ff"])
         if log_ff:
             used = used[used.ff > 0]

@@ -9,7 +9,8 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from scripts.normative.reference import compare_to_reference, load_reference
+from scripts.normative.comparison import compare_to_reference
+from scripts.normative.reference_file import load_reference
 
 from tests.conftest import BUNDLE_ROOT
 from tests.normative.test_group_comparison import _cohort

@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from scripts.labels import label_value
-from scripts.normative.reference import compare_to_reference
+from scripts.normative.comparison import compare_to_reference
 from scripts.phantom import Acquisition, generate_subject
-from scripts.quantification.fat_fraction import LabelSwapFlags, SwapReport, fat_fraction_from_water_fat
+from scripts.quantification.formulas import fat_fraction_from_water_fat
 from scripts.quantification.statistics import quantify_muscles
+from scripts.quantification.swap import LabelSwapFlags, SwapReport
 from scripts.reporting.report import (
     APPROXIMATION_NOTE,
     MUSCLE_DISPLAY_NAMES,
