@@ -2,11 +2,11 @@
 
 The ``complete`` anatomy (``generate_subject(..., anatomy="complete")``) writes, next to the 0-8 target label map,
 a tissue-id map (``<subject>_tissue.nii.gz``) holding the id of the structure that dominates each voxel, and a
-vertebral label map (``<subject>_vertebrae.nii.gz``) with DESIGN.md's values 9-14. The ids are chosen so that:
+vertebral label map (``<subject>_vertebrae.nii.gz``) with docs/design.md's values 9-14. The ids are chosen so that:
 
 - 1-8 are the target muscles with the bundle's label values (``scripts.labels``): every labelled voxel carries its
   muscle's id, so ``tissue[label > 0] == label[label > 0]``;
-- 9-14 are the vertebral bodies L1-L5 and the sacrum with DESIGN.md's vertebral-context values, so the vertebral
+- 9-14 are the vertebral bodies L1-L5 and the sacrum with docs/design.md's vertebral-context values, so the vertebral
   label map is the tissue map restricted to 9-14;
 - unlabelled structures use 15 and above; paired ones have a left and a right id (left = patient left, negative
   RAS x).
@@ -76,7 +76,7 @@ _UNLABELLED: dict[int, str] = {
     84: "mesenteric_fat",
 }
 
-#: DESIGN.md's vertebral-context values (never change them).
+#: docs/design.md's vertebral-context values (never change them).
 VERTEBRA_LABELS: dict[int, str] = {
     9: "vertebral_body_L1",
     10: "vertebral_body_L2",
