@@ -31,16 +31,16 @@ from monai.transforms import (
     RandRicianNoised,
 )
 from scripts.labels import NUM_CLASSES
-from scripts.transforms.acquisition import RandDixonContrastd, RandFieldOfViewd, RandSurfaceCoild
-from scripts.transforms.augmentation import (
-    RandAnatomicalDeformd,
-    RandBSplineDeformd,
-    RandIntensityRemapd,
-    RandLeftRightFlipd,
-    RandLowResolutionAxisd,
-    RandRigidd,
-    spacing_from_affine,
-)
+from scripts.transforms.acquisition.dixon_contrast import RandDixonContrastd
+from scripts.transforms.acquisition.field_of_view import RandFieldOfViewd
+from scripts.transforms.acquisition.surface_coil import RandSurfaceCoild
+from scripts.transforms.geometry import spacing_from_affine
+from scripts.transforms.intensity.intensity_remap import RandIntensityRemapd
+from scripts.transforms.intensity.low_resolution import RandLowResolutionAxisd
+from scripts.transforms.spatial.anatomical_deform import RandAnatomicalDeformd
+from scripts.transforms.spatial.bspline_deform import RandBSplineDeformd
+from scripts.transforms.spatial.left_right_flip import RandLeftRightFlipd
+from scripts.transforms.spatial.rigid import RandRigidd
 from scripts.transforms.variability_model import AnatomicalVariabilityModel
 
 __all__ = ["augmentation_examples", "save_augmentation_figure", "main"]

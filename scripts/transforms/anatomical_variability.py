@@ -5,13 +5,16 @@ deformations that mimic real anatomical variability". Here that variability is m
 itself: every subject's label map is registered to a reference subject (SimpleITK: moment-initialised affine, then
 cubic B-spline, both on smooth label-derived images at a coarse spacing so it takes seconds), the non-linear
 displacement fields are collected in the reference frame with their affine part removed (rigid motion and size
-are :class:`scripts.transforms.augmentation.RandRigidd`'s job), and a PCA of the fields gives the modes of variation.
+are :class:`scripts.transforms.spatial.rigid.RandRigidd`'s job), and a PCA of the fields gives the modes of variation.
 
 :class:`scripts.transforms.variability_model.AnatomicalVariabilityModel` stores those modes (``.npz``), and
-:class:`scripts.transforms.augmentation.RandAnatomicalDeformd` samples deformations from it during training.
+:class:`scripts.transforms.spatial.anatomical_deform.RandAnatomicalDeformd` samples deformations from it during
+training.
 
 Displacements are world RAS millimetres (component 0 along +x = patient's right, 1 along +y = anterior,
-2 along +z = superior) on the model grid whose voxel -> RAS affine is stored with the model.
+2 along +z = superior) on the model grid whose voxel -> RAS affine is stored with the model. The registration
+steps are in :mod:`scripts.transforms.label_registration`, the clean-up of each field in
+:mod:`scripts.transforms.displacement_fit`; this module chains them and runs the PCA.
 
 Command line (``fire``)::
 
@@ -25,12 +28,25 @@ import logging
 import time
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import SimpleITK as sitk  # noqa: N813 (the library's own spelling)
-import torch
+from scripts.transforms.displacement_fit import remove_linear_part, smooth_refit
+from scripts.transforms.label_registration import (
+    LabelInput,
+    coarse_grid,
+    crop_to_foreground,
+    field_on_grid,
+    grid_image,
+    load_label,
+    overlap_dice,
+    register_labels,
+    registration_images,
+    to_sitk,
+)
 from scripts.transforms.variability_model import AnatomicalVariabilityModel
 
 __all__ = [
@@ -42,291 +58,237 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-LabelInput = Any  # str | Path (NIfTI) | np.ndarray | torch.Tensor | MetaTensor, (X, Y, Z) or (1, X, Y, Z)
-
 
 # ----------------------------------------------------------------------------------------------------------------
-# Loading and label-derived registration images
+# The steps of building the model
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _load_label(item: LabelInput, affine: Any | None) -> tuple[np.ndarray, np.ndarray]:
-    """-> (X, Y, Z) int32 label array and its (4, 4) voxel -> RAS affine."""
-    if isinstance(item, (str, Path)):
-        import nibabel as nib  # local import: only the file path needs it
+def _check_arguments(
+    n: int,
+    affines: Sequence[Any] | None,
+    reference_index: int | None,
+    model_spacing_mm: float,
+    margin_mm: float,
+    mesh_size: int | Sequence[int],
+    num_components: int | None,
+    min_dice: float,
+) -> tuple[int, ...]:
+    """Validate :func:`build_variability_model`'s arguments; returns the mesh intervals per axis, ``(m0, m1, m2)``."""
+    if n < 2:
+        raise ValueError(f"labels must hold at least 2 label maps to measure variability, got {n}")
+    if affines is not None and len(affines) != n:
+        raise ValueError(f"affines must have one entry per label map ({n}), got {len(affines)}")
+    if reference_index is not None and not 0 <= reference_index < n:
+        raise ValueError(f"reference_index must be in [0, {n - 1}], not {reference_index}")
+    if not 0.0 <= min_dice <= 1.0:
+        raise ValueError(f"min_dice must be in [0, 1], not {min_dice!r}")
+    if not model_spacing_mm > 0:
+        raise ValueError(f"model_spacing_mm must be > 0, not {model_spacing_mm!r}")
+    if margin_mm < 0:
+        raise ValueError(f"margin_mm must be >= 0, not {margin_mm!r}")
+    mesh = (mesh_size,) * 3 if isinstance(mesh_size, int) else tuple(mesh_size)
+    if len(mesh) != 3 or any(not isinstance(m, int) or m < 1 for m in mesh):
+        raise ValueError(f"mesh_size must be an integer >= 1 or 3 of them, not {mesh_size!r}")
+    if num_components is not None and num_components < 1:
+        raise ValueError(f"num_components must be None or >= 1, not {num_components!r}")
+    return mesh
 
-        img = nib.load(str(item))
-        arr = np.asanyarray(img.dataobj)
-        aff = np.asarray(img.affine, dtype=np.float64)
-    else:
-        from monai.data import MetaTensor
 
-        if isinstance(item, MetaTensor) and affine is None:
-            aff = np.asarray(item.affine.detach().cpu().numpy(), dtype=np.float64)
-            if str(item.meta.get("space", "RAS")).upper() == "LPS":
-                aff = np.diag([-1.0, -1.0, 1.0, 1.0]) @ aff
-        else:
-            aff = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
-        arr = item.detach().cpu().numpy() if torch.is_tensor(item) else np.asarray(item)
-    if arr.ndim == 4 and arr.shape[0] == 1:
-        arr = arr[0]
-    elif arr.ndim == 4 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    if arr.ndim != 3:
-        raise ValueError(f"a label map must be 3D (X, Y, Z) or (1, X, Y, Z), got shape {arr.shape}")
-    if aff.shape != (4, 4):
-        raise ValueError(f"a label affine must have shape (4, 4), got {aff.shape}")
-    return np.rint(arr).astype(np.int32), aff
+@dataclass
+class _Subjects:
+    """The label maps cropped to their muscles, with their coarse grids and registration images.
 
-
-def _to_sitk(arr: np.ndarray, affine: np.ndarray) -> sitk.Image:
-    """(X, Y, Z) array + voxel -> RAS affine -> SimpleITK image whose physical frame is RAS mm.
-
-    Why RAS rather than ITK's LPS: every image here shares the same convention, registration does not care,
-    and the fields then come out directly in RAS.
+    Attributes:
+        labels: per subject, the cropped (X, Y, Z) int32 label array and its (4, 4) voxel -> RAS affine.
+        grids: per subject, the RAS-aligned coarse grid (see :func:`coarse_grid`).
+        images: per subject, the (label-coded, foreground) SimpleITK images on its grid.
+        values: the label values > 0 found in any subject, sorted.
+        reference_index: the subject that defines the reference frame.
     """
-    spacing = np.linalg.norm(affine[:3, :3], axis=0)
-    direction = affine[:3, :3] / spacing
-    img = sitk.GetImageFromArray(np.ascontiguousarray(arr.transpose(2, 1, 0)))
-    img.SetSpacing([float(s) for s in spacing])
-    img.SetOrigin([float(o) for o in affine[:3, 3]])
-    img.SetDirection([float(v) for v in direction.ravel()])
-    return img
+
+    labels: list[tuple[np.ndarray, np.ndarray]]
+    grids: list[dict[str, Any]]
+    images: list[tuple[sitk.Image, sitk.Image]]
+    values: list[int]
+    reference_index: int
 
 
-def _crop_to_foreground(arr: np.ndarray, affine: np.ndarray, margin_mm: float) -> tuple[np.ndarray, np.ndarray]:
-    # Why: smoothing per label at native resolution is the slow step; the body outside the muscles is not needed.
-    idx = np.argwhere(arr > 0)
-    if idx.size == 0:
-        raise ValueError("a label map has no foreground (all values <= 0); it cannot be registered")
-    spacing = np.linalg.norm(affine[:3, :3], axis=0)
-    pad = np.ceil(margin_mm / spacing).astype(int)
-    lo = np.maximum(idx.min(0) - pad, 0)
-    hi = np.minimum(idx.max(0) + pad + 1, arr.shape)
-    cropped = arr[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
-    new_affine = affine.copy()
-    new_affine[:3, 3] = affine[:3, :3] @ lo + affine[:3, 3]
-    return cropped, new_affine
+def _prepare_subjects(
+    labels: Sequence[LabelInput],
+    affines: Sequence[Any] | None,
+    reference_index: int | None,
+    model_spacing_mm: float,
+    margin_mm: float,
+    sigma: float,
+) -> _Subjects:
+    """Load every label map, pick the reference (largest muscle volume by default), build registration images."""
+    subjects = [load_label(item, None if affines is None else affines[i]) for i, item in enumerate(labels)]
+    if reference_index is None:
+        volumes = [float((arr > 0).sum()) * abs(float(np.linalg.det(aff[:3, :3]))) for arr, aff in subjects]
+        reference_index = int(np.argmax(volumes))
+    subjects = [crop_to_foreground(arr, aff, margin_mm + 3 * sigma) for arr, aff in subjects]
+    values = sorted({int(v) for arr, _ in subjects for v in np.unique(arr) if v > 0})
+    grids = [coarse_grid(arr, aff, model_spacing_mm, margin_mm) for arr, aff in subjects]
+    images = [registration_images(arr, aff, g, values, sigma) for (arr, aff), g in zip(subjects, grids)]
+    return _Subjects(subjects, grids, images, values, reference_index)
 
 
-def _world_box(lo_idx: np.ndarray, hi_idx: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    corners = np.array(
-        [[a, b, c] for a in (lo_idx[0], hi_idx[0]) for b in (lo_idx[1], hi_idx[1]) for c in (lo_idx[2], hi_idx[2])],
-        dtype=np.float64,
+@dataclass
+class _Reference:
+    """The reference subject's frame, where every field is sampled.
+
+    Attributes:
+        grid: its coarse grid (the model grid).
+        grid_affine: (4, 4) voxel -> RAS (mm) of ``grid``.
+        foreground: (X, Y, Z) float64 smoothed foreground on ``grid``, in [0, 1].
+        anatomy: ``foreground`` where > 0.3, else 0: the weights of the affine removal and the refit.
+        fixed_mask: where the registration metric is evaluated (smoothed foreground > 0.05).
+        label: the reference label map resampled (nearest) to ``grid``, for the Dice check.
+        bound_mm: folding-safe bound of the B-spline coefficients (mm).
+    """
+
+    grid: dict[str, Any]
+    grid_affine: np.ndarray
+    foreground: np.ndarray
+    anatomy: np.ndarray
+    fixed_mask: sitk.Image
+    label: sitk.Image
+    bound_mm: float
+
+
+def _reference_frame(subjects: _Subjects, mesh: Sequence[int]) -> _Reference:
+    """The model grid, the anatomy weights, the metric mask and the coefficient bound of the reference subject."""
+    ref_grid = subjects.grids[subjects.reference_index]
+    grid_affine = np.eye(4)
+    grid_affine[:3, :3] = np.diag(ref_grid["spacing"])
+    grid_affine[:3, 3] = ref_grid["origin"]
+    ref_fg_img = subjects.images[subjects.reference_index][1]
+    ref_fg = sitk.GetArrayFromImage(ref_fg_img).transpose(2, 1, 0).astype(np.float64)
+    # Where the labels inform the registration: the muscles and about half a smoothing sigma around them
+    # (smoothed foreground > 0.3); further out, the registration's field is drift, not measurement.
+    anatomy = np.where(ref_fg > 0.3, ref_fg, 0.0)
+    fixed_mask = sitk.Cast(ref_fg_img > 0.05, sitk.sitkUInt8)
+    ref_label = sitk.Resample(
+        to_sitk(*subjects.labels[subjects.reference_index]),
+        grid_image(ref_grid, sitk.sitkInt32),
+        sitk.Transform(),
+        sitk.sitkNearestNeighbor,
+        0,
+        sitk.sitkInt32,
     )
-    world = corners @ affine[:3, :3].T + affine[:3, 3]
-    return world.min(0), world.max(0)
+    # Folding-safe coefficient bound (Choi & Lee 2000: 0.4 x control-point spacing), on the finest mesh axis.
+    extent = (np.asarray(ref_grid["size"]) - 1.0) * np.asarray(ref_grid["spacing"])
+    bound_mm = 0.4 * float(np.min(extent / np.asarray(mesh)))
+    return _Reference(ref_grid, grid_affine, ref_fg, anatomy, fixed_mask, ref_label, bound_mm)
 
 
-def _coarse_grid(arr: np.ndarray, affine: np.ndarray, spacing_mm: float, margin_mm: float) -> dict[str, Any]:
-    """RAS-aligned grid at ``spacing_mm``: the foreground's world box plus ``margin_mm``, within the field of view.
+@dataclass
+class _Fields:
+    """The non-linear fields kept for the PCA and the bookkeeping of the registrations.
 
-    Why clip to the field of view: a scan that covers less of the spine must not be padded with "no muscle",
-    which the registration would then try to match by squeezing the anatomy; points of the reference that fall
-    outside this grid are simply left out of the metric.
+    Attributes:
+        fields: per kept subject, the (3, X, Y, Z) displacement on the reference grid (RAS mm).
+        used: indices of the kept subjects (the reference included).
+        dice: subject index (as a string) -> mean label Dice with the reference after registration.
+        excluded: indices of the subjects left out (Dice below ``min_dice``).
     """
-    idx = np.argwhere(arr > 0)
-    lo, hi = _world_box(idx.min(0), idx.max(0), affine)
-    fov_lo, fov_hi = _world_box(np.zeros(3), np.asarray(arr.shape) - 1.0, affine)
-    lo, hi = np.maximum(lo - margin_mm, fov_lo), np.minimum(hi + margin_mm, fov_hi)
-    size = np.maximum(np.floor((hi - lo) / spacing_mm).astype(int) + 1, 4)
-    return {
-        "size": [int(s) for s in size],
-        "origin": [float(v) for v in lo],
-        "spacing": [float(spacing_mm)] * 3,
-        "direction": [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
-    }
+
+    fields: list[np.ndarray]
+    used: list[int]
+    dice: dict[str, float]
+    excluded: list[int]
 
 
-def _grid_image(grid: dict[str, Any], pixel: int = sitk.sitkFloat32) -> sitk.Image:
-    img = sitk.Image(grid["size"], pixel)
-    img.SetOrigin(grid["origin"])
-    img.SetSpacing(grid["spacing"])
-    img.SetDirection(grid["direction"])
-    return img
-
-
-def _registration_images(
-    arr: np.ndarray, affine: np.ndarray, grid: dict[str, Any], label_values: Sequence[int], smoothing_mm: float
-) -> tuple[sitk.Image, sitk.Image]:
-    """Smooth label-coded image and smooth foreground image on ``grid`` (both float32, values in [0, 1]).
-
-    Each label's mask is Gaussian-smoothed in mm (anti-aliasing before the coarse resampling, and smooth edges give
-    the metric useful gradients), then weighted by a distinct level so different muscles do not match each other.
-    """
-    ref = _grid_image(grid)
-    top = max(max(label_values), 1)
-    coded = sitk.Image(ref)
-    foreground = sitk.Image(ref)
-    for value in label_values:
-        mask = _to_sitk((arr == value).astype(np.float32), affine)
-        soft = sitk.SmoothingRecursiveGaussian(mask, float(smoothing_mm))
-        soft = sitk.Resample(soft, ref, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-        coded = coded + soft * (0.5 + 0.5 * float(value) / top)
-        foreground = foreground + soft
-    return coded, sitk.Clamp(foreground, sitk.sitkFloat32, 0.0, 1.0)
-
-
-def _register(
-    fixed: tuple[sitk.Image, sitk.Image],
-    moving: tuple[sitk.Image, sitk.Image],
-    mesh_size: Sequence[int],
+def _register_subjects(
+    subjects: _Subjects,
+    ref: _Reference,
+    mesh: Sequence[int],
+    *,
+    remove_affine: bool,
     affine_iterations: int,
     bspline_iterations: int,
+    min_dice: float,
     num_threads: int | None,
-    fixed_mask: sitk.Image,
-    bound_mm: float,
-) -> tuple[sitk.Transform, sitk.BSplineTransform]:
-    """Affine (on the foreground) then B-spline (on the label-coded image); returns (affine, B-spline).
-
-    The metric is evaluated only inside ``fixed_mask`` (the reference anatomy and its surroundings): elsewhere
-    both images are flat, so those voxels cost time and carry no information. The B-spline coefficients are
-    clipped to ``bound_mm`` afterwards; with the folding-safe bound the registration fields cannot fold.
-    """
-    fixed_coded, fixed_fg = fixed
-    moving_coded, moving_fg = moving
-    initial = sitk.CenteredTransformInitializer(
-        fixed_fg, moving_fg, sitk.AffineTransform(3), sitk.CenteredTransformInitializerFilter.MOMENTS
-    )
-    reg = sitk.ImageRegistrationMethod()
-    reg.SetMetricAsMeanSquares()
-    # Why no random sampling: the masked coarse images are small, and every voxel makes the model reproducible.
-    reg.SetMetricSamplingStrategy(reg.NONE)
-    reg.SetMetricFixedMask(fixed_mask)
-    reg.SetInterpolator(sitk.sitkLinear)
-    reg.SetOptimizerAsRegularStepGradientDescent(
-        learningRate=1.0,
-        minStep=1e-3,
-        numberOfIterations=affine_iterations,
-        relaxationFactor=0.5,
-        gradientMagnitudeTolerance=1e-8,
-    )
-    reg.SetOptimizerScalesFromPhysicalShift()
-    reg.SetInitialTransform(initial, inPlace=False)
-    if num_threads:
-        reg.SetNumberOfThreads(int(num_threads))
-    affine_tx = reg.Execute(fixed_fg, moving_fg)
-
-    bspline = sitk.BSplineTransformInitializer(fixed_coded, [int(m) for m in mesh_size], 3)
-    reg = sitk.ImageRegistrationMethod()
-    reg.SetMetricAsMeanSquares()
-    reg.SetMetricSamplingStrategy(reg.NONE)
-    reg.SetMetricFixedMask(fixed_mask)
-    reg.SetInterpolator(sitk.sitkLinear)
-    reg.SetOptimizerAsLBFGSB(
-        gradientConvergenceTolerance=1e-12,
-        numberOfIterations=bspline_iterations,
-        maximumNumberOfCorrections=5,
-        maximumNumberOfFunctionEvaluations=4 * bspline_iterations,
-        costFunctionConvergenceFactor=1e7,
-    )
-    # Why a moving initial transform: the optimised B-spline then holds only the non-linear residual, in the
-    # reference frame (moving point = affine(bspline(x))).
-    reg.SetMovingInitialTransform(affine_tx)
-    reg.SetInitialTransform(bspline, inPlace=True)
-    if num_threads:
-        reg.SetNumberOfThreads(int(num_threads))
-    reg.Execute(fixed_coded, moving_coded)
-    logger.debug(
-        "B-spline stage: %d iterations, metric %.4g (%s)",
-        reg.GetOptimizerIteration(),
-        reg.GetMetricValue(),
-        reg.GetOptimizerStopConditionDescription(),
-    )
-    # Why clip after rather than bound the optimiser: L-BFGS-B with bounds stalls after one iteration on these
-    # small metric values; clipping keeps the field folding-free and stops rare run-away coefficients.
-    params = np.asarray(bspline.GetParameters())
-    if np.abs(params).max() > bound_mm:
-        logger.debug("B-spline coefficients clipped to +/- %.2f mm (max was %.2f)", bound_mm, np.abs(params).max())
-        bspline.SetParameters(tuple(np.clip(params, -bound_mm, bound_mm).tolist()))
-    return affine_tx, bspline
+) -> _Fields:
+    """Register every subject to the reference and sample its refitted non-linear field on the reference grid."""
+    n = len(subjects.labels)
+    reference_index = subjects.reference_index
+    out = _Fields([], [], {}, [])
+    for i in range(n):
+        if i == reference_index:
+            out.fields.append(np.zeros((3, *ref.grid["size"])))
+            out.used.append(i)
+            continue
+        affine_tx, bspline = register_labels(
+            subjects.images[reference_index],
+            subjects.images[i],
+            mesh,
+            affine_iterations,
+            bspline_iterations,
+            num_threads,
+            ref.fixed_mask,
+            ref.bound_mm,
+        )
+        dice = overlap_dice(
+            ref.label, to_sitk(*subjects.labels[i]), sitk.CompositeTransform([affine_tx, bspline]), subjects.values
+        )
+        out.dice[str(i)] = round(dice, 4)
+        if dice < min_dice:
+            out.excluded.append(i)
+            warnings.warn(
+                f"subject {i} left out of the variability model: mean label Dice with the reference "
+                f"{dice:.2f} < min_dice {min_dice} after registration (different coverage or anatomy?)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            continue
+        u = field_on_grid(bspline, ref.grid)
+        if remove_affine:
+            u = remove_linear_part(u, ref.grid_affine, ref.anatomy)
+        u = smooth_refit(u, ref.anatomy, [m + 3 for m in mesh])
+        out.fields.append(u)
+        out.used.append(i)
+        logger.info(
+            "registered subject %d/%d to the reference: Dice %.3f, max |u| %.2f mm",
+            i + 1,
+            n,
+            dice,
+            float(np.abs(u).max()),
+        )
+    return out
 
 
-def _overlap_dice(
-    fixed_label: sitk.Image, moving_label: sitk.Image, transform: sitk.Transform, label_values: Sequence[int]
-) -> float:
-    """Mean Dice of the labels after registration, over the part of the reference the moving scan covers."""
-    fixed = sitk.GetArrayFromImage(fixed_label)
-    moved = sitk.GetArrayFromImage(
-        sitk.Resample(moving_label, fixed_label, transform, sitk.sitkNearestNeighbor, -1, sitk.sitkInt32)
-    )
-    covered = moved >= 0
-    scores = []
-    for value in label_values:
-        a, b = (fixed == value) & covered, moved == value
-        if a.sum() + b.sum() > 0:
-            scores.append(2.0 * float((a & b).sum()) / float(a.sum() + b.sum()))
-    return float(np.mean(scores)) if scores else 0.0
+def _principal_modes(
+    fields: Sequence[np.ndarray], num_components: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """PCA of the fields: (mean (D,), variances (n,), modes (n, D), mask of the modes kept (n,)), D = 3 X Y Z."""
+    n = len(fields)
+    flat = np.stack(fields).reshape(n, -1)
+    mean = flat.mean(0)
+    # SVD of the centred (n x D) matrix: n is small, so this is the cheap way to the covariance eigenvectors.
+    _, s, vt = np.linalg.svd(flat - mean, full_matrices=False)
+    eig = s**2 / (n - 1)
+    keep = eig > 1e-9 * max(float(eig.max()), 1e-12)
+    if num_components is not None:
+        keep[num_components:] = False
+    if not np.any(keep):
+        # Why not an error: near-identical subjects are a legitimate (if useless) input; the model is the identity.
+        warnings.warn(
+            "the label maps show no non-linear variability after registration (all fields are zero); the "
+            "model has one mode with variance 0, so it samples the identity",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        keep[0], eig[0] = True, 0.0
+    return mean, eig, vt, keep
 
 
-def _field_on_grid(transform: sitk.Transform, grid: dict[str, Any]) -> np.ndarray:
-    """(3, X, Y, Z) displacement ``T(x) - x`` of ``transform`` on ``grid``, RAS mm."""
-    disp = sitk.TransformToDisplacementField(
-        transform, sitk.sitkVectorFloat64, grid["size"], grid["origin"], grid["spacing"], grid["direction"]
-    )
-    return sitk.GetArrayFromImage(disp).transpose(3, 2, 1, 0)
-
-
-def _remove_linear_part(u: np.ndarray, grid_affine: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Subtract the least-squares affine field ``A x + t`` fitted where ``weights`` > 0 (the anatomy)."""
-    idx = np.argwhere(weights > 0)
-    if idx.shape[0] < 4:
-        return u
-    world = idx @ grid_affine[:3, :3].T + grid_affine[:3, 3]
-    design = np.concatenate([world, np.ones((world.shape[0], 1))], axis=1)
-    w = np.sqrt(weights[tuple(idx.T)])[:, None]
-    target = u[:, idx[:, 0], idx[:, 1], idx[:, 2]].T
-    coef, *_ = np.linalg.lstsq(design * w, target * w, rcond=None)
-    all_idx = np.stack(np.meshgrid(*[np.arange(n) for n in u.shape[1:]], indexing="ij"), axis=-1).reshape(-1, 3)
-    all_world = all_idx @ grid_affine[:3, :3].T + grid_affine[:3, 3]
-    linear = (np.concatenate([all_world, np.ones((all_world.shape[0], 1))], axis=1) @ coef).T
-    return u - linear.reshape(u.shape)
-
-
-def _cubic_bspline_basis(num_voxels: int, num_control_points: int) -> np.ndarray:
-    """(num_voxels, num_control_points) uniform cubic B-spline weights, the grid spanning the voxels.
-
-    Same layout as :func:`scripts.transforms.augmentation.bspline_displacement_field` (n - 3 intervals over the extent).
-    """
-    t = np.linspace(0.0, num_control_points - 3.0, num_voxels) + 1.0
-    a = np.abs(t[:, None] - np.arange(num_control_points)[None, :])
-    return np.where(a < 1.0, (4.0 - 6.0 * a**2 + 3.0 * a**3) / 6.0, np.clip(2.0 - a, 0.0, None) ** 3 / 6.0)
-
-
-def _smooth_refit(
-    u: np.ndarray, weights: np.ndarray, num_control_points: Sequence[int], smoothness: float = 0.1, ridge: float = 0.1
-) -> np.ndarray:
-    """Weighted, regularised least-squares fit of a cubic B-spline field to ``u`` where ``weights`` > 0.
-
-    Minimises ``sum_v w_v |B c - u|^2 + s |D c|^2 + r |c|^2`` (``D``: first differences between neighbouring
-    control points; ``s``, ``r`` relative to the mean data weight per coefficient).
-    Why: label maps only inform the registration at the muscles' boundaries; elsewhere the registration's
-    B-spline coefficients drift freely (several mm at the grid's edges). The refit keeps the measured
-    displacements on the anatomy, continues them smoothly outside and lets them fade where nothing was measured.
-    """
-    bases = [_cubic_bspline_basis(n, m) for n, m in zip(u.shape[1:], num_control_points)]
-    idx = np.argwhere(weights > 0)
-    if idx.shape[0] == 0:
-        return np.zeros_like(u)
-    w = weights[tuple(idx.T)]
-    # Design rows: Kronecker products of the three 1D bases at each anatomy voxel.
-    rows = (
-        bases[0][idx[:, 0], :, None, None] * bases[1][idx[:, 1], None, :, None] * bases[2][idx[:, 2], None, None, :]
-    ).reshape(idx.shape[0], -1)
-    gram = rows.T @ (rows * w[:, None])
-    scale = float(np.mean(np.diag(gram)))
-    diffs = []
-    for axis, n in enumerate(num_control_points):
-        eyes = [np.eye(m) for m in num_control_points]
-        eyes[axis] = np.diff(np.eye(n), axis=0)
-        diffs.append(np.kron(np.kron(eyes[0], eyes[1]), eyes[2]))
-    d = np.concatenate(diffs, axis=0)
-    gram += scale * (smoothness * d.T @ d + ridge * np.eye(gram.shape[0]))
-    rhs = rows.T @ (u[:, idx[:, 0], idx[:, 1], idx[:, 2]].T * w[:, None])
-    coef = np.linalg.solve(gram, rhs).T.reshape(3, *num_control_points)
-    out = np.einsum("aijk,xi->axjk", coef, bases[0])
-    out = np.einsum("axjk,yj->axyk", out, bases[1])
-    return np.einsum("axyk,zk->axyz", out, bases[2])
+def _reference_centre_mm(ref: _Reference) -> np.ndarray:
+    """(3,) RAS mm centroid of the reference's anatomy (smoothed foreground > 0.5; the grid centre if none)."""
+    idx = np.argwhere(ref.foreground > 0.5)
+    centre_vox = idx.mean(0) if idx.size else (np.asarray(ref.grid["size"]) - 1) / 2.0
+    return ref.grid_affine[:3, :3] @ centre_vox + ref.grid_affine[:3, 3]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -390,150 +352,58 @@ def build_variability_model(
     >>> model = build_variability_model(["s1_label.nii.gz", "s2_label.nii.gz", "s3_label.nii.gz"])
     >>> model.save("models/anatomical_variability.npz")
     """
+    # Over 80 lines only through its docstring (13 arguments); each step is one of the helpers above.
     start = time.perf_counter()
-    n = len(labels)
-    if n < 2:
-        raise ValueError(f"labels must hold at least 2 label maps to measure variability, got {n}")
-    if affines is not None and len(affines) != n:
-        raise ValueError(f"affines must have one entry per label map ({n}), got {len(affines)}")
-    if reference_index is not None and not 0 <= reference_index < n:
-        raise ValueError(f"reference_index must be in [0, {n - 1}], not {reference_index}")
-    if not 0.0 <= min_dice <= 1.0:
-        raise ValueError(f"min_dice must be in [0, 1], not {min_dice!r}")
-    if not model_spacing_mm > 0:
-        raise ValueError(f"model_spacing_mm must be > 0, not {model_spacing_mm!r}")
-    if margin_mm < 0:
-        raise ValueError(f"margin_mm must be >= 0, not {margin_mm!r}")
-    mesh = (mesh_size,) * 3 if isinstance(mesh_size, int) else tuple(mesh_size)
-    if len(mesh) != 3 or any(not isinstance(m, int) or m < 1 for m in mesh):
-        raise ValueError(f"mesh_size must be an integer >= 1 or 3 of them, not {mesh_size!r}")
-    if num_components is not None and num_components < 1:
-        raise ValueError(f"num_components must be None or >= 1, not {num_components!r}")
-    sigma = float(model_spacing_mm if smoothing_mm is None else smoothing_mm)
-
-    subjects = [_load_label(item, None if affines is None else affines[i]) for i, item in enumerate(labels)]
-    if reference_index is None:
-        volumes = [float((arr > 0).sum()) * abs(float(np.linalg.det(aff[:3, :3]))) for arr, aff in subjects]
-        reference_index = int(np.argmax(volumes))
-    subjects = [_crop_to_foreground(arr, aff, margin_mm + 3 * sigma) for arr, aff in subjects]
-    values = sorted({int(v) for arr, _ in subjects for v in np.unique(arr) if v > 0})
-    grids = [_coarse_grid(arr, aff, model_spacing_mm, margin_mm) for arr, aff in subjects]
-    images = [_registration_images(arr, aff, g, values, sigma) for (arr, aff), g in zip(subjects, grids)]
-
-    ref_grid = grids[reference_index]
-    grid_affine = np.eye(4)
-    grid_affine[:3, :3] = np.diag(ref_grid["spacing"])
-    grid_affine[:3, 3] = ref_grid["origin"]
-    ref_fg_img = images[reference_index][1]
-    ref_fg = sitk.GetArrayFromImage(ref_fg_img).transpose(2, 1, 0).astype(np.float64)
-    # Where the labels inform the registration: the muscles and about half a smoothing sigma around them
-    # (smoothed foreground > 0.3); further out, the registration's field is drift, not measurement.
-    anatomy = np.where(ref_fg > 0.3, ref_fg, 0.0)
-    fixed_mask = sitk.Cast(ref_fg_img > 0.05, sitk.sitkUInt8)
-    ref_label = sitk.Resample(
-        _to_sitk(*subjects[reference_index]),
-        _grid_image(ref_grid, sitk.sitkInt32),
-        sitk.Transform(),
-        sitk.sitkNearestNeighbor,
-        0,
-        sitk.sitkInt32,
+    mesh = _check_arguments(
+        len(labels), affines, reference_index, model_spacing_mm, margin_mm, mesh_size, num_components, min_dice
     )
-    # Folding-safe coefficient bound (Choi & Lee 2000: 0.4 x control-point spacing), on the finest mesh axis.
-    extent = (np.asarray(ref_grid["size"]) - 1.0) * np.asarray(ref_grid["spacing"])
-    bound_mm = 0.4 * float(np.min(extent / np.asarray(mesh)))
-    fields, used, dice_scores, excluded = [], [], {}, []
-    for i in range(n):
-        if i == reference_index:
-            fields.append(np.zeros((3, *ref_grid["size"])))
-            used.append(i)
-            continue
-        affine_tx, bspline = _register(
-            images[reference_index],
-            images[i],
-            mesh,
-            affine_iterations,
-            bspline_iterations,
-            num_threads,
-            fixed_mask,
-            bound_mm,
-        )
-        dice = _overlap_dice(ref_label, _to_sitk(*subjects[i]), sitk.CompositeTransform([affine_tx, bspline]), values)
-        dice_scores[str(i)] = round(dice, 4)
-        if dice < min_dice:
-            excluded.append(i)
-            warnings.warn(
-                f"subject {i} left out of the variability model: mean label Dice with the reference "
-                f"{dice:.2f} < min_dice {min_dice} after registration (different coverage or anatomy?)",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            continue
-        u = _field_on_grid(bspline, ref_grid)
-        if remove_affine:
-            u = _remove_linear_part(u, grid_affine, anatomy)
-        u = _smooth_refit(u, anatomy, [m + 3 for m in mesh])
-        fields.append(u)
-        used.append(i)
-        logger.info(
-            "registered subject %d/%d to the reference: Dice %.3f, max |u| %.2f mm",
-            i + 1,
-            n,
-            dice,
-            float(np.abs(u).max()),
-        )
-    n = len(fields)
+    sigma = float(model_spacing_mm if smoothing_mm is None else smoothing_mm)
+    subjects = _prepare_subjects(labels, affines, reference_index, model_spacing_mm, margin_mm, sigma)
+    ref = _reference_frame(subjects, mesh)
+    registered = _register_subjects(
+        subjects,
+        ref,
+        mesh,
+        remove_affine=remove_affine,
+        affine_iterations=affine_iterations,
+        bspline_iterations=bspline_iterations,
+        min_dice=min_dice,
+        num_threads=num_threads,
+    )
+    n = len(registered.fields)
     if n < 2:
         raise ValueError(
-            f"no subject registered well enough to the reference (Dice {dice_scores}, min_dice "
+            f"no subject registered well enough to the reference (Dice {registered.dice}, min_dice "
             f"{min_dice}); check the label maps' coverage or lower min_dice"
         )
-
-    flat = np.stack(fields).reshape(n, -1)
-    mean = flat.mean(0)
-    # SVD of the centred (n x D) matrix: n is small, so this is the cheap way to the covariance eigenvectors.
-    _, s, vt = np.linalg.svd(flat - mean, full_matrices=False)
-    eig = s**2 / (n - 1)
-    keep = eig > 1e-9 * max(float(eig.max()), 1e-12)
-    if num_components is not None:
-        keep[num_components:] = False
-    if not np.any(keep):
-        # Why not an error: near-identical subjects are a legitimate (if useless) input; the model is the identity.
-        warnings.warn(
-            "the label maps show no non-linear variability after registration (all fields are zero); the "
-            "model has one mode with variance 0, so it samples the identity",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        keep[0], eig[0] = True, 0.0
-    idx = np.argwhere(ref_fg > 0.5)
-    centre_vox = idx.mean(0) if idx.size else (np.asarray(ref_grid["size"]) - 1) / 2.0
-    center_mm = grid_affine[:3, :3] @ centre_vox + grid_affine[:3, 3]
+    mean, eig, vt, keep = _principal_modes(registered.fields, num_components)
+    center_mm = _reference_centre_mm(ref)
     elapsed = time.perf_counter() - start
     info = {
         "method": "SimpleITK affine (moments init, mean squares) + cubic B-spline (L-BFGS-B, mean squares) on "
         "smoothed label-coded images; PCA of non-linear fields",
-        "reference_index": reference_index,
+        "reference_index": subjects.reference_index,
         "model_spacing_mm": float(model_spacing_mm),
         "margin_mm": float(margin_mm),
         "mesh_size": list(mesh),
         "smoothing_mm": sigma,
         "remove_affine": bool(remove_affine),
         "refit": "B-spline on smoothed foreground > 0.3, first-difference weight 0.1, ridge 0.1",
-        "label_values": values,
-        "coefficient_bound_mm": round(bound_mm, 3),
+        "label_values": subjects.values,
+        "coefficient_bound_mm": round(ref.bound_mm, 3),
         "min_dice": float(min_dice),
-        "dice": dice_scores,
-        "excluded": excluded,
-        "used": used,
+        "dice": registered.dice,
+        "excluded": registered.excluded,
+        "used": registered.used,
         "build_seconds": round(elapsed, 3),
         "sources": [str(x) for x in labels] if all(isinstance(x, (str, Path)) for x in labels) else [],
     }
     model = AnatomicalVariabilityModel(
-        components=vt[keep].reshape(-1, 3, *ref_grid["size"]),
+        components=vt[keep].reshape(-1, 3, *ref.grid["size"]),
         eigenvalues_mm2=eig[keep],
-        affine=grid_affine,
+        affine=ref.grid_affine,
         center_mm=center_mm,
-        mean_mm=mean.reshape(3, *ref_grid["size"]),
+        mean_mm=mean.reshape(3, *ref.grid["size"]),
         num_subjects=n,
         info=info,
     )

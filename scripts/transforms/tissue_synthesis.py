@@ -11,8 +11,7 @@ The idea follows Billot et al., "SynthSeg" (Medical Image Analysis 2023); the co
 - :class:`RandTissueSynthesis`: tissue-id map ``(1, X, Y, Z)`` -> random synthetic image ``(1, X, Y, Z)``;
 - :class:`RandTissueSynthesisd`: the dictionary version, replacing the image key(s) with probability ``prob``.
 
-Conventions as in :mod:`scripts.transforms.augmentation`: channel-first ``(C, X, Y, Z)`` arrays, the MetaTensor
-``affine`` maps
+Conventions as in :mod:`scripts.transforms`: channel-first ``(C, X, Y, Z)`` arrays, the MetaTensor ``affine`` maps
 voxels to RAS world millimetres (LPS metadata is converted), spatial parameters are in mm and converted to voxels
 with the image's spacing, all randomness is drawn from the transform's ``R`` (set by ``set_random_state``), so a
 seed gives the same image on any machine. Intensities are on an arbitrary scale of about [0, 1] (tissue means);
@@ -33,14 +32,8 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, RandomizableTransform
 from monai.utils import convert_to_dst_type
 from scripts.phantom.tissue_ids import TISSUE_NAMES
-from scripts.transforms.augmentation import (
-    _as_spatial_tensor,
-    _parse_probability,
-    _parse_range,
-    _ras_affine,
-    array_axis_of_world_axis,
-    spacing_from_affine,
-)
+from scripts.transforms.geometry import array_axis_of_world_axis, as_spatial_tensor, ras_affine, spacing_from_affine
+from scripts.transforms.parameters import parse_probability, parse_range
 
 __all__ = ["DEFAULT_TISSUE_GROUPS", "RandTissueSynthesis", "RandTissueSynthesisd", "gaussian_blur_mm"]
 
@@ -216,25 +209,25 @@ class RandTissueSynthesis(RandomizableTransform):
         slice_axis: int = 2,
         max_id: int = 255,
     ) -> None:
-        RandomizableTransform.__init__(self, _parse_probability(prob))
+        RandomizableTransform.__init__(self, parse_probability(prob))
         if isinstance(max_id, bool) or not isinstance(max_id, (int, np.integer)) or not 1 <= int(max_id) <= 65535:
             raise ValueError(f"max_id must be an integer in [1, 65535], not {max_id!r}")
         self.max_id = int(max_id)
         self.groups = _parse_groups(groups, self.max_id)
-        self.mean_range = _parse_range(mean_range, "mean_range", minimum=0.0)
+        self.mean_range = parse_range(mean_range, "mean_range", minimum=0.0)
         self.group_spread = _parse_nonnegative(group_spread, "group_spread")
-        self.std_range = _parse_range(std_range, "std_range", minimum=0.0)
-        self.invert_prob = _parse_probability(invert_prob, "invert_prob")
-        self.gamma_range = _parse_range(gamma_range, "gamma_range", minimum=0.0)
+        self.std_range = parse_range(std_range, "std_range", minimum=0.0)
+        self.invert_prob = parse_probability(invert_prob, "invert_prob")
+        self.gamma_range = parse_range(gamma_range, "gamma_range", minimum=0.0)
         if self.gamma_range[0] <= 0:
             raise ValueError(f"gamma_range must satisfy 0 < low <= high, not {gamma_range!r}")
         self.bias_std = _parse_nonnegative(bias_std, "bias_std")
         self.bias_spacing_mm = _parse_nonnegative(bias_spacing_mm, "bias_spacing_mm", " mm")
         if self.bias_spacing_mm == 0:
             raise ValueError(f"bias_spacing_mm must be > 0 mm, not {bias_spacing_mm!r}")
-        self.noise_range = _parse_range(noise_range, "noise_range", minimum=0.0)
-        self.inplane_fwhm_mm = _parse_range(inplane_fwhm_mm, "inplane_fwhm_mm (mm)", minimum=0.0)
-        self.slice_thickness_mm = _parse_range(slice_thickness_mm, "slice_thickness_mm (mm)", minimum=0.0)
+        self.noise_range = parse_range(noise_range, "noise_range", minimum=0.0)
+        self.inplane_fwhm_mm = parse_range(inplane_fwhm_mm, "inplane_fwhm_mm (mm)", minimum=0.0)
+        self.slice_thickness_mm = parse_range(slice_thickness_mm, "slice_thickness_mm (mm)", minimum=0.0)
         if slice_axis not in (0, 1, 2) or isinstance(slice_axis, bool):
             raise ValueError(f"slice_axis must be a world axis 0 (x), 1 (y) or 2 (z), not {slice_axis!r}")
         self.slice_axis = int(slice_axis)
@@ -302,7 +295,7 @@ class RandTissueSynthesis(RandomizableTransform):
     def synthesise(self, tissue: torch.Tensor) -> torch.Tensor:
         """The image of the current draw for ``tissue`` ``(C, X, Y, Z)``: float32 tensor, same shape, no metadata."""
         ids = self._tissue_ids(tissue)
-        spacing = spacing_from_affine(_ras_affine(tissue))
+        spacing = spacing_from_affine(ras_affine(tissue))
         gen = torch.Generator().manual_seed(self.field_seed)
         means = torch.as_tensor(self.means, dtype=torch.float32)[ids]
         stds = torch.as_tensor(self.stds, dtype=torch.float32)[ids]
@@ -313,7 +306,7 @@ class RandTissueSynthesis(RandomizableTransform):
         if self.bias_std > 0:
             img = img * self._bias_field(ids.shape[1:], spacing, gen)
         fwhm = [self.inplane_fwhm] * 3
-        fwhm[array_axis_of_world_axis(_ras_affine(tissue), self.slice_axis)] = self.slice_fwhm
+        fwhm[array_axis_of_world_axis(ras_affine(tissue), self.slice_axis)] = self.slice_fwhm
         img = gaussian_blur_mm(img, fwhm, spacing)
         if self.noise_std > 0:
             real = img + self.noise_std * torch.randn(img.shape, generator=gen)
@@ -333,7 +326,7 @@ class RandTissueSynthesis(RandomizableTransform):
         Returns:
             float32 ``(1, X, Y, Z)`` tensor of the type of ``image`` (or of ``tissue``), or ``image`` unchanged.
         """
-        t = _as_spatial_tensor(tissue, type(self).__name__)
+        t = as_spatial_tensor(tissue, type(self).__name__)
         if image is not None:
             img_shape = tuple(np.shape(image))
             if len(img_shape) != 4 or img_shape[1:] != tuple(t.shape[1:]):
@@ -375,7 +368,7 @@ class RandTissueSynthesisd(RandomizableTransform, MapTransform):
         **kwargs: Any,
     ) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
-        RandomizableTransform.__init__(self, _parse_probability(prob))
+        RandomizableTransform.__init__(self, parse_probability(prob))
         if not isinstance(tissue_key, str) or not tissue_key:
             raise ValueError(f"tissue_key must be a non-empty string, not {tissue_key!r}")
         self.tissue_key = tissue_key
@@ -408,7 +401,7 @@ class RandTissueSynthesisd(RandomizableTransform, MapTransform):
         keys = list(self.key_iterator(d))
         if not keys:
             return d
-        out = self.synthesis.synthesise(_as_spatial_tensor(d[self.tissue_key], type(self).__name__))
+        out = self.synthesis.synthesise(as_spatial_tensor(d[self.tissue_key], type(self).__name__))
         for key in keys:
             img = d[key]
             if tuple(np.shape(img))[1:] != tuple(out.shape[1:]):

@@ -1,9 +1,8 @@
 """The stored form of the anatomical-variability model: PCA modes of inter-subject displacement fields.
 
 Kept apart from :mod:`scripts.transforms.anatomical_variability` (which builds a model by registration and needs
-SimpleITK) so
-that training, which only samples from a model (:class:`scripts.transforms.augmentation.RandAnatomicalDeformd`), imports
-numpy alone.
+SimpleITK) so that training, which only samples from a model
+(:class:`scripts.transforms.spatial.anatomical_deform.RandAnatomicalDeformd`), imports numpy alone.
 
 Displacements are world RAS millimetres (component 0 along +x = patient's right, 1 along +y = anterior,
 2 along +z = superior) on the model grid whose voxel -> RAS affine is stored with the model.
