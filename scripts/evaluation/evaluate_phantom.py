@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 from scripts.evaluation.agreement import bland_altman, linear_regression
 from scripts.evaluation.segmentation_metrics import compute_label_metrics
+from scripts.grid import check_same_grid
 from scripts.labels import MUSCLES
-from scripts.quantification.fat_fraction import check_same_grid
 from scripts.quantification.statistics import atomic_write_text
 
 __all__ = ["evaluate_run", "summarise"]

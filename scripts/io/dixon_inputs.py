@@ -6,7 +6,7 @@ Three steps, each usable on its own:
    patterns into one entry per subject: the path of each Dixon image (``water``, ``fat``, ``inphase``,
    ``opposed``, ``ff``), an optional ``label``, the network input ``image`` and the ``dixon_set``.
 2. :func:`load_dixon` reads an entry, checks every file (present, NIfTI, 3D, finite, non-zero, magnitude-like),
-   checks that all images share one voxel grid (:func:`scripts.quantification.fat_fraction.check_same_grid`), that the
+   checks that all images share one voxel grid (:func:`scripts.grid.check_same_grid`), that the
    slices
    are axial and that the field of view is large enough, and returns a :class:`DixonScan`. Every refusal is a
    :class:`DixonInputError` whose message names the file and the problem.
@@ -49,14 +49,13 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
-from scripts.quantification.fat_fraction import (
-    check_same_grid,
+from scripts.grid import check_same_grid
+from scripts.quantification.ff_scale import detect_ff_scale, normalise_ff_map
+from scripts.quantification.formulas import (
     denominator_threshold,
-    detect_ff_scale,
     exclude_out_of_range,
     fat_fraction_from_water_fat,
     fat_fraction_magnitude_discrimination,
-    normalise_ff_map,
     water_fat_from_in_opposed,
 )
 
@@ -980,7 +979,7 @@ def load_dixon(
        refuse a valid scan. Clipping is recorded in :attr:`DixonScan.corrections`, and refused when more than
        ``max_clipped_share`` of the non-zero voxels are negative (the GE sample: 20.5 % of its water voxels);
     4. all images on one voxel grid as the reference image (in-phase, else water):
-       :func:`scripts.quantification.fat_fraction.check_same_grid` with ``rtol_spacing=tol_spacing_rel`` (shape,
+       :func:`scripts.grid.check_same_grid` with ``rtol_spacing=tol_spacing_rel`` (shape,
        spacing,
        direction, origin);
        With ``trust_voxel_grid`` (a role), an image with the trusted image's shape and spacing but another origin or
@@ -1243,19 +1242,19 @@ def compute_ff(
 
     ``method="auto"`` takes the first source available:
 
-    1. water + fat: ``FF = F / (F + W)`` (:func:`scripts.quantification.fat_fraction.fat_fraction_from_water_fat`,
+    1. water + fat: ``FF = F / (F + W)`` (:func:`scripts.quantification.formulas.fat_fraction_from_water_fat`,
     signed sum);
     2. in-phase + opposed-phase: ``W = (IP + OP) / 2``, ``F = (IP - OP) / 2`` under the water-dominant assumption
        (valid where FF < 50 %: muscle; fat-dominant voxels read ``1 - FF``), then as 1;
     3. a vendor FF/PDFF map: its scale (fraction, percent, permille) is detected inside the body
-       (:func:`scripts.quantification.fat_fraction.detect_ff_scale`) unless ``ff_scale`` sets it, and it is divided
+       (:func:`scripts.quantification.ff_scale.detect_ff_scale`) unless ``ff_scale`` sets it, and it is divided
        accordingly;
        voxels whose network-input signal is below the denominator threshold are excluded like 1 and 2.
 
     ``"magnitude_discrimination"`` (Liu 2007) needs water, fat and in-phase. Voxels whose denominator is below
-    the threshold (:func:`scripts.quantification.fat_fraction.denominator_threshold`: ``min_denominator``, else
+    the threshold (:func:`scripts.quantification.formulas.denominator_threshold`: ``min_denominator``, else
     ``relative_threshold`` times the 99th percentile of the positive denominators) are NaN, and so are values
-    outside the physical range -0.05..1.05 (:func:`scripts.quantification.fat_fraction.exclude_out_of_range`).
+    outside the physical range -0.05..1.05 (:func:`scripts.quantification.formulas.exclude_out_of_range`).
 
     Args:
         scan: a :class:`DixonScan` from :func:`load_dixon`.

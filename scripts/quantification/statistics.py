@@ -3,7 +3,7 @@
 :func:`quantify_muscles` turns a label map and an FF map (fraction 0-1, NaN = excluded voxel) into two long-format
 tables: one row per label (muscle and side) plus one L/R-mean row per muscle, and one row per label and axial
 slice. The label map reaches the FF grid through the affines
-(:func:`scripts.quantification.fat_fraction.map_labels_to_grid`,
+(:func:`scripts.grid.map_labels_to_grid`,
 nearest neighbour), never by array index. The default per-muscle value, ``ff_mean_pct``, is the plain mean of
 ``F / (F + W)`` over the whole label with no erosion, as in the paper this bundle reproduces (BMC Medical Imaging
 2026, doi 10.1186/s12880-026-02329-9); an eroded-core mean, the median, the SD and the quartiles sit beside it.
@@ -28,15 +28,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import ndimage
+from scripts.grid import check_same_grid, map_labels_to_grid, slice_axis_from_affine, truncation_flags
 from scripts.io.atomic import atomic_write_text
 from scripts.labels import LEFT_RIGHT_SWAP, MUSCLES, NUM_CLASSES, label_value, muscle_and_side
-from scripts.quantification.fat_fraction import (
-    SwapReport,
-    check_same_grid,
-    map_labels_to_grid,
-    slice_axis_from_affine,
-    truncation_flags,
-)
+from scripts.quantification.swap import SwapReport
 
 try:  # POSIX advisory locks serialise cohort writers (DDP ranks); other platforms rely on os.replace alone.
     import fcntl
@@ -182,7 +177,7 @@ def _check_ff_fraction(values: np.ndarray) -> None:
     if finite.size and float(np.percentile(finite, 95)) > _MAX_FRACTION_P95:
         raise ValueError(
             f"ff must be a fraction 0-1, but the 95th percentile inside the labels is {np.percentile(finite, 95):.4g}; "
-            "convert a percent or permille map with scripts.quantification.fat_fraction.normalise_ff_map first"
+            "convert a percent or permille map with scripts.quantification.ff_scale.normalise_ff_map first"
         )
 
 
@@ -328,7 +323,7 @@ def quantify_muscles(
     - ``slice_first``/``slice_last``: lowest/highest axial index of the FF grid holding the label, with the world
       z of those slices (``z_first_mm``/``z_last_mm``; ``slice_first`` is inferior only when z grows with the index).
     - ``truncated_inferior``/``truncated_superior``: the label touches the inferior/superior end slice of the FF grid
-      or of its own grid (:func:`scripts.quantification.fat_fraction.truncation_flags`): the muscle may be cut off, so
+      or of its own grid (:func:`scripts.grid.truncation_flags`): the muscle may be cut off, so
       its volume is
       partial (FF is less affected).
     - swap columns (from ``swap_report``, computed on the FF grid with the mapped labels): ``swap_global``,
@@ -356,7 +351,7 @@ def quantify_muscles(
             extra columns too.
         erosion_mm: in-plane erosion radius (mm) of the core mean; ``None`` erodes 1 voxel in-plane.
         subject: subject identifier written in the ``subject`` column.
-        swap_report: optional :func:`scripts.quantification.fat_fraction.detect_fat_water_swap` result on the FF grid.
+        swap_report: optional :func:`scripts.quantification.swap.detect_fat_water_swap` result on the FF grid.
         min_volume_ml: a label side smaller than this (but not empty) gets status ``too_small`` and no FF: a few
             stray voxels say nothing about a muscle (a failed segmentation gave 1 voxel and "4 %" for an iliacus
             of 11 mL and 25 % FF). One axial slice of the smallest muscle here (QL, ~3 cm^2 x 3 mm) is ~1 mL, the
@@ -555,7 +550,7 @@ def quantify_muscles(
             "pixel_area_cm2": pixel_cm2,
         },
         "label_mapping": (
-            "nearest neighbour through the affines (scripts.quantification.fat_fraction.map_labels_to_grid)"
+            "nearest neighbour through the affines (scripts.grid.map_labels_to_grid)"
             if resampled
             else "label map on the FF grid (same grid within tolerance)"
         ),

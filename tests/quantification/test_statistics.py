@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from scripts.labels import MUSCLES, label_value
 from scripts.phantom import Acquisition, generate_subject
-from scripts.quantification.fat_fraction import LabelSwapFlags, SwapReport, fat_fraction_from_water_fat
+from scripts.quantification.formulas import fat_fraction_from_water_fat
 from scripts.quantification.statistics import (
     PROVENANCE_KEYS,
     SLICE_COLUMNS,
@@ -21,6 +21,7 @@ from scripts.quantification.statistics import (
     quantify_muscles,
     write_tables,
 )
+from scripts.quantification.swap import LabelSwapFlags, SwapReport
 
 PROV = {"ff_method": "water_fat", "ff_source": "test", "ff_scale_detected": "fraction", "assumption": "none"}
 SHAPE = (14, 14, 7)
