@@ -13,7 +13,7 @@ Pipeline (one operator per job)::
   loads them with :func:`scripts.io.dixon_inputs.load_dixon` exactly as the plain bundle does; it sends the network
   input (in-phase, else water + fat) as an in-memory ``Image`` with its RAS affine;
 - the SDK's bundle operator runs this bundle's preprocessing, network and postprocessing (it drops loaders and
-  savers; ``LoadDixond`` takes the in-memory image, ``QuantifyDixond`` passes it through);
+  savers; ``LoadDixond`` takes the in-memory image, the quantification steps pass it through);
 - the quantify operator computes FF with :func:`scripts.io.dixon_inputs.compute_ff` and the table with
   :func:`scripts.quantification.statistics.quantify_muscles` on the selected series (the plain bundle's functions and
   settings, so

@@ -141,7 +141,7 @@ class RunRecord:
 
     def is_done(self, subject: str, files: Mapping[str, str]) -> bool:
         """True when ``output_dir/<subject>/`` holds the finished results of exactly this run (see
-        :class:`MarkDoned`): same inputs, model, settings and version."""
+        :class:`scripts.pipeline.mark_done.MarkDoned`): same inputs, model, settings and version."""
         path = self.output_dir / subject / f"{subject}{DONE_SUFFIX}"
         if not path.is_file():
             return False
