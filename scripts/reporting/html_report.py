@@ -1,0 +1,255 @@
+"""One self-contained HTML page per subject: flags, FF table, normative comparison, provenance, pictures.
+
+The page embeds its pictures as base64, so it is a single file that can be mailed or archived; it is written
+atomically (temporary file in the target folder, then ``os.replace``). All text is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scripts.io.atomic import atomic_write_bytes
+from scripts.labels import MUSCLES
+from scripts.reporting.style import muscle_name, side_key
+
+__all__ = ["APPROXIMATION_NOTE", "html_report"]
+
+#: What every normative statement must say (docs/design.md: percentiles and z are approximations).
+APPROXIMATION_NOTE: str = (
+    "Approximation: the percentile and z-score are approximations under the distribution named per row, fitted "
+    "to the reference's published quartiles (or interpolated in its percentile table); the band (below Q1, within "
+    "the IQR, above Q3) uses the published reference values themselves."
+)
+
+_CSS = """
+body{font-family:system-ui,Arial,sans-serif;margin:1.5em;max-width:1100px;color:#222}
+table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0}
+th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}
+th{background:#f0f0f0} td.t{text-align:left}
+.flag{color:#b00020;font-weight:bold} .ok{color:#2e7d32}
+.note{background:#fff8e1;border-left:4px solid #f9a825;padding:6px 10px;font-size:0.9em}
+img{max-width:100%;border:1px solid #ddd} figure{margin:1em 0}
+"""
+
+#: (column, header) of the FF table, in page order; columns absent from the table are left out.
+_FF_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("ff_mean_pct", "FF mean (%)"),
+    ("ff_core_mean_pct", "FF core mean (%)"),
+    ("ff_median_pct", "FF median (%)"),
+    ("volume_ml", "volume (mL)"),
+    ("n_voxels", "voxels"),
+    ("status", "status"),
+    ("qc_status", "quality"),
+)
+#: (column, header) of the normative comparison table, in page order.
+_COMPARISON_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("muscle", "muscle"),
+    ("side", "side"),
+    ("ff_mean_pct", "FF (%)"),
+    ("p25", "ref Q1"),
+    ("p50", "ref median"),
+    ("p75", "ref Q3"),
+    ("band", "band"),
+    ("percentile_approx", "percentile (approx.)"),
+    ("z_score_approx", "z (approx.)"),
+    ("distribution", "distribution"),
+    ("flags", "flags"),
+)
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return "n/a"
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.{digits}f}"
+    return str(value)
+
+
+def _html_table(header: Sequence[str], rows: Sequence[Sequence[Any]], text_cols: int = 2) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = []
+    for row in rows:
+        cells = "".join(
+            f'<td class="t">{html.escape(str(v))}</td>' if i < text_cols else f"<td>{html.escape(str(v))}</td>"
+            for i, v in enumerate(row)
+        )
+        body.append(f"<tr>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _side_label(side: Any) -> str:
+    return "L/R mean" if side_key(side) == "mean" else str(side)
+
+
+def _flag_lines(table: pd.DataFrame) -> list[str]:
+    lines: list[str] = []
+    sides = table[table["side"].map(side_key) != "mean"] if "side" in table else table
+    for _, row in sides.iterrows():
+        where = f"{muscle_name(row['muscle'])} {row['side']}"
+        status = str(row.get("status", "ok"))
+        if status == "missing":
+            lines.append(f"{where}: missing (no voxels): FF not reported (n/a, never 0 %)")
+        elif status == "no_valid_ff":
+            lines.append(f"{where}: every voxel excluded (near-zero FF denominator): FF not reported")
+        if bool(row.get("truncated_inferior", False)) or bool(row.get("truncated_superior", False)):
+            ends = [e for e in ("inferior", "superior") if bool(row.get(f"truncated_{e}", False))]
+            lines.append(
+                f"{where}: truncated at the {' and '.join(ends)} end of the field of view: volume is "
+                "partial; FF from the covered part"
+            )
+        qc = str(row.get("qc_status", "pass"))
+        if qc in ("review", "fail"):
+            reasons = row.get("qc_reasons", "")
+            reasons = "" if pd.isna(reasons) else str(reasons)
+            verb = (
+                "FAILED the quality check: do not use its number" if qc == "fail" else "quality check asks for review"
+            )
+            lines.append(f"{where}: {verb} ({reasons})")
+        swap = row.get("swap_suspected", pd.NA)
+        if swap is not pd.NA and not pd.isna(swap) and bool(swap):
+            kinds = [
+                k.removeprefix("swap_")
+                for k in ("swap_global", "swap_asymmetric", "swap_region", "swap_slices")
+                if k in row and not pd.isna(row[k]) and bool(row[k])
+            ]
+            lines.append(f"{where}: fat-water swap suspected ({', '.join(kinds)}): review the images; FF may be 1 - FF")
+    checked = [v for v in sides.get("swap_suspected", pd.Series(dtype=object)) if not pd.isna(v)]
+    if len(sides) and not checked:
+        lines.append("fat-water swap check: not run for this subject (swap not excluded)")
+    return lines
+
+
+def _flags_section(table: pd.DataFrame) -> list[str]:
+    flags = _flag_lines(table)
+    parts = ["<h2>Flags</h2>"]
+    if flags:
+        parts.append("<ul>" + "".join(f'<li class="flag">{html.escape(f)}</li>' for f in flags) + "</ul>")
+    else:
+        parts.append(
+            '<p class="ok">No flags: every muscle present, none truncated, no fat-water swap '
+            "suspected (where checked).</p>"
+        )
+    return parts
+
+
+def _ff_section(table: pd.DataFrame) -> list[str]:
+    """The FF table, muscles in :data:`scripts.labels.MUSCLES` order and left, right, L/R mean within each."""
+    cols = [(c, h) for c, h in _FF_COLUMNS if c in table.columns]
+    rows = []
+    order = {m: i for i, m in enumerate(MUSCLES)}
+    side_order = {"left": 0, "right": 1, "mean": 2}
+    ordered = table.assign(_m=table["muscle"].map(order), _s=table["side"].map(side_key).map(side_order))
+    for _, row in ordered.sort_values(["_m", "_s"], kind="mergesort").iterrows():
+        values = [_fmt(row[c], 1 if c != "volume_ml" else 2) for c, _ in cols]
+        rows.append([muscle_name(row["muscle"]), _side_label(row["side"]), *values])
+    core = str(table["core_erosion"].iloc[0]) if "core_erosion" in table.columns and len(table) else "n/a"
+    return [
+        "<h2>Fat fraction per muscle</h2>",
+        _html_table(["muscle", "side", *[h for _, h in cols]], rows, text_cols=2),
+        f"<p>FF mean: plain mean of F/(F+W) over the whole label, no erosion (the reference's statistic). "
+        f"Core mean: label eroded {html.escape(core)}. L/R mean: mean of the left and right values. n/a = not "
+        "available (never 0 %).</p>",
+    ]
+
+
+def _comparison_section(comparison: pd.DataFrame | None) -> list[str]:
+    """The normative comparison table with the approximation note, or a line saying there is no reference."""
+    esc = html.escape
+    if comparison is None or comparison.empty:
+        return ["<h2>Normative comparison</h2>", "<p>No normative reference was given.</p>"]
+    crow = []
+    for _, row in comparison.iterrows():
+        vals = [muscle_name(row["muscle"]), _side_label(row["side"])]
+        for c, _ in _COMPARISON_COLUMNS[2:]:
+            v = row.get(c, None)
+            vals.append(_fmt(v, 2 if c == "z_score_approx" else 1) if c != "flags" else (v or ""))
+        crow.append(vals)
+    ref = comparison.attrs.get("reference_id", comparison.get("reference_id", pd.Series([""])).iloc[0])
+    ver = comparison.attrs.get("reference_version", "")
+    dists = sorted({str(d) for d in comparison.get("distribution", pd.Series(dtype=object)).dropna()})
+    note = (
+        f'<p class="note">{esc(APPROXIMATION_NOTE)} Distribution: {esc(", ".join(dists) or "n/a")}. '
+        f"Reference: {esc(str(ref))} {esc(str(ver))}"
+        + (f"; {esc(str(comparison.attrs['approximation']))}" if "approximation" in comparison.attrs else "")
+        + "</p>"
+    )
+    return [
+        "<h2>Normative comparison</h2>",
+        _html_table([h for _, h in _COMPARISON_COLUMNS], crow, text_cols=2),
+        note,
+    ]
+
+
+def _provenance_section(provenance: Mapping[str, Any]) -> list[str]:
+    parts = ["<h2>Provenance: how FF was made</h2><table><tbody>"]
+    for key, value in provenance.items():
+        parts.append(f'<tr><th>{html.escape(str(key))}</th><td class="t">{html.escape(_fmt(value, 4))}</td></tr>')
+    parts.append("</tbody></table>")
+    return parts
+
+
+def _pictures_section(images: Mapping[str, str | os.PathLike[str]]) -> list[str]:
+    parts = ["<h2>Pictures</h2>"]
+    for caption, path in images.items():
+        b64 = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+        parts.append(
+            f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{b64}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
+    return parts
+
+
+def html_report(
+    subject: str,
+    table: pd.DataFrame,
+    comparison: pd.DataFrame | None,
+    images: Mapping[str, str | os.PathLike[str]],
+    out_html: str | os.PathLike[str],
+    provenance: Mapping[str, Any],
+) -> Path:
+    """Write one self-contained HTML page for a subject: flags, FF table, normative comparison, provenance, images.
+
+    Sections: the flags (missing, no valid FF, truncated, fat-water swap suspected; "No flags" otherwise); the FF
+    table (left, right and L/R mean per muscle: mean, core mean, median, volume, voxels, status); the normative
+    comparison (reference quartiles, band, approximate percentile and z-score, with :data:`APPROXIMATION_NOTE` and
+    the distribution named); the provenance (how FF was made); the pictures, embedded as base64 PNG so the page is
+    one portable file. All text is HTML-escaped.
+
+    Args:
+        subject: subject identifier (title).
+        table: the subject's table from :func:`scripts.quantification.statistics.quantify_muscles`.
+        comparison: output of :func:`scripts.normative.comparison.compare_to_reference`, or ``None``.
+        images: caption -> PNG path (e.g. ``{"QC montage": ..., "FF chart": ...}``).
+        out_html: output path.
+        provenance: key -> value describing the FF map (method, source, scale, assumption, software ...).
+
+    Returns:
+        The written path.
+
+    Raises:
+        FileNotFoundError: an image path does not exist.
+    """
+    esc = html.escape
+    parts = [
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Fat fraction report '
+        f"{esc(subject)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>Lumbar muscle fat fraction: {esc(subject)}</h1>",
+        *_flags_section(table),
+        *_ff_section(table),
+        *_comparison_section(comparison),
+        *_provenance_section(provenance),
+        *_pictures_section(images),
+        "</body></html>\n",
+    ]
+    return atomic_write_bytes(Path(out_html), "\n".join(parts).encode("utf-8"))
