@@ -12,7 +12,9 @@ from scripts.configuration.values import as_bool
 from scripts.pipeline.dixon_entry import scan_from_entry
 from scripts.pipeline.keys import FF_KEY, NORMATIVE_KEY, RESULTS_DIR_KEY, STATS_KEY
 from scripts.pipeline.label_map import label_and_affine
-from scripts.reporting.report import ff_chart, html_report, qc_montage
+from scripts.reporting.ff_chart import ff_chart
+from scripts.reporting.html_report import html_report
+from scripts.reporting.montage import qc_montage
 
 __all__ = ["SubjectReportd"]
 

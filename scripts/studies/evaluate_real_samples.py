@@ -145,7 +145,7 @@ def evaluate(
         overrides: inference.json ids to replace.
         out_dir: where to write label maps and QC pictures (optional; refused if it already holds them).
     """
-    from scripts.reporting.report import qc_montage
+    from scripts.reporting.montage import qc_montage
 
     rows = []
     root = Path(shared_dir) / "real-samples"
