@@ -40,7 +40,9 @@ from scripts.evaluation.agreement import holm_correction, paired_wilcoxon
 from scripts.evaluation.evaluate_phantom import evaluate_run
 from scripts.io.atomic import atomic_write_text
 from scripts.studies.ablation_stats import EQUIVALENCE_MARGINS, contrast_table
-from scripts.studies.cross_validation import _predict_unet, _read_entries, _train_unet, exit_on_sigterm, run_step
+from scripts.studies.bundle_runs import predict_unet, train_unet
+from scripts.studies.cv_splits import read_entries
+from scripts.studies.resumable_steps import exit_on_sigterm, run_step
 
 __all__ = ["ARMS", "COMMON_OVERRIDES", "arm_overrides", "ablation_table", "contrast_report", "replicates", "run"]
 
@@ -83,9 +85,9 @@ def arm_overrides(arm: str, anatomical_model: str | None) -> dict[str, Any]:
 
 def _write_datalist(dataset_dir: Path, test_dir: Path, n_train: int, seed: int, out: Path) -> Path:
     # the study's own reader: absolute paths, subjects named, files checked, empty lists refused with the file named
-    training = _read_entries(dataset_dir, "training")
-    validation = _read_entries(dataset_dir, "validation")
-    testing = _read_entries(test_dir, "testing")
+    training = read_entries(dataset_dir, "training")
+    validation = read_entries(dataset_dir, "validation")
+    testing = read_entries(test_dir, "testing")
     if len(training) < n_train:
         raise ValueError(f"{dataset_dir}/datalist.json: {len(training)} training scans, fewer than n_train={n_train}")
     pick = sorted(np.random.default_rng(seed).choice(len(training), size=n_train, replace=False).tolist())
@@ -253,11 +255,7 @@ def run(
             (draw, seed) replicate each goes to ``out_dir/draw<d>_seed<s>/`` and the contrasts use the training runs
             as their unit; a single replicate keeps the one-run layout ``out_dir/<arm>/``.
     """
-    names = [a.strip() for a in arms.split(",")] if isinstance(arms, str) else list(arms)
-    for name in names:
-        if name not in ARMS:
-            raise ValueError(f"unknown arm {name!r}; arms are {list(ARMS)}")
-    names = ["none"] + [a for a in names if a != "none"]
+    names = _arm_names(arms)
     out = Path(out_dir)
     reps = replicates(seed, seeds, draws)
     frames, seconds = [], {}
@@ -283,14 +281,6 @@ def run(
         seconds.update(
             {(arm if len(reps) == 1 else f"{arm} draw{draw} seed{train_seed}"): v for arm, v in rep_seconds.items()}
         )
-    metrics = pd.concat(frames, ignore_index=True)
-    metrics.to_csv(out / "metrics.csv", index=False)
-    # the one-run comparison against `none` as before (over the subjects of the first replicate only when several)
-    first = metrics[(metrics.draw == reps[0][0]) & (metrics.seed == reps[0][1])]
-    table = ablation_table(first.drop(columns=["draw", "seed"]))
-    table.to_csv(out / "comparison.csv", index=False)
-    contrasts = contrast_table(metrics if len(reps) > 1 else metrics.drop(columns=["draw", "seed"]))
-    contrasts.to_csv(out / "contrasts.csv", index=False)
     settings = {
         "n_train": n_train,
         "seed": seed,
@@ -300,6 +290,29 @@ def run(
         "train_seconds": seconds,
         "replicates": reps,
     }
+    return _write_results(out, pd.concat(frames, ignore_index=True), reps, settings)
+
+
+def _arm_names(arms: Sequence[str] | str) -> list[str]:
+    """The arms to run (checked against :data:`ARMS`), the baseline ``none`` first."""
+    names = [a.strip() for a in arms.split(",")] if isinstance(arms, str) else list(arms)
+    for name in names:
+        if name not in ARMS:
+            raise ValueError(f"unknown arm {name!r}; arms are {list(ARMS)}")
+    return ["none"] + [a for a in names if a != "none"]
+
+
+def _write_results(
+    out: Path, metrics: pd.DataFrame, reps: list[tuple[int, int]], settings: Mapping[str, Any]
+) -> pd.DataFrame:
+    """Write metrics.csv, comparison.csv, contrasts.csv and report.md; returns the one-run comparison table."""
+    metrics.to_csv(out / "metrics.csv", index=False)
+    # the one-run comparison against `none` as before (over the subjects of the first replicate only when several)
+    first = metrics[(metrics.draw == reps[0][0]) & (metrics.seed == reps[0][1])]
+    table = ablation_table(first.drop(columns=["draw", "seed"]))
+    table.to_csv(out / "comparison.csv", index=False)
+    contrasts = contrast_table(metrics if len(reps) > 1 else metrics.drop(columns=["draw", "seed"]))
+    contrasts.to_csv(out / "contrasts.csv", index=False)
     text = _report(table, settings) + "\n" + "\n".join(contrast_report(contrasts))
     atomic_write_text(out / "report.md", text + "\n")
     logger.info("wrote %s", out / "report.md")
@@ -334,13 +347,13 @@ def _run_replicate(
     frames, seconds = [], {}
     for arm in names:
         overrides = {**arm_overrides(arm, anatomical_model), **dict(train_overrides or {})}
-        train = _train_unet(dataset_dir, datalist, epochs, val_interval, train_seed, overrides)
+        train = train_unet(dataset_dir, datalist, epochs, val_interval, train_seed, overrides)
         trained = run_step(out / arm / "train", train)
         seconds[arm] = float(trained["seconds"])
         predicted = out / arm / "predict"
         run_step(
             predicted,
-            _predict_unet(dataset_dir, datalist, out / arm / "train" / "models" / "model.pt", n_test, infer_overrides),
+            predict_unet(dataset_dir, datalist, out / arm / "train" / "models" / "model.pt", n_test, infer_overrides),
         )
         seg, _ = evaluate_run(str(test_dir), str(predicted / "out"))
         seg.insert(0, "arm", arm)

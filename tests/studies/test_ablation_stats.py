@@ -97,8 +97,8 @@ def test_run_writes_one_folder_per_replicate(tmp_path: Path, monkeypatch: pytest
         path.write_text('{"training": [], "validation": [], "testing": [1, 2, 3, 4]}')
         return path
 
-    monkeypatch.setattr(ablation, "_train_unet", fake_train)
-    monkeypatch.setattr(ablation, "_predict_unet", fake_predict)
+    monkeypatch.setattr(ablation, "train_unet", fake_train)
+    monkeypatch.setattr(ablation, "predict_unet", fake_predict)
     monkeypatch.setattr(ablation, "evaluate_run", fake_eval)
     monkeypatch.setattr(ablation, "_write_datalist", fake_datalist)
     out = tmp_path / "abl"

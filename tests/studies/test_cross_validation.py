@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
 from scripts.phantom import generate_cohort
-from scripts.studies.cross_validation import draw_splits, run
+from scripts.studies.cross_validation import run
+from scripts.studies.cv_splits import draw_splits
 
 TINY = {
     "k": 2,
@@ -141,149 +141,6 @@ def test_missing_datalist_is_named(tmp_path):
         run(str(tmp_path), out_dir=str(tmp_path / "out"), **TINY)
 
 
-def _fake_study(root: Path, splits: list[list[str]], dice_shift: float, settings: dict) -> Path:
-    """A finished study's files with U-Net rows only: Dice 0.80 + 0.01 i + ``dice_shift`` (1 + i / 20), i = subject."""
-    root.mkdir(parents=True)
-    rows = []
-    for i, test in enumerate(splits):
-        for subject in test:
-            idx = int(subject.split("-")[1])
-            for muscle in ("psoas", "iliacus", "quadratus_lumborum", "erector_spinae_multifidus"):
-                for side in ("left", "right", "mean"):
-                    rows.append(
-                        {
-                            "split": i,
-                            "subject": subject,
-                            "method": "unet",
-                            "muscle": muscle,
-                            "side": side,
-                            "dice": 0.80 + 0.01 * idx + dice_shift * (1 + idx / 20),
-                            "rvd": 0.05,
-                            "hd_mm": 9.0,
-                            "hd95_mm": 4.0 + 0.1 * idx,
-                            "ff_ref_pct": 5.0 + idx,
-                            "ff_method_pct": 5.0 + idx + dice_shift * 10,
-                            "seconds": 3.0,
-                        }
-                    )
-    pd.DataFrame(rows).to_csv(root / "metrics_all.csv", index=False)
-    (root / "splits.json").write_text(
-        json.dumps({"splits": [{"split": i, "test": t, "seed": 1000 + i} for i, t in enumerate(splits)]})
-    )
-    (root / "settings.json").write_text(json.dumps(settings))
-    return root
-
-
-def test_compare_studies_pairs_the_shared_splits_and_refuses_other_splits(tmp_path):
-    from scripts.studies.cv_report import compare_studies
-
-    splits = [[f"sub-{j:02d}" for j in range(5 * i, 5 * i + 5)] for i in range(3)]
-    base = _fake_study(tmp_path / "one", splits, 0.0, {"train_overrides": {}})
-    # two splits of the same draw (a smaller --k), every Dice higher, by 0.01 to 0.0145 (no ties)
-    two = _fake_study(tmp_path / "two", splits[:2], 0.01, {"train_overrides": {"network_channels": "water_fat"}})
-    report = compare_studies(two, base, tmp_path / "cmp", name="water+fat", baseline_name="in-phase")
-    table = pd.read_csv(tmp_path / "cmp" / "comparison.csv")
-    dice = table[(table.muscle == "psoas") & (table.metric == "dice")].iloc[0]
-    expected = np.mean([0.80 + 0.01 * j for j in range(10)])  # split 2 (sub-10..14) is not shared: left out
-    assert dice.n == 10 and np.isclose(dice["in-phase_mean"], expected)
-    assert np.isclose(dice["water+fat_mean"] - dice["in-phase_mean"], 0.01 * (1 + 4.5 / 20))
-    assert np.isclose(dice.p_wilcoxon_subjects, 2 / 1024)  # 10 distinct subjects, all one way, no ties: exact p
-    assert dice.better == "water+fat"
-    ff = pd.read_csv(tmp_path / "cmp" / "ff_agreement.csv").set_index("method")
-    assert np.isclose(ff.loc["in-phase", "bias_pp"], 0.0) and np.isclose(ff.loc["water+fat", "bias_pp"], 0.1)
-    text = report.read_text()
-    assert "splits [0, 1]" in text and "network_channels" in text
-    other = _fake_study(tmp_path / "other", [splits[1], splits[0]], 0.0, {})
-    with pytest.raises(ValueError, match="different splits"):
-        compare_studies(two, other, tmp_path / "cmp2")
-    with pytest.raises(FileNotFoundError, match="missing .*metrics_all.csv"):
-        compare_studies(tmp_path / "cmp", base, tmp_path / "cmp3")
-
-
-def test_sigterm_stops_the_running_step_child_too(tmp_path):
-    """A study killed with SIGTERM must not leave its training (a child process) running as an orphan."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    pid_file = tmp_path / "child.pid"
-    # the child writes its own pid, then sleeps; the parent waits on it with subprocess.run, as _bundle_run does
-    child_code = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
-    code = (
-        "import subprocess, sys\n"
-        "from scripts.studies.cross_validation import exit_on_sigterm\n"
-        "exit_on_sigterm()\n"
-        f"subprocess.run([sys.executable, '-c', {child_code!r}])\n"
-    )
-    parent = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2])
-    deadline = time.time() + 60
-    while not (pid_file.is_file() and pid_file.read_text()) and time.time() < deadline:
-        time.sleep(0.1)
-    child = int(pid_file.read_text())
-    parent.send_signal(signal.SIGTERM)
-    assert parent.wait(timeout=30) == 128 + signal.SIGTERM
-    deadline = time.time() + 10
-    alive = True
-    stat = Path(f"/proc/{child}/stat")
-    while alive and time.time() < deadline:
-        try:
-            os.kill(child, 0)
-            # a killed child whose new parent does not reap it stays a zombie ("Z"): dead all the same
-            alive = not (stat.is_file() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z")
-            time.sleep(0.1)
-        except (ProcessLookupError, FileNotFoundError):
-            alive = False
-    assert not alive, f"child {child} still running after its parent was terminated"
-
-
-def test_inference_window_follows_a_changed_training_patch():
-    from scripts.studies.cross_validation import inference_overrides
-
-    assert inference_overrides({}, {}) == {}  # shipped settings: inference.json's own window
-    assert inference_overrides({"patch_size": [64, 64, 32]}, {}) == {"roi_size": [64, 64, 32]}
-    # an explicit window wins
-    assert inference_overrides({"patch_size": [64, 64, 32]}, {"roi_size": [96, 96, 48]}) == {"roi_size": [96, 96, 48]}
-    assert inference_overrides({"epochs": 3}, {"flip_ensemble": False}) == {"flip_ensemble": False}
-
-
-def test_an_interrupted_training_step_continues_in_its_folder(tmp_path):
-    from scripts.studies.cross_validation import run_step, training_can_resume
-
-    folder = tmp_path / "unet_train"
-    state = folder / "models" / "train_state"
-    state.mkdir(parents=True)
-    assert not training_can_resume(folder)  # no saved state yet: a crash before the first checkpoint
-    (state / "checkpoint_epoch=4.pt").write_bytes(b"state")
-    (folder / "train.log").write_text("epochs 1-4\n")
-    assert training_can_resume(folder)
-    seen = []
-
-    def work(f: Path) -> dict:
-        seen.append(sorted(p.name for p in f.rglob("*")))
-        return {"epochs": 6}
-
-    record = run_step(folder, work, can_resume=training_can_resume)
-    assert record["resumed"] is True and record["epochs"] == 6
-    assert "checkpoint_epoch=4.pt" in seen[0] and "train.log" in seen[0]  # the work saw the interrupted run's state
-    assert not list(tmp_path.glob("unet_train.incomplete-*"))
-    assert json.loads((folder / ".done.json").read_text())["resumed"] is True
-    # a finished step is skipped, with or without a resumable state
-    assert run_step(folder, lambda f: {"epochs": 0}, can_resume=training_can_resume)["epochs"] == 6
-
-
-def test_an_interrupted_step_without_saved_state_is_redone_from_scratch(tmp_path):
-    from scripts.studies.cross_validation import run_step, training_can_resume
-
-    folder = tmp_path / "unet_train"
-    (folder / "models").mkdir(parents=True)
-    (folder / "train.log").write_text("crashed at epoch 1\n")
-    record = run_step(folder, lambda f: {"files": sorted(p.name for p in f.rglob("*"))}, can_resume=training_can_resume)
-    assert record["files"] == [] and "resumed" not in record
-    assert (tmp_path / "unet_train.incomplete-1" / "train.log").read_text() == "crashed at epoch 1\n"
-
-
 def test_a_study_fine_tunes_every_split_from_a_given_checkpoint(study, tmp_path):
     import hashlib
 
@@ -323,47 +180,3 @@ def test_a_bad_pretrained_checkpoint_is_named(tmp_path):
     (tmp_path / "notes.pt").write_text("not a checkpoint")
     with pytest.raises(ValueError, match="notes.pt: not a PyTorch state_dict"):
         pretrained_record(tmp_path / "notes.pt")
-
-
-def test_comparison_table_tests_distinct_subjects_and_splits():
-    """A subject tested in two splits counts once (its mean); the split-level test is the corrected t-test."""
-    from scripts.evaluation.agreement import paired_wilcoxon
-    from scripts.labels import MUSCLES
-    from scripts.studies.cv_report import comparison_table
-
-    tests = {0: ["s0", "s1", "s2"], 1: ["s0", "s3", "s4"], 2: ["s5", "s6", "s7"]}
-    diffs = {
-        ("0", "s0"): 0.02,
-        ("0", "s1"): 0.03,
-        ("0", "s2"): 0.05,
-        ("1", "s0"): 0.06,
-        ("1", "s3"): 0.01,
-        ("1", "s4"): 0.04,
-        ("2", "s5"): 0.07,
-        ("2", "s6"): 0.08,
-        ("2", "s7"): 0.09,
-    }
-    rows = []
-    for split, subjects in tests.items():
-        for s in subjects:
-            for muscle in MUSCLES:
-                rows.append(dict(split=split, subject=s, method="b", muscle=muscle, side="mean", dice=0.8))
-                rows.append(
-                    dict(
-                        split=split,
-                        subject=s,
-                        method="a",
-                        muscle=muscle,
-                        side="mean",
-                        dice=0.8 + diffs[(str(split), s)],
-                    )
-                )
-    table = comparison_table(pd.DataFrame(rows), "a", "b", columns=("dice",), n_train=5, n_test=3)
-    row = table[table.muscle == MUSCLES[0]].iloc[0]
-    subject_diff = [0.04, 0.03, 0.05, 0.01, 0.04, 0.07, 0.08, 0.09]  # s0: (0.02 + 0.06) / 2
-    assert row.n == 9 and row.n_subjects == 8 and np.isclose(row.diff_mean, np.mean(subject_diff))
-    assert np.isclose(row.p_wilcoxon_subjects, paired_wilcoxon(np.array(subject_diff), np.zeros(8)).p)
-    split_diff = np.array([0.1 / 3, 0.11 / 3, 0.24 / 3])
-    t = split_diff.mean() / np.sqrt((1 / 3 + 3 / 5) * split_diff.var(ddof=1))
-    assert np.isclose(row.p_crt, 2 * stats.t.sf(t, 2))
-    assert np.isclose(row.p_crt_holm, min(1.0, 4 * row.p_crt))  # four identical tests, one per muscle
