@@ -15,14 +15,8 @@ from __future__ import annotations
 
 from scripts.phantom.acquisition import FOV_MM, PRESETS, Acquisition
 from scripts.phantom.anatomy_complete import ANATOMIES
-from scripts.phantom.generate import (
-    IMAGE_KEYS,
-    PhantomSubject,
-    generate_cohort,
-    generate_subject,
-    random_acquisition,
-    write_subject,
-)
+from scripts.phantom.cohort import generate_cohort, random_acquisition
+from scripts.phantom.generate import IMAGE_KEYS, PhantomSubject, generate_subject, write_subject
 from scripts.phantom.population import (
     ACTIVITY_LEVELS,
     EFFECTS,

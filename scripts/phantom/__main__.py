@@ -15,7 +15,8 @@ import logging
 
 import fire
 from scripts.phantom.acquisition import Acquisition
-from scripts.phantom.generate import generate_cohort, generate_subject, write_subject
+from scripts.phantom.cohort import generate_cohort
+from scripts.phantom.generate import generate_subject, write_subject
 
 
 def subject(

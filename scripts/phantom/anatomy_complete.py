@@ -1,11 +1,11 @@
 """The anatomy-complete phantom (``anatomy="complete"``): the default anatomy's targets among the structures a
 network confuses with them on real scans.
 
-Beyond the default phantom (``anatomy.draw_subject``) it draws the abdominal wall muscles, latissimus dorsi, serratus
-posterior inferior, diaphragm crura, aorta, IVC and iliac vessels, kidneys with perirenal and renal-sinus fat, liver
-and spleen tips, bowel loops with gas, fluid and fat-containing content, ascending and descending colon, the 11th
-and 12th ribs, gluteus maximus and medius, vertebrae with
-kidney-bean bodies, discs and posterior elements, and a sacrum with alae (``organs``, ``spine``). The psoas is
+Beyond the default phantom (``anatomy_default.draw_subject``) it draws the abdominal wall muscles, latissimus
+dorsi, serratus posterior inferior, diaphragm crura, aorta, IVC and iliac vessels, kidneys with perirenal and
+renal-sinus fat, liver and spleen tips, bowel loops with gas, fluid and fat-containing content, ascending and
+descending colon, the 11th and 12th ribs, gluteus maximus and medius, vertebrae with kidney-bean bodies, discs and
+posterior elements, and a sacrum with alae (``organs``, ``spine``). The psoas is
 drawn as it is in life: small at its T12-L1 origin, growing caudally, its medial side in the groove beside the
 vertebral bodies (the bodies, painted after it, carve the groove) and in front of the transverse processes.
 
@@ -24,9 +24,9 @@ from scripts.phantom.anatomy import (
     ILIACUS_KEYFRAMES,
     MUSCLE_SIGNAL,
     TISSUES,
+    KeyframeBuilder,
     SubjectAnatomy,
-    _Builder,
-    _muscle_ff_field,
+    muscle_ff_field,
 )
 from scripts.phantom.organs import (
     BodyWall,
@@ -54,7 +54,7 @@ _PSOAS_LEVEL = ("T12", "T12", "L1", "L1", "L2", "L3", "L4", "L5")
 
 
 def psoas_keyframes(sizes: dict[str, tuple[float, float]]) -> dict:
-    """Psoas cross-sections (``_Builder.shape`` arguments, right side) for the subject's vertebral bodies.
+    """Psoas cross-sections (``KeyframeBuilder.shape`` arguments, right side) for the subject's vertebral bodies.
 
     Above the sacrum the centre sits 0.65 (T12-L3) to 1.1 (L5) semi-axis lateral of the body's side (``sizes`` ->
     body semi-axes, mm), so the body cuts a groove in its medial side. Semi-axes grow from 2.5-3 mm in the middle
@@ -72,7 +72,7 @@ def psoas_keyframes(sizes: dict[str, tuple[float, float]]) -> dict:
     return dict(z_rel=list(_PSOAS_Z), cx=cx, cy=cy, a=a, b=b, theta=theta)
 
 
-def _gluteals(builder: _Builder, canvas: TissueCanvas, muscle: Tissue) -> None:
+def _gluteals(builder: KeyframeBuilder, canvas: TissueCanvas, muscle: Tissue) -> None:
     """Gluteus medius on the outer face of the iliac wing, gluteus maximus behind the wing and sacrum."""
     for side in ("left", "right"):
         med = builder.shape(
@@ -107,7 +107,7 @@ def _gluteals(builder: _Builder, canvas: TissueCanvas, muscle: Tissue) -> None:
 
 def _target_muscles(
     anat: SubjectAnatomy,
-    builder: _Builder,
+    builder: KeyframeBuilder,
     canvas: TissueCanvas,
     marbling: SmoothNoise,
     septa: SmoothNoise | None,
@@ -120,7 +120,7 @@ def _target_muscles(
     ) -> None:
         ff = anat.muscle_ff[(name, side)]
         shp = builder.shape(side=side, scale=anat.muscle_scale[(name, side)], **shape_args)
-        fld = _muscle_ff_field(
+        fld = muscle_ff_field(
             anat, canvas, marbling, ff, caudal_gradient, float(anat.z(z_mid_rel)), septa, lateral_gradient
         )
         value = label_value(name, side)
@@ -155,7 +155,7 @@ def draw_subject_complete(
     target muscles, then bones (which carve the muscles, e.g. the psoas groove). Afterwards every labelled voxel
     gets its muscle's tissue id, so the tissue map agrees with the label map by construction.
     """
-    builder = _Builder(anat, rng)
+    builder = KeyframeBuilder(anat, rng)
     landmarks: dict[str, tuple[float, float]] = {}
     marbling = SmoothNoise(canvas.grid, (2.5, 2.5, 14.0), rng)
     septa = None

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from scripts.phantom.generate import PhantomSubject
 
 __all__ = ["VendorStyle", "VENDOR_STYLES", "write_dicom_study", "lps_geometry"]
@@ -138,6 +140,104 @@ def _stored(subject: PhantomSubject, role: str) -> tuple[np.ndarray, float]:
     return data.astype(np.uint16), 1.0
 
 
+def _uid(seed_src: list[str], *parts: object) -> str:
+    """A deterministic UID: the same subject, vendor and ``parts`` always give the same one."""
+    return generate_uid(entropy_srcs=[*seed_src, *map(str, parts)])
+
+
+def _slice_dataset(
+    subject: PhantomSubject,
+    style: VendorStyle,
+    role: str,
+    number: int,
+    k: int,
+    uids: dict[str, str],
+    geometry: tuple,
+    pixels: np.ndarray,
+    slope: float,
+) -> Dataset:
+    """The MR image of slice ``k`` of series ``number`` (``role``); ``uids`` holds its study, frame, series and SOP
+    instance UIDs, ``geometry`` is ``lps_geometry(subject.affine)``."""
+    iop, pixel_spacing, slice_spacing, origin, step = geometry
+    nx, ny = pixels.shape[:2]
+    sid = subject.subject_id
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = MR_IMAGE_STORAGE
+    ds.file_meta.MediaStorageSOPInstanceUID = uids["sop"]
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID, ds.SOPInstanceUID = MR_IMAGE_STORAGE, uids["sop"]
+    ds.PatientName, ds.PatientID = sid, sid
+    ds.PatientBirthDate = ""
+    ds.PatientSex = {"M": "M", "F": "F"}.get(getattr(subject.participant, "sex", ""), "O")
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = uids["study"], uids["series"], uids["frame"]
+    ds.StudyDate = ds.SeriesDate = ds.ContentDate = "20261125"
+    ds.StudyTime = ds.SeriesTime = ds.ContentTime = "120000"
+    ds.StudyID, ds.AccessionNumber = "1", ""
+    ds.StudyDescription = "Lumbar spine Dixon (synthetic phantom)"
+    ds.ReferringPhysicianName = ""
+    ds.Modality, ds.Manufacturer = "MR", style.manufacturer
+    ds.SeriesNumber, ds.InstanceNumber = number, k + 1
+    ds.SeriesDescription = style.description[role]
+    ds.ProtocolName = "lumbar_dixon_phantom"
+    ds.ImageType = list(style.image_type[role])
+    ds.BodyPartExamined = "LSPINE"
+    ds.PatientPosition = "HFS"
+    ds.ScanningSequence, ds.SequenceVariant, ds.MRAcquisitionType = "GR", "SP", "3D"
+    ds.ImageOrientationPatient = [_ds_str(v) for v in iop]
+    ds.ImagePositionPatient = [_ds_str(v) for v in origin + k * step]
+    ds.SliceLocation = _ds_str(float((origin + k * step) @ np.cross(iop[:3], iop[3:])))
+    ds.PixelSpacing = [_ds_str(v) for v in pixel_spacing]
+    ds.SliceThickness = ds.SpacingBetweenSlices = _ds_str(slice_spacing)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.Rows, ds.Columns = ny, nx
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = _ds_str(slope), "0", "US"
+    # DICOM rows run along array axis J, columns along I: the frame is the transposed slice
+    ds.PixelData = np.ascontiguousarray(pixels[:, :, k].T).tobytes()
+    return ds
+
+
+def _write_series(
+    subject: PhantomSubject,
+    style: VendorStyle,
+    role: str,
+    number: int,
+    dicom_dir: Path,
+    seed_src: list[str],
+    study_uids: dict[str, str],
+) -> str:
+    """Write the series of ``role`` (one file per slice) into its own folder under ``dicom_dir``; returns that folder.
+
+    ``study_uids`` holds the study's "study" and "frame" UIDs, shared by all its series.
+    """
+    pixels, slope = _stored(subject, role)
+    desc = style.description[role]
+    sdir = dicom_dir / f"{number:02d}_{re.sub(r'[^A-Za-z0-9]+', '_', desc).strip('_')}"
+    sdir.mkdir(parents=True, exist_ok=True)
+    geometry = lps_geometry(subject.affine)
+    series_uid = _uid(seed_src, "series", role)
+    for k in range(pixels.shape[2]):
+        uids = {**study_uids, "series": series_uid, "sop": _uid(seed_src, "sop", role, k)}
+        ds = _slice_dataset(subject, style, role, number, k, uids, geometry, pixels, slope)
+        ds.save_as(sdir / f"IM_{k + 1:04d}.dcm", enforce_file_format=True)
+    return str(sdir)
+
+
+def _write_truth(subject: PhantomSubject, truth_dir: Path) -> tuple[Path, Path]:
+    """The truth label map (NIfTI, phantom grid) and truth table (CSV) in ``truth_dir``; returns their paths."""
+    sid = subject.subject_id
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    label_path = truth_dir / f"{sid}_label.nii.gz"
+    img = nib.Nifti1Image(subject.images["label"].astype(np.uint8), subject.affine)
+    img.header.set_qform(subject.affine, code=1)
+    img.header.set_sform(subject.affine, code=1)
+    nib.save(img, str(label_path))
+    truth_path = truth_dir / f"{sid}_ground_truth.csv"
+    subject.truth.to_csv(truth_path, index=False)
+    return label_path, truth_path
+
+
 def write_dicom_study(
     subject: PhantomSubject, out_dir: str | Path, vendor: str = "siemens", overwrite: bool = False
 ) -> dict[str, str]:
@@ -157,9 +257,6 @@ def write_dicom_study(
         ValueError: unknown vendor.
         FileExistsError: ``out_dir/dicom`` exists and ``overwrite`` is False.
     """
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
     if vendor not in VENDOR_STYLES:
         raise ValueError(f"unknown vendor {vendor!r}; expected one of {sorted(VENDOR_STYLES)}")
     style = VENDOR_STYLES[vendor]
@@ -167,68 +264,11 @@ def write_dicom_study(
     dicom_dir = out / "dicom"
     if dicom_dir.exists() and any(dicom_dir.iterdir()) and not overwrite:
         raise FileExistsError(f"{dicom_dir} exists; refusing to overwrite it (pass overwrite=True or a new folder)")
-    sid = subject.subject_id
-    seed_src = [sid, vendor, str(subject.acquisition)]
-
-    def uid(*parts: object) -> str:
-        # deterministic UIDs: the same subject and vendor always give the same study
-        return generate_uid(entropy_srcs=[*seed_src, *map(str, parts)])
-
-    study_uid, frame_uid = uid("study"), uid("frame")
-    iop, pixel_spacing, slice_spacing, origin, step = lps_geometry(subject.affine)
-    nx, ny, nz = subject.images["inphase"].shape
-    written: dict[str, str] = {}
-    for number, role in enumerate(_ROLES, start=1):
-        pixels, slope = _stored(subject, role)
-        desc = style.description[role]
-        sdir = dicom_dir / f"{number:02d}_{re.sub(r'[^A-Za-z0-9]+', '_', desc).strip('_')}"
-        sdir.mkdir(parents=True, exist_ok=True)
-        series_uid = uid("series", role)
-        for k in range(nz):
-            ds = Dataset()
-            ds.file_meta = FileMetaDataset()
-            ds.file_meta.MediaStorageSOPClassUID = MR_IMAGE_STORAGE
-            sop_uid = uid("sop", role, k)
-            ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
-            ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-            ds.SOPClassUID, ds.SOPInstanceUID = MR_IMAGE_STORAGE, sop_uid
-            ds.PatientName, ds.PatientID = sid, sid
-            ds.PatientBirthDate = ""
-            ds.PatientSex = {"M": "M", "F": "F"}.get(getattr(subject.participant, "sex", ""), "O")
-            ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
-            ds.StudyDate = ds.SeriesDate = ds.ContentDate = "20261125"
-            ds.StudyTime = ds.SeriesTime = ds.ContentTime = "120000"
-            ds.StudyID, ds.AccessionNumber = "1", ""
-            ds.StudyDescription = "Lumbar spine Dixon (synthetic phantom)"
-            ds.ReferringPhysicianName = ""
-            ds.Modality, ds.Manufacturer = "MR", style.manufacturer
-            ds.SeriesNumber, ds.InstanceNumber = number, k + 1
-            ds.SeriesDescription = desc
-            ds.ProtocolName = "lumbar_dixon_phantom"
-            ds.ImageType = list(style.image_type[role])
-            ds.BodyPartExamined = "LSPINE"
-            ds.PatientPosition = "HFS"
-            ds.ScanningSequence, ds.SequenceVariant, ds.MRAcquisitionType = "GR", "SP", "3D"
-            ds.ImageOrientationPatient = [_ds_str(v) for v in iop]
-            ds.ImagePositionPatient = [_ds_str(v) for v in origin + k * step]
-            ds.SliceLocation = _ds_str(float((origin + k * step) @ np.cross(iop[:3], iop[3:])))
-            ds.PixelSpacing = [_ds_str(v) for v in pixel_spacing]
-            ds.SliceThickness = ds.SpacingBetweenSlices = _ds_str(slice_spacing)
-            ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-            ds.Rows, ds.Columns = ny, nx
-            ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-            ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = _ds_str(slope), "0", "US"
-            # DICOM rows run along array axis J, columns along I: the frame is the transposed slice
-            ds.PixelData = np.ascontiguousarray(pixels[:, :, k].T).tobytes()
-            ds.save_as(sdir / f"IM_{k + 1:04d}.dcm", enforce_file_format=True)
-        written[role] = str(sdir)
-    truth_dir = out / "truth"
-    truth_dir.mkdir(parents=True, exist_ok=True)
-    label_path = truth_dir / f"{sid}_label.nii.gz"
-    img = nib.Nifti1Image(subject.images["label"].astype(np.uint8), subject.affine)
-    img.header.set_qform(subject.affine, code=1)
-    img.header.set_sform(subject.affine, code=1)
-    nib.save(img, str(label_path))
-    truth_path = truth_dir / f"{sid}_ground_truth.csv"
-    subject.truth.to_csv(truth_path, index=False)
+    seed_src = [subject.subject_id, vendor, str(subject.acquisition)]
+    study_uids = {"study": _uid(seed_src, "study"), "frame": _uid(seed_src, "frame")}
+    written = {
+        role: _write_series(subject, style, role, number, dicom_dir, seed_src, study_uids)
+        for number, role in enumerate(_ROLES, start=1)
+    }
+    label_path, truth_path = _write_truth(subject, out / "truth")
     return {"dicom": str(dicom_dir), "label": str(label_path), "truth": str(truth_path), **written}

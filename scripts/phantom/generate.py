@@ -1,25 +1,25 @@
-"""Generate phantom subjects and cohorts: the public API behind ``python -m scripts.phantom``."""
+"""Generate and write one phantom subject: anatomy, Dixon acquisition, exact truth (``python -m scripts.phantom
+subject``); cohorts of them are in ``cohort``."""
 
 from __future__ import annotations
 
-import json
 import logging
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
-from scripts.io.atomic import atomic_write, atomic_write_text
+from scripts.io.atomic import atomic_write
 from scripts.labels import LABELS, MUSCLES, SIDES, label_value
 from scripts.phantom import acquisition as acqmod
 from scripts.phantom.acquisition import Acquisition
-from scripts.phantom.anatomy import MUSCLE_SIGNAL, TEXTURES, SubjectAnatomy, draw_subject
+from scripts.phantom.anatomy import MUSCLE_SIGNAL, SubjectAnatomy
 from scripts.phantom.anatomy_complete import ANATOMIES, draw_subject_complete
+from scripts.phantom.anatomy_default import draw_subject
 from scripts.phantom.population import ACTIVITY_LEVELS, Participant, draw_muscle_ff, draw_participant
-from scripts.phantom.render import Canvas
+from scripts.phantom.render import Canvas, RenderGrid
 from scripts.phantom.textures import SmoothWarp
 from scripts.phantom.tissue_canvas import TissueCanvas
 from scripts.phantom.tissue_ids import vertebral_labels
@@ -29,8 +29,6 @@ __all__ = [
     "make_anatomy",
     "generate_subject",
     "write_subject",
-    "generate_cohort",
-    "random_acquisition",
     "IMAGE_KEYS",
 ]
 
@@ -106,35 +104,6 @@ def make_anatomy(
         texture=texture,
         texture_seed=int(texture_seed),
     )
-
-
-def random_acquisition(
-    rng: np.random.Generator, geometry: str = "reference", variety: bool = True, swap_probability: float = 0.0
-) -> Acquisition:
-    """Draw an acquisition: with ``variety`` the spacing (reference to 2x2x5 mm), orientation, coverage, FF scale,
-    SNR and bias vary; otherwise the named ``geometry`` preset with default settings."""
-    if not variety:
-        return Acquisition.preset(geometry)
-    t = rng.uniform(0, 1)
-    ref = np.array(acqmod.PRESETS["reference"][1])
-    spacing = tuple(float(v) for v in np.round(ref + t * (np.array([2.0, 2.0, 5.0]) - ref), 3))
-    if geometry == "tiny":
-        spacing = acqmod.PRESETS["tiny"][1]
-    swap = "none"
-    if rng.random() < swap_probability:
-        swap = "global" if rng.random() < 0.5 else "regional"
-    kw = dict(
-        orientation=str(rng.choice(["RAS", "LPS"])),
-        coverage="truncated" if rng.random() < 0.25 else "full",
-        swap=swap,
-        ff_scale=str(rng.choice(["fraction", "percent", "permille"])),
-        snr=float(rng.uniform(15, 60)),
-        bias=float(rng.uniform(0.3, 1.3)),
-        fov_shift_mm=(float(rng.normal(0, 8)), float(rng.normal(0, 8)), float(rng.normal(0, 10))),
-    )
-    if geometry == "tiny":
-        return Acquisition(shape=acqmod.PRESETS["tiny"][0], spacing=spacing, **kw)
-    return Acquisition.from_spacing(spacing, **kw)
 
 
 def _renormalise_labels(
@@ -238,6 +207,126 @@ def _truth_table(
     return pd.concat([df, pd.DataFrame(means)], ignore_index=True)
 
 
+def _paint_anatomy(
+    anat: SubjectAnatomy, acq: Acquisition, grid: RenderGrid, rng: np.random.Generator, anatomy: str
+) -> Canvas:
+    """The subject's noise-free water, fat and labels on ``grid`` (z sub-sampled to ~1.3 mm), through a smooth warp."""
+    n_sub = int(np.ceil(acq.spacing[2] / 1.3))
+    if anatomy == "complete":
+        canvas = TissueCanvas(grid, n_sub, warp=SmoothWarp(grid, amplitude_mm=5.0, n_modes=3, rng=rng))
+        draw_subject_complete(anat, canvas, rng)
+    else:
+        canvas = Canvas(grid, n_sub, warp=SmoothWarp(grid, amplitude_mm=5.0, n_modes=3, rng=rng))
+        draw_subject(anat, canvas, rng)
+    return canvas
+
+
+def _match_label_ff(canvas: Canvas, targets: dict[int, float], texture: str, anatomy: str) -> np.ndarray:
+    """Move each label's mean FF onto its target (in place on the canvas); returns the exact voxel-wise FF map."""
+    w0, f0 = canvas.water, canvas.fat
+    if texture == "smooth":
+        # the complete anatomy puts more fat-rich neighbours in partial volume with the labels (wall, bowel fat),
+        # so its clipped solve needs more rounds; the default keeps its 3 so its output stays byte-identical
+        iterations = 3 if anatomy == "default" else 40
+        _renormalise_labels(w0, f0, canvas.label, canvas.label_frac, targets, iterations=iterations)
+    else:
+        _renormalise_labels(w0, f0, canvas.label, canvas.label_frac, targets, muscle_signal=None, iterations=40)
+    tot0 = w0 + f0
+    return np.where(tot0 > 1e-3, f0 / np.maximum(tot0, 1e-6), 0.0).astype(np.float32)
+
+
+def _acquire(
+    anat: SubjectAnatomy, acq: Acquisition, grid: RenderGrid, canvas: Canvas, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """Noisy Dixon images under the acquisition's bias field, as stored integers: key -> int16 array."""
+    y_back = float(anat.y_spine(anat.z(100.0)) - 82.0 - anat.sat_mm)
+    bias = acqmod.bias_field(grid, acq.bias, y_back, rng)
+    sigma = MUSCLE_SIGNAL / acq.snr
+    ip, op, water, fat = acqmod.dixon_signals(canvas.water, canvas.fat, bias, sigma, rng)
+    return {
+        "water": acqmod.to_storage(water),
+        "fat": acqmod.to_storage(fat),
+        "inphase": acqmod.to_storage(ip),
+        "opposed": acqmod.to_storage(op),
+    }
+
+
+def _swap_mask(
+    acq: Acquisition, grid: RenderGrid, shape: tuple[int, ...], rng: np.random.Generator, flags: dict
+) -> np.ndarray | None:
+    """Where water and fat are written exchanged (None: nowhere); a regional swap's centre and radius go to
+    ``flags``."""
+    if acq.swap == "global":
+        return np.ones(shape, bool)
+    if acq.swap != "regional":
+        return None
+    c = [rng.uniform(0.15, 0.85) * n for n in shape]
+    r_mm = rng.uniform(50, 90)
+    d2 = sum(
+        ((np.arange(n) - c[a]) * grid.spacing[a]).reshape([-1 if i == a else 1 for i in range(3)]) ** 2
+        for a, n in enumerate(shape)
+    )
+    flags["swap_centre_voxel_ras"] = [float(v) for v in c]
+    flags["swap_radius_mm"] = float(r_mm)
+    return d2 < r_mm**2
+
+
+def _written_images(
+    stored: dict[str, np.ndarray], swap_mask: np.ndarray | None, canvas: Canvas, ff_true: np.ndarray, anatomy: str
+) -> dict[str, np.ndarray]:
+    """The images as written (RAS, full coverage, FF as a fraction): swap applied, FF from the stored integers."""
+    water_i, fat_i = stored["water"], stored["fat"]
+    if swap_mask is not None:
+        water_i, fat_i = np.where(swap_mask, fat_i, water_i), np.where(swap_mask, water_i, fat_i)
+    tot = water_i.astype(np.float32) + fat_i.astype(np.float32)
+    ff = np.where(tot > 0, fat_i / np.maximum(tot, 1.0), 0.0).astype(np.float32)
+    images = {
+        "water": water_i,
+        "fat": fat_i,
+        "inphase": stored["inphase"],
+        "opposed": stored["opposed"],
+        "ff": ff,
+        "label": canvas.label,
+        "ff_true": ff_true,
+    }
+    if anatomy == "complete":
+        images["tissue"] = canvas.tissue
+        images["vertebrae"] = vertebral_labels(canvas.tissue)
+    return images
+
+
+def _truncate(
+    images: dict[str, np.ndarray],
+    truth_arrays: dict[str, np.ndarray | None],
+    affine: np.ndarray,
+    rng: np.random.Generator,
+    flags: dict,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray | None], np.ndarray]:
+    """Keep a random slab of 45-75 % of the slices of the images and of the truth's arrays (None stays None).
+
+    Returns:
+        the cut images, the cut truth arrays and the slab's affine; the kept slice range goes to ``flags``.
+    """
+    nz = images["label"].shape[2]
+    keep = int(round(nz * rng.uniform(0.45, 0.75)))
+    k0 = int(rng.integers(0, nz - keep + 1))
+    images = {k: v[:, :, k0 : k0 + keep] for k, v in images.items()}
+    truth_arrays = {k: None if v is None else v[:, :, k0 : k0 + keep] for k, v in truth_arrays.items()}
+    affine = affine.copy()
+    affine[:3, 3] += affine[:3, 2] * k0
+    flags["truncated_slices"] = [k0, k0 + keep]
+    return images, truth_arrays, affine
+
+
+def _scale_ff(ff: np.ndarray, ff_scale: str) -> np.ndarray:
+    """The FF map (a fraction) in the acquisition's stored scale."""
+    if ff_scale == "percent":
+        return (ff * 100.0).astype(np.float32)
+    if ff_scale == "permille":
+        return np.rint(ff * 1000.0).astype(np.int16)
+    return ff
+
+
 def generate_subject(
     seed: int,
     acquisition: Acquisition | None = None,
@@ -267,86 +356,35 @@ def generate_subject(
         raise ValueError(f"anatomy must be one of {ANATOMIES}, got {anatomy!r}")
     acq = acquisition or Acquisition()
     sid = subject_id or f"sub-{seed:04d}"
+    # one stream, drawn in a fixed order (participant, anatomy, warp, drawing, bias, noise, swap, truncation)
     rng = np.random.default_rng([int(seed), 20261125])
     p = participant or draw_participant(sid, rng)
     anat = make_anatomy(p, rng, texture=texture, texture_seed=int(seed))
     grid = acqmod.make_grid(acq)
-    n_sub = int(np.ceil(acq.spacing[2] / 1.3))
-    if anatomy == "complete":
-        canvas = TissueCanvas(grid, n_sub, warp=SmoothWarp(grid, amplitude_mm=5.0, n_modes=3, rng=rng))
-        draw_subject_complete(anat, canvas, rng)
-    else:
-        canvas = Canvas(grid, n_sub, warp=SmoothWarp(grid, amplitude_mm=5.0, n_modes=3, rng=rng))
-        draw_subject(anat, canvas, rng)
-    w0, f0, label = canvas.water, canvas.fat, canvas.label
+    canvas = _paint_anatomy(anat, acq, grid, rng, anatomy)
     targets = {label_value(m, s): v for (m, s), v in anat.muscle_ff.items()}
-    if texture == "smooth":
-        # the complete anatomy puts more fat-rich neighbours in partial volume with the labels (wall, bowel fat),
-        # so its clipped solve needs more rounds; the default keeps its 3 so its output stays byte-identical
-        _renormalise_labels(w0, f0, label, canvas.label_frac, targets, iterations=3 if anatomy == "default" else 40)
-    else:
-        _renormalise_labels(w0, f0, label, canvas.label_frac, targets, muscle_signal=None, iterations=40)
-    tot0 = w0 + f0
-    ff_true = np.where(tot0 > 1e-3, f0 / np.maximum(tot0, 1e-6), 0.0).astype(np.float32)
-
-    y_back = float(anat.y_spine(anat.z(100.0)) - 82.0 - anat.sat_mm)
-    bias = acqmod.bias_field(grid, acq.bias, y_back, rng)
-    sigma = MUSCLE_SIGNAL / acq.snr
-    ip, op, water, fat = dixon_out = acqmod.dixon_signals(w0, f0, bias, sigma, rng)
-    del dixon_out
-    water_i, fat_i = acqmod.to_storage(water), acqmod.to_storage(fat)
-    ip_i, op_i = acqmod.to_storage(ip), acqmod.to_storage(op)
-
+    ff_true = _match_label_ff(canvas, targets, texture, anatomy)
+    stored = _acquire(anat, acq, grid, canvas, rng)
     # the written swap is an acquisition artefact: truth keeps the unswapped values
-    swap_mask = None
     flags: dict = {"swap": acq.swap}
-    if acq.swap == "global":
-        swap_mask = np.ones(label.shape, bool)
-    elif acq.swap == "regional":
-        c = [rng.uniform(0.15, 0.85) * n for n in label.shape]
-        r_mm = rng.uniform(50, 90)
-        d2 = sum(
-            ((np.arange(n) - c[a]) * grid.spacing[a]).reshape([-1 if i == a else 1 for i in range(3)]) ** 2
-            for a, n in enumerate(label.shape)
-        )
-        swap_mask = d2 < r_mm**2
-        flags["swap_centre_voxel_ras"] = [float(v) for v in c]
-        flags["swap_radius_mm"] = float(r_mm)
-    voxel_ml = float(np.prod(grid.spacing)) / 1000.0
-    truth_w, truth_f = water_i, fat_i
-    if swap_mask is not None:
-        water_i, fat_i = np.where(swap_mask, fat_i, water_i), np.where(swap_mask, water_i, fat_i)
-
-    tot = water_i.astype(np.float32) + fat_i.astype(np.float32)
-    ff = np.where(tot > 0, fat_i / np.maximum(tot, 1.0), 0.0).astype(np.float32)
-    images = {
-        "water": water_i,
-        "fat": fat_i,
-        "inphase": ip_i,
-        "opposed": op_i,
-        "ff": ff,
-        "label": label,
-        "ff_true": ff_true,
-    }
-    if anatomy == "complete":
-        images["tissue"] = canvas.tissue
-        images["vertebrae"] = vertebral_labels(canvas.tissue)
+    swap_mask = _swap_mask(acq, grid, canvas.label.shape, rng, flags)
+    images = _written_images(stored, swap_mask, canvas, ff_true, anatomy)
+    truth_arrays = {"water": stored["water"], "fat": stored["fat"], "swap": swap_mask}
     affine = grid.affine
     if acq.coverage == "truncated":
-        nz = label.shape[2]
-        keep = int(round(nz * rng.uniform(0.45, 0.75)))
-        k0 = int(rng.integers(0, nz - keep + 1))
-        images = {k: v[:, :, k0 : k0 + keep] for k, v in images.items()}
-        truth_w, truth_f = truth_w[:, :, k0 : k0 + keep], truth_f[:, :, k0 : k0 + keep]
-        swap_mask = None if swap_mask is None else swap_mask[:, :, k0 : k0 + keep]
-        affine = affine.copy()
-        affine[:3, 3] += affine[:3, 2] * k0
-        flags["truncated_slices"] = [k0, k0 + keep]
-    truth = _truth_table(sid, images["label"], truth_w, truth_f, images["ff_true"], targets, voxel_ml, swap_mask)
-    if acq.ff_scale == "percent":
-        images["ff"] = (images["ff"] * 100.0).astype(np.float32)
-    elif acq.ff_scale == "permille":
-        images["ff"] = np.rint(images["ff"] * 1000.0).astype(np.int16)
+        images, truth_arrays, affine = _truncate(images, truth_arrays, affine, rng, flags)
+    voxel_ml = float(np.prod(grid.spacing)) / 1000.0
+    truth = _truth_table(
+        sid,
+        images["label"],
+        truth_arrays["water"],
+        truth_arrays["fat"],
+        images["ff_true"],
+        targets,
+        voxel_ml,
+        truth_arrays["swap"],
+    )
+    images["ff"] = _scale_ff(images["ff"], acq.ff_scale)
     out_affine = affine
     for k in list(images):
         images[k], out_affine = acqmod.reorient(images[k], affine, acq.orientation)
@@ -416,134 +454,3 @@ def write_subject(
     with ThreadPoolExecutor(max_workers=2) as ex:
         list(ex.map(one, keys))
     return {k: str(p.relative_to(out_dir)) for k, p in paths.items()}
-
-
-def _cohort_subject(job: tuple) -> tuple[dict, dict, pd.DataFrame]:
-    """Generate and write one cohort subject (a process-pool task): its datalist entry, participant row, truth."""
-    sseed, sid, geometry, variety, swap_probability, out, write_ff_true, overwrite, texture, anatomy = job
-    rng = np.random.default_rng([sseed, 7])
-    acq = random_acquisition(rng, geometry=geometry, variety=variety, swap_probability=swap_probability)
-    subj = generate_subject(sseed, acq, subject_id=sid, texture=texture, anatomy=anatomy)
-    rel = write_subject(subj, out, write_ff_true=write_ff_true, overwrite=overwrite)
-    row = asdict(subj.participant)
-    row.update(
-        seed=sseed,
-        spacing_mm="x".join(f"{v:g}" for v in acq.spacing),
-        orientation=acq.orientation,
-        coverage=acq.coverage,
-        swap=acq.swap,
-        ff_scale=acq.ff_scale,
-        snr=round(acq.snr, 1),
-        texture=texture,
-    )
-    if anatomy != "default":
-        # only the new anatomy adds the column, so default cohorts' tables stay byte-identical
-        row["anatomy"] = anatomy
-    return {"subject": sid, "image": rel["inphase"], **rel}, row, subj.truth
-
-
-def generate_cohort(
-    out_dir: str | Path,
-    n: int = 30,
-    seed: int = 0,
-    geometry: str = "reference",
-    variety: bool = True,
-    swap_probability: float = 0.0,
-    n_validation: int | None = None,
-    n_testing: int = 0,
-    write_ff_true: bool = True,
-    overwrite: bool = False,
-    progress: bool = True,
-    workers: int = 1,
-    texture: str = "smooth",
-    anatomy: str = "default",
-) -> dict[str, str]:
-    """Generate ``n`` subjects with a BIDS-style participants.tsv, a MONAI datalist and a ground-truth table.
-
-    Subject ``i`` uses seed ``seed * 100003 + i``, so cohorts with different seeds never share a subject and
-    the same seed always gives the same files.
-
-    Args:
-        out_dir: folder to create (must not hold an earlier cohort unless ``overwrite``).
-        n: number of subjects.
-        seed: cohort seed.
-        geometry: "reference", "low" or "tiny" (see ``acquisition.PRESETS``).
-        variety: draw spacing (reference to 2x2x5 mm), orientation, coverage, FF scale, SNR and bias per subject.
-        swap_probability: probability of a (global or regional) fat-water swap per subject.
-        n_validation: subjects in the datalist's "validation" key (default: 20 % of ``n``, at least 1 when n > 1).
-        n_testing: subjects in the "testing" key (taken from the end).
-        write_ff_true: also write the exact noise-free FF map of each subject.
-        overwrite: replace an existing cohort in ``out_dir``.
-        progress: show a progress bar.
-        workers: subjects generated at once, each in its own process (about 1 GB of memory per process at the
-            reference geometry). The files do not depend on it.
-        texture: ``"smooth"`` or ``"septa"`` (see ``generate_subject``).
-        anatomy: ``"default"`` or ``"complete"`` (see ``generate_subject``); ``"complete"`` adds the keys "tissue"
-            and "vertebrae" (tissue-id and vertebral label maps) to each datalist entry.
-
-    Returns:
-        paths of the written tables: {"datalist", "participants", "ground_truth"}.
-    """
-    from tqdm import tqdm
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    datalist_path = out / "datalist.json"
-    if datalist_path.exists() and not overwrite:
-        raise FileExistsError(
-            f"{datalist_path} exists: refusing to overwrite an earlier cohort; "
-            "choose a new out_dir or pass overwrite=True"
-        )
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    n_val = max(1, round(0.2 * n)) if n_validation is None and n > 1 else (n_validation or 0)
-    if n_val + n_testing > n:
-        raise ValueError(f"n_validation ({n_val}) + n_testing ({n_testing}) exceed the cohort (n={n})")
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    if texture not in TEXTURES:
-        raise ValueError(f"texture must be one of {TEXTURES}, got {texture!r}")
-    if anatomy not in ANATOMIES:
-        raise ValueError(f"anatomy must be one of {ANATOMIES}, got {anatomy!r}")
-    jobs = [
-        (
-            seed * 100003 + i,
-            f"sub-{i + 1:04d}",
-            geometry,
-            variety,
-            swap_probability,
-            str(out),
-            write_ff_true,
-            overwrite,
-            texture,
-            anatomy,
-        )
-        for i in range(n)
-    ]
-    with ProcessPoolExecutor(max_workers=min(workers, n)) if workers > 1 else nullcontext() as pool:
-        done = (pool.map if pool else map)(_cohort_subject, jobs)
-        results = list(tqdm(done, total=n, desc="phantom cohort", disable=not progress))
-    entries = [r[0] for r in results]
-    parts = [r[1] for r in results]
-    truths = [r[2] for r in results]
-    n_train = n - n_val - n_testing
-    datalist = {
-        "description": f"lumbar Dixon phantom cohort, seed {seed}"
-        + ("" if texture == "smooth" else f", texture {texture}")
-        + ("" if anatomy == "default" else f", anatomy {anatomy}"),
-        "labels": {str(k): v for k, v in LABELS.items()},
-        "training": entries[:n_train],
-        "validation": entries[n_train : n_train + n_val],
-        "testing": entries[n_train + n_val :],
-    }
-    pdf = pd.DataFrame(parts)
-    gt = pd.concat(truths, ignore_index=True)
-    atomic_write_text(out / "participants.tsv", pdf.to_csv(sep="\t", index=False, na_rep="n/a"), overwrite=True)
-    atomic_write_text(out / "ground_truth.csv", gt.to_csv(index=False, float_format="%.4f"), overwrite=True)
-    atomic_write_text(datalist_path, json.dumps(datalist, indent=4), overwrite=True)
-    logger.info("wrote %d subjects to %s", n, out)
-    return {
-        "datalist": str(datalist_path),
-        "participants": str(out / "participants.tsv"),
-        "ground_truth": str(out / "ground_truth.csv"),
-    }

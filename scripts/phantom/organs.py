@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from scripts.phantom.anatomy import TISSUES, SubjectAnatomy, _Builder
+from scripts.phantom.anatomy import TISSUES, KeyframeBuilder, SubjectAnatomy
 from scripts.phantom.render import Shape, Structure, Tissue
 from scripts.phantom.textures import SmoothNoise
 from scripts.phantom.tissue_canvas import SheetFrame, TissueCanvas, draw_sheet
@@ -59,7 +59,7 @@ class BodyWall:
         rng: the subject's random stream (wall muscle bulk).
     """
 
-    def __init__(self, anat: SubjectAnatomy, builder: _Builder, rng: np.random.Generator) -> None:
+    def __init__(self, anat: SubjectAnatomy, builder: KeyframeBuilder, rng: np.random.Generator) -> None:
         vis = anat.visceral
         sat = anat.sat_mm
         zk = np.array([-150, -100, -40, 20, 60, 110, 160, 210, 290])
@@ -143,55 +143,93 @@ def draw_trunk(anat: SubjectAnatomy, wall: BodyWall, canvas: TissueCanvas, rng: 
     )
 
 
-def draw_wall_muscles(anat: SubjectAnatomy, wall: BodyWall, canvas: TissueCanvas) -> None:
-    """Rectus abdominis, the three lateral wall muscles, latissimus dorsi and serratus posterior inferior."""
+def _abdominal_sheets(anat: SubjectAnatomy, wall: BodyWall) -> list[tuple]:
+    """Keyframes of the anterolateral wall muscles, each ``(name, z, inner depth, thickness, start, end)`` as
+    ``draw_sheet`` takes them, in painting order (the rectus last, so it covers the others' medial ends)."""
     m = wall.bulk
     s0 = wall.muscle_start
-    muscle = Tissue("muscle_wall", TISSUES["muscle_other"].signal, anat.other_muscle_ff)
     zw = anat.z
-    frame = SheetFrame(canvas, wall.trunk, (float(zw(-110)), float(zw(300))))
     z5 = zw(np.array([-70, -25, 40, 120, 300]))
     eo_i0 = np.full(5, s0)
     io_i0 = eo_i0 + wall.eo * np.array([0.45, 0.8, 1, 1, 1]) + wall.gap
     ta_i0 = io_i0 + wall.io * np.array([0.5, 0.85, 1, 1, 1]) + wall.gap
+    # the lateral muscles start under the rectus' lateral edge (their aponeuroses form its sheath) and the
+    # rectus, painted last, covers them there; it is thicker and lens-shaped (wide rounded ends)
+    return [
+        (
+            "external_oblique",
+            z5,
+            eo_i0,
+            np.array([0.45, 0.8, 1, 1, 1]) * wall.eo,
+            np.array([10, 14, 18, 20, 20]),
+            np.array([45, 80, 110, 115, 118]),
+        ),
+        (
+            "internal_oblique",
+            z5,
+            io_i0,
+            np.array([0.5, 0.85, 1, 0.95, 0.8]) * wall.io,
+            np.array([11, 15, 19, 21, 21]),
+            np.array([45, 85, 118, 122, 122]),
+        ),
+        (
+            "transversus_abdominis",
+            z5,
+            ta_i0,
+            np.array([0.5, 0.8, 1, 1, 1]) * wall.ta,
+            np.array([12, 16, 20, 22, 22]),
+            np.array([45, 90, 128, 132, 132]),
+        ),
+        # rectus abdominis beside the linea alba (~1 cm wide), from the pubis up past the top of the field
+        (
+            "rectus_abdominis",
+            zw(np.array([-110, -40, 40, 150, 300])),
+            np.full(5, s0),
+            np.array([6, 8.5, 10, 10, 9]) * m,
+            np.full(5, 2.0),
+            np.array([12, 17, 22, 24, 24]),
+        ),
+    ]
+
+
+def _draw_back_sheets(anat: SubjectAnatomy, wall: BodyWall, frame: SheetFrame, side: str, muscle: Tissue) -> None:
+    """Latissimus dorsi (muscular above L4, superficial and posterolateral) and serratus posterior inferior deep
+    to it, on ``side``."""
+    m = wall.bulk
+    s0 = wall.muscle_start
+    zl = anat.z(np.array([50, 90, 150, 220, 300]))
+    ld = np.array([1.5, 3.0, 5.0, 7.0, 8.0]) * m
+    draw_sheet(
+        frame,
+        side,
+        zl,
+        np.full(5, s0),
+        ld,
+        np.array([118, 110, 100, 95, 90]),
+        np.array([128, 136, 142, 146, 150]),
+        muscle,
+        tissue_id(f"latissimus_dorsi_{side}"),
+    )
+    zs = anat.z(np.array([125, 160, 220, 300]))
+    draw_sheet(
+        frame,
+        side,
+        zs,
+        s0 + np.interp(zs, zl, ld) + 1.0,
+        np.array([1.0, 2.5, 3.0, 3.0]) * m,
+        np.array([134, 132, 130, 128]),
+        np.array([150, 152, 155, 155]),
+        muscle,
+        tissue_id(f"serratus_posterior_inferior_{side}"),
+    )
+
+
+def draw_wall_muscles(anat: SubjectAnatomy, wall: BodyWall, canvas: TissueCanvas) -> None:
+    """Rectus abdominis, the three lateral wall muscles, latissimus dorsi and serratus posterior inferior."""
+    muscle = Tissue("muscle_wall", TISSUES["muscle_other"].signal, anat.other_muscle_ff)
+    frame = SheetFrame(canvas, wall.trunk, (float(anat.z(-110)), float(anat.z(300))))
+    sheets = _abdominal_sheets(anat, wall)
     for side in ("left", "right"):
-        # the lateral muscles start under the rectus' lateral edge (their aponeuroses form its sheath) and the
-        # rectus, painted last, covers them there; it is thicker and lens-shaped (wide rounded ends)
-        sheets = [
-            (
-                "external_oblique",
-                z5,
-                eo_i0,
-                np.array([0.45, 0.8, 1, 1, 1]) * wall.eo,
-                np.array([10, 14, 18, 20, 20]),
-                np.array([45, 80, 110, 115, 118]),
-            ),
-            (
-                "internal_oblique",
-                z5,
-                io_i0,
-                np.array([0.5, 0.85, 1, 0.95, 0.8]) * wall.io,
-                np.array([11, 15, 19, 21, 21]),
-                np.array([45, 85, 118, 122, 122]),
-            ),
-            (
-                "transversus_abdominis",
-                z5,
-                ta_i0,
-                np.array([0.5, 0.8, 1, 1, 1]) * wall.ta,
-                np.array([12, 16, 20, 22, 22]),
-                np.array([45, 90, 128, 132, 132]),
-            ),
-            # rectus abdominis beside the linea alba (~1 cm wide), from the pubis up past the top of the field
-            (
-                "rectus_abdominis",
-                zw(np.array([-110, -40, 40, 150, 300])),
-                np.full(5, s0),
-                np.array([6, 8.5, 10, 10, 9]) * m,
-                np.full(5, 2.0),
-                np.array([12, 17, 22, 24, 24]),
-            ),
-        ]
         for name, z, i0, th, p0, p1 in sheets:
             draw_sheet(
                 frame,
@@ -205,32 +243,7 @@ def draw_wall_muscles(anat: SubjectAnatomy, wall: BodyWall, canvas: TissueCanvas
                 tissue_id(f"{name}_{side}"),
                 ramp_mm=18.0 if name == "rectus_abdominis" else 6.0,
             )
-        # latissimus dorsi: muscular above L4, superficial and posterolateral; serratus posterior inferior deep to it
-        zl = zw(np.array([50, 90, 150, 220, 300]))
-        ld = np.array([1.5, 3.0, 5.0, 7.0, 8.0]) * m
-        draw_sheet(
-            frame,
-            side,
-            zl,
-            np.full(5, s0),
-            ld,
-            np.array([118, 110, 100, 95, 90]),
-            np.array([128, 136, 142, 146, 150]),
-            muscle,
-            tissue_id(f"latissimus_dorsi_{side}"),
-        )
-        zs = zw(np.array([125, 160, 220, 300]))
-        draw_sheet(
-            frame,
-            side,
-            zs,
-            s0 + np.interp(zs, zl, ld) + 1.0,
-            np.array([1.0, 2.5, 3.0, 3.0]) * m,
-            np.array([134, 132, 130, 128]),
-            np.array([150, 152, 155, 155]),
-            muscle,
-            tissue_id(f"serratus_posterior_inferior_{side}"),
-        )
+        _draw_back_sheets(anat, wall, frame, side, muscle)
 
 
 def _cavity_clip(canvas: TissueCanvas, wall: BodyWall) -> Callable:
@@ -244,7 +257,7 @@ def _cavity_clip(canvas: TissueCanvas, wall: BodyWall) -> Callable:
 
 
 def draw_colon(
-    anat: SubjectAnatomy, wall: BodyWall, builder: _Builder, canvas: TissueCanvas, rng: np.random.Generator
+    anat: SubjectAnatomy, wall: BodyWall, builder: KeyframeBuilder, canvas: TissueCanvas, rng: np.random.Generator
 ) -> None:
     """Ascending (right) and descending (left) colon in the flanks: a thin wall around mottled stool and gas, the
     dark-and-bright lateral loops of real abdominal scans that lie next to QL and the lateral wall."""
@@ -275,7 +288,7 @@ def draw_colon(
         )
 
 
-def draw_ribs(anat: SubjectAnatomy, builder: _Builder, canvas: TissueCanvas) -> None:
+def draw_ribs(anat: SubjectAnatomy, builder: KeyframeBuilder, canvas: TissueCanvas) -> None:
     """The 11th and 12th ribs: running laterally and caudally from the T11/T12 transverse processes, so an axial
     slice cuts each one as a small oval in the posterolateral wall that moves outwards as it descends."""
     marrow = Tissue("marrow", 0.70, anat.marrow_ff)
@@ -292,7 +305,7 @@ def draw_ribs(anat: SubjectAnatomy, builder: _Builder, canvas: TissueCanvas) -> 
             )
 
 
-def draw_organs(anat: SubjectAnatomy, wall: BodyWall, builder: _Builder, canvas: TissueCanvas) -> None:
+def draw_organs(anat: SubjectAnatomy, wall: BodyWall, builder: KeyframeBuilder, canvas: TissueCanvas) -> None:
     """Liver tip (right), spleen tip (left), kidneys in perirenal fat with renal-sinus fat at the hilum."""
     clip = _cavity_clip(canvas, wall)
     liver = builder.shape(
@@ -326,7 +339,7 @@ def draw_organs(anat: SubjectAnatomy, wall: BodyWall, builder: _Builder, canvas:
 
 
 def draw_vessels_and_crura(
-    anat: SubjectAnatomy, builder: _Builder, canvas: TissueCanvas, rng: np.random.Generator, bv: float
+    anat: SubjectAnatomy, builder: KeyframeBuilder, canvas: TissueCanvas, rng: np.random.Generator, bv: float
 ) -> None:
     """Diaphragm crura, aorta and common iliac arteries, IVC and common iliac veins.
 

@@ -2,7 +2,7 @@
 
 Coordinates follow ``anatomy.SubjectAnatomy``: keyframes are spine-relative (``z_rel`` mm above the L5/S1 disc for a
 36-mm level; x mm from the midline, mirrored per side; y mm from the vertebral-body centre ``y_spine``) and become
-RAS world millimetres through ``anatomy._Builder`` (width and height factors, subject offset).
+RAS world millimetres through ``anatomy.KeyframeBuilder`` (width and height factors, subject offset).
 
 Per lumbar vertebra (``z0``-``z1`` is its body, the disc lies 9 mm below ``z0``): a body with a kidney-bean
 cross-section (a box-like superellipse whose posterior wall is notched by the epidural fat of the canal), the disc
@@ -15,7 +15,7 @@ sacral canal and a dorsal plate with the median crest, narrowing to the coccyx a
 from __future__ import annotations
 
 import numpy as np
-from scripts.phantom.anatomy import TISSUES, SubjectAnatomy, _Builder, femoral_head, iliac_wing
+from scripts.phantom.anatomy import TISSUES, KeyframeBuilder, SubjectAnatomy, femoral_head, iliac_wing
 from scripts.phantom.render import Structure, Tissue
 from scripts.phantom.tissue_canvas import TissueCanvas
 from scripts.phantom.tissue_ids import tissue_id
@@ -48,7 +48,14 @@ def _bone(name: str, shape, marrow: Tissue, shell: float = 1.5) -> Structure:
 
 
 def _posterior_elements(
-    builder: _Builder, canvas: TissueCanvas, marrow: Tissue, name: str, z0: float, z1: float, av: float, bv: float
+    builder: KeyframeBuilder,
+    canvas: TissueCanvas,
+    marrow: Tissue,
+    name: str,
+    z0: float,
+    z1: float,
+    av: float,
+    bv: float,
 ) -> None:
     """Pedicles, transverse processes, facet pillars, laminae and spinous process of one lumbar vertebra."""
     tp_len = _TP_LENGTH[name]
@@ -111,7 +118,7 @@ def _posterior_elements(
 
 def draw_spine(
     anat: SubjectAnatomy,
-    builder: _Builder,
+    builder: KeyframeBuilder,
     canvas: TissueCanvas,
     sizes: dict[str, tuple[float, float]],
     landmarks: dict[str, tuple[float, float]],
@@ -171,7 +178,7 @@ def draw_spine(
 
 
 def draw_pelvis_bones(
-    anat: SubjectAnatomy, builder: _Builder, canvas: TissueCanvas, landmarks: dict[str, tuple[float, float]]
+    anat: SubjectAnatomy, builder: KeyframeBuilder, canvas: TissueCanvas, landmarks: dict[str, tuple[float, float]]
 ) -> None:
     """Paint the iliac wings, femoral heads and a sacrum with body, alae, canal and dorsal plate."""
     marrow = Tissue("marrow", 0.70, anat.marrow_ff)
