@@ -53,6 +53,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 from scripts.io.atomic import atomic_write, atomic_write_text
+from scripts.studies.atlas_registration import MultiAtlasParams
 from scripts.studies.bundle_runs import (
     bundle_border_trim_ff,
     inference_overrides,
@@ -64,7 +65,7 @@ from scripts.studies.cv_compare import compare_studies
 from scripts.studies.cv_evaluation import EVALUATION_FORMAT, evaluate_split
 from scripts.studies.cv_report import write_report
 from scripts.studies.cv_splits import load_or_draw_splits, read_entries, split_datalist
-from scripts.studies.multi_atlas import Atlas, MultiAtlasParams, segment
+from scripts.studies.multi_atlas import Atlas, segment
 from scripts.studies.resumable_steps import exit_on_sigterm, marker_digest, run_step
 
 __all__ = ["METHODS", "run_split", "pretrained_record", "run"]
@@ -296,7 +297,7 @@ def run(
         train_overrides: extra ``train.json`` settings, e.g. ``{"patch_size": [64, 64, 32], "num_workers": 0}``.
         infer_overrides: extra ``inference.json`` settings, e.g. ``{"roi_size": [64, 64, 32]}``; the window defaults
             to the training ``patch_size`` when ``train_overrides`` changes it (:func:`inference_overrides`).
-        atlas_params: fields of :class:`scripts.studies.multi_atlas.MultiAtlasParams` to change.
+        atlas_params: fields of :class:`scripts.studies.atlas_registration.MultiAtlasParams` to change.
         pretrained_ckpt: a bare state_dict (e.g. the bundle's ``models/model.pt``) every split's U-Net starts from
             instead of random weights; its path and sha256 are recorded in ``settings.json``. It must not have been
             trained on any scan of ``dataset_dir`` (nothing here can check that), or the test scans leak.
