@@ -3,9 +3,9 @@
 Writes ``phantom_complete_vs_real.png``: axial slices at L2, L3, L4 and the upper sacrum (pelvis) of the default
 phantom, the anatomy-complete phantom (in-phase with target contours, and its tissue-id map) and a real scan at the
 same level: the CHAOS in-phase (L2, L3; levels assigned by eye, see ``CHAOS_SLICES``) and the MuscleMap sample (L4,
-upper sacrum; levels from its discs, ``compare_phantom_real.load_real_sample``). Prints Markdown tables: per
+upper sacrum; levels from its discs, ``phantom_real_volumes.load_real_sample``). Prints Markdown tables: per
 vertebral band, target areas and positions of both phantoms against the MuscleMap sample's labels (the measures of
-``compare_phantom_real``), and the psoas area per level from L1 to L5 on the phantoms.
+``phantom_real_measures``), and the psoas area per level from L1 to L5 on the phantoms.
 
 Usage::
 
@@ -25,17 +25,16 @@ import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scripts.phantom import Acquisition, generate_subject  # noqa: E402
-from scripts.studies.compare_phantom_real import (  # noqa: E402
+from scripts.studies.phantom_real_measures import (  # noqa: E402
     BANDS,
     DISC_CENTRE_REL,
     SHORT_NAME,
     Volume,
     band_summary,
     compare_bands,
-    load_real_sample,
-    phantom_anatomy,
     volume_metrics,
 )
+from scripts.studies.phantom_real_volumes import load_real_sample, phantom_anatomy  # noqa: E402
 
 __all__ = ["CHAOS_SLICES", "LEVEL_ROWS", "complete_volume", "psoas_per_level", "plot_levels", "main"]
 
@@ -52,7 +51,7 @@ BODY_BANDS: tuple[tuple[str, float, float], ...] = tuple(
 
 
 def complete_volume(seed: int, geometry: str = "reference", anatomy: str = "complete") -> Volume:
-    """Phantom subject ``seed`` (RAS, full coverage, no bias) as a ``compare_phantom_real.Volume`` whose ``z_rel``
+    """Phantom subject ``seed`` (RAS, full coverage, no bias) as a ``phantom_real_measures.Volume`` whose ``z_rel``
     is its exact spine-relative slice position; ``extra["tissue"]`` holds the tissue-id map (complete anatomy)."""
     subj = generate_subject(seed, Acquisition.preset(geometry, bias=0.0), anatomy=anatomy)
     anat = phantom_anatomy(seed, subj.subject_id)
@@ -240,7 +239,7 @@ def main(
     if out_dir is not None:
         plot_levels(first["default"], first["complete"], real, Path(out_dir) / "phantom_complete_vs_real.png")
     lines = [
-        f"Seeds {seeds}, geometry {geometry}; bands as in `compare_phantom_real.BANDS` "
+        f"Seeds {seeds}, geometry {geometry}; bands as in `phantom_real_measures.BANDS` "
         f"({', '.join(b for b, _, _ in BANDS)}).",
         "",
     ] + _table(table, default_table)
