@@ -21,8 +21,8 @@ import pandas as pd
 from scripts.evaluation.agreement import bland_altman, linear_regression
 from scripts.evaluation.segmentation_metrics import compute_label_metrics
 from scripts.grid import check_same_grid
+from scripts.io.atomic import atomic_write_text
 from scripts.labels import MUSCLES
-from scripts.quantification.statistics import atomic_write_text
 
 __all__ = ["evaluate_run", "summarise"]
 

@@ -11,7 +11,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 from scripts.io.atomic import atomic_write_text, publish_folder
 from scripts.pipeline.keys import DONE_SUFFIX, MANIFEST_KEY, ROWS_KEY, STAGING_DIR
-from scripts.quantification.statistics import CohortTable
+from scripts.quantification.tables import CohortTable
 
 __all__ = ["MarkDoned"]
 

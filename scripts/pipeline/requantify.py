@@ -19,7 +19,8 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 from scripts.io.atomic import atomic_write_text
-from scripts.quantification.statistics import PROVENANCE_KEYS, quantify_muscles
+from scripts.quantification.columns import PROVENANCE_KEYS
+from scripts.quantification.statistics import quantify_muscles
 
 __all__ = ["requantify_subject", "run"]
 

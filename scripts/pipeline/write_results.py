@@ -14,7 +14,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 from scripts.io.atomic import atomic_write_text
 from scripts.pipeline.keys import FF_KEY, NORMATIVE_KEY, RESULTS_DIR_KEY, ROWS_KEY, SCAN_INFO_KEY, STATS_KEY
-from scripts.quantification.statistics import write_tables
+from scripts.quantification.tables import write_tables
 
 __all__ = ["WriteResultsd"]
 

@@ -1,55 +1,25 @@
-"""Tests of scripts.quantification.statistics: known-answer statistics on boxes, grids, flags, writers, phantom."""
+"""Tests of scripts.quantification.statistics: known-answer statistics on boxes, grids, erosion, phantom."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from scripts.labels import MUSCLES, label_value
 from scripts.phantom import Acquisition, generate_subject
+from scripts.quantification.columns import PROVENANCE_KEYS, SLICE_COLUMNS, TABLE_COLUMNS
 from scripts.quantification.formulas import fat_fraction_from_water_fat
-from scripts.quantification.statistics import (
-    PROVENANCE_KEYS,
-    SLICE_COLUMNS,
-    TABLE_COLUMNS,
-    CohortTable,
-    quantify_muscles,
-    write_tables,
-)
-from scripts.quantification.swap import LabelSwapFlags, SwapReport
+from scripts.quantification.statistics import quantify_muscles, trim_fat_border
 
-PROV = {"ff_method": "water_fat", "ff_source": "test", "ff_scale_detected": "fraction", "assumption": "none"}
-SHAPE = (14, 14, 7)
-#: the analytic box: x 2-11, y 2-11, z 1-5 (10 x 10 x 5 voxels) on the FF grid
-BOX = (slice(2, 12), slice(2, 12), slice(1, 6))
-
-
-def _box_case() -> tuple[np.ndarray, np.ndarray]:
-    """Label 1 in a 10x10x5 box; FF 0.2 with a 2-voxel stripe (x = 2, 3; all y, z) of FF 0.8."""
-    label = np.zeros(SHAPE, np.uint8)
-    label[BOX] = 1
-    ff = np.full(SHAPE, 0.05, np.float32)  # background FF must never enter a muscle's statistics
-    ff[BOX] = 0.2
-    ff[2:4, 2:12, 1:6] = 0.8
-    return label, ff
-
-
-def _row(result, muscle: str, side: str) -> pd.Series:
-    t = result.table
-    sel = t[(t.muscle == muscle) & (t.side == side)]
-    assert len(sel) == 1
-    return sel.iloc[0]
+from tests.quantification.quant_cases import BOX, PROV, SHAPE, box_case, row_of
 
 
 def test_box_known_statistics():
-    label, ff = _box_case()
+    label, ff = box_case()
     res = quantify_muscles(label, np.eye(4), ff, np.eye(4), PROV, subject="s1")
-    row = _row(res, "psoas", "left")
+    row = row_of(res, "psoas", "left")
     values = np.concatenate([np.full(100, 0.8), np.full(400, 0.2)])  # independent of the implementation
     assert row.n_voxels == 500 and row.n_excluded_voxels == 0
     assert row.ff_mean_pct == pytest.approx(32.0, abs=1e-5)  # (100 x 0.8 + 400 x 0.2) / 500
@@ -75,10 +45,10 @@ def test_box_known_statistics():
 
 def test_core_erosion_follows_the_slice_axis_of_the_affine():
     """Slices along array axis 0 (world z): erosion must spare axis 0 and erode axes 1 and 2."""
-    label, ff = _box_case()
+    label, ff = box_case()
     perm = np.array([[0, 1, 0, 0], [0, 0, 1, 0], [1, 0, 0, 0], [0, 0, 0, 1]], float)  # array axis 0 -> world z
     res = quantify_muscles(label, perm, ff, perm, PROV)
-    row = _row(res, "psoas", "left")
+    row = row_of(res, "psoas", "left")
     # in-plane axes are 1 (10 -> 8) and 2 (5 -> 3); axis 0 keeps 10 slices; stripe x = 2, 3 survives whole
     assert row.n_core_voxels == 10 * 8 * 3
     assert row.ff_core_mean_pct == pytest.approx(100 * (2 * 24 * 0.8 + 8 * 24 * 0.2) / 240, abs=1e-5)
@@ -87,10 +57,10 @@ def test_core_erosion_follows_the_slice_axis_of_the_affine():
 
 
 def test_anisotropic_volume_csa_and_erosion_mm():
-    label, ff = _box_case()
+    label, ff = box_case()
     aff = np.diag([0.5, 1.0, 3.0, 1.0])
     res = quantify_muscles(label, aff, ff, aff, PROV, erosion_mm=1.0)
-    row = _row(res, "psoas", "left")
+    row = row_of(res, "psoas", "left")
     assert row.volume_ml == pytest.approx(500 * 0.5 * 1.0 * 3.0 / 1000.0)
     # 1 mm in-plane: 2 voxels of 0.5 mm along x, 1 voxel of 1 mm along y -> 6 x 8 x 5; stripe x = 2, 3 is gone
     assert row.n_core_voxels == 6 * 8 * 5
@@ -104,11 +74,11 @@ def test_anisotropic_volume_csa_and_erosion_mm():
 
 
 def test_nan_voxels_excluded_and_counted():
-    label, ff = _box_case()
+    label, ff = box_case()
     ff[5, 5, 1:6] = np.nan  # 5 core voxels of 0.2
     ff[2, 2, 1:3] = np.nan  # 2 edge voxels of 0.8
     res = quantify_muscles(label, np.eye(4), ff, np.eye(4), PROV)
-    row = _row(res, "psoas", "left")
+    row = row_of(res, "psoas", "left")
     values = ff[BOX].astype(np.float64)
     assert row.n_voxels == 500 and row.n_excluded_voxels == 7
     assert row.volume_ml == pytest.approx(0.5)  # excluded voxels are still muscle
@@ -122,15 +92,15 @@ def test_nan_voxels_excluded_and_counted():
 
 
 def test_all_voxels_excluded_is_not_zero():
-    label, ff = _box_case()
+    label, ff = box_case()
     ff[BOX] = np.nan
-    row = _row(quantify_muscles(label, np.eye(4), ff, np.eye(4), PROV), "psoas", "left")
+    row = row_of(quantify_muscles(label, np.eye(4), ff, np.eye(4), PROV), "psoas", "left")
     assert math.isnan(row.ff_mean_pct) and math.isnan(row.ff_core_mean_pct)
     assert row.n_voxels == 500 and row.n_excluded_voxels == 500 and row.status == "no_valid_ff"
 
 
 def test_label_at_twice_the_in_plane_resolution():
-    label, ff = _box_case()
+    label, ff = box_case()
     fine = np.zeros((28, 28, 7), np.uint8)
     fine[4:24, 4:24, 1:6] = 1  # FF voxel i covers fine voxels 2i and 2i + 1
     fine_aff = np.diag([0.5, 0.5, 1.0, 1.0])
@@ -143,7 +113,7 @@ def test_label_at_twice_the_in_plane_resolution():
 
 
 def test_label_in_lps_storage_maps_by_affine_not_index():
-    _, ff = _box_case()
+    _, ff = box_case()
     label = np.zeros(SHAPE, np.uint8)
     label[1:11, 3:13, 1:6] = 1  # off-centre, so a flipped array indexed as if RAS would select other voxels
     # LPS storage of the same world: x = 13 - i, y = 13 - j
@@ -158,9 +128,9 @@ def test_label_in_lps_storage_maps_by_affine_not_index():
 
 
 def test_missing_muscle_is_nan_and_status_missing():
-    label, ff = _box_case()
+    label, ff = box_case()
     res = quantify_muscles(label, np.eye(4), ff, np.eye(4), PROV)
-    row = _row(res, "iliacus", "left")
+    row = row_of(res, "iliacus", "left")
     stats = [
         "ff_mean_pct",
         "ff_median_pct",
@@ -175,7 +145,7 @@ def test_missing_muscle_is_nan_and_status_missing():
     assert row.n_voxels == 0 and row.volume_ml == 0.0 and row.status == "missing"
     assert pd.isna(row.slice_first) and pd.isna(row.slice_last)
     assert not row.truncated_inferior and not row.truncated_superior
-    mean = _row(res, "psoas", "mean")  # right psoas is missing: no L/R mean, never the left value alone
+    mean = row_of(res, "psoas", "mean")  # right psoas is missing: no L/R mean, never the left value alone
     assert math.isnan(mean.ff_mean_pct) and mean.status == "missing" and "right:missing" in mean["flags"]
     assert res.slices.label.unique().tolist() == [1]
 
@@ -187,7 +157,7 @@ def test_lr_mean_row_is_mean_of_sides():
     label[1:5, 2:8, 1:4], ff[1:5, 2:8, 1:4] = left, 0.1  # 72 voxels
     label[8:13, 2:8, 2:6], ff[8:13, 2:8, 2:6] = right, 0.3  # 120 voxels: a voxel-weighted mean would be 22.5
     res = quantify_muscles(label, np.eye(4), ff, np.eye(4), PROV)
-    mean = _row(res, "quadratus_lumborum", "mean")
+    mean = row_of(res, "quadratus_lumborum", "mean")
     assert mean.ff_mean_pct == pytest.approx(20.0, abs=1e-5)
     assert mean.aggregation == "lr_mean" and pd.isna(mean.label)
     assert mean.n_voxels == 72 + 120 and mean.volume_ml == pytest.approx(0.192)
@@ -198,49 +168,19 @@ def test_lr_mean_row_is_mean_of_sides():
     assert res.table[res.table.side == "mean"].muscle.tolist() == list(MUSCLES)
 
 
-@pytest.mark.parametrize("z_sign, expected", [(1.0, (True, False)), (-1.0, (False, True))])
-def test_truncation_flags(z_sign, expected):
-    label, ff = _box_case()
-    label[2:6, 2:6, 0] = 1  # touches slice 0
-    aff = np.diag([1.0, 1.0, z_sign, 1.0])
-    row = _row(quantify_muscles(label, aff, ff, aff, PROV), "psoas", "left")
-    assert (row.truncated_inferior, row.truncated_superior) == expected
-    assert row.status == "truncated"
-    assert ("truncated_inferior" if expected[0] else "truncated_superior") in row["flags"]
-
-
 def test_truncated_on_the_label_grid_is_flagged():
     """A label cut by its own smaller field of view is truncated even where the FF grid extends further."""
-    label, ff = _box_case()
+    label, ff = box_case()
     crop = label[:, :, 1:6]  # the label grid covers slices 1-5 only; the box fills them
     aff = np.eye(4)
     aff[2, 3] = 1.0
-    row = _row(quantify_muscles(crop, aff, ff, np.eye(4), PROV), "psoas", "left")
+    row = row_of(quantify_muscles(crop, aff, ff, np.eye(4), PROV), "psoas", "left")
     assert row.truncated_inferior and row.truncated_superior
     assert row.n_voxels == 500
 
 
-def test_swap_report_flags():
-    label, ff = _box_case()
-    label[2:12, 2:12, 6] = 0
-    label[2:5, 2:5, 1:3] = 2
-    flags = {1: LabelSwapFlags(1, 500, 0.7, 0.2, True, False, 0), 2: LabelSwapFlags(2, 18, 0.2, 0.7, False, False, 0)}
-    report = SwapReport(False, True, 0.8, 0.2, 0.3, 0.25, (), flags, ("label 1 asymmetric",))
-    res = quantify_muscles(label, np.eye(4), ff, np.eye(4), PROV, swap_report=report)
-    left, right = _row(res, "psoas", "left"), _row(res, "psoas", "right")
-    assert left.swap_suspected and left.swap_asymmetric and left.status == "swap_suspected"
-    assert not right.swap_suspected and right.status == "ok"
-    assert _row(res, "psoas", "mean").swap_suspected
-    sliced = SwapReport(False, True, 0.8, 0.2, 0.3, 0.25, (4,), {}, ())
-    assert _row(
-        quantify_muscles(label, np.eye(4), ff, np.eye(4), PROV, swap_report=sliced), "psoas", "left"
-    ).swap_slices
-    unchecked = _row(quantify_muscles(label, np.eye(4), ff, np.eye(4), PROV), "psoas", "left")
-    assert pd.isna(unchecked.swap_suspected)  # not checked is not "no swap"
-
-
 def test_invalid_inputs():
-    label, ff = _box_case()
+    label, ff = box_case()
     with pytest.raises(ValueError, match="provenance lacks"):
         quantify_muscles(label, np.eye(4), ff, np.eye(4), {"ff_method": "x"})
     with pytest.raises(ValueError, match="fraction"):
@@ -265,88 +205,11 @@ def test_phantom_matches_truth():
     assert (merged.truncated_superior == merged.truncated_superior_truth).all()
 
 
-def test_write_tables_atomic_and_refuses_different_content(tmp_path: Path):
-    label, ff = _box_case()
-    res = quantify_muscles(label, np.eye(4), ff, np.eye(4), PROV)
-    paths = write_tables(res, tmp_path, "sub-01")
-    assert {p.name for p in paths.values()} == {"sub-01_ff_table.csv", "sub-01_ff_table.json", "sub-01_ff_slices.csv"}
-    table = pd.read_csv(paths["table_csv"])
-    assert list(table.columns) == list(TABLE_COLUMNS) and table.subject.eq("sub-01").all()
-    assert math.isnan(table.loc[2, "ff_mean_pct"]) and table.loc[2, "n_voxels"] == 0  # empty field, not 0
-    doc = json.loads(paths["table_json"].read_text())
-    assert doc["meta"]["provenance"] == PROV and "ff_*_pct" in doc["meta"]["units"]
-    assert doc["records"][0]["ff_mean_pct"] == pytest.approx(32.0) and doc["records"][2]["ff_mean_pct"] is None
-    assert pd.read_csv(paths["slices_csv"]).shape == (5, len(SLICE_COLUMNS))
-
-    mtimes = {k: os.stat(p).st_mtime_ns for k, p in paths.items()}
-    write_tables(res, tmp_path, "sub-01")  # identical content: left untouched
-    assert {k: os.stat(p).st_mtime_ns for k, p in paths.items()} == mtimes
-
-    ff2 = ff.copy()
-    ff2[BOX] += 0.01
-    other = quantify_muscles(label, np.eye(4), ff2, np.eye(4), PROV)
-    before = paths["table_csv"].read_text()
-    with pytest.raises(FileExistsError, match="sub-01_ff_table.csv"):
-        write_tables(other, tmp_path, "sub-01")
-    assert paths["table_csv"].read_text() == before
-    write_tables(other, tmp_path, "sub-01", overwrite=True)
-    assert paths["table_csv"].read_text() != before
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths.values())  # no temp files
-    with pytest.raises(ValueError, match="subject"):
-        write_tables(quantify_muscles(label, np.eye(4), ff, np.eye(4), PROV, subject="a"), tmp_path, "b")
-
-
-def test_cohort_table_replaces_one_subject(tmp_path: Path):
-    label, ff = _box_case()
-    table = quantify_muscles(label, np.eye(4), ff, np.eye(4), PROV).table
-    cohort = CohortTable(tmp_path / "cohort.csv")
-    assert cohort.subjects() == []
-    cohort.add(table, subject="0002")
-    cohort.add(table, subject="0001")
-    assert cohort.subjects() == ["0001", "0002"]  # text ids keep their leading zeros
-    changed = table.assign(ff_mean_pct=table.ff_mean_pct + 1.0)
-    cohort.add(changed, subject="0002")
-    df = cohort.read()
-    assert len(df) == 24 and df.subject.tolist() == ["0001"] * 12 + ["0002"] * 12
-    assert df[df.subject == "0002"].ff_mean_pct.iloc[0] == pytest.approx(33.0)
-    assert df[df.subject == "0001"].ff_mean_pct.iloc[0] == pytest.approx(32.0)
-    assert df[df.subject == "0001"].side.tolist() == table.side.tolist()  # row order within a subject kept
-    with pytest.raises(ValueError, match="one subject"):
-        cohort.add(pd.concat([table.assign(subject="a"), table.assign(subject="b")]))
-    assert cohort.remove("0001") and cohort.subjects() == ["0002"]
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
-
-
 def test_provenance_columns_and_extras():
-    label, ff = _box_case()
+    label, ff = box_case()
     res = quantify_muscles(label, np.eye(4), ff, np.eye(4), {**PROV, "assumption": None, "ff_threshold": 0.05})
     assert res.table.assumption.eq("none").all() and res.table.ff_threshold.eq("0.05").all()
     assert set(PROVENANCE_KEYS) <= set(res.table.columns)
-
-
-def test_too_small_labels_get_no_ff_and_asymmetric_volumes_are_flagged():
-    # 2 mm isotropic voxels (0.008 mL): psoas left 500 voxels = 4 mL, right 100 voxels = 0.8 mL (< 1 mL);
-    # iliacus left 400 voxels (3.2 mL) against right 150 (1.2 mL): under half, flagged, both keep their FF
-    label = np.zeros((40, 40, 10), np.uint8)
-    label[1:11, 1:11, 2:7] = label_value("psoas", "left")
-    label[20:30, 1:11, 2:3] = label_value("psoas", "right")
-    label[1:11, 20:30, 2:6] = label_value("iliacus", "left")
-    label[20:30, 20:35, 2:3] = label_value("iliacus", "right")
-    ff = np.full(label.shape, 0.25, np.float32)
-    affine = np.diag([2.0, 2.0, 2.0, 1.0])
-    res = quantify_muscles(label, affine, ff, affine, PROV, min_volume_ml=1.0)
-    small = _row(res, "psoas", "right")
-    assert small.status == "too_small" and "too_small" in small["flags"]
-    assert math.isnan(small.ff_mean_pct) and math.isnan(small.ff_core_mean_pct)
-    assert small.volume_ml == pytest.approx(0.8) and small.n_voxels == 100
-    assert _row(res, "psoas", "left").ff_mean_pct == pytest.approx(25.0)
-    mean = _row(res, "psoas", "mean")
-    assert mean.status == "too_small" and math.isnan(mean.ff_mean_pct)  # never a one-sided "L/R mean"
-    il, ir = _row(res, "iliacus", "left"), _row(res, "iliacus", "right")
-    assert "volume_asymmetry" in il["flags"] and "volume_asymmetry" in ir["flags"]
-    assert il.status == ir.status == "ok" and ir.ff_mean_pct == pytest.approx(25.0)
-    # without a minimum every voxel counts, as before
-    assert _row(quantify_muscles(label, affine, ff, affine, PROV), "psoas", "right").ff_mean_pct == pytest.approx(25.0)
 
 
 def test_fat_border_trim_known_answer():
@@ -362,19 +225,17 @@ def test_fat_border_trim_known_answer():
     ff[4, 2, 1] = 0.65  # ... this one, below the threshold
     ff[5, 7, 1] = 0.9  # fatty voxel on the border with lean tissue: kept
     ff[4, 4, 1] = 0.9  # interior streak: kept
-    from scripts.quantification.statistics import trim_fat_border
-
     trimmed = trim_fat_border(label, ff, slice_axis=2, trim_ff=0.7)
     removed = (label == 1) & (trimmed == 0)
     assert removed.sum() == 5 and removed[2:8, 2, 1].sum() == 5 and not removed[4, 2, 1]
     # the columns x = 2 and x = 7 border fat too, but their voxels are lean (0.1) and stay
     res = quantify_muscles(label, np.eye(4), ff, np.eye(4), PROV, border_trim_ff=0.7)
-    row = _row(res, "psoas", "left")
+    row = row_of(res, "psoas", "left")
     assert row.n_trimmed_voxels == 5 and row.n_voxels == 31
     # kept: 28 lean voxels, the 0.65 rim voxel and the two 0.9 voxels
     assert row.ff_mean_pct == pytest.approx(100 * (28 * 0.1 + 0.65 + 0.9 + 0.9) / 31, abs=1e-4)
     assert "FF > 0.7" in row.border_trim
-    plain = _row(quantify_muscles(label, np.eye(4), ff, np.eye(4), PROV), "psoas", "left")
+    plain = row_of(quantify_muscles(label, np.eye(4), ff, np.eye(4), PROV), "psoas", "left")
     assert plain.n_trimmed_voxels == 0 and plain.n_voxels == 36 and plain.border_trim == "none"
     with pytest.raises(ValueError, match="trim_ff"):
         trim_fat_border(label, ff, 2, trim_ff=0.9, fat_ff=0.8)
