@@ -8,13 +8,13 @@ Pipeline (one operator per job)::
                                                                                                 |
                                                                              result --> DicomSegWriterOperator
 
-- the loader reads the study folder (``-i``), selects the Dixon series with :mod:`scripts.io.dicom` (vendor
-  ImageType/SeriesDescription tokens, or a user rules file), converts them to NIfTI in a temporary folder and
-  loads them with :func:`scripts.io.dixon_inputs.load_dixon` exactly as the plain bundle does; it sends the network
+- the loader reads the study folder (``-i``), selects the Dixon series with :mod:`scripts.io.dicom_select`
+  (vendor ImageType/SeriesDescription tokens, or a user rules file), converts them to NIfTI in a temporary folder and
+  loads them with :func:`scripts.io.load.load_dixon` exactly as the plain bundle does; it sends the network
   input (in-phase, else water + fat) as an in-memory ``Image`` with its RAS affine;
 - the SDK's bundle operator runs this bundle's preprocessing, network and postprocessing (it drops loaders and
   savers; ``LoadDixond`` takes the in-memory image, the quantification steps pass it through);
-- the quantify operator computes FF with :func:`scripts.io.dixon_inputs.compute_ff` and the table with
+- the quantify operator computes FF with :func:`scripts.quantification.ff_map.compute_ff` and the table with
   :func:`scripts.quantification.statistics.quantify_muscles` on the selected series (the plain bundle's functions and
   settings, so
   the numbers are the plain bundle's), and writes ``<subject>_ff_table.csv/.json`` and ``<subject>_seg.nii.gz``;
@@ -64,13 +64,13 @@ class DixonStudyLoaderOperator(Operator):
     Outputs:
         image: ``Image`` of the network input, array ``(I, J, K)`` float32 with metadata ``affine`` /
             ``original_affine`` (voxel -> RAS mm), ``spacing``, ``subject``.
-        dixon: dict with ``scan`` (:class:`scripts.io.dixon_inputs.DixonScan`), ``reference_datasets`` (the DICOM
+        dixon: dict with ``scan`` (:class:`scripts.io.dixon_scan.DixonScan`), ``reference_datasets`` (the DICOM
             slices of the network-input series in K order, for the SEG) and ``series`` (role -> description).
 
     Args:
         fragment: the application.
         input_folder: the study folder (a folder with several studies is refused).
-        rules: user series rules (:func:`scripts.io.dicom.load_rules`), or None.
+        rules: user series rules (:func:`scripts.io.dicom_rules.load_rules`), or None.
         work_dir: temporary folder for the converted NIfTI files.
     """
 
@@ -87,8 +87,13 @@ class DixonStudyLoaderOperator(Operator):
         spec.output("dixon")
 
     def compute(self, op_input, op_output, context) -> None:
-        from scripts.io.dicom import convert_dicom_study, scan_dicom_folder, select_dixon_series, stack_series
-        from scripts.io.dixon_inputs import DixonInputError, load_dixon
+        from scripts.io.dicom_select import select_dixon_series
+        from scripts.io.dicom_series import scan_dicom_folder
+        from scripts.io.dicom_stack import stack_series
+        from scripts.io.dicom_study import convert_dicom_study
+        from scripts.io.errors import DixonInputError
+        from scripts.io.load import load_dixon
+        from scripts.pipeline.network_input import network_input
 
         start = time.time()
         series = scan_dicom_folder(self.input_folder)
@@ -118,7 +123,7 @@ class DixonStudyLoaderOperator(Operator):
             "subject": scan.subject,
             "filename_or_obj": f"{scan.subject}.nii.gz",
         }
-        op_output.emit(Image(scan.network_input().astype(np.float32), metadata=meta), "image")
+        op_output.emit(Image(network_input(scan).astype(np.float32), metadata=meta), "image")
         op_output.emit({"scan": scan, "reference_datasets": datasets, "series": chosen}, "dixon")
         logger.info(
             "%s: Dixon series %s loaded in %.1f s",
@@ -141,7 +146,7 @@ class DixonQuantifyOperator(Operator):
     Args:
         fragment: the application.
         output_folder: where ``<subject>_ff_table.csv/.json`` and ``<subject>_seg.nii.gz`` go.
-        ff_method: :func:`scripts.io.dixon_inputs.compute_ff` method (inference.json's default ``"auto"``).
+        ff_method: :func:`scripts.quantification.ff_map.compute_ff` method (inference.json's default ``"auto"``).
     """
 
     def __init__(
@@ -276,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     argv = list(sys.argv if argv is None else argv)
     own, rest = _app_args(argv[1:])
-    from scripts.io.dicom import load_rules
+    from scripts.io.dicom_rules import load_rules
 
     try:
         rules = load_rules(own.rules)

@@ -135,8 +135,8 @@ def write_seg(
 
     Args:
         label_kji: uint8 label map ``(K, J, I)`` = (slice, DICOM row, DICOM column) with values 0-8, one frame per
-            source image in the same order (``volume.transpose(2, 1, 0)`` of a :func:`scripts.io.dicom.
-            stack_series` volume).
+            source image in the same order (``volume.transpose(2, 1, 0)`` of a
+            :func:`scripts.io.dicom_stack.stack_series` volume).
         source_datasets: the source images (pydicom datasets), in slice order.
         out_path: the SEG file to write (refused when it exists).
         algorithm_version: bundle version.

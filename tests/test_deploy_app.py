@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 import pydicom
 import pytest
-from scripts.io.dicom import scan_dicom_folder, select_dixon_series, stack_series
+from scripts.io.dicom_select import select_dixon_series
+from scripts.io.dicom_series import scan_dicom_folder
+from scripts.io.dicom_stack import stack_series
 from scripts.labels import LABELS
 from scripts.phantom import Acquisition, generate_subject
 from scripts.phantom.dicom_export import write_dicom_study

@@ -15,7 +15,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from scripts.io.dixon_inputs import load_dixon
+from scripts.io.load import load_dixon
 from scripts.labels import LEFT_RIGHT_SWAP
 from scripts.phantom import Acquisition, generate_subject
 from scripts.pipeline.measure import measure_subject

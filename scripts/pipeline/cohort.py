@@ -25,7 +25,7 @@ from typing import Any
 from monai.engines import SupervisedEvaluator
 from scripts.configuration.values import as_bool
 from scripts.io.atomic import atomic_write_text
-from scripts.io.dixon_inputs import DixonInputError
+from scripts.io.errors import DixonInputError
 from scripts.pipeline.keys import DIXON_ROLES
 from scripts.pipeline.run_record import RunConflictError, RunRecord
 
@@ -45,7 +45,7 @@ def pending_subjects(
     """The entries of ``data`` still to process.
 
     Args:
-        data: entries of :func:`scripts.io.dixon_inputs.inference_datalist` (``subject`` and Dixon role -> path).
+        data: entries of :func:`scripts.io.discover.inference_datalist` (``subject`` and Dixon role -> path).
         run_record: the run's :class:`RunRecord` (its output folder and settings define "the same run").
         resume: skip finished subjects; ``False`` (or "false", "no", "0") processes every entry again.
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from scripts.io.dixon_inputs import DixonScan
+from scripts.io.dixon_scan import DixonScan
 from scripts.pipeline.keys import DIXON_IMAGE_PREFIX, DIXON_ROLES, SCAN_INFO_KEY
 
 __all__ = ["scan_to_entry", "scan_from_entry", "has_scan"]
@@ -41,7 +41,7 @@ def scan_to_entry(scan: DixonScan) -> dict[str, Any]:
     """The data-dictionary entries of ``scan``: ``dixon_<role>`` images and the ``dixon_scan`` description.
 
     Args:
-        scan: a validated scan (:func:`scripts.io.dixon_inputs.load_dixon`).
+        scan: a validated scan (:func:`scripts.io.load.load_dixon`).
 
     Returns:
         ``{"dixon_<role>": MetaTensor (I, J, K) float32 sharing memory with the scan's array, ...,

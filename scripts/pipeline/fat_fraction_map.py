@@ -8,10 +8,10 @@ from typing import Any
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 from scripts.grid import map_labels_to_grid
-from scripts.io.dixon_inputs import compute_ff
 from scripts.pipeline.dixon_entry import has_scan, scan_from_entry
 from scripts.pipeline.keys import FF_KEY, LABEL_ON_FF_GRID_KEY
 from scripts.pipeline.label_map import label_and_affine
+from scripts.quantification.ff_map import compute_ff
 
 __all__ = ["FatFractionMapd"]
 
@@ -27,7 +27,7 @@ class FatFractionMapd(MapTransform):
     Args:
         keys: the label-map key (``(1, X, Y, Z)`` MetaTensor on the input grid, values 0-8).
         ff_method: "auto", "water_fat", "inphase_opposed", "vendor_map" or "magnitude_discrimination"
-            (see :func:`scripts.io.dixon_inputs.compute_ff`).
+            (see :func:`scripts.quantification.ff_map.compute_ff`).
         ff_scale: override of a vendor map's scale ("fraction", "percent", "permille"); None = detect.
     """
 

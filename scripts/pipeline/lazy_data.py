@@ -27,7 +27,7 @@ class LazyList(Sequence):
 
     Args:
         factory: a zero-argument callable returning the entries, e.g. a config node with ``"_mode_": "callable"``
-            (a ``functools.partial`` of :func:`scripts.io.dixon_inputs.inference_datalist` with its arguments).
+            (a ``functools.partial`` of :func:`scripts.io.discover.inference_datalist` with its arguments).
 
     Errors of ``factory`` (a missing data folder, say) surface at :meth:`load` or the first item access, with the
     factory's own message.

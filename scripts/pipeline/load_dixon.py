@@ -11,9 +11,11 @@ import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
-from scripts.io.dixon_inputs import DixonInputError, load_dixon, num_network_channels
+from scripts.io.errors import DixonInputError
+from scripts.io.load import load_dixon
 from scripts.pipeline.dixon_entry import scan_to_entry
 from scripts.pipeline.keys import DIXON_ROLES
+from scripts.pipeline.network_input import network_input, num_network_channels
 
 __all__ = ["LoadDixond"]
 
@@ -23,7 +25,7 @@ class LoadDixond(MapTransform):
 
     Three kinds of entry are accepted:
 
-    - an item of :func:`scripts.io.dixon_inputs.discover_subjects` (roles ``water``, ``fat``, ``inphase``,
+    - an item of :func:`scripts.io.discover.discover_subjects` (roles ``water``, ``fat``, ``inphase``,
       ``opposed``, ``ff`` -> paths, and ``subject``): the bundle's own runs. The network reads the in-phase image,
       or water + fat when there is no in-phase image (docs/design.md);
     - ``{key: "<path to a NIfTI>"}`` with no Dixon roles: the file is the in-phase image (MONAI Label sends its
@@ -35,17 +37,17 @@ class LoadDixond(MapTransform):
     In the first case the scan itself is added to the entry (:func:`scripts.pipeline.dixon_entry.scan_to_entry`) for
     the quantification steps after the network; in the last two there is no FF source, and those steps pass the
     entry through untouched.
-    Bad input raises :class:`scripts.io.dixon_inputs.DixonInputError` naming the file and the problem, before
+    Bad input raises :class:`scripts.io.errors.DixonInputError` naming the file and the problem, before
     anything is written.
 
     Args:
         keys: the key receiving the network input (default ``"image"``).
         min_fov_mm: smallest field of view accepted per axis (mm), e.g. the network patch in mm.
         channels: the network's input, ``"inphase"`` (one channel, ``(1, X, Y, Z)``) or ``"water_fat"`` (two,
-            ``(2, X, Y, Z)``; see :meth:`scripts.io.dixon_inputs.DixonScan.network_input`). A two-channel model cannot
+            ``(2, X, Y, Z)``; see :func:`scripts.pipeline.network_input.network_input`). A two-channel model cannot
             read a bare image (MONAI Label, MONAI Deploy): that raises a clear error.
         trust_voxel_grid: a Dixon role whose header the other images of a subject adopt when they have the same
-            shape and spacing but another origin or direction (see :func:`scripts.io.dixon_inputs.load_dixon`).
+            shape and spacing but another origin or direction (see :func:`scripts.io.load.load_dixon`).
         allow_missing_keys: MONAI's flag (unused: the key is always written).
     """
 
@@ -96,7 +98,7 @@ class LoadDixond(MapTransform):
         if scan.dixon_set != "inphase_only":
             # the quantification after the network reads the images from here, not from the files again
             d.update(scan_to_entry(scan))
-        return self._write(d, scan.network_input(self.channels), scan.affine, scan.subject)
+        return self._write(d, network_input(scan, self.channels), scan.affine, scan.subject)
 
     def _from_memory(self, d: dict[Hashable, Any], image: Any) -> dict[Hashable, Any]:
         arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)

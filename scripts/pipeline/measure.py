@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from scripts.io.dixon_inputs import DixonScan, FFResult
+from scripts.io.dixon_scan import DixonScan
 from scripts.pipeline.dixon_entry import scan_to_entry
 from scripts.pipeline.fat_fraction_map import FatFractionMapd
 from scripts.pipeline.keys import FF_KEY, STATS_KEY
 from scripts.pipeline.muscle_statistics import MuscleStatisticsd
 from scripts.pipeline.quality_verdict import QualityVerdictd
 from scripts.pipeline.swap_check import SwapCheckd
+from scripts.quantification.ff_map import FFResult
 from scripts.quantification.statistics import QuantResult
 
 __all__ = ["measure_subject"]
@@ -34,10 +35,10 @@ def measure_subject(
     front end reports the same numbers.
 
     Args:
-        scan: the subject's validated Dixon images (:func:`scripts.io.dixon_inputs.load_dixon`).
+        scan: the subject's validated Dixon images (:func:`scripts.io.load.load_dixon`).
         label: ``(X, Y, Z)`` label map (values 0-8), any grid; mapped to the FF grid through the affines.
         label_affine: 4x4 voxel-to-world (RAS, mm) affine of ``label``.
-        ff_method: see :func:`scripts.io.dixon_inputs.compute_ff`.
+        ff_method: see :func:`scripts.quantification.ff_map.compute_ff`.
         ff_scale: vendor FF map scale override (None = detect).
         erosion_mm: in-plane erosion for the core mean (None = 1 voxel in-plane).
         min_volume_ml: label sides below this volume get status ``too_small`` and no FF.

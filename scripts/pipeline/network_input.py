@@ -17,15 +17,68 @@ from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
+from scripts.io.dixon_scan import DixonScan
+from scripts.io.errors import DixonInputError
+from scripts.quantification.ff_map import compute_ff
+from scripts.quantification.formulas import water_fat_from_in_opposed
 
-# defined in dixon_inputs: its loader needs them at call time, when MONAI Label may have unloaded this package
-from scripts.io.dixon_inputs import NETWORK_CHANNELS, num_network_channels
+__all__ = [
+    "NETWORK_CHANNELS",
+    "num_network_channels",
+    "network_input",
+    "check_checkpoint_channels",
+    "StackWaterFat",
+    "StackWaterFatd",
+]
 
-__all__ = ["NETWORK_CHANNELS", "num_network_channels", "check_checkpoint_channels", "StackWaterFat", "StackWaterFatd"]
+#: ``network_channels`` setting -> number of network input channels (see :func:`network_input`)
+NETWORK_CHANNELS: dict[str, int] = {"inphase": 1, "water_fat": 2}
+
+
+def num_network_channels(channels: str) -> int:
+    """Number of network input channels for a ``network_channels`` setting (raises on an unknown one)."""
+    if channels not in NETWORK_CHANNELS:
+        raise ValueError(f"network_channels must be one of {sorted(NETWORK_CHANNELS)}, got {channels!r}")
+    return NETWORK_CHANNELS[channels]
+
+
+def network_input(scan: DixonScan, channels: str = "inphase") -> np.ndarray:
+    """The network input of a scan, float32 in the stored orientation.
+
+    Args:
+        scan: a validated scan (:func:`scripts.io.load.load_dixon`).
+        channels: ``"inphase"``: one ``(I, J, K)`` image, the in-phase image, else water + fat
+            (:meth:`scripts.io.dixon_scan.DixonScan.inphase_or_sum`); ``"water_fat"``: a ``(2, I, J, K)`` stack of
+            water and fat, taken as stored, else derived from in-phase + opposed-phase (water-dominant assumption,
+            as :func:`scripts.quantification.ff_map.compute_ff`), else from a vendor FF map and the in-phase image
+            (``W = IP * (1 - FF)``, ``F = IP * FF``, excluded FF voxels 0).
+
+    Raises:
+        ValueError: an unknown ``channels``.
+        DixonInputError: the scan's images give no such input (the message names what it has).
+    """
+    num_network_channels(channels)
+    if channels == "inphase":
+        return scan.inphase_or_sum()
+    if scan.has("water", "fat"):
+        water, fat = scan.images["water"], scan.images["fat"]
+    elif scan.has("inphase", "opposed"):
+        water, fat = water_fat_from_in_opposed(scan.images["inphase"], scan.images["opposed"], assume="water_dominant")
+    elif scan.has("inphase", "ff"):
+        ff = np.nan_to_num(np.clip(compute_ff(scan, "vendor_map").ff, 0.0, 1.0), nan=0.0)
+        water, fat = scan.images["inphase"] * (1.0 - ff), scan.images["inphase"] * ff
+    else:
+        raise DixonInputError(
+            f"subject {scan.subject!r}: a two-channel (water, fat) model needs water and fat, "
+            f"in-phase and opposed-phase, or a vendor FF map and in-phase; the scan has "
+            f"{', '.join(scan.available) or 'no image'}"
+        )
+    return np.stack([water, fat]).astype(np.float32)
 
 
 def check_checkpoint_channels(ckpt_path: str | Path | None, channels: str) -> None:

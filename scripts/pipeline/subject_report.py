@@ -43,9 +43,7 @@ class SubjectReportd(MapTransform):
         scan = scan_from_entry(d)
         sdir = Path(d[RESULTS_DIR_KEY])
         table, comparison = d[STATS_KEY].table, d[NORMATIVE_KEY]
-        base = scan.images.get("inphase")
-        if base is None:
-            base = scan.network_input()
+        base = scan.inphase_or_sum()
         for key in self.key_iterator(d):
             label, label_affine = label_and_affine(d[key])
             montage = qc_montage(

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 from scripts.evaluation.segmentation_metrics import compute_label_metrics
 from scripts.grid import check_same_grid
-from scripts.io.dixon_inputs import compute_ff, load_dixon
+from scripts.io.load import load_dixon
+from scripts.quantification.ff_map import compute_ff
 from scripts.quantification.statistics import quantify_muscles
 
 __all__ = ["EVALUATION_FORMAT", "evaluate_split"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from monai.data import DataLoader, Dataset
-from scripts.io.dixon_inputs import DixonInputError
+from scripts.io.errors import DixonInputError
 from scripts.pipeline.cohort import CohortFailures, FailureLog, IsolatingLoader, pending_subjects
 
 

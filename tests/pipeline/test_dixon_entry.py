@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from monai.data import decollate_batch, list_data_collate
-from scripts.io.dixon_inputs import load_dixon
+from scripts.io.load import load_dixon
 from scripts.pipeline.dixon_entry import has_scan, scan_from_entry, scan_to_entry
 from scripts.pipeline.load_dixon import LoadDixond
 

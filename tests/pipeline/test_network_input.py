@@ -7,12 +7,14 @@ import pytest
 import torch
 from monai.data import MetaTensor
 from monai.networks.nets import UNet
-from scripts.io.dixon_inputs import DixonInputError, DixonScan
+from scripts.io.dixon_scan import DixonScan
+from scripts.io.errors import DixonInputError
 from scripts.pipeline.load_dixon import LoadDixond
 from scripts.pipeline.network_input import (
     StackWaterFat,
     StackWaterFatd,
     check_checkpoint_channels,
+    network_input,
     num_network_channels,
 )
 
@@ -76,23 +78,23 @@ def test_dict_version_passes_through_or_stacks_and_names_the_entry(water_fat):
 def test_scan_network_input_from_each_dixon_set(water_fat):
     water, fat = water_fat
     ip, op = water + fat, water - fat
-    one = _scan({"water": water, "fat": fat}).network_input()
+    one = network_input(_scan({"water": water, "fat": fat}))
     np.testing.assert_allclose(one, water + fat)  # no in-phase image: water + fat
-    np.testing.assert_array_equal(_scan({"water": water, "fat": fat, "inphase": ip}).network_input(), ip)
-    two = _scan({"water": water, "fat": fat, "inphase": ip}).network_input("water_fat")
+    np.testing.assert_array_equal(network_input(_scan({"water": water, "fat": fat, "inphase": ip})), ip)
+    two = network_input(_scan({"water": water, "fat": fat, "inphase": ip}), "water_fat")
     assert two.shape == (2, 6, 5, 4) and two.dtype == np.float32
     np.testing.assert_array_equal(two[0], water)
     # in-phase + opposed-phase: W = (IP + OP) / 2, F = (IP - OP) / 2 (water-dominant, true here by construction)
-    derived = _scan({"inphase": ip, "opposed": op}).network_input("water_fat")
+    derived = network_input(_scan({"inphase": ip, "opposed": op}), "water_fat")
     np.testing.assert_allclose(derived[0], water, rtol=1e-5)
     np.testing.assert_allclose(derived[1], fat, rtol=1e-4, atol=1e-4)
     # vendor FF map (fraction) + in-phase: W = IP (1 - FF), F = IP FF
     ff = (fat / (water + fat)).astype(np.float32)
-    from_map = _scan({"inphase": ip, "ff": ff}).network_input("water_fat")
+    from_map = network_input(_scan({"inphase": ip, "ff": ff}), "water_fat")
     np.testing.assert_allclose(from_map[1], ip * ff, rtol=1e-5)
     np.testing.assert_allclose(from_map[0] + from_map[1], ip, rtol=1e-5)
     with pytest.raises(DixonInputError, match="two-channel.*inphase"):
-        _scan({"inphase": ip}).network_input("water_fat")
+        network_input(_scan({"inphase": ip}), "water_fat")
 
 
 def test_loader_refuses_a_bare_image_for_a_two_channel_model(tmp_path):

@@ -16,7 +16,7 @@ import torch
 from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 from monai.transforms import Compose
-from scripts.io.dixon_inputs import DixonInputError
+from scripts.io.errors import DixonInputError
 from scripts.phantom import Acquisition, generate_subject
 from scripts.pipeline.load_dixon import LoadDixond
 

@@ -107,7 +107,7 @@ def test_a_quadratus_lumborum_mostly_missed_is_asked_to_be_reviewed(phantom):
 def test_the_subject_tables_carry_the_verdicts(tmp_path):
     # measure_subject (inference, MONAI Deploy) adds the verdict of every side and of the L/R mean to the FF table
     import nibabel as nib
-    from scripts.io.dixon_inputs import load_dixon
+    from scripts.io.load import load_dixon
     from scripts.pipeline.measure import measure_subject
 
     subj = generate_subject(3, Acquisition.preset("low"))
