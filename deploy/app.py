@@ -164,7 +164,7 @@ class DixonQuantifyOperator(Operator):
     def compute(self, op_input, op_output, context) -> None:
         import nibabel as nib
         from scripts.pipeline.measure import measure_subject
-        from scripts.quantification.statistics import write_tables
+        from scripts.quantification.tables import write_tables
 
         pred = op_input.receive("pred")
         dixon = op_input.receive("dixon")
