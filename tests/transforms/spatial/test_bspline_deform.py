@@ -11,13 +11,13 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from monai.data import MetaTensor
 from monai.transforms import MapTransform
 from scripts.transforms.spatial.bspline import bspline_displacement_field
 from scripts.transforms.spatial.bspline_deform import RandBSplineDeform, RandBSplineDeformd
 from scripts.transforms.spatial.folding import bspline_folding_bound_mm, jacobian_determinant
 
-from tests.transforms.synthetic_volumes import KEYS3, MODES3, SPACING, phantom, warp_dict
+from tests.transforms.synthetic_volumes import KEYS3, MODES3, SPACING, phantom
+from tests.transforms.transform_contract import assert_deterministic, assert_identity
 
 
 def test_bspline_displacement_bounded_reached_and_never_folds() -> None:
@@ -72,13 +72,7 @@ def test_bspline_folding_warning() -> None:
     ids=["bspline-p0", "bspline-zero"],
 )
 def test_identity(make: Callable[[], MapTransform]) -> None:
-    img, lab = phantom()
-    out = make().set_random_state(0)(warp_dict(img, lab))
-    for key, ref in (("image", img), ("label", lab), ("image_nn", img)):
-        assert isinstance(out[key], MetaTensor)
-        assert out[key].dtype == ref.dtype
-        assert torch.equal(out[key].as_tensor(), ref.as_tensor())
-        torch.testing.assert_close(out[key].affine, ref.affine)
+    assert_identity(make)
 
 
 @pytest.mark.parametrize(
@@ -89,16 +83,7 @@ def test_identity(make: Callable[[], MapTransform]) -> None:
     ids=["bspline"],
 )
 def test_determinism_with_set_random_state(make: Callable[[], MapTransform]) -> None:
-    img, lab = phantom()
-    runs = []
-    for _ in range(2):
-        t = make().set_random_state(123)
-        runs.append([t({"image": img.clone(), "label": lab.clone()}) for _ in range(4)])
-    for a, b in zip(*runs):
-        assert torch.equal(a["image"].as_tensor(), b["image"].as_tensor())
-        assert torch.equal(a["label"].as_tensor(), b["label"].as_tensor())
-    # successive calls differ (fresh draws), so the seed is what makes the runs equal
-    assert any(not torch.equal(r["image"].as_tensor(), runs[0][0]["image"].as_tensor()) for r in runs[0][1:])
+    assert_deterministic(make)
 
 
 INVALID = [

@@ -12,7 +12,8 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform
 from scripts.transforms.spatial.rigid import RandRigid, RandRigidd
 
-from tests.transforms.synthetic_volumes import KEYS3, MODES3, phantom, warp_dict
+from tests.transforms.synthetic_volumes import KEYS3, MODES3
+from tests.transforms.transform_contract import assert_deterministic, assert_identity
 
 
 def test_rigid_rotation_is_a_rotation_in_mm_on_anisotropic_voxels() -> None:
@@ -42,13 +43,7 @@ def test_rigid_rotation_is_a_rotation_in_mm_on_anisotropic_voxels() -> None:
     ids=["rigid-p0", "rigid-zero"],
 )
 def test_identity(make: Callable[[], MapTransform]) -> None:
-    img, lab = phantom()
-    out = make().set_random_state(0)(warp_dict(img, lab))
-    for key, ref in (("image", img), ("label", lab), ("image_nn", img)):
-        assert isinstance(out[key], MetaTensor)
-        assert out[key].dtype == ref.dtype
-        assert torch.equal(out[key].as_tensor(), ref.as_tensor())
-        torch.testing.assert_close(out[key].affine, ref.affine)
+    assert_identity(make)
 
 
 @pytest.mark.parametrize(
@@ -59,16 +54,7 @@ def test_identity(make: Callable[[], MapTransform]) -> None:
     ids=["rigid"],
 )
 def test_determinism_with_set_random_state(make: Callable[[], MapTransform]) -> None:
-    img, lab = phantom()
-    runs = []
-    for _ in range(2):
-        t = make().set_random_state(123)
-        runs.append([t({"image": img.clone(), "label": lab.clone()}) for _ in range(4)])
-    for a, b in zip(*runs):
-        assert torch.equal(a["image"].as_tensor(), b["image"].as_tensor())
-        assert torch.equal(a["label"].as_tensor(), b["label"].as_tensor())
-    # successive calls differ (fresh draws), so the seed is what makes the runs equal
-    assert any(not torch.equal(r["image"].as_tensor(), runs[0][0]["image"].as_tensor()) for r in runs[0][1:])
+    assert_deterministic(make)
 
 
 INVALID = [
