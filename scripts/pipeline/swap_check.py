@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 from typing import Any
 
-from monai.config import KeysCollection
 from monai.transforms import MapTransform
 from scripts.pipeline.dixon_entry import scan_from_entry
 from scripts.pipeline.keys import FF_KEY, LABEL_ON_FF_GRID_KEY, SWAP_KEY
@@ -24,9 +23,6 @@ class SwapCheckd(MapTransform):
     Args:
         keys: the label-map key (unused here; kept for the MONAI signature and the order of the steps).
     """
-
-    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
-        super().__init__(keys, allow_missing_keys)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)

@@ -10,7 +10,6 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
-from monai.config import KeysCollection
 from monai.transforms import MapTransform
 from scripts.io.atomic import atomic_write_text
 from scripts.pipeline.keys import FF_KEY, NORMATIVE_KEY, RESULTS_DIR_KEY, ROWS_KEY, SCAN_INFO_KEY, STATS_KEY
@@ -33,9 +32,6 @@ class WriteResultsd(MapTransform):
     Args:
         keys: the label-map key (unused here; kept for the MONAI signature and the order of the steps).
     """
-
-    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
-        super().__init__(keys, allow_missing_keys)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
