@@ -147,14 +147,20 @@ def _participants(df: pd.DataFrame, group_columns: tuple[str, ...], bands: Seque
 
 
 def _wide_values(df: pd.DataFrame, subjects: pd.Index, value_column: str) -> pd.DataFrame:
-    """Subjects x (side, muscle) values; the L/R mean computed where only the sides were given."""
+    """Subjects x (side, muscle) values; the L/R mean computed where a subject has no mean row of that muscle.
+
+    A mean row with a NaN value stays NaN: it is a value withheld (e.g. a failed quality verdict,
+    :mod:`scripts.normative.qc_exclusion`) or not measurable, not one to rebuild from the sides.
+    """
     wide = df.pivot(index="subject", columns=["side", "muscle"], values=value_column).reindex(subjects)
+    mean_rows = set(zip(df.loc[df["side"] == LR_MEAN, "subject"], df.loc[df["side"] == LR_MEAN, "muscle"]))
     for muscle in MUSCLES:
         if ("left", muscle) not in wide.columns or ("right", muscle) not in wide.columns:
             continue
         lr = 0.5 * (wide[("left", muscle)] + wide[("right", muscle)])  # NaN unless both sides are known
         if (LR_MEAN, muscle) in wide.columns:
-            wide[(LR_MEAN, muscle)] = wide[(LR_MEAN, muscle)].fillna(lr)
+            has_row = pd.Series([(s, muscle) in mean_rows for s in wide.index], index=wide.index)
+            wide[(LR_MEAN, muscle)] = wide[(LR_MEAN, muscle)].where(has_row, lr)
         else:
             wide[(LR_MEAN, muscle)] = lr
     return wide
@@ -264,7 +270,8 @@ def build_reference(
             ``scripts.labels.MUSCLES``; others are dropped with a warning), ``side`` (``left``/``right``/``mean``),
             ``value_column`` (FF %), and the participant columns the strata need: ``sex``, ``age`` (years; or a
             ready ``age_band``), ``activity``; ``bmi`` is optional and only summarised. The L/R mean is computed
-            from left and right where a subject has no ``mean`` row. NaN values are left out of that muscle's n.
+            from left and right where a subject has no ``mean`` row (a ``mean`` row with NaN stays NaN). NaN
+            values are left out of that muscle's n.
         group_columns: a subset of ``("sex", "age_band", "activity")``.
         min_n: strata with fewer subjects are flagged ``small_stratum``.
         percentiles: 0-100; must include 25, 50 and 75.

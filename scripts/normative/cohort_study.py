@@ -9,7 +9,10 @@ Commands (``python -m scripts.normative.cohort_study <command> --help``)::
     python -m scripts.normative.cohort_study compare_groups --cohort_table eval/cohort_ff_table.csv \\
         --participants data/participants.tsv --out_dir eval/groups
 
-The reference file is what ``inference.json`` takes as ``--reference_file`` in place of the paper's.
+The reference file is what ``inference.json`` takes as ``--reference_file`` in place of the paper's. Both commands
+leave out the rows whose quality verdict is ``fail`` (a muscle side, or an L/R mean row) and say how many, per muscle,
+in the reference's ``source`` block and in the group outputs; ``--include_failed_qc true`` keeps them
+(:mod:`scripts.normative.qc_exclusion`).
 """
 
 from __future__ import annotations
@@ -33,14 +36,19 @@ from scripts.normative.group_comparison import (
     paper_table,
     sex_comparison,
 )
+from scripts.normative.qc_exclusion import QCExclusion, exclude_failed_qc
 from scripts.normative.reference_file import save_reference
 
 __all__ = ["build_reference", "compare_groups"]
 
 
-def _long_table(cohort_table: str | os.PathLike[str], participants: str | os.PathLike[str]) -> pd.DataFrame:
-    df = cohort_frame(cohort_table, participants)
-    return df.rename(columns={"ff": "ff_mean_pct"})
+def _qc_checked(cohort_table: str | os.PathLike[str], include_failed_qc: bool) -> QCExclusion:
+    """The run's cohort table with the ``fail`` rows withheld (unless ``include_failed_qc``), and the counts."""
+    path = Path(cohort_table)
+    if not path.is_file():
+        raise FileNotFoundError(f"cohort table {path} not found: give the cohort_ff_table.csv of a finished run")
+    table = pd.read_csv(path, dtype={"subject": str})
+    return exclude_failed_qc(table, include_failed=include_failed_qc, source=str(path))
 
 
 def build_reference(
@@ -53,8 +61,14 @@ def build_reference(
     description: str = "",
     healthy: bool = True,
     overwrite: bool = False,
+    include_failed_qc: bool = False,
 ) -> str:
     """Build a normative reference from a cohort run and write it as a versioned JSON file.
+
+    Rows whose ``qc_status`` is ``fail`` are left out (that muscle side, or that subject's L/R mean), so each
+    muscle's n in the reference drops by the rows withheld; the counts per muscle and side and the rule are written
+    to the reference's ``source`` block (``qc_excluded``, ``qc_rule``). A table without the column is used as is,
+    with a warning.
 
     Args:
         cohort_table: the run's ``cohort_ff_table.csv``.
@@ -66,11 +80,13 @@ def build_reference(
         description: free text (citation or cohort description).
         healthy: whether the cohort is healthy (recorded in the population summary).
         overwrite: replace an existing, different file.
+        include_failed_qc: keep the ``fail`` rows (``true``/``false``, ``yes``/``no``, ``1``/``0``).
 
     Returns:
-        A one-line summary.
+        A summary: the file, n, strata, and what the quality rule left out.
     """
-    table = _long_table(cohort_table, participants)
+    qc = _qc_checked(cohort_table, include_failed_qc)
+    table = cohort_frame(qc.table, participants).rename(columns={"ff": "ff_mean_pct"})
     ref = _build_reference(
         table,
         min_n=min_n,
@@ -78,11 +94,14 @@ def build_reference(
         version=version,
         description=description,
         population={"healthy": bool(healthy)},
-        source={"cohort_table": Path(cohort_table).name},
+        source={"cohort_table": Path(cohort_table).name, **qc.provenance()},
     )
     path = save_reference(ref, output, overwrite=overwrite)
     small = sum(1 for s in ref["strata"] if s.get("small_stratum"))
-    return f"wrote {path}: n = {ref['n']}, {len(ref['strata'])} strata ({small} flagged small, n < {min_n})"
+    return (
+        f"wrote {path}: n = {ref['n']}, {len(ref['strata'])} strata ({small} flagged small, n < {min_n})\n"
+        f"{qc.summary()}"
+    )
 
 
 def _box_plot(df: pd.DataFrame, path: Path) -> None:
@@ -149,14 +168,28 @@ def _age_plot(df: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+def _with_qc_column(frame: pd.DataFrame, qc: QCExclusion, side: str) -> pd.DataFrame:
+    """``frame`` (one row per muscle) with ``n_qc_excluded``: rows of ``side`` withheld for that muscle."""
+    counts = {m: qc.excluded.get(m, {}).get(side, 0) for m in MUSCLES}
+    return frame.assign(n_qc_excluded=frame["muscle"].map(counts).fillna(0).astype(int))
+
+
 def compare_groups(
-    cohort_table: str, participants: str, out_dir: str, side: str = "mean", plots: bool = True, overwrite: bool = False
+    cohort_table: str,
+    participants: str,
+    out_dir: str,
+    side: str = "mean",
+    plots: bool = True,
+    overwrite: bool = False,
+    include_failed_qc: bool = False,
 ) -> str:
     """Group comparisons of a cohort run: tests, regression, the paper-style table and plots.
 
     Writes ``sex_tests.csv``, ``activity_tests.csv``, ``activity_pairwise.csv``, ``regression.csv`` (FF in
     percent), ``regression_log.csv`` (ln FF: exp(coef) is a ratio), ``table.md`` and, with ``plots``,
-    ``ff_by_sex_activity.png`` and ``ff_vs_age.png`` under ``out_dir``.
+    ``ff_by_sex_activity.png`` and ``ff_vs_age.png`` under ``out_dir``. Rows whose ``qc_status`` is ``fail`` are
+    left out of every test, table and plot; ``sex_tests.csv`` and ``activity_tests.csv`` say how many per muscle
+    (``n_qc_excluded``), ``table.md`` in a note, ``summary.json`` per muscle and side (``qc_excluded``).
 
     Args:
         cohort_table: the run's ``cohort_ff_table.csv``.
@@ -165,15 +198,18 @@ def compare_groups(
         side: ``"mean"`` (L/R mean), ``"left"`` or ``"right"``.
         plots: draw the figures.
         overwrite: replace earlier results.
+        include_failed_qc: keep the ``fail`` rows (``true``/``false``, ``yes``/``no``, ``1``/``0``).
 
     Returns:
         The Markdown table.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    df = cohort_frame(cohort_table, participants)
+    qc = _qc_checked(cohort_table, include_failed_qc)
+    df = cohort_frame(qc.table, participants)
     omni, pairs = activity_comparison(df, side)
     sex, omni = holm_across_table(sex_comparison(df, side), omni)
+    sex, omni = _with_qc_column(sex, qc, side), _with_qc_column(omni, qc, side)
     reg = covariate_regression(df, side)
     reg_log = covariate_regression(df, side, log_ff=True)
     table = paper_table(df, side)
@@ -181,7 +217,7 @@ def compare_groups(
     text = (
         f"# FF by group ({side} side), n = {n}\n\nMedian (Q1-Q3) FF in percent; p: Mann-Whitney U (sex), "
         "Kruskal-Wallis (activity); in parentheses Holm-adjusted over the table's sex and activity tests."
-        f"\n\n{table}"
+        f"\n\n{table}\n{qc.summary(side)}; rule: {qc.provenance()['qc_rule']}.\n"
     )
     for name, frame in (
         ("sex_tests.csv", sex),
@@ -193,7 +229,9 @@ def compare_groups(
         atomic_write_text(out / name, frame.to_csv(index=False), overwrite=overwrite)
     atomic_write_text(out / "table.md", text, overwrite=overwrite)
     atomic_write_text(
-        out / "summary.json", json.dumps({"n": int(n), "side": side}, indent=2) + "\n", overwrite=overwrite
+        out / "summary.json",
+        json.dumps({"n": int(n), "side": side, **qc.provenance()}, indent=2) + "\n",
+        overwrite=overwrite,
     )
     if plots:
         _box_plot(df, out / "ff_by_sex_activity.png")

@@ -1,4 +1,8 @@
-"""FF chart: a subject's fat fraction per muscle (left, right, L/R mean) over the reference band."""
+"""FF chart: a subject's fat fraction per muscle (left, right, L/R mean) over the reference band.
+
+A side whose quality verdict is ``fail`` is not plotted (its number is not a measurement of that muscle): "QC fail"
+stands at the muscle instead; a ``review`` side is drawn with an amber edge (:mod:`scripts.reporting.qc_marks`).
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,15 @@ from typing import Any
 
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 from scripts.labels import MUSCLES
 from scripts.reporting.figures import new_figure, save_png
+from scripts.reporting.qc_marks import QC_COLOURS, QC_FAIL_TEXT, qc_status_of, qc_statuses
 from scripts.reporting.style import LABEL_COLOURS, MUSCLE_DISPLAY_NAMES, side_key
 
-__all__ = ["ff_chart"]
+__all__ = ["ff_chart", "ff_chart_figure"]
 
 _SIDE_STYLE = {"left": ("<", -0.18), "right": (">", 0.18), "mean": ("o", 0.0)}
 
@@ -68,31 +74,52 @@ def _draw_reference_band(ax: Axes, i: int, ref: pd.Series | None) -> None:
             ax.plot([i - 0.12, i + 0.12], [end, end], color="#7f7f7f", linewidth=1, zorder=1)
 
 
-def _draw_subject_values(ax: Axes, i: int, rows: pd.DataFrame, value_column: str) -> None:
-    """The subject's left, right and L/R-mean points at position ``i``; "missing" when none is finite (never 0)."""
-    missing = True
+def _draw_subject_values(
+    ax: Axes, i: int, rows: pd.DataFrame, value_column: str, statuses: dict[tuple[str, str], str]
+) -> None:
+    """The subject's left, right and L/R-mean points at position ``i``; "missing" when none is finite (never 0).
+
+    A side whose verdict is ``fail`` gets no point: "QC fail" and the sides concerned are written at ``i`` instead.
+    A ``review`` side's point has a thick amber edge.
+    """
+    missing, failed = True, []
     for side, (marker, dx) in _SIDE_STYLE.items():
         sel = rows[rows["side"].map(side_key) == side]
         value = sel[value_column].iloc[0] if len(sel) else math.nan
-        if _finite(value):
-            missing = False
-            ax.plot(
-                i + dx,
-                float(value),
-                marker=marker,
-                linestyle="none",
-                markersize=8 if side == "mean" else 7,
-                color="black" if side == "mean" else LABEL_COLOURS[1 + 2 * i + (side == "right")],
-                zorder=3,
-            )
-    if missing:
+        if not _finite(value):
+            continue
+        missing = False
+        status = qc_status_of(statuses, sel["muscle"].iloc[0], side)
+        if status == "fail":
+            failed.append("L/R mean" if side == "mean" else side)
+            continue
+        edge = {"markeredgecolor": QC_COLOURS["review"], "markeredgewidth": 2.0} if status == "review" else {}
+        ax.plot(
+            i + dx,
+            float(value),
+            marker=marker,
+            linestyle="none",
+            markersize=8 if side == "mean" else 7,
+            color="black" if side == "mean" else LABEL_COLOURS[1 + 2 * i + (side == "right")],
+            zorder=3,
+            **edge,
+        )
+    if missing or failed:
+        text = "missing" if missing else f"{QC_FAIL_TEXT}:\n" + ",\n".join(failed)
         ax.text(
-            i, 0.5, "missing", ha="center", va="bottom", color="#d62728", fontsize=9, transform=ax.get_xaxis_transform()
+            i,
+            0.5,
+            text,
+            ha="center",
+            va="bottom",
+            color="#d62728" if missing else QC_COLOURS["fail"],
+            fontsize=9 if missing else 8,
+            transform=ax.get_xaxis_transform(),
         )
 
 
-def _finish_axes(ax: Axes, value_column: str, title: str | None) -> None:
-    """Muscle ticks, limits, grid, legend and title."""
+def _finish_axes(ax: Axes, value_column: str, title: str | None, marked: set[str]) -> None:
+    """Muscle ticks, limits, grid, legend (with the quality marks in ``marked``) and title."""
     ax.set_xticks(range(len(MUSCLES)), [MUSCLE_DISPLAY_NAMES[m].replace(" + ", " +\n") for m in MUSCLES])
     ax.set_xlim(-0.6, len(MUSCLES) - 0.4)
     ax.set_ylim(bottom=0.0)
@@ -104,8 +131,50 @@ def _finish_axes(ax: Axes, value_column: str, title: str | None) -> None:
         Line2D([], [], marker="o", linestyle="none", color="black", label="L/R mean"),
         Patch(facecolor="#d9d9d9", edgecolor="#7f7f7f", label="reference Q1-Q3, median"),
     ]
+    if "review" in marked:
+        handles.append(
+            Line2D(
+                [],
+                [],
+                marker="o",
+                linestyle="none",
+                color="white",
+                markeredgecolor=QC_COLOURS["review"],
+                markeredgewidth=2.0,
+                label="quality check: review",
+            )
+        )
     ax.legend(handles=handles, loc="upper left", fontsize=8)
     ax.set_title(title or f"Fat fraction ({value_column}) against the reference", fontsize=10)
+
+
+def ff_chart_figure(
+    table: pd.DataFrame,
+    reference_comparison: pd.DataFrame | None,
+    value_column: str = "ff_mean_pct",
+    title: str | None = None,
+) -> Figure:
+    """The figure :func:`ff_chart` writes (arguments as there), for callers and tests that inspect its artists."""
+    for col in ("muscle", "side", value_column):
+        if col not in table.columns:
+            raise ValueError(f"table lacks column {col!r}; it has {list(table.columns)}")
+    refs = _reference_rows(reference_comparison)
+    statuses = qc_statuses(table)
+    fig = new_figure((8.0, 4.8))
+    ax = fig.add_subplot()
+    for i, muscle in enumerate(MUSCLES):
+        _draw_reference_band(ax, i, refs.get(muscle))
+        _draw_subject_values(ax, i, table[table["muscle"] == muscle], value_column, statuses)
+    marked = {s for (m, _), s in statuses.items() if m in MUSCLES}
+    _finish_axes(ax, value_column, title, marked)
+    note = _distribution_note(reference_comparison)
+    if "fail" in marked:
+        note += (
+            f' Sides that failed the quality check are not plotted ("{QC_FAIL_TEXT}"): their FF is not a measurement.'
+        )
+    fig.text(0.01, 0.005, note, fontsize=7, wrap=True, ha="left", va="bottom")
+    fig.get_layout_engine().set(h_pad=0.3)  # room for the note
+    return fig
 
 
 def ff_chart(
@@ -120,8 +189,10 @@ def ff_chart(
 
     The band of each muscle is drawn from the L/R-mean rows of ``reference_comparison``: a Q1-Q3 box, a median
     line and P5-P95 whiskers when the reference tabulates them (the paper's reference has quartiles only). A
-    missing value is not drawn as 0; the muscle is marked "missing" instead. The note under the chart names the
-    reference and the distribution under which percentiles are approximated.
+    missing value is not drawn as 0; the muscle is marked "missing" instead. A side whose ``qc_status`` is ``fail``
+    is not drawn either ("QC fail" and its sides stand there; the note says why); a ``review`` side has an amber
+    edge. The note under the chart names the reference and the distribution under which percentiles are
+    approximated.
 
     Args:
         table: the subject's table from :func:`scripts.quantification.statistics.quantify_muscles` (``muscle``,
@@ -136,16 +207,5 @@ def ff_chart(
     Returns:
         The written path.
     """
-    for col in ("muscle", "side", value_column):
-        if col not in table.columns:
-            raise ValueError(f"table lacks column {col!r}; it has {list(table.columns)}")
-    refs = _reference_rows(reference_comparison)
-    fig = new_figure((8.0, 4.8))
-    ax = fig.add_subplot()
-    for i, muscle in enumerate(MUSCLES):
-        _draw_reference_band(ax, i, refs.get(muscle))
-        _draw_subject_values(ax, i, table[table["muscle"] == muscle], value_column)
-    _finish_axes(ax, value_column, title)
-    fig.text(0.01, 0.005, _distribution_note(reference_comparison), fontsize=7, wrap=True, ha="left", va="bottom")
-    fig.get_layout_engine().set(h_pad=0.3)  # room for the note
+    fig = ff_chart_figure(table, reference_comparison, value_column, title)
     return save_png(fig, out_png, dpi)

@@ -1,7 +1,9 @@
 """One self-contained HTML page per subject: flags, FF table, normative comparison, provenance, pictures.
 
 The page embeds its pictures as base64, so it is a single file that can be mailed or archived; it is written
-atomically (temporary file in the target folder, then ``os.replace``). All text is HTML-escaped.
+atomically (temporary file in the target folder, then ``os.replace``). All text is HTML-escaped. A muscle side whose
+quality verdict is ``fail`` is shown in red in the FF table and its normative comparison is withheld; a ``review``
+side is shown in amber (:mod:`scripts.reporting.qc_marks`). The numbers themselves are those of the tables.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 import pandas as pd
 from scripts.io.atomic import atomic_write_bytes
 from scripts.labels import MUSCLES
+from scripts.reporting.qc_marks import QC_COLOURS, QC_WITHHELD_TEXT, qc_status_of, qc_statuses
 from scripts.reporting.style import muscle_name, side_key
 
 __all__ = ["APPROXIMATION_NOTE", "html_report"]
@@ -36,6 +39,8 @@ th{background:#f0f0f0} td.t{text-align:left}
 .flag{color:#b00020;font-weight:bold} .ok{color:#2e7d32}
 .note{background:#fff8e1;border-left:4px solid #f9a825;padding:6px 10px;font-size:0.9em}
 img{max-width:100%;border:1px solid #ddd} figure{margin:1em 0}
+tr.qc-fail td{color:#b00020;background:#fdecea;font-weight:bold} tr.qc-review td{background:#fff3cd}
+tr.qc-review td.t:first-child{border-left:4px solid #f9a825}
 """
 
 #: (column, header) of the FF table, in page order; columns absent from the table are left out.
@@ -62,6 +67,8 @@ _COMPARISON_COLUMNS: tuple[tuple[str, str], ...] = (
     ("distribution", "distribution"),
     ("flags", "flags"),
 )
+#: comparison columns that place the value against the reference: withheld for a side that failed the quality check
+_WITHHELD_COLUMNS: frozenset[str] = frozenset({"band", "percentile_approx", "z_score_approx"})
 
 
 def _fmt(value: Any, digits: int = 1) -> str:
@@ -76,20 +83,29 @@ def _fmt(value: Any, digits: int = 1) -> str:
     return str(value)
 
 
-def _html_table(header: Sequence[str], rows: Sequence[Sequence[Any]], text_cols: int = 2) -> str:
+def _html_table(
+    header: Sequence[str], rows: Sequence[Sequence[Any]], text_cols: int = 2, row_classes: Sequence[str] = ()
+) -> str:
+    """A table; ``row_classes[k]`` (when given and not empty) is the CSS class of row ``k``."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = []
-    for row in rows:
+    for k, row in enumerate(rows):
         cells = "".join(
             f'<td class="t">{html.escape(str(v))}</td>' if i < text_cols else f"<td>{html.escape(str(v))}</td>"
             for i, v in enumerate(row)
         )
-        body.append(f"<tr>{cells}</tr>")
+        cls = row_classes[k] if k < len(row_classes) else ""
+        body.append(f'<tr class="{html.escape(cls)}">{cells}</tr>' if cls else f"<tr>{cells}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
 def _side_label(side: Any) -> str:
     return "L/R mean" if side_key(side) == "mean" else str(side)
+
+
+def _qc_class(status: str) -> str:
+    """CSS class of a row with this quality verdict (none for ``pass``)."""
+    return f"qc-{status}" if status in QC_COLOURS else ""
 
 
 def _flag_lines(table: pd.DataFrame) -> list[str]:
@@ -146,35 +162,61 @@ def _flags_section(table: pd.DataFrame) -> list[str]:
 def _ff_section(table: pd.DataFrame) -> list[str]:
     """The FF table, muscles in :data:`scripts.labels.MUSCLES` order and left, right, L/R mean within each."""
     cols = [(c, h) for c, h in _FF_COLUMNS if c in table.columns]
-    rows = []
+    rows, classes = [], []
+    statuses = qc_statuses(table)
     order = {m: i for i, m in enumerate(MUSCLES)}
     side_order = {"left": 0, "right": 1, "mean": 2}
     ordered = table.assign(_m=table["muscle"].map(order), _s=table["side"].map(side_key).map(side_order))
     for _, row in ordered.sort_values(["_m", "_s"], kind="mergesort").iterrows():
         values = [_fmt(row[c], 1 if c != "volume_ml" else 2) for c, _ in cols]
         rows.append([muscle_name(row["muscle"]), _side_label(row["side"]), *values])
+        classes.append(_qc_class(qc_status_of(statuses, row["muscle"], row["side"])))
     core = str(table["core_erosion"].iloc[0]) if "core_erosion" in table.columns and len(table) else "n/a"
+    qc_note = (
+        " Red rows failed the quality check: their FF is kept in the tables with the verdict but is not a "
+        "measurement of that muscle; amber rows ask for review."
+        if any(classes)
+        else ""
+    )
     return [
         "<h2>Fat fraction per muscle</h2>",
-        _html_table(["muscle", "side", *[h for _, h in cols]], rows, text_cols=2),
+        _html_table(["muscle", "side", *[h for _, h in cols]], rows, text_cols=2, row_classes=classes),
         f"<p>FF mean: plain mean of F/(F+W) over the whole label, no erosion (the reference's statistic). "
         f"Core mean: label eroded {html.escape(core)}. L/R mean: mean of the left and right values. n/a = not "
-        "available (never 0 %).</p>",
+        f"available (never 0 %).{qc_note}</p>",
     ]
 
 
-def _comparison_section(comparison: pd.DataFrame | None) -> list[str]:
-    """The normative comparison table with the approximation note, or a line saying there is no reference."""
+def _comparison_row(row: pd.Series, status: str) -> list[str]:
+    """One row of the comparison table; a ``fail`` side's placement (band, percentile, z) is withheld."""
+    vals = [muscle_name(row["muscle"]), _side_label(row["side"])]
+    for c, _ in _COMPARISON_COLUMNS[2:]:
+        v = row.get(c, None)
+        if status == "fail" and c in _WITHHELD_COLUMNS:
+            vals.append(QC_WITHHELD_TEXT)
+        elif c == "flags":
+            flags = v if isinstance(v, str) else ""
+            vals.append("; ".join(f for f in (flags, "qc_fail" if status == "fail" else "") if f))
+        else:
+            vals.append(_fmt(v, 2 if c == "z_score_approx" else 1))
+    return vals
+
+
+def _comparison_section(comparison: pd.DataFrame | None, table: pd.DataFrame | None = None) -> list[str]:
+    """The normative comparison table with the approximation note, or a line saying there is no reference.
+
+    Sides that failed the quality check in ``table`` (the subject's FF table) are shown in red with their band,
+    percentile and z-score withheld: placing a number that measures the wrong tissue would read as a finding.
+    """
     esc = html.escape
     if comparison is None or comparison.empty:
         return ["<h2>Normative comparison</h2>", "<p>No normative reference was given.</p>"]
-    crow = []
+    statuses = qc_statuses(table)
+    crow, classes = [], []
     for _, row in comparison.iterrows():
-        vals = [muscle_name(row["muscle"]), _side_label(row["side"])]
-        for c, _ in _COMPARISON_COLUMNS[2:]:
-            v = row.get(c, None)
-            vals.append(_fmt(v, 2 if c == "z_score_approx" else 1) if c != "flags" else (v or ""))
-        crow.append(vals)
+        status = qc_status_of(statuses, row["muscle"], row["side"])
+        crow.append(_comparison_row(row, status))
+        classes.append(_qc_class(status))
     ref = comparison.attrs.get("reference_id", comparison.get("reference_id", pd.Series([""])).iloc[0])
     ver = comparison.attrs.get("reference_version", "")
     dists = sorted({str(d) for d in comparison.get("distribution", pd.Series(dtype=object)).dropna()})
@@ -184,9 +226,15 @@ def _comparison_section(comparison: pd.DataFrame | None) -> list[str]:
         + (f"; {esc(str(comparison.attrs['approximation']))}" if "approximation" in comparison.attrs else "")
         + "</p>"
     )
+    if "qc-fail" in classes:
+        note += (
+            '<p class="flag">Comparison withheld for the sides that failed the quality check '
+            f'("{esc(QC_WITHHELD_TEXT)}"): their FF does not measure that muscle, so no band, percentile or z-score '
+            "is given.</p>"
+        )
     return [
         "<h2>Normative comparison</h2>",
-        _html_table([h for _, h in _COMPARISON_COLUMNS], crow, text_cols=2),
+        _html_table([h for _, h in _COMPARISON_COLUMNS], crow, text_cols=2, row_classes=classes),
         note,
     ]
 
@@ -221,9 +269,10 @@ def html_report(
     """Write one self-contained HTML page for a subject: flags, FF table, normative comparison, provenance, images.
 
     Sections: the flags (missing, no valid FF, truncated, fat-water swap suspected; "No flags" otherwise); the FF
-    table (left, right and L/R mean per muscle: mean, core mean, median, volume, voxels, status); the normative
-    comparison (reference quartiles, band, approximate percentile and z-score, with :data:`APPROXIMATION_NOTE` and
-    the distribution named); the provenance (how FF was made); the pictures, embedded as base64 PNG so the page is
+    table (left, right and L/R mean per muscle: mean, core mean, median, volume, voxels, status; rows that failed
+    the quality check in red, rows for review in amber); the normative comparison (reference quartiles, band,
+    approximate percentile and z-score, with :data:`APPROXIMATION_NOTE` and the distribution named; withheld for
+    failed sides); the provenance (how FF was made); the pictures, embedded as base64 PNG so the page is
     one portable file. All text is HTML-escaped.
 
     Args:
@@ -247,7 +296,7 @@ def html_report(
         f"<h1>Lumbar muscle fat fraction: {esc(subject)}</h1>",
         *_flags_section(table),
         *_ff_section(table),
-        *_comparison_section(comparison),
+        *_comparison_section(comparison, table),
         *_provenance_section(provenance),
         *_pictures_section(images),
         "</body></html>\n",

@@ -9,6 +9,8 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from scripts.configuration.settings import typed_cli
+from scripts.normative import cohort_study
 from scripts.normative.comparison import compare_to_reference
 from scripts.normative.reference_file import load_reference
 
@@ -110,3 +112,83 @@ def test_compare_groups_writes_tables_and_figures(files):
     sex = pd.read_csv(out / "sex_tests.csv")
     assert (sex.p < 0.001).all()
     assert "| psoas |" in (out / "table.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def qc_files(tmp_path_factory):
+    """40 subjects; s001 psoas left and s002 ES+MF right failed the quality check (so did their L/R means)."""
+    d = tmp_path_factory.mktemp("qc_study")
+    table, parts = _cohort(n=40, seed=5)
+    table["qc_status"] = "pass"
+    for subject, muscle, side in (("s001", "psoas", "left"), ("s002", "erector_spinae_multifidus", "right")):
+        rows = (table.subject == subject) & (table.muscle == muscle) & table.side.isin([side, "mean"])
+        table.loc[rows, "qc_status"] = "fail"
+    table.to_csv(d / "cohort_ff_table.csv", index=False)
+    parts.to_csv(d / "participants.tsv", sep="\t", index=False)
+    return d, table
+
+
+def _pooled(path):
+    strata = json.loads(path.read_text())["strata"]
+    return next(s for s in strata if all(s[k] == "all" for k in ("sex", "age_band", "activity")))
+
+
+def test_reference_leaves_failed_sides_out_by_default_and_keeps_them_on_request(qc_files):
+    d, table = qc_files
+    build = typed_cli(cohort_study.build_reference)  # as fire calls it: "no" / "yes" arrive as text
+    args = (str(d / "cohort_ff_table.csv"), str(d / "participants.tsv"))
+    line = build(*args, str(d / "ref.json"), min_n=5, include_failed_qc="no")
+    assert "QC: 4 row(s) with qc_status 'fail' left out" in line
+    pooled = _pooled(d / "ref.json")
+    n = {m: e["n"] for m, e in pooled["muscles"].items()}
+    assert n == {"psoas": 39, "iliacus": 40, "quadratus_lumborum": 40, "erector_spinae_multifidus": 39}
+    assert pooled["per_side"]["left"]["psoas"]["n"] == 39 and pooled["per_side"]["right"]["psoas"]["n"] == 40
+    kept = table[(table.muscle == "psoas") & (table.side == "mean") & (table.subject != "s001")].ff_mean_pct
+    assert pooled["muscles"]["psoas"]["p50"] == pytest.approx(np.percentile(kept, 50))
+    source = load_reference(d / "ref.json").data["source"]
+    assert source["qc_excluded"]["psoas"] == {"left": 1, "right": 0, "mean": 1}
+    assert source["qc_excluded"]["erector_spinae_multifidus"] == {"left": 0, "right": 1, "mean": 1}
+    assert source["qc_excluded_total"] == 4 and "'fail'" in source["qc_rule"] and not source["include_failed_qc"]
+
+    build(*args, str(d / "ref_all.json"), min_n=5, include_failed_qc="yes")
+    assert {e["n"] for e in _pooled(d / "ref_all.json")["muscles"].values()} == {40}
+    source = load_reference(d / "ref_all.json").data["source"]
+    assert source["include_failed_qc"] and source["qc_excluded_total"] == 0 and source["qc_failed_rows_total"] == 4
+
+
+def test_reference_from_a_table_without_verdict_warns_and_uses_every_row(qc_files, tmp_path):
+    d, table = qc_files
+    table.drop(columns="qc_status").to_csv(tmp_path / "old.csv", index=False)
+    with pytest.warns(UserWarning, match="has no qc_status column"):
+        cohort_study.build_reference(str(tmp_path / "old.csv"), str(d / "participants.tsv"), str(tmp_path / "r.json"))
+    assert {e["n"] for e in _pooled(tmp_path / "r.json")["muscles"].values()} == {40}
+    assert load_reference(tmp_path / "r.json").data["source"]["qc_columns_present"] is False
+
+
+def test_group_comparison_leaves_failed_sides_out_and_says_how_many(qc_files):
+    d, _ = qc_files
+    compare = typed_cli(cohort_study.compare_groups)
+    args = (str(d / "cohort_ff_table.csv"), str(d / "participants.tsv"))
+    text = compare(*args, str(d / "groups"), plots="false")
+    sex = pd.read_csv(d / "groups" / "sex_tests.csv").set_index("muscle")
+    assert (sex.n_M + sex.n_F).to_dict() == {
+        "psoas": 39,
+        "iliacus": 40,
+        "quadratus_lumborum": 40,
+        "erector_spinae_multifidus": 39,
+    }
+    assert sex.n_qc_excluded.to_dict() == {
+        "psoas": 1,
+        "iliacus": 0,
+        "quadratus_lumborum": 0,
+        "erector_spinae_multifidus": 1,
+    }
+    assert pd.read_csv(d / "groups" / "activity_tests.csv").n_qc_excluded.sum() == 2
+    note = "QC: 2 row(s) of side mean with qc_status 'fail' left out (psoas mean 1; erector_spinae_multifidus mean 1)"
+    assert note in text and note in (d / "groups" / "table.md").read_text()
+    assert "| psoas | 39 |" in text
+    assert json.loads((d / "groups" / "summary.json").read_text())["qc_excluded"]["psoas"]["mean"] == 1
+
+    compare(*args, str(d / "groups_all"), plots="false", include_failed_qc="1")
+    sex = pd.read_csv(d / "groups_all" / "sex_tests.csv")
+    assert set(sex.n_M + sex.n_F) == {40} and sex.n_qc_excluded.sum() == 0

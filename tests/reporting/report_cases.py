@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scripts.labels import label_value
+import pandas as pd
+from scripts.labels import MUSCLES, label_value
 from scripts.normative.comparison import compare_to_reference
 from scripts.phantom import Acquisition, generate_subject
 from scripts.quantification.formulas import fat_fraction_from_water_fat
@@ -40,3 +41,32 @@ def make_subject_case(out: Path) -> dict:
         "montage": montage,
         "chart": chart,
     }
+
+
+def qc_case_table() -> pd.DataFrame:
+    """A subject's FF table with quality verdicts: psoas left fails (on fat, 91 %) and so its L/R mean; iliacus right
+    asks for review; every other side passes. FF: 10 + 2 * muscle index (+1 on the right), psoas left 91."""
+    rows = []
+    for k, muscle in enumerate(MUSCLES):
+        left, right = 10.0 + 2 * k, 11.0 + 2 * k
+        if muscle == "psoas":
+            left = 91.0
+        for side, value in (("left", left), ("right", right), ("mean", (left + right) / 2)):
+            status = "pass"
+            if muscle == "psoas" and side in ("left", "mean"):
+                status = "fail"
+            elif muscle == "iliacus" and side == "right":
+                status = "review"
+            reasons = {"fail": "lies on the patient's right (40 mm from the midline)", "review": "small"}
+            rows.append(
+                {
+                    "muscle": muscle,
+                    "side": side,
+                    "ff_mean_pct": value,
+                    "status": "ok",
+                    "qc_status": status,
+                    "qc_score": {"pass": 1.0, "review": 0.85, "fail": 0.5}[status],
+                    "qc_reasons": reasons.get(status, ""),
+                }
+            )
+    return pd.DataFrame(rows)

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from scripts.normative.comparison import compare_to_reference
 from scripts.reporting.html_report import APPROXIMATION_NOTE, html_report
+from scripts.reporting.qc_marks import QC_WITHHELD_TEXT
 from scripts.reporting.style import MUSCLE_DISPLAY_NAMES
 
-from tests.reporting.report_cases import PNG_MAGIC, PROV, make_subject_case
+from tests.reporting.report_cases import PNG_MAGIC, PROV, make_subject_case, qc_case_table
 
 
 @pytest.fixture(scope="module")
@@ -59,3 +61,31 @@ def test_html_report_without_flags_or_reference(tmp_path: Path):
     text = path.read_text()
     assert "No flags" in text and "No normative reference" in text
     assert "s&lt;1&gt;" in text and "s<1>" not in text  # escaped
+
+
+def _rows(text: str, section: str) -> list[str]:
+    """The ``<tr ...>...</tr>`` rows of the table after heading ``section``."""
+    part = text.split(f"<h2>{section}</h2>", 1)[1].split("</table>", 1)[0]
+    return re.findall(r"<tr[^>]*>.*?</tr>", part.split("<tbody>", 1)[1])
+
+
+def test_failed_side_is_red_and_its_comparison_withheld(tmp_path: Path):
+    table = qc_case_table()
+    comparison = compare_to_reference(table)
+    text = html_report("s1", table, comparison, {}, tmp_path / "r.html", PROV).read_text()
+    ff_rows = _rows(text, "Fat fraction per muscle")
+    assert len(ff_rows) == 12
+    classes = [re.match(r'<tr(?: class="([^"]*)")?>', r).group(1) for r in ff_rows]
+    # order: psoas left, right, mean, iliacus left, right, mean, ...: fails red, the review amber, others plain
+    assert classes == ["qc-fail", None, "qc-fail", None, "qc-review", None] + [None] * 6
+    assert "<td>91.0</td>" in ff_rows[0]  # the measured value stays, with its verdict
+    cmp_rows = _rows(text, "Normative comparison")
+    withheld = [r for r in cmp_rows if QC_WITHHELD_TEXT in r]
+    assert len(withheld) == 2 and all(r.startswith('<tr class="qc-fail">') and "qc_fail" in r for r in withheld)
+    assert all(r.count(QC_WITHHELD_TEXT) == 3 for r in withheld)  # band, percentile, z
+    sides = sorted(re.search(r'<td class="t">Psoas</td><td class="t">([^<]+)</td>', r).group(1) for r in withheld)
+    assert sides == ["L/R mean", "left"]
+    assert not any(b in "".join(withheld) for b in ("within_iqr", "above_q3", "below_q1", "above_p95"))
+    assert "Comparison withheld for the sides that failed the quality check" in text
+    assert sum("qc-fail" not in r and ("within_iqr" in r or "above_q3" in r or "below_q1" in r) for r in cmp_rows) == 10
+    assert "FAILED the quality check: do not use its number" in text
