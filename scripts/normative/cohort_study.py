@@ -169,9 +169,9 @@ def _age_plot(df: pd.DataFrame, path: Path) -> None:
 
 
 def _with_qc_column(frame: pd.DataFrame, qc: QCExclusion, side: str) -> pd.DataFrame:
-    """``frame`` (one row per muscle) with ``n_qc_excluded``: rows of ``side`` withheld for that muscle."""
+    """``frame`` (one row per muscle) with ``qc_excluded_rows``: rows of ``side`` withheld for that muscle."""
     counts = {m: qc.excluded.get(m, {}).get(side, 0) for m in MUSCLES}
-    return frame.assign(n_qc_excluded=frame["muscle"].map(counts).fillna(0).astype(int))
+    return frame.assign(qc_excluded_rows=frame["muscle"].map(counts).fillna(0).astype(int))
 
 
 def compare_groups(
@@ -189,7 +189,7 @@ def compare_groups(
     percent), ``regression_log.csv`` (ln FF: exp(coef) is a ratio), ``table.md`` and, with ``plots``,
     ``ff_by_sex_activity.png`` and ``ff_vs_age.png`` under ``out_dir``. Rows whose ``qc_status`` is ``fail`` are
     left out of every test, table and plot; ``sex_tests.csv`` and ``activity_tests.csv`` say how many per muscle
-    (``n_qc_excluded``), ``table.md`` in a note, ``summary.json`` per muscle and side (``qc_excluded``).
+    (``qc_excluded_rows``), ``table.md`` in a note, ``summary.json`` per muscle and side (``qc_excluded``).
 
     Args:
         cohort_table: the run's ``cohort_ff_table.csv``.

@@ -12,6 +12,7 @@ import pytest
 from scripts.configuration.settings import typed_cli
 from scripts.normative import cohort_study
 from scripts.normative.comparison import compare_to_reference
+from scripts.normative.group_comparison import refresh_group_tests
 from scripts.normative.reference_file import load_reference
 
 from tests.conftest import BUNDLE_ROOT
@@ -177,18 +178,22 @@ def test_group_comparison_leaves_failed_sides_out_and_says_how_many(qc_files):
         "quadratus_lumborum": 40,
         "erector_spinae_multifidus": 39,
     }
-    assert sex.n_qc_excluded.to_dict() == {
+    assert sex.qc_excluded_rows.to_dict() == {
         "psoas": 1,
         "iliacus": 0,
         "quadratus_lumborum": 0,
         "erector_spinae_multifidus": 1,
     }
-    assert pd.read_csv(d / "groups" / "activity_tests.csv").n_qc_excluded.sum() == 2
+    assert pd.read_csv(d / "groups" / "activity_tests.csv").qc_excluded_rows.sum() == 2
     note = "QC: 2 row(s) of side mean with qc_status 'fail' left out (psoas mean 1; erector_spinae_multifidus mean 1)"
     assert note in text and note in (d / "groups" / "table.md").read_text()
     assert "| psoas | 39 |" in text
     assert json.loads((d / "groups" / "summary.json").read_text())["qc_excluded"]["psoas"]["mean"] == 1
+    # the count column is not an "n_<level>" column: refreshing the effect sizes from the CSVs keeps n = 39
+    before = pd.read_csv(d / "groups" / "activity_tests.csv").epsilon2
+    refresh_group_tests(d / "groups")
+    pd.testing.assert_series_equal(pd.read_csv(d / "groups" / "activity_tests.csv").epsilon2, before)
 
     compare(*args, str(d / "groups_all"), plots="false", include_failed_qc="1")
     sex = pd.read_csv(d / "groups_all" / "sex_tests.csv")
-    assert set(sex.n_M + sex.n_F) == {40} and sex.n_qc_excluded.sum() == 0
+    assert set(sex.n_M + sex.n_F) == {40} and sex.qc_excluded_rows.sum() == 0
