@@ -115,6 +115,9 @@ def _draw_subject_values(
             color="#d62728" if missing else QC_COLOURS["fail"],
             fontsize=9 if missing else 8,
             transform=ax.get_xaxis_transform(),
+            # boxed, over the band: the mark stands where a value would be and must not read as part of the band
+            bbox=None if missing else {"facecolor": "white", "edgecolor": QC_COLOURS["fail"], "linewidth": 1.5},
+            zorder=4,
         )
 
 
@@ -173,7 +176,7 @@ def ff_chart_figure(
             f' Sides that failed the quality check are not plotted ("{QC_FAIL_TEXT}"): their FF is not a measurement.'
         )
     fig.text(0.01, 0.005, note, fontsize=7, wrap=True, ha="left", va="bottom")
-    fig.get_layout_engine().set(h_pad=0.3)  # room for the note
+    fig.get_layout_engine().set(h_pad=0.42 if "fail" in marked else 0.3)  # room for the note (a third line)
     return fig
 
 
