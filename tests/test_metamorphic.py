@@ -176,7 +176,10 @@ def test_a_mirrored_phantom_is_segmented_as_the_mirror_image_with_equal_numbers(
     net.eval()
     pre, inferer = parser.get_parsed_content("preprocessing"), parser.get_parsed_content("inferer")
     assert inferer.enabled and inferer.inferer.enabled  # adaptation and flip ensemble, as shipped
-    post = Compose(parser.get_parsed_content("postprocessing").transforms[:3])  # softmax, invert, argmax
+    steps = parser.get_parsed_content("postprocessing").transforms
+    # softmax, network confidence, invert, argmax: the steps before the first clean-up of the label map
+    last = next(i for i, t in enumerate(steps) if type(t).__name__ == "KeepLargestComponentPerLabeld")
+    post = Compose(steps[:last])
     lut = np.arange(256, dtype=np.uint8)
     for a, b in LEFT_RIGHT_SWAP.items():
         lut[a] = b

@@ -10,7 +10,10 @@ no reference segmentation:
 - **shape**: one connected piece, no long gaps between its first and last slice, a mean cross-section area a muscle
   can have;
 - **signal**: the FF inside the label (a "muscle" whose median voxel is mostly fat lies on fat), and left/right
-  agreement of FF.
+  agreement of FF;
+- **network confidence** (when the pipeline gives it, :mod:`scripts.quality.confidence`): a label whose voxels mostly
+  lie near the network's decision boundary (top-1 probability within ``BOUNDARY_MARGIN`` of the next label's) was
+  drawn by an unsure network.
 
 Each finding is a ``review`` or a ``fail`` with its reason in words; the side's status is the worst finding, its
 score ``1 - 0.5 * fails - 0.15 * reviews`` clipped to [0, 1]. Coordinates: RAS+ world (+x patient right, +y anterior,
@@ -26,12 +29,30 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 from scripts.labels import LABELS, LEFT_RIGHT_SWAP, label_value, muscle_and_side
+from scripts.quality.confidence import BOUNDARY_MARGIN
 
-__all__ = ["QCLimits", "SideVerdict", "assess_segmentation", "subject_verdict", "add_qc_columns", "QC_COLUMNS"]
+__all__ = [
+    "QCLimits",
+    "SideVerdict",
+    "assess_segmentation",
+    "subject_verdict",
+    "add_qc_columns",
+    "QC_COLUMNS",
+    "NET_COLUMNS",
+]
 
 STATUSES = ("pass", "review", "fail")
 #: what :func:`add_qc_columns` adds to a subject's FF table
 QC_COLUMNS = ("qc_status", "qc_score", "qc_reasons")
+#: what :func:`add_qc_columns` adds when given the network's confidence: column -> field of
+#: :func:`scripts.quality.confidence.label_confidence` (working grid, 2x2x4 mm; probabilities, no unit)
+NET_COLUMNS: dict[str, str] = {
+    "net_voxels": "n_voxels",
+    "net_top1_mean": "top1_mean",
+    "net_margin_mean": "margin_mean",
+    "net_boundary_share": "boundary_share",
+    "net_entropy_mean": "entropy_mean",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +102,10 @@ class QCLimits:
     ql_to_es_area_review: float = 0.08
     #: share of the psoas's slices on which QL is found (truths 0.55-0.87 where the scan covers both)
     ql_to_psoas_slices_review: float = 0.35
+    #: network confidence: more than this share of the label's voxels near the decision boundary ...
+    net_boundary_share_review: float = 0.5
+    #: ... or a lower mean top-1 minus top-2 probability asks for review
+    net_margin_mean_review: float = 0.3
 
 
 @dataclasses.dataclass
@@ -191,6 +216,19 @@ def _signal_checks(verdict: SideVerdict, ff_values: np.ndarray, limits: QCLimits
     return float(np.mean(values))
 
 
+def _confidence_checks(verdict: SideVerdict, figures: Mapping[str, float] | None, limits: QCLimits) -> None:
+    """Ask for review when the network was unsure of most of the label (figures of ``label_confidence``)."""
+    if not figures or not figures.get("n_voxels"):
+        return  # found after resampling but not in the working-grid argmax: too small to judge
+    share, margin = float(figures["boundary_share"]), float(figures["margin_mean"])
+    if share > limits.net_boundary_share_review or margin < limits.net_margin_mean_review:
+        verdict.add(
+            "review",
+            f"the network is unsure: {share:.0%} of the label within {BOUNDARY_MARGIN:g} of the next label "
+            f"(mean margin {margin:.2f})",
+        )
+
+
 def _relation_checks(
     verdicts: Mapping[int, SideVerdict], per_slice: Mapping[int, np.ndarray], limits: QCLimits
 ) -> None:
@@ -222,6 +260,7 @@ def assess_segmentation(
     ff: np.ndarray | None = None,
     body: np.ndarray | None = None,
     limits: QCLimits | None = None,
+    confidence: Mapping[int, Mapping[str, float]] | None = None,
 ) -> dict[int, SideVerdict]:
     """Judge every muscle label of one subject.
 
@@ -231,6 +270,8 @@ def assess_segmentation(
         ff: (X, Y, Z) voxel FF in percent, NaN where excluded; ``None`` skips the signal checks.
         body: (X, Y, Z) bool body mask; default: the finite voxels of ``ff``, else labels > 0 dilated (weaker).
         limits: the ranges; default :class:`QCLimits`.
+        confidence: label -> the network's confidence figures
+            (:func:`scripts.quality.confidence.label_confidence`); ``None`` skips the confidence check.
 
     Returns:
         label value -> :class:`SideVerdict` for the eight muscle labels (a missing label is ``review``).
@@ -283,6 +324,8 @@ def assess_segmentation(
             "",
         )
         _shape_checks(verdict, mask, axis, voxel_ml, float(spacing[axis]), limits)
+        if confidence is not None:
+            _confidence_checks(verdict, confidence.get(value), limits)
         if ff is not None:
             mean_ff[value] = _signal_checks(verdict, np.asarray(ff)[mask], limits)
     _relation_checks(verdicts, per_slice, limits)
@@ -304,16 +347,39 @@ def subject_verdict(verdicts: Mapping[int, SideVerdict]) -> tuple[str, float, li
     return status, float(np.mean([v.score for v in found])), reasons
 
 
-def add_qc_columns(table: pd.DataFrame, verdicts: Mapping[int, SideVerdict]) -> pd.DataFrame:
+def _net_values(sides: list[SideVerdict], confidence: Mapping[int, Mapping[str, float]]) -> list[float]:
+    """The :data:`NET_COLUMNS` values of one row: a side's figures, or both sides' pooled (voxel-weighted)."""
+    figures = [confidence.get(v.label) or {} for v in sides]
+    counts = np.array([float(f.get("n_voxels") or 0) for f in figures])
+    values = [float(counts.sum())]
+    for field in list(NET_COLUMNS.values())[1:]:
+        x = np.array([float(f.get(field, np.nan)) for f in figures])
+        ok = (counts > 0) & np.isfinite(x)
+        values.append(round(float(np.average(x[ok], weights=counts[ok])), 4) if ok.any() else float("nan"))
+    return values
+
+
+def add_qc_columns(
+    table: pd.DataFrame,
+    verdicts: Mapping[int, SideVerdict],
+    confidence: Mapping[int, Mapping[str, float]] | None = None,
+) -> pd.DataFrame:
     """``table`` (one row per muscle side, plus L/R ``mean`` rows) with :data:`QC_COLUMNS`: a side's verdict on its
-    row; a mean row takes its worse side's status, the lower score and both sides' reasons."""
+    row; a mean row takes its worse side's status, the lower score and both sides' reasons. With ``confidence``
+    (label -> figures of :func:`scripts.quality.confidence.label_confidence`) also the :data:`NET_COLUMNS`; a mean
+    row pools both sides (voxel counts summed, means weighted by them); without it the table has no such column."""
     by_side = {(v.muscle, v.side): v for v in verdicts.values()}
-    status, score, reasons = [], [], []
+    status, score, reasons, net = [], [], [], []
     for muscle, side in zip(table["muscle"], table["side"]):
         sides = [by_side[(muscle, s)] for s in ("left", "right")] if side == "mean" else [by_side[(muscle, side)]]
         status.append(max((v.status for v in sides), key=STATUSES.index))
         score.append(round(min(v.score for v in sides), 3))
         reasons.append("; ".join(f"{v.side}: {r}" if side == "mean" else r for v in sides for r in v.reasons))
+        if confidence is not None:
+            net.append(_net_values(sides, confidence))
     out = table.copy()
     out["qc_status"], out["qc_score"], out["qc_reasons"] = status, score, reasons
+    if confidence is not None:
+        columns = pd.DataFrame(net, columns=list(NET_COLUMNS), index=out.index)
+        out = pd.concat([out, columns.astype({"net_voxels": "int64"})], axis=1)
     return out
