@@ -2,7 +2,8 @@
 
 The sample app is not part of this project: ``setup`` asks the MONAI Label installation for a fresh copy at run time
 (``monailabel apps --download``, a local copy from the wheel, no network), adds a small torchvision guard at the top
-of its ``main.py`` and copies the bundle into ``<app>/model/<name>/``. The MONAI Label virtual environment is made by
+of its ``main.py`` and the bundle's ``uncertainty`` next-sample strategy at its end, and copies the bundle into
+``<app>/model/<name>/``. The MONAI Label virtual environment is made by
 ``.ci/install_monailabel.sh`` (``.venv-monailabel`` beside the bundle). See ``docs/guides/monailabel.md``.
 
 Usage::
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shlex
 import shutil
 import subprocess
@@ -30,9 +32,11 @@ __all__ = [
     "DEFAULT_NAME",
     "MONAILABEL_TRAIN_OPTIONS",
     "TORCHVISION_GUARD",
+    "UNCERTAINTY_STRATEGY",
     "default_python",
     "download_sample_app",
     "add_torchvision_guard",
+    "add_uncertainty_strategy",
     "copy_bundle",
     "set_train_options",
     "server_command",
@@ -99,6 +103,44 @@ _torchvision_or_placeholder()
 """
 
 
+_STRATEGY_MARK = (
+    "# --- lumbar_dixon bundle: uncertainty next-sample strategy (scripts/integrations/monailabel_app.py) ---"
+)
+
+#: Appended to the sample app's main.py, with ``{name}`` the served model. MONAI Label 0.8.5's monaibundle app
+#: builds its strategies in ``MyApp.init_strategies`` (random, first) and reads none from its configuration, so the
+#: method is wrapped: the sample's strategies, plus ``uncertainty``
+#: (:class:`scripts.integrations.uncertainty_strategy.Uncertainty`) imported from the served bundle copy.
+UNCERTAINTY_STRATEGY = (
+    _STRATEGY_MARK
+    + """
+def _with_uncertainty_strategy(init_strategies):
+    def init_strategies_with_uncertainty(self):
+        strategies = init_strategies(self)
+        bundle = self.models.get({name!r})
+        if bundle is None:
+            logger.warning("no model {name!r} served: no 'uncertainty' strategy")
+            return strategies
+        import sys as _sys
+
+        _sys.path.insert(0, bundle)  # the strategy lives in the bundle's scripts package
+        try:
+            from scripts.integrations.uncertainty_strategy import Uncertainty
+        finally:
+            _sys.path.remove(bundle)
+        strategies["uncertainty"] = Uncertainty(bundle)
+        logger.info(f"Active Learning Strategies (with the bundle's):: {{list(strategies.keys())}}")
+        return strategies
+
+    return init_strategies_with_uncertainty
+
+
+MyApp.init_strategies = _with_uncertainty_strategy(MyApp.init_strategies)
+# --- end of uncertainty strategy ---
+"""
+)
+
+
 def default_python(bundle_dir: str | Path = ".") -> Path:
     """The interpreter of the MONAI Label environment made by ``.ci/install_monailabel.sh``."""
     return Path(bundle_dir).resolve() / ".venv-monailabel" / "bin" / "python"
@@ -151,6 +193,26 @@ def add_torchvision_guard(main_py: str | Path) -> bool:
     if n < len(lines) and lines[n].startswith("from __future__"):
         raise ValueError(f"{main_py} starts with a __future__ import; the guard cannot go before it")
     main_py.write_text("".join(lines[:n]) + TORCHVISION_GUARD + "".join(lines[n:]))
+    return True
+
+
+def add_uncertainty_strategy(main_py: str | Path, name: str = DEFAULT_NAME) -> bool:
+    """Append :data:`UNCERTAINTY_STRATEGY` for model ``name`` to the sample app's ``main_py``.
+
+    Returns:
+        True if appended, False if the file already had it.
+
+    Raises:
+        ValueError: ``main_py`` defines no ``class MyApp`` (another sample app, or a MONAI Label whose sample
+            changed): the strategy would silently be missing.
+    """
+    main_py = Path(main_py)
+    text = main_py.read_text()
+    if _STRATEGY_MARK in text:
+        return False
+    if not re.search(r"^class MyApp\b", text, re.MULTILINE) or "def init_strategies(" not in text:
+        raise ValueError(f"{main_py} has no MyApp.init_strategies to add the uncertainty strategy to")
+    main_py.write_text(text.rstrip("\n") + "\n\n\n" + UNCERTAINTY_STRATEGY.format(name=name))
     return True
 
 
@@ -289,6 +351,7 @@ def setup(
     try:
         download_sample_app(py, app)
         add_torchvision_guard(app / "main.py")
+        add_uncertainty_strategy(app / "main.py", name)
         copied = copy_bundle(bundle_dir, app / "model" / name)
         options = {**MONAILABEL_TRAIN_OPTIONS, **(train_options or {})}
         old = set_train_options(app / "model" / name, options)

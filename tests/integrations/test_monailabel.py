@@ -8,6 +8,7 @@ every muscle (it resamples to 2 x 2 x 4 mm anyway), so generating, uploading and
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -18,6 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from scripts.integrations.monailabel_app import (
     DEFAULT_NAME,
     MONAILABEL_TRAIN_OPTIONS,
     add_torchvision_guard,
+    add_uncertainty_strategy,
     copy_bundle,
     server_command,
     set_train_options,
@@ -140,13 +143,10 @@ def monailabel_python() -> Path:
     return _monailabel_python()
 
 
-@pytest.fixture(scope="module")
-def server(monailabel_python, phantoms, shipped_model_hash):
-    python = monailabel_python
-    studies, _ = phantoms
-    work = studies.parent
-    # short rounds (1 epoch here, a few in Slicer) must still validate, or the round saves no model.pt
-    setup(str(work / "app"), bundle_dir=str(BUNDLE_ROOT), python=str(python), train_options={"val_interval": 1})
+@contextlib.contextmanager
+def _serving(python: Path, work: Path, studies: Path, **setup_kwargs: Any) -> Iterator[Server]:
+    """Set up an app in ``work/app`` serving the bundle on ``studies``; run the server until the block ends."""
+    setup(str(work / "app"), bundle_dir=str(BUNDLE_ROOT), python=str(python), **setup_kwargs)
     port = _free_port()
     log = work / "server.log"
     cmd = server_command(work / "app", studies, python=python, port=port)
@@ -177,6 +177,14 @@ def server(monailabel_python, phantoms, shipped_model_hash):
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(monailabel_python, phantoms, shipped_model_hash):
+    studies, _ = phantoms
+    # short rounds (1 epoch here, a few in Slicer) must still validate, or the round saves no model.pt
+    with _serving(monailabel_python, studies.parent, studies, train_options={"val_interval": 1}) as srv:
+        yield srv
     # the shipped weights are never trained: MONAI Label works on the app's copy
     assert _sha256(BUNDLE_ROOT / "models" / "model.pt") == shipped_model_hash
 
@@ -246,6 +254,115 @@ def test_train_round_rewrites_the_app_model(server, phantoms, tmp_path):
     assert min(dice.values()) > 0.9, dice
 
 
+# --- the uncertainty next-sample strategy, on a server of its own ------------------------------------------------
+
+EASY_SEEDS = (320, 321)  # phantoms the shipped model segments well
+HARD_ID = "noise"  # uniform noise: nothing the network was trained on
+#: the phantom's central 256 x 256 x 256 mm (64 x 64 x 32 voxels): one sliding window on the working grid, so scoring
+#: an image costs four window passes (about 10 s on two busy CPU cores), and the lumbar muscles are mostly inside
+CROP = (64, 64, 32)
+
+
+def _crop(image: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The central ``CROP`` of ``image``, with the affine of the cropped grid."""
+    start = [(n - c) // 2 for n, c in zip(image.shape, CROP)]
+    moved = affine.copy()
+    moved[:3, 3] += affine[:3, :3] @ np.asarray(start, dtype=float)
+    return image[tuple(slice(a, a + c) for a, c in zip(start, CROP))], moved
+
+
+def _write_doubt_studies(studies: Path) -> dict[str, np.ndarray]:
+    """Two cropped phantoms and one image of noise, all unlabelled; study id -> affine."""
+    studies.mkdir(parents=True)
+    affines = {}
+    for seed in EASY_SEEDS:
+        s = generate_subject(seed=seed, acquisition=GEOMETRY)
+        image, affine = _crop(s.images["inphase"], s.affine)
+        nib.save(nib.Nifti1Image(image.astype(np.float32), affine), studies / f"{s.subject_id}.nii.gz")
+        affines[s.subject_id] = affine
+    noise = np.random.default_rng(0).uniform(0, float(np.percentile(image, 99)), CROP).astype(np.float32)
+    nib.save(nib.Nifti1Image(noise, affine), studies / f"{HARD_ID}.nii.gz")
+    affines[HARD_ID] = affine
+    return affines
+
+
+@pytest.fixture(scope="module")
+def doubt_server(monailabel_python, tmp_path_factory):
+    work = tmp_path_factory.mktemp("monailabel_uncertainty")
+    affines = _write_doubt_studies(work / "studies")
+    with _serving(monailabel_python, work, work / "studies") as srv:
+        yield srv, affines
+
+
+def _next_sample(server: Server, strategy: str = "uncertainty") -> dict[str, Any]:
+    t0 = time.monotonic()
+    res = json.loads(server.request("POST", f"/activelearning/{strategy}", {}, timeout=300))
+    print(f"\n/activelearning/{strategy} {time.monotonic() - t0:.1f} s: {res.get('id')} {res.get('doubt')}")
+    return res
+
+
+def _save_label(server: Server, image_id: str, label: np.ndarray, affine: np.ndarray, tmp: Path) -> None:
+    """PUT /datastore/label (multipart, as the MONAI Label client and Slicer send a finished label)."""
+    path = tmp / f"{image_id}.nii.gz"
+    nib.save(nib.Nifti1Image(label, affine), path)
+    boundary = "lumbar-dixon-boundary"
+    body = b"".join(
+        [
+            f'--{boundary}\r\nContent-Disposition: form-data; name="params"\r\n\r\n{{}}\r\n'.encode(),
+            f'--{boundary}\r\nContent-Disposition: form-data; name="label"; filename="{path.name}"\r\n'.encode(),
+            b"Content-Type: application/octet-stream\r\n\r\n" + path.read_bytes() + b"\r\n",
+            f"--{boundary}--\r\n".encode(),
+        ]
+    )
+    req = urllib.request.Request(
+        f"{server.url}/datastore/label?image={image_id}&tag=final",
+        data=body,
+        method="PUT",
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    with urllib.request.urlopen(req, timeout=60) as r:
+        assert r.status == 200, r.read()
+
+
+def _cache(server: Server) -> dict[str, Any]:
+    return json.loads((server.studies / ".uncertainty_scores.json").read_text())
+
+
+def test_uncertainty_strategy_is_served_next_to_random_and_first(doubt_server):
+    server, _ = doubt_server
+    strategies = json.loads(server.request("GET", "/info/"))["strategies"]
+    assert {"random", "first", "uncertainty"} <= set(strategies), strategies
+    assert "entropy" in strategies["uncertainty"]["description"]
+
+
+def test_uncertainty_picks_the_hard_image_then_another_once_it_is_labelled(doubt_server, tmp_path):
+    server, affines = doubt_server
+    first = _next_sample(server)
+    assert first["id"] == HARD_ID, first
+    cache = _cache(server)
+    assert set(cache) == set(affines)  # every unlabelled image was scored once, and kept
+    scores = {k: v["doubt"]["score"] for k, v in cache.items()}
+    # the noise is far more doubtful than a phantom the model knows (measured: about 0.6 against 0.05)
+    assert scores[HARD_ID] > 0.3 > max(v for k, v in scores.items() if k != HARD_ID), scores
+    assert first["doubt"] == cache[HARD_ID]["doubt"]
+
+    _save_label(server, HARD_ID, np.zeros(CROP, np.uint8), affines[HARD_ID], tmp_path)
+    second = _next_sample(server)
+    easy = {k: v for k, v in scores.items() if k != HARD_ID}
+    assert second["id"] == max(sorted(easy), key=easy.get), (second, scores)
+    assert _cache(server) == cache  # ranked from the cache, nothing scored again
+
+    # new weights (a training round rewrites model.pt) make the cached doubts stale: every image is scored again
+    model = server.app / "model" / DEFAULT_NAME / "models" / "model.pt"
+    os.utime(model, ns=(model.stat().st_atime_ns, model.stat().st_mtime_ns + 1_000_000_000))
+    third = _next_sample(server)
+    assert third["id"] == second["id"]  # same weights, so the same ranking
+    refreshed = _cache(server)
+    assert {k: v["key"]["model_mtime_ns"] for k, v in refreshed.items() if k != HARD_ID} == {
+        k: model.stat().st_mtime_ns for k in easy
+    }
+
+
 # --- the setup helpers, without a MONAI Label environment ---------------------------------------------------------
 
 
@@ -269,6 +386,42 @@ def test_torchvision_guard_goes_after_the_header_once_and_fails_only_when_called
     res = subprocess.run([sys.executable, str(main_py)], capture_output=True, text=True, env=env)
     assert res.returncode == 0, res.stderr
     assert "imported True" in res.stdout and "raised: torchvision is not usable" in res.stdout, res.stdout
+
+
+def test_uncertainty_strategy_is_appended_once_and_registered_from_the_bundle_copy(tmp_path):
+    app = tmp_path / "app"
+    app.mkdir()
+    main_py = app / "main.py"
+    main_py.write_text(
+        "import logging\n\nlogger = logging.getLogger(__name__)\n\n\nclass MyApp:\n"
+        "    def __init__(self, models):\n        self.models = models\n\n"
+        "    def init_strategies(self):\n        return {'random': 'R', 'first': 'F'}\n"
+    )
+    assert add_uncertainty_strategy(main_py) is True
+    assert add_uncertainty_strategy(main_py) is False  # idempotent
+    # a stand-in bundle copy: the wrapper must import the strategy from there, not from anywhere else
+    module = tmp_path / "bundle" / "scripts" / "integrations"
+    module.mkdir(parents=True)
+    for init in (module.parent / "__init__.py", module / "__init__.py"):
+        init.write_text("")
+    (module / "uncertainty_strategy.py").write_text(
+        "class Uncertainty:\n    def __init__(self, bundle):\n        self.bundle = bundle\n"
+    )
+    (app / "run.py").write_text(
+        "import sys\nimport main\n\nbundle = sys.argv[1]\n"
+        f"s = main.MyApp({{{DEFAULT_NAME!r}: bundle}}).init_strategies()\n"
+        "print(sorted(s), s['uncertainty'].bundle == bundle, bundle in sys.path)\n"
+        "print(sorted(main.MyApp({}).init_strategies()))\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "run.py", str(tmp_path / "bundle")], cwd=app, capture_output=True, text=True, env={}
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ["['first', 'random', 'uncertainty'] True False", "['first', 'random']"]
+    other = tmp_path / "other.py"
+    other.write_text("class SomethingElse:\n    pass\n")
+    with pytest.raises(ValueError, match="no MyApp.init_strategies"):
+        add_uncertainty_strategy(other)
 
 
 def test_copy_bundle_takes_the_served_parts_only(tmp_path):
