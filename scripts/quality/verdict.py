@@ -103,9 +103,11 @@ class QCLimits:
     #: share of the psoas's slices on which QL is found (truths 0.55-0.87 where the scan covers both)
     ql_to_psoas_slices_review: float = 0.35
     #: network confidence: more than this share of the label's voxels near the decision boundary ...
-    net_boundary_share_review: float = 0.5
-    #: ... or a lower mean top-1 minus top-2 probability asks for review
-    net_margin_mean_review: float = 0.3
+    net_boundary_share_review: float = 0.15
+    #: ... or a lower mean top-1 minus top-2 probability asks for review. Measured on phantoms
+    #: (docs/studies/quality_control.md): sides with Dice >= 0.9 reach at most 0.09 and at least 0.74, sides drawn
+    #: wrong on noisy or upside-down scans 0.13-0.35 and 0.33-0.84; most real scans are less sure than phantoms
+    net_margin_mean_review: float = 0.6
 
 
 @dataclasses.dataclass

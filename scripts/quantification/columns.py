@@ -79,6 +79,11 @@ UNITS: dict[str, str] = {
     "z_*_mm": "millimetre, RAS world z of the slice at the in-plane centre of the FF grid",
     "slice*": "0-based slice index along the axial axis of the FF grid",
     "n_*voxels": "voxel count on the FF grid",
+    "net_*": (
+        "network confidence on its 2x2x4 mm working grid (configs/inference.json only): net_voxels a voxel count "
+        "there; net_top1_mean and net_margin_mean (top-1 minus top-2) softmax probabilities, 0-1; "
+        "net_boundary_share the share of voxels with margin < 0.2; net_entropy_mean entropy / log(classes), 0-1"
+    ),
 }
 
 _AGG_LABEL = "label"
