@@ -72,18 +72,18 @@ def slab_planes(plane_voxels: int, channels: int, budget_bytes: int = SLAB_BYTES
     return max(1, int(budget_bytes // (plane_voxels * per_voxel)))
 
 
-def _axis_coordinates(n: int, align_corners: bool, dtype: torch.dtype) -> torch.Tensor:
+def _axis_coordinates(n: int, align_corners: bool, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """Normalised coordinates of ``n`` voxel centres, computed as ``affine_grid``'s base grid does (ATen)."""
     if n <= 1:
-        return torch.zeros(1, dtype=dtype)
-    r = torch.linspace(-1, 1, n, dtype=dtype)
+        return torch.zeros(1, dtype=dtype, device=device)
+    r = torch.linspace(-1, 1, n, dtype=dtype, device=device)
     return r if align_corners else r * (n - 1) / n
 
 
 def _slab_base(axes: Sequence[torch.Tensor], d0: int, d1: int) -> torch.Tensor:
     """Homogeneous normalised coordinates ``(d1 - d0, H, W, 4)`` of output planes ``d0:d1`` (x = W, y = H, z = D)."""
     ld, lh, lw = axes
-    base = torch.empty(d1 - d0, len(lh), len(lw), 4, dtype=ld.dtype)
+    base = torch.empty(d1 - d0, len(lh), len(lw), 4, dtype=ld.dtype, device=ld.device)
     base[..., 0].copy_(lw)
     base[..., 1].copy_(lh[:, None])
     base[..., 2].copy_(ld[d0:d1, None, None])
@@ -97,7 +97,7 @@ def _first_argmax(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tor
     ``torch.topk`` over the leading axis were 5-10 times slower on the 2-core CPU)."""
     best = values[0].clone()
     second = torch.full_like(best, -torch.inf)
-    label = torch.zeros(best.shape, dtype=torch.uint8)
+    label = torch.zeros(best.shape, dtype=torch.uint8, device=best.device)
     for c in range(1, values.shape[0]):
         v = values[c]
         above = v > best  # strict: an equal later channel loses, as in torch.argmax
@@ -231,12 +231,12 @@ def resample_argmax(
             for trilinear interpolation with border padding; other modes always interpolate every voxel).
 
     Returns:
-        ``(X', Y', Z')`` uint8 labels; ties go to the lower channel, as ``torch.argmax`` does.
+        ``(X', Y', Z')`` uint8 labels on ``probs``' device; ties go to the lower channel, as ``torch.argmax`` does.
     """
     sizes = tuple(int(s) for s in spatial_size)
     src = probs.detach().to(dtype)[None].contiguous()
     theta = to_norm_affine(
-        xform.to(dtype)[None].clone(),
+        xform.to(device=probs.device, dtype=dtype)[None].clone(),  # on the device, as spatial_resample does
         src_size=tuple(src.shape[2:]),
         dst_size=sizes,
         align_corners=align_corners,
@@ -246,10 +246,10 @@ def resample_argmax(
     theta[:, :3] = theta[:, rev]
     theta[:, :, :3] = theta[:, :, rev]
     theta_t = theta[:, :3].transpose(1, 2)
-    axes = [_axis_coordinates(s, align_corners, dtype) for s in sizes]
+    axes = [_axis_coordinates(s, align_corners, dtype, src.device) for s in sizes]
     shortcut = interior_margin is not None and mode == "bilinear" and padding_mode == "border"
     decided = interior_labels(probs, float(interior_margin)) if shortcut else None
-    out = torch.empty(sizes, dtype=torch.uint8)
+    out = torch.empty(sizes, dtype=torch.uint8, device=src.device)
     step = slab_planes(sizes[1] * sizes[2], src.shape[1], slab_bytes)
     for d0 in range(0, sizes[0], step):
         d1 = min(sizes[0], d0 + step)
