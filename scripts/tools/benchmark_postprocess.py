@@ -1,5 +1,5 @@
 """Benchmark of the step from the network's probabilities to the label map on the input grid: time, peak memory
-and agreement of ``Invertd`` + ``AsDiscreted(argmax)`` (the path before 0.16) against ``InvertedArgmaxd``.
+and agreement of ``Invertd`` + ``AsDiscreted(argmax)`` (the path up to 0.15.0) against ``InvertedArgmaxd``.
 
 Usage, from the bundle root::
 
