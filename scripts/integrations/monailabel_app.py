@@ -111,9 +111,7 @@ _STRATEGY_MARK = (
 #: builds its strategies in ``MyApp.init_strategies`` (random, first) and reads none from its configuration, so the
 #: method is wrapped: the sample's strategies, plus ``uncertainty``
 #: (:class:`scripts.integrations.uncertainty_strategy.Uncertainty`) imported from the served bundle copy.
-UNCERTAINTY_STRATEGY = (
-    _STRATEGY_MARK
-    + """
+_STRATEGY_CODE = """
 def _with_uncertainty_strategy(init_strategies):
     def init_strategies_with_uncertainty(self):
         strategies = init_strategies(self)
@@ -138,7 +136,7 @@ def _with_uncertainty_strategy(init_strategies):
 MyApp.init_strategies = _with_uncertainty_strategy(MyApp.init_strategies)
 # --- end of uncertainty strategy ---
 """
-)
+UNCERTAINTY_STRATEGY = _STRATEGY_MARK + _STRATEGY_CODE
 
 
 def default_python(bundle_dir: str | Path = ".") -> Path:

@@ -51,6 +51,29 @@ def _qc_checked(cohort_table: str | os.PathLike[str], include_failed_qc: bool) -
     return exclude_failed_qc(table, include_failed=include_failed_qc, source=str(path))
 
 
+def _require_usable_values(table: pd.DataFrame, qc: QCExclusion, cohort_table: str | os.PathLike[str]) -> None:
+    """Refuse, in words, a cohort whose every muscle lacks a usable FF once the quality rule has run.
+
+    Without this the reference schema would only say that it has no strata.
+    """
+    # the reference is built from each subject's L/R mean (the paper's statistic)
+    means = table[table["side"].astype(str) == "mean"]
+    usable = np.isfinite(pd.to_numeric(means["ff_mean_pct"], errors="coerce"))
+    if usable.any():
+        return
+    withheld = (
+        f"{qc.excluded_total} row(s) were left out because their qc_status is 'fail'"
+        if qc.excluded_total
+        else "no row was left out by the quality rule"
+    )
+    raise ValueError(
+        f"{cohort_table}: no subject has a usable L/R-mean FF for any muscle: {withheld}, and the others have no FF "
+        "value (status too_small, missing or no_valid_ff). Look at the QC pictures of the run "
+        "(<output_dir>/<subject>/<subject>_qc_axial.png) before building a reference from it; "
+        "--include_failed_qc true builds from the failed rows anyway."
+    )
+
+
 def build_reference(
     cohort_table: str,
     participants: str,
@@ -87,6 +110,7 @@ def build_reference(
     """
     qc = _qc_checked(cohort_table, include_failed_qc)
     table = cohort_frame(qc.table, participants).rename(columns={"ff": "ff_mean_pct"})
+    _require_usable_values(table, qc, cohort_table)
     ref = _build_reference(
         table,
         min_n=min_n,

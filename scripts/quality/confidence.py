@@ -24,8 +24,14 @@ BOUNDARY_MARGIN = 0.2
 CONFIDENCE_FIELDS: tuple[str, ...] = ("n_voxels", "top1_mean", "margin_mean", "boundary_share", "entropy_mean")
 
 
+#: the muscle labels (1-8) whose confidence is measured by default
+FOREGROUND_LABELS = range(1, 9)
+
+
 def label_confidence(
-    probabilities: torch.Tensor, labels: range | tuple[int, ...] = range(1, 9), boundary_margin: float = BOUNDARY_MARGIN
+    probabilities: torch.Tensor,
+    labels: range | tuple[int, ...] = FOREGROUND_LABELS,
+    boundary_margin: float = BOUNDARY_MARGIN,
 ) -> dict[int, dict[str, float]]:
     """Confidence figures of each label of the argmax of ``probabilities``.
 

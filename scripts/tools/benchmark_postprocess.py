@@ -17,7 +17,7 @@ import os
 import platform
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import fire
@@ -79,7 +79,7 @@ def run(dataset_dir: str = "sample_data", n: int = 2, datalist_key: str = "testi
     net.load_state_dict(torch.load(p.get_parsed_content("ckpt_path"), map_location="cpu", weights_only=True))
     net.eval()
     pre, inferer = p.get_parsed_content("preprocessing"), p.get_parsed_content("inferer")
-    seconds, rises, differ = defaultdict(list), defaultdict(list), defaultdict(int)
+    seconds, rises, differ = defaultdict(list), defaultdict(list), Counter()
     shape = None
     for entry in data:
         d = pre(dict(entry))

@@ -157,6 +157,19 @@ def test_reference_leaves_failed_sides_out_by_default_and_keeps_them_on_request(
     assert source["include_failed_qc"] and source["qc_excluded_total"] == 0 and source["qc_failed_rows_total"] == 4
 
 
+def test_a_cohort_whose_every_mean_failed_is_refused_in_words(qc_files, tmp_path):
+    d, table = qc_files
+    failed = table.assign(qc_status=np.where(table.side == "mean", "fail", "pass"))
+    failed.to_csv(tmp_path / "cohort_ff_table.csv", index=False)
+    build = typed_cli(cohort_study.build_reference)
+    args = (str(tmp_path / "cohort_ff_table.csv"), str(d / "participants.tsv"))
+    with pytest.raises(ValueError, match=r"no subject has a usable L/R-mean FF.*160 row\(s\) were left out") as err:
+        build(*args, str(tmp_path / "ref.json"), min_n=5)
+    assert "--include_failed_qc true" in str(err.value) and not (tmp_path / "ref.json").exists()
+    build(*args, str(tmp_path / "ref.json"), min_n=5, include_failed_qc="true")
+    assert {e["n"] for e in _pooled(tmp_path / "ref.json")["muscles"].values()} == {40}
+
+
 def test_reference_from_a_table_without_verdict_warns_and_uses_every_row(qc_files, tmp_path):
     d, table = qc_files
     table.drop(columns="qc_status").to_csv(tmp_path / "old.csv", index=False)
