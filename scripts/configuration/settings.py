@@ -300,6 +300,7 @@ TRAIN_OPTIONS: dict[str, Option] = {
     "seed": Option("int", 0, 2**32 - 1),
     "field_of_view_outside": Option("choice", choices=("fill", "replicate")),
     "amp": _BOOL,
+    "vertebral_context": _BOOL,
     **dict.fromkeys(
         (
             "rigid_prob",

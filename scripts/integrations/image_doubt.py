@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from monai.bundle import ConfigParser
 from monai.inferers import Inferer
-from scripts.labels import LEFT_RIGHT_SWAP, NUM_CLASSES
+from scripts.labels import LEFT_RIGHT_SWAP
 from scripts.pipeline.batchnorm_adaptation import AdaptiveBatchNormInferer
 
 __all__ = ["DOUBT_VERSION", "Doubt", "PlainAndMirroredInferer", "doubt_from_outputs", "DoubtScorer"]
@@ -79,13 +79,13 @@ class PlainAndMirroredInferer(Inferer):
             raise ValueError(f"spatial_axis must be 0, 1 or 2, not {spatial_axis!r}")
         self.inferer = inferer
         self.spatial_axis = spatial_axis
-        self.order = [LEFT_RIGHT_SWAP.get(c, c) for c in range(NUM_CLASSES)]
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any):
         dim = 2 + self.spatial_axis
         plain = self.inferer(inputs, network, *args, **kwargs)
         mirrored = self.inferer(torch.flip(inputs, dims=[dim]), network, *args, **kwargs)
-        return torch.cat([plain, torch.flip(mirrored, dims=[dim])[:, self.order]], dim=1)
+        order = [LEFT_RIGHT_SWAP.get(c, c) for c in range(mirrored.shape[1])]  # 9 or 15 classes
+        return torch.cat([plain, torch.flip(mirrored, dims=[dim])[:, order]], dim=1)
 
 
 def doubt_from_outputs(plain: torch.Tensor, mirrored: torch.Tensor) -> Doubt:
@@ -175,7 +175,8 @@ class DoubtScorer:
         image = image.unsqueeze(0).to(self.device)
         with torch.no_grad():
             out = self.inferer(image, self.network)[0]
-        return doubt_from_outputs(out[:NUM_CLASSES], out[NUM_CLASSES:])
+        half = out.shape[0] // 2
+        return doubt_from_outputs(out[:half], out[half:])
 
     def describe(self) -> str:
         """One line naming the grid and options the scorer runs with (for the server log)."""

@@ -17,7 +17,7 @@ The table is repeated in docs/guides/phantom.md ("Anatomy-complete phantom"); ch
 from __future__ import annotations
 
 import numpy as np
-from scripts.labels import LABELS
+from scripts.labels import LABELS, VERTEBRAL_LABELS
 
 __all__ = ["TISSUE_IDS", "TISSUE_NAMES", "VERTEBRA_LABELS", "tissue_id", "vertebral_labels"]
 
@@ -76,15 +76,8 @@ _UNLABELLED: dict[int, str] = {
     84: "mesenteric_fat",
 }
 
-#: docs/design.md's vertebral-context values (never change them).
-VERTEBRA_LABELS: dict[int, str] = {
-    9: "vertebral_body_L1",
-    10: "vertebral_body_L2",
-    11: "vertebral_body_L3",
-    12: "vertebral_body_L4",
-    13: "vertebral_body_L5",
-    14: "sacrum",
-}
+#: docs/design.md's vertebral-context values (never change them; the one table is scripts.labels).
+VERTEBRA_LABELS: dict[int, str] = dict(VERTEBRAL_LABELS)
 
 #: id -> structure name (0 background, 1-8 target muscles, 9-14 vertebral context, 15+ unlabelled tissue).
 TISSUE_IDS: dict[int, str] = {**LABELS, **VERTEBRA_LABELS, **_UNLABELLED}

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from monai.inferers import Inferer
 from scripts.configuration.values import as_bool
-from scripts.labels import LEFT_RIGHT_SWAP, NUM_CLASSES
+from scripts.labels import LEFT_RIGHT_SWAP
 
 __all__ = ["LeftRightFlipInferer"]
 
@@ -26,7 +26,8 @@ class LeftRightFlipInferer(Inferer):
         inferer: the inner inferer (e.g. ``SlidingWindowInferer``), returning per-class outputs (B, C, X, Y, Z).
         spatial_axis: the array axis of the patient's left-right direction (0 after ``Orientationd("RAS")``).
         label_swap: class index -> its mirror class (left <-> right); classes not listed keep their index.
-        num_classes: number of output channels the swap applies to.
+        num_classes: number of output channels the swap applies to; None (default) takes the network's output
+            channels (9 for the muscles, 15 with the vertebral context, whose classes mirror onto themselves).
         enabled: False returns the inner inferer's output unchanged (one pass).
 
     The outputs are averaged as they come from the network (logits here); channels are permuted so that the
@@ -38,20 +39,17 @@ class LeftRightFlipInferer(Inferer):
         inferer: Inferer,
         spatial_axis: int = 0,
         label_swap: Mapping[int, int] | None = None,
-        num_classes: int = NUM_CLASSES,
+        num_classes: int | None = None,
         enabled: bool = True,
     ) -> None:
         if not callable(inferer):
             raise TypeError(f"inferer must be callable, not {type(inferer).__name__}")
         if spatial_axis not in (0, 1, 2) or isinstance(spatial_axis, bool):
             raise ValueError(f"spatial_axis must be 0, 1 or 2, not {spatial_axis!r}")
-        swap = dict(LEFT_RIGHT_SWAP if label_swap is None else label_swap)
-        order = [swap.get(c, c) for c in range(num_classes)]
-        if sorted(order) != list(range(num_classes)):
-            raise ValueError(f"label_swap must permute the classes 0..{num_classes - 1}, got {order}")
+        self.swap = dict(LEFT_RIGHT_SWAP if label_swap is None else label_swap)
+        self.order = None if num_classes is None else self._order(num_classes)
         self.inferer = inferer
         self.spatial_axis = spatial_axis
-        self.order = order
         self.enabled = as_bool(enabled, "enabled")
 
     def __call__(
@@ -63,10 +61,18 @@ class LeftRightFlipInferer(Inferer):
             return out
         dim = 2 + self.spatial_axis
         mirrored = _finite(self.inferer(torch.flip(inputs, dims=[dim]), network, *args, **kwargs))
-        if mirrored.shape[1] != len(self.order):
-            raise ValueError(f"the network returned {mirrored.shape[1]} channels; the swap is for {len(self.order)}")
-        mirrored = torch.flip(mirrored, dims=[dim])[:, self.order]
+        order = self.order if self.order is not None else self._order(mirrored.shape[1])
+        if mirrored.shape[1] != len(order):
+            raise ValueError(f"the network returned {mirrored.shape[1]} channels; the swap is for {len(order)}")
+        mirrored = torch.flip(mirrored, dims=[dim])[:, order]
         return (out + mirrored) / 2
+
+    def _order(self, num_classes: int) -> list[int]:
+        """The channel permutation of ``num_classes`` outputs (each class's mirror class)."""
+        order = [self.swap.get(c, c) for c in range(num_classes)]
+        if sorted(order) != list(range(num_classes)):
+            raise ValueError(f"label_swap must permute the classes 0..{num_classes - 1}, got {order}")
+        return order
 
 
 def _finite(out: torch.Tensor) -> torch.Tensor:

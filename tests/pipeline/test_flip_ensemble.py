@@ -9,7 +9,7 @@ import pytest
 import torch
 from monai.bundle import ConfigParser
 from monai.inferers import SimpleInferer, SlidingWindowInferer
-from scripts.labels import LEFT_RIGHT_SWAP, NUM_CLASSES
+from scripts.labels import LEFT_RIGHT_SWAP, NUM_CLASSES, NUM_CLASSES_WITH_CONTEXT
 from scripts.pipeline.flip_ensemble import LeftRightFlipInferer
 
 
@@ -71,10 +71,34 @@ def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="spatial_axis"):
         LeftRightFlipInferer(SimpleInferer(), spatial_axis=3)
     with pytest.raises(ValueError, match="permute"):
-        LeftRightFlipInferer(SimpleInferer(), label_swap={1: 2})
+        LeftRightFlipInferer(SimpleInferer(), label_swap={1: 2}, num_classes=9)
+    with pytest.raises(ValueError, match="permute"):  # without num_classes the swap is checked on the output
+        LeftRightFlipInferer(SimpleInferer(), label_swap={1: 2})(
+            torch.ones(1, 1, 4, 4, 4), lambda x: torch.zeros(1, 9, 4, 4, 4)
+        )
     with pytest.raises(ValueError, match="channels"):
-        LeftRightFlipInferer(SimpleInferer())(torch.ones(1, 1, 4, 4, 4), lambda x: torch.zeros(1, 3, 4, 4, 4))
+        LeftRightFlipInferer(SimpleInferer(), num_classes=9)(
+            torch.ones(1, 1, 4, 4, 4), lambda x: torch.zeros(1, 3, 4, 4, 4)
+        )
     assert LEFT_RIGHT_SWAP[1] == 2
+
+
+def test_vertebral_context_channels_mirror_onto_themselves() -> None:
+    # 15 outputs: muscle pairs swap, the midline vertebral bodies and sacrum (9-14) keep their channel
+    x = torch.zeros(1, 1, 6, 4, 4)
+    x[:, :, :3] = 1.0  # an image whose left half (low x) differs from its right
+
+    def network(t: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(1, NUM_CLASSES_WITH_CONTEXT, *t.shape[2:])
+        out[:, 1] = t[:, 0]  # "psoas_left" wherever the image is bright
+        out[:, 11] = t[:, 0]  # "L3" wherever the image is bright
+        return out
+
+    out = LeftRightFlipInferer(SimpleInferer())(x, network)
+    assert out.shape[1] == NUM_CLASSES_WITH_CONTEXT
+    # the mirrored pass's "psoas_left", mirrored back, is the psoas_right channel; L3 stays L3 in both passes
+    assert torch.equal(out[0, 1], x[0, 0] / 2) and torch.equal(out[0, 2], x[0, 0] / 2)
+    assert torch.equal(out[0, 11], x[0, 0])
 
 
 @pytest.mark.parametrize("enabled", [True, False])
