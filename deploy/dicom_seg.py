@@ -1,4 +1,5 @@
-"""DICOM SEG of the eight lumbar muscles (highdicom), with coded segment descriptions.
+"""DICOM SEG of the eight lumbar muscles (highdicom), with coded segment descriptions, and of the vertebral
+context (vertebral bodies L1-L5, sacrum) when the model outputs it.
 
 Codes (SNOMED CT, scheme ``SCT``) and where each was checked on this machine (docs/guides/dicom.md has the table):
 
@@ -9,6 +10,9 @@ Codes (SNOMED CT, scheme ``SCT``) and where each was checked on this machine (do
 - psoas and iliacus: ``68455001`` Iliopsoas muscle (TotalSegmentator's SNOMED mapping). No code for psoas major or
   iliacus alone could be verified here, so both carry their verified parent structure; the segment label and
   description say which muscle it is.
+- vertebral bodies L1-L5: ``66794005`` L1 vertebra, ``14293000`` L2, ``36470004`` L3, ``11994002`` L4, ``49668003``
+  L5 vertebra (pydicom's code dictionary); the label is the vertebral body, said in the segment description, coded
+  by its verified parent structure as the psoas is. Sacrum: ``54735007`` Bone structure of sacrum (same dictionary).
 - laterality: Segmented Property Type Modifier ``7771000`` Left / ``24028007`` Right (DICOM CID 244), where the
   DICOM standard puts the laterality of a paired structure in a segmentation.
 """
@@ -22,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["MuscleCode", "MUSCLE_CODES", "CATEGORY", "LATERALITY", "segment_descriptions", "write_seg"]
+__all__ = ["MuscleCode", "MUSCLE_CODES", "CONTEXT_CODES", "CATEGORY", "LATERALITY", "segment_descriptions", "write_seg"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,15 @@ MUSCLE_CODES: dict[str, MuscleCode] = {
     "quadratus_lumborum": MuscleCode("6001004", "Quadratus lumborum muscle"),
     "erector_spinae_multifidus": MuscleCode("44947003", "Erector spinae muscle"),
 }
+#: vertebral-context label value (scripts.labels.VERTEBRAL_LABELS) -> segmented property type.
+CONTEXT_CODES: dict[int, MuscleCode] = {
+    9: MuscleCode("66794005", "L1 vertebra"),
+    10: MuscleCode("14293000", "L2 vertebra"),
+    11: MuscleCode("36470004", "L3 vertebra"),
+    12: MuscleCode("11994002", "L4 vertebra"),
+    13: MuscleCode("49668003", "L5 vertebra"),
+    14: MuscleCode("54735007", "Bone structure of sacrum"),
+}
 LATERALITY: dict[str, MuscleCode] = {"left": MuscleCode("7771000", "Left"), "right": MuscleCode("24028007", "Right")}
 _WORDS = {
     "psoas": "psoas major",
@@ -57,17 +70,19 @@ _COLOURS = {
 }
 
 
-def segment_descriptions(algorithm_version: str) -> list:
-    """One highdicom ``SegmentDescription`` per label 1-8, in label order (segment number = label value).
+def segment_descriptions(algorithm_version: str, num_classes: int = 9) -> list:
+    """One highdicom ``SegmentDescription`` per label 1-8 (and 9-14 when ``num_classes`` is 15), in label order
+    (segment number = label value).
 
     Args:
         algorithm_version: the bundle version, written into the algorithm identification.
+        num_classes: the model's outputs: 9 (muscles) or 15 (with the vertebral context).
     """
     import highdicom as hd
     from highdicom.sr.coding import CodedConcept
     from pydicom.sequence import Sequence as DicomSequence
     from pydicom.sr.codedict import codes
-    from scripts.labels import LABELS, muscle_and_side
+    from scripts.labels import LABELS, VERTEBRAL_LABELS, muscle_and_side
 
     def coded(c: MuscleCode) -> CodedConcept:
         return CodedConcept(value=c.value, scheme_designator="SCT", meaning=c.meaning)
@@ -94,6 +109,21 @@ def segment_descriptions(algorithm_version: str) -> list:
         # laterality of a paired structure: Segmented Property Type Modifier Code Sequence (0062,0011), CID 244
         desc.SegmentedPropertyTypeModifierCodeSequence = DicomSequence([coded(LATERALITY[side])])
         desc.SegmentDescription = f"{side} {_WORDS[muscle]} muscle"
+        out.append(desc)
+    for value in (v for v in VERTEBRAL_LABELS if v < num_classes):
+        name = VERTEBRAL_LABELS[value]
+        desc = hd.seg.SegmentDescription(
+            segment_number=value,
+            segment_label=name,
+            segmented_property_category=coded(CATEGORY),
+            segmented_property_type=coded(CONTEXT_CODES[value]),
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=algorithm,
+            tracking_uid=hd.UID(),
+            tracking_id=name.replace("_", " "),
+            display_color=hd.color.CIELabColor(90.0, 0.0, 0.0),  # near white: the spine is context, not a result
+        )
+        desc.SegmentDescription = "sacrum" if value == 14 else f"vertebral body of {CONTEXT_CODES[value].meaning}"
         out.append(desc)
     return out
 
@@ -134,9 +164,9 @@ def write_seg(
     """Write the label map as a binary DICOM SEG referencing its source series.
 
     Args:
-        label_kji: uint8 label map ``(K, J, I)`` = (slice, DICOM row, DICOM column) with values 0-8, one frame per
-            source image in the same order (``volume.transpose(2, 1, 0)`` of a
-            :func:`scripts.io.dicom_stack.stack_series` volume).
+        label_kji: uint8 label map ``(K, J, I)`` = (slice, DICOM row, DICOM column) with values 0-8 (0-14 from a
+            model with the vertebral context), one frame per source image in the same order
+            (``volume.transpose(2, 1, 0)`` of a :func:`scripts.io.dicom_stack.stack_series` volume).
         source_datasets: the source images (pydicom datasets), in slice order.
         out_path: the SEG file to write (refused when it exists).
         algorithm_version: bundle version.
@@ -159,7 +189,7 @@ def write_seg(
         source_images=[_with_type2_attributes(ds) for ds in source_datasets],
         pixel_array=np.ascontiguousarray(label_kji.astype(np.uint8)),
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=segment_descriptions(algorithm_version),
+        segment_descriptions=segment_descriptions(algorithm_version, 15 if int(label_kji.max(initial=0)) > 8 else 9),
         series_instance_uid=hd.UID(),
         series_number=series_number,
         sop_instance_uid=hd.UID(),

@@ -213,3 +213,17 @@ def test_sr_reports_the_table_numbers_per_segment(runs):
         np.testing.assert_allclose(numbers[("118565006", None)][0], row.volume_ml, rtol=1e-8)
         finding = next(it for it in items if it.ConceptNameCodeSequence[0].CodeMeaning == "Finding")
         assert finding.ConceptCodeSequence[0].CodeValue == EXPECTED_TYPES[row.muscle]
+
+
+def test_seg_describes_the_vertebral_context_of_a_15_class_model(deploy_python):
+    code = (
+        "import json; from deploy.dicom_seg import segment_descriptions; "
+        "print(json.dumps([[int(d.SegmentNumber), d.SegmentLabel, d.SegmentedPropertyTypeCodeSequence[0].CodeValue, "
+        "d.SegmentDescription] for d in segment_descriptions('0', 15)]))"
+    )
+    out = subprocess.run([str(deploy_python), "-c", code], cwd=BUNDLE_ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    segments = json.loads(out.stdout)
+    assert [s[0] for s in segments] == list(range(1, 15))
+    assert segments[8] == [9, "vertebral_body_L1", "66794005", "vertebral body of L1 vertebra"]
+    assert segments[13][1:3] == ["sacrum", "54735007"]

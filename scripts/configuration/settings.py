@@ -224,6 +224,10 @@ def _cross_checks(typed: Mapping[str, Any]) -> list[str]:
     ff_scale, ff_method = typed.get("ff_scale"), typed.get("ff_method")
     if ff_scale is not None and ff_method not in (None, "auto", "vendor_map"):
         problems.append(f"ff_scale = {ff_scale} applies to a vendor FF map only, but ff_method is {ff_method}")
+    if typed.get("num_classes") not in (None, 9, 15):
+        problems.append(
+            f"num_classes = {typed['num_classes']} must be 9 (muscles) or 15 (muscles and vertebral context)"
+        )
     # the synthesis makes one image; with two network channels StackWaterFatd would replace it by water/fat again
     if (typed.get("synthesis_prob") or 0) > 0 and typed.get("network_channels") == "water_fat":
         problems.append(
@@ -269,6 +273,8 @@ INFERENCE_OPTIONS: dict[str, Option] = {
     "flip_ensemble": _BOOL,
     "adapt_batch_norm": _BOOL,
     "network_channels": Option("choice", choices=("inphase", "water_fat")),
+    # 9: the muscles; 15: with the vertebral context (docs/design.md); checked against the weights' output layer
+    "num_classes": Option("int", 9, 15, help="network outputs: 9 (muscles) or 15 (muscles and vertebral context)"),
     "amp": _BOOL,
     "trust_voxel_grid": Option(
         "choice",

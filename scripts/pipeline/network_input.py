@@ -81,15 +81,17 @@ def network_input(scan: DixonScan, channels: str = "inphase") -> np.ndarray:
     return np.stack([water, fat]).astype(np.float32)
 
 
-def check_checkpoint_channels(ckpt_path: str | Path | None, channels: str) -> None:
-    """Refuse a checkpoint whose first convolution reads another number of channels than ``channels`` gives.
+def check_checkpoint_channels(ckpt_path: str | Path | None, channels: str, num_classes: int | None = None) -> None:
+    """Refuse a checkpoint whose first convolution reads another number of channels than ``channels`` gives, or
+    whose output layer gives another number of classes than ``num_classes``.
 
-    Without this check a one-channel model run as two-channel (or the reverse) fails inside ``load_state_dict``
-    with a shape listing that does not say which setting to change.
+    Without this check a one-channel model run as two-channel (or a 15-class model run as 9-class) fails inside
+    ``load_state_dict`` with a shape listing that does not say which setting to change.
 
     Args:
         ckpt_path: a bare state_dict (``models/model.pt``); a missing or unreadable file is left to the loader.
         channels: the ``network_channels`` setting.
+        num_classes: the ``num_classes`` setting (9 muscles, 15 with the vertebral context); None skips the check.
 
     Raises:
         ValueError: naming the file, both channel counts and the setting that fits the model.
@@ -106,6 +108,16 @@ def check_checkpoint_channels(ckpt_path: str | Path | None, channels: str) -> No
         if isinstance(state, Mapping)
         else None
     )
+    last_bias = (
+        next((v for v in reversed(state.values()) if isinstance(v, torch.Tensor) and v.ndim == 1), None)
+        if isinstance(state, Mapping)
+        else None
+    )
+    if num_classes is not None and last_bias is not None and last_bias.shape[0] != int(num_classes):
+        raise ValueError(
+            f"{ckpt_path}: the model outputs {last_bias.shape[0]} classes, but num_classes={num_classes}; run with "
+            f"--num_classes {last_bias.shape[0]} (9: muscles, 15: muscles and vertebral context)"
+        )
     if first is None or first.shape[1] == expected:
         return
     fits = [name for name, n in NETWORK_CHANNELS.items() if n == first.shape[1]]

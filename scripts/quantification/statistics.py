@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 from scripts.grid import check_same_grid, map_labels_to_grid, slice_axis_from_affine, truncation_flags
-from scripts.labels import MUSCLES, NUM_CLASSES, label_value, muscle_and_side
+from scripts.labels import MUSCLES, NUM_CLASSES, VERTEBRAL_LABELS, label_value, muscle_and_side
 from scripts.quantification.columns import (
     _AGG_LABEL,
     _AGG_LR_MEAN,
@@ -482,7 +482,7 @@ def quantify_muscles(
     lab_vals = mapped.ravel()[labelled]
     _check_ff_fraction(ffa.ravel()[labelled])
     coords_all = np.unravel_index(labelled, ffa.shape)
-    unknown = sorted(set(np.unique(lab_vals).tolist()) - set(values))
+    unknown = sorted(set(np.unique(lab_vals).tolist()) - set(values) - set(VERTEBRAL_LABELS))
     if unknown:
         logger.warning("label values %s are not muscles of scripts.labels and are ignored", unknown)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
-from scripts.labels import LEFT_RIGHT_SWAP
+from scripts.labels import LEFT_RIGHT_SWAP, NUM_CLASSES
 from scripts.quantification.formulas import (
     _DEFAULT_RELATIVE_THRESHOLD,
     _as_float_pair,
@@ -170,7 +170,8 @@ def _mirrored_region_voxels(ff_box: np.ndarray, in_label: np.ndarray, n: int, mi
 
 def _label_flags(ff: np.ndarray, labels: np.ndarray, min_region_voxels: int) -> dict[int, LabelSwapFlags]:
     """Per-label asymmetry and mirrored-region rules (see :func:`detect_fat_water_swap`)."""
-    values = [int(v) for v in np.unique(labels) if v > 0]
+    # muscles only: the vertebral context (9-14) is fatty marrow, which no swap rule describes
+    values = [int(v) for v in np.unique(labels) if 0 < v < NUM_CLASSES]
     # each label is worked on inside its bounding box: a muscle fills a few percent of the volume, and whole-volume
     # masks and component labelling per label cost seconds per subject at the reference geometry
     boxes = ndimage.find_objects(np.asarray(labels, dtype=np.int64)) if values else []
@@ -244,7 +245,7 @@ def _muscle_evidence(
     lab = np.asarray(labels)
     if lab.shape != ff.shape:
         raise ValueError(f"labels shape {lab.shape} differs from water shape {ff.shape}")
-    in_muscle = ff[(lab != 0) & valid]
+    in_muscle = ff[(lab > 0) & (lab < NUM_CLASSES) & valid]  # muscles, not the vertebral context
     muscle_ff = float(np.median(in_muscle)) if in_muscle.size else float("nan")
     return muscle_ff, _label_flags(ff, lab, min_region_voxels), lab
 

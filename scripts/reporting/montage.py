@@ -11,10 +11,10 @@ from matplotlib.axes import Axes
 from matplotlib.figure import SubFigure
 from matplotlib.patches import Patch
 from scripts.grid import map_labels_to_grid, slice_axis_from_affine
-from scripts.labels import LABELS, NUM_CLASSES
+from scripts.labels import LABELS, NUM_CLASSES, VERTEBRAL_LABELS
 from scripts.reporting.figures import new_figure, save_png
 from scripts.reporting.orientation import axial_view, coronal_view, to_ras
-from scripts.reporting.style import LABEL_COLOURS
+from scripts.reporting.style import CONTEXT_COLOUR, LABEL_COLOURS
 
 __all__ = ["qc_montage"]
 
@@ -36,6 +36,9 @@ def _draw_contours(ax: Axes, label_view: np.ndarray) -> None:
         if value in LABEL_COLOURS:
             mask = (label_view == value).astype(np.float32)
             ax.contour(mask, levels=[0.5], colors=[LABEL_COLOURS[int(value)]], linewidths=1.0)
+        elif value in VERTEBRAL_LABELS:
+            mask = (label_view == value).astype(np.float32)
+            ax.contour(mask, levels=[0.5], colors=[CONTEXT_COLOUR], linewidths=0.6, linestyles="dashed")
 
 
 def _label_name(value: int) -> str:
@@ -50,7 +53,7 @@ def _orientation_letters(ax: Axes, letters: tuple[str, str, str, str]) -> None:
 
 def _montage_slices(lab_ras: np.ndarray, n_slices: int) -> np.ndarray:
     """RAS slice indices evenly spaced over the labelled range (whole volume when unlabelled), superior first."""
-    ks = np.nonzero((lab_ras != 0).any(axis=(0, 1)))[0]
+    ks = np.nonzero(((lab_ras > 0) & (lab_ras < NUM_CLASSES)).any(axis=(0, 1)))[0]  # muscle slices only
     k_lo, k_hi = (int(ks[0]), int(ks[-1])) if ks.size else (0, lab_ras.shape[2] - 1)
     # from superior to inferior, the usual reading order of an axial stack on a lumbar spine
     return np.unique(np.round(np.linspace(k_hi, k_lo, n_slices)).astype(int))[::-1]
@@ -134,6 +137,10 @@ def _draw_coronal_panels(
         Patch(facecolor="none", edgecolor=LABEL_COLOURS[v], linewidth=2, label=_label_name(v))
         for v in range(1, NUM_CLASSES)
     ]
+    if np.isin(lab_ras, list(VERTEBRAL_LABELS)).any():
+        handles.append(
+            Patch(facecolor="0.6", edgecolor=CONTEXT_COLOUR, linestyle="--", label="vertebral bodies, sacrum (white)")
+        )
     bottom.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=8, frameon=False)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["LABEL_COLOURS", "MUSCLE_DISPLAY_NAMES", "side_key", "muscle_name"]
+__all__ = ["LABEL_COLOURS", "CONTEXT_COLOUR", "MUSCLE_DISPLAY_NAMES", "side_key", "muscle_name"]
 
 #: label value -> colour of its contour: 8 distinct colours, left and right of a muscle in one hue family.
 LABEL_COLOURS: dict[int, str] = {
@@ -17,6 +17,9 @@ LABEL_COLOURS: dict[int, str] = {
     7: "#9467bd",
     8: "#e377c2",  # erector spinae + multifidus: purple, pink
 }
+#: contour colour of the vertebral context (labels 9-14, when the model outputs them): one neutral colour, so that
+#: the spine reads as the anchor and never as a ninth muscle.
+CONTEXT_COLOUR: str = "#ffffff"
 
 #: muscle key of :mod:`scripts.labels` -> name shown to readers.
 MUSCLE_DISPLAY_NAMES: dict[str, str] = {

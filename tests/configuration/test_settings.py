@@ -61,6 +61,8 @@ def test_overwrite_false_in_any_spelling_is_false(spelling):
         ("trust_voxel_grid", "label", "one of water"),
         ("resume", None, "not none"),
         ("amp", 2, "true/false"),
+        ("num_classes", 12, "9 (muscles) or 15"),
+        ("num_classes", 16, "<= 15"),
     ],
 )
 def test_wrong_values_are_refused_naming_option_and_what_is_accepted(name, value, words):

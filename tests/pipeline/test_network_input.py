@@ -112,3 +112,6 @@ def test_checkpoint_channels_are_checked_with_the_setting_that_fits(tmp_path):
     ):
         check_checkpoint_channels(path, "inphase")
     check_checkpoint_channels(tmp_path / "absent.pt", "inphase")  # left to the checkpoint loader
+    check_checkpoint_channels(path, "water_fat", num_classes=9)
+    with pytest.raises(ValueError, match=r"outputs 9 classes, but num_classes=15; run with --num_classes 9"):
+        check_checkpoint_channels(path, "water_fat", num_classes=15)

@@ -22,6 +22,17 @@ def test_no_swap_in_normal_phantom() -> None:
     assert not any(flag.suspected for flag in report.per_label.values())
 
 
+def test_vertebral_context_is_not_judged_as_a_muscle() -> None:
+    # a 15-class model's label map also holds the vertebral bodies (fatty marrow, FF ~ 0.85 here): no swap, no flags
+    water, fat, _, labels = phantom()
+    body = ellipse(5, 4, cx=0, cy=10) & (labels == 0)
+    labels = np.where(body, 11, labels)
+    water, fat = np.where(body, 0.15 * water.max(), water), np.where(body, 0.85 * water.max(), fat)
+    report = detect_fat_water_swap(water, fat, labels=labels, voxel_size_mm=(1.0, 1.0, 1.0))
+    assert not report.any_swap and 11 not in report.per_label
+    assert report.muscle_median_ff == pytest.approx(0.15, abs=0.02)
+
+
 def test_global_swap_detected() -> None:
     water, fat, _, labels = phantom()
     report = detect_fat_water_swap(fat, water, labels=labels)

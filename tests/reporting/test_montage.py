@@ -38,3 +38,18 @@ def test_montage_label_on_another_grid_and_empty_label(tmp_path: Path):
     assert empty.stat().st_size > 0
     with pytest.raises(ValueError, match="label_affine"):
         qc_montage(subj.images["inphase"], subj.affine, label[:-1], tmp_path / "c.png")
+
+
+def test_montage_slices_follow_the_muscles_not_the_vertebral_context(tmp_path: Path):
+    from scripts.reporting.montage import _montage_slices
+
+    lab = np.zeros((8, 8, 40), dtype=np.uint8)
+    lab[2:4, 2:4, 10:20] = 7  # ES+MF on slices 10-19
+    lab[4:6, 4:6, 0:40] = 12  # a "vertebral" column over the whole scan
+    chosen = _montage_slices(lab, 5)
+    assert chosen.min() >= 10 and chosen.max() <= 19
+    subj = generate_subject(4, Acquisition.preset("tiny"))
+    label = subj.images["label"].copy()
+    label[(label == 0) & (subj.images["ff_true"] > 0.7)] = 14  # any context voxels: drawn, never a muscle
+    path = qc_montage(subj.images["inphase"], subj.affine, label, tmp_path / "v.png", n_slices=3)
+    assert path.read_bytes().startswith(PNG_MAGIC)

@@ -6,7 +6,9 @@ learns the spine as the anchor of the psoas and QL. The phantom writes the two m
 
 - :class:`AddVertebralContext`: ``(label, vertebrae)`` -> one label map, vertebral values where the muscle map is
   background (a muscle voxel is never overwritten);
-- :class:`AddVertebralContextd`: the dictionary version; the vertebral key is removed after the merge.
+- :class:`AddVertebralContextd`: the dictionary version; the vertebral key is removed after the merge. An entry
+  without a vertebral map whose label map already holds 9-14 (annotations saved from a 15-class model, e.g. by
+  MONAI Label) passes unchanged.
 """
 
 from __future__ import annotations
@@ -70,11 +72,11 @@ class AddVertebralContextd(MapTransform):
     Args:
         keys: the muscle label key(s) to merge into (usually ``"label"``).
         vertebrae_key: the key of the vertebral label map; removed from the dictionary after the merge.
-        allow_missing_keys: with True, an entry without ``vertebrae_key`` is an error all the same (a 15-class
-            network trained on it would learn the spine as background), but missing label keys are skipped.
+        allow_missing_keys: with True, missing label keys are skipped.
 
     Raises:
-        KeyError: the entry has no ``vertebrae_key``; the message names the way forward.
+        KeyError: the entry has no ``vertebrae_key`` and its label map no vertebral value (a 15-class network trained
+            on it would learn the spine as background); the message names the way forward.
     """
 
     def __init__(self, keys: Any, vertebrae_key: str = "vertebrae", allow_missing_keys: bool = False) -> None:
@@ -87,13 +89,22 @@ class AddVertebralContextd(MapTransform):
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         if self.vertebrae_key not in d:
+            if all(_has_context(d[key]) for key in self.key_iterator(d)):
+                return d
             raise KeyError(
                 f"this entry has no {self.vertebrae_key!r} map, but the network is trained with the vertebral "
-                "context (vertebral_context true): give every entry a vertebral label map (the anatomy-complete "
-                "phantom writes one: python -m scripts.phantom cohort ... --anatomy complete), or train the "
-                "muscles only with --vertebral_context false"
+                "context (vertebral_context true) and its label map holds no vertebral value (9-14): give every "
+                "entry a vertebral label map (the anatomy-complete phantom writes one: python -m scripts.phantom "
+                "cohort ... --anatomy complete) or labels that include 9-14, or train the muscles only with "
+                "--vertebral_context false"
             )
         vertebrae = d.pop(self.vertebrae_key)
         for key in self.key_iterator(d):
             d[key] = self.merge(d[key], vertebrae)
         return d
+
+
+def _has_context(label: Any) -> bool:
+    """True when the label map holds a vertebral value (9-14)."""
+    lab = torch.as_tensor(label)
+    return bool(((lab >= _CONTEXT.min()) & (lab <= _CONTEXT.max())).any())

@@ -34,6 +34,13 @@ def test_dictionary_version_removes_the_vertebral_key() -> None:
     assert "vertebrae" not in out and set(torch.unique(out["label"]).tolist()) == {0, 1, 11, 14}
 
 
+def test_labels_that_carry_the_context_already_pass() -> None:
+    label, vertebrae = _maps()
+    merged = AddVertebralContext()(label, vertebrae)  # as a 15-class model's corrected output is saved
+    out = AddVertebralContextd(keys="label")({"label": merged})
+    assert torch.equal(out["label"], merged)
+
+
 def test_refusals_name_the_problem() -> None:
     label, vertebrae = _maps()
     with pytest.raises(KeyError, match="--vertebral_context false"):
