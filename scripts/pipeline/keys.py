@@ -30,6 +30,11 @@ LABEL_ON_FF_GRID_KEY = "label_on_ff_grid"
 SWAP_KEY = "swap_report"
 #: key of the per-muscle statistics (:class:`QuantResult`: FF table and per-slice profiles)
 STATS_KEY = "ff_statistics"
+#: key of the per-level table (DataFrame of :func:`scripts.quantification.level_statistics.level_statistics`), absent
+#: when the label map holds no vertebral labels
+LEVELS_KEY = "level_statistics"
+#: key of the subject's rows for the run's per-level cohort table, added when the subject is finished
+LEVEL_ROWS_KEY = "cohort_level_rows"
 #: key of the comparison with the normative reference (DataFrame, one row per muscle and side)
 NORMATIVE_KEY = "normative_comparison"
 #: key of the subject's rows for the run's cohort table, added when the subject is finished

@@ -10,7 +10,7 @@ from typing import Any
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 from scripts.io.atomic import atomic_write_text, publish_folder
-from scripts.pipeline.keys import DONE_SUFFIX, MANIFEST_KEY, ROWS_KEY, STAGING_DIR
+from scripts.pipeline.keys import DONE_SUFFIX, LEVEL_ROWS_KEY, MANIFEST_KEY, ROWS_KEY, STAGING_DIR
 from scripts.quantification.tables import CohortTable
 
 __all__ = ["MarkDoned"]
@@ -32,6 +32,8 @@ class MarkDoned(MapTransform):
         keys: unused (the transform acts on the whole entry); kept for the MONAI signature.
         output_dir: the run's output folder (as given to the run record).
         cohort_table: file name of the run's table of all subjects.
+        level_table: file name of the run's per-level table of all subjects (long format: one row per subject,
+            level and muscle side), written only for subjects with vertebral levels.
     """
 
     def __init__(
@@ -39,16 +41,19 @@ class MarkDoned(MapTransform):
         keys: KeysCollection = "pred",
         output_dir: str = "eval",
         cohort_table: str = "cohort_ff_table.csv",
+        level_table: str = "cohort_ff_levels.csv",
         allow_missing_keys: bool = True,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.output_dir = Path(output_dir)
         self.cohort = CohortTable(self.output_dir / cohort_table)
+        self.levels = CohortTable(self.output_dir / level_table)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         manifest = d.pop(MANIFEST_KEY, None)
         rows = d.pop(ROWS_KEY, None)
+        level_rows = d.pop(LEVEL_ROWS_KEY, None)
         subject = str(manifest["subject"] if manifest is not None else d.get("subject", ""))
         if not subject:
             return d
@@ -56,6 +61,8 @@ class MarkDoned(MapTransform):
         # folder, so the subject is redone and its rows replaced; a marker never stands beside unfinished results
         if rows is not None:
             self.cohort.add(rows, subject=subject)
+        if level_rows is not None:
+            self.levels.add(level_rows, subject=subject)
         staged = self.output_dir / STAGING_DIR / subject
         if staged.is_dir():
             publish_folder(staged, self.output_dir / subject)

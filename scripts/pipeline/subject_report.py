@@ -10,10 +10,11 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 from scripts.configuration.values import as_bool
 from scripts.pipeline.dixon_entry import scan_from_entry
-from scripts.pipeline.keys import FF_KEY, NORMATIVE_KEY, RESULTS_DIR_KEY, STATS_KEY
+from scripts.pipeline.keys import FF_KEY, LEVELS_KEY, NORMATIVE_KEY, RESULTS_DIR_KEY, STATS_KEY
 from scripts.pipeline.label_map import label_and_affine
 from scripts.reporting.ff_chart import ff_chart
 from scripts.reporting.html_report import html_report
+from scripts.reporting.level_charts import level_csa_chart, level_heatmap
 from scripts.reporting.montage import qc_montage
 
 __all__ = ["SubjectReportd"]
@@ -21,7 +22,9 @@ __all__ = ["SubjectReportd"]
 
 class SubjectReportd(MapTransform):
     """Draw ``<subject>_qc_axial.png`` (label overlay montage), ``<subject>_ff_chart.png`` (FF against the reference)
-    and write ``<subject>_report.html`` into the subject's staged folder.
+    and write ``<subject>_report.html`` into the subject's staged folder. With vertebral levels
+    (:class:`scripts.pipeline.level_statistics.LevelStatisticsd`), also ``<subject>_ff_levels.png`` (FF by level and
+    muscle side) and ``<subject>_csa_levels.png`` (cross-section area by level), captioned with the level status.
 
     The montage is drawn on the in-phase image (water + fat without one), in its stored orientation. Entries
     without statistics pass through, and so does every entry when ``enabled`` is false.
@@ -58,6 +61,20 @@ class SubjectReportd(MapTransform):
                 "QC montage": montage,
                 "FF against reference": ff_chart(table, comparison, sdir / f"{scan.subject}_ff_chart.png"),
             }
+            levels = d.get(LEVELS_KEY)
+            if levels is not None and len(levels):
+                images.update(_level_images(levels, sdir, scan.subject))
             provenance = dict(d[FF_KEY].provenance)
             html_report(scan.subject, table, comparison, images, sdir / f"{scan.subject}_report.html", provenance)
         return d
+
+
+def _level_images(levels: Any, sdir: Path, subject: str) -> dict[str, Path]:
+    """The per-level pictures, captioned with the level status and, when uncertain, its reasons."""
+    status = str(levels["level_status"].iloc[0])
+    reasons = str(levels["level_reasons"].iloc[0] or "") if status != "ok" else ""
+    note = "levels ok" if status == "ok" else f"levels UNCERTAIN: {reasons}"
+    return {
+        f"FF by vertebral level and muscle side ({note})": level_heatmap(levels, sdir / f"{subject}_ff_levels.png"),
+        f"Cross-section area by vertebral level ({note})": level_csa_chart(levels, sdir / f"{subject}_csa_levels.png"),
+    }

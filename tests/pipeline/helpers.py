@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 from scripts.pipeline.fat_fraction_map import FatFractionMapd
+from scripts.pipeline.level_statistics import LevelStatisticsd
 from scripts.pipeline.load_dixon import LoadDixond
 from scripts.pipeline.mark_done import MarkDoned
 from scripts.pipeline.muscle_statistics import MuscleStatisticsd
@@ -70,6 +71,7 @@ def quantification_steps(
         FatFractionMapd("pred", **ff),
         SwapCheckd("pred"),
         MuscleStatisticsd("pred", **stats),
+        LevelStatisticsd("pred", **{k: v for k, v in stats.items() if k != "erosion_mm"}),
         QualityVerdictd("pred"),
         NormativeComparisond("pred"),
         WriteResultsd("pred"),

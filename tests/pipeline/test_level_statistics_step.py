@@ -1,0 +1,90 @@
+"""LevelStatisticsd in the quantification steps of inference.json: per-level table, JSON section, cohort table and
+report pictures with vertebral labels; one message and no per-level file without them."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from scripts.pipeline.level_statistics import NO_CONTEXT_TEXT, LevelStatisticsd
+from scripts.pipeline.mark_done import MarkDoned
+
+from tests.pipeline.helpers import lean_body, loaded, quantification_steps
+from tests.quantification.level_cases import affine, as_lps, level_ff, spine_label
+
+
+def _spine_subject(tmp_path, lps: bool = False):
+    """The box spine of tests/quantification/level_cases.py as a water/fat/in-phase subject (optionally LPS)."""
+    ff, lab, aff = level_ff(), spine_label(), affine()
+    if lps:
+        ff, _ = as_lps(ff, aff, flip_z=True)
+        lab, aff = as_lps(lab, aff, flip_z=True)
+    water, fat = 1000.0 * (1.0 - ff), 1000.0 * ff
+    files = {}
+    for role, data in (("water", water), ("fat", fat), ("inphase", water + fat)):
+        files[role] = str(tmp_path / f"spine_{role}.nii.gz")
+        nib.save(nib.Nifti1Image(data.astype(np.float32), aff), files[role])
+    return files, lab, aff
+
+
+@pytest.mark.parametrize("lps", [False, True])
+def test_levels_written_to_csv_json_cohort_and_report(tmp_path, lps):
+    out = tmp_path / "eval"
+    files, lab, aff = _spine_subject(tmp_path, lps=lps)
+    d = quantification_steps(out, report=True, min_volume_ml=0.5)(loaded(files, lab, aff, subject="spine"))
+    MarkDoned(output_dir=str(out))(d)
+    sdir = out / "spine"
+    table = pd.read_csv(sdir / "spine_ff_levels.csv")
+    assert list(dict.fromkeys(table.level)) == ["L1", "L2", "L3", "L4", "L5"]
+    psoas = table[(table.muscle == "psoas") & (table.side == "left")].set_index("level")
+    np.testing.assert_allclose(psoas.ff_mean_pct.to_numpy(), [10.0, 12.0, 14.0, 16.0, 18.0], atol=1e-3)
+    assert psoas.loc["L3", "csa_mean_cm2"] == pytest.approx(0.96)
+    assert set(table.level_status) == {"ok"}
+    meta = json.loads((sdir / "spine_ff_table.json").read_text())["meta"]["levels"]
+    assert meta["status"] == "ok" and [lv["level"] for lv in meta["levels"]] == ["L1", "L2", "L3", "L4", "L5"]
+    assert meta["levels"][2]["z_low_mm"] == pytest.approx(91.0) and "csa_mean_cm2" in meta["units"]
+    cohort = pd.read_csv(out / "cohort_ff_levels.csv")
+    assert len(cohort) == 40 and set(cohort.subject) == {"spine"}
+    for name in ("spine_ff_levels.png", "spine_csa_levels.png"):
+        assert (sdir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (sdir / "spine_report.html").read_text()
+    assert "FF by vertebral level and muscle side (levels ok)" in page
+
+
+def test_uncertain_levels_are_said_in_the_report(tmp_path):
+    out = tmp_path / "eval"
+    files, lab, aff = _spine_subject(tmp_path)
+    lab[lab == 14] = 0  # the sacrum is not segmented: no anchor
+    d = quantification_steps(out, report=True)(loaded(files, lab, aff, subject="spine"))
+    table = pd.read_csv(out / ".staging" / "spine" / "spine_ff_levels.csv")
+    assert set(table.level_status) == {"uncertain"} and table.level_reasons.str.contains("sacrum").all()
+    page = (out / ".staging" / "spine" / "spine_report.html").read_text()
+    assert "levels UNCERTAIN: the sacrum is not in the label map" in page
+    assert d["ff_statistics"].meta["levels"]["status"] == "uncertain"
+
+
+def test_nine_class_label_map_writes_no_levels_and_says_why_once(tmp_path, caplog):
+    out = tmp_path / "eval"
+    files, label, aff = lean_body(tmp_path)
+    steps = quantification_steps(out)
+    with caplog.at_level(logging.INFO, logger="scripts.pipeline.level_statistics"):
+        d = steps(loaded(files, label, aff))
+        step = LevelStatisticsd("pred")
+        step(dict(d))
+        step(dict(d))
+    assert [r.getMessage() for r in caplog.records].count(f"{NO_CONTEXT_TEXT}; no per-level table is written") == 2
+    assert "level_statistics" not in d and "cohort_level_rows" not in d
+    assert not list((out / ".staging" / "lean").glob("*levels*"))
+    meta = json.loads((out / ".staging" / "lean" / "lean_ff_table.json").read_text())["meta"]
+    assert meta["levels"] == {"status": "not available", "reasons": [NO_CONTEXT_TEXT]}
+    MarkDoned(output_dir=str(out))(d)
+    assert not (out / "cohort_ff_levels.csv").exists()
+
+
+def test_unknown_rule_is_refused():
+    with pytest.raises(ValueError, match="rule must be one of"):
+        LevelStatisticsd("pred", rule="endplates")
