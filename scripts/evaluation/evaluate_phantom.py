@@ -22,7 +22,7 @@ from scripts.evaluation.agreement import bland_altman, linear_regression
 from scripts.evaluation.segmentation_metrics import compute_label_metrics
 from scripts.grid import check_same_grid
 from scripts.io.atomic import atomic_write_text
-from scripts.labels import MUSCLES
+from scripts.labels import MUSCLE_VALUES, MUSCLES, NUM_CLASSES, VERTEBRAL_LABELS
 
 __all__ = ["evaluate_run", "summarise"]
 
@@ -49,7 +49,8 @@ def evaluate_run(dataset_dir: str, pred_dir: str, datalist_key: str = "testing")
         pred = nib.load(seg_path)
         ref = nib.load(root / e["label"])
         check_same_grid(pred.shape, pred.affine, ref.shape, ref.affine, name_a=str(seg_path), name_b=e["label"])
-        m = compute_label_metrics(np.asarray(pred.dataobj), np.asarray(ref.dataobj), ref.header.get_zooms()[:3])
+        pred_arr, ref_arr, labels = _with_context(np.asarray(pred.dataobj), np.asarray(ref.dataobj), root, e)
+        m = compute_label_metrics(pred_arr, ref_arr, ref.header.get_zooms()[:3], labels)
         m.insert(0, "subject", sid)
         seg_rows.append(m)
         table = pd.read_csv(sdir / f"{sid}_ff_table.csv")
@@ -66,26 +67,52 @@ def evaluate_run(dataset_dir: str, pred_dir: str, datalist_key: str = "testing")
     return pd.concat(seg_rows, ignore_index=True), pd.concat(ff_rows, ignore_index=True)
 
 
+def _with_context(
+    pred: np.ndarray, ref: np.ndarray, root: Path, entry: dict
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """``(pred, ref, labels to score)``: the muscles, plus the vertebral context (9-14) when the prediction holds
+    it and the phantom wrote its vertebral map (anatomy-complete phantoms); the truth map then gets the vertebral
+    values where it is background, as training merges them."""
+    labels = list(MUSCLE_VALUES)
+    if not entry.get("vertebrae") or not (pred >= NUM_CLASSES).any():
+        return pred, ref, labels
+    vertebrae = np.asarray(nib.load(root / entry["vertebrae"]).dataobj)
+    if vertebrae.shape != ref.shape:
+        raise ValueError(f"{entry['vertebrae']}: shape {vertebrae.shape} differs from {entry['label']} {ref.shape}")
+    ref = np.where(ref == 0, vertebrae, ref).astype(ref.dtype)
+    return pred, ref, labels + sorted(VERTEBRAL_LABELS)
+
+
 def summarise(seg: pd.DataFrame, ff: pd.DataFrame) -> str:
     """Per-muscle (L/R mean) Dice and HD95, FF absolute error, and FF regression/Bland-Altman, as Markdown."""
     lines = [
         f"Subjects: {seg.subject.nunique()}",
         "",
         "| muscle (L/R mean) | Dice mean | Dice min | HD95 mm mean | HD95 mm max | RVD mean | "
-        "FF abs error pp median | FF abs error pp max |",
-        "|---|---|---|---|---|---|---|---|",
+        "FF abs error pp median | FF abs error pp max | per side: FF abs error pp median | P95 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     mean_rows = seg[seg.side == "mean"]
     ffm = ff[ff.side == "mean"].copy()
     ffm["abs_err"] = (ffm.ff_mean_pct_pred - ffm.ff_mean_pct_truth).abs()
+    sides = ff[ff.side != "mean"].dropna(subset=["ff_mean_pct_pred", "ff_mean_pct_truth"])
+    side_err = (sides.ff_mean_pct_pred - sides.ff_mean_pct_truth).abs()
     for m in MUSCLES:
         s = mean_rows[mean_rows.muscle == m]
         f = ffm[ffm.muscle == m]
+        e = side_err[sides.muscle == m]
         lines.append(
             f"| {m} | {s.dice.mean():.3f} | {s.dice.min():.3f} | {s.hd95_mm.mean():.2f} | "
-            f"{s.hd95_mm.max():.2f} | {s.rvd.mean():+.3f} | {f.abs_err.median():.2f} | {f.abs_err.max():.2f} |"
+            f"{s.hd95_mm.max():.2f} | {s.rvd.mean():+.3f} | {f.abs_err.median():.2f} | {f.abs_err.max():.2f} | "
+            f"{e.median():.2f} | {e.quantile(0.95):.2f} |"
         )
-    sides = ff[ff.side != "mean"].dropna(subset=["ff_mean_pct_pred", "ff_mean_pct_truth"])
+    context = seg[seg.side == "midline"].dropna(subset=["dice"])
+    if len(context):
+        lines += ["", "| vertebral context | n | Dice mean | Dice min | HD95 mm mean |", "|---|---|---|---|---|"]
+        for name, rows in context.groupby("muscle", sort=False):
+            lines.append(
+                f"| {name} | {len(rows)} | {rows.dice.mean():.3f} | {rows.dice.min():.3f} | {rows.hd95_mm.mean():.2f} |"
+            )
     err = (sides.ff_mean_pct_pred - sides.ff_mean_pct_truth).abs()
     reg = linear_regression(sides.ff_mean_pct_truth, sides.ff_mean_pct_pred)
     ba = bland_altman(sides.ff_mean_pct_pred, sides.ff_mean_pct_truth)

@@ -53,7 +53,7 @@ from scripts.evaluation.surface_distance import (
     hausdorff_from_distances,
     mean_surface_from_distances,
 )
-from scripts.labels import LABELS, MUSCLES, label_value, muscle_and_side
+from scripts.labels import ALL_LABELS, MUSCLES, VERTEBRAL_LABELS, label_value, muscle_and_side
 
 __all__ = [
     "BinaryMetrics",
@@ -217,7 +217,8 @@ def compute_label_metrics(
         ref_labels: reference label map, same shape and grid (compare affines before calling; see
             :func:`evaluate_label_files`).
         spacing_mm: voxel size per array axis in mm.
-        labels: label values to evaluate, muscles only (1-8).
+        labels: label values to evaluate: muscles (1-8) and, for a model with the vertebral context, 9-14 (their rows
+            name the structure in ``muscle`` and have ``side`` "midline"; they get no L/R mean).
 
     Example:
         >>> ref = np.zeros((8, 8, 4), np.int16); ref[1:4, 1:4, 1:3] = 1; ref[5:8, 1:4, 1:3] = 2
@@ -236,10 +237,13 @@ def compute_label_metrics(
 
     rows: list[dict[str, Any]] = []
     for value in values:
-        muscle, side = muscle_and_side(value)  # raises ValueError for background or unknown values
+        if value in VERTEBRAL_LABELS:
+            muscle, side = VERTEBRAL_LABELS[value], "midline"
+        else:
+            muscle, side = muscle_and_side(value)  # raises ValueError for background or unknown values
         metrics = compute_binary_metrics(pred == value, ref == value, spacing)
         rows.append({"label": value, "muscle": muscle, "side": side, **asdict(metrics)})
-        logger.debug("label %d (%s): %s", value, LABELS[value], metrics)
+        logger.debug("label %d (%s): %s", value, ALL_LABELS[value], metrics)
 
     by_label = {row["label"]: row for row in rows}
     numeric = [c for c in METRIC_COLUMNS[3:] if c not in ("pred_empty", "ref_empty")]
