@@ -15,6 +15,10 @@ measures of
 - the group tests (Mann-Whitney by sex, Kruskal-Wallis by activity, Holm over the table) on the model's FF and on
   the truth's, side by side.
 
+The model's rows whose quality verdict is ``fail`` are left out, as reference building does
+(:mod:`scripts.normative.qc_exclusion`; ``--include_failed_qc true`` keeps them): ``excluded.csv`` names them
+("left out by the quality verdict") and ``pipeline_check.md`` gives the counts.
+
 Usage::
 
     python -m scripts.studies.normative_pipeline --dataset_dir /data/normative173 \\
@@ -38,8 +42,11 @@ from scripts.normative.group_comparison import (
     holm_across_table,
     sex_comparison,
 )
+from scripts.normative.qc_exclusion import QCExclusion, exclude_failed_qc
 
 __all__ = ["subject_pairs", "error_regression", "group_tests_side_by_side", "run"]
+
+QC_REASON = "left out by the quality verdict (qc_status fail)"
 
 
 def subject_pairs(model: pd.DataFrame, truth: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -124,10 +131,17 @@ def group_tests_side_by_side(model: pd.DataFrame, truth: pd.DataFrame, side: str
 
 
 def _markdown(
-    agreement: pd.DataFrame, errors: pd.DataFrame, groups: pd.DataFrame, excluded: pd.DataFrame, n_subjects: int
+    agreement: pd.DataFrame,
+    errors: pd.DataFrame,
+    groups: pd.DataFrame,
+    excluded: pd.DataFrame,
+    n_subjects: int,
+    qc: QCExclusion,
 ) -> str:
     lines = [
         f"# Normative cohort: the pipeline's FF against the truth ({n_subjects} subjects)",
+        "",
+        f"Model rows: {qc.summary()}.",
         "",
         "## Agreement per muscle (model − truth, pp; both sides, clustered by subject)",
         "",
@@ -173,7 +187,22 @@ def _markdown(
     return "\n".join(lines) + "\n"
 
 
-def run(dataset_dir: str, cohort_table: str, out_dir: str, overwrite: bool = False) -> str:
+def _qc_checked(cohort_table: str, include_failed_qc: bool) -> tuple[QCExclusion, pd.DataFrame]:
+    """The cohort table after the quality rule, and the (subject, muscle, side) keys it withheld."""
+    path = Path(cohort_table)
+    if not path.is_file():
+        raise FileNotFoundError(f"cohort table {path} not found: give the cohort_ff_table.csv of a finished run")
+    table = pd.read_csv(path, dtype={"subject": str})
+    qc = exclude_failed_qc(table, include_failed=include_failed_qc, source=str(path))
+    withheld = np.isfinite(pd.to_numeric(table["ff_mean_pct"], errors="coerce")) & qc.table["ff_mean_pct"].isna()
+    keys = qc.table.loc[withheld, ["subject", "muscle", "side"]].copy()
+    keys["side"] = keys["side"].astype(str).replace({"lr_mean": "mean"})
+    return qc, keys
+
+
+def run(
+    dataset_dir: str, cohort_table: str, out_dir: str, overwrite: bool = False, include_failed_qc: bool = False
+) -> str:
     """Write the pipeline-level check (tables and ``pipeline_check.md``) under ``out_dir``; returns the Markdown.
 
     Args:
@@ -181,11 +210,16 @@ def run(dataset_dir: str, cohort_table: str, out_dir: str, overwrite: bool = Fal
         cohort_table: the run's ``cohort_ff_table.csv`` (the model's FF per subject, muscle and side).
         out_dir: output folder.
         overwrite: replace earlier results.
+        include_failed_qc: keep the model's rows whose ``qc_status`` is ``fail`` (left out by default; the rows
+            left out are listed in ``excluded.csv`` and counted in ``pipeline_check.md``).
     """
     parts = Path(dataset_dir) / "participants.tsv"
-    model = cohort_frame(cohort_table, parts)
+    qc, withheld = _qc_checked(cohort_table, include_failed_qc)
+    model = cohort_frame(qc.table, parts)
     truth = cohort_frame(pd.read_csv(Path(dataset_dir) / "ground_truth.csv", dtype={"subject": str}), parts)
     pairs, excluded = subject_pairs(model, truth)
+    by_qc = excluded.merge(withheld.assign(_qc=True), on=["subject", "muscle", "side"], how="left")["_qc"]
+    excluded.loc[by_qc.fillna(False).to_numpy(bool), "reason"] = QC_REASON
     sides = (
         pairs[pairs.side != "mean"]
         .assign(method="model")
@@ -203,7 +237,7 @@ def run(dataset_dir: str, cohort_table: str, out_dir: str, overwrite: bool = Fal
         ("group_tests_model_vs_truth.csv", groups),
     ):
         atomic_write_text(out / name, frame.to_csv(index=False), overwrite=overwrite)
-    text = _markdown(agreement, errors, groups, excluded, int(pairs.subject.nunique()))
+    text = _markdown(agreement, errors, groups, excluded, int(pairs.subject.nunique()), qc)
     atomic_write_text(out / "pipeline_check.md", text, overwrite=overwrite)
     return text
 

@@ -9,6 +9,9 @@ cohort (segmentations from the model, not the truth), this compares, per muscle 
 - the effects estimated by regressing ln FF on sex, age and activity with the generating effects;
 - the same statistics from the phantom's ground-truth FF, to separate segmentation error from sampling error.
 
+Rows of the run whose quality verdict is ``fail`` are left out of the model's statistics, as reference building does
+(:mod:`scripts.normative.qc_exclusion`; ``--include_failed_qc true`` keeps them); ``recovery.md`` says how many.
+
 Usage::
 
     python -m scripts.studies.reproduce_normative --dataset_dir /data/normative173 --run_dir /data/normative173_eval \\
@@ -24,6 +27,7 @@ import pandas as pd
 from scripts.io.atomic import atomic_write_text
 from scripts.labels import MUSCLES
 from scripts.normative.group_comparison import cohort_frame, covariate_regression
+from scripts.normative.qc_exclusion import QCExclusion, exclude_failed_qc
 from scripts.phantom.population import EFFECTS, PAPER_REFERENCE
 
 __all__ = ["bootstrap_quartiles", "recovery_tables", "run"]
@@ -98,27 +102,39 @@ def _effect_rows(df: pd.DataFrame, source: str) -> list[dict]:
     return rows
 
 
-def recovery_tables(dataset_dir: str | Path, run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def recovery_tables(
+    dataset_dir: str | Path, run_dir: str | Path, include_failed_qc: bool = False
+) -> tuple[pd.DataFrame, pd.DataFrame, QCExclusion]:
     """Quartile and effect recovery from the model's segmentations and from the phantom's ground truth.
 
     Args:
         dataset_dir: the phantom cohort (``participants.tsv``, ``ground_truth.csv``).
         run_dir: the inference run's output folder (``cohort_ff_table.csv``).
+        include_failed_qc: keep the model's rows whose ``qc_status`` is ``fail`` (left out by default).
 
     Returns:
-        ``(quartiles, effects)`` DataFrames with a ``source`` column (``model`` or ``ground_truth``).
+        ``(quartiles, effects, qc)``: DataFrames with a ``source`` column (``model`` or ``ground_truth``), and what
+        the quality rule withheld from the model's rows (:class:`scripts.normative.qc_exclusion.QCExclusion`).
     """
     dataset_dir, run_dir = Path(dataset_dir), Path(run_dir)
     parts = dataset_dir / "participants.tsv"
-    model = cohort_frame(run_dir / "cohort_ff_table.csv", parts)
+    table_path = run_dir / "cohort_ff_table.csv"
+    if not table_path.is_file():
+        raise FileNotFoundError(f"cohort table {table_path} not found: give the output folder of a finished run")
+    qc = exclude_failed_qc(
+        pd.read_csv(table_path, dtype={"subject": str}), include_failed=include_failed_qc, source=str(table_path)
+    )
+    model = cohort_frame(qc.table, parts)
     truth = cohort_frame(pd.read_csv(dataset_dir / "ground_truth.csv", dtype={"subject": str}), parts)
     quart = pd.DataFrame(_quartile_rows(model, "model") + _quartile_rows(truth, "ground_truth"))
     eff = pd.DataFrame(_effect_rows(model, "model") + _effect_rows(truth, "ground_truth"))
-    return quart, eff
+    return quart, eff, qc
 
 
-def _markdown(quart: pd.DataFrame, eff: pd.DataFrame) -> str:
+def _markdown(quart: pd.DataFrame, eff: pd.DataFrame, qc: QCExclusion) -> str:
     lines = [
+        f"Model rows: {qc.summary()}.",
+        "",
         "| muscle | statistic | paper (generating) | model cohort [95 % CI] | ground truth [95 % CI] |",
         "|---|---|---|---|---|",
     ]
@@ -145,11 +161,20 @@ def _markdown(quart: pd.DataFrame, eff: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n\n`*`: the generating value lies outside the 95 % interval.\n"
 
 
-def run(dataset_dir: str, run_dir: str, out_dir: str, overwrite: bool = False) -> str:
-    """Write ``quartiles.csv``, ``effects.csv`` and ``recovery.md`` under ``out_dir``; return the Markdown."""
+def run(dataset_dir: str, run_dir: str, out_dir: str, overwrite: bool = False, include_failed_qc: bool = False) -> str:
+    """Write ``quartiles.csv``, ``effects.csv`` and ``recovery.md`` under ``out_dir``; return the Markdown.
+
+    Args:
+        dataset_dir: the phantom cohort (``participants.tsv``, ``ground_truth.csv``).
+        run_dir: the inference run's output folder (``cohort_ff_table.csv``).
+        out_dir: output folder.
+        overwrite: replace earlier results.
+        include_failed_qc: keep the model's rows whose ``qc_status`` is ``fail`` (left out by default, counted in
+            ``recovery.md``).
+    """
     out = Path(out_dir)
-    quart, eff = recovery_tables(dataset_dir, run_dir)
-    text = _markdown(quart, eff)
+    quart, eff, qc = recovery_tables(dataset_dir, run_dir, include_failed_qc)
+    text = _markdown(quart, eff, qc)
     atomic_write_text(out / "quartiles.csv", quart.to_csv(index=False), overwrite=overwrite)
     atomic_write_text(out / "effects.csv", eff.to_csv(index=False), overwrite=overwrite)
     atomic_write_text(out / "recovery.md", text, overwrite=overwrite)

@@ -64,3 +64,27 @@ def test_pipeline_check_finds_the_sex_dependent_error_and_explains_exclusions(tm
     groups = pd.read_csv(out / "group_tests_model_vs_truth.csv", header=[0, 1])
     assert len(groups) == 2 * len(MUSCLES)
     assert "Excluded pairs: 3" in text and "## Does the error depend on the group?" in text
+
+
+def test_failed_rows_are_left_out_by_default_and_kept_on_request(tmp_path: Path):
+    # sub-05's left QL was drawn on fat (FF 90 %, verdict fail; its L/R mean row takes the fail): left out of the
+    # agreement by default, named in excluded.csv and counted in the Markdown; kept with include_failed_qc
+    root = _cohort(tmp_path / "cohort")
+    table = pd.read_csv(root / "cohort_ff_table.csv", dtype={"subject": str})
+    table["qc_status"] = "pass"
+    wrong = (table.subject == "sub-05") & (table.muscle == "quadratus_lumborum")
+    table.loc[wrong & (table.side == "left"), "ff_mean_pct"] = 90.0
+    table.loc[wrong & table.side.isin(["left", "mean"]), "qc_status"] = "fail"
+    table.to_csv(root / "cohort_ff_table.csv", index=False)
+    text = run(str(root), str(root / "cohort_ff_table.csv"), str(tmp_path / "out"))
+    assert "QC: 2 row(s) with qc_status 'fail' left out (quadratus_lumborum left 1, mean 1)" in text
+    excluded = pd.read_csv(tmp_path / "out" / "excluded.csv")
+    by_qc = excluded[excluded.reason == "left out by the quality verdict (qc_status fail)"]
+    assert sorted(by_qc.side) == ["left", "mean"] and set(by_qc.subject) == {"sub-05"}
+    assert len(excluded) == 5  # sub-03's psoas (3 rows, not in the run) and the two failed rows
+    pairs = pd.read_csv(tmp_path / "out" / "subject_pairs.csv")
+    assert pairs.error_pp.abs().max() <= 1.0 + 1e-9  # the 90 % row is not paired
+    kept = run(str(root), str(root / "cohort_ff_table.csv"), str(tmp_path / "kept"), include_failed_qc=True)
+    assert "QC: 2 row(s) with qc_status 'fail' kept on request" in kept
+    pairs = pd.read_csv(tmp_path / "kept" / "subject_pairs.csv")
+    assert pairs.error_pp.abs().max() > 60.0 and len(pd.read_csv(tmp_path / "kept" / "excluded.csv")) == 3

@@ -46,7 +46,9 @@ def drawn_cohort(tmp_path_factory):
 
 
 def test_the_generating_quartiles_and_effects_are_recovered(drawn_cohort):
-    quart, eff = recovery_tables(drawn_cohort, drawn_cohort / "run")
+    with pytest.warns(UserWarning, match="has no qc_status column"):
+        quart, eff, qc = recovery_tables(drawn_cohort, drawn_cohort / "run")
+    assert not qc.qc_columns and qc.excluded_total == 0  # a table without a verdict is used as is
     model = quart[quart.source == "model"]
     assert len(model) == 12
     med = model[model.statistic == "median"].set_index("muscle")
@@ -66,3 +68,27 @@ def test_run_writes_tables_and_refuses_to_overwrite(drawn_cohort, tmp_path):
     (tmp_path / "out" / "recovery.md").write_text("edited by the user\n")
     with pytest.raises(FileExistsError):
         run(str(drawn_cohort), str(drawn_cohort / "run"), str(tmp_path / "out"))
+
+
+def test_failed_rows_are_left_out_of_the_model_statistics(drawn_cohort, tmp_path):
+    # a third of the subjects' psoas rows failed QC with a wrong FF (60 %): left out, the median is recovered; kept on
+    # request, the median moves up
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    table = pd.read_csv(drawn_cohort / "run" / "cohort_ff_table.csv", dtype={"subject": str})
+    table["qc_status"] = "pass"
+    wrong = (table.muscle == "psoas") & table.subject.isin(sorted(table.subject.unique())[::3])
+    table.loc[wrong, "ff_mean_pct"] = 60.0
+    table.loc[wrong, "qc_status"] = "fail"
+    table.to_csv(run_dir / "cohort_ff_table.csv", index=False)
+    quart, _, qc = recovery_tables(drawn_cohort, run_dir)
+    assert qc.excluded["psoas"] == {"left": 200, "right": 200, "mean": 200}
+    med = quart[(quart.source == "model") & (quart.statistic == "median")].set_index("muscle")
+    assert med.at["psoas", "n"] == 400 and med.at["psoas", "cohort"] == pytest.approx(
+        PAPER_REFERENCE["psoas"][1], rel=0.08
+    )
+    text = run(str(drawn_cohort), str(run_dir), str(tmp_path / "out"))
+    assert "QC: 600 row(s) with qc_status 'fail' left out (psoas left 200, right 200, mean 200)" in text
+    quart, _, qc = recovery_tables(drawn_cohort, run_dir, include_failed_qc=True)
+    med = quart[(quart.source == "model") & (quart.statistic == "median")].set_index("muscle")
+    assert qc.excluded_total == 0 and med.at["psoas", "n"] == 600 and med.at["psoas", "cohort"] > 16.0
