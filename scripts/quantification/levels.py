@@ -68,7 +68,9 @@ class Body:
         z_low: caudal end (mm): the lowest voxel centre of the largest piece minus half a voxel's z extent.
         z_high: cranial end (mm), likewise.
         n_voxels: voxels of the label (all pieces).
-        n_pieces: pieces holding at least 10 % of the largest piece's voxels (1 for a well-formed body).
+        n_pieces: pieces holding at least 10 % of the largest piece's voxels (1 for a well-formed body; always 1
+            for the sacrum, whose body, alae and dorsal plate are separate pieces once cut, and whose extent is
+            that of all its voxels).
         cut_low: the body touches the caudal end of the field of view (its true caudal end is unknown).
         cut_high: the body touches the cranial end of the field of view.
     """
@@ -240,7 +242,9 @@ def measure_bodies(label: np.ndarray, affine: np.ndarray) -> list[Body]:
         comp, n = ndimage.label(lab[box] == v)
         sizes = np.bincount(comp.ravel())[1:]
         largest = int(np.argmax(sizes)) + 1
-        idx = tuple(c + s.start for c, s in zip(np.nonzero(comp == largest), box))
+        # the sacrum is one bone in several pieces once cut (body, alae, dorsal plate): all of it counts
+        piece = comp > 0 if v == SACRUM_VALUE else comp == largest
+        idx = tuple(c + s.start for c, s in zip(np.nonzero(piece), box))
         z = _z_of_voxels(aff, idx)
         bodies.append(
             Body(
@@ -249,7 +253,7 @@ def measure_bodies(label: np.ndarray, affine: np.ndarray) -> list[Body]:
                 z_low=float(z.min()) - half_z,
                 z_high=float(z.max()) + half_z,
                 n_voxels=int(sizes.sum()),
-                n_pieces=int((sizes >= _PIECE_FRACTION * sizes.max()).sum()),
+                n_pieces=1 if v == SACRUM_VALUE else int((sizes >= _PIECE_FRACTION * sizes.max()).sum()),
                 cut_low=bool(cut[v]["truncated_inferior"]),
                 cut_high=bool(cut[v]["truncated_superior"]),
             )

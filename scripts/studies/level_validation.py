@@ -1,0 +1,264 @@
+"""Validation of the vertebral-level assignment on anatomy-complete phantoms (issue #26; docs/studies/levels.md).
+
+For each subject of a phantom cohort (``python -m scripts.phantom cohort ... --anatomy complete``) the truth label
+map (muscles 1-8 from ``label``, vertebrae 9-14 from ``vertebrae``) is given to
+:func:`scripts.quantification.levels.assign_levels`, as stored and cut to L2-L5, L3-S1 and T12-L3. The reference is
+the generator's own geometry: its anatomy is drawn again from the subject's seed (``participants.tsv``; the same
+random stream as :func:`scripts.phantom.generate.generate_subject`), and level ``k`` (0 = L5) has its body at
+``z_rel`` 5 + 36 k to 32 + 36 k, the sacrum's top at -2.5 (``scripts.phantom.spine``), world z =
+``SubjectAnatomy.z(z_rel)``; a true bound is midway between two bodies, T12/L1 midway between L1 and T12.
+
+Counted per scenario: bounds within 3 mm of the truth, levels named ``ok`` whose mid-plane lies in another true level
+(misnamed: target 0), uncertain levels; per level side with >= 1 mL: the FF median of ff_true in the assigned levels
+(the levels' own error) and of the stored water/fat FF (end to end, with the acquisition's noise) against ff_true in the
+true levels, and the mean CSA against the truth label in the true levels.
+
+Usage::
+
+    python -m scripts.studies.level_validation --cohort /work/data/vert/phantom_test_complete --out OUT [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from scripts.grid import slice_axis_from_affine
+from scripts.phantom.generate import make_anatomy
+from scripts.phantom.population import draw_participant
+from scripts.quantification.formulas import fat_fraction_from_water_fat
+from scripts.quantification.level_statistics import level_statistics
+from scripts.quantification.levels import Level, LevelAssignment, assign_levels
+
+__all__ = ["generator_bounds", "crop_to_z", "evaluate_subject", "summarise", "main"]
+
+#: scenario -> (caudal, cranial) true bound names that delimit the kept slab (None: as stored)
+SCENARIOS: dict[str, tuple[str, str] | None] = {
+    "as_stored": None,
+    "L2-L5": ("L5/S1", "L1/L2"),
+    "L3-S1": ("S1_low", "L2/L3"),
+    "T12-L3": ("L3/L4", "T12_high"),
+}
+_NAMES = ("L5", "L4", "L3", "L2", "L1")
+
+
+def generator_bounds(seed: int, subject: str, texture: str = "smooth") -> dict[str, float]:
+    """The generator's true planes (world z, mm) of one subject: ``"L5/S1"`` ... ``"T12/L1"``, and the slab ends
+    ``"S1_low"`` (30 mm below L5/S1) and ``"T12_high"`` (T12's cranial end)."""
+    rng = np.random.default_rng([int(seed), 20261125])
+    anat = make_anatomy(draw_participant(subject, rng), rng, texture=texture, texture_seed=int(seed))
+    # the L5/S1 plane is midway between L5's caudal end (5) and the sacrum's top (-2.5); the others between bodies
+    names = ("L5/S1", "L4/L5", "L3/L4", "L2/L3", "L1/L2", "T12/L1")
+    planes = {"L5/S1": float(anat.z(1.25))}
+    planes.update({names[k + 1]: float(anat.z(36.5 + 36 * k)) for k in range(5)})
+    planes["S1_low"] = planes["L5/S1"] - 30.0
+    planes["T12_high"] = float(anat.z(32 + 36 * 5))
+    return planes
+
+
+def true_levels(planes: dict[str, float]) -> dict[str, tuple[float, float]]:
+    """Level -> (caudal, cranial) true bound (mm)."""
+    order = ["T12/L1", "L1/L2", "L2/L3", "L3/L4", "L4/L5", "L5/S1"]
+    return {f"L{i + 1}": (planes[order[i + 1]], planes[order[i]]) for i in range(5)}
+
+
+def crop_to_z(arrays: list[np.ndarray], affine: np.ndarray, z_low: float, z_high: float):
+    """Keep the slices whose centre (at the in-plane centre) lies in ``[z_low, z_high]``; returns arrays, affine."""
+    axis = slice_axis_from_affine(affine)
+    shape = arrays[0].shape
+    vox = np.tile((np.asarray(shape, float) - 1.0) / 2.0, (shape[axis], 1))
+    vox[:, axis] = np.arange(shape[axis])
+    z = affine[2, :3] @ vox.T + affine[2, 3]
+    keep = np.flatnonzero((z >= z_low) & (z <= z_high))
+    k0, k1 = int(keep.min()), int(keep.max()) + 1
+    new = affine.copy()
+    new[:3, 3] += affine[:3, axis] * k0
+    sl = [slice(None)] * 3
+    sl[axis] = slice(k0, k1)
+    return [a[tuple(sl)] for a in arrays], new
+
+
+def _naming(assignment: LevelAssignment, truth: dict[str, tuple[float, float]]) -> list[dict]:
+    """Per assigned level: its true level (by mid-plane), bound errors and whether it is misnamed."""
+    rows = []
+    for lv in assignment.levels:
+        where = [n for n, (lo, hi) in truth.items() if lo <= lv.z_mid < hi]
+        true_name = where[0] if where else "outside"
+        lo, hi = truth.get(lv.name, (math.nan, math.nan))
+        rows.append(
+            {
+                "level": lv.name,
+                "true_level": true_name,
+                "status": lv.status,
+                "coverage": lv.coverage,
+                "err_low_mm": lv.z_low - lo,
+                "err_high_mm": lv.z_high - hi,
+                "misnamed": lv.status == "ok" and true_name != lv.name,
+            }
+        )
+    return rows
+
+
+def _level_errors(lab, aff, ff, ff_true, assignment, truth) -> list[dict]:
+    """Per level side (>= 1 mL in the truth): FF median and mean CSA error against the truth."""
+    measured = level_statistics(lab, aff, ff, aff, assignment, min_volume_ml=1.0)
+    placed = level_statistics(lab, aff, ff_true, aff, assignment, min_volume_ml=1.0)
+    measured["ff_placed_pct"] = placed["ff_median_pct"].to_numpy()
+    fov = assignment.fov_z
+    levels = []
+    for name, (lo, hi) in truth.items():
+        inside = max(0.0, min(hi, fov[1]) - max(lo, fov[0])) / (hi - lo)
+        if inside > 0 and name in {lv.name for lv in assignment.levels}:
+            levels.append(Level(name, lo, hi, inside, "ok"))
+    ref = level_statistics(lab, aff, ff_true, aff, LevelAssignment(levels, [], "ok", [], "mid_disc", fov))
+    merged = measured.merge(ref, on=["level", "label"], suffixes=("", "_true"))
+    merged = merged[merged.volume_ml_true >= 1.0]
+    return [
+        {
+            "level": r.level,
+            "label": int(r.label),
+            "ff_err_pp": r.ff_median_pct - r.ff_median_pct_true,
+            "ff_level_err_pp": r.ff_placed_pct - r.ff_median_pct_true,
+            "csa_err_rel": (r.csa_mean_cm2 - r.csa_mean_cm2_true) / r.csa_mean_cm2_true,
+        }
+        for r in merged.itertuples()
+    ]
+
+
+def _load(cohort: Path, sid: str) -> dict[str, np.ndarray]:
+    out = {}
+    for key in ("label", "vertebrae", "ff_true", "water", "fat"):
+        img = nib.load(str(cohort / sid / f"{sid}_{key}.nii.gz"))
+        out[key] = np.asarray(img.dataobj)
+        out["affine"] = img.affine
+    return out
+
+
+def evaluate_subject(cohort: Path, row: pd.Series) -> tuple[list[dict], list[dict]]:
+    """Naming/bound rows and FF/CSA error rows of one subject over every scenario."""
+    sid = str(row["participant_id"])
+    data = _load(cohort, sid)
+    lab = np.where(data["label"] > 0, data["label"], data["vertebrae"]).astype(np.uint8)
+    ff = fat_fraction_from_water_fat(data["water"].astype(np.float32), data["fat"].astype(np.float32))
+    planes = generator_bounds(int(row["seed"]), sid, str(row.get("texture", "smooth")))
+    truth = true_levels(planes)
+    names, errors = [], []
+    for scenario, ends in SCENARIOS.items():
+        arrays, aff = [lab, ff, data["ff_true"].astype(np.float32)], data["affine"]
+        if ends is not None:
+            arrays, aff = crop_to_z(arrays, aff, planes[ends[0]], planes[ends[1]])
+        assignment = assign_levels(arrays[0], aff)
+        if assignment is None:
+            continue
+        for r in _naming(assignment, truth):
+            reasons = "; ".join(assignment.reasons)
+            names.append(
+                {"subject": sid, "scenario": scenario, "level_status": assignment.status, "reasons": reasons, **r}
+            )
+        for r in _level_errors(*arrays[:1], aff, arrays[1], arrays[2], assignment, truth):
+            errors.append({"subject": sid, "scenario": scenario, **r})
+    return names, errors
+
+
+def summarise(names: pd.DataFrame, errors: pd.DataFrame, tol_mm: float = 3.0) -> pd.DataFrame:
+    """Per scenario: levels, ok, uncertain, misnamed, bounds within ``tol_mm`` (both ends; levels with a true
+    counterpart), FF median |error| (median and max, pp) and |CSA error| (median and max, %)."""
+    out = []
+    for scenario, g in names.groupby("scenario", sort=False):
+        e = errors[errors.scenario == scenario]
+        named = g[g.level.isin(_NAMES)]
+        within = (named.err_low_mm.abs() <= tol_mm) & (named.err_high_mm.abs() <= tol_mm)
+        full = named[named.coverage >= 1.0]
+        within_full = (full.err_low_mm.abs() <= tol_mm) & (full.err_high_mm.abs() <= tol_mm)
+        out.append(
+            {
+                "scenario": scenario,
+                "levels": len(g),
+                "ok": int((g.status == "ok").sum()),
+                "uncertain": int((g.status == "uncertain").sum()),
+                "misnamed": int(g.misnamed.sum()),
+                "bounds_within_3mm_pct": 100.0 * float(within.mean()),
+                "bounds_within_3mm_full_coverage_pct": 100.0 * float(within_full.mean()) if len(full) else math.nan,
+                "max_bound_err_mm": float(np.nanmax(np.abs(named[["err_low_mm", "err_high_mm"]].to_numpy()))),
+                "level_sides": len(e),
+                "ff_level_abs_err_median_pp": float(e.ff_level_err_pp.abs().median()),
+                "ff_level_abs_err_p95_pp": float(e.ff_level_err_pp.abs().quantile(0.95)),
+                "ff_level_within_0.7pp_pct": 100.0 * float((e.ff_level_err_pp.abs() <= 0.7).mean()),
+                "ff_abs_err_median_pp": float(e.ff_err_pp.abs().median()),
+                "ff_abs_err_p95_pp": float(e.ff_err_pp.abs().quantile(0.95)),
+                "csa_abs_err_median_pct": 100.0 * float(e.csa_err_rel.abs().median()),
+                "csa_abs_err_p95_pct": 100.0 * float(e.csa_err_rel.abs().quantile(0.95)),
+                "csa_within_5pct_pct": 100.0 * float((e.csa_err_rel.abs() <= 0.05).mean()),
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def sagittal_levels_png(cohort: Path, sid: str, out_png: Path) -> Path:
+    """A mid-sagittal view of a subject's in-phase image with its vertebral labels outlined and the assigned level
+    bounds drawn as lines (world RAS mm; the image is turned to the closest canonical orientation first)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure  # research figure only
+
+    imgs = {
+        k: nib.as_closest_canonical(nib.load(str(cohort / sid / f"{sid}_{k}.nii.gz"))) for k in ("inphase", "vertebrae")
+    }
+    image, vert = np.asarray(imgs["inphase"].dataobj, float), np.asarray(imgs["vertebrae"].dataobj)
+    aff = imgs["inphase"].affine
+    assignment = assign_levels(vert, aff)
+    x = int(np.round(np.nonzero(vert)[0].mean()))
+    ys = aff[1, 1] * np.arange(image.shape[1]) + aff[1, 3]
+    zs = aff[2, 2] * np.arange(image.shape[2]) + aff[2, 3]
+    fig = Figure(figsize=(5.0, 7.0), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    extent = (ys[0], ys[-1], zs[0], zs[-1])
+    ax.imshow(image[x].T, cmap="gray", origin="lower", extent=extent, aspect="equal", vmax=np.percentile(image, 99.5))
+    ax.contour(ys, zs, (vert[x] > 0).T.astype(float), levels=[0.5], colors="#ffffff", linewidths=0.8)
+    for lv in assignment.levels:
+        for z in (lv.z_low, lv.z_high):
+            ax.axhline(z, color="#ffd54f" if lv.status == "ok" else "#ff7043", lw=0.9)
+        ax.text(ys[0] + 3, lv.z_mid, lv.name, color="#ffd54f", fontsize=10, va="center", fontweight="bold")
+    ax.set_xlabel("y (mm, posterior - anterior)")
+    ax.set_ylabel("z (mm, inferior - superior)")
+    ax.set_title(f"{sid}: levels {assignment.status} (mid-disc bounds)", fontsize=10)
+    fig.savefig(out_png, dpi=110)
+    return out_png
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cohort", required=True, help="phantom cohort folder (participants.tsv, sub-*/)")
+    parser.add_argument("--out", required=True, help="folder for levels_*.csv and the summary")
+    parser.add_argument("--limit", type=int, default=None, help="first N subjects only")
+    parser.add_argument("--figure", default=None, help="subject to draw (sagittal view with level lines)")
+    args = parser.parse_args(argv)
+    cohort, out = Path(args.cohort), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    participants = pd.read_csv(cohort / "participants.tsv", sep="\t")
+    if args.limit:
+        participants = participants.head(args.limit)
+    names, errors = [], []
+    for _, row in participants.iterrows():
+        n, e = evaluate_subject(cohort, row)
+        names += n
+        errors += e
+    names_df, errors_df = pd.DataFrame(names), pd.DataFrame(errors)
+    summary = summarise(names_df, errors_df)
+    names_df.to_csv(out / "levels_naming.csv", index=False)
+    errors_df.to_csv(out / "levels_errors.csv", index=False)
+    summary.to_csv(out / "levels_summary.csv", index=False)
+    if args.figure:
+        sagittal_levels_png(cohort, args.figure, out / f"levels_sagittal_{args.figure}.png")
+    print(summary.to_string(index=False))
+    print(json.dumps({"subjects": len(participants)}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
