@@ -9,8 +9,14 @@ no reference segmentation:
   ranges of :class:`QCLimits` (psoas beside the spine, ES+MF behind it, QL lateral, iliacus in the iliac fossa);
 - **shape**: one connected piece, no long gaps between its first and last slice, a mean cross-section area a muscle
   can have;
+- **size and extent against the partner** (:mod:`scripts.quality.extent`): a side whose volume or cranio-caudal
+  extent is a fraction of the other side's, or that is absent or thin on slices where the other side is well formed,
+  was partly missed (eroded, cut short) even when it lies in the right place;
 - **signal**: the FF inside the label (a "muscle" whose median voxel is mostly fat lies on fat), and left/right
   agreement of FF;
+- **place against the vertebral bodies** (when the map holds labels 9-14, :mod:`scripts.quality.spine_anchor`):
+  psoas against the bodies, QL lateral to and behind it, ES+MF behind them, left muscles left of them, iliacus at or
+  below L5; without them the position reasons say that the body outline alone judged them;
 - **network confidence** (when the pipeline gives it, :mod:`scripts.quality.confidence`): a label whose voxels mostly
   lie near the network's decision boundary (top-1 probability within ``BOUNDARY_MARGIN`` of the next label's) was
   drawn by an unsure network.
@@ -30,6 +36,8 @@ import pandas as pd
 from scipy import ndimage
 from scripts.labels import LABELS, LEFT_RIGHT_SWAP, label_value, muscle_and_side
 from scripts.quality.confidence import BOUNDARY_MARGIN
+from scripts.quality.extent import ExtentLimits, extent_findings
+from scripts.quality.spine_anchor import SpineLimits, has_spine, spine_findings
 
 __all__ = [
     "QCLimits",
@@ -42,6 +50,8 @@ __all__ = [
 ]
 
 STATUSES = ("pass", "review", "fail")
+#: ends a position reason when the map has no vertebral labels to anchor it (the shipped 9-output network)
+_NO_ANCHOR = " (body outline only: no vertebral labels in the map)"
 #: what :func:`add_qc_columns` adds to a subject's FF table
 QC_COLUMNS = ("qc_status", "qc_score", "qc_reasons")
 #: what :func:`add_qc_columns` adds when given the network's confidence: column -> field of
@@ -77,7 +87,19 @@ class QCLimits:
             "erector_spinae_multifidus": (0.0, 0.38),
         }
     )
+    #: mean cross-section (volume / cranio-caudal extent): the lower ends are 40-50 % of the smallest phantom truth
+    #: (tuning seeds 300-319, truncated coverage included: 2.6, 1.9, 1.9 and 10.9 cm2) and below adult anatomy, so
+    #: a label far thinner than its covered extent allows is asked to be reviewed even when both sides are thin.
+    #: A label reaching the first or last slice of the scan may show only a tapering end: ``csa_cut_cm2`` instead
     csa_cm2: Mapping[str, tuple[float, float]] = dataclasses.field(
+        default_factory=lambda: {
+            "psoas": (1.0, 45.0),
+            "iliacus": (0.8, 55.0),
+            "quadratus_lumborum": (0.6, 25.0),
+            "erector_spinae_multifidus": (4.5, 80.0),
+        }
+    )
+    csa_cut_cm2: Mapping[str, tuple[float, float]] = dataclasses.field(
         default_factory=lambda: {
             "psoas": (0.3, 45.0),
             "iliacus": (0.3, 55.0),
@@ -108,6 +130,10 @@ class QCLimits:
     #: (docs/studies/quality_control.md): sides with Dice >= 0.9 reach at most 0.09 and at least 0.74, sides drawn
     #: wrong on noisy or upside-down scans 0.13-0.35 and 0.33-0.84; most real scans are less sure than phantoms
     net_margin_mean_review: float = 0.6
+    #: a side against its partner: volume, extent and slice-wise cross-section ratios (scripts.quality.extent)
+    extent: ExtentLimits = dataclasses.field(default_factory=ExtentLimits)
+    #: the place against the vertebral bodies when the map holds them (scripts.quality.spine_anchor)
+    spine: SpineLimits = dataclasses.field(default_factory=SpineLimits)
 
 
 @dataclasses.dataclass
@@ -176,6 +202,20 @@ def _range_check(
     verdict.add(severity, f"{what} {value:.2f}{unit} outside {lo:g}-{hi:g}{unit}")
 
 
+def _position_checks(verdict: SideVerdict, lateral: float, ap: float, limits: QCLimits, note: str) -> None:
+    """Side of the midline, distance from it (mm, + towards the patient's right) and antero-posterior place (0 back,
+    1 front) within the body outline; ``note`` ends each reason added here (how the position was judged)."""
+    first = len(verdict.reasons)
+    if (lateral > 5.0 and verdict.side == "left") or (lateral < -5.0 and verdict.side == "right"):
+        where = "right" if lateral > 0 else "left"
+        verdict.add("fail", f"lies on the patient's {where} ({abs(lateral):.0f} mm from the midline)")
+    bounds = limits.lateral_mm[verdict.muscle]
+    _range_check(verdict, abs(lateral), bounds, limits.fail_margin_mm, "distance from the midline", " mm")
+    what = "antero-posterior place in the body (0 back, 1 front)"
+    _range_check(verdict, ap, limits.ap_fraction[verdict.muscle], limits.fail_margin_ap, what, "")
+    verdict.reasons[first:] = [r + note for r in verdict.reasons[first:]]
+
+
 def _shape_checks(
     verdict: SideVerdict, mask: np.ndarray, axis: int, voxel_ml: float, slice_mm: float, limits: QCLimits
 ) -> None:
@@ -198,7 +238,10 @@ def _shape_checks(
         )
     extent_cm = (last - first + 1) * slice_mm / 10.0
     csa = mask.sum() * voxel_ml / extent_cm  # mL / cm = cm^2
-    _range_check(verdict, csa, limits.csa_cm2[verdict.muscle], float("inf"), "mean cross-section", " cm2")
+    cut = first == 0 or last == len(per_slice) - 1
+    bounds = (limits.csa_cut_cm2 if cut else limits.csa_cm2)[verdict.muscle]
+    what = "mean cross-section (cut by the field of view)" if cut else "mean cross-section"
+    _range_check(verdict, csa, bounds, float("inf"), what, " cm2")
 
 
 def _signal_checks(verdict: SideVerdict, ff_values: np.ndarray, limits: QCLimits) -> float:
@@ -256,6 +299,27 @@ def _relation_checks(
                 verdicts[ql].add("review", f"found on {n_ql} of the {n_psoas} slices that show the psoas")
 
 
+def _extent_checks(
+    verdicts: Mapping[int, SideVerdict],
+    per_slice: Mapping[int, np.ndarray],
+    affine: np.ndarray,
+    shape: tuple[int, ...],
+    axis: int,
+    limits: QCLimits,
+) -> None:
+    """Each side against its partner on the same slices (:func:`scripts.quality.extent.extent_findings`)."""
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    centre = (np.asarray(shape, np.float64) - 1.0) / 2.0
+    ijk = np.repeat(centre[None], shape[axis], axis=0)
+    ijk[:, axis] = np.arange(shape[axis])
+    slice_z = _world(affine, ijk)[:, 2]  # world z of each slice at the grid's centre (oblique slices tilt)
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    findings = extent_findings(per_slice, voxel_ml, float(spacing[axis]), slice_z, limits.extent)
+    for value, found in findings.items():
+        for severity, reason in found:
+            verdicts[value].add(severity, reason)
+
+
 def assess_segmentation(
     labels: np.ndarray,
     affine: np.ndarray,
@@ -290,6 +354,7 @@ def assess_segmentation(
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     voxel_ml = float(np.prod(spacing)) / 1000.0
     points = _body_points(np.asarray(body, dtype=bool), affine, axis)
+    anchored = has_spine(labels)
     verdicts, mean_ff, per_slice = {}, {}, {}
     for value in sorted(v for v in LABELS if v):
         muscle, side = muscle_and_side(value)
@@ -307,30 +372,19 @@ def assess_segmentation(
             verdict.add("review", "no body outline on its slices: position not judged")
             _shape_checks(verdict, mask, axis, voxel_ml, float(spacing[axis]), limits)
             continue
-        lateral = centre[0] - midline  # + towards the patient's right
-        if (lateral > 5.0 and side == "left") or (lateral < -5.0 and side == "right"):
-            verdict.add(
-                "fail",
-                f"lies on the patient's {'right' if lateral > 0 else 'left'} ({abs(lateral):.0f} mm from the midline)",
-            )
-        _range_check(
-            verdict, abs(lateral), limits.lateral_mm[muscle], limits.fail_margin_mm, "distance from the midline", " mm"
-        )
         depth = max(anterior - posterior, 1.0)
-        _range_check(
-            verdict,
-            (centre[1] - posterior) / depth,
-            limits.ap_fraction[muscle],
-            limits.fail_margin_ap,
-            "antero-posterior place in the body (0 back, 1 front)",
-            "",
-        )
+        ap = (centre[1] - posterior) / depth
+        _position_checks(verdict, centre[0] - midline, ap, limits, "" if anchored else _NO_ANCHOR)
         _shape_checks(verdict, mask, axis, voxel_ml, float(spacing[axis]), limits)
         if confidence is not None:
             _confidence_checks(verdict, confidence.get(value), limits)
         if ff is not None:
             mean_ff[value] = _signal_checks(verdict, np.asarray(ff)[mask], limits)
     _relation_checks(verdicts, per_slice, limits)
+    _extent_checks(verdicts, per_slice, affine, labels.shape, axis, limits)
+    for value, found in spine_findings(labels, affine, axis, limits.spine).items():
+        for severity, reason in found:
+            verdicts[value].add(severity, reason)
     for value, ff_mean in mean_ff.items():
         other = mean_ff.get(LEFT_RIGHT_SWAP[value])
         if other is not None and np.isfinite(ff_mean) and np.isfinite(other):
