@@ -360,3 +360,66 @@ def test_shipped_model_finds_real_muscles_only_with_batch_norm_adaptation(shared
     for name, value in scores[True].items():
         assert value > 0.7, (name, scores)
     assert max(scores[False].values()) < 0.7, scores
+
+
+def test_vertebral_context_training_from_the_shipped_weights_and_inference(tiny_cohort, tmp_path):
+    import torch
+
+    complete = tmp_path / "complete"
+    generate_cohort(
+        complete,
+        n=3,
+        seed=12,
+        geometry="tiny",
+        variety=False,
+        n_validation=1,
+        n_testing=1,
+        progress=False,
+        anatomy="complete",
+    )
+    common = ["--epochs", "1", "--val_interval", "1", "--patch_size", "[32,32,16]", *TINY_OVERRIDES]
+    res = _bundle_run(
+        "--config_file",
+        "configs/train.json",
+        "--dataset_dir",
+        str(complete),
+        "--vertebral_context",
+        "true",
+        "--pretrained_ckpt",
+        str(BUNDLE_ROOT / "models" / "model.pt"),
+        "--ckpt_dir",
+        str(tmp_path / "models"),
+        "--output_dir",
+        str(tmp_path / "train"),
+        *common,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "tensors adapted to this network's channel counts" in res.stdout + res.stderr
+    model = tmp_path / "models" / "model.pt"
+    assert list(torch.load(model, weights_only=True).values())[-1].shape == (15,)  # the output layer's bias
+    args = ["--config_file", "configs/inference.json", "--dataset_dir", str(complete), "--ckpt_path", str(model)]
+    args += ["--roi_size", "[32,32,16]", "--working_spacing", "[8.0,8.0,12.0]"]
+    res = _bundle_run(*args, "--output_dir", str(tmp_path / "eval"), "--num_classes", "15")
+    assert res.returncode == 0, res.stderr[-3000:]
+    subject = json.loads((complete / "datalist.json").read_text())["testing"][0]["subject"]
+    table = (tmp_path / "eval" / subject / f"{subject}_ff_table.csv").read_text()
+    assert "vertebral" not in table and "sacrum" not in table  # the spine never enters the muscle statistics
+    # the 9-class default with this model: refused before anything is written, naming the setting to use
+    res = _bundle_run(*args, "--output_dir", str(tmp_path / "eval9"))
+    assert res.returncode != 0 and "--num_classes 15" in res.stderr
+    assert not (tmp_path / "eval9").exists()
+    # a muscle-only cohort cannot teach the spine: refused, naming both ways forward
+    res = _bundle_run(
+        "--config_file",
+        "configs/train.json",
+        "--dataset_dir",
+        str(tiny_cohort),
+        "--vertebral_context",
+        "true",
+        "--ckpt_dir",
+        str(tmp_path / "m2"),
+        "--output_dir",
+        str(tmp_path / "t2"),
+        *common,
+    )
+    assert res.returncode != 0 and "--vertebral_context false" in res.stderr and "--anatomy complete" in res.stderr
