@@ -24,7 +24,9 @@ class SubjectReportd(MapTransform):
     """Draw ``<subject>_qc_axial.png`` (label overlay montage), ``<subject>_ff_chart.png`` (FF against the reference)
     and write ``<subject>_report.html`` into the subject's staged folder. With vertebral levels
     (:class:`scripts.pipeline.level_statistics.LevelStatisticsd`), also ``<subject>_ff_levels.png`` (FF by level and
-    muscle side) and ``<subject>_csa_levels.png`` (cross-section area by level), captioned with the level status.
+    muscle side) and ``<subject>_csa_levels.png`` (cross-section area by level), captioned with the level status,
+    shown in the page's "Per vertebral level" section with the level table and the status in words (a 9-output
+    model's page says there that per-level results need the vertebral context).
 
     The montage is drawn on the in-phase image (water + fat without one), in its stored orientation. Entries
     without statistics pass through, and so does every entry when ``enabled`` is false.
@@ -62,10 +64,19 @@ class SubjectReportd(MapTransform):
                 "FF against reference": ff_chart(table, comparison, sdir / f"{scan.subject}_ff_chart.png"),
             }
             levels = d.get(LEVELS_KEY)
-            if levels is not None and len(levels):
-                images.update(_level_images(levels, sdir, scan.subject))
+            level_images = _level_images(levels, sdir, scan.subject) if levels is not None and len(levels) else {}
             provenance = dict(d[FF_KEY].provenance)
-            html_report(scan.subject, table, comparison, images, sdir / f"{scan.subject}_report.html", provenance)
+            html_report(
+                scan.subject,
+                table,
+                comparison,
+                images,
+                sdir / f"{scan.subject}_report.html",
+                provenance,
+                levels=levels,
+                level_info=d[STATS_KEY].meta.get("levels"),
+                level_images=level_images,
+            )
         return d
 
 

@@ -1,9 +1,11 @@
-"""One self-contained HTML page per subject: flags, FF table, normative comparison, provenance, pictures.
+"""One self-contained HTML page per subject: flags, FF table, normative comparison, levels, provenance, pictures.
 
 The page embeds its pictures as base64, so it is a single file that can be mailed or archived; it is written
 atomically (temporary file in the target folder, then ``os.replace``). All text is HTML-escaped. A muscle side whose
 quality verdict is ``fail`` is shown in red in the FF table and its normative comparison is withheld; a ``review``
-side is shown in amber (:mod:`scripts.reporting.qc_marks`). The numbers themselves are those of the tables.
+side is shown in amber (:mod:`scripts.reporting.qc_marks`). The numbers themselves are those of the tables. With
+the vertebral context (a 15-output model) a "Per vertebral level" section shows the level pictures, FF mean and
+mid-plane CSA per level and muscle side, and whether the level names can be trusted, in words.
 """
 
 from __future__ import annotations
@@ -22,13 +24,28 @@ from scripts.labels import MUSCLES
 from scripts.reporting.qc_marks import QC_COLOURS, QC_WITHHELD_TEXT, qc_status_of, qc_statuses
 from scripts.reporting.style import muscle_name, side_key
 
-__all__ = ["APPROXIMATION_NOTE", "html_report"]
+__all__ = ["APPROXIMATION_NOTE", "LEVELS_NEED_CONTEXT_TEXT", "html_report"]
 
 #: What every normative statement must say (docs/design.md: percentiles and z are approximations).
 APPROXIMATION_NOTE: str = (
     "Approximation: the percentile and z-score are approximations under the distribution named per row, fitted "
     "to the reference's published quartiles (or interpolated in its percentile table); the band (below Q1, within "
     "the IQR, above Q3) uses the published reference values themselves."
+)
+
+#: the level section's one sentence when the label map holds no vertebral labels (a 9-output model)
+LEVELS_NEED_CONTEXT_TEXT: str = (
+    "Per-level results (L1-L5) need a model with the vertebral context (15 outputs: the muscles, L1-L5 and the "
+    "sacrum); this model's label map holds no vertebral labels, so no per-level table was made."
+)
+#: how a level status reads on the page; "uncertain" is followed by the reasons
+_LEVELS_OK_TEXT = (
+    "Levels ok: L1-L5 are the network's vertebral labels, checked (one piece per body, cranio-caudal order, body "
+    "heights 20-40 mm, disc gaps 1-20 mm, no level skipped) and anchored on the sacrum in view."
+)
+_LEVELS_UNCERTAIN_TAIL = (
+    "so the L1-L5 names rest on the network's labels alone and may be off by a level: do not compare these "
+    "levels with other subjects' without looking at the sagittal anatomy."
 )
 
 _CSS = """
@@ -239,6 +256,95 @@ def _comparison_section(comparison: pd.DataFrame | None, table: pd.DataFrame | N
     ]
 
 
+def _level_status_lines(levels: pd.DataFrame | None, level_info: Mapping[str, Any]) -> list[str]:
+    """The level status in words: ok, or uncertain with its reasons; then the bound rule and partial levels."""
+    status = str(level_info.get("status", "n/a"))
+    reasons = [str(r) for r in level_info.get("reasons", [])]
+    if not reasons and levels is not None and len(levels) and status != "ok":
+        text = levels["level_reasons"].iloc[0]
+        reasons = [] if pd.isna(text) or not str(text) else [str(text)]
+    why = "; ".join(reasons) or "no reason recorded"
+    lines = [_LEVELS_OK_TEXT] if status == "ok" else [f"Levels uncertain: {why}; {_LEVELS_UNCERTAIN_TAIL}"]
+    rule = level_info.get("boundary_rule")
+    if rule:
+        lines.append(f"Level bounds: {rule} (axial planes of world z).")
+    partial = [
+        f"{lv['level']} ({100.0 * float(lv['coverage']):.0f} %)"
+        for lv in level_info.get("levels", [])
+        if float(lv.get("coverage", 1.0)) < 0.999
+    ]
+    if partial:
+        lines.append(
+            f"Partly outside the field of view (share of the level in view): {', '.join(partial)}; their mean CSA "
+            "is over the covered part only."
+        )
+    return lines
+
+
+def _level_rows(levels: pd.DataFrame, statuses: dict[tuple[str, str], str]) -> list[list[str]]:
+    """One row per level and muscle: FF mean and mid-plane CSA of the left and right side; failed sides marked.
+
+    A muscle with no voxel in any level is left out.
+    """
+    rows = []
+    voxels = pd.to_numeric(levels["n_voxels"], errors="coerce").fillna(0) if "n_voxels" in levels else None
+    # a muscle with no voxel in any level (not segmented, or outside these levels) would only add rows of n/a
+    shown = [m for m in MUSCLES if voxels is None or voxels[levels["muscle"] == m].sum() > 0]
+    for level in dict.fromkeys(levels["level"].astype(str)):
+        at = levels[levels["level"].astype(str) == level]
+        for muscle in shown:
+            cells: dict[str, list[str]] = {"ff": [], "csa": []}
+            for side in ("left", "right"):
+                row = at[(at["muscle"] == muscle) & (at["side"] == side)]
+                mark = " (QC fail)" if qc_status_of(statuses, muscle, side) == "fail" else ""
+                ff = row["ff_mean_pct"].iloc[0] if len(row) else None
+                csa = row["csa_mid_cm2"].iloc[0] if len(row) else None
+                cells["ff"].append(_fmt(ff) + (mark if _fmt(ff) != "n/a" else ""))
+                cells["csa"].append(_fmt(csa, 2) + (mark if _fmt(csa) != "n/a" else ""))
+            rows.append([level, muscle_name(muscle), *cells["ff"], *cells["csa"]])
+    return rows
+
+
+def _levels_section(
+    levels: pd.DataFrame | None,
+    level_info: Mapping[str, Any] | None,
+    images: Mapping[str, str | os.PathLike[str]],
+    table: pd.DataFrame | None,
+) -> list[str]:
+    """The "Per vertebral level" section: status in words, the compact table and the level pictures.
+
+    Without vertebral labels (``level_info`` status ``not available``) it is one sentence saying what is needed.
+    """
+    esc = html.escape
+    parts = ["<h2>Per vertebral level</h2>"]
+    info = dict(level_info or {})
+    if levels is None or not len(levels):
+        if info.get("status") == "not available" or not info:
+            return [*parts, f"<p>{esc(LEVELS_NEED_CONTEXT_TEXT)}</p>"]
+        return [*parts, f'<p class="flag">{esc("; ".join(str(r) for r in info.get("reasons", [])))}</p>']
+    if not info:
+        info = {"status": str(levels["level_status"].iloc[0])}
+    cls = "ok" if info.get("status") == "ok" else "flag"
+    parts.extend(f'<p class="{cls}">{esc(line)}</p>' for line in _level_status_lines(levels, info))
+    header = ["level", "muscle", "FF mean left (%)", "FF mean right (%)", "CSA mid left (cm²)", "CSA mid right (cm²)"]
+    parts.append(_html_table(header, _level_rows(levels, qc_statuses(table)), text_cols=2))
+    parts.append(
+        "<p>FF mean: plain mean of F/(F+W) over the muscle side's voxels between the level's bounds (same border "
+        "trim and minimum volume as the FF table). CSA mid: cross-section area at the level's mid-plane (n/a "
+        "outside the field of view). n/a = not available (never 0 %). Left and right are the patient's.</p>"
+    )
+    parts.extend(_figure(caption, path) for caption, path in images.items())
+    return parts
+
+
+def _figure(caption: str, path: str | os.PathLike[str]) -> str:
+    b64 = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return (
+        f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{b64}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
+
+
 def _provenance_section(provenance: Mapping[str, Any]) -> list[str]:
     parts = ["<h2>Provenance: how FF was made</h2><table><tbody>"]
     for key, value in provenance.items():
@@ -248,14 +354,7 @@ def _provenance_section(provenance: Mapping[str, Any]) -> list[str]:
 
 
 def _pictures_section(images: Mapping[str, str | os.PathLike[str]]) -> list[str]:
-    parts = ["<h2>Pictures</h2>"]
-    for caption, path in images.items():
-        b64 = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-        parts.append(
-            f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{b64}">'
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-        )
-    return parts
+    return ["<h2>Pictures</h2>", *(_figure(caption, path) for caption, path in images.items())]
 
 
 def html_report(
@@ -265,15 +364,22 @@ def html_report(
     images: Mapping[str, str | os.PathLike[str]],
     out_html: str | os.PathLike[str],
     provenance: Mapping[str, Any],
+    *,
+    levels: pd.DataFrame | None = None,
+    level_info: Mapping[str, Any] | None = None,
+    level_images: Mapping[str, str | os.PathLike[str]] | None = None,
 ) -> Path:
-    """Write one self-contained HTML page for a subject: flags, FF table, normative comparison, provenance, images.
+    """Write one self-contained HTML page for a subject: flags, FF table, normative comparison, levels, provenance,
+    images.
 
     Sections: the flags (missing, no valid FF, truncated, fat-water swap suspected; "No flags" otherwise); the FF
     table (left, right and L/R mean per muscle: mean, core mean, median, volume, voxels, status; rows that failed
     the quality check in red, rows for review in amber); the normative comparison (reference quartiles, band,
     approximate percentile and z-score, with :data:`APPROXIMATION_NOTE` and the distribution named; withheld for
-    failed sides); the provenance (how FF was made); the pictures, embedded as base64 PNG so the page is
-    one portable file. All text is HTML-escaped.
+    failed sides); when ``levels`` or ``level_info`` is given, "Per vertebral level" (the level status in words,
+    uncertain levels with their reasons, FF mean and mid-plane CSA per level and muscle side, the level pictures;
+    with a 9-output model the one sentence :data:`LEVELS_NEED_CONTEXT_TEXT`); the provenance (how FF was made);
+    the pictures, embedded as base64 PNG so the page is one portable file. All text is HTML-escaped.
 
     Args:
         subject: subject identifier (title).
@@ -282,6 +388,9 @@ def html_report(
         images: caption -> PNG path (e.g. ``{"QC montage": ..., "FF chart": ...}``).
         out_html: output path.
         provenance: key -> value describing the FF map (method, source, scale, assumption, software ...).
+        levels: the per-level table (:func:`scripts.quantification.level_statistics.level_statistics`), or None.
+        level_info: the ``levels`` section of the FF table JSON (status, reasons, boundary_rule, levels), or None.
+        level_images: caption -> PNG path of the level pictures, shown in the level section.
 
     Returns:
         The written path.
@@ -297,6 +406,11 @@ def html_report(
         *_flags_section(table),
         *_ff_section(table),
         *_comparison_section(comparison, table),
+        *(
+            _levels_section(levels, level_info, level_images or {}, table)
+            if levels is not None or level_info is not None
+            else []
+        ),
         *_provenance_section(provenance),
         *_pictures_section(images),
         "</body></html>\n",

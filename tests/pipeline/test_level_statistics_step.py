@@ -53,6 +53,9 @@ def test_levels_written_to_csv_json_cohort_and_report(tmp_path, lps):
         assert (sdir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = (sdir / "spine_report.html").read_text()
     assert "FF by vertebral level and muscle side (levels ok)" in page
+    section = page.split("<h2>Per vertebral level</h2>", 1)[1].split("<h2>", 1)[0]
+    assert "Levels ok" in section and section.count("data:image/png;base64") == 2
+    assert '<td class="t">L3</td><td class="t">Psoas</td><td>14.0</td><td>20.0</td>' in section
 
 
 def test_uncertain_levels_are_said_in_the_report(tmp_path):
@@ -64,13 +67,14 @@ def test_uncertain_levels_are_said_in_the_report(tmp_path):
     assert set(table.level_status) == {"uncertain"} and table.level_reasons.str.contains("sacrum").all()
     page = (out / ".staging" / "spine" / "spine_report.html").read_text()
     assert "levels UNCERTAIN: the sacrum is not in the label map" in page
+    assert "names rest on the network&#x27;s labels alone" in page.split("<h2>Per vertebral level</h2>", 1)[1]
     assert d["ff_statistics"].meta["levels"]["status"] == "uncertain"
 
 
 def test_nine_class_label_map_writes_no_levels_and_says_why_once(tmp_path, caplog):
     out = tmp_path / "eval"
     files, label, aff = lean_body(tmp_path)
-    steps = quantification_steps(out)
+    steps = quantification_steps(out, report=True)
     with caplog.at_level(logging.INFO, logger="scripts.pipeline.level_statistics"):
         d = steps(loaded(files, label, aff))
         step = LevelStatisticsd("pred")
@@ -81,6 +85,8 @@ def test_nine_class_label_map_writes_no_levels_and_says_why_once(tmp_path, caplo
     assert not list((out / ".staging" / "lean").glob("*levels*"))
     meta = json.loads((out / ".staging" / "lean" / "lean_ff_table.json").read_text())["meta"]
     assert meta["levels"] == {"status": "not available", "reasons": [NO_CONTEXT_TEXT]}
+    page = (out / ".staging" / "lean" / "lean_report.html").read_text()
+    assert "need a model with the vertebral context" in page.split("<h2>Per vertebral level</h2>", 1)[1]
     MarkDoned(output_dir=str(out))(d)
     assert not (out / "cohort_ff_levels.csv").exists()
 

@@ -89,3 +89,71 @@ def test_failed_side_is_red_and_its_comparison_withheld(tmp_path: Path):
     assert "Comparison withheld for the sides that failed the quality check" in text
     assert sum("qc-fail" not in r and ("within_iqr" in r or "above_q3" in r or "below_q1" in r) for r in cmp_rows) == 10
     assert "FAILED the quality check: do not use its number" in text
+
+
+def _level_case(drop_sacrum: bool = False) -> tuple[pd.DataFrame, dict]:
+    """The box spine of tests/quantification/level_cases.py: per-level table and the JSON ``levels`` section."""
+    from scripts.quantification.level_statistics import level_statistics
+    from scripts.quantification.levels import assign_levels
+
+    from tests.quantification.level_cases import affine, level_ff, spine_label
+
+    lab, aff = spine_label(), affine()
+    if drop_sacrum:
+        lab[lab == 14] = 0
+    assignment = assign_levels(lab, aff)
+    table = level_statistics(lab, aff, level_ff(), aff, assignment, subject="spine", min_volume_ml=0.5)
+    return table, assignment.to_meta()
+
+
+def _level_section(text: str) -> str:
+    return text.split("<h2>Per vertebral level</h2>", 1)[1].split("<h2>", 1)[0]
+
+
+def test_level_section_with_ok_levels_table_and_pictures(tmp_path: Path, subject_case):
+    levels, info = _level_case()
+    table = qc_case_table()  # psoas left failed the quality check
+    pictures = {"FF by level": subject_case["chart"], "CSA by level": subject_case["montage"]}
+    text = html_report(
+        "s1", table, None, {}, tmp_path / "r.html", PROV, levels=levels, level_info=info, level_images=pictures
+    ).read_text()
+    section = _level_section(text)
+    assert "Levels ok: L1-L5 are the network&#x27;s vertebral labels" in section and "uncertain" not in section
+    assert "mid_disc: a level is bounded by the planes midway" in section
+    rows = re.findall(r"<tr>.*?</tr>", section.split("<tbody>", 1)[1])
+    # 5 levels x the muscles present in the box spine (psoas, ES+MF; iliacus and QL have no voxel)
+    assert [re.findall(r'<td class="t">([^<]+)</td>', r)[0] for r in rows] == [
+        lv for lv in ("L1", "L2", "L3", "L4", "L5") for _ in range(2)
+    ]
+    psoas_l3 = next(r for r in rows if '<td class="t">L3</td><td class="t">Psoas</td>' in r)
+    cells = re.findall(r"<td>([^<]+)</td>", psoas_l3)
+    # left psoas FF 14 % in L3 (failed QC: marked), right 20 %; CSA at the mid-plane 0.96 cm2 each side
+    assert cells == ["14.0 (QC fail)", "20.0", "0.96 (QC fail)", "0.96"]
+    assert len(re.findall(r'src="data:image/png;base64,', section)) == 2 and "<h2>Pictures</h2>" in text
+    assert text.index("Per vertebral level") < text.index("Provenance")
+
+
+def test_level_section_says_uncertain_levels_plainly(tmp_path: Path):
+    levels, info = _level_case(drop_sacrum=True)
+    text = html_report(
+        "s1", qc_case_table(), None, {}, tmp_path / "r.html", PROV, levels=levels, level_info=info
+    ).read_text()
+    section = html.unescape(_level_section(text))
+    assert "Levels uncertain: the sacrum is not in the label map (outside the field of view or not segmented)" in (
+        section
+    )
+    assert "so the L1-L5 names rest on the network's labels alone" in section and "Levels ok" not in section
+    assert '<p class="flag">Levels uncertain' in _level_section(text)
+
+
+def test_level_section_of_a_nine_class_model_is_one_sentence(tmp_path: Path):
+    from scripts.pipeline.level_statistics import NO_CONTEXT_TEXT
+    from scripts.reporting.html_report import LEVELS_NEED_CONTEXT_TEXT
+
+    info = {"status": "not available", "reasons": [NO_CONTEXT_TEXT]}
+    text = html_report("s1", qc_case_table(), None, {}, tmp_path / "r.html", PROV, level_info=info).read_text()
+    section = _level_section(text)
+    assert html.unescape(section).strip() == f"<p>{LEVELS_NEED_CONTEXT_TEXT}</p>"
+    assert (
+        "Per vertebral level" not in html_report("s1", qc_case_table(), None, {}, tmp_path / "p.html", PROV).read_text()
+    )
