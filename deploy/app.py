@@ -17,7 +17,9 @@ Pipeline (one operator per job)::
 - the quantify operator computes FF with :func:`scripts.quantification.ff_map.compute_ff` and the table with
   :func:`scripts.quantification.statistics.quantify_muscles` on the selected series (the plain bundle's functions and
   settings, so
-  the numbers are the plain bundle's), and writes ``<subject>_ff_table.csv/.json`` and ``<subject>_seg.nii.gz``;
+  the numbers are the plain bundle's), and writes ``<subject>_ff_table.csv/.json`` and ``<subject>_seg.nii.gz``,
+  and ``<subject>_ff_levels.csv`` (FF and CSA per vertebral level, :mod:`scripts.pipeline.measure`) when the model
+  outputs the vertebral context (labels 9-14);
 - the SEG writer writes ``seg/<subject>_seg.dcm``: 8 segments with SNOMED CT codes (:mod:`deploy.dicom_seg`),
   referencing the network-input series, and ``sr/<subject>_ff_sr.dcm``: the FF and volume per muscle and side as
   a TID 1500 measurement report referencing the SEG's segments (:mod:`deploy.dicom_sr`).
@@ -134,7 +136,8 @@ class DixonStudyLoaderOperator(Operator):
 
 
 class DixonQuantifyOperator(Operator):
-    """Per-muscle FF table from the bundle's label map and the selected Dixon series.
+    """Per-muscle FF table (and per-level table with the vertebral context) from the bundle's label map and the
+    selected Dixon series.
 
     Inputs:
         pred: the bundle operator's label map ``Image`` (array ``(K, J, I)`` uint8, the network-input grid).
@@ -163,7 +166,7 @@ class DixonQuantifyOperator(Operator):
 
     def compute(self, op_input, op_output, context) -> None:
         import nibabel as nib
-        from scripts.pipeline.measure import measure_subject
+        from scripts.pipeline.measure import measure_subject_and_levels
         from scripts.quantification.tables import write_tables
 
         pred = op_input.receive("pred")
@@ -174,9 +177,10 @@ class DixonQuantifyOperator(Operator):
         if label.shape != scan.shape:
             raise RuntimeError(f"label map {label.shape} is not on the input grid {scan.shape}")
         # the plain bundle's own measurement, with its defaults (no erosion override)
-        result, _ = measure_subject(scan, label, scan.affine, ff_method=self.ff_method)
+        result, _, levels = measure_subject_and_levels(scan, label, scan.affine, ff_method=self.ff_method)
         self.output_folder.mkdir(parents=True, exist_ok=True)
-        write_tables(result, self.output_folder, scan.subject, overwrite=False)
+        # with a 15-output model (labels 9-14) also <subject>_ff_levels.csv, as the plain bundle writes it
+        write_tables(result, self.output_folder, scan.subject, overwrite=False, levels=levels)
         seg_img = nib.Nifti1Image(label, scan.affine)
         seg_img.header.set_qform(scan.affine, code=1)
         seg_img.header.set_sform(scan.affine, code=1)

@@ -148,6 +148,9 @@ def test_ff_table_equals_the_plain_bundle(runs):
     app_json = json.loads((runs["app"] / f"{sid}_ff_table.json").read_text())
     plain_json = json.loads((runs["bundle"] / f"{sid}_ff_table.json").read_text())
     assert _without_network_confidence(app_json) == _without_network_confidence(plain_json)
+    # the shipped 9-output model: no vertebral labels, so neither front end writes a per-level table, both say why
+    assert app_json["meta"]["levels"]["status"] == "not available"
+    assert not list(runs["app"].glob("*levels*")) and not list(runs["bundle"].glob("*levels*"))
 
 
 def test_output_folder_is_never_overwritten_silently(runs, deploy_python):

@@ -5,25 +5,45 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Hashable, Mapping
-from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
-from scripts.io.atomic import atomic_write_text
-from scripts.pipeline.keys import FF_KEY, LEVEL_ROWS_KEY, LEVELS_KEY, RESULTS_DIR_KEY, SCAN_INFO_KEY, STATS_KEY
+from scripts.pipeline.keys import FF_KEY, LEVEL_ROWS_KEY, LEVELS_KEY, SCAN_INFO_KEY, STATS_KEY
 from scripts.pipeline.label_map import label_and_affine
 from scripts.quantification.level_statistics import LEVEL_UNITS, level_statistics
 from scripts.quantification.levels import BOUNDARY_RULES, assign_levels
 
-__all__ = ["LevelStatisticsd", "NO_CONTEXT_TEXT", "LEVELS_SUFFIX"]
+__all__ = ["LevelStatisticsd", "NO_CONTEXT_TEXT", "with_side_verdicts"]
 
 logger = logging.getLogger(__name__)
 
 #: what a subject's JSON and the log say when the label map holds no vertebral labels (a 9-output model)
 NO_CONTEXT_TEXT = "no vertebral context in this model's output: per-level tables need a model with 15 outputs"
-#: file name ending of the per-level table, beside ``<subject>_ff_table.csv``
-LEVELS_SUFFIX = "_ff_levels.csv"
+
+
+def with_side_verdicts(levels: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """The per-level table with ``qc_status`` of each row's muscle side from the subject's FF table.
+
+    The quality verdict (:class:`scripts.pipeline.quality_verdict.QualityVerdictd`) judges the whole muscle side;
+    each of its levels carries that verdict, so a cohort reference leaves a failed side's levels out as it leaves
+    the side out. A table without ``qc_status`` (no verdict) leaves ``levels`` as it is.
+
+    Args:
+        levels: one row per level and muscle side (columns ``muscle``, ``side``).
+        table: the subject's FF table (columns ``muscle``, ``side``, ``qc_status``).
+
+    Returns:
+        A copy of ``levels`` with ``qc_status`` (``pass``/``review``/``fail``) after ``status``.
+    """
+    if "qc_status" not in table.columns:
+        return levels
+    verdict = {(str(m), str(s)): v for m, s, v in zip(table["muscle"], table["side"], table["qc_status"])}
+    out = levels.drop(columns=["qc_status"], errors="ignore")
+    at = list(out.columns).index("status") + 1 if "status" in out.columns else len(out.columns)
+    out.insert(at, "qc_status", [verdict.get((str(m), str(s))) for m, s in zip(out["muscle"], out["side"])])
+    return out
 
 
 class LevelStatisticsd(MapTransform):
@@ -33,11 +53,12 @@ class LevelStatisticsd(MapTransform):
     ``border_trim_ff``. The levels come from the label map's vertebral labels 9-14
     (:func:`scripts.quantification.levels.assign_levels`, bounds in world z); the statistics from
     :func:`scripts.quantification.level_statistics.level_statistics` on the FF grid. It adds ``levels`` to the FF
-    table's JSON meta (status, reasons, rule, bodies, bounds, units), writes ``<subject>_ff_levels.csv`` into the
-    subject's staged folder, and adds ``level_statistics`` and ``cohort_level_rows`` (which
-    :class:`scripts.pipeline.mark_done.MarkDoned` adds to ``cohort_ff_levels.csv``). A label map without vertebral
-    labels (the shipped 9-output model) gets ``levels: {"status": "not available", ...}`` in the JSON and no
-    per-level file; the log says why once per run. Entries without statistics pass through.
+    table's JSON meta (status, reasons, rule, bodies, bounds, units) and adds ``level_statistics`` and
+    ``cohort_level_rows``; :class:`scripts.pipeline.write_results.WriteResultsd` writes ``<subject>_ff_levels.csv``
+    with the sides' quality verdict (and the per-level normative comparison when the reference has level strata),
+    and :class:`scripts.pipeline.mark_done.MarkDoned` adds the rows to ``cohort_ff_levels.csv``. A label map
+    without vertebral labels (the shipped 9-output model) gets ``levels: {"status": "not available", ...}`` in the
+    JSON and no per-level file; the log says why once per run. Entries without statistics pass through.
 
     Args:
         keys: the label-map key (``(1, X, Y, Z)`` MetaTensor on the input grid).
@@ -90,9 +111,6 @@ class LevelStatisticsd(MapTransform):
             result.meta["levels"] = {**assignment.to_meta(), "units": dict(LEVEL_UNITS)}
             if assignment.status != "ok":
                 logger.warning("%s: vertebral levels uncertain: %s", subject, "; ".join(assignment.reasons))
-            if RESULTS_DIR_KEY in d:
-                text = table.to_csv(index=False, float_format="%.10g", lineterminator="\n")
-                atomic_write_text(Path(d[RESULTS_DIR_KEY]) / f"{subject}{LEVELS_SUFFIX}", text, overwrite=True)
             d[LEVELS_KEY] = table
             d[LEVEL_ROWS_KEY] = table
         return d

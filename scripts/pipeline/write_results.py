@@ -12,7 +12,17 @@ import nibabel as nib
 import numpy as np
 from monai.transforms import MapTransform
 from scripts.io.atomic import atomic_write_text
-from scripts.pipeline.keys import FF_KEY, NORMATIVE_KEY, RESULTS_DIR_KEY, ROWS_KEY, SCAN_INFO_KEY, STATS_KEY
+from scripts.pipeline.keys import (
+    FF_KEY,
+    LEVEL_ROWS_KEY,
+    LEVELS_KEY,
+    NORMATIVE_KEY,
+    RESULTS_DIR_KEY,
+    ROWS_KEY,
+    SCAN_INFO_KEY,
+    STATS_KEY,
+)
+from scripts.pipeline.level_statistics import with_side_verdicts
 from scripts.quantification.tables import write_tables
 
 __all__ = ["WriteResultsd"]
@@ -25,9 +35,11 @@ class WriteResultsd(MapTransform):
 
     Files: ``<subject>_ff.nii.gz`` (FF in percent, float32, native Dixon grid; NaN = excluded voxel),
     ``<subject>_ff_table.csv`` / ``.json`` (one row per muscle and side plus L/R means), ``<subject>_ff_slices.csv``
-    and ``<subject>_normative.csv``. Adds ``cohort_rows`` (the FF table with the normative band, percentile and
-    z-score of each row), which :class:`scripts.pipeline.mark_done.MarkDoned` adds to the run's cohort table when
-    the subject is finished. Entries without statistics pass through.
+    and ``<subject>_normative.csv``; with vertebral levels (:class:`LevelStatisticsd`) ``<subject>_ff_levels.csv``
+    with each row's muscle-side verdict (``qc_status``). Adds ``cohort_rows`` (the FF table with the normative band,
+    percentile and z-score of each row) and, with levels, ``cohort_level_rows`` (the per-level file's rows), which
+    :class:`scripts.pipeline.mark_done.MarkDoned` adds to the run's cohort tables when the subject is finished.
+    Entries without statistics pass through.
 
     Args:
         keys: the label-map key (unused here; kept for the MONAI signature and the order of the steps).
@@ -40,7 +52,10 @@ class WriteResultsd(MapTransform):
         subject = json.loads(d[SCAN_INFO_KEY])["subject"]
         sdir = Path(d[RESULTS_DIR_KEY])
         result, ffr, comparison = d[STATS_KEY], d[FF_KEY], d[NORMATIVE_KEY]
-        write_tables(result, sdir, subject, overwrite=True)
+        levels = d.get(LEVELS_KEY)
+        if levels is not None:
+            levels = d[LEVELS_KEY] = d[LEVEL_ROWS_KEY] = with_side_verdicts(levels, result.table)
+        write_tables(result, sdir, subject, overwrite=True, levels=levels)
         ff_img = nib.Nifti1Image((ffr.ff * 100.0).astype(np.float32), ffr.affine)
         ff_img.header["descrip"] = b"fat fraction, percent; NaN = excluded voxel"
         nib.save(ff_img, str(sdir / f"{subject}_ff.nii.gz"))

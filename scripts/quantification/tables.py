@@ -70,9 +70,14 @@ def _with_subject(df: pd.DataFrame, subject: str) -> pd.DataFrame:
 
 
 def write_tables(
-    result: QuantResult, out_dir: str | os.PathLike[str], subject: str, overwrite: bool = False
+    result: QuantResult,
+    out_dir: str | os.PathLike[str],
+    subject: str,
+    overwrite: bool = False,
+    levels: pd.DataFrame | None = None,
 ) -> dict[str, Path]:
-    """Write a subject's tables: ``<subject>_ff_table.csv``, ``<subject>_ff_table.json``, ``<subject>_ff_slices.csv``.
+    """Write a subject's tables: ``<subject>_ff_table.csv``, ``<subject>_ff_table.json``, ``<subject>_ff_slices.csv``
+    and, with ``levels``, ``<subject>_ff_levels.csv``.
 
     The CSV has a header row; floats are written with 10 significant digits; NaN/NA is an empty field. The JSON is
     ``{"meta": {...}, "records": [...]}`` from the same DataFrame (NaN -> null) with the provenance, units and rules
@@ -85,9 +90,11 @@ def write_tables(
         out_dir: the folder; created when absent.
         subject: the subject identifier (file prefix and ``subject`` column).
         overwrite: replace files whose content differs.
+        levels: the per-level table (:func:`scripts.quantification.level_statistics.level_statistics`, one row per
+            level and muscle side), or None (a label map without vertebral labels: no per-level file).
 
     Returns:
-        ``{"table_csv": path, "table_json": path, "slices_csv": path}``.
+        ``{"table_csv": path, "table_json": path, "slices_csv": path}``, plus ``"levels_csv"`` with ``levels``.
 
     Raises:
         FileExistsError: a target exists with different content and ``overwrite`` is False (names the file).
@@ -107,6 +114,8 @@ def write_tables(
         ),
         "slices_csv": (out / f"{subject}_ff_slices.csv", _csv_text(slices)),
     }
+    if levels is not None:
+        texts["levels_csv"] = (out / f"{subject}_ff_levels.csv", _csv_text(_with_subject(levels, subject)))
     if not overwrite:
         for path, text in texts.values():
             if path.exists() and path.read_text(encoding="utf-8") != text:

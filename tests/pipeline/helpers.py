@@ -23,6 +23,9 @@ from scripts.pipeline.subject_report import SubjectReportd
 from scripts.pipeline.swap_check import SwapCheckd
 from scripts.pipeline.write_results import WriteResultsd
 
+from tests.quantification.level_cases import affine as level_affine
+from tests.quantification.level_cases import as_lps, level_ff, spine_label
+
 
 def lean_body(tmp_path, spacing=(2.0, 2.0, 4.4)):
     """A cylinder body: 10 mm of subcutaneous fat (FF 0.9) over 20 mm of muscle (FF 0.1) around fatty viscera (0.7).
@@ -96,3 +99,18 @@ def loaded(files: dict[str, str], label: np.ndarray, affine: np.ndarray, subject
 def quantify_and_finish(out: Path, d: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
     """Run the quantification steps and MarkDoned on ``d``: the subject's results published in ``out/<subject>``."""
     return MarkDoned(output_dir=str(out))(quantification_steps(out, **kwargs)(d))
+
+
+def spine_subject(tmp_path: Path, lps: bool = False) -> tuple[dict[str, str], np.ndarray, np.ndarray]:
+    """The box spine of tests/quantification/level_cases.py as a water/fat/in-phase subject (optionally LPS):
+    ``(files, label, affine)``; the label holds muscles and the vertebral context 9-14."""
+    ff, lab, aff = level_ff(), spine_label(), level_affine()
+    if lps:
+        ff, _ = as_lps(ff, aff, flip_z=True)
+        lab, aff = as_lps(lab, aff, flip_z=True)
+    water, fat = 1000.0 * (1.0 - ff), 1000.0 * ff
+    files = {}
+    for role, data in (("water", water), ("fat", fat), ("inphase", water + fat)):
+        files[role] = str(tmp_path / f"spine_{role}.nii.gz")
+        nib.save(nib.Nifti1Image(data.astype(np.float32), aff), files[role])
+    return files, lab, aff

@@ -6,35 +6,19 @@ from __future__ import annotations
 import json
 import logging
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
 from scripts.pipeline.level_statistics import NO_CONTEXT_TEXT, LevelStatisticsd
 from scripts.pipeline.mark_done import MarkDoned
 
-from tests.pipeline.helpers import lean_body, loaded, quantification_steps
-from tests.quantification.level_cases import affine, as_lps, level_ff, spine_label
-
-
-def _spine_subject(tmp_path, lps: bool = False):
-    """The box spine of tests/quantification/level_cases.py as a water/fat/in-phase subject (optionally LPS)."""
-    ff, lab, aff = level_ff(), spine_label(), affine()
-    if lps:
-        ff, _ = as_lps(ff, aff, flip_z=True)
-        lab, aff = as_lps(lab, aff, flip_z=True)
-    water, fat = 1000.0 * (1.0 - ff), 1000.0 * ff
-    files = {}
-    for role, data in (("water", water), ("fat", fat), ("inphase", water + fat)):
-        files[role] = str(tmp_path / f"spine_{role}.nii.gz")
-        nib.save(nib.Nifti1Image(data.astype(np.float32), aff), files[role])
-    return files, lab, aff
+from tests.pipeline.helpers import lean_body, loaded, quantification_steps, spine_subject
 
 
 @pytest.mark.parametrize("lps", [False, True])
 def test_levels_written_to_csv_json_cohort_and_report(tmp_path, lps):
     out = tmp_path / "eval"
-    files, lab, aff = _spine_subject(tmp_path, lps=lps)
+    files, lab, aff = spine_subject(tmp_path, lps=lps)
     d = quantification_steps(out, report=True, min_volume_ml=0.5)(loaded(files, lab, aff, subject="spine"))
     MarkDoned(output_dir=str(out))(d)
     sdir = out / "spine"
@@ -60,7 +44,7 @@ def test_levels_written_to_csv_json_cohort_and_report(tmp_path, lps):
 
 def test_uncertain_levels_are_said_in_the_report(tmp_path):
     out = tmp_path / "eval"
-    files, lab, aff = _spine_subject(tmp_path)
+    files, lab, aff = spine_subject(tmp_path)
     lab[lab == 14] = 0  # the sacrum is not segmented: no anchor
     d = quantification_steps(out, report=True)(loaded(files, lab, aff, subject="spine"))
     table = pd.read_csv(out / ".staging" / "spine" / "spine_ff_levels.csv")
