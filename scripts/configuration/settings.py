@@ -275,6 +275,12 @@ INFERENCE_OPTIONS: dict[str, Option] = {
     "network_channels": Option("choice", choices=("inphase", "water_fat")),
     # 9: the muscles; 15: with the vertebral context (docs/design.md); checked against the weights' output layer
     "num_classes": Option("int", 9, 15, help="network outputs: 9 (muscles) or 15 (muscles and vertebral context)"),
+    # the per-level table's bounds (docs/design.md "Levels"); used only when the label map holds labels 9-14
+    "level_rule": Option(
+        "choice",
+        choices=("mid_disc", "mid_body"),  # scripts.quantification.levels.BOUNDARY_RULES (tested equal)
+        help="vertebral level bounds: mid_disc (planes midway between bodies) or mid_body (disc-centred segments)",
+    ),
     "amp": _BOOL,
     "trust_voxel_grid": Option(
         "choice",

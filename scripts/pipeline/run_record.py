@@ -89,6 +89,7 @@ class RunRecord:
         segmentation_settings: the settings that made the label map (window, padding, flip ensembling, working
             spacing, network input, precision), so that a run with other settings is neither mistaken for a
             finished one nor allowed to overwrite it. Values must be JSON-able.
+        level_rule: the vertebral level bounds (``mid_disc`` or ``mid_body``) of the per-level table.
 
     Boolean arguments accept the command-line spellings of :func:`scripts.configuration.values.as_bool`.
     """
@@ -107,6 +108,7 @@ class RunRecord:
         trust_voxel_grid: str | None = None,
         reference_file: str | None = None,
         segmentation_settings: Mapping[str, Any] | None = None,
+        level_rule: str = "mid_disc",
     ) -> None:
         self.output_dir = Path(output_dir)
         self.model_fp = file_fingerprint(model_file) if model_file and Path(model_file).is_file() else None
@@ -122,6 +124,8 @@ class RunRecord:
             "trust_voxel_grid": trust_voxel_grid,
             "reference": reference_file or "bmc2026_lumbar_ff",
             "segmentation": settings_record(segmentation_settings),
+            # the bounds of the per-level table: a resumed run with the other rule must not mix the two
+            "level_rule": level_rule,
         }
 
     def manifest(self, subject: str, files: Mapping[str, str]) -> dict[str, Any]:

@@ -183,3 +183,19 @@ def test_fire_functions_get_typed_arguments_positional_or_named():
     assert cli("x", overwrite="YES", trim="0.5") == ("x", True, 1, 0.5)
     with pytest.raises(SettingsExit, match="overwrite must be one of"):
         cli("x", overwrite="flase")
+
+
+def test_level_rule_reaches_the_level_step_and_the_run_record_and_a_wrong_one_is_refused():
+    from scripts.quantification.levels import BOUNDARY_RULES
+
+    assert INFERENCE_OPTIONS["level_rule"].choices == BOUNDARY_RULES
+    parser = ConfigParser()
+    parser.read_config(BUNDLE_ROOT / "configs" / "inference.json")
+    steps = parser.get_parsed_content("postprocessing").transforms
+    assert [s.rule for s in steps if type(s).__name__ == "LevelStatisticsd"] == ["mid_disc"]  # the default
+    parser.update({"level_rule": "MID_BODY"})
+    steps = parser.get_parsed_content("postprocessing").transforms
+    assert [s.rule for s in steps if type(s).__name__ == "LevelStatisticsd"] == ["mid_body"]
+    assert parser.get_parsed_content("run_record").settings_in_force["level_rule"] == "mid_body"
+    with pytest.raises(SettingsExit, match=r"level_rule must be one of mid_disc, mid_body, not .endplates."):
+        validate_inference_settings(level_rule="endplates")
