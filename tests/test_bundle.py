@@ -6,7 +6,8 @@ import json
 import re
 
 import pytest
-from scripts.labels import LABELS, channel_def
+import torch
+from scripts.labels import ALL_LABELS, LABELS, channel_def
 
 from tests.conftest import BUNDLE_ROOT
 
@@ -27,8 +28,12 @@ def test_metadata_version_changelog_and_classes():
     assert meta["version"] in meta["changelog"]
     assert list(meta["changelog"])[0] == meta["version"], "newest changelog entry first"
     pred = meta["network_data_format"]["outputs"]["pred"]
-    assert pred["num_channels"] == len(LABELS) == 9
-    assert pred["channel_def"] == channel_def()
+    # the shipped weights' class count is the one inference.json runs with by default (9 muscles or 15 with the spine)
+    num_classes = json.loads((BUNDLE_ROOT / "configs" / "inference.json").read_text())["num_classes"]
+    assert pred["num_channels"] == num_classes and num_classes in (len(LABELS), len(ALL_LABELS))
+    assert pred["channel_def"] == channel_def(num_classes)
+    weights = torch.load(BUNDLE_ROOT / "models" / "model.pt", map_location="cpu", weights_only=True)
+    assert list(weights.values())[-1].shape == (num_classes,), "the output layer gives num_classes channels"
     req = (BUNDLE_ROOT / "requirements.txt").read_text()
     assert f"monai=={meta['monai_version']}" in req
     assert f"torch=={meta['pytorch_version']}" in req
