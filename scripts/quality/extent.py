@@ -41,6 +41,10 @@ class ExtentLimits:
     volume_ratio_review: float = 0.55
     extent_ratio_review: float = 0.7
     extent_ratio_fail: float = 0.4
+    #: ... and only when the extents differ by more than this and by more than two slices: a muscle the field of view
+    #: shows on a slice or two (an iliacus top at the scan's lower edge) is not judged by its extent, since a partner
+    #: dilated by two voxels is then two to four slices longer
+    extent_min_difference_mm: float = 20.0
     #: a partner slice counts as well formed when its area is at least this share of its largest (the tapering
     #: tendinous ends are left out: the two sides' ends differ by a slice or two)
     well_formed: float = 0.3
@@ -149,7 +153,8 @@ def extent_findings(
                     " mL (this side partly missed, or the other side overgrown)",
                 )
             )
-        if f.extent_ratio < limits.extent_ratio_review:
+        shorter = f.partner_extent_mm - f.extent_mm > max(limits.extent_min_difference_mm, 2.0 * slice_mm)
+        if f.extent_ratio < limits.extent_ratio_review and shorter:
             out.append(
                 (
                     "fail" if f.extent_ratio < limits.extent_ratio_fail else "review",

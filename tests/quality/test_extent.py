@@ -14,29 +14,34 @@ from scripts.quality.verdict import assess_segmentation
 
 
 def test_pair_figures_known_ratios():
-    # 10 slices of 5 mm, 0.5 mL voxels; this side stops after 4 slices where the partner goes on for 8 at 100 voxels
+    # 10 slices 10 mm apart, 0.5 mL voxels; this side stops after 4 slices where the partner goes on for 8
     partner = np.array([0, 100, 100, 100, 100, 100, 100, 100, 100, 0])
     side = np.array([0, 100, 100, 100, 20, 0, 0, 0, 0, 0])
-    z = np.arange(10) * 5.0
-    f = pair_figures(side, partner, 0.5, 5.0, z)
+    z = np.arange(10) * 10.0
+    f = pair_figures(side, partner, 0.5, 10.0, z)
     assert f.volume_ml == pytest.approx(160.0) and f.partner_volume_ml == pytest.approx(400.0)
     assert f.volume_ratio == pytest.approx(0.4)
-    assert f.extent_mm == pytest.approx(20.0) and f.partner_extent_mm == pytest.approx(40.0)
+    assert f.extent_mm == pytest.approx(40.0) and f.partner_extent_mm == pytest.approx(80.0)
     assert f.thin_share == pytest.approx(5 / 8)  # slice 4 (20 < 35 % of 100) and slices 5-8
-    assert f.thin_z_mm == (20.0, 40.0)
-    findings = dict(extent_findings({1: side, 2: partner}, 0.5, 5.0, z))
+    assert f.thin_z_mm == (40.0, 80.0)
+    findings = dict(extent_findings({1: side, 2: partner}, 0.5, 10.0, z))
     reasons = [r for _, r in findings[1]]
     assert [s for s, _ in findings[1]] == ["review", "review", "review"], findings
     assert "volume 160.0 mL is 40% of the other side's 400.0 mL" in reasons[0]
-    assert "cranio-caudal extent 20 mm against 40 mm" in reasons[1]
-    assert "62% of the slices" in reasons[2] and "z 20 to 40 mm" in reasons[2]
+    assert "cranio-caudal extent 40 mm against 80 mm" in reasons[1]
+    assert "62% of the slices" in reasons[2] and "z 40 to 80 mm" in reasons[2]
     assert 2 not in findings  # the larger side has no finding
     # a side a third as long fails; a partner missing leaves the side unjudged here
     short = np.array([0, 100, 100, 0, 0, 0, 0, 0, 0, 0])
-    assert ("fail", "cranio-caudal extent 10 mm against 40 mm on the other side (cut short?)") in extent_findings(
-        {1: short, 2: partner}, 0.5, 5.0, z
+    assert ("fail", "cranio-caudal extent 20 mm against 80 mm on the other side (cut short?)") in extent_findings(
+        {1: short, 2: partner}, 0.5, 10.0, z
     )[1]
-    assert extent_findings({1: short}, 0.5, 5.0, z) == {}
+    assert extent_findings({1: short}, 0.5, 10.0, z) == {}
+    # a muscle the scan shows on one slice beside a partner on three (dilated by a voxel): 10 mm shorter, within
+    # two slices, so its extent is not judged (its volume still is)
+    edge, wide = np.array([0, 0, 0, 0, 5, 0, 0, 0, 0, 0]), np.array([0, 0, 0, 5, 20, 5, 0, 0, 0, 0])
+    found = extent_findings({3: edge, 4: wide}, 0.5, 5.0, z)[3]
+    assert not any("cranio-caudal" in r for _, r in found) and any("volume" in r for _, r in found)
 
 
 def test_equal_sides_and_custom_limits():
