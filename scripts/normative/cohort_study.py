@@ -2,9 +2,10 @@
 
 Commands (``python -m scripts.normative.cohort_study <command> --help``)::
 
-    # reference percentiles (overall, by sex, age band, activity; age centile curves when n allows)
+    # reference percentiles (overall, by sex, age band, activity; age centile curves when n allows); with
+    # --per_level true also per vertebral level from eval/cohort_ff_levels.csv (a 15-output model's run)
     python -m scripts.normative.cohort_study build_reference --cohort_table eval/cohort_ff_table.csv \\
-        --participants data/participants.tsv --output my_reference.json
+        --participants data/participants.tsv --output my_reference.json [--per_level true]
     # group comparisons, paper-style table and plots
     python -m scripts.normative.cohort_study compare_groups --cohort_table eval/cohort_ff_table.csv \\
         --participants data/participants.tsv --out_dir eval/groups
@@ -36,8 +37,10 @@ from scripts.normative.group_comparison import (
     paper_table,
     sex_comparison,
 )
+from scripts.normative.level_building import build_level_strata, level_summary
 from scripts.normative.qc_exclusion import QCExclusion, exclude_failed_qc
 from scripts.normative.reference_file import save_reference
+from scripts.normative.schema import validate_reference
 
 __all__ = ["build_reference", "compare_groups"]
 
@@ -74,6 +77,36 @@ def _require_usable_values(table: pd.DataFrame, qc: QCExclusion, cohort_table: s
     )
 
 
+def _level_rows(
+    cohort_table: str | os.PathLike[str], level_table: str | None, include_failed_qc: bool
+) -> tuple[pd.DataFrame, QCExclusion, Path]:
+    """The run's per-level rows with each side's verdict applied (``fail`` withheld unless asked), and the file."""
+    path = Path(level_table) if level_table else Path(cohort_table).with_name("cohort_ff_levels.csv")
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"per-level table {path} not found: a run writes cohort_ff_levels.csv only when its model outputs the "
+            "vertebral context (inference with --num_classes 15 and a 15-output model); give it with --level_table"
+        )
+    levels = pd.read_csv(path, dtype={"subject": str})
+    if "qc_status" not in levels.columns:
+        # a per-level file written before the levels carried the verdict: take each side's from the cohort table
+        sides = pd.read_csv(cohort_table, dtype={"subject": str})
+        if "qc_status" in sides.columns:
+            keys = ["subject", "muscle", "side"]
+            levels = levels.merge(sides[[*keys, "qc_status"]], on=keys, how="left")
+    return levels, exclude_failed_qc(levels, include_failed=include_failed_qc, source=str(path)), path
+
+
+def _with_participants(levels: pd.DataFrame, participants: str) -> pd.DataFrame:
+    """The per-level rows with the participant columns (sex, age, activity, bmi) of their subject."""
+    parts = pd.read_csv(participants, sep="\t", dtype={"participant_id": str})
+    frame = cohort_frame(levels, parts).rename(columns={"ff": "ff_mean_pct"})
+    if len(frame) != len(levels):
+        raise ValueError(f"{participants}: a participant_id appears more than once")
+    # cohort_frame keeps the row order (a left merge), so the level columns line up
+    return frame.assign(**{c: levels[c].to_numpy() for c in ("level", "level_status", "boundary_rule")})
+
+
 def build_reference(
     cohort_table: str,
     participants: str,
@@ -85,6 +118,9 @@ def build_reference(
     healthy: bool = True,
     overwrite: bool = False,
     include_failed_qc: bool = False,
+    per_level: bool = False,
+    level_table: str | None = None,
+    include_uncertain_levels: bool = False,
 ) -> str:
     """Build a normative reference from a cohort run and write it as a versioned JSON file.
 
@@ -92,6 +128,11 @@ def build_reference(
     muscle's n in the reference drops by the rows withheld; the counts per muscle and side and the rule are written
     to the reference's ``source`` block (``qc_excluded``, ``qc_rule``). A table without the column is used as is,
     with a warning.
+
+    With ``per_level`` the reference also gets per-level strata (``vertebral_levels``,
+    :func:`scripts.normative.level_building.build_level_strata`) from the run's ``cohort_ff_levels.csv``: the same
+    percentiles per vertebral level, muscle and side, the same QC rule per muscle side, and the levels whose
+    ``level_status`` is not ``ok`` left out (counted per level) unless ``include_uncertain_levels``.
 
     Args:
         cohort_table: the run's ``cohort_ff_table.csv``.
@@ -104,28 +145,40 @@ def build_reference(
         healthy: whether the cohort is healthy (recorded in the population summary).
         overwrite: replace an existing, different file.
         include_failed_qc: keep the ``fail`` rows (``true``/``false``, ``yes``/``no``, ``1``/``0``).
+        per_level: also build per-level strata from the per-level table.
+        level_table: the run's ``cohort_ff_levels.csv`` (default: beside ``cohort_table``).
+        include_uncertain_levels: keep the levels whose ``level_status`` is ``uncertain``.
 
     Returns:
-        A summary: the file, n, strata, and what the quality rule left out.
+        A summary: the file, n, strata, what the quality rule left out and, per level, the subjects used and the
+        uncertain levels left out.
     """
     qc = _qc_checked(cohort_table, include_failed_qc)
     table = cohort_frame(qc.table, participants).rename(columns={"ff": "ff_mean_pct"})
     _require_usable_values(table, qc, cohort_table)
+    options = {"min_n": min_n, "reference_id": reference_id, "version": version, "description": description}
     ref = _build_reference(
         table,
-        min_n=min_n,
-        reference_id=reference_id,
-        version=version,
-        description=description,
+        **options,
         population={"healthy": bool(healthy)},
         source={"cohort_table": Path(cohort_table).name, **qc.provenance()},
     )
+    lines = [qc.summary()]
+    if per_level:
+        _, level_qc, level_path = _level_rows(cohort_table, level_table, include_failed_qc)
+        block = build_level_strata(
+            _with_participants(level_qc.table, participants),
+            include_uncertain=include_uncertain_levels,
+            source=str(level_path),
+            **options,
+        )
+        ref["vertebral_levels"] = {**block, "level_table": level_path.name, **level_qc.provenance()}
+        validate_reference(ref, f"build_reference({reference_id!r})")
+        lines += [level_summary(block), f"per level: {level_qc.summary()}"]
     path = save_reference(ref, output, overwrite=overwrite)
     small = sum(1 for s in ref["strata"] if s.get("small_stratum"))
-    return (
-        f"wrote {path}: n = {ref['n']}, {len(ref['strata'])} strata ({small} flagged small, n < {min_n})\n"
-        f"{qc.summary()}"
-    )
+    head = f"wrote {path}: n = {ref['n']}, {len(ref['strata'])} strata ({small} flagged small, n < {min_n})"
+    return "\n".join([head, *lines])
 
 
 def _box_plot(df: pd.DataFrame, path: Path) -> None:

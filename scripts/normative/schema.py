@@ -35,8 +35,18 @@ A reference is a versioned JSON data file (``format_version`` "1.0"; :func:`vali
             "muscles": {muscle: {"p5": [one value per age], "p25": [...], ...}}
           }
         }, ...
-      ]
+      ],
+      "vertebral_levels": {                    # optional; per-level strata built from a cohort run's per-level table
+        "boundary_rule": "mid_disc" | "mid_body",   # the level bounds the values were measured with
+        "levels": {                            # level name (L1 ... L5, or L3-L4 ... with mid_body) -> strata
+          "L3": [stratum, ...], ...            # each list as "strata" above, its pooled stratum required
+        },
+        ...                                    # free-form provenance (subjects left out, rules)
+      }
     }
+
+Readers that do not know ``vertebral_levels`` ignore it (it is optional and outside ``strata``), so a reference with
+per-level strata stays a valid format 1.0 file for the whole-muscle comparison.
 
 Percentile keys are ``"p"`` plus the percentile (``"p5"``, ``"p2.5"``); ``p25``, ``p50`` and ``p75`` are required,
 values are FF in percent within [0, 100] and must not decrease with the percentile. Sex and activity levels are
@@ -67,7 +77,7 @@ from scripts.normative.conventions import (
     sorted_table,
 )
 
-__all__ = ["FORMAT_VERSION", "ReferenceFormatError", "validate_reference"]
+__all__ = ["FORMAT_VERSION", "LEVEL_RULES", "ReferenceFormatError", "validate_reference"]
 
 FORMAT_VERSION: str = "1.0"
 _SUPPORTED_MAJOR = 1
@@ -274,6 +284,31 @@ def _check_strata(strata: Any, total_n: int) -> None:
         )
 
 
+#: the level bound rules a per-level block may name (scripts.quantification.levels.BOUNDARY_RULES)
+LEVEL_RULES: tuple[str, ...] = ("mid_disc", "mid_body")
+
+
+def _check_vertebral_levels(block: Any, total_n: int) -> None:
+    """The optional per-level block: a known bound rule and, per level name, a list of valid strata."""
+    where = "vertebral_levels"
+    if not isinstance(block, Mapping):
+        raise ReferenceFormatError(f"{where}: expected an object")
+    if block.get("boundary_rule") not in LEVEL_RULES:
+        raise ReferenceFormatError(
+            f"{where}.boundary_rule: expected one of {LEVEL_RULES}, got {block.get('boundary_rule')!r}"
+        )
+    levels = block.get("levels")
+    if not isinstance(levels, Mapping) or not levels:
+        raise ReferenceFormatError(f"{where}.levels: expected a non-empty object keyed by level name")
+    for name, strata in levels.items():
+        if not isinstance(name, str) or not re.match(r"^(T12|L[1-5]|S1)(-(L[1-5]|S1))?$", name):
+            raise ReferenceFormatError(f"{where}.levels: unknown level name {name!r}; expected e.g. 'L3' or 'L3-L4'")
+        try:
+            _check_strata(strata, total_n)
+        except ReferenceFormatError as err:
+            raise ReferenceFormatError(f"{where}.levels.{name}.{err}") from None
+
+
 def validate_reference(data: Any, source: str | os.PathLike[str] = "<reference dict>") -> None:
     """Check that ``data`` follows the reference schema of this module (see the module docstring).
 
@@ -290,6 +325,8 @@ def validate_reference(data: Any, source: str | os.PathLike[str] = "<reference d
     try:
         _check_header(data)
         _check_strata(data["strata"], data["n"])
+        if "vertebral_levels" in data:
+            _check_vertebral_levels(data["vertebral_levels"], data["n"])
     except ReferenceFormatError as err:
         # One place prefixes the source, so every message names the file exactly once.
         raise ReferenceFormatError(f"{src}: {err}") from None

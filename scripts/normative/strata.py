@@ -150,6 +150,37 @@ class Reference:
     def strata(self) -> list[dict[str, Any]]:
         return list(self.data["strata"])
 
+    @property
+    def level_rule(self) -> str | None:
+        """The bound rule of the per-level strata (``mid_disc``/``mid_body``), or None without per-level strata."""
+        block = self.data.get("vertebral_levels")
+        return str(block["boundary_rule"]) if block else None
+
+    @property
+    def level_names(self) -> tuple[str, ...]:
+        """The vertebral levels with strata (e.g. ``("L1", ..., "L5")``); empty without per-level strata."""
+        block = self.data.get("vertebral_levels")
+        return tuple(block["levels"]) if block else ()
+
+    def for_level(self, level: str) -> Reference | None:
+        """This reference with the strata of one vertebral level in place of the whole-muscle strata.
+
+        The header (id, version, n, population, FF definition) is kept, so :meth:`select` and
+        :func:`scripts.normative.comparison.compare_to_reference` work on it unchanged.
+
+        Args:
+            level: a level name as in the per-level table (``"L3"``, or ``"L3-L4"`` with the mid_body rule).
+
+        Returns:
+            The level's reference, or None when the reference has no strata for ``level``.
+        """
+        block = self.data.get("vertebral_levels")
+        if not block or level not in block["levels"]:
+            return None
+        data = {k: v for k, v in self.data.items() if k != "vertebral_levels"}
+        data["strata"] = block["levels"][level]
+        return Reference(copy.deepcopy(data), self.path)
+
     def select(
         self,
         sex: str | None = None,

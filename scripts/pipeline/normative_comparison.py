@@ -11,8 +11,9 @@ import pandas as pd
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 from scripts.normative.comparison import compare_to_reference
+from scripts.normative.level_comparison import compare_levels_to_reference
 from scripts.normative.reference_file import load_reference
-from scripts.pipeline.keys import NORMATIVE_KEY, SCAN_INFO_KEY, STATS_KEY
+from scripts.pipeline.keys import LEVEL_ROWS_KEY, LEVELS_KEY, NORMATIVE_KEY, SCAN_INFO_KEY, STATS_KEY
 
 __all__ = ["NormativeComparisond"]
 
@@ -23,6 +24,12 @@ class NormativeComparisond(MapTransform):
     Adds ``normative_comparison`` (one row per muscle and side, :func:`compare_to_reference`). The stratum comes
     from the subject's row of ``participants_file`` when there is one (sex, age, activity); otherwise the whole
     reference. Runs after :class:`MuscleStatisticsd`; entries without statistics pass through.
+
+    When the reference holds per-level strata (built with ``cohort_study build_reference --per_level true``) and the
+    subject has vertebral levels (:class:`scripts.pipeline.level_statistics.LevelStatisticsd`), each level side is
+    placed in its level's strata too: the per-level table (and ``<subject>_ff_levels.csv``) gets the reference
+    quartiles, band, approximate percentile and z-score and ``normative_flags``
+    (:func:`scripts.normative.level_comparison.compare_levels_to_reference`).
 
     Args:
         keys: the label-map key (unused here; kept for the MONAI signature and the order of the steps).
@@ -59,5 +66,10 @@ class NormativeComparisond(MapTransform):
         if STATS_KEY not in d:
             return d
         subject = json.loads(d[SCAN_INFO_KEY])["subject"]
-        d[NORMATIVE_KEY] = compare_to_reference(d[STATS_KEY].table, self.reference, **self.demographics(subject))
+        demographics = self.demographics(subject)
+        d[NORMATIVE_KEY] = compare_to_reference(d[STATS_KEY].table, self.reference, **demographics)
+        if d.get(LEVELS_KEY) is not None and self.reference.level_rule is not None:
+            d[LEVELS_KEY] = d[LEVEL_ROWS_KEY] = compare_levels_to_reference(
+                d[LEVELS_KEY], self.reference, **demographics
+            )
         return d

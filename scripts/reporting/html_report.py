@@ -284,8 +284,10 @@ def _level_status_lines(levels: pd.DataFrame | None, level_info: Mapping[str, An
 def _level_rows(levels: pd.DataFrame, statuses: dict[tuple[str, str], str]) -> list[list[str]]:
     """One row per level and muscle: FF mean and mid-plane CSA of the left and right side; failed sides marked.
 
-    A muscle with no voxel in any level is left out.
+    With a per-level normative comparison (``percentile_approx``) also each side's approximate percentile, withheld
+    for a side that failed the quality check. A muscle with no voxel in any level is left out.
     """
+    placed = "percentile_approx" in levels.columns
     rows = []
     voxels = pd.to_numeric(levels["n_voxels"], errors="coerce").fillna(0) if "n_voxels" in levels else None
     # a muscle with no voxel in any level (not segmented, or outside these levels) would only add rows of n/a
@@ -293,15 +295,18 @@ def _level_rows(levels: pd.DataFrame, statuses: dict[tuple[str, str], str]) -> l
     for level in dict.fromkeys(levels["level"].astype(str)):
         at = levels[levels["level"].astype(str) == level]
         for muscle in shown:
-            cells: dict[str, list[str]] = {"ff": [], "csa": []}
+            cells: dict[str, list[str]] = {"ff": [], "csa": [], "pct": []}
             for side in ("left", "right"):
                 row = at[(at["muscle"] == muscle) & (at["side"] == side)]
-                mark = " (QC fail)" if qc_status_of(statuses, muscle, side) == "fail" else ""
+                failed = qc_status_of(statuses, muscle, side) == "fail"
+                mark = " (QC fail)" if failed else ""
                 ff = row["ff_mean_pct"].iloc[0] if len(row) else None
                 csa = row["csa_mid_cm2"].iloc[0] if len(row) else None
                 cells["ff"].append(_fmt(ff) + (mark if _fmt(ff) != "n/a" else ""))
                 cells["csa"].append(_fmt(csa, 2) + (mark if _fmt(csa) != "n/a" else ""))
-            rows.append([level, muscle_name(muscle), *cells["ff"], *cells["csa"]])
+                pct = row["percentile_approx"].iloc[0] if placed and len(row) else None
+                cells["pct"].append(QC_WITHHELD_TEXT if failed and _fmt(pct) != "n/a" else _fmt(pct))
+            rows.append([level, muscle_name(muscle), *cells["ff"], *cells["csa"], *(cells["pct"] if placed else [])])
     return rows
 
 
@@ -327,12 +332,21 @@ def _levels_section(
     cls = "ok" if info.get("status") == "ok" else "flag"
     parts.extend(f'<p class="{cls}">{esc(line)}</p>' for line in _level_status_lines(levels, info))
     header = ["level", "muscle", "FF mean left (%)", "FF mean right (%)", "CSA mid left (cm²)", "CSA mid right (cm²)"]
+    placed = "percentile_approx" in levels.columns
+    if placed:
+        header += ["percentile left (approx.)", "percentile right (approx.)"]
     parts.append(_html_table(header, _level_rows(levels, qc_statuses(table)), text_cols=2))
     parts.append(
         "<p>FF mean: plain mean of F/(F+W) over the muscle side's voxels between the level's bounds (same border "
         "trim and minimum volume as the FF table). CSA mid: cross-section area at the level's mid-plane (n/a "
         "outside the field of view). n/a = not available (never 0 %). Left and right are the patient's.</p>"
     )
+    if placed:
+        flags = sorted({f for text in levels["normative_flags"].fillna("") for f in str(text).split(";") if f})
+        parts.append(
+            f'<p class="note">Percentiles against the per-level strata of the reference (built from a cohort run): '
+            f"{esc(APPROXIMATION_NOTE)} Flags: {esc(', '.join(flags) or 'none')}.</p>"
+        )
     parts.extend(_figure(caption, path) for caption, path in images.items())
     return parts
 

@@ -210,3 +210,42 @@ def test_group_comparison_leaves_failed_sides_out_and_says_how_many(qc_files):
     compare(*args, str(d / "groups_all"), plots="false", include_failed_qc="1")
     sex = pd.read_csv(d / "groups_all" / "sex_tests.csv")
     assert set(sex.n_M + sex.n_F) == {40} and sex.qc_excluded_rows.sum() == 0
+
+
+def test_per_level_reference_as_the_guide_runs_it(tmp_path):
+    from tests.normative.level_cohort import N_CLEAN, write_level_cohort
+
+    paths = write_level_cohort(tmp_path / "eval_cohort")
+    common = ["--cohort_table", str(paths["table"]), "--participants", str(paths["participants"])]
+    res = _cli("build_reference", *common, "--output", str(tmp_path / "my_reference.json"), "--per_level", "true")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "levels (mid_disc): L1 n = 42, L2 n = 42, L3 n = 42, L4 n = 42, L5 n = 42" in res.stdout
+    assert "20 uncertain subject-level(s) left out (L1 4, L2 4, L3 4, L4 4, L5 4)" in res.stdout
+    assert "per level: QC: 5 row(s) with qc_status 'fail' left out (psoas left 5)" in res.stdout
+    ref = load_reference(tmp_path / "my_reference.json")
+    block = ref.data["vertebral_levels"]
+    assert block["level_table"] == "cohort_ff_levels.csv" and block["qc_excluded"]["psoas"]["left"] == 5
+    assert block["uncertain_excluded"]["L3"] == 4 and block["boundary_rule"] == "mid_disc"
+    l3 = ref.for_level("L3").select()
+    assert l3.entry("psoas", "left")["p50"] == pytest.approx(14.0) and l3.entry("psoas", "left")["n"] == N_CLEAN
+    # the whole-muscle strata are those of a build without --per_level
+    res = _cli("build_reference", *common, "--output", str(tmp_path / "plain.json"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert load_reference(tmp_path / "plain.json").data["strata"] == ref.data["strata"]
+
+
+def test_per_level_reference_takes_the_verdict_from_the_cohort_table_or_refuses_without_levels(tmp_path):
+    from tests.normative.level_cohort import N_CLEAN, write_level_cohort
+
+    paths = write_level_cohort(tmp_path / "old", with_qc=False)  # a per-level file without qc_status
+    cohort_study.build_reference(
+        str(paths["table"]), str(paths["participants"]), str(tmp_path / "ref.json"), per_level=True
+    )
+    entry = load_reference(tmp_path / "ref.json").for_level("L3").select().entry("psoas", "left")
+    assert entry["n"] == N_CLEAN and entry["p50"] == pytest.approx(14.0)  # f0's failed side still withheld
+    paths["levels"].unlink()
+    with pytest.raises(FileNotFoundError, match=r"cohort_ff_levels.csv not found: .*--num_classes 15"):
+        cohort_study.build_reference(
+            str(paths["table"]), str(paths["participants"]), str(tmp_path / "r2.json"), per_level=True
+        )
+    assert not (tmp_path / "r2.json").exists()

@@ -35,3 +35,31 @@ def test_validation_errors_name_the_file_and_field(tmp_path: Path, mutate: Any, 
     with pytest.raises(ReferenceFormatError, match=message) as err:
         load_reference(path)
     assert str(path) in str(err.value)
+
+
+def _with_levels(data: dict) -> dict:
+    data["vertebral_levels"] = {"boundary_rule": "mid_disc", "levels": {"L3": json.loads(json.dumps(data["strata"]))}}
+    return data
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: d["vertebral_levels"].update(boundary_rule="endplates"), "vertebral_levels.boundary_rule"),
+        (lambda d: d["vertebral_levels"]["levels"].update(L6=d["strata"]), "unknown level name 'L6'"),
+        (lambda d: d["vertebral_levels"]["levels"]["L3"].pop(0), r"vertebral_levels.levels.L3.strata: the pooled"),
+        (lambda d: d["vertebral_levels"]["levels"]["L3"][0].update(n=10**6), r"levels.L3.strata\[0\].n: 1000000"),
+        (lambda d: d["vertebral_levels"].update(levels={}), "vertebral_levels.levels: expected a non-empty object"),
+    ],
+)
+def test_per_level_block_errors_name_the_file_and_field(tmp_path: Path, mutate: Any, message: str) -> None:
+    data = _with_levels(mini_reference())
+    path = tmp_path / "good.json"
+    path.write_text(json.dumps(data))
+    assert load_reference(path).level_names == ("L3",)  # the block as built is valid
+    mutate(data)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ReferenceFormatError, match=message) as err:
+        load_reference(path)
+    assert str(path) in str(err.value)

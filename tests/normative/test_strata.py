@@ -34,3 +34,15 @@ def test_small_stratum_is_skipped_unless_allowed_and_then_flagged() -> None:
         df = compare_to_reference({"psoas": 12.0}, ref, activity="active", allow_small_strata=True)
     assert df["small_stratum"].all() and df["flags"].str.contains("small_stratum").all()
     assert (df["stratum_activity"] == "active").all()
+
+
+def test_for_level_keeps_the_header_and_takes_the_level_strata() -> None:
+    data = mini_reference()
+    level_strata = [{**s, "n": 5} for s in data["strata"]]
+    data["vertebral_levels"] = {"boundary_rule": "mid_body", "levels": {"L3-L4": level_strata}}
+    ref = Reference.from_dict(data)
+    assert ref.level_rule == "mid_body" and ref.level_names == ("L3-L4",)
+    level = ref.for_level("L3-L4")
+    assert level.reference_id == ref.reference_id and level.n == ref.n and level.level_rule is None
+    assert level.select().n == 5 and ref.select().n != 5
+    assert ref.for_level("L3") is None and Reference.from_dict(mini_reference()).level_names == ()

@@ -64,7 +64,8 @@ def quantification_steps(
         out: the run's output folder.
         report: draw the pictures and the HTML page.
         overwrite: replace results of a different run.
-        settings: ``ff_method``, ``border_trim_ff``, ... as the run record and the steps take them.
+        settings: ``ff_method``, ``border_trim_ff``, ``reference_file``, ``level_rule`` ... as the run record and the
+            steps take them.
     """
     record = RunRecord(output_dir=str(out), overwrite=overwrite, **settings)
     stats = {k: settings[k] for k in ("erosion_mm", "min_volume_ml", "border_trim_ff") if k in settings}
@@ -74,9 +75,13 @@ def quantification_steps(
         FatFractionMapd("pred", **ff),
         SwapCheckd("pred"),
         MuscleStatisticsd("pred", **stats),
-        LevelStatisticsd("pred", **{k: v for k, v in stats.items() if k != "erosion_mm"}),
+        LevelStatisticsd(
+            "pred",
+            rule=settings.get("level_rule", "mid_disc"),
+            **{k: v for k, v in stats.items() if k != "erosion_mm"},
+        ),
         QualityVerdictd("pred"),
-        NormativeComparisond("pred"),
+        NormativeComparisond("pred", reference_file=settings.get("reference_file")),
         WriteResultsd("pred"),
         SubjectReportd("pred", enabled=report),
     )

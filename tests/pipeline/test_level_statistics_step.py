@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import numpy as np
 import pandas as pd
@@ -78,3 +79,33 @@ def test_nine_class_label_map_writes_no_levels_and_says_why_once(tmp_path, caplo
 def test_unknown_rule_is_refused():
     with pytest.raises(ValueError, match="rule must be one of"):
         LevelStatisticsd("pred", rule="endplates")
+
+
+def test_per_level_reference_places_each_level_in_the_csv_cohort_table_and_report(tmp_path):
+    from scripts.normative import cohort_study
+
+    from tests.normative.level_cohort import write_level_cohort
+
+    paths = write_level_cohort(tmp_path / "cohort")  # level centres: psoas left 10 + 2 j %, right 20 %, ES+MF 30/40 %
+    ref = tmp_path / "levels_reference.json"
+    cohort_study.build_reference(str(paths["table"]), str(paths["participants"]), str(ref), per_level=True)
+    out = tmp_path / "eval"
+    files, lab, aff = spine_subject(tmp_path)  # psoas left 10, 12, 14, 16, 18 % in L1-L5: the centres
+    steps = quantification_steps(out, report=True, min_volume_ml=0.5, reference_file=str(ref))
+    MarkDoned(output_dir=str(out))(steps(loaded(files, lab, aff, subject="spine")))
+    table = pd.read_csv(out / "spine" / "spine_ff_levels.csv")
+    measured = table[table.muscle.isin(["psoas", "erector_spinae_multifidus"])]
+    # the float32 Dixon images give the centres to 1e-5 %: the 50th percentile to 1e-4
+    np.testing.assert_allclose(measured.percentile_approx.to_numpy(), 50.0, atol=1e-3)
+    np.testing.assert_allclose(measured.z_score_approx.to_numpy(), 0.0, atol=1e-4)
+    psoas = measured[(measured.muscle == "psoas") & (measured.side == "left")]
+    np.testing.assert_allclose(psoas.ref_p50.to_numpy(), [10.0, 12.0, 14.0, 16.0, 18.0], atol=1e-9)
+    absent = table[table.muscle == "iliacus"]
+    assert absent.percentile_approx.isna().all() and absent.normative_flags.str.contains("missing_value").all()
+    cohort = pd.read_csv(out / "cohort_ff_levels.csv")
+    assert {"qc_status", "percentile_approx", "z_score_approx", "normative_flags"} <= set(cohort.columns)
+    section = (out / "spine" / "spine_report.html").read_text().split("<h2>Per vertebral level</h2>", 1)[1]
+    assert "percentile left (approx.)" in section and "Percentiles against the per-level strata" in section
+    # ES+MF failed the quality check on this box spine: its percentiles are withheld on the page
+    es = re.search(r'<td class="t">L3</td><td class="t">Erector spinae \+ multifidus</td>(.*?)</tr>', section)
+    assert es.group(1).count("withheld (QC fail)") == 2 and es.group(1).count("(QC fail)") == 6
