@@ -185,7 +185,7 @@ def main(n: int = 50, seed: int = 100, geometry: str = "low", out_dir: str | Non
     if out_dir:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        table.to_csv(out / "qc_benchmark.csv", index=False)
+        table.to_csv(out / "qc_benchmark.csv", index=False, float_format="%.4f")
         (out / "qc_benchmark.md").write_text(text + "\n")
     return text
 

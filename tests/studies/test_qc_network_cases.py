@@ -74,6 +74,8 @@ def test_score_run_scores_labels_and_verdicts_against_the_truth(degraded, tmp_pa
     assert len(scores) == 16 and set(scores.case) == {"clean", "noise"}
     clean = scores[scores.case == "clean"]
     assert (clean.dice == 1.0).all() and (clean.ff_error_pp == 0.0).all()
+    # the reported FF (stored water and fat, tiny 6.8 x 6.8 x 11.8 mm voxels) against the exact FF of the true label
+    assert clean.reported_ff_error_pp.notna().all() and clean.reported_ff_error_pp.median() < 3.0
     eroded = scores[(scores.case == "noise") & (scores.label == psoas)].iloc[0]
     assert eroded.dice < 0.7 and eroded.qc_status != "pass", eroded.qc_reasons
     text = summarise(scores)
