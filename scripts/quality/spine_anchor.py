@@ -33,8 +33,8 @@ class SpineLimits:
     """Distances (mm) beyond which a muscle's place against the vertebral bodies asks for review or fails.
 
     Set from anatomy (the psoas arises from the sides of the bodies and the discs T12-L5; a correct label touches
-    them on most slices) and checked on the true labels of the anatomy-complete training cohort
-    (``/work/data/vert/phantom_train_complete``-like, 32 subjects, reference geometry with RAS/LPS and truncated
+    them on most slices) and checked on the true labels of an anatomy-complete training cohort (32 subjects of
+    ``python -m scripts.phantom cohort --anatomy complete``, reference geometry with RAS/LPS storage and truncated
     coverage; docs/studies/quality_control.md): there the psoas's gap is 1-11 mm, every left muscle's centre at
     least 28 mm left of the bodies' centre, the ES+MF centre 29-39 mm behind their back edge, the QL centre 23-44 mm
     behind and 21-34 mm lateral to the psoas's, the iliacus centre 9-76 mm below the top of L5.
