@@ -48,8 +48,9 @@ def parse_log(path: str | Path) -> dict[str, np.ndarray]:
     }
 
 
-def plot(log: str, out_png: str) -> str:
-    """Draw the curve and return the summary line."""
+def plot(log: str, out_png: str, scored: str = "8 muscles") -> str:
+    """Draw the curve and return the summary line; ``scored`` names what the validation Dice averages (e.g. "8
+    muscles, 5 vertebral bodies, sacrum" for a model with the vertebral context)."""
     d = parse_log(log)
     if d["iteration"].size == 0:
         raise ValueError(f"{log}: no 'train_loss' lines found")
@@ -63,7 +64,7 @@ def plot(log: str, out_png: str) -> str:
     ax1.set(xlabel="iteration", ylabel="DiceCE loss", title="training loss")
     ax2.plot(d["val_epoch"], d["val_dice"], "o-", color="tab:green")
     ax2.set(
-        xlabel="epoch", ylabel="mean Dice (8 muscles)", title="validation (sliding window, working grid)", ylim=(0, 1)
+        xlabel="epoch", ylabel=f"mean Dice ({scored})", title="validation (sliding window, working grid)", ylim=(0, 1)
     )
     fig.tight_layout()
     Path(out_png).parent.mkdir(parents=True, exist_ok=True)
