@@ -115,6 +115,13 @@ class QCLimits:
     fat_voxel_pct: float = 70.0  # a voxel this fatty counts as fat ...
     fat_voxel_share_review: float = 0.35  # ... and this share of them makes the label look bimodal
     lr_ff_difference_pp: float = 10.0
+    #: share of the label's voxels with no valid FF (signal too low for a fat fraction: air, lung, bowel gas, outside
+    #: the body). Correct labels on phantoms stay under 1 % (docs/studies/quality_control.md); a muscle has signal
+    #: everywhere, so a label reaching into the lung bases or bowel gas (seen on the real CHAOS scan: "ES+MF" on
+    #: the posterior lungs, 20-35 % of the label without a valid FF, with a plausible mean FF) is reviewed ...
+    invalid_ff_share_review: float = 0.10
+    #: ... and failed when the signal is missing from this much of it
+    invalid_ff_share_fail: float = 0.40
     largest_piece_review: float = 0.9
     largest_piece_fail: float = 0.6
     gap_share_review: float = 0.2
@@ -245,10 +252,19 @@ def _shape_checks(
 
 
 def _signal_checks(verdict: SideVerdict, ff_values: np.ndarray, limits: QCLimits) -> float:
-    values = ff_values[np.isfinite(ff_values)]
+    finite = np.isfinite(ff_values)
+    values = ff_values[finite]
     if values.size == 0:
         verdict.add("review", "no voxel with a valid FF")
         return float("nan")
+    invalid = 1.0 - float(finite.mean())
+    if invalid > limits.invalid_ff_share_review:
+        severity = "fail" if invalid > limits.invalid_ff_share_fail else "review"
+        verdict.add(
+            severity,
+            f"{invalid:.0%} of the label has too little signal for an FF (air, lung, bowel gas or outside the "
+            "body: the label may reach into them)",
+        )
     median = float(np.median(values))
     if median > limits.ff_median_review_pct:
         severity = "fail" if median > limits.ff_median_fail_pct else "review"

@@ -65,6 +65,21 @@ def test_a_label_on_fat_fails_for_its_signal(phantom):
     assert partner.status == "review" and any("other side" in r for r in partner.reasons)
 
 
+def test_a_label_reaching_into_air_is_flagged_for_its_missing_signal(phantom):
+    # the real failure on the CHAOS scan: ES+MF drawn over the posterior lung bases, whose FF is undefined (NaN)
+    labels, ff, body, affine = phantom
+    es = label_value("erector_spinae_multifidus", "right")
+    idx = np.argwhere(labels == es)
+    for share, expected in ((0.05, "pass"), (0.25, "review"), (0.6, "fail")):
+        airy = ff.copy()
+        chosen = idx[: int(share * len(idx))]
+        airy[tuple(chosen.T)] = np.nan
+        verdict = assess_segmentation(labels, affine, ff=airy, body=body)[es]
+        assert verdict.status == expected, (share, verdict.reasons)
+        if expected != "pass":
+            assert any("too little signal for an FF" in r for r in verdict.reasons)
+
+
 def test_a_broken_or_missing_label_is_flagged(phantom):
     labels, ff, body, affine = phantom
     ql = label_value("quadratus_lumborum", "left")
