@@ -1,0 +1,158 @@
+"""The simulated annotation loop: picks, the keep-if-better rule, a tiny end-to-end study, its resume and table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from scripts.phantom.cohort import generate_cohort
+from scripts.studies import annotation_loop as loop
+from scripts.studies import annotation_runs as runs
+from scripts.studies.annotation_loop_report import COLUMNS, verdict
+
+TINY = ["--working_spacing", "[8.0,8.0,12.0]", "--patch_size", "[32,32,16]"]
+
+
+def test_pick_uncertainty_takes_the_highest_doubts_ties_by_id():
+    doubts = {"a": 0.2, "b": 0.9, "c": 0.5, "d": 0.9}
+    assert loop.pick("uncertainty", ["a", "b", "c", "d"], 1, 0, 1, doubts) == ["b"]
+    assert loop.pick("uncertainty", ["d", "c", "b", "a"], 3, 5, 2, doubts) == ["b", "d", "c"]
+    with pytest.raises(ValueError, match="no doubt score"):
+        loop.pick("uncertainty", ["a", "e"], 1, 0, 1, doubts)
+
+
+def test_pick_random_is_seeded_and_reproducible():
+    pool = [f"sub-{i:04d}" for i in range(20)]
+    first = loop.pick("random", pool, 4, 0, 1)
+    assert first == loop.pick("random", list(reversed(pool)), 4, 0, 1)  # order of the pool does not matter
+    assert len(set(first)) == 4 and set(first) <= set(pool)
+    others = {tuple(loop.pick("random", pool, 4, seed, 1)) for seed in range(1, 6)}
+    assert len(others | {tuple(first)}) > 1  # seeds draw differently
+    assert loop.pick("random", pool, 4, 0, 1) != loop.pick("random", pool, 4, 0, 2)
+    with pytest.raises(ValueError, match="only 2 are left"):
+        loop.pick("random", pool[:2], 3, 0, 1)
+    with pytest.raises(ValueError, match="unknown strategy"):
+        loop.pick("first", pool, 1, 0, 1)
+
+
+@pytest.fixture(scope="module")
+def tiny_cohort(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pool") / "data"
+    generate_cohort(
+        out,
+        n=6,
+        seed=12,
+        geometry="tiny",
+        variety=False,
+        n_validation=1,
+        n_testing=1,
+        progress=False,
+        anatomy="complete",
+    )
+    return out
+
+
+def _config(cohort: Path, out: Path) -> loop.LoopConfig:
+    return loop.LoopConfig(
+        str(cohort),
+        str(cohort),
+        str(out),
+        [1, 2],
+        1,
+        1e-4,
+        4,
+        1,
+        1,
+        str(runs.BUNDLE_ROOT / "models" / "model.pt"),
+        [8.0, 8.0, 12.0],
+        [32, 32, 16],
+    )
+
+
+@pytest.mark.parametrize(("val_round", "action"), [(0.70, "replaced"), (0.50, "kept"), (0.60, "kept")])
+def test_round_keeps_the_previous_weights_unless_validation_improves(
+    tiny_cohort, tmp_path, monkeypatch, val_round, action
+):
+    new_model = tmp_path / "new.pt"
+    new_model.write_bytes(b"x")
+    monkeypatch.setattr(runs, "fine_tune", lambda *a, **k: (new_model, val_round))
+    monkeypatch.setattr(runs, "score_heldout", lambda *a, **k: {"dice_mean": 0.99, "ff_abs_err_median_pp": 0.1})
+    prev = {"weights": "old.pt", "val_dice": 0.60, "dice_mean": 0.5, "ff_abs_err_median_pp": 3.0, "labelled": []}
+    rec = loop._round(_config(tiny_cohort, tmp_path / "out"), "random", 0, 1, prev, tmp_path / "r1")
+    assert rec["weights_action"] == action and rec["val_dice_round"] == val_round
+    if action == "replaced":
+        assert rec["weights"] == str(new_model) and rec["dice_mean"] == 0.99 and rec["val_dice"] == 0.70
+    else:  # the served model and its held-out scores stay those of the previous round
+        assert rec["weights"] == "old.pt" and rec["dice_mean"] == 0.5 and rec["ff_abs_err_median_pp"] == 3.0
+        assert rec["val_dice"] == 0.60
+    assert rec["n_annotated"] == 1 and rec["cpu_s"] >= 0
+
+
+def test_tiny_study_end_to_end_resume_and_table(tiny_cohort, tmp_path):
+    out = tmp_path / "study"
+    args = [
+        "--pool_dir",
+        str(tiny_cohort),
+        "--heldout_dir",
+        str(tiny_cohort),
+        "--out_dir",
+        str(out),
+        "--seeds",
+        "0",
+        "--budgets",
+        "1,2",
+        "--epochs",
+        "1",
+        "--pool_size",
+        "4",
+        "--n_validation",
+        "1",
+        "--n_heldout",
+        "1",
+        *TINY,
+    ]
+    loop.main(args)
+    table = pd.read_csv(out / "rounds.csv", dtype={"picked": str})
+    assert list(table.columns) == COLUMNS
+    assert len(table) == 6 and set(table.strategy) == {"uncertainty", "random"}  # rounds 0-2 of each chain
+    assert set(table.weights_action) <= {"shipped", "kept", "replaced"}
+    assert (table.n_annotated == table["round"].map({0: 0, 1: 1, 2: 2})).all()
+    # uncertainty's first pick: the pool scan the shipped weights doubt most (cached per weights file)
+    doubts = json.loads(
+        (out / "doubts" / f"{runs.weights_digest(runs.BUNDLE_ROOT / 'models' / 'model.pt')}.json").read_text()
+    )
+    assert len(doubts) == 4 and all(0 <= d <= 1 for d in doubts.values())
+    unc = table[table.strategy == "uncertainty"].set_index("round")
+    assert unc.picked[1] == max(sorted(doubts), key=lambda s: doubts[s])
+    # random's picks: the seeded draw, reproducible
+    rnd = table[table.strategy == "random"].set_index("round")
+    pool = sorted(doubts)
+    assert rnd.picked[1] == loop.pick("random", pool, 1, 0, 1)[0]
+    assert rnd.picked[2] == loop.pick("random", [s for s in pool if s != rnd.picked[1]], 1, 0, 2)[0]
+    # a kept round carries the previous scores; every round's validation figure is a Dice in [0, 1]
+    for chain in (unc, rnd):
+        for r in (1, 2):
+            assert 0 <= chain.val_dice_round[r] <= 1
+            if chain.weights_action[r] == "kept":
+                assert chain.dice_mean[r] == chain.dice_mean[r - 1]
+    assert (out / "curve.png").stat().st_size > 1000
+    assert "Random's mean Dice with 2 annotated scans" in (out / "summary.md").read_text()
+    # resume: a rerun redoes nothing (the round markers are untouched) and writes the same table
+    markers = {p: p.stat().st_mtime_ns for p in out.glob("*/seed*/round*/.done.json")}
+    assert len(markers) == 4
+    loop.main(args)
+    assert {p: p.stat().st_mtime_ns for p in markers} == markers
+    assert pd.read_csv(out / "rounds.csv", dtype={"picked": str}).equals(table)
+
+
+def test_verdict_reports_met_and_not_met():
+    rows = []
+    for strategy, dice in (("random", [0.80, 0.82, 0.85]), ("uncertainty", [0.80, 0.86, 0.87])):
+        rows += [{"strategy": strategy, "seed": 0, "n_annotated": n, "dice_mean": d} for n, d in zip([1, 2, 4], dice)]
+    table = pd.DataFrame(rows)
+    assert "Target met: uncertainty reaches it with 2 scans" in verdict(table, [1, 2, 4])
+    table.loc[table.strategy == "uncertainty", "dice_mean"] = [0.80, 0.81, 0.86]
+    assert "Target not met: uncertainty reaches it first with 4 scans" in verdict(table, [1, 2, 4])
+    assert "not available" in verdict(table[table.n_annotated < 4], [1, 2, 4])
