@@ -200,16 +200,28 @@ def summarise(names: pd.DataFrame, errors: pd.DataFrame, tol_mm: float = 3.0) ->
 
 
 def sagittal_levels_png(cohort: Path, sid: str, out_png: Path) -> Path:
-    """A mid-sagittal view of a subject's in-phase image with its vertebral labels outlined and the assigned level
-    bounds drawn as lines (world RAS mm; the image is turned to the closest canonical orientation first)."""
+    """A mid-sagittal view of a phantom subject's in-phase image with its vertebral labels outlined and the assigned
+    level bounds drawn as lines (see :func:`sagittal_levels_figure`)."""
+    return sagittal_levels_figure(
+        cohort / sid / f"{sid}_inphase.nii.gz", cohort / sid / f"{sid}_vertebrae.nii.gz", out_png, sid
+    )
+
+
+def sagittal_levels_figure(image_path: Path, label_path: Path, out_png: Path, title: str) -> Path:
+    """A mid-sagittal view of ``image_path`` with the vertebral labels (9-14) of ``label_path`` (a vertebral map or a
+    whole label map on the same grid) outlined and the assigned level bounds drawn as lines (world RAS mm; both
+    images are turned to the closest canonical orientation first). Ok levels in yellow, uncertain ones in orange."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure  # research figure only
 
-    imgs = {
-        k: nib.as_closest_canonical(nib.load(str(cohort / sid / f"{sid}_{k}.nii.gz"))) for k in ("inphase", "vertebrae")
-    }
-    image, vert = np.asarray(imgs["inphase"].dataobj, float), np.asarray(imgs["vertebrae"].dataobj)
-    aff = imgs["inphase"].affine
+    img_nii = nib.as_closest_canonical(nib.load(str(image_path)))
+    lab_nii = nib.as_closest_canonical(nib.load(str(label_path)))
+    image = np.asarray(img_nii.dataobj, float)
+    lab = np.asarray(lab_nii.dataobj)
+    vert = np.where((lab >= 9) & (lab <= 14), lab, 0)
+    if vert.shape != image.shape or not vert.any():
+        raise ValueError(f"{label_path}: no vertebral label (9-14) on the grid of {image_path}")
+    aff = img_nii.affine
     assignment = assign_levels(vert, aff)
     x = int(np.round(np.nonzero(vert)[0].mean()))
     ys = aff[1, 1] * np.arange(image.shape[1]) + aff[1, 3]
@@ -226,7 +238,7 @@ def sagittal_levels_png(cohort: Path, sid: str, out_png: Path) -> Path:
         ax.text(ys[0] + 3, lv.z_mid, lv.name, color="#ffd54f", fontsize=10, va="center", fontweight="bold")
     ax.set_xlabel("y (mm, posterior - anterior)")
     ax.set_ylabel("z (mm, inferior - superior)")
-    ax.set_title(f"{sid}: levels {assignment.status} (mid-disc bounds)", fontsize=10)
+    ax.set_title(f"{title}\nlevels {assignment.status} (mid-disc bounds)", fontsize=9)
     fig.savefig(out_png, dpi=110)
     return out_png
 
