@@ -135,7 +135,7 @@ def _doubts(cfg: LoopConfig, weights: Path, subjects: list[str]) -> dict[str, fl
         for s in todo:
             cache[s] = scorer(cfg.pool_dir / by_id[s]["image"]).score
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(cache_file, json.dumps(cache, indent=1, sort_keys=True))
+        atomic_write_text(cache_file, json.dumps(cache, indent=1, sort_keys=True), overwrite=True)
     return {s: cache[s] for s in subjects}
 
 

@@ -141,5 +141,5 @@ def write_report(out_dir: Path, budgets: list[int]) -> str:
             f"{r.ff_err:.2f} | {int(r.replaced)} | {cpu} | {wall} |"
         )
     text = "\n".join([*lines, "", verdict(table, budgets), ""])
-    atomic_write_text(out_dir / "summary.md", text)
+    atomic_write_text(out_dir / "summary.md", text, overwrite=True)  # more rounds, new summary
     return text

@@ -10,7 +10,7 @@ import pytest
 from scripts.phantom.cohort import generate_cohort
 from scripts.studies import annotation_loop as loop
 from scripts.studies import annotation_runs as runs
-from scripts.studies.annotation_loop_report import COLUMNS, verdict
+from scripts.studies.annotation_loop_report import COLUMNS, verdict, write_report
 
 TINY = ["--working_spacing", "[8.0,8.0,12.0]", "--patch_size", "[32,32,16]"]
 
@@ -145,6 +145,14 @@ def test_tiny_study_end_to_end_resume_and_table(tiny_cohort, tmp_path):
     loop.main(args)
     assert {p: p.stat().st_mtime_ns for p in markers} == markers
     assert pd.read_csv(out / "rounds.csv", dtype={"picked": str}).equals(table)
+    # a later run with more rounds rewrites the summary (a stale one is replaced, not refused)
+    (out / "summary.md").write_text("stale")
+    assert "Random's mean Dice" in write_report(out, [1, 2]) and (out / "summary.md").read_text() != "stale"
+    # doubts of more subjects with the same weights extend the cache
+    cache = next((out / "doubts").glob("*.json"))
+    cache.write_text(json.dumps({s: d for s, d in doubts.items() if s != pool[0]}))
+    cfg = _config(tiny_cohort, out)
+    assert loop._doubts(cfg, runs.BUNDLE_ROOT / "models" / "model.pt", pool) == pytest.approx(doubts, abs=1e-6)
 
 
 def test_verdict_reports_met_and_not_met():
