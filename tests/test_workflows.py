@@ -429,3 +429,36 @@ def test_vertebral_context_training_from_the_shipped_weights_and_inference(tiny_
         *common,
     )
     assert res.returncode != 0 and "--vertebral_context false" in res.stderr and "--anatomy complete" in res.stderr
+
+
+def test_a_fine_tune_never_saves_a_model_worse_than_its_start(tiny_cohort, tiny_model, tmp_path):
+    import torch
+
+    start = tiny_model / "models" / "model.pt"
+    res = _bundle_run(
+        "--config_file",
+        "configs/train.json",
+        "--dataset_dir",
+        str(tiny_cohort),
+        "--epochs",
+        "1",
+        "--val_interval",
+        "1",
+        "--patch_size",
+        "[32,32,16]",
+        "--pretrained_ckpt",
+        str(start),
+        "--learning_rate",
+        "5.0",
+        "--ckpt_dir",
+        str(tmp_path / "models"),
+        "--output_dir",
+        str(tmp_path / "eval"),
+        *TINY_OVERRIDES,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    scores = [float(v) for v in re.findall(r"Metrics -- val_mean_dice: ([0-9.]+)", res.stdout + res.stderr)]
+    assert len(scores) == 2 and scores[1] <= scores[0], scores  # the start, then the ruined epoch
+    saved = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
+    reference = torch.load(start, weights_only=True)
+    assert all(torch.equal(saved[k], reference[k]) for k in reference)  # the starting weights stay the best

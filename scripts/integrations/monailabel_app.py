@@ -59,7 +59,11 @@ _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "train_state", "*.tmp"
 #:   phantom from 0.963 to 0.417 (and that model replaced model.pt); at 1e-4 it stayed at 0.961 (2026-11-25);
 #: - resume_ckpt: train.json resumes from models/train_state/ when a checkpoint is there, so every round after the
 #:   first restored the previous round's final epoch count and stopped without training; "" starts each round afresh.
-MONAILABEL_TRAIN_OPTIONS: dict[str, Any] = {"learning_rate": 1e-4, "resume_ckpt": ""}
+#: - validate_at_start: the round starts from the served weights (MONAI Label's CheckpointLoader) without naming them in
+#:   pretrained_ckpt, so its first validation would replace model.pt whatever it scores; validating the loaded weights
+#:   first makes them the score to beat (a round never serves a worse model; found by
+#:   scripts.studies.annotation_loop, 2026-12-05).
+MONAILABEL_TRAIN_OPTIONS: dict[str, Any] = {"learning_rate": 1e-4, "resume_ckpt": "", "validate_at_start": True}
 #: first line of the guard; also how ``add_torchvision_guard`` recognises an app that already has it.
 _GUARD_MARK = (
     "# --- lumbar_dixon bundle: torchvision guard for CPU-only torch (scripts/integrations/monailabel_app.py) ---"

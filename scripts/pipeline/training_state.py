@@ -5,6 +5,8 @@ train.json saves the trainer, network, optimizer and scheduler every few epochs 
 its best score in memory only, so a resumed run used to start from "no best yet": its first validation replaced
 ``models/model.pt`` even when it scored below the model saved before the interruption. :class:`ValidationBest`
 puts that score (and the evaluator's ``best_metric``/``best_metric_epoch``) into the saved state and restores it.
+:class:`ValidateAtStart` gives a fine-tune the same guard from its first epoch: the starting weights are validated
+before any step, so they are the score to beat.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ignite.engine import Engine, Events
 from monai.engines import Workflow
 from monai.handlers import CheckpointSaver
+from scripts.configuration.values import as_bool
 
 
 class ValidationBest:
@@ -56,3 +60,30 @@ class ValidationBest:
         self.saver._key_metric_checkpoint.load_state_dict(
             {"_saved": [(float(priority), str(name)) for priority, name in state_dict["saved"]]}
         )
+
+
+class ValidateAtStart:
+    """Validate the starting weights once when training starts, so that only a better model replaces ``model.pt``.
+
+    Why: the best-model saver starts with no score, so without this the first validation of a fine-tune writes
+    ``model.pt`` whatever it scores, and a MONAI Label round can serve a model worse than the one it started from
+    (found by ``scripts.studies.annotation_loop``). Attach it after every handler that loads the starting weights
+    (MONAI Label adds a ``CheckpointLoader`` to the trainer's handlers; train.json attaches this in its ``run`` list,
+    after the trainer is built): handlers of one event run in the order they were attached.
+
+    Args:
+        evaluator: the validation engine whose handlers include the best-model ``CheckpointSaver``.
+        enabled: False attaches nothing (training from scratch has no score worth keeping).
+    """
+
+    def __init__(self, evaluator: Workflow, enabled: bool = True) -> None:
+        self.evaluator = evaluator
+        self.enabled = as_bool(enabled, "enabled")
+
+    def attach(self, engine: Engine) -> None:
+        """Run the validation at ``engine``'s start (``Events.STARTED``), when enabled."""
+        if self.enabled:
+            engine.add_event_handler(Events.STARTED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        self.evaluator.run()

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -242,12 +243,14 @@ def test_train_round_rewrites_the_app_model(server, phantoms, tmp_path):
     details = "\n".join(task.get("details", []))
     assert task["status"] == "DONE", details[-3000:]
     assert "Epoch: 1/1" in details, details[-3000:]
-    assert _sha256(server.model_file) != before, f"model.pt unchanged after the round\n{details[-3000:]}"
-    # still a checkpoint the bundle loads: the same tensors, new values
+    # the served weights are validated first (validate_at_start), so the round's model replaces them only if better
+    best = [float(v) for v in re.findall(r"Key metric: val_mean_dice best value: ([0-9.]+)", details)]
+    assert best and details.index("Key metric: val_mean_dice") < details.index("Epoch: 1/1, Iter: 1/"), details[-3000:]
     shipped = torch.load(BUNDLE_ROOT / "models" / "model.pt", map_location="cpu", weights_only=True)
     trained = torch.load(server.model_file, map_location="cpu", weights_only=True)
     assert {k: v.shape for k, v in trained.items()} == {k: v.shape for k, v in shipped.items()}
-    assert any(not torch.equal(trained[k], shipped[k]) for k in shipped)
+    changed = any(not torch.equal(trained[k], shipped[k]) for k in shipped)
+    assert changed == (best[-1] > best[0]), (best, changed, _sha256(server.model_file) != before)
     # the server reloads the new weights, and a round must not wreck the model (it replaces the served one)
     _, subjects = phantoms
     dice = _infer_and_score(server, subjects[INFER_SEED], tmp_path / "seg_after_round.nii.gz")
@@ -443,8 +446,9 @@ def test_set_train_options_changes_existing_ids_of_the_copy_only(tmp_path):
     old = set_train_options(dest, {**MONAILABEL_TRAIN_OPTIONS, "val_interval": 1})
     cfg = json.loads((dest / "configs" / "train.json").read_text())
     assert cfg["learning_rate"] == 1e-4 and cfg["resume_ckpt"] == "" and cfg["val_interval"] == 1
+    assert cfg["validate_at_start"] is True  # a round's model replaces the served one only if it validates better
     shipped = json.loads((BUNDLE_ROOT / "configs" / "train.json").read_text())
-    assert old == {k: shipped[k] for k in ("learning_rate", "resume_ckpt", "val_interval")}
+    assert old == {k: shipped[k] for k in ("learning_rate", "resume_ckpt", "val_interval", "validate_at_start")}
     with pytest.raises(KeyError, match="no_such_id"):
         set_train_options(dest, {"no_such_id": 1})
 
