@@ -265,6 +265,8 @@ INFERENCE_OPTIONS: dict[str, Option] = {
     "overwrite": _BOOL,
     "resume": _BOOL,
     "write_report": _BOOL,
+    # read and preprocess the next subjects in a background thread while the current one is segmented
+    "prefetch_subjects": Option("int", 0, 8, help="subjects read ahead of the one being segmented"),
     "working_spacing": _SPACING,
     "roi_size": Option("ints", 16, 1024, length=3, multiple_of=16, help="sliding-window patch, voxels"),
     "sw_batch_size": Option("int", 1, 1024),

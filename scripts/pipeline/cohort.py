@@ -17,7 +17,9 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import queue
 import re
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -166,31 +168,85 @@ class IsolatingLoader(Iterable):
     the run. The loader has no length, so the evaluator learns the epoch's length by iterating (MONAI and ignite
     support this) and never asks for a subject twice.
 
+    With ``prefetch`` > 0 a background thread reads and preprocesses up to that many subjects ahead while the
+    caller segments and measures the current one. Why a thread, not DataLoader worker processes: reading is gzip
+    decompression and NumPy/torch work that release the GIL, and a thread needs no shared memory (worker processes
+    pass the full-resolution images through ``/dev/shm``, which containers often cap at 64 MB). Subjects come in the
+    same order and with the same content as without it; a subject's failure is recorded when its turn comes.
+
     Args:
         loader: the run's DataLoader (its sampler, workers and collation are kept).
         failures: where failures go.
+        prefetch: subjects read ahead by a background thread (0: none, read in turn).
     """
 
-    def __init__(self, loader: Iterable, failures: FailureLog) -> None:
+    def __init__(self, loader: Iterable, failures: FailureLog, prefetch: int | str = 0) -> None:
+        if isinstance(prefetch, bool) or not str(prefetch).strip().isdigit():
+            raise ValueError(f"prefetch must be a whole number of subjects >= 0, not {prefetch!r}")
         self.loader = loader
         self.failures = failures
+        self.prefetch = int(str(prefetch).strip())
         self.attempted = 0
 
     def __iter__(self) -> Iterator[Any]:
-        it = iter(self.loader)
-        while True:
-            try:
-                batch = next(it)
-            except StopIteration:
-                return
-            except (RunConflictError, KeyboardInterrupt, MemoryError):
-                raise
-            except Exception as err:  # noqa: BLE001 - any failure of one subject's input is that subject's
-                self.attempted += 1
-                self.failures.record(*_cause(err))
-                continue
+        items = _read_ahead(self.loader, self.prefetch) if self.prefetch > 0 else _in_turn(self.loader)
+        for batch, err in items:
             self.attempted += 1
-            yield batch
+            if err is None:
+                yield batch
+            elif isinstance(err, (RunConflictError, KeyboardInterrupt, MemoryError)):
+                raise err
+            else:
+                self.failures.record(*_cause(err))
+
+
+def _in_turn(loader: Iterable) -> Iterator[tuple[Any, BaseException | None]]:
+    """(batch, None) per subject, or (None, error) for a subject that failed to load, read when asked for."""
+    it = iter(loader)
+    while True:
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        except Exception as err:  # noqa: BLE001 - any failure of one subject's input is that subject's
+            yield None, err
+            continue
+        yield batch, None
+
+
+_END = object()
+
+
+def _read_ahead(loader: Iterable, depth: int) -> Iterator[tuple[Any, BaseException | None]]:
+    """:func:`_in_turn` run by a daemon thread up to ``depth`` subjects ahead of the caller."""
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in _in_turn(loader):
+                while not stop.is_set():
+                    try:
+                        slots.put(item, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as err:  # noqa: BLE001 - a run-level error (e.g. a run conflict) reaches the caller
+            slots.put((None, err))
+        slots.put((_END, None))
+
+    thread = threading.Thread(target=produce, name="subject-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            batch, err = slots.get()
+            if batch is _END:
+                return
+            yield batch, err
+    finally:
+        stop.set()  # the caller stopped early (error, interruption): let the reader end instead of waiting
 
 
 def _batch_subject(batch: Any) -> str:

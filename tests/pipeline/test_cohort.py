@@ -37,13 +37,13 @@ def _load(entry):
     return {"subject": entry["subject"], "x": 1.0}
 
 
-@pytest.mark.parametrize("num_workers", [0, 1])
-def test_a_bad_subject_is_recorded_and_the_others_complete(tmp_path, num_workers):
+@pytest.mark.parametrize("num_workers, prefetch", [(0, 0), (1, 0), (0, 1), (0, 3)])
+def test_a_bad_subject_is_recorded_and_the_others_complete(tmp_path, num_workers, prefetch):
     # failed check 5: one bad subject stopped the cohort, its message buried in a long traceback
     data = [{"subject": s} for s in ("a", "bad", "c")]
     failures = FailureLog(tmp_path)
     loader = IsolatingLoader(
-        DataLoader(Dataset(data, transform=_load), batch_size=1, num_workers=num_workers), failures
+        DataLoader(Dataset(data, transform=_load), batch_size=1, num_workers=num_workers), failures, prefetch
     )
     assert [b["subject"][0] for b in loader] == ["a", "c"]
     table = pd.read_csv(tmp_path / "cohort_failures.csv")
@@ -53,6 +53,63 @@ def test_a_bad_subject_is_recorded_and_the_others_complete(tmp_path, num_workers
         assert table.file[0] == "bad_W.nii.gz"
     with pytest.raises(CohortFailures, match=r"1 of 3 subject\(s\) failed.*\n  bad: .*is all zero"):
         failures.finish(loader.attempted)
+
+
+def test_prefetch_reads_the_next_subject_while_the_current_one_is_processed(tmp_path):
+    import threading
+
+    read = []
+    second_read = threading.Event()
+
+    def load(entry):
+        read.append(entry["subject"])
+        if entry["subject"] == "b":
+            second_read.set()
+        return {"subject": entry["subject"]}
+
+    data = [{"subject": s} for s in ("a", "b", "c", "d")]
+    loader = IsolatingLoader(DataLoader(Dataset(data, transform=load), batch_size=1), FailureLog(tmp_path), 1)
+    seen = []
+    for batch in loader:
+        if batch["subject"][0] == "a":
+            # while "a" is being processed, "b" is read in the background (without prefetch this would time out)
+            assert second_read.wait(timeout=10)
+        seen.append(batch["subject"][0])
+    assert seen == ["a", "b", "c", "d"] and read == seen and loader.attempted == 4
+
+
+def test_prefetch_passes_run_level_errors_and_stops_with_the_caller(tmp_path):
+    from scripts.pipeline.run_record import RunConflictError
+
+    def subjects():
+        yield {"subject": ["a"]}
+        raise RunConflictError("results of a different run in the output folder")
+
+    class Loader:
+        def __iter__(self):
+            return subjects()
+
+    loader = IsolatingLoader(Loader(), FailureLog(tmp_path), 2)
+    with pytest.raises(RunConflictError, match="different run"):
+        list(loader)
+    # a caller that stops early leaves no reader thread waiting forever
+    data = [{"subject": str(i)} for i in range(20)]
+    loader = IsolatingLoader(DataLoader(Dataset(data, transform=_load), batch_size=1), FailureLog(tmp_path), 1)
+    for _ in loader:
+        break
+    import threading
+    import time
+
+    deadline = time.time() + 5
+    while any(t.name == "subject-prefetch" for t in threading.enumerate()) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not any(t.name == "subject-prefetch" for t in threading.enumerate())
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "two", True])
+def test_prefetch_must_be_a_whole_number(tmp_path, bad):
+    with pytest.raises(ValueError, match="prefetch must be a whole number"):
+        IsolatingLoader([], FailureLog(tmp_path), bad)
 
 
 def test_a_clean_run_leaves_no_failures_table(tmp_path):
