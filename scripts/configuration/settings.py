@@ -58,7 +58,8 @@ class Option:
             ``"ints"`` (a list of ``length`` numbers) or ``"any"`` (passed through: a mapping, a path or None).
         low / high: inclusive bounds of a number (or of every element of a list); ``low_open`` / ``high_open`` make
             them exclusive.
-        choices: the accepted values of a ``"choice"``, compared case-insensitively and returned in this spelling.
+        choices: the accepted values of a ``"choice"``, compared case-insensitively and returned in this spelling;
+            for a ``"bool"``, words accepted besides the boolean spellings (returned in lower case).
         optional: None (and the strings "none" / "null") is accepted and returned as None.
         length: number of elements of a list option.
         multiple_of: every element of an ``"ints"`` option must be a multiple of this (the network's stride).
@@ -80,7 +81,7 @@ class Option:
         """What the option accepts, in words (for error messages and the documentation)."""
         none = " or none" if self.optional else ""
         if self.kind == "bool":
-            return f"one of {'/'.join(BOOL_SPELLINGS)} (any case){none}"
+            return f"one of {'/'.join(BOOL_SPELLINGS + self.choices)} (any case){none}"
         if self.kind == "choice":
             return f"one of {', '.join(self.choices)}{none}"
         if self.kind in ("int", "float", "floats", "ints"):
@@ -153,6 +154,8 @@ def typed_value(option: Option, value: Any, name: str) -> Any:
     if value is None and option.kind != "any":
         raise ValueError(f"{name} must be {option.accepted()}, not none")
     if option.kind == "bool":
+        if option.choices and isinstance(value, str) and value.strip().lower() in option.choices:
+            return value.strip().lower()  # a word besides true/false (write_report: later)
         try:
             return as_bool(value, name)
         except ValueError:
@@ -264,7 +267,8 @@ INFERENCE_OPTIONS: dict[str, Option] = {
     "border_trim_ff": Option("float", 0.0, 0.8, low_open=True, optional=True),
     "overwrite": _BOOL,
     "resume": _BOOL,
-    "write_report": _BOOL,
+    # later: keep the montage panels, draw the pictures and page afterwards (python -m scripts.reporting.render_reports)
+    "write_report": Option("bool", choices=("later",), help="draw the QC pictures and the HTML page: true/false/later"),
     # read and preprocess the next subjects in a background thread while the current one is segmented
     "prefetch_subjects": Option("int", 0, 8, help="subjects read ahead of the one being segmented"),
     "working_spacing": _SPACING,

@@ -10,14 +10,28 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 from scripts.configuration.values import as_bool
 from scripts.pipeline.dixon_entry import scan_from_entry
-from scripts.pipeline.keys import FF_KEY, LEVELS_KEY, NORMATIVE_KEY, RESULTS_DIR_KEY, STATS_KEY
+from scripts.pipeline.keys import NORMATIVE_KEY, RESULTS_DIR_KEY, STATS_KEY
 from scripts.pipeline.label_map import label_and_affine
-from scripts.reporting.ff_chart import ff_chart
-from scripts.reporting.html_report import html_report
-from scripts.reporting.level_charts import level_csa_chart, level_heatmap
-from scripts.reporting.montage import qc_montage
+from scripts.reporting.montage_panels import montage_panels
+from scripts.reporting.subject_files_report import render_subject_report, save_report_inputs
 
-__all__ = ["SubjectReportd"]
+__all__ = ["SubjectReportd", "report_mode"]
+
+_LATER = "later"
+
+
+def report_mode(value: bool | str) -> str:
+    """``"true"``, ``"false"`` or ``"later"`` from a ``write_report`` value (booleans in any spelling, or later).
+
+    Raises:
+        ValueError: another value (names the setting and what it accepts).
+    """
+    if isinstance(value, str) and value.strip().lower() == _LATER:
+        return _LATER
+    try:
+        return "true" if as_bool(value, "write_report") else "false"
+    except ValueError:
+        raise ValueError(f"write_report must be true, false or later, not {value!r}") from None
 
 
 class SubjectReportd(MapTransform):
@@ -28,18 +42,26 @@ class SubjectReportd(MapTransform):
     shown in the page's "Per vertebral level" section with the level table and the status in words (a 9-output
     model's page says there that per-level results need the vertebral context).
 
-    The montage is drawn on the in-phase image (water + fat without one), in its stored orientation. Entries
-    without statistics pass through, and so does every entry when ``enabled`` is false.
+    The montage is drawn on the in-phase image (water + fat without one), in its stored orientation; the charts and
+    the page from the tables :class:`scripts.pipeline.write_results.WriteResultsd` wrote
+    (:func:`scripts.reporting.subject_files_report.render_subject_report`), so a report drawn later is the same.
+    With ``enabled`` ``"later"`` only ``<subject>_report_inputs.npz`` is written (the montage panels, about 1 MB);
+    ``python -m scripts.reporting.render_reports --output_dir <run>`` draws the pictures and pages afterwards.
+    Entries without statistics pass through, and so does every entry when ``enabled`` is false.
 
     Args:
-        keys: the label-map key (``(1, X, Y, Z)`` MetaTensor on the input grid, values 0-8).
-        enabled: draw the pictures and the page (``--write_report false`` skips them; the numbers are unchanged).
+        keys: the label-map key (``(1, X, Y, Z)`` MetaTensor on the input grid, values 0-8, or 0-14 with the
+            vertebral context).
+        enabled: ``true`` draws the pictures and the page; ``"later"`` keeps their inputs for
+            :mod:`scripts.reporting.render_reports`; ``false`` skips both (``--write_report false``; the numbers are
+            unchanged).
     """
 
-    def __init__(self, keys: KeysCollection, enabled: bool = True, allow_missing_keys: bool = False) -> None:
+    def __init__(self, keys: KeysCollection, enabled: bool | str = True, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         # typed here too: a pipeline built without scripts.configuration.settings must not read "false" as True
-        self.enabled = as_bool(enabled, "write_report")
+        self.mode = report_mode(enabled)
+        self.enabled = self.mode != "false"
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -47,45 +69,14 @@ class SubjectReportd(MapTransform):
             return d
         scan = scan_from_entry(d)
         sdir = Path(d[RESULTS_DIR_KEY])
-        table, comparison = d[STATS_KEY].table, d[NORMATIVE_KEY]
-        base = scan.inphase_or_sum()
+        attrs = dict(d[NORMATIVE_KEY].attrs)
         for key in self.key_iterator(d):
             label, label_affine = label_and_affine(d[key])
-            montage = qc_montage(
-                base,
-                scan.affine,
-                label,
-                sdir / f"{scan.subject}_qc_axial.png",
-                label_affine=label_affine,
-                title=scan.subject,
+            panels = montage_panels(
+                scan.inphase_or_sum(), scan.affine, label, label_affine=label_affine, title=scan.subject
             )
-            images = {
-                "QC montage": montage,
-                "FF against reference": ff_chart(table, comparison, sdir / f"{scan.subject}_ff_chart.png"),
-            }
-            levels = d.get(LEVELS_KEY)
-            level_images = _level_images(levels, sdir, scan.subject) if levels is not None and len(levels) else {}
-            provenance = dict(d[FF_KEY].provenance)
-            html_report(
-                scan.subject,
-                table,
-                comparison,
-                images,
-                sdir / f"{scan.subject}_report.html",
-                provenance,
-                levels=levels,
-                level_info=d[STATS_KEY].meta.get("levels"),
-                level_images=level_images,
-            )
+            if self.mode == _LATER:
+                save_report_inputs(sdir, scan.subject, panels, attrs)
+            else:
+                render_subject_report(sdir, scan.subject, panels, attrs)
         return d
-
-
-def _level_images(levels: Any, sdir: Path, subject: str) -> dict[str, Path]:
-    """The per-level pictures, captioned with the level status and, when uncertain, its reasons."""
-    status = str(levels["level_status"].iloc[0])
-    reasons = str(levels["level_reasons"].iloc[0] or "") if status != "ok" else ""
-    note = "levels ok" if status == "ok" else f"levels UNCERTAIN: {reasons}"
-    return {
-        f"FF by vertebral level and muscle side ({note})": level_heatmap(levels, sdir / f"{subject}_ff_levels.png"),
-        f"Cross-section area by vertebral level ({note})": level_csa_chart(levels, sdir / f"{subject}_csa_levels.png"),
-    }

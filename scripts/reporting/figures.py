@@ -18,15 +18,18 @@ from scripts.io.atomic import atomic_write_bytes
 __all__ = ["new_figure", "save_png"]
 
 
-def new_figure(figsize: tuple[float, float]) -> Figure:
-    """A constrained-layout figure of ``figsize`` inches on its own Agg canvas."""
-    fig = Figure(figsize=figsize, layout="constrained")
+def new_figure(figsize: tuple[float, float], layout: str | None = "constrained", dpi: float = 100.0) -> Figure:
+    """A figure of ``figsize`` inches on its own Agg canvas, laid out by ``layout`` (None: placed by hand)."""
+    fig = Figure(figsize=figsize, layout=layout, dpi=dpi)
     FigureCanvasAgg(fig)
     return fig
 
 
-def save_png(fig: Figure, out_png: str | os.PathLike[str], dpi: int) -> Path:
-    """Render ``fig`` as PNG at ``dpi`` and write it atomically; returns the written path."""
+def save_png(fig: Figure, out_png: str | os.PathLike[str], dpi: int, compress_level: int = 6) -> Path:
+    """Render ``fig`` as PNG at ``dpi`` and write it atomically; returns the written path.
+
+    ``compress_level`` is zlib's (0-9; 6 is PIL's default): lower is faster and larger, the pixels the same.
+    """
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
+    fig.savefig(buffer, format="png", dpi=dpi, pil_kwargs={"compress_level": compress_level})
     return atomic_write_bytes(Path(out_png), buffer.getvalue())
