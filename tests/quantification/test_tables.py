@@ -67,3 +67,35 @@ def test_cohort_table_replaces_one_subject(tmp_path: Path):
         cohort.add(pd.concat([table.assign(subject="a"), table.assign(subject="b")]))
     assert cohort.remove("0001") and cohort.subjects() == ["0002"]
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_cohort_table_appends_new_subjects_without_reading(tmp_path: Path, monkeypatch):
+    label, ff = box_case()
+    table = quantify_muscles(label, np.eye(4), ff, np.eye(4), PROV).table
+    subjects = [f"sub-{i:03d}" for i in range(1, 7)]
+    # reference: every add reads and rewrites the whole file (a fresh object per add knows nothing of the file)
+    for i, s in enumerate(subjects):
+        CohortTable(tmp_path / "rewrite.csv").add(table.assign(ff_mean_pct=table.ff_mean_pct + i), subject=s)
+    fast = CohortTable(tmp_path / "append.csv")
+    fast.add(table.assign(ff_mean_pct=table.ff_mean_pct + 0), subject=subjects[0])
+    reads = []
+    monkeypatch.setattr(CohortTable, "read", lambda self: reads.append(1) or pytest.fail("read"))
+    for i, s in enumerate(subjects[1:], start=1):
+        fast.add(table.assign(ff_mean_pct=table.ff_mean_pct + i), subject=s)
+    monkeypatch.undo()
+    assert reads == []
+    assert (tmp_path / "append.csv").read_bytes() == (tmp_path / "rewrite.csv").read_bytes()
+
+
+def test_cohort_table_rewrites_when_the_file_changed_or_order_needs_it(tmp_path: Path):
+    label, ff = box_case()
+    table = quantify_muscles(label, np.eye(4), ff, np.eye(4), PROV).table
+    mine, other = CohortTable(tmp_path / "c.csv"), CohortTable(tmp_path / "c.csv")  # e.g. two DDP ranks
+    mine.add(table, subject="b")
+    other.add(table, subject="d")  # written by someone else: mine must not append blindly
+    mine.add(table, subject="e")
+    mine.add(table, subject="a")  # sorts first: rewritten, not appended
+    mine.add(table.assign(ff_mean_pct=table.ff_mean_pct + 5), subject="e")  # redone: its rows replaced
+    df = mine.read()
+    assert df.subject.tolist() == [s for s in "abde" for _ in range(len(table))]
+    assert df[df.subject == "e"].ff_mean_pct.iloc[0] == pytest.approx(table.ff_mean_pct.iloc[0] + 5)
