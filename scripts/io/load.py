@@ -39,11 +39,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scripts.io.concurrent_read import read_checked_images
 from scripts.io.dixon_scan import DixonScan
 from scripts.io.errors import DixonInputError
 from scripts.io.grid_checks import adopt_trusted_grid, check_one_grid
-from scripts.io.intensity_checks import IntensityLimits, check_values
-from scripts.io.nifti_volume import read_volume
+from scripts.io.intensity_checks import IntensityLimits
 from scripts.io.roles import IMAGE_ROLES, ROLE_WORDS, dixon_set_of, role_label
 from scripts.io.scan_notes import ScanNotes
 from scripts.io.slice_checks import SliceLimits, check_slices
@@ -77,12 +77,8 @@ def _read_on_one_grid(
     Returns:
         ``(role -> image, role -> affine, reference role)``.
     """
-    images: dict[str, np.ndarray] = {}
-    affines: dict[str, np.ndarray] = {}
-    for role, path in paths.items():
-        data, affine = read_volume(role, path, notes)
-        images[role] = check_values(role, path, data, limits, notes)
-        affines[role] = affine
+    # several images at a time (zlib releases the GIL); errors, warnings and corrections come in role order
+    images, affines = read_checked_images(paths, limits, notes)
     reference = "inphase" if "inphase" in images else "water"
     if trust_voxel_grid is not None:
         adopt_trusted_grid(trust_voxel_grid, images, affines, paths, tol_spacing_rel, notes)

@@ -52,3 +52,14 @@ def test_half_negative_water_is_refused_and_small_clipping_is_recorded(tmp_path)
     with pytest.warns(RuntimeWarning, match="clipped to 0"):
         scan = load_dixon(water_fat(tmp_path, water=water))
     assert scan.corrections == ["negatives_clipped_water"]
+
+
+def test_clean_images_take_the_min_max_path_with_the_same_decisions(tmp_path):
+    # negative zeros are zeros (an all -0.0 image has no signal); a clean magnitude image comes back untouched
+    with pytest.raises(DixonInputError, match=r"fat image '.*S1_fat\.nii\.gz': is all zero"):
+        load_dixon(water_fat(tmp_path, fat=np.full(SHAPE, -0.0, np.float32)))
+    water = np.arange(np.prod(SHAPE), dtype=np.float32).reshape(SHAPE)
+    water[0, 0, 0] = -0.0
+    scan = load_dixon(water_fat(tmp_path, water=water))
+    np.testing.assert_array_equal(scan.images["water"], water)
+    assert scan.warnings == [] and scan.corrections == []
