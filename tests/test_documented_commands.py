@@ -67,6 +67,13 @@ RUNS: dict[str, Tiny | None] = {
     ),
     ".venv/bin/python -m scripts.phantom subject --out_dir one --seed 7 --geometry low --orientation LPS "
     "--swap regional": Tiny(),
+    # on the tiny phantom30 cohort above (its one training subject) instead of the reference-geometry sample
+    ".venv/bin/python -m monai.bundle run --config_file configs/inference.json --output_dir eval_later "
+    "--write_report later": Tiny(
+        replace=(("--output_dir", "--dataset_dir phantom30 --datalist_key training --output_dir"),),
+        append=TINY_INFERENCE,
+    ),
+    ".venv/bin/python -m scripts.reporting.render_reports --output_dir eval_later": Tiny(),
     "pip install -r requirements.txt": Tiny(),
     "python -m scripts.phantom sample --out_dir sample_data": Tiny(),
     "python -m monai.bundle run --config_file configs/inference.json": Tiny(),
@@ -191,6 +198,14 @@ def _check_outputs(command: str, clone: Path) -> None:
             assert seg.shape == (400, 320, 145)
     elif "--output_dir eval_test " in command + " " and "monai.bundle run" in command:
         assert pd.read_csv(clone / "eval_test" / "cohort_ff_table.csv").subject.nunique() == 4
+    elif "--write_report later" in command:
+        done = list((clone / "eval_later").glob("*/*_done.json"))
+        assert done and all((d.parent / f"{d.parent.name}_report_inputs.npz").is_file() for d in done)
+        assert not list((clone / "eval_later").glob("*/*_report.html"))
+    elif "scripts.reporting.render_reports" in command:
+        for done in (clone / "eval_later").glob("*/*_done.json"):
+            for suffix in ("_report.html", "_qc_axial.png", "_ff_chart.png"):
+                assert (done.parent / f"{done.parent.name}{suffix}").is_file(), suffix
     elif "--output_dir eval_test_ddp" in command:
         # two processes split the subjects and give the table one process gives
         pd.testing.assert_frame_equal(_cohort_table(clone / "eval_test_ddp"), _cohort_table(clone / "eval_test"))
