@@ -278,6 +278,12 @@ INFERENCE_OPTIONS: dict[str, Option] = {
     "sw_padding_mode": Option("choice", choices=("constant", "reflect", "replicate", "circular")),
     "flip_ensemble": _BOOL,
     "adapt_batch_norm": _BOOL,
+    # scripts.pipeline.batchnorm_adaptation.STATISTICS_SOURCES (tested equal)
+    "adapt_statistics": Option(
+        "choice",
+        choices=("volume", "windows"),
+        help="batch-norm statistics from one pass of the whole scan (volume) or from every sliding window",
+    ),
     "network_channels": Option("choice", choices=("inphase", "water_fat")),
     # 9: the muscles; 15: with the vertebral context (docs/design.md); checked against the weights' output layer
     "num_classes": Option("int", 9, 15, help="network outputs: 9 (muscles) or 15 (muscles and vertebral context)"),

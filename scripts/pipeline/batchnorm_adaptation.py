@@ -10,16 +10,33 @@ weight. Measured on the two real samples and on phantoms in docs/studies/real_sc
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from monai.inferers import Inferer
 from scripts.configuration.values import as_bool
+from scripts.pipeline.volume_statistics import can_hook, padded_shape, volume_statistics
 
-__all__ = ["AdaptiveBatchNormInferer", "batch_norm_layers"]
+__all__ = ["STATISTICS_SOURCES", "AdaptiveBatchNormInferer", "batch_norm_layers"]
+
+logger = logging.getLogger(__name__)
+
+#: Where the statistics come from: one forward pass of the padded scan per view (padded voxels not counted), or
+#: the statistics inferer's windows (every sliding-window patch, as before 0.17.0).
+STATISTICS_SOURCES = ("volume", "windows")
+
+#: Padded working-grid voxels above which "volume" falls back to "windows": the whole scan in one pass needs
+#: memory in proportion to its voxels, a sliding window only that of one batch of patches. Measured with the
+#: shipped UNet on CPU (docs/studies/speed.md): 0.69 GB above the network's own at the reference geometry (224 x
+#: 176 x 96 padded, 3.8 M voxels), 1.24 GB at 8.0 M; one 128 x 128 x 64 window: 0.20 GB.
+DEFAULT_MAX_VOLUME_VOXELS = 8_000_000
 
 _BATCH_NORM_NAMES = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d")
+_PADDING_MODES = ("replicate", "constant", "reflect", "circular")
 
 
 def batch_norm_layers(network: torch.nn.Module) -> list[torch.nn.Module]:
@@ -39,13 +56,20 @@ def batch_norm_layers(network: torch.nn.Module) -> list[torch.nn.Module]:
 class AdaptiveBatchNormInferer(Inferer):
     """Wrap an inferer: first estimate the batch-norm statistics on the input, then infer with them.
 
-    For each image of the batch separately: every batch-norm layer's running mean and variance are reset and
-    re-estimated as the average over one ``statistics_inferer`` pass of that image (every sliding window, the
-    layers in training mode, no gradients) and one of its left-right mirror, the two weighted equally; then
-    ``inferer`` runs with the layers back in evaluation mode.
+    For each image of the batch separately: every batch-norm layer's running mean and variance are re-estimated
+    on that image and on its left-right mirror, the two weighted equally; then ``inferer`` runs with the layers in
+    evaluation mode. Per view, the statistics come from (``statistics``):
 
-    Why the mirror: the windows of a sliding window do not fall symmetrically on a scan (the last one is moved to
-    the scan's end), so statistics of the scan alone differ from those of its mirrored copy, and a mirrored scan
+    - "volume": one forward pass of the whole image, padded at the end of each axis to a multiple of
+      ``pad_multiple``, each layer's mean and unbiased variance taken over the voxels from the image only
+      (scripts/pipeline/volume_statistics.py). About 0.4 of a sliding-window pass at the reference geometry.
+      Falls back to "windows" (logged) when the padded image has more than ``max_volume_voxels`` voxels (memory)
+      or the network is a TorchScript module (no hooks).
+    - "windows": the average over one ``statistics_inferer`` pass (every sliding window, the layers in training
+      mode, no gradients) of the per-call batch statistics.
+
+    Why the mirror: neither the windows (the last one is moved to the scan's end) nor a convolution's kernels are
+    symmetric, so statistics of the scan alone differ from those of its mirrored copy, and a mirrored scan
     would get other numbers (measured: up to 0.87 pp FF and 2.6 % volume). The mean of the scan's and the mirror's
     statistics is the same for both (``(a + b) / 2`` equals ``(b + a) / 2`` exactly in floating point), so with the
     flip ensemble a mirrored scan gives exactly the mirrored label map. Cost: a second statistics pass. The
@@ -62,9 +86,15 @@ class AdaptiveBatchNormInferer(Inferer):
         enabled: False returns ``inferer``'s output unchanged (the training statistics).
         mirror_axis: the array axis of the patient's left-right direction (0 after ``Orientationd("RAS")``), whose
             mirror also gives statistics; None uses the scan alone.
+        statistics: "volume" or "windows" (see above).
+        pad_multiple: "volume": the network's total stride (16 for the UNet's four stride-2 levels).
+        padding_mode: "volume": how the padded voxels are filled (``torch.nn.functional.pad`` mode; "replicate"
+            as the sliding window); they pass through the network but no statistic counts them.
+        max_volume_voxels: "volume": the most padded voxels (X * Y * Z) done in one pass; above, "windows".
 
     Raises:
-        ValueError: enabled, and the network has no batch-norm layer with running statistics (nothing to adapt:
+        ValueError: a bad ``statistics``, ``pad_multiple``, ``padding_mode`` or ``max_volume_voxels``; at call
+            time, enabled, and the network has no batch-norm layer with running statistics (nothing to adapt:
             the option would silently do nothing).
     """
 
@@ -74,6 +104,10 @@ class AdaptiveBatchNormInferer(Inferer):
         statistics_inferer: Inferer | None = None,
         enabled: bool | str = True,
         mirror_axis: int | None = 0,
+        statistics: str = "volume",
+        pad_multiple: int = 16,
+        padding_mode: str = "replicate",
+        max_volume_voxels: int = DEFAULT_MAX_VOLUME_VOXELS,
     ) -> None:
         if not callable(inferer):
             raise TypeError(f"inferer must be callable, not {type(inferer).__name__}")
@@ -85,6 +119,20 @@ class AdaptiveBatchNormInferer(Inferer):
         if mirror_axis is not None and (isinstance(mirror_axis, bool) or mirror_axis not in (0, 1, 2)):
             raise ValueError(f"mirror_axis must be 0, 1, 2 or None, not {mirror_axis!r}")
         self.mirror_axis = mirror_axis
+        if statistics not in STATISTICS_SOURCES:
+            raise ValueError(
+                f"adapt_statistics must be one of {', '.join(STATISTICS_SOURCES)}, not {statistics!r}: 'volume' "
+                "(one pass of the whole scan per view) or 'windows' (every sliding-window patch, as before 0.17.0)"
+            )
+        self.statistics = statistics
+        for name, value in (("pad_multiple", pad_multiple), ("max_volume_voxels", max_volume_voxels)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive whole number, not {value!r}")
+        self.pad_multiple = pad_multiple
+        self.max_volume_voxels = max_volume_voxels
+        if padding_mode not in _PADDING_MODES:
+            raise ValueError(f"padding_mode must be one of {', '.join(_PADDING_MODES)}, not {padding_mode!r}")
+        self.padding_mode = padding_mode
 
     def __call__(
         self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any
@@ -108,15 +156,7 @@ class AdaptiveBatchNormInferer(Inferer):
             for i in range(inputs.shape[0]):
                 image = inputs[i : i + 1]
                 views = [image] if self.mirror_axis is None else [image, torch.flip(image, [2 + self.mirror_axis])]
-                collectors = [_StatisticsCollector(network, layers) for _ in views]
-                for m in layers:
-                    m.train()
-                with torch.no_grad():
-                    for view, collector in zip(views, collectors):
-                        self.statistics_inferer(view, collector, *args, **kwargs)
-                for m in layers:
-                    m.eval()
-                _install(layers, [c.averages() for c in collectors])
+                _install(layers, self._view_statistics(views, network, layers, args, kwargs))
                 outs.append(self.inferer(image, network, *args, **kwargs))
             return outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)
         finally:
@@ -125,6 +165,58 @@ class AdaptiveBatchNormInferer(Inferer):
                 m.running_var.copy_(var)
                 m.num_batches_tracked.copy_(count)
                 m.train(training)
+
+    def source_for(self, image: torch.Tensor, layers: list[torch.nn.Module]) -> str:
+        """The statistics source used for ``image`` (1, C_in, X, Y, Z): ``statistics``, or "windows" where
+        "volume" cannot be used (too many voxels for one pass, or a TorchScript network)."""
+        if self.statistics == "windows":
+            return "windows"
+        voxels = math.prod(padded_shape(tuple(int(n) for n in image.shape[2:]), self.pad_multiple))
+        if voxels > self.max_volume_voxels:
+            logger.info(
+                "batch-norm statistics from sliding windows: the padded scan has %d voxels, more than "
+                "max_volume_voxels %d for one pass",
+                voxels,
+                self.max_volume_voxels,
+            )
+            return "windows"
+        if not can_hook(layers):
+            logger.info("batch-norm statistics from sliding windows: a TorchScript network takes no hooks")
+            return "windows"
+        return "volume"
+
+    def _view_statistics(
+        self,
+        views: list[torch.Tensor],
+        network: torch.nn.Module,
+        layers: list[torch.nn.Module],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+        """Per view, per layer, the (mean, var) of the chosen source; the layers are left in evaluation mode."""
+        if self.source_for(views[0], layers) == "volume":
+            # a MONAI UNet says its strides: a padding multiple they do not divide fails in a skip connection
+            total = math.prod(int(np.prod(s)) for s in getattr(network, "strides", ()) or ())
+            if total and self.pad_multiple % total:
+                raise ValueError(
+                    f"pad_multiple {self.pad_multiple} is not a multiple of the network's total stride {total}; "
+                    f"set it to {total} or use adapt_statistics 'windows'"
+                )
+            return [
+                volume_statistics(network, layers, view, self.pad_multiple, self.padding_mode, args, kwargs)
+                for view in views
+            ]
+        collectors = [_StatisticsCollector(network, layers) for _ in views]
+        for m in layers:
+            m.train()
+        try:
+            with torch.no_grad():
+                for view, collector in zip(views, collectors):
+                    self.statistics_inferer(view, collector, *args, **kwargs)
+        finally:
+            for m in layers:
+                m.eval()
+        return [c.averages() for c in collectors]
 
 
 class _StatisticsCollector:

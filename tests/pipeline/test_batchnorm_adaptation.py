@@ -52,7 +52,7 @@ def test_several_windows_average_their_statistics():
     net = _norm_net()
     sw = SlidingWindowInferer(roi_size=(4, 6, 4), sw_batch_size=1, overlap=0.0)
     with torch.no_grad():
-        out = AdaptiveBatchNormInferer(SimpleInferer(), statistics_inferer=sw)(x, net)
+        out = AdaptiveBatchNormInferer(SimpleInferer(), statistics_inferer=sw, statistics="windows")(x, net)
     halves = [x[:, :, :4].numpy().ravel().astype(np.float64), x[:, :, 4:].numpy().ravel().astype(np.float64)]
     mean = np.mean([h.mean() for h in halves])
     var = np.mean([h.var(ddof=1) for h in halves])
@@ -118,10 +118,15 @@ def test_torchscript_network_gives_the_eager_answer():
     assert len(batch_norm_layers(scripted)) == 2
     x = _image(7, (1, 1, 12, 10, 8), loc=4.0, scale=2.0)
     sw = SlidingWindowInferer(roi_size=(8, 8, 8), sw_batch_size=2, overlap=0.25)
-    inferer = AdaptiveBatchNormInferer(sw)
+    inferer = AdaptiveBatchNormInferer(sw, statistics="windows")
     with torch.no_grad():
         torch.testing.assert_close(inferer(x, scripted), inferer(x, net), rtol=1e-5, atol=1e-5)
         assert not torch.allclose(inferer(x, net), sw(x, net), atol=1e-2)
+        # "volume" needs hooks, which a TorchScript module does not take: it falls back to the windows
+        volume = AdaptiveBatchNormInferer(sw, statistics="volume", pad_multiple=4)
+        assert volume.source_for(x, batch_norm_layers(scripted)) == "windows"
+        assert volume.source_for(x, batch_norm_layers(net)) == "volume"
+        torch.testing.assert_close(volume(x, scripted), inferer(x, net), rtol=1e-5, atol=1e-5)
 
 
 def test_disabled_returns_the_inner_inferer_output():
@@ -157,6 +162,14 @@ def test_inference_config_adapts_by_default_on_the_scan_and_its_mirror():
     assert inferer.statistics_inferer is inferer.inferer.inferer
     assert isinstance(inferer.statistics_inferer, SlidingWindowInferer)
     assert inferer.mirror_axis == inferer.inferer.spatial_axis == 0
+    # the statistics: one pass of the whole scan per view, padded as the sliding window pads, to the UNet's stride
+    assert parser["adapt_statistics"] == "volume" and inferer.statistics == "volume"
+    assert inferer.padding_mode == inferer.statistics_inferer.padding_mode == "replicate"
+    network_def = parser.get_parsed_content("network_def")
+    assert inferer.pad_multiple == int(np.prod(network_def.strides)) == 16
+    assert parser["run_record"]["segmentation_settings"]["adapt_statistics"] == "$@settings['adapt_statistics']"
+    parser["adapt_statistics"] = "Windows"
+    assert parser.get_parsed_content("inferer", lazy=False).statistics == "windows"
     # the run record gets the typed value of the settings layer, not the raw override
     assert parser["run_record"]["segmentation_settings"]["adapt_batch_norm"] == "$@settings['adapt_batch_norm']"
     parser["adapt_batch_norm"] = "false"  # as a command-line override arrives
@@ -189,15 +202,19 @@ def _small_segmenter() -> torch.nn.Module:
     return net.eval()
 
 
+@pytest.mark.parametrize("statistics", ["windows", "volume"])
 @pytest.mark.parametrize("mirror_axis, exact", [(0, True), (None, False)])
-def test_a_mirrored_scan_gets_the_mirrored_prediction_only_with_mirror_statistics(mirror_axis, exact):
-    """Windows of 4 on 11 voxels fall asymmetrically (0, 3, 6, 7), so the scan alone gives other statistics than
-    its mirror; the mean over both makes scan and mirror exact mirror images (labels exchanged)."""
+def test_a_mirrored_scan_gets_the_mirrored_prediction_only_with_mirror_statistics(mirror_axis, exact, statistics):
+    """Windows of 4 on 11 voxels fall asymmetrically (0, 3, 6, 7), and a convolution's kernel is not symmetric,
+    so the scan alone gives other statistics than its mirror; the mean over both makes scan and mirror exact
+    mirror images (labels exchanged)."""
     from scripts.labels import LEFT_RIGHT_SWAP
 
     x = _image(11, (1, 1, 11, 6, 4), loc=2.0) * torch.linspace(0.2, 3.0, 11)[None, None, :, None, None]
     sw = SlidingWindowInferer(roi_size=(4, 6, 4), sw_batch_size=1, overlap=0.25, mode="gaussian")
-    inferer = AdaptiveBatchNormInferer(LeftRightFlipInferer(sw), statistics_inferer=sw, mirror_axis=mirror_axis)
+    inferer = AdaptiveBatchNormInferer(
+        LeftRightFlipInferer(sw), statistics_inferer=sw, mirror_axis=mirror_axis, statistics=statistics, pad_multiple=4
+    )
     net = _small_segmenter()
     order = [LEFT_RIGHT_SWAP.get(c, c) for c in range(9)]
     with torch.no_grad():
