@@ -31,6 +31,7 @@ from scripts.quantification.formulas import (
     exclude_out_of_range,
     fat_fraction_from_water_fat,
     fat_fraction_magnitude_discrimination,
+    fat_fraction_with_threshold,
     water_fat_from_in_opposed,
 )
 
@@ -117,9 +118,7 @@ def _ff_method(scan: DixonScan, method: str, ff_scale: str | None) -> str:
 def _ff_water_fat(
     img: Mapping[str, np.ndarray], min_denominator: float | None, relative_threshold: float
 ) -> tuple[np.ndarray, float, str]:
-    den = img["water"].astype(np.float64) + img["fat"]
-    threshold = denominator_threshold(den, min_denominator, relative_threshold)
-    ff = fat_fraction_from_water_fat(img["water"], img["fat"], min_denominator=threshold)
+    ff, threshold = fat_fraction_with_threshold(img["water"], img["fat"], min_denominator, relative_threshold)
     return ff, threshold, "FF = F / (F + W), signal fat fraction of the water and fat images (PDFF only if they are)"
 
 

@@ -26,11 +26,13 @@ import warnings
 from typing import Literal
 
 import numpy as np
+from scripts.quantification.positive_percentile import positive_percentile
 
 __all__ = [
     "PHYSICAL_FF_RANGE",
     "denominator_threshold",
     "fat_fraction_from_water_fat",
+    "fat_fraction_with_threshold",
     "water_fat_from_in_opposed",
     "fat_fraction_from_in_opposed",
     "fat_fraction_magnitude_discrimination",
@@ -85,20 +87,26 @@ def denominator_threshold(
         return float(min_denominator)
     if not 0.0 <= relative_threshold < 1.0:
         raise ValueError(f"relative_threshold must be in [0, 1), got {relative_threshold}")
-    den = np.asarray(denominator, dtype=np.float64)
-    positive = den[np.isfinite(den) & (den > 0)]
-    if positive.size == 0:
+    # exactly np.percentile of the positive values in float64, without copying and sorting them all
+    robust_max = positive_percentile(np.asarray(denominator), _ROBUST_MAX_PERCENTILE)
+    if robust_max is None:
         warnings.warn("FF denominator has no positive value: every voxel is excluded (NaN)", RuntimeWarning)
         return float("inf")
-    return float(relative_threshold * np.percentile(positive, _ROBUST_MAX_PERCENTILE))
+    return float(relative_threshold * robust_max)
 
 
 def _guarded_ratio(numerator: np.ndarray, denominator: np.ndarray, threshold: float) -> np.ndarray:
-    """``numerator / denominator`` as float32 with NaN where the denominator is not positive or below threshold."""
+    """``numerator / denominator`` as float32 with NaN where the denominator is not positive or below threshold.
+
+    Divided in the inputs' (float64) precision and rounded once to float32 as it is stored, which is what a float64
+    result converted with ``astype(np.float32)`` gives, without the float64 volume. Worked on in the inputs' memory
+    order (NIfTI images are Fortran-ordered), the result is returned C-ordered.
+    """
     valid = np.isfinite(denominator) & (denominator > 0) & (denominator >= threshold) & np.isfinite(numerator)
-    out = np.full(denominator.shape, np.nan, dtype=np.float64)
-    np.divide(numerator, denominator, out=out, where=valid)
-    return out.astype(np.float32)
+    fortran = denominator.flags.f_contiguous and not denominator.flags.c_contiguous
+    out = np.full(denominator.shape, np.nan, dtype=np.float32, order="F" if fortran else "C")
+    np.divide(numerator, denominator, out=out, where=valid, casting="same_kind")
+    return np.ascontiguousarray(out)
 
 
 def fat_fraction_from_water_fat(
@@ -139,16 +147,40 @@ def fat_fraction_from_water_fat(
         >>> [round(float(v), 3) for v in ff]
         [0.3, nan]
     """
-    w, f = _as_float_pair(water, fat, "water", "fat")
+    return fat_fraction_with_threshold(water, fat, min_denominator, relative_threshold, denominator)[0]
+
+
+def fat_fraction_with_threshold(
+    water: np.ndarray,
+    fat: np.ndarray,
+    min_denominator: float | None = None,
+    relative_threshold: float = _DEFAULT_RELATIVE_THRESHOLD,
+    denominator: Literal["sum", "abs"] = "sum",
+) -> tuple[np.ndarray, float]:
+    """:func:`fat_fraction_from_water_fat` and the denominator threshold it applied (intensity units).
+
+    The denominator is formed once, in float64 (the sum of two float32 values is exact there); the numerator stays
+    in its own type, which the division widens to float64 exactly.
+
+    Returns:
+        ``(float32 FF fraction of the input shape, NaN where excluded; threshold)``.
+    """
+    # integers are widened first, as the float64 formula did (np.abs of int16 -32768 would overflow)
+    w, f = (
+        x if np.issubdtype(x.dtype, np.floating) else x.astype(np.float64) for x in (np.asarray(water), np.asarray(fat))
+    )
+    if w.shape != f.shape:
+        raise ValueError(f"water and fat must have the same shape, got {w.shape} and {f.shape}")
     if denominator == "sum":
-        num, den = f, w + f
+        num, den = f, np.add(w, f, dtype=np.float64)
     elif denominator == "abs":
-        num, den = np.abs(f), np.abs(w) + np.abs(f)
+        num = np.abs(f)
+        den = np.add(np.abs(w), num, dtype=np.float64)
     else:
         raise ValueError(f"denominator must be 'sum' or 'abs', got {denominator!r}")
     threshold = denominator_threshold(den, min_denominator, relative_threshold)
     logger.debug("FF from water/fat: denominator=%s threshold=%.4g", denominator, threshold)
-    return _guarded_ratio(num, den, threshold)
+    return _guarded_ratio(num, den, threshold), threshold
 
 
 def water_fat_from_in_opposed(

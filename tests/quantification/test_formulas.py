@@ -9,6 +9,7 @@ from scripts.quantification.formulas import (
     fat_fraction_from_in_opposed,
     fat_fraction_from_water_fat,
     fat_fraction_magnitude_discrimination,
+    fat_fraction_with_threshold,
     water_fat_from_in_opposed,
 )
 
@@ -142,3 +143,33 @@ def test_ge_ff_matches_vendor_percent_map(ge_sample: dict) -> None:
     mean_ff = float(np.mean(ff[valid]))
     assert mean_ff == pytest.approx(float(np.mean(vendor[valid])), abs=1e-5)
     assert 0.6 < mean_ff < 0.8  # marked fatty infiltration plus subcutaneous fat
+
+
+def _float64_reference(water, fat, denominator: str) -> np.ndarray:
+    """The formula as written before issue #24: float64 arrays throughout, NumPy's percentile, then float32."""
+    w, f = np.asarray(water, dtype=np.float64), np.asarray(fat, dtype=np.float64)
+    num, den = (f, w + f) if denominator == "sum" else (np.abs(f), np.abs(w) + np.abs(f))
+    threshold = 0.05 * np.percentile(den[np.isfinite(den) & (den > 0)], 99)
+    valid = np.isfinite(den) & (den > 0) & (den >= threshold) & np.isfinite(num)
+    out = np.full(den.shape, np.nan)
+    np.divide(num, den, out=out, where=valid)
+    return out.astype(np.float32)
+
+
+@pytest.mark.parametrize("denominator", ["sum", "abs"])
+def test_fat_fraction_is_bit_identical_to_the_float64_formula(denominator) -> None:
+    rng = np.random.default_rng(5)
+    shape = (23, 17, 9)
+    for order in ("F", "C"):
+        water = np.asarray(rng.normal(300.0, 200.0, shape).astype(np.float32), order=order)
+        fat = np.asarray(rng.gamma(1.5, 90.0, shape).astype(np.float32), order=order)
+        fat[1, 2, 3], water[4, 5, 6] = np.nan, np.inf
+        ff, threshold = fat_fraction_with_threshold(water, fat, denominator=denominator)
+        expected = _float64_reference(water, fat, denominator)
+        assert ff.dtype == np.float32 and ff.flags.c_contiguous
+        assert ff.tobytes() == expected.tobytes()
+        assert threshold > 0
+    ints = rng.integers(-32768, 2000, shape).astype(np.int16), rng.integers(0, 900, shape).astype(np.int16)
+    np.testing.assert_array_equal(
+        fat_fraction_from_water_fat(*ints, denominator=denominator), _float64_reference(*ints, denominator)
+    )
