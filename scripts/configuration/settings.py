@@ -271,6 +271,8 @@ INFERENCE_OPTIONS: dict[str, Option] = {
     "write_report": Option("bool", choices=("later",), help="draw the QC pictures and the HTML page: true/false/later"),
     # read and preprocess the next subjects in a background thread while the current one is segmented
     "prefetch_subjects": Option("int", 0, 8, help="subjects read ahead of the one being segmented"),
+    # post-process (labels, FF, tables, pictures, writing) one subject while the network segments the next
+    "background_postprocessing": Option("bool", help="overlap a subject's post-processing with the next network pass"),
     "working_spacing": _SPACING,
     "roi_size": Option("ints", 16, 1024, length=3, multiple_of=16, help="sliding-window patch, voxels"),
     "sw_batch_size": Option("int", 1, 1024),

@@ -24,7 +24,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from monai.engines import SupervisedEvaluator
+from monai.engines import IterationEvents, SupervisedEvaluator
+from monai.engines.utils import engine_apply_transform
 from scripts.configuration.values import as_bool
 from scripts.io.atomic import atomic_write_text
 from scripts.io.errors import DixonInputError
@@ -264,16 +265,72 @@ class IsolatingEvaluator(SupervisedEvaluator):
     post-processing, the fat-fraction tables and report), so that one bad subject never costs a cohort the others.
     Run-level errors (a run conflict, interruption, memory) still stop the run.
 
+    With ``background_postprocessing`` the post-processing of a subject (probabilities to labels, fat fraction,
+    tables, pictures, writing) runs in one background thread while the network segments the next subject. Why:
+    the post-processing is mostly single-threaded NumPy and file writing, the network keeps both cores busy, so the
+    two overlap. At most one subject is in post-processing at a time and subjects finish in their order (the next
+    waits for the one before), the results are the same, and :meth:`run` returns only when the last subject is
+    finished. A failure there is recorded for that subject as above; a run-level error stops the run at the next
+    subject.
+
     Args:
         failures: where failures go; ``None`` lets every error through (as ``SupervisedEvaluator``).
+        background_postprocessing: run the post-processing in a background thread (see above).
         args, kwargs: those of ``SupervisedEvaluator``.
     """
 
-    def __init__(self, *args: Any, failures: FailureLog | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        *args: Any,
+        failures: FailureLog | None = None,
+        background_postprocessing: bool | str = False,
+        **kwargs: Any,
+    ) -> None:
+        # set before the parent's __init__, which registers the post-processing
         self.failures = failures
+        self._background = _Background() if as_bool(background_postprocessing, "background_postprocessing") else None
+        super().__init__(*args, **kwargs)
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        """``SupervisedEvaluator.run``, returning only when the last subject's post-processing has finished."""
+        try:
+            result = super().run(*args, **kwargs)
+        except BaseException:
+            if self._background is not None:
+                self._background.wait(raise_errors=False)  # leave no subject half-written behind the error
+            raise
+        if self._background is not None:
+            self._background.wait()
+        return result
+
+    def _register_postprocessing(self, posttrans: Any) -> None:
+        if self._background is None:
+            super()._register_postprocessing(posttrans)
+            return
+
+        @self.on(IterationEvents.MODEL_COMPLETED)
+        def _submit(engine: Any) -> None:
+            batch, output = engine.state.batch, engine.state.output
+            self._background.submit(lambda: self._postprocess(batch, output, posttrans))
+
+    def _postprocess(self, batch: Any, output: Any, posttrans: Any) -> None:
+        """Apply ``posttrans`` to one decollated batch; a subject's failure is recorded, run-level errors raised."""
+        pairs = list(zip(batch, output)) if isinstance(batch, list) and isinstance(output, list) else [(batch, output)]
+        for b, o in pairs:
+            try:
+                engine_apply_transform(b, o, posttrans)
+            except (RunConflictError, KeyboardInterrupt, MemoryError):
+                raise
+            except Exception as err:  # noqa: BLE001 - whatever fails here fails for this subject only
+                if self.failures is None:
+                    raise
+                _raise_run_level(err)
+                subject, file, problem = _cause(err)
+                self.failures.record(subject or _batch_subject(b), file, problem)
 
     def _iteration(self, engine: Any, batchdata: Any) -> dict:
+        if self._background is not None:
+            self._background.wait()  # the subject before is finished (and its run-level error raised) first
         try:
             return super()._iteration(engine, batchdata)
         except (RunConflictError, KeyboardInterrupt, MemoryError):
@@ -281,6 +338,46 @@ class IsolatingEvaluator(SupervisedEvaluator):
         except Exception as err:  # noqa: BLE001 - whatever fails here fails for this subject only
             if self.failures is None:
                 raise
+            _raise_run_level(err)
             subject, file, problem = _cause(err)
             self.failures.record(subject or _batch_subject(batchdata), file, problem)
             return {}
+
+
+def _raise_run_level(err: BaseException) -> None:
+    """Raise the run-level error (a run conflict, memory) inside ``err``'s chain, as MONAI's transforms wrap it."""
+    seen: list[BaseException] = []
+    e: BaseException | None = err
+    while e is not None and e not in seen:
+        if isinstance(e, (RunConflictError, MemoryError)):
+            raise e from None  # its own traceback is kept; the wrappers add nothing
+        seen.append(e)
+        e = e.__cause__ or e.__context__
+
+
+class _Background:
+    """One background thread that runs submitted jobs one at a time; a job's error is raised by the next call."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def submit(self, job: Any) -> None:
+        self.wait()
+
+        def run() -> None:
+            try:
+                job()
+            except BaseException as err:  # noqa: BLE001 - handed to the caller's thread
+                self._error = err
+
+        self._thread = threading.Thread(target=run, name="subject-postprocessing", daemon=True)
+        self._thread.start()
+
+    def wait(self, raise_errors: bool = True) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if raise_errors and self._error is not None:
+            err, self._error = self._error, None
+            raise err

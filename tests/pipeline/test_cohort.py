@@ -148,3 +148,76 @@ def test_a_subject_whose_quantification_fails_is_recorded_and_the_others_finish(
     assert sum(1 for out in seen if out) == 2  # a and c went through post-processing
     with pytest.raises(SystemExit, match="1 of 3 subject"):
         failures.finish(3)
+
+
+def test_background_postprocessing_overlaps_the_next_subject_and_isolates_failures(tmp_path):
+    # the post-processing of subject i runs while the network works on subject i + 1; same results, same order
+    import threading
+
+    import torch
+    from monai.data import DataLoader
+    from monai.transforms import Lambdad
+    from scripts.pipeline.cohort import FailureLog, IsolatingEvaluator
+
+    events = []
+    post_started = threading.Event()
+
+    class Net(torch.nn.Module):
+        def forward(self, x):
+            if float(x.max()) == 2.0:  # second subject: its network pass waits until the first is in post
+                events.append(("net b waits", post_started.wait(timeout=10)))
+            return x
+
+    def quantify(pred):
+        post_started.set()
+        value = float(pred.max())
+        if value == 3.0:
+            raise ValueError("FF map and label map do not overlap")
+        events.append(("post", value))
+        return pred
+
+    data = [{"subject": s, "image": torch.full((1, 4, 4, 4), v)} for s, v in (("a", 1.0), ("b", 2.0), ("c", 3.0))]
+    data.append({"subject": "d", "image": torch.full((1, 4, 4, 4), 4.0)})
+    failures = FailureLog(tmp_path)
+    evaluator = IsolatingEvaluator(
+        device=torch.device("cpu"),
+        val_data_loader=DataLoader(data, batch_size=1),
+        network=Net(),
+        postprocessing=Lambdad("pred", quantify),
+        failures=failures,
+        background_postprocessing="true",
+    )
+    evaluator.run()
+    # b's network pass found a's post-processing already running (overlap); every post finished before run() ended
+    assert ("net b waits", True) in events
+    assert [e[1] for e in events if e[0] == "post"] == [1.0, 2.0, 4.0]
+    assert [r["subject"] for r in failures.rows] == ["c"] and "do not overlap" in failures.rows[0]["problem"]
+
+
+def test_background_postprocessing_stops_the_run_on_a_run_level_error(tmp_path):
+    import torch
+    from monai.data import DataLoader
+    from monai.transforms import Lambdad
+    from scripts.pipeline.cohort import FailureLog, IsolatingEvaluator
+    from scripts.pipeline.run_record import RunConflictError
+
+    done = []
+
+    def post(pred):
+        if float(pred.max()) == 1.0:
+            raise RunConflictError("results of a different run in the output folder")
+        done.append(float(pred.max()))
+        return pred
+
+    data = [{"subject": s, "image": torch.full((1, 4, 4, 4), v)} for s, v in (("a", 1.0), ("b", 2.0), ("c", 3.0))]
+    evaluator = IsolatingEvaluator(
+        device=torch.device("cpu"),
+        val_data_loader=DataLoader(data, batch_size=1),
+        network=torch.nn.Identity(),
+        postprocessing=Lambdad("pred", post),
+        failures=FailureLog(tmp_path),
+        background_postprocessing=True,
+    )
+    with pytest.raises(Exception, match="different run"):
+        evaluator.run()
+    assert 3.0 not in done  # stopped before the third subject was post-processed
