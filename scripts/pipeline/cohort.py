@@ -319,29 +319,25 @@ class IsolatingEvaluator(SupervisedEvaluator):
         for b, o in pairs:
             try:
                 engine_apply_transform(b, o, posttrans)
-            except (RunConflictError, KeyboardInterrupt, MemoryError):
-                raise
             except Exception as err:  # noqa: BLE001 - whatever fails here fails for this subject only
-                if self.failures is None:
-                    raise
-                _raise_run_level(err)
-                subject, file, problem = _cause(err)
-                self.failures.record(subject or _batch_subject(b), file, problem)
+                self._record(err, b)
 
     def _iteration(self, engine: Any, batchdata: Any) -> dict:
         if self._background is not None:
-            self._background.wait()  # the subject before is finished (and its run-level error raised) first
+            self._background.check()  # a run-level error of the subject in post-processing stops the run now
         try:
             return super()._iteration(engine, batchdata)
-        except (RunConflictError, KeyboardInterrupt, MemoryError):
-            raise
         except Exception as err:  # noqa: BLE001 - whatever fails here fails for this subject only
-            if self.failures is None:
-                raise
-            _raise_run_level(err)
-            subject, file, problem = _cause(err)
-            self.failures.record(subject or _batch_subject(batchdata), file, problem)
+            self._record(err, batchdata)
             return {}
+
+    def _record(self, err: Exception, batch: Any) -> None:
+        """Record a subject's failure; re-raise run-level errors (a run conflict, memory) and when nobody records."""
+        if self.failures is None or isinstance(err, (RunConflictError, MemoryError)):
+            raise err
+        _raise_run_level(err)
+        subject, file, problem = _cause(err)
+        self.failures.record(subject or _batch_subject(batch), file, problem)
 
 
 def _raise_run_level(err: BaseException) -> None:
@@ -373,6 +369,11 @@ class _Background:
 
         self._thread = threading.Thread(target=run, name="subject-postprocessing", daemon=True)
         self._thread.start()
+
+    def check(self) -> None:
+        """Raise the error of a finished job now, without waiting for a running one."""
+        if self._error is not None and (self._thread is None or not self._thread.is_alive()):
+            self.wait()
 
     def wait(self, raise_errors: bool = True) -> None:
         if self._thread is not None:
