@@ -33,6 +33,7 @@ __all__ = [
     "denominator_threshold",
     "fat_fraction_from_water_fat",
     "fat_fraction_with_threshold",
+    "water_fat_terms",
     "water_fat_from_in_opposed",
     "fat_fraction_from_in_opposed",
     "fat_fraction_magnitude_discrimination",
@@ -95,18 +96,21 @@ def denominator_threshold(
     return float(relative_threshold * robust_max)
 
 
-def _guarded_ratio(numerator: np.ndarray, denominator: np.ndarray, threshold: float) -> np.ndarray:
+def _guarded_ratio(
+    numerator: np.ndarray, denominator: np.ndarray, threshold: float, c_order: bool = True
+) -> np.ndarray:
     """``numerator / denominator`` as float32 with NaN where the denominator is not positive or below threshold.
 
     Divided in the inputs' (float64) precision and rounded once to float32 as it is stored, which is what a float64
     result converted with ``astype(np.float32)`` gives, without the float64 volume. Worked on in the inputs' memory
-    order (NIfTI images are Fortran-ordered), the result is returned C-ordered.
+    order (NIfTI images are Fortran-ordered), the result is returned C-ordered (the FF map's layout, kept because
+    whole-array float sums depend on it), or in that order with ``c_order=False``.
     """
     valid = np.isfinite(denominator) & (denominator > 0) & (denominator >= threshold) & np.isfinite(numerator)
     fortran = denominator.flags.f_contiguous and not denominator.flags.c_contiguous
     out = np.full(denominator.shape, np.nan, dtype=np.float32, order="F" if fortran else "C")
     np.divide(numerator, denominator, out=out, where=valid, casting="same_kind")
-    return np.ascontiguousarray(out)
+    return np.ascontiguousarray(out) if c_order else out
 
 
 def fat_fraction_from_water_fat(
@@ -165,22 +169,35 @@ def fat_fraction_with_threshold(
     Returns:
         ``(float32 FF fraction of the input shape, NaN where excluded; threshold)``.
     """
-    # integers are widened first, as the float64 formula did (np.abs of int16 -32768 would overflow)
-    w, f = (
-        x if np.issubdtype(x.dtype, np.floating) else x.astype(np.float64) for x in (np.asarray(water), np.asarray(fat))
-    )
-    if w.shape != f.shape:
-        raise ValueError(f"water and fat must have the same shape, got {w.shape} and {f.shape}")
-    if denominator == "sum":
-        num, den = f, np.add(w, f, dtype=np.float64)
-    elif denominator == "abs":
-        num = np.abs(f)
-        den = np.add(np.abs(w), num, dtype=np.float64)
-    else:
-        raise ValueError(f"denominator must be 'sum' or 'abs', got {denominator!r}")
+    num, den = water_fat_terms(water, fat, denominator)
     threshold = denominator_threshold(den, min_denominator, relative_threshold)
     logger.debug("FF from water/fat: denominator=%s threshold=%.4g", denominator, threshold)
     return _guarded_ratio(num, den, threshold), threshold
+
+
+def water_fat_terms(
+    water: np.ndarray, fat: np.ndarray, denominator: Literal["sum", "abs"] = "sum"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Numerator and denominator of ``F / (F + W)`` (``"sum"``) or ``|F| / (|F| + |W|)`` (``"abs"``).
+
+    Args:
+        water: water image, any shape, intensity units.
+        fat: fat image, same shape.
+        denominator: ``"sum"`` or ``"abs"`` (see :func:`fat_fraction_from_water_fat`).
+
+    Returns:
+        ``(numerator in the images' float type, float64 denominator)``, both of the input shape and memory order.
+        Integer images are widened to float64 first (``np.abs`` of int16 -32768 would overflow).
+    """
+    w, f = (x if np.issubdtype(x.dtype, np.floating) else x.astype(np.float64) for x in map(np.asarray, (water, fat)))
+    if w.shape != f.shape:
+        raise ValueError(f"water and fat must have the same shape, got {w.shape} and {f.shape}")
+    if denominator == "sum":
+        return f, np.add(w, f, dtype=np.float64)
+    if denominator == "abs":
+        num = np.abs(f)
+        return num, np.add(np.abs(w), num, dtype=np.float64)
+    raise ValueError(f"denominator must be 'sum' or 'abs', got {denominator!r}")
 
 
 def water_fat_from_in_opposed(

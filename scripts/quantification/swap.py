@@ -15,9 +15,9 @@ from scipy import ndimage
 from scripts.labels import LEFT_RIGHT_SWAP, NUM_CLASSES
 from scripts.quantification.formulas import (
     _DEFAULT_RELATIVE_THRESHOLD,
-    _as_float_pair,
+    _guarded_ratio,
     denominator_threshold,
-    fat_fraction_from_water_fat,
+    water_fat_terms,
 )
 
 __all__ = [
@@ -102,36 +102,91 @@ def _slice_index(slice_axis: int, s: int) -> tuple[slice | int, ...]:
     return tuple(index)
 
 
-def _in_plane_depth_mm(body: np.ndarray, slice_axis: int, voxel_size_mm: tuple[float, float, float]) -> np.ndarray:
-    """In-plane Euclidean distance (mm) of each body voxel from the outside of the body, slice by slice.
+def _box_in_plane(plane: np.ndarray) -> tuple[slice, slice] | None:
+    """The bounding box of a 2D mask grown by one pixel, within the plane; ``None`` for an empty mask.
 
-    2D, not 3D, because the first and last slices of a field of view are not the body surface.
+    Every pixel of the grown ring is outside the mask, so the nearest outside pixel of any mask pixel lies in the
+    box (a pixel beyond it, moved onto the ring, comes closer): distances computed in the box are the plane's.
+    """
+    rows, cols = np.flatnonzero(plane.any(axis=1)), np.flatnonzero(plane.any(axis=0))
+    if rows.size == 0:
+        return None
+    return (
+        slice(max(int(rows[0]) - 1, 0), int(rows[-1]) + 2),
+        slice(max(int(cols[0]) - 1, 0), int(cols[-1]) + 2),
+    )
+
+
+@dataclass
+class _BodyEvidence:
+    """What the body-level rules read, gathered slice by slice in :func:`_body_evidence`.
+
+    Attributes:
+        shell_ff: per slice, the valid FF values (any order) of the shell, body voxels at in-plane depth
+            ``(skin_mm, skin_mm + shell_mm]``.
+        core_ff: per slice, the valid FF values of the core, body voxels deeper than that.
+        n_valid: body voxels with a valid FF.
+        n_fat_dominant: body voxels with FF > 0.5.
+    """
+
+    shell_ff: list[np.ndarray]
+    core_ff: list[np.ndarray]
+    n_valid: int
+    n_fat_dominant: int
+
+
+def _body_evidence(
+    ff: np.ndarray,
+    body: np.ndarray,
+    fill_holes: bool,
+    slice_axis: int,
+    voxel_size_mm: tuple[float, float, float],
+    depth_mm: tuple[float, float],
+) -> _BodyEvidence:
+    """Shell and core FF values per slice and the body's FF counts, each slice worked on in its body's box.
+
+    Depth is the in-plane Euclidean distance (mm) from the outside of the body, slice by slice: 2D, not 3D,
+    because the first and last slices of a field of view are not the body surface. With ``fill_holes`` the body's
+    holes (gas, bone cortex) are filled per slice first. Both run in the slice's body box grown by one pixel
+    (:func:`_box_in_plane`), which gives the same holes and distances as the whole slice.
+
+    Args:
+        ff: 3D FF (fraction, NaN = excluded).
+        body: 3D body mask, same shape.
+        fill_holes: fill the holes of ``body`` on each slice.
+        slice_axis: the axial voxel axis.
+        voxel_size_mm: voxel spacing (mm) per array axis.
+        depth_mm: ``(skin_mm, skin_mm + shell_mm)``, the shell's depth range.
     """
     sampling = tuple(float(v) for i, v in enumerate(voxel_size_mm) if i != slice_axis)
-    depth = np.zeros(body.shape, dtype=np.float64)
+    skin, deep = depth_mm
+    evidence = _BodyEvidence([], [], 0, 0)
+    empty = np.empty(0, dtype=ff.dtype)
     for s in range(body.shape[slice_axis]):
         idx = _slice_index(slice_axis, s)
-        if body[idx].any():
-            depth[idx] = ndimage.distance_transform_edt(body[idx], sampling=sampling)
-    return depth
+        box = _box_in_plane(body[idx])
+        if box is None:
+            evidence.shell_ff.append(empty)
+            evidence.core_ff.append(empty)
+            continue
+        inside = ndimage.binary_fill_holes(body[idx][box]) if fill_holes else body[idx][box]
+        depth = ndimage.distance_transform_edt(inside, sampling=sampling)
+        ff_box = ff[idx][box]
+        valid = inside & np.isfinite(ff_box)
+        evidence.shell_ff.append(ff_box[valid & (depth > skin) & (depth <= deep)])
+        evidence.core_ff.append(ff_box[valid & (depth > deep)])
+        evidence.n_valid += int(np.count_nonzero(valid))
+        evidence.n_fat_dominant += int(np.count_nonzero(valid & (ff_box > 0.5)))
+    return evidence
 
 
-def _default_body_mask(water: np.ndarray, fat: np.ndarray, slice_axis: int) -> np.ndarray:
-    """Body = ``|W| + |F|`` above 10 % of its robust maximum, holes (gas, bone cortex) filled slice by slice."""
-    signal = np.abs(water) + np.abs(fat)
-    threshold = denominator_threshold(signal, None, 0.1)
-    body = np.isfinite(signal) & (signal >= threshold)
-    filled = np.zeros_like(body)
-    for s in range(body.shape[slice_axis]):
-        idx = _slice_index(slice_axis, s)
-        filled[idx] = ndimage.binary_fill_holes(body[idx])
-    return filled
+def _periphery_says_swapped(shell_ff: np.ndarray, core_ff: np.ndarray) -> tuple[bool | None, float, float]:
+    """Normal anatomy: the body shell (subcutaneous fat) is fatter than the interior. ``None`` if too few voxels.
 
-
-def _periphery_says_swapped(ff: np.ndarray, shell: np.ndarray, core: np.ndarray) -> tuple[bool | None, float, float]:
-    """Normal anatomy: the body shell (subcutaneous fat) is fatter than the interior. ``None`` if too few voxels."""
-    shell_ff, core_ff = ff[shell], ff[core]
-    shell_ff, core_ff = shell_ff[np.isfinite(shell_ff)], core_ff[np.isfinite(core_ff)]
+    Args:
+        shell_ff: the valid FF values (fraction) of the shell, in any order.
+        core_ff: the valid FF values of the interior, in any order.
+    """
     if shell_ff.size < _MIN_SHELL_VOXELS or core_ff.size < _MIN_SHELL_VOXELS:
         return None, float("nan"), float("nan")
     p, c = float(np.median(shell_ff)), float(np.median(core_ff))
@@ -168,25 +223,33 @@ def _mirrored_region_voxels(ff_box: np.ndarray, in_label: np.ndarray, n: int, mi
     return int(sizes[big & mirrored].sum()) if rest_median < 0.5 else 0
 
 
-def _label_flags(ff: np.ndarray, labels: np.ndarray, min_region_voxels: int) -> dict[int, LabelSwapFlags]:
-    """Per-label asymmetry and mirrored-region rules (see :func:`detect_fat_water_swap`)."""
-    # muscles only: the vertebral context (9-14) is fatty marrow, which no swap rule describes
-    values = [int(v) for v in np.unique(labels) if 0 < v < NUM_CLASSES]
-    # each label is worked on inside its bounding box: a muscle fills a few percent of the volume, and whole-volume
-    # masks and component labelling per label cost seconds per subject at the reference geometry
-    boxes = ndimage.find_objects(np.asarray(labels, dtype=np.int64)) if values else []
+def _label_crops(ff: np.ndarray, labels: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Muscle label -> ``(FF in its bounding box, mask of its voxels with a valid FF in that box)``.
+
+    Muscles only: the vertebral context (9-14) is fatty marrow, which no swap rule describes. Each label is worked on
+    inside its bounding box, found for all labels in one pass (an absent label has none): a muscle fills a few
+    percent of the volume, and whole-volume masks and component labelling per label cost seconds per subject at the
+    reference geometry.
+    """
+    lab = labels if np.issubdtype(labels.dtype, np.integer) else np.asarray(labels, dtype=np.int64)
+    boxes = ndimage.find_objects(lab, max_label=NUM_CLASSES - 1)
     crops: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    medians: dict[int, float] = {}
-    for v in values:
+    for v in range(1, NUM_CLASSES):
         box = boxes[v - 1]
-        ff_box = ff[box]
-        in_label = (labels[box] == v) & np.isfinite(ff_box)
-        crops[v] = ff_box, in_label
+        if box is not None:
+            ff_box = ff[box]
+            crops[v] = ff_box, (labels[box] == v) & np.isfinite(ff_box)
+    return crops
+
+
+def _label_flags(crops: dict[int, tuple[np.ndarray, np.ndarray]], min_region_voxels: int) -> dict[int, LabelSwapFlags]:
+    """Per-label asymmetry and mirrored-region rules (see :func:`detect_fat_water_swap`) on :func:`_label_crops`."""
+    medians: dict[int, float] = {}
+    for v, (ff_box, in_label) in crops.items():
         sel = ff_box[in_label]
         medians[v] = float(np.median(sel)) if sel.size else float("nan")
     flags: dict[int, LabelSwapFlags] = {}
-    for v in values:
-        ff_box, in_label = crops[v]
+    for v, (ff_box, in_label) in crops.items():
         n = int(in_label.sum())
         other = LEFT_RIGHT_SWAP.get(v)
         contra = medians.get(other, float("nan")) if other not in (None, 0, v) else float("nan")
@@ -212,8 +275,10 @@ def _checked_pair(
     skin_mm: float,
     shell_mm: float,
 ) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
-    """Water and fat as float64 3D arrays and the voxel spacing (mm), or a ``ValueError`` naming the bad argument."""
-    w, f = _as_float_pair(water, fat, "water", "fat")
+    """Water and fat as 3D arrays and the voxel spacing (mm), or a ``ValueError`` naming the bad argument."""
+    w, f = np.asarray(water), np.asarray(fat)
+    if w.shape != f.shape:
+        raise ValueError(f"water and fat must have the same shape, got {w.shape} and {f.shape}")
     if w.ndim != 3:
         raise ValueError(f"water and fat must be 3D, got shape {w.shape}")
     if slice_axis not in (0, 1, 2):
@@ -226,18 +291,20 @@ def _checked_pair(
     return w, f, (sizes[0], sizes[1], sizes[2])
 
 
-def _body(body_mask: np.ndarray | None, water: np.ndarray, fat: np.ndarray, slice_axis: int) -> np.ndarray:
-    """The given body mask as booleans (same shape as ``water`` or ``ValueError``), or the default body mask."""
+def _body(body_mask: np.ndarray | None, signal: np.ndarray) -> tuple[np.ndarray, bool]:
+    """``(body mask, fill its holes)``: the given mask as booleans (same shape as ``signal`` = ``|W| + |F|``, or
+    ``ValueError``), or by default ``signal`` above 10 % of its robust maximum, whose holes (gas, bone cortex) are
+    to be filled slice by slice."""
     if body_mask is None:
-        return _default_body_mask(water, fat, slice_axis)
+        return np.isfinite(signal) & (signal >= denominator_threshold(signal, None, 0.1)), True
     body = np.asarray(body_mask).astype(bool)
-    if body.shape != water.shape:
-        raise ValueError(f"body_mask shape {body.shape} differs from water shape {water.shape}")
-    return body
+    if body.shape != signal.shape:
+        raise ValueError(f"body_mask shape {body.shape} differs from water shape {signal.shape}")
+    return body, False
 
 
 def _muscle_evidence(
-    ff: np.ndarray, valid: np.ndarray, labels: np.ndarray | None, min_region_voxels: int
+    ff: np.ndarray, labels: np.ndarray | None, min_region_voxels: int
 ) -> tuple[float, dict[int, LabelSwapFlags], np.ndarray | None]:
     """``(median FF over all labelled voxels, per-label flags, label array)``; NaN, empty and None without labels."""
     if labels is None:
@@ -245,9 +312,11 @@ def _muscle_evidence(
     lab = np.asarray(labels)
     if lab.shape != ff.shape:
         raise ValueError(f"labels shape {lab.shape} differs from water shape {ff.shape}")
-    in_muscle = ff[(lab > 0) & (lab < NUM_CLASSES) & valid]  # muscles, not the vertebral context
+    crops = _label_crops(ff, lab)
+    # the muscles' valid voxels, label by label (the median does not depend on their order)
+    in_muscle = np.concatenate([ff_box[in_label] for ff_box, in_label in crops.values()] or [np.empty(0, ff.dtype)])
     muscle_ff = float(np.median(in_muscle)) if in_muscle.size else float("nan")
-    return muscle_ff, _label_flags(ff, lab, min_region_voxels), lab
+    return muscle_ff, _label_flags(crops, min_region_voxels), lab
 
 
 def _global_verdict(
@@ -273,15 +342,9 @@ def _global_verdict(
     return shell_swapped, reasons
 
 
-def _swapped_slices(ff: np.ndarray, shell: np.ndarray, core: np.ndarray, slice_axis: int) -> list[int]:
-    """Indices of the slices along ``slice_axis`` whose own periphery/core test says swapped."""
-    swapped: list[int] = []
-    for s in range(ff.shape[slice_axis]):
-        idx = _slice_index(slice_axis, s)
-        says, _, _ = _periphery_says_swapped(ff[idx], shell[idx], core[idx])
-        if says:
-            swapped.append(s)
-    return swapped
+def _swapped_slices(shell_by_slice: list[np.ndarray], core_by_slice: list[np.ndarray]) -> list[int]:
+    """Indices of the slices whose own periphery/core test says swapped (values from :func:`_body_evidence`)."""
+    return [s for s, (sh, co) in enumerate(zip(shell_by_slice, core_by_slice)) if _periphery_says_swapped(sh, co)[0]]
 
 
 def _label_reasons(per_label: dict[int, LabelSwapFlags]) -> list[str]:
@@ -356,20 +419,22 @@ def detect_fat_water_swap(
         A :class:`SwapReport`.
     """
     w, f, spacing = _checked_pair(water, fat, slice_axis, voxel_size_mm, skin_mm, shell_mm)
-    ff = fat_fraction_from_water_fat(w, f, min_denominator, relative_threshold, denominator="abs")
-    valid = np.isfinite(ff)
-    body = _body(body_mask, w, f, slice_axis)
-    depth = _in_plane_depth_mm(body, slice_axis, spacing)
-    shell = body & (depth > skin_mm) & (depth <= skin_mm + shell_mm)
-    core = body & (depth > skin_mm + shell_mm)
+    # |F| + |W| is both the FF denominator and the body signal: formed once
+    num, signal = water_fat_terms(w, f, denominator="abs")
+    threshold = denominator_threshold(signal, min_denominator, relative_threshold)
+    # in the images' memory order: every rule below is a count or a median, which do not depend on it
+    ff = _guarded_ratio(num, signal, threshold, c_order=False)
+    body, fill_holes = _body(body_mask, signal)
+    ev = _body_evidence(ff, body, fill_holes, slice_axis, spacing, (skin_mm, skin_mm + shell_mm))
 
-    shell_swapped, periphery_ff, core_ff = _periphery_says_swapped(ff, shell, core)
-    body_ff = ff[body & valid]
-    fat_dom_share = float(np.mean(body_ff > 0.5)) if body_ff.size else float("nan")
-    muscle_ff, per_label, lab = _muscle_evidence(ff, valid, labels, min_region_voxels)
+    # medians do not depend on the order of the values: the slices' values together are the volume's
+    shell_all, core_all = np.concatenate(ev.shell_ff), np.concatenate(ev.core_ff)
+    shell_swapped, periphery_ff, core_ff = _periphery_says_swapped(shell_all, core_all)
+    fat_dom_share = ev.n_fat_dominant / ev.n_valid if ev.n_valid else float("nan")
+    muscle_ff, per_label, lab = _muscle_evidence(ff, labels, min_region_voxels)
 
     global_swap, reasons = _global_verdict(shell_swapped, periphery_ff, core_ff, muscle_ff, lab is not None)
-    swapped_slices = _swapped_slices(ff, shell, core, slice_axis)
+    swapped_slices = _swapped_slices(ev.shell_ff, ev.core_ff)
     if swapped_slices and not global_swap:
         reasons.append(f"regional swap: slices {swapped_slices} fail the periphery/core test")
     reasons.extend(_label_reasons(per_label))

@@ -88,3 +88,57 @@ def test_ge_swap_detection(ge_sample: dict) -> None:
     zooms = s["water_zooms"]
     assert not detect_fat_water_swap(s["water"], s["fat"], voxel_size_mm=zooms).any_swap
     assert detect_fat_water_swap(s["fat"], s["water"], voxel_size_mm=zooms).global_swap
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the body rules worked slice by slice in the body's box give what the whole slices give (issue #24)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _whole_slice_reference(ff, body, slice_axis, sampling, skin, deep):
+    """The rules as computed before issue #24: holes filled and depth measured on whole slices."""
+    from scipy import ndimage
+
+    shell, core = [], []
+    n_valid = n_fat = 0
+    for s in range(body.shape[slice_axis]):
+        idx = [slice(None)] * 3
+        idx[slice_axis] = s
+        plane, ff_plane = ndimage.binary_fill_holes(body[tuple(idx)]), ff[tuple(idx)]
+        depth = ndimage.distance_transform_edt(plane, sampling=sampling) if plane.any() else np.zeros(plane.shape)
+        valid = plane & np.isfinite(ff_plane)
+        shell.append(np.sort(ff_plane[valid & (depth > skin) & (depth <= deep)]))
+        core.append(np.sort(ff_plane[valid & (depth > deep)]))
+        n_valid += int(valid.sum())
+        n_fat += int((valid & (ff_plane > 0.5)).sum())
+    return shell, core, n_valid, n_fat
+
+
+@pytest.mark.parametrize("slice_axis", [0, 2])
+def test_body_evidence_in_boxes_equals_whole_slices(slice_axis) -> None:
+    from scripts.quantification.swap import _body_evidence
+
+    rng = np.random.default_rng(slice_axis)
+    shape = (30, 26, 7)
+    # blobs of random radius and centre, some cut by the array's edge, with holes; one empty slice
+    grid = np.indices(shape).astype(float)
+    body = np.zeros(shape, dtype=bool)
+    for _ in range(6):
+        centre, radius = rng.uniform(-2, 32, 3), rng.uniform(3, 12)
+        body |= ((grid - centre[:, None, None, None]) ** 2).sum(axis=0) < radius**2
+    body &= rng.uniform(size=shape) > 0.05
+    index = [slice(None)] * 3
+    index[slice_axis] = 3
+    body[tuple(index)] = False
+    ff = rng.uniform(-0.02, 1.0, shape).astype(np.float32)
+    ff[rng.uniform(size=shape) < 0.05] = np.nan
+    voxel = (1.09375, 0.8, 2.6)
+    sampling = tuple(v for i, v in enumerate(voxel) if i != slice_axis)
+    for order in ("C", "F"):
+        ev = _body_evidence(np.asarray(ff, order=order), body, True, slice_axis, voxel, (1.0, 2.5))
+        shell, core, n_valid, n_fat = _whole_slice_reference(ff, body, slice_axis, sampling, 1.0, 2.5)
+        assert len(ev.shell_ff) == len(shell) == shape[slice_axis]
+        for got, want in zip(ev.shell_ff + ev.core_ff, shell + core):
+            np.testing.assert_array_equal(np.sort(got), want)
+        assert (ev.n_valid, ev.n_fat_dominant) == (n_valid, n_fat)
+        assert sum(a.size for a in shell) > 0 and sum(a.size for a in core) > 0
