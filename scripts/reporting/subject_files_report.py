@@ -74,11 +74,29 @@ def _read_tables(sdir: Path, subject: str) -> dict[str, Any]:
     levels_csv = sdir / f"{subject}_ff_levels.csv"
     return {
         "table": pd.DataFrame(doc["records"]),
-        "provenance": doc["meta"].get("provenance", {}),
+        "provenance": {k: _provenance_value(v) for k, v in doc["meta"].get("provenance", {}).items()},
         "level_info": doc["meta"].get("levels"),
         "comparison": comparison,
         "levels": pd.read_csv(levels_csv) if levels_csv.is_file() else None,
     }
+
+
+def _provenance_value(text: Any) -> Any:
+    """A provenance value as the FF step made it, from the JSON's text (:func:`scripts.quantification.statistics`
+    writes every value as text, None as ``none``): None, booleans and decimals typed again, so the page shows
+    ``n/a``, ``no`` and ``53.5000`` as for the values in memory."""
+    if not isinstance(text, str):
+        return text
+    if text == "none":
+        return None
+    if text in ("True", "False"):
+        return text == "True"
+    if "." in text or "e" in text.lower():
+        try:
+            return float(text)
+        except ValueError:
+            return text
+    return text
 
 
 def _level_images(levels: pd.DataFrame, paths: Mapping[str, Path]) -> dict[str, Path]:
