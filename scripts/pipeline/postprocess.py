@@ -29,8 +29,13 @@ def largest_component_per_label(label: np.ndarray, labels: Sequence[int], connec
     """
     out = label.copy()
     structure = ndimage.generate_binary_structure(label.ndim, connectivity)
-    # one bounding-box pass per label keeps this fast on full-resolution maps
-    objects = ndimage.find_objects(label.astype(np.int64))
+    # one bounding-box pass for all labels, then each label inside its box, keeps this fast on full-resolution maps;
+    # integer maps are read as they are (a 64-bit copy of the map cost more than the rest)
+    wanted = [int(v) for v in labels if v > 0]
+    if not wanted:
+        return out
+    integer = label if np.issubdtype(label.dtype, np.integer) else label.astype(np.int64)
+    objects = ndimage.find_objects(integer, max_label=max(wanted))
     for value in labels:
         if value <= 0 or value > len(objects) or objects[value - 1] is None:
             continue

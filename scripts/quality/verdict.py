@@ -224,20 +224,24 @@ def _position_checks(verdict: SideVerdict, lateral: float, ap: float, limits: QC
 
 
 def _shape_checks(
-    verdict: SideVerdict, mask: np.ndarray, axis: int, voxel_ml: float, slice_mm: float, limits: QCLimits
+    verdict: SideVerdict, mask: np.ndarray, per_slice: np.ndarray, voxel_ml: float, slice_mm: float, limits: QCLimits
 ) -> None:
-    box = ndimage.find_objects(mask.astype(np.uint8))[0]  # label only the bounding box: 18 M voxels otherwise
-    pieces, n = ndimage.label(mask[box], structure=np.ones((3, 3, 3)))
+    """Pieces, empty slices and mean cross-section of one label.
+
+    Args:
+        mask: the label's voxels in its bounding box (18 M voxels in the whole grid, a few percent in the box).
+        per_slice: the label's voxel count on every slice of the grid along the slice axis.
+    """
+    pieces, n = ndimage.label(mask, structure=np.ones((3, 3, 3)))
     if n > 1:
         sizes = np.bincount(pieces.ravel())[1:]
         share = sizes.max() / sizes.sum()
         if share < limits.largest_piece_review:
             severity = "fail" if share < limits.largest_piece_fail else "review"
             verdict.add(severity, f"in {n} pieces, the largest {share:.0%} of the label")
-    other = tuple(a for a in range(3) if a != axis)
-    per_slice = mask.any(axis=other)
-    first, last = np.flatnonzero(per_slice)[[0, -1]]
-    gap = 1.0 - per_slice[first : last + 1].mean()
+    present = per_slice > 0
+    first, last = np.flatnonzero(present)[[0, -1]]
+    gap = 1.0 - present[first : last + 1].mean()
     if gap > limits.gap_share_review:
         verdict.add(
             "fail" if gap > limits.gap_share_fail else "review",
@@ -245,7 +249,7 @@ def _shape_checks(
         )
     extent_cm = (last - first + 1) * slice_mm / 10.0
     csa = mask.sum() * voxel_ml / extent_cm  # mL / cm = cm^2
-    cut = first == 0 or last == len(per_slice) - 1
+    cut = first == 0 or last == len(present) - 1
     bounds = (limits.csa_cut_cm2 if cut else limits.csa_cm2)[verdict.muscle]
     what = "mean cross-section (cut by the field of view)" if cut else "mean cross-section"
     _range_check(verdict, csa, bounds, float("inf"), what, " cm2")
@@ -336,6 +340,15 @@ def _extent_checks(
             verdicts[value].add(severity, reason)
 
 
+def _label_boxes(labels: np.ndarray, max_label: int) -> list[tuple[slice, ...] | None]:
+    """Bounding box of each label value 1..``max_label`` (``None`` when absent), in one pass over the label map."""
+    if not np.issubdtype(labels.dtype, np.integer):
+        # a value that is not a whole number is no label (``labels == value`` never holds for it)
+        whole = np.rint(labels)
+        labels = np.where(whole == labels, whole, 0).astype(np.int64)
+    return ndimage.find_objects(labels, max_label=max_label)
+
+
 def assess_segmentation(
     labels: np.ndarray,
     affine: np.ndarray,
@@ -372,30 +385,35 @@ def assess_segmentation(
     points = _body_points(np.asarray(body, dtype=bool), affine, axis)
     anchored = has_spine(labels)
     verdicts, mean_ff, per_slice = {}, {}, {}
+    # every label is judged inside its bounding box, all found in one pass: the box's voxels in C order are the
+    # whole grid's in C order, so coordinates, sums and FF values come out in the same order as over the grid
+    boxes = _label_boxes(labels, max(LABELS))
     for value in sorted(v for v in LABELS if v):
         muscle, side = muscle_and_side(value)
         verdict = verdicts[value] = SideVerdict(value, muscle, side)
-        mask = labels == value
-        if not mask.any():
+        box = boxes[value - 1]
+        if box is None:
             verdict.add("review", "not found in the scan")
             continue
-        per_slice[value] = mask.sum(axis=tuple(a for a in range(3) if a != axis))
-        ijk = np.argwhere(mask)
+        mask = labels[box] == value
+        per_slice[value] = np.zeros(labels.shape[axis], dtype=np.intp)
+        per_slice[value][box[axis]] = mask.sum(axis=tuple(a for a in range(3) if a != axis))
+        ijk = np.argwhere(mask) + np.array([b.start for b in box])
         centre = _world(affine, ijk.mean(axis=0, keepdims=True))[0]
         slices = np.unique(ijk[:, axis])
         midline, posterior, anterior = _body_frame(points, slices)
         if not np.isfinite(midline):
             verdict.add("review", "no body outline on its slices: position not judged")
-            _shape_checks(verdict, mask, axis, voxel_ml, float(spacing[axis]), limits)
+            _shape_checks(verdict, mask, per_slice[value], voxel_ml, float(spacing[axis]), limits)
             continue
         depth = max(anterior - posterior, 1.0)
         ap = (centre[1] - posterior) / depth
         _position_checks(verdict, centre[0] - midline, ap, limits, "" if anchored else _NO_ANCHOR)
-        _shape_checks(verdict, mask, axis, voxel_ml, float(spacing[axis]), limits)
+        _shape_checks(verdict, mask, per_slice[value], voxel_ml, float(spacing[axis]), limits)
         if confidence is not None:
             _confidence_checks(verdict, confidence.get(value), limits)
         if ff is not None:
-            mean_ff[value] = _signal_checks(verdict, np.asarray(ff)[mask], limits)
+            mean_ff[value] = _signal_checks(verdict, np.asarray(ff)[box][mask], limits)
     _relation_checks(verdicts, per_slice, limits)
     _extent_checks(verdicts, per_slice, affine, labels.shape, axis, limits)
     for value, found in spine_findings(labels, affine, axis, limits.spine).items():
