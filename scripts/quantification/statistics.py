@@ -170,12 +170,31 @@ def trim_fat_border(
     """
     if not 0.0 < trim_ff <= fat_ff <= 1.0:
         raise ValueError(f"need 0 < trim_ff <= fat_ff <= 1, got trim_ff={trim_ff}, fat_ff={fat_ff}")
-    f = np.nan_to_num(np.asarray(ff, dtype=np.float32), nan=0.0)
-    fat_outside = (label == 0) & (f > fat_ff)
-    near_fat = ndimage.binary_dilation(fat_outside, structure=_in_plane_structure(slice_axis, np.ones(3), None))
     out = label.copy()
-    out[(label != 0) & near_fat & (f > trim_ff)] = 0
+    box = _labelled_box(label, slice_axis)
+    if box is None:
+        return out
+    # a labelled voxel's in-plane neighbours all lie in the labels' box grown by one pixel in-plane, so the rule
+    # worked in that box is the rule on the whole grid (outside the grid counts as "not fat" in both)
+    lab = label[box]
+    f = np.nan_to_num(np.asarray(ff[box], dtype=np.float32), nan=0.0)
+    fat_outside = (lab == 0) & (f > fat_ff)
+    near_fat = ndimage.binary_dilation(fat_outside, structure=_in_plane_structure(slice_axis, np.ones(3), None))
+    out[box][(lab != 0) & near_fat & (f > trim_ff)] = 0
     return out
+
+
+def _labelled_box(label: np.ndarray, slice_axis: int) -> tuple[slice, ...] | None:
+    """Bounding box of the labelled voxels, grown by one voxel along the two in-plane axes; ``None`` without any."""
+    labelled = label != 0
+    box = []
+    for axis in range(label.ndim):
+        present = np.flatnonzero(labelled.any(axis=tuple(a for a in range(label.ndim) if a != axis)))
+        if present.size == 0:
+            return None
+        grow = 0 if axis == slice_axis else 1
+        box.append(slice(max(int(present[0]) - grow, 0), int(present[-1]) + 1 + grow))
+    return tuple(box)
 
 
 def _stats_pct(values: np.ndarray) -> dict[str, float]:
@@ -231,7 +250,7 @@ def _core_ff(idx: tuple[np.ndarray, ...], ffa: np.ndarray, structure: np.ndarray
     box[tuple(c - lo_ + 1 for c, lo_ in zip(idx, lo))] = True
     core = ndimage.binary_erosion(box, structure=structure)
     core_idx = tuple(c + lo_ - 1 for c, lo_ in zip(np.nonzero(core), lo))
-    core_ff = ffa[core_idx]
+    core_ff = np.asarray(ffa[core_idx], dtype=np.float64)
     return core_ff[np.isfinite(core_ff)]
 
 
@@ -250,7 +269,7 @@ def _label_row(
     """
     muscle, side = muscle_and_side(v)
     n_vox = int(idx[0].size)
-    vox_ff = ffa[idx] if n_vox else np.empty(0)
+    vox_ff = np.asarray(ffa[idx], dtype=np.float64) if n_vox else np.empty(0)
     valid = np.isfinite(vox_ff)
     row: dict[str, Any] = {"subject": subject, "label": v, "muscle": muscle, "side": side, "aggregation": _AGG_LABEL}
     too_small = 0 < n_vox * grid.voxel_ml < min_volume_ml
@@ -454,7 +473,11 @@ def quantify_muscles(
         (20.0, 12)
     """
     lab = np.asarray(label)
-    ffa = np.asarray(ff, dtype=np.float64)
+    # float32 FF maps are read as they are (a float64 copy of the volume cost more than the statistics); every value
+    # taken from it is widened to float64 (exactly) before any sum, so the statistics are the float64 ones
+    ffa = np.asarray(ff)
+    if not np.issubdtype(ffa.dtype, np.floating):
+        ffa = ffa.astype(np.float64)
     if lab.ndim != 3 or ffa.ndim != 3:
         raise ValueError(f"label and ff must be 3D, got shapes {lab.shape} and {ffa.shape}")
     if erosion_mm is not None and (not math.isfinite(erosion_mm) or erosion_mm < 0):
@@ -480,7 +503,7 @@ def quantify_muscles(
 
     labelled = np.flatnonzero(mapped)
     lab_vals = mapped.ravel()[labelled]
-    _check_ff_fraction(ffa.ravel()[labelled])
+    _check_ff_fraction(np.asarray(ffa.ravel()[labelled], dtype=np.float64))
     coords_all = np.unravel_index(labelled, ffa.shape)
     unknown = sorted(set(np.unique(lab_vals).tolist()) - set(values) - set(VERTEBRAL_LABELS))
     if unknown:
@@ -493,7 +516,8 @@ def quantify_muscles(
         idx = tuple(c[sel] for c in coords_all)
         row = _label_row(v, idx, ffa, grid, structure, subject, min_volume_ml)
         if row["n_voxels"]:
-            slice_rows.extend(_slice_profile_rows(row, idx[grid.slice_axis], ffa[idx], grid.z_of_slice, grid.pixel_cm2))
+            values = np.asarray(ffa[idx], dtype=np.float64)
+            slice_rows.extend(_slice_profile_rows(row, idx[grid.slice_axis], values, grid.z_of_slice, grid.pixel_cm2))
         row.update(_truncation_fields(v, row["n_voxels"], trunc_ff, trunc_own))
         row.update(_swap_fields(v, row["slice_first"], row["slice_last"], swap_report))
         n_valid = row["n_voxels"] - row["n_excluded_voxels"]

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import ndimage
 from scripts.labels import MUSCLES, label_value
 from scripts.phantom import Acquisition, generate_subject
 from scripts.quantification.columns import PROVENANCE_KEYS, SLICE_COLUMNS, TABLE_COLUMNS
@@ -239,3 +240,22 @@ def test_fat_border_trim_known_answer():
     assert plain.n_trimmed_voxels == 0 and plain.n_voxels == 36 and plain.border_trim == "none"
     with pytest.raises(ValueError, match="trim_ff"):
         trim_fat_border(label, ff, 2, trim_ff=0.9, fat_ff=0.8)
+
+
+@pytest.mark.parametrize("slice_axis", [0, 2])
+def test_border_trim_in_the_labels_box_equals_the_whole_grid_rule(slice_axis) -> None:
+    rng = np.random.default_rng(11 + slice_axis)
+    label = np.zeros((20, 18, 9), dtype=np.uint8)
+    label[0:9, 3:12, 2:8] = 1  # touches the grid's edge on axis 0
+    label[11:17, 6:15, 1:9] = 2
+    ff = rng.uniform(0.0, 1.0, label.shape).astype(np.float32)
+    ff[rng.uniform(size=label.shape) < 0.05] = np.nan
+    # the rule on the whole grid, as before issue #24
+    f = np.nan_to_num(ff, nan=0.0)
+    plane = np.expand_dims(ndimage.generate_binary_structure(2, 1), axis=slice_axis)
+    near_fat = ndimage.binary_dilation((label == 0) & (f > 0.8), structure=plane)
+    expected = np.where((label != 0) & near_fat & (f > 0.7), 0, label)
+    got = trim_fat_border(label, ff, slice_axis, trim_ff=0.7)
+    assert (got != label).any()
+    np.testing.assert_array_equal(got, expected)
+    assert (trim_fat_border(np.zeros_like(label), ff, slice_axis) == 0).all()
