@@ -19,7 +19,13 @@ import numpy as np
 import torch
 from monai.inferers import Inferer
 from scripts.configuration.values import as_bool
-from scripts.pipeline.volume_statistics import can_hook, padded_shape, volume_statistics
+from scripts.pipeline.volume_statistics import (
+    can_hook,
+    pad_like_sliding_window,
+    padded_shape,
+    volume_statistics,
+    window_regions,
+)
 
 __all__ = ["STATISTICS_SOURCES", "AdaptiveBatchNormInferer", "batch_norm_layers"]
 
@@ -60,9 +66,13 @@ class AdaptiveBatchNormInferer(Inferer):
     on that image and on its left-right mirror, the two weighted equally; then ``inferer`` runs with the layers in
     evaluation mode. Per view, the statistics come from (``statistics``):
 
-    - "volume": one forward pass of the whole image, padded at the end of each axis to a multiple of
-      ``pad_multiple``, each layer's mean and unbiased variance taken over the voxels from the image only
-      (scripts/pipeline/volume_statistics.py). About 0.4 of a sliding-window pass at the reference geometry.
+    - "volume": one forward pass of the whole image (padded as the sliding window pads it, then at the end of
+      each axis to a multiple of ``pad_multiple``), each layer's mean and unbiased variance averaged over the boxes
+      of ``statistics_inferer``'s patches (the whole image when it is not a sliding window), the end padding not
+      counted (scripts/pipeline/volume_statistics.py). About 0.45 of a sliding-window pass at the reference
+      geometry; differs from "windows" only by the features near a patch's border (the network sees the scan
+      beyond it instead of zero padding) and by every layer normalising with the averaged, not the patch's own,
+      statistics during the pass.
       Falls back to "windows" (logged) when the padded image has more than ``max_volume_voxels`` voxels (memory)
       or the network is a TorchScript module (no hooks).
     - "windows": the average over one ``statistics_inferer`` pass (every sliding window, the layers in training
@@ -185,6 +195,16 @@ class AdaptiveBatchNormInferer(Inferer):
             return "windows"
         return "volume"
 
+    def _windows(self) -> tuple[tuple[int, ...], Any] | None:
+        """The statistics inferer's window size and overlap (None when it is not a sliding window)."""
+        roi, overlap = (
+            getattr(self.statistics_inferer, "roi_size", None),
+            getattr(self.statistics_inferer, "overlap", None),
+        )
+        if roi is None or overlap is None:
+            return None
+        return (tuple(roi) if isinstance(roi, (list, tuple)) else (int(roi),) * 3), overlap
+
     def _view_statistics(
         self,
         views: list[torch.Tensor],
@@ -202,9 +222,15 @@ class AdaptiveBatchNormInferer(Inferer):
                     f"pad_multiple {self.pad_multiple} is not a multiple of the network's total stride {total}; "
                     f"set it to {total} or use adapt_statistics 'windows'"
                 )
+            windows = self._windows()
+            if windows is None:  # the statistics inferer sees the whole image: so does the volume pass
+                padded_views, regions = views, None
+            else:  # the sliding window's patches, as boxes of the image padded as the sliding window pads it
+                padded_views = [pad_like_sliding_window(v, windows[0], self.padding_mode) for v in views]
+                regions = window_regions(padded_views[0].shape[2:], *windows)
             return [
-                volume_statistics(network, layers, view, self.pad_multiple, self.padding_mode, args, kwargs)
-                for view in views
+                volume_statistics(network, layers, view, self.pad_multiple, self.padding_mode, args, kwargs, regions)
+                for view in padded_views
             ]
         collectors = [_StatisticsCollector(network, layers) for _ in views]
         for m in layers:

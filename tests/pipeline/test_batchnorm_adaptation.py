@@ -46,13 +46,15 @@ def test_one_window_normalises_by_the_image_own_mean_and_unbiased_variance(momen
     assert float(out.mean().abs()) < 1e-3 and float(SimpleInferer()(x, net).mean()) > 10
 
 
-def test_several_windows_average_their_statistics():
-    """Two windows (the halves along x, no overlap): the means and variances are averaged window by window."""
+@pytest.mark.parametrize("statistics", ["windows", "volume"])
+def test_several_windows_average_their_statistics(statistics):
+    """Two windows (the halves along x, no overlap): the means and variances are averaged window by window; the
+    volume pass takes them from the same boxes of its one pass (the first layer sees the image itself)."""
     x = torch.cat([_image(1, (1, 1, 4, 6, 4), 0.0, 1.0), _image(2, (1, 1, 4, 6, 4), 10.0, 2.0)], dim=2)
     net = _norm_net()
     sw = SlidingWindowInferer(roi_size=(4, 6, 4), sw_batch_size=1, overlap=0.0)
     with torch.no_grad():
-        out = AdaptiveBatchNormInferer(SimpleInferer(), statistics_inferer=sw, statistics="windows")(x, net)
+        out = AdaptiveBatchNormInferer(SimpleInferer(), statistics_inferer=sw, statistics=statistics)(x, net)
     halves = [x[:, :, :4].numpy().ravel().astype(np.float64), x[:, :, 4:].numpy().ravel().astype(np.float64)]
     mean = np.mean([h.mean() for h in halves])
     var = np.mean([h.var(ddof=1) for h in halves])

@@ -15,7 +15,7 @@ from monai.networks.nets import UNet
 from scripts.configuration.settings import INFERENCE_OPTIONS, SettingsExit, validate_inference_settings
 from scripts.pipeline.batchnorm_adaptation import STATISTICS_SOURCES, AdaptiveBatchNormInferer, batch_norm_layers
 from scripts.pipeline.flip_ensemble import LeftRightFlipInferer
-from scripts.pipeline.volume_statistics import padded_shape, volume_statistics
+from scripts.pipeline.volume_statistics import padded_shape, volume_statistics, window_regions
 
 
 def _image(seed: int, shape: tuple[int, ...], loc: float = 0.0, scale: float = 1.0) -> torch.Tensor:
@@ -81,6 +81,36 @@ def test_a_layer_at_half_resolution_counts_the_voxels_centred_on_the_scan():
     torch.testing.assert_close(var.double(), own.var(dim=(0, 2, 3, 4), unbiased=True), rtol=1e-4, atol=1e-6)
     with_padding = features.double().mean(dim=(0, 2, 3, 4))
     assert float((with_padding - mean.double()).abs().max()) > 1e-3
+
+
+def test_window_regions_are_the_sliding_window_patches():
+    """The reference geometry's working grid: 2 windows per axis, the last moved to the end (8 in all)."""
+    boxes = window_regions((219, 175, 95), (128, 128, 64), 0.25)
+    assert len(boxes) == 8 and boxes[0] == ((0, 128), (0, 128), (0, 64))
+    assert boxes[-1] == ((91, 219), (47, 175), (31, 95))
+    with pytest.raises(ValueError, match="smaller than the window"):
+        window_regions((100, 175, 95), (128, 128, 64), 0.25)
+
+
+def test_the_volume_pass_gives_the_sliding_window_statistics_of_a_first_layer():
+    """A network whose first layer is batch norm sees the image itself, so the volume pass must give the windows'
+    statistics: 3 overlapping windows along x, and y shorter than the window (both sides replicate-padded by the
+    sliding window, and those voxels counted, as the windows count them)."""
+    x = _image(6, (1, 1, 20, 5, 8), loc=3.0) * torch.linspace(0.5, 4.0, 20)[None, None, :, None, None]
+    sw = SlidingWindowInferer(roi_size=(8, 8, 8), sw_batch_size=1, overlap=0.25, padding_mode="replicate")
+    net = _norm_net()
+    with torch.no_grad():
+        volume = AdaptiveBatchNormInferer(SimpleInferer(), statistics_inferer=sw, pad_multiple=8)
+        windows = AdaptiveBatchNormInferer(SimpleInferer(), statistics_inferer=sw, statistics="windows")
+        assert volume.source_for(x, batch_norm_layers(net)) == "volume"
+        torch.testing.assert_close(volume(x, net), windows(x, net), rtol=1e-5, atol=1e-5)
+    # the known answer: per window (x from 0, 6, 12; y padded 1 before and 2 after), mean and unbiased variance
+    padded = torch.nn.functional.pad(x, (0, 0, 1, 2, 0, 0), mode="replicate").double()
+    parts = [padded[..., s : s + 8, :, :] for s in (0, 6, 12)]
+    mean = float(torch.stack([p.mean() for p in parts]).mean())
+    var = float(torch.stack([p.var() for p in parts]).mean())
+    want = (x.double() - mean) / math.sqrt(var + 1e-5)
+    torch.testing.assert_close(volume(x, net).double(), want, rtol=1e-4, atol=1e-4)
 
 
 def _unet() -> torch.nn.Module:
