@@ -66,7 +66,7 @@ def read_checked_images(
         DixonInputError: the first image, in role order, that fails a check (naming its file and the problem).
     """
     roles = list(paths)
-    workers = max_workers if max_workers is not None else min(len(roles), os.cpu_count() or 1, _MAX_WORKERS)
+    workers = max_workers if max_workers is not None else max(1, min(len(roles), os.cpu_count() or 1, _MAX_WORKERS))
     if workers < 1:
         raise ValueError(f"max_workers must be >= 1, got {max_workers}")
     images: dict[str, np.ndarray] = {}

@@ -81,6 +81,7 @@ def test_first_failing_image_in_role_order_is_named(tmp_path):
 def test_bad_worker_count_refused(tmp_path):
     with pytest.raises(ValueError, match="max_workers must be >= 1"):
         read_checked_images(_subject(tmp_path), LIMITS, ScanNotes(), max_workers=0)
+    assert read_checked_images({}, LIMITS, ScanNotes()) == ({}, {})
 
 
 def test_load_dixon_reads_concurrently_with_the_same_scan(tmp_path, monkeypatch):
