@@ -221,3 +221,46 @@ def test_one_bad_subject_fails_alone_with_a_summary_at_the_end(cohort, one_proce
     )
     # nothing of the run's machinery is left in the folder
     assert not list(out.rglob("*.lock")) and not (out / ".staging").exists()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_machines_with_one_rendezvous_give_the_one_process_table(cohort, one_process, tmp_path):
+    # issue #24: several machines run the same command and meet at a rendezvous (c10d); here two "machines" are two
+    # torchrun launchers on 127.0.0.1, one process each, gloo. They share the output folder as machines would share
+    # a network file system, and split the subjects between them without gaps or duplicates.
+    out = tmp_path / "eval"
+    port = _free_port()
+    procs = []
+    for rank in (0, 1):
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nnodes=2",
+            "--nproc_per_node=1",
+            f"--node_rank={rank}",
+            "--rdzv_backend=c10d",
+            f"--rdzv_endpoint=127.0.0.1:{port}",
+            "--rdzv_id=cohort_test",
+            f"--rdzv_conf=is_host={1 if rank == 0 else 0}",
+            "-m",
+            "monai.bundle",
+            "run",
+            "--config_file",
+            "['configs/inference.json','configs/multi_gpu_inference.json']",
+            *_cmd(cohort, out)[6:],
+        ]
+        procs.append(
+            subprocess.Popen(cmd, cwd=BUNDLE_ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        )
+    logs = [p.communicate(timeout=900)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(log[-2000:] for log in logs)
+    pd.testing.assert_frame_equal(_table(out), _table(one_process))
+    assert len(list(out.glob("*/*_done.json"))) == 4
