@@ -12,7 +12,8 @@ Pipeline (one operator per job)::
   (vendor ImageType/SeriesDescription tokens, or a user rules file), converts them to NIfTI in a temporary folder and
   loads them with :func:`scripts.io.load.load_dixon` exactly as the plain bundle does; it sends the network
   input (in-phase, else water + fat) as an in-memory ``Image`` with its RAS affine;
-- the SDK's bundle operator runs this bundle's preprocessing, network and postprocessing (it drops loaders and
+- the SDK's bundle operator runs this bundle's preprocessing, network and postprocessing (the eager network with
+  ``models/model.pt``, as the plain bundle runs it; it drops loaders and
   savers; ``LoadDixond`` takes the in-memory image, the quantification steps pass it through);
 - the quantify operator computes FF with :func:`scripts.quantification.ff_map.compute_ff` and the table with
   :func:`scripts.quantification.statistics.quantify_muscles` on the selected series (the plain bundle's functions and
@@ -228,6 +229,29 @@ class DicomSegWriterOperator(Operator):
         logger.info("DICOM SR written: %s", sr_path)
 
 
+class EagerBundleInferenceOperator(MonaiBundleInferenceOperator):
+    """The SDK's bundle operator, predicting with the bundle's eager network and ``models/model.pt``.
+
+    Why: the SDK loads ``models/model.ts`` (TorchScript) when a bundle has one. TorchScript modules take no forward
+    hooks, so the batch-norm adaptation's volume statistics (inference.json's default ``adapt_statistics: volume``)
+    would fall back to the window statistics there, and the app's label maps would differ from the plain bundle's
+    for the same scan. The eager network (inference.json's ``network`` node, the weights of ``models/model.pt``)
+    gives exactly the plain bundle's.
+    """
+
+    _eager: Any = None
+
+    def predict(self, data: Any, *args: Any, **kwargs: Any) -> Any:
+        if self._eager is None:
+            import torch
+
+            network = self._parser.get_parsed_content("network")
+            weights = torch.load(BUNDLE_DIR / "models" / "model.pt", map_location="cpu", weights_only=True)
+            network.load_state_dict(weights)
+            self._eager = network.eval()
+        return self._inferer(data, self._eager, *args, **kwargs)
+
+
 class LumbarDixonApp(Application):
     """Lumbar Dixon muscle segmentation and fat fraction: DICOM study in, DICOM SEG + FF table out."""
 
@@ -254,7 +278,7 @@ class LumbarDixonApp(Application):
             work_dir=self._work,
             name="dixon_loader",
         )
-        infer = MonaiBundleInferenceOperator(
+        infer = EagerBundleInferenceOperator(
             self,
             input_mapping=[IOMapping("image", Image, IOType.IN_MEMORY)],
             output_mapping=[IOMapping("pred", Image, IOType.IN_MEMORY)],
