@@ -163,6 +163,7 @@ def test_a_conflict_is_refused_before_any_segmentation(cohort, one_process):
         ["--flip_ensemble", "true"],
         ["--roi_size", "[32,32,32]"],
         ["--adapt_batch_norm", "true"],
+        ["--adapt_statistics", "windows"],
     ],
 )
 def test_changed_segmentation_settings_are_not_mistaken_for_finished_work(cohort, one_process, override):
