@@ -223,20 +223,25 @@ def _read_ahead(loader: Iterable, depth: int) -> Iterator[tuple[Any, BaseExcepti
     slots: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
+    def offer(item: tuple[Any, BaseException | None]) -> bool:
+        """Queue ``item`` unless the caller has stopped; False when it has."""
+        while not stop.is_set():
+            try:
+                slots.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             for item in _in_turn(loader):
-                while not stop.is_set():
-                    try:
-                        slots.put(item, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not offer(item):
                     return
-        except BaseException as err:  # noqa: BLE001 - a run-level error (e.g. a run conflict) reaches the caller
-            slots.put((None, err))
-        slots.put((_END, None))
+        except Exception as err:  # noqa: BLE001 - e.g. the loader cannot start: the caller raises it
+            offer((None, err))
+        finally:
+            offer((_END, None))  # whatever happened, the caller is not left waiting
 
     thread = threading.Thread(target=produce, name="subject-prefetch", daemon=True)
     thread.start()
@@ -364,7 +369,7 @@ class _Background:
         def run() -> None:
             try:
                 job()
-            except BaseException as err:  # noqa: BLE001 - handed to the caller's thread
+            except Exception as err:  # noqa: BLE001 - handed to the caller's thread
                 self._error = err
 
         self._thread = threading.Thread(target=run, name="subject-postprocessing", daemon=True)
