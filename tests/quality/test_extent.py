@@ -31,12 +31,12 @@ def test_pair_figures_known_ratios():
     assert "cranio-caudal extent 40 mm against 80 mm" in reasons[1]
     assert "62% of the slices" in reasons[2] and "z 40 to 80 mm" in reasons[2]
     assert 2 not in findings  # the larger side has no finding
-    # a side a third as long fails; a partner missing leaves the side unjudged here
+    # a side a third as long fails; with its partner missing a side is asked to be reviewed for being alone
     short = np.array([0, 100, 100, 0, 0, 0, 0, 0, 0, 0])
     assert ("fail", "cranio-caudal extent 20 mm against 80 mm on the other side (cut short?)") in extent_findings(
         {1: short, 2: partner}, 0.5, 10.0, z
     )[1]
-    assert extent_findings({1: short}, 0.5, 10.0, z) == {}
+    assert [s for s, _ in extent_findings({1: short}, 0.5, 10.0, z)[1]] == ["review"]
     # a muscle the scan shows on one slice beside a partner on three (dilated by a voxel): 10 mm shorter, within
     # two slices, so its extent is not judged (its volume still is)
     edge, wide = np.array([0, 0, 0, 0, 5, 0, 0, 0, 0, 0]), np.array([0, 0, 0, 5, 20, 5, 0, 0, 0, 0])
@@ -91,3 +91,20 @@ def test_a_side_cut_to_its_upper_third_fails_for_its_extent(phantom):
     verdict = assess_segmentation(cut, affine, ff=ff, body=body)[es]
     assert verdict.status == "fail"
     assert any("cranio-caudal extent" in r and r.startswith("fail") for r in verdict.reasons), verdict.reasons
+
+
+def test_a_side_whose_partner_is_absent_or_a_sliver_is_reviewed():
+    areas = np.array([0, 50, 80, 80, 50, 0])
+    z = np.arange(6.0)
+    alone = extent_findings({3: areas}, 1.0, 4.0, z)
+    assert (
+        alone[3] == [("review", alone[3][0][1])]
+        and "the other side is absent beside this side's 260.0 mL" in (alone[3][0][1])
+    )
+    sliver = extent_findings({3: areas, 4: areas * 0.05}, 1.0, 4.0, z)
+    assert any("the other side is 13.0 mL beside this side's 260.0 mL (under 10%)" in r for _, r in sliver[3])
+    assert not any("beside this side's" in r for _, r in sliver[4])  # the sliver is judged by its own volume
+    assert any("of the other side's" in r for _, r in sliver[4])
+    small = extent_findings({3: areas, 4: areas * 0.2}, 1.0, 4.0, z)
+    assert not any("beside this side's" in r for _, r in small.get(3, []))
+    assert extent_findings({3: areas}, 1.0, 4.0, z, ExtentLimits(lone_ratio_review=0.0)) == {}

@@ -156,3 +156,20 @@ def test_the_benchmark_judges_truths_and_corruptions():
     assert (truncated.qc_status == "fail").all() and (truncated.extent_ratio < 0.4).all()
     text = summarise(table)
     assert "ROC AUC" in text and "partner of a corrupted side" in text
+
+
+def test_a_speck_is_reviewed_for_its_volume(phantom):
+    # the real failure on scans that end above the pelvis: an "iliacus" of a few voxels beside the psoas
+    labels, ff, body, affine = phantom
+    iliacus = label_value("iliacus", "left")
+    idx = np.argwhere(labels == iliacus)
+    speck = labels.copy()
+    speck[speck == iliacus] = 0
+    keep = idx[np.all(np.abs(idx - idx[len(idx) // 2]) <= [2, 2, 0], axis=1)]  # at most 5 x 5 voxels on one slice
+    speck[tuple(keep.T)] = iliacus
+    verdicts = assess_segmentation(speck, affine, ff=ff, body=body)
+    assert verdicts[iliacus].status != "pass", verdicts[iliacus].reasons
+    assert any("mL, under 3 mL: a speck" in r for r in verdicts[iliacus].reasons), verdicts[iliacus].reasons
+    # its intact partner is reviewed too: a muscle found on one side only
+    partner = verdicts[LEFT_RIGHT_SWAP[iliacus]]
+    assert any("the other side is 0." in r and "(under 10%)" in r for r in partner.reasons), partner.reasons
