@@ -296,6 +296,14 @@ INFERENCE_OPTIONS: dict[str, Option] = {
         help="vertebral level bounds: mid_disc (planes midway between bodies) or mid_body (disc-centred segments)",
     ),
     "amp": _BOOL,
+    # scripts.pipeline.cpu_precision.CPU_PRECISIONS (tested equal)
+    "cpu_precision": Option(
+        "choice",
+        choices=("auto", "float32", "bfloat16"),
+        help="the network's arithmetic on a CPU: auto (bfloat16 where the CPU has it natively), float32, bfloat16",
+    ),
+    # glibc keeps freed memory for the next subject (scripts/configuration/allocator.py)
+    "reuse_memory": Option("bool", help="keep freed memory in the process instead of returning it (glibc)"),
     "trust_voxel_grid": Option(
         "choice",
         choices=_ROLES,

@@ -130,7 +130,11 @@ def volume_statistics(
             means, variances = [], []
             for box in boxes:
                 crop = _box_at_layer(box, scan, padded, features.shape[2:])
-                var, mean = torch.var_mean(features[(slice(None), slice(None), *crop)], dim=dims, correction=1)
+                part = features[(slice(None), slice(None), *crop)]
+                # under bfloat16 autocast the features are bfloat16: sum them in float32 (8 mantissa bits lose
+                # the small per-feature differences the adaptation is for)
+                part = part.float() if part.dtype != torch.float32 else part
+                var, mean = torch.var_mean(part, dim=dims, correction=1)
                 means.append(mean)
                 variances.append(var)
             mean, var = torch.stack(means).mean(0), torch.stack(variances).mean(0)

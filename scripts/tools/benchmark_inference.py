@@ -57,6 +57,9 @@ def run(dataset_dir: str = "sample_data", n: int = 3, datalist_key: str = "testi
     with tempfile.TemporaryDirectory() as tmp:
         p = _parser(root, dataset_dir, tmp + "/staged", {"datalist_key": datalist_key, **overrides})
         t0 = time.perf_counter()
+        # as the config's run does first: the typed settings, then the allocator (its effect is process-wide)
+        p.get_parsed_content("settings")
+        p.get_parsed_content("allocator")
         data = p.get_parsed_content("data")[:n]
         device = p.get_parsed_content("device")
         net = p.get_parsed_content("network")

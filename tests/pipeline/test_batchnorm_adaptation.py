@@ -156,8 +156,10 @@ def test_inference_config_adapts_by_default_on_the_scan_and_its_mirror():
     parser = ConfigParser()
     parser.read_config(BUNDLE_ROOT / "configs" / "inference.json")
     assert parser["adapt_batch_norm"] is True
-    inferer = parser.get_parsed_content("inferer")
+    inferer = parser.get_parsed_content("adaptive_inferer")
     assert isinstance(inferer, AdaptiveBatchNormInferer) and inferer.enabled
+    # the outermost inferer only sets the CPU arithmetic (scripts/pipeline/cpu_precision.py)
+    assert parser.get_parsed_content("inferer").inferer is inferer
     assert isinstance(inferer.inferer, LeftRightFlipInferer)
     # the statistics passes use the flip ensemble's own sliding window, on the scan and on its left-right mirror
     # (array axis 0 after Orientationd RAS), so that a mirrored scan gets the same statistics
@@ -171,11 +173,11 @@ def test_inference_config_adapts_by_default_on_the_scan_and_its_mirror():
     assert inferer.pad_multiple == int(np.prod(network_def.strides)) == 16
     assert parser["run_record"]["segmentation_settings"]["adapt_statistics"] == "$@settings['adapt_statistics']"
     parser["adapt_statistics"] = "Windows"
-    assert parser.get_parsed_content("inferer", lazy=False).statistics == "windows"
+    assert parser.get_parsed_content("adaptive_inferer", lazy=False).statistics == "windows"
     # the run record gets the typed value of the settings layer, not the raw override
     assert parser["run_record"]["segmentation_settings"]["adapt_batch_norm"] == "$@settings['adapt_batch_norm']"
     parser["adapt_batch_norm"] = "false"  # as a command-line override arrives
-    assert not parser.get_parsed_content("inferer", lazy=False).enabled
+    assert not parser.get_parsed_content("adaptive_inferer", lazy=False).enabled
     # the shipped network has batch-norm layers to adapt
     assert len(batch_norm_layers(parser.get_parsed_content("network_def"))) > 0
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from scripts.phantom import generate_cohort
+from scripts.pipeline.cpu_precision import resolve_cpu_precision
 
 from tests.conftest import BUNDLE_ROOT
 
@@ -164,6 +165,8 @@ def test_a_conflict_is_refused_before_any_segmentation(cohort, one_process):
         ["--roi_size", "[32,32,32]"],
         ["--adapt_batch_norm", "true"],
         ["--adapt_statistics", "windows"],
+        # the precision the default ("auto") did not resolve to on this machine
+        ["--cpu_precision", "float32" if resolve_cpu_precision("auto") == "bfloat16" else "bfloat16"],
     ],
 )
 def test_changed_segmentation_settings_are_not_mistaken_for_finished_work(cohort, one_process, override):
@@ -178,6 +181,12 @@ def test_changed_segmentation_settings_are_not_mistaken_for_finished_work(cohort
 
 def test_the_same_setting_spelled_differently_is_the_same_run(cohort, one_process):
     res = _run(_cmd(cohort, one_process, "--flip_ensemble", "False"))
+    assert "4 of 4 subjects already finished" in res.stdout + res.stderr
+
+
+def test_the_precision_auto_chose_named_explicitly_is_the_same_run(cohort, one_process):
+    # the run record holds the precision that ran, not the word "auto"
+    res = _run(_cmd(cohort, one_process, "--cpu_precision", resolve_cpu_precision("auto")))
     assert "4 of 4 subjects already finished" in res.stdout + res.stderr
 
 

@@ -174,3 +174,19 @@ def test_bad_settings_are_refused_with_a_clear_message():
         volume_statistics(stride_3, batch_norm_layers(stride_3), _image(5, (1, 1, 7, 7, 7)), multiple=4)
     with pytest.raises(ValueError, match="one image of shape"):
         volume_statistics(_unet(), batch_norm_layers(_unet()), _image(5, (2, 1, 8, 8, 8)), multiple=4)
+
+
+def test_under_bfloat16_autocast_the_statistics_are_float32_sums_of_the_bfloat16_features():
+    """cpu_precision bfloat16: the convolution hands the batch-norm layer bfloat16 features; their mean and
+    variance must be those of the features summed in float32 (bfloat16 sums would be off by about 1e-3)."""
+    torch.manual_seed(3)
+    net = torch.nn.Sequential(torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.BatchNorm3d(4)).eval()
+    x = _image(4, (1, 1, 16, 12, 8), loc=3.0, scale=2.0)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        features = net[0](x)
+        [(mean, var)] = volume_statistics(net, batch_norm_layers(net), x, multiple=4)
+    assert features.dtype == torch.bfloat16
+    assert mean.dtype == var.dtype == torch.float32
+    f = features.double().numpy()
+    np.testing.assert_allclose(mean.numpy(), f.mean(axis=(0, 2, 3, 4)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(var.numpy(), f.var(axis=(0, 2, 3, 4), ddof=1), rtol=1e-5)
