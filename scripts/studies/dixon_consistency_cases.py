@@ -56,19 +56,20 @@ def _entries(dataset_dir: Path) -> list[dict]:
     return [e for key in ("training", "validation", "testing") for e in datalist.get(key, [])]
 
 
-def measure_cohort(dataset_dir: str, cases: tuple[str, ...] | list[str] = tuple(CASES), seed: int = 0) -> pd.DataFrame:
+def measure_cohort(dataset_dir: str, cases: tuple[str, ...] | list[str] | None = None, seed: int = 0) -> pd.DataFrame:
     """One row per subject and case: the check's figures and findings.
 
     Args:
         dataset_dir: a phantom cohort (``datalist.json`` entries with ``water``, ``fat``, ``inphase`` and optionally
             ``opposed``, paths relative to the folder).
-        cases: degradations from :data:`CASES`.
+        cases: degradations from :data:`CASES` (default: all of them).
         seed: random seed of the noise.
 
     Raises:
         FileNotFoundError: the folder has no ``datalist.json`` or an entry lacks water, fat or in-phase.
     """
     root = Path(dataset_dir)
+    cases = list(CASES) if cases is None else list(cases)
     if not (root / "datalist.json").is_file():
         raise FileNotFoundError(f"{root} has no datalist.json: give a phantom cohort folder")
     rng = np.random.default_rng(seed)
