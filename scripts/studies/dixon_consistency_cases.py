@@ -8,13 +8,21 @@ in-phase image's 95th percentile), without running the network: the check reads 
 thresholds of :class:`scripts.quality.dixon_consistency.ConsistencyLimits` were set on (tuning cohorts) and checked
 against (held-out cohorts). Command::
 
-    python -m scripts.studies.dixon_consistency_cases /work/data/vert/phantom_train_complete \\
+    python -m scripts.studies.dixon_consistency_cases measure /work/data/vert/phantom_train_complete \\
         --out_csv /tmp/consistency_tuning.csv
+
+``write`` makes a copy of a cohort with chosen cases as new subjects (``<subject>-<case>``), for running the network
+on them (``configs/inference.json``) and scoring its labels with
+:func:`scripts.studies.qc_network_cases.score_run`::
+
+    python -m scripts.studies.dixon_consistency_cases write /tmp/tune --out_dir /tmp/noise_levels \\
+        --cases '["noise_0.1","noise_0.25"]'
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -22,7 +30,7 @@ import numpy as np
 import pandas as pd
 from scripts.quality.dixon_consistency import dixon_consistency
 
-__all__ = ["CASES", "degraded_inphase", "measure_cohort", "main"]
+__all__ = ["CASES", "degraded_inphase", "measure_cohort", "write_cases", "main"]
 
 #: in-phase degradations: name -> (kind, noise as a fraction of the in-phase image's 95th percentile)
 CASES: dict[str, tuple[str, float]] = {
@@ -96,6 +104,47 @@ def measure_cohort(dataset_dir: str, cases: tuple[str, ...] | list[str] | None =
     return pd.DataFrame(rows)
 
 
+def write_cases(dataset_dir: str, out_dir: str, cases: tuple[str, ...] | list[str], seed: int = 0) -> str:
+    """Write a copy of a phantom cohort with each subject's in-phase image degraded by each case of ``cases``.
+
+    Args:
+        dataset_dir: a phantom cohort (entries with ``water``, ``fat``, ``inphase``, ``label``, ``ff_true``).
+        out_dir: a new (or empty) folder: one subject ``<subject>-<case>`` per subject and case (water, fat, label
+            and exact FF copied; ``image`` = the degraded in-phase image) and ``datalist.json`` (``testing``).
+        cases: degradations from :data:`CASES`.
+        seed: random seed of the noise.
+
+    Returns:
+        the path of the written ``datalist.json``.
+    """
+    root, out = Path(dataset_dir), Path(out_dir)
+    bad = [c for c in cases if c not in CASES]
+    if bad:
+        raise ValueError(f"unknown case(s) {bad}; expected some of {list(CASES)}")
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} is not empty: give a new folder for the degraded copy")
+    rng = np.random.default_rng(seed)
+    testing = []
+    for entry in _entries(root):
+        img = nib.load(str(root / entry["inphase"]))
+        images = {r: np.asarray(nib.load(str(root / entry[r])).dataobj, dtype=np.float32) for r in ("water", "fat")}
+        images["inphase"] = np.asarray(img.dataobj, dtype=np.float32)
+        for case in cases:
+            subject = f"{entry['subject']}-{case.replace('_', '').replace('.', '')}"
+            (out / subject).mkdir(parents=True)
+            new = {"subject": subject}
+            for role in ("water", "fat", "label", "ff_true"):
+                new[role] = f"{subject}/{subject}_{role}.nii.gz"
+                shutil.copyfile(root / entry[role], out / new[role])
+            new["image"] = new["inphase"] = f"{subject}/{subject}_inphase.nii.gz"
+            nib.save(nib.Nifti1Image(degraded_inphase(images, case, rng), img.affine), str(out / new["inphase"]))
+            testing.append(new)
+    datalist = {"description": f"in-phase degraded copy of {root}", "training": [], "validation": []}
+    datalist["testing"] = testing
+    (out / "datalist.json").write_text(json.dumps(datalist, indent=1))
+    return str(out / "datalist.json")
+
+
 def main(*dataset_dirs: str, out_csv: str | None = None, seed: int = 0) -> str:
     """Measure every cohort (:func:`measure_cohort`), write the rows to ``out_csv`` and return a per-case summary."""
     if not dataset_dirs:
@@ -119,4 +168,4 @@ def main(*dataset_dirs: str, out_csv: str | None = None, seed: int = 0) -> str:
 if __name__ == "__main__":
     import fire
 
-    fire.Fire(main)
+    fire.Fire({"measure": main, "write": write_cases})

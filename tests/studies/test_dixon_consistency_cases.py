@@ -4,12 +4,13 @@ passes, the water image given as in-phase and the strongest noise are reviewed, 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 from scripts.phantom import Acquisition, generate_subject
-from scripts.studies.dixon_consistency_cases import degraded_inphase, main, measure_cohort
+from scripts.studies.dixon_consistency_cases import degraded_inphase, main, measure_cohort, write_cases
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +20,7 @@ def cohort(tmp_path_factory):
     for seed in (3, 4):
         subj = generate_subject(seed, Acquisition.preset("tiny"))
         entry = {"subject": f"sub-{seed}"}
-        for role in ("water", "fat", "inphase", "opposed"):
+        for role in ("water", "fat", "inphase", "opposed", "label", "ff_true"):
             entry[role] = f"sub-{seed}_{role}.nii.gz"
             nib.save(nib.Nifti1Image(np.asarray(subj.images[role], np.float32), subj.affine), str(root / entry[role]))
         entries.append(entry)
@@ -46,3 +47,18 @@ def test_unknown_cases_and_folders_are_refused(cohort, tmp_path):
         degraded_inphase({"inphase": np.ones((2, 2, 2))}, "blur", np.random.default_rng(0))
     with pytest.raises(FileNotFoundError, match="no datalist.json"):
         measure_cohort(str(tmp_path))
+    with pytest.raises(ValueError, match="unknown case"):
+        write_cases(str(cohort), str(tmp_path / "copy"), ["blur"])
+
+
+def test_a_degraded_copy_holds_each_subject_and_case(cohort, tmp_path):
+    path = write_cases(str(cohort), str(tmp_path / "copy"), ["water_as_inphase", "noise_0.25"])
+    datalist = json.loads(Path(path).read_text())
+    subjects = [e["subject"] for e in datalist["testing"]]
+    assert subjects == ["sub-3-waterasinphase", "sub-3-noise025", "sub-4-waterasinphase", "sub-4-noise025"]
+    entry = datalist["testing"][0]
+    inphase = np.asarray(nib.load(str(tmp_path / "copy" / entry["image"])).dataobj)
+    water = np.asarray(nib.load(str(tmp_path / "copy" / entry["water"])).dataobj)
+    np.testing.assert_array_equal(inphase, water)
+    with pytest.raises(FileExistsError, match="not empty"):
+        write_cases(str(cohort), str(tmp_path / "copy"), ["noise_0.25"])
