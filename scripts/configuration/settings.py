@@ -442,9 +442,13 @@ def typed_cli(func: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        bound = signature.bind(*args, **kwargs)
+        where = func.__module__ + "." + func.__name__
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as error:  # a missing or unknown argument: say which, not a traceback
+            raise SettingsExit(f"{where}: {error}; run it with --help to list its arguments") from None
         given = {k: v for k, v in bound.arguments.items() if k in options}
-        bound.arguments.update(_for_config(options, given, func.__module__ + "." + func.__name__))
+        bound.arguments.update(_for_config(options, given, where))
         return func(*bound.args, **bound.kwargs)
 
     return wrapper

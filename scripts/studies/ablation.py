@@ -28,6 +28,7 @@ every contrast, including B-spline added to rotations, over the training runs an
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -392,8 +393,12 @@ def main() -> None:
 
     from scripts.configuration.settings import typed_cli
 
+    typed_run = typed_cli(run)
+
+    @functools.wraps(run)
     def run_cli(*args: Any, **kwargs: Any) -> str:
-        typed_cli(run)(*args, **kwargs)
+        # wraps(run): fire shows run's arguments for --help and checks them, not (*args, **kwargs)
+        typed_run(*args, **kwargs)
         return f"wrote {Path(kwargs.get('out_dir', 'eval/ablation')) / 'report.md'}"
 
     fire.Fire({"run": run_cli, "contrasts": contrasts_from_metrics})

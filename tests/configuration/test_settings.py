@@ -183,6 +183,33 @@ def test_fire_functions_get_typed_arguments_positional_or_named():
     assert cli("x", overwrite="YES", trim="0.5") == ("x", True, 1, 0.5)
     with pytest.raises(SettingsExit, match="overwrite must be one of"):
         cli("x", overwrite="flase")
+    with pytest.raises(SettingsExit, match=r"missing a required argument: 'out'; run it with --help"):
+        cli(overwrite="true")
+    with pytest.raises(SettingsExit, match=r"unexpected keyword argument 'ovewrite'"):
+        cli("x", ovewrite="true")
+
+
+def test_a_study_command_with_subcommands_shows_its_arguments_for_help_and_names_a_missing_one():
+    import subprocess
+    import sys
+
+    from tests.conftest import BUNDLE_ROOT
+
+    def call(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "scripts.studies.ablation", "run", *args],
+            cwd=BUNDLE_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    shown = call("--help")
+    # fire prints its help on stderr when not on a terminal
+    assert shown.returncode == 0 and "DATASET_DIR" in shown.stderr and "Traceback" not in shown.stderr
+    missing = call("--test_dir", "x")
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr
+    assert "dataset_dir" in missing.stderr
 
 
 def test_level_rule_reaches_the_level_step_and_the_run_record_and_a_wrong_one_is_refused():
