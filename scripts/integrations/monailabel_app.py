@@ -2,8 +2,8 @@
 
 The sample app is not part of this project: ``setup`` asks the MONAI Label installation for a fresh copy at run time
 (``monailabel apps --download``, a local copy from the wheel, no network), adds a small torchvision guard at the top
-of its ``main.py`` and the bundle's ``uncertainty`` next-sample strategy at its end, and copies the bundle into
-``<app>/model/<name>/``. The MONAI Label virtual environment is made by
+of its ``main.py`` and the bundle's ``uncertainty`` and ``uncertainty_typical`` next-sample strategies at its end,
+and copies the bundle into ``<app>/model/<name>/``. The MONAI Label virtual environment is made by
 ``.ci/install_monailabel.sh`` (``.venv-monailabel`` beside the bundle). See ``docs/guides/monailabel.md``.
 
 Usage::
@@ -114,23 +114,27 @@ _STRATEGY_MARK = (
 #: Appended to the sample app's main.py, with ``{name}`` the served model. MONAI Label 0.8.5's monaibundle app
 #: builds its strategies in ``MyApp.init_strategies`` (random, first) and reads none from its configuration, so the
 #: method is wrapped: the sample's strategies, plus ``uncertainty``
-#: (:class:`scripts.integrations.uncertainty_strategy.Uncertainty`) imported from the served bundle copy.
+#: (:class:`scripts.integrations.uncertainty_strategy.Uncertainty`) and ``uncertainty_typical``
+#: (:class:`scripts.integrations.uncertainty_typical_strategy.TypicalUncertainty`, sharing the first one's network)
+#: imported from the served bundle copy.
 _STRATEGY_CODE = """
 def _with_uncertainty_strategy(init_strategies):
     def init_strategies_with_uncertainty(self):
         strategies = init_strategies(self)
         bundle = self.models.get({name!r})
         if bundle is None:
-            logger.warning("no model {name!r} served: no 'uncertainty' strategy")
+            logger.warning("no model {name!r} served: no 'uncertainty' strategies")
             return strategies
         import sys as _sys
 
         _sys.path.insert(0, bundle)  # the strategy lives in the bundle's scripts package
         try:
             from scripts.integrations.uncertainty_strategy import Uncertainty
+            from scripts.integrations.uncertainty_typical_strategy import TypicalUncertainty
         finally:
             _sys.path.remove(bundle)
         strategies["uncertainty"] = Uncertainty(bundle)
+        strategies["uncertainty_typical"] = TypicalUncertainty(bundle, doubts_from=strategies["uncertainty"])
         logger.info(f"Active Learning Strategies (with the bundle's):: {{list(strategies.keys())}}")
         return strategies
 

@@ -70,17 +70,22 @@ FEATURES: tuple[str, ...] = (
     "log_signal_superior_to_mean",
 )
 N_FEATURES = len(FEATURES)
-#: the smallest spread a feature is standardised by: 5 % for the log features, 0.02 for the body fraction. A pool
-#: whose scans agree more closely than that (one protocol) must not turn a rounding difference into an outlier.
-_FLOOR_LOG, _FLOOR_FRACTION = math.log(1.05), 0.02
+#: the smallest spread a feature is standardised by: 5 % for the log features, 0.05 for the body fraction. A pool
+#: whose scans agree more closely than that (one protocol, one kind of subject) must not turn a rounding difference
+#: or an ordinary difference between two people into an outlier. The body fraction's floor is of the order of its
+#: spread between subjects of one protocol (1.4826 x MAD 0.067 over the 25 full-coverage scans of the 32-subject
+#: reference-geometry phantom cohort; the profile ratios' 0.02-0.05 there, the extents' and spacings' far less).
+_FLOOR_LOG, _FLOOR_FRACTION = math.log(1.05), 0.05
 #: a third of the field with less body than 1 cm^2 counts as 1 cm^2 (log of 0 is undefined; "no body" is one value).
 _MIN_AREA_MM2 = 100.0
 #: in-plane sampling of the descriptor read (mm): enough for a body fraction and cross-sections, and cheap.
 _SAMPLE_MM = 4.0
 #: body = signal above this fraction of the robust maximum (P99 of the positive values), as in the swap check.
 _BODY_RELATIVE_THRESHOLD = 0.1
-#: MAD and mean absolute deviation of a normal distribution, as multiples of its standard deviation.
-_MAD_TO_SD, _MEAN_AD_TO_SD = 1.4826, 1.2533
+#: the standard deviation of a normal distribution, as a multiple of its median absolute deviation.
+_MAD_TO_SD = 1.4826
+#: scans per block of the pairwise similarities (block x N x K float64: 40 MB for N = 1000).
+_ROWS_PER_BLOCK = 512
 
 
 @dataclass(frozen=True)
@@ -214,10 +219,12 @@ def _floors() -> np.ndarray:
 def standardise(table: np.ndarray, floors: np.ndarray | None = None) -> np.ndarray:
     """Robust z-scores of each column of ``table`` over its rows: ``(x - median) / scale``.
 
-    ``scale`` is 1.4826 x the median absolute deviation (MAD; the SD of normal data), or, where the MAD is 0 (more
-    than half the scans agree exactly, e.g. one protocol and a few exceptions), 1.2533 x the mean absolute deviation
-    from the median (the modified z-score's rule), and never less than the column's floor: by default 5 % for the log
-    features and 0.02 for the body fraction, so that a column with no spread at all gives 0 for every scan.
+    ``scale`` is 1.4826 x the median absolute deviation (MAD; the SD of normal data), but never less than the
+    column's floor: by default 5 % for the log features and 0.05 for the body fraction. The floor guards a zero MAD
+    (more than half the scans agree exactly: one protocol and a few exceptions): a column with no spread gives 0 for
+    every scan, and an exception is measured against the smallest difference that matters. (The modified z-score's
+    fallback, 1.2533 x the mean absolute deviation, is not used: it is set by the exceptions themselves and bounds a
+    lone exception's z-score at N / 1.2533 however far it lies, e.g. 3.2 for a field cut to half in a pool of 4.)
 
     Args:
         table: ``(N, K)`` feature vectors.
@@ -236,9 +243,7 @@ def standardise(table: np.ndarray, floors: np.ndarray | None = None) -> np.ndarr
         return table.copy()
     centre = np.median(table, axis=0)
     deviation = np.abs(table - centre)
-    scale = _MAD_TO_SD * np.median(deviation, axis=0)
-    scale = np.where(scale > 0, scale, _MEAN_AD_TO_SD * deviation.mean(axis=0))
-    return (table - centre) / np.maximum(scale, floors)
+    return (table - centre) / np.maximum(_MAD_TO_SD * np.median(deviation, axis=0), floors)
 
 
 def pool_density(descriptors: Mapping[str, ScanDescriptor]) -> dict[str, float]:
@@ -254,9 +259,13 @@ def pool_density(descriptors: Mapping[str, ScanDescriptor]) -> dict[str, float]:
     if len(ids) < 2:
         return dict.fromkeys(ids, 1.0)
     z = standardise(table)
-    d2 = ((z[:, None, :] - z[None, :, :]) ** 2).sum(-1)
-    sim = np.exp(-d2 / (2 * z.shape[1]))
-    density = (sim.sum(1) - 1.0) / (len(ids) - 1)  # leave the scan's similarity to itself (1) out
+    total = np.empty(len(ids))
+    # rows in blocks: a datastore of thousands of studies needs no (N, N, K) array
+    for start in range(0, len(ids), _ROWS_PER_BLOCK):
+        block = z[start : start + _ROWS_PER_BLOCK]
+        d2 = ((block[:, None, :] - z[None, :, :]) ** 2).sum(-1)
+        total[start : start + len(block)] = np.exp(-d2 / (2 * z.shape[1])).sum(1)
+    density = (total - 1.0) / (len(ids) - 1)  # leave the scan's similarity to itself (1) out
     return {i: float(d) for i, d in zip(ids, density)}
 
 

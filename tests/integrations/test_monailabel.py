@@ -39,6 +39,7 @@ from scripts.integrations.monailabel_app import (
     set_train_options,
     setup,
 )
+from scripts.integrations.scan_typicality import ScanDescriptor, pool_density
 from scripts.phantom import Acquisition, generate_subject
 
 from tests.conftest import BUNDLE_ROOT
@@ -264,6 +265,9 @@ HARD_ID = "noise"  # uniform noise: nothing the network was trained on
 #: the phantom's central 256 x 256 x 256 mm (64 x 64 x 32 voxels): one sliding window on the working grid, so scoring
 #: an image costs four window passes (about 10 s on two busy CPU cores), and the lumbar muscles are mostly inside
 CROP = (64, 64, 32)
+#: the noise covers half the slices of the crops: an atypical acquisition (a cut field) as well as an unknown content,
+#: so that ``uncertainty`` asks for it first and ``uncertainty_typical`` does not
+NOISE_SHAPE = (64, 64, 16)
 
 
 def _crop(image: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -275,7 +279,7 @@ def _crop(image: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def _write_doubt_studies(studies: Path) -> dict[str, np.ndarray]:
-    """Two cropped phantoms and one image of noise, all unlabelled; study id -> affine."""
+    """Two cropped phantoms and one image of noise on half their slices, all unlabelled; study id -> affine."""
     studies.mkdir(parents=True)
     affines = {}
     for seed in EASY_SEEDS:
@@ -283,7 +287,7 @@ def _write_doubt_studies(studies: Path) -> dict[str, np.ndarray]:
         image, affine = _crop(s.images["inphase"], s.affine)
         nib.save(nib.Nifti1Image(image.astype(np.float32), affine), studies / f"{s.subject_id}.nii.gz")
         affines[s.subject_id] = affine
-    noise = np.random.default_rng(0).uniform(0, float(np.percentile(image, 99)), CROP).astype(np.float32)
+    noise = np.random.default_rng(0).uniform(0, float(np.percentile(image, 99)), NOISE_SHAPE).astype(np.float32)
     nib.save(nib.Nifti1Image(noise, affine), studies / f"{HARD_ID}.nii.gz")
     affines[HARD_ID] = affine
     return affines
@@ -334,8 +338,27 @@ def _cache(server: Server) -> dict[str, Any]:
 def test_uncertainty_strategy_is_served_next_to_random_and_first(doubt_server):
     server, _ = doubt_server
     strategies = json.loads(server.request("GET", "/info/"))["strategies"]
-    assert {"random", "first", "uncertainty"} <= set(strategies), strategies
+    assert {"random", "first", "uncertainty", "uncertainty_typical"} <= set(strategies), strategies
     assert "entropy" in strategies["uncertainty"]["description"]
+    assert "typicality" in strategies["uncertainty_typical"]["description"]
+
+
+def test_uncertainty_typical_ranks_doubt_times_density(doubt_server):
+    server, affines = doubt_server
+    pick = _next_sample(server, "uncertainty_typical")
+    doubts = {k: v["doubt"]["score"] for k, v in _cache(server).items()}
+    described = json.loads((server.studies / ".typicality_descriptors.json").read_text())
+    assert set(doubts) == set(described) == set(affines)  # every study scored and described once, and kept
+    density = pool_density({k: ScanDescriptor.from_dict(v["descriptor"]) for k, v in described.items()})
+    print(f"doubts {doubts}, densities {density}")
+    # the noise, on a field half as long as the others', is by far the least typical study and the most doubtful;
+    # its doubt no longer puts it first
+    assert density[HARD_ID] < 0.01 * min(d for k, d in density.items() if k != HARD_ID), density
+    assert doubts[HARD_ID] == max(doubts.values())
+    expected = max(sorted(doubts), key=lambda k: doubts[k] * density[k])
+    assert pick["id"] == expected != HARD_ID, (pick, doubts, density)
+    assert pick["density"] == pytest.approx(density[expected]) and pick["doubt"]["score"] == doubts[expected]
+    assert pick["score"] == pytest.approx(doubts[expected] * density[expected])
 
 
 def test_uncertainty_picks_the_hard_image_then_another_once_it_is_labelled(doubt_server, tmp_path):
@@ -349,7 +372,7 @@ def test_uncertainty_picks_the_hard_image_then_another_once_it_is_labelled(doubt
     assert scores[HARD_ID] > 0.3 > max(v for k, v in scores.items() if k != HARD_ID), scores
     assert first["doubt"] == cache[HARD_ID]["doubt"]
 
-    _save_label(server, HARD_ID, np.zeros(CROP, np.uint8), affines[HARD_ID], tmp_path)
+    _save_label(server, HARD_ID, np.zeros(NOISE_SHAPE, np.uint8), affines[HARD_ID], tmp_path)
     second = _next_sample(server)
     easy = {k: v for k, v in scores.items() if k != HARD_ID}
     assert second["id"] == max(sorted(easy), key=easy.get), (second, scores)
@@ -410,17 +433,26 @@ def test_uncertainty_strategy_is_appended_once_and_registered_from_the_bundle_co
     (module / "uncertainty_strategy.py").write_text(
         "class Uncertainty:\n    def __init__(self, bundle):\n        self.bundle = bundle\n"
     )
+    (module / "uncertainty_typical_strategy.py").write_text(
+        "class TypicalUncertainty:\n    def __init__(self, bundle, doubts_from):\n"
+        "        self.bundle, self.doubts_from = bundle, doubts_from\n"
+    )
     (app / "run.py").write_text(
         "import sys\nimport main\n\nbundle = sys.argv[1]\n"
         f"s = main.MyApp({{{DEFAULT_NAME!r}: bundle}}).init_strategies()\n"
         "print(sorted(s), s['uncertainty'].bundle == bundle, bundle in sys.path)\n"
+        "print(s['uncertainty_typical'].bundle == bundle, s['uncertainty_typical'].doubts_from is s['uncertainty'])\n"
         "print(sorted(main.MyApp({}).init_strategies()))\n"
     )
     res = subprocess.run(
         [sys.executable, "run.py", str(tmp_path / "bundle")], cwd=app, capture_output=True, text=True, env={}
     )
     assert res.returncode == 0, res.stderr
-    assert res.stdout.splitlines() == ["['first', 'random', 'uncertainty'] True False", "['first', 'random']"]
+    assert res.stdout.splitlines() == [
+        "['first', 'random', 'uncertainty', 'uncertainty_typical'] True False",
+        "True True",
+        "['first', 'random']",
+    ]
     other = tmp_path / "other.py"
     other.write_text("class SomethingElse:\n    pass\n")
     with pytest.raises(ValueError, match="no MyApp.init_strategies"):

@@ -90,10 +90,11 @@ def test_identical_scans_have_density_one_and_a_single_scan_too():
 
 
 def test_density_known_answer_for_one_differing_feature():
-    # c covers half the length of a and b: log extents a, a, a - ln 2. The MAD is 0 (two of three agree), so the
-    # scale is 1.2533 x the mean absolute deviation ln2 / 3, and c's z-score is -3 / 1.2533.
-    density = pool_density({"a": _descriptor(), "b": _descriptor(), "c": _descriptor(extent_si=150.0)})
-    sim_ac = math.exp(-((3 / 1.2533) ** 2) / (2 * N_FEATURES))
+    # c covers a field 20 % shorter than a and b: log extents a, a, a + ln 0.8. The MAD is 0 (two of three agree),
+    # so the scale is the floor, ln 1.05, and c's z-score is ln 0.8 / ln 1.05; every other feature agrees.
+    density = pool_density({"a": _descriptor(), "b": _descriptor(), "c": _descriptor(extent_si=240.0)})
+    sim_ac = math.exp(-((math.log(0.8) / math.log(1.05)) ** 2) / (2 * N_FEATURES))
+    assert 0.3 < sim_ac < 0.4  # exp(-4.57^2 / 20)
     assert density["c"] == pytest.approx(sim_ac, rel=1e-6)
     assert density["a"] == density["b"] == pytest.approx((1 + sim_ac) / 2, rel=1e-6)
 
@@ -108,10 +109,10 @@ def test_standardise_is_robust_and_guards_zero_spread():
             [5.0, 5.0, 1.0, 1.0],
         ]
     )
-    z = standardise(table, floors=np.array([1e-6, 1e-6, 1e-6, 0.05]))
+    z = standardise(table, floors=np.array([1e-6, 1e-6, 0.1, 0.05]))
     np.testing.assert_allclose(z[:, 0], (table[:, 0] - 3.0) / 1.4826)  # median 3, MAD 1
     assert (z[:, 1] == 0).all()  # no spread: every scan at 0, no division by zero
-    np.testing.assert_allclose(z[:, 2], table[:, 2] / (1.2533 * 0.2))  # MAD 0: mean absolute deviation 0.2
+    np.testing.assert_allclose(z[:, 2], table[:, 2] / 0.1)  # MAD 0 (4 of 5 agree): the lone exception over the floor
     np.testing.assert_allclose(z[:, 3], (table[:, 3] - 1.0) / 0.05)  # spread below the floor: the floor
     assert standardise(np.zeros((3, N_FEATURES))).tolist() == np.zeros((3, N_FEATURES)).tolist()
     with pytest.raises(ValueError, match="finite"):
