@@ -4,8 +4,10 @@
 A pool of scans the shipped model handles poorly (anatomy-complete phantoms) stands for the unlabelled studies and
 the phantom generator's labels for the annotator. Per (strategy, seed) chain, each round picks scans until the next
 budget of annotated scans is reached (``uncertainty``: the highest doubt of the current weights,
-:mod:`scripts.integrations.image_doubt`, recomputed after every round as the server's cache refresh does; ``random``:
-a seeded draw), fine-tunes the current weights on all annotated scans with ``configs/train.json`` (the server's
+:mod:`scripts.integrations.image_doubt`, recomputed after every round as the server's cache refresh does;
+``uncertainty_typical``: the highest doubt x density, the density of a scan being its typicality among the pool's
+scans, :mod:`scripts.integrations.scan_typicality`, as the server's strategy of that name ranks; ``random``: a seeded
+draw), fine-tunes the current weights on all annotated scans with ``configs/train.json`` (the server's
 round) and keeps the new weights only if their validation mean Dice beats the current weights' (the server's
 keep-if-better rule, measured on the pool's ``validation`` entries), then scores the held-out set (Dice per muscle,
 FF median |error|). Every round's record is written as it finishes (``<out>/<strategy>/seed<k>/round<r>/``); a
@@ -30,6 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from scripts.integrations.scan_typicality import (
+    TYPICALITY_VERSION,
+    ScanDescriptor,
+    describe_scan,
+    pool_density,
+    typical_score,
+)
 from scripts.io.atomic import atomic_write_text
 from scripts.studies import annotation_runs as runs
 from scripts.studies.annotation_loop_report import write_report
@@ -39,30 +48,48 @@ __all__ = ["STRATEGIES", "pick", "LoopConfig", "run_chain", "run_baseline", "mai
 
 logger = logging.getLogger(__name__)
 
-STRATEGIES = ("uncertainty", "random")
+STRATEGIES = ("uncertainty", "random", "uncertainty_typical")
+#: the strategies that rank by the doubt of the current weights.
+_DOUBTING = ("uncertainty", "uncertainty_typical")
 
 
 def pick(
-    strategy: str, unlabelled: list[str], n: int, seed: int, round_index: int, doubts: dict[str, float] | None = None
+    strategy: str,
+    unlabelled: list[str],
+    n: int,
+    seed: int,
+    round_index: int,
+    doubts: dict[str, float] | None = None,
+    densities: dict[str, float] | None = None,
+    beta: float = 1.0,
 ) -> list[str]:
     """The ``n`` subjects a round annotates.
 
     Args:
-        strategy: ``uncertainty`` (highest doubt first; equal doubts by subject id) or ``random`` (a draw seeded by
-            ``seed`` and ``round_index``, the same on every machine and run).
+        strategy: ``uncertainty`` (highest doubt first; equal scores by subject id), ``uncertainty_typical``
+            (highest ``doubt * density ** beta`` first, :func:`scripts.integrations.scan_typicality.typical_score`)
+            or ``random`` (a draw seeded by ``seed`` and ``round_index``, the same on every machine and run).
         unlabelled: the pool's subjects not annotated yet.
-        doubts: subject -> doubt score of the current weights (``uncertainty`` only).
+        doubts: subject -> doubt score of the current weights (``uncertainty`` and ``uncertainty_typical``).
+        densities: subject -> density among the pool's scans, unlabelled and labelled (``uncertainty_typical``).
+        beta: the density's weight (``uncertainty_typical``).
     """
     if n > len(unlabelled):
         raise ValueError(f"round {round_index} needs {n} scans but only {len(unlabelled)} are left in the pool")
     if strategy == "random":
         return random.Random(f"annotation-loop/{seed}/{round_index}").sample(sorted(unlabelled), n)
+    if strategy not in _DOUBTING:
+        raise ValueError(f"unknown strategy {strategy!r}; expected one of {STRATEGIES}")
+    missing = set(unlabelled) - set(doubts or {})
+    if missing:
+        raise ValueError(f"no doubt score for {sorted(missing)}")
     if strategy == "uncertainty":
-        missing = set(unlabelled) - set(doubts or {})
-        if missing:
-            raise ValueError(f"no doubt score for {sorted(missing)}")
         return sorted(unlabelled, key=lambda s: (-doubts[s], s))[:n]
-    raise ValueError(f"unknown strategy {strategy!r}; expected one of {STRATEGIES}")
+    missing = set(unlabelled) - set(densities or {})
+    if missing:
+        raise ValueError(f"no density for {sorted(missing)}")
+    score = {s: typical_score(doubts[s], densities[s], beta) for s in unlabelled}
+    return sorted(unlabelled, key=lambda s: (-score[s], s))[:n]
 
 
 class LoopConfig:
@@ -75,6 +102,7 @@ class LoopConfig:
         out_dir: where everything goes.
         budgets: increasing numbers of annotated scans after each round.
         working_spacing, patch_size: optional overrides of the bundle's grid and patch/ROI (tests use tiny ones).
+        beta: the density's weight of ``uncertainty_typical``.
     """
 
     def __init__(
@@ -92,12 +120,15 @@ class LoopConfig:
         working_spacing: list[float] | None = None,
         patch_size: list[int] | None = None,
         threads: int = 1,
+        beta: float = 1.0,
     ) -> None:
         if not budgets or any(b <= a for a, b in zip([0, *budgets], budgets)):
             raise ValueError(f"budgets must be positive and increasing, got {budgets}")
         self.pool_dir, self.heldout_dir, self.out_dir = Path(pool_dir), Path(heldout_dir), Path(out_dir)
         self.budgets, self.epochs, self.learning_rate = budgets, epochs, learning_rate
         self.weights, self.threads = Path(weights).resolve(), threads
+        typical_score(0.0, 1.0, beta)  # a negative beta is refused before any work
+        self.beta = beta
         pool = json.loads((self.pool_dir / "datalist.json").read_text())
         self.pool = pool["training"][:pool_size]
         self.validation = pool.get("validation", [])[:n_validation]
@@ -139,6 +170,23 @@ def _doubts(cfg: LoopConfig, weights: Path, subjects: list[str]) -> dict[str, fl
     return {s: cache[s] for s in subjects}
 
 
+def _densities(cfg: LoopConfig) -> dict[str, float]:
+    """subject -> density among all the pool's scans (unlabelled and labelled: the whole pool in every round), from
+    descriptors cached in ``<out>/typicality.json``."""
+    cache_file = cfg.out_dir / "typicality.json"
+    cache = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
+    if cache.get("version") != TYPICALITY_VERSION:
+        cache = {"version": TYPICALITY_VERSION, "descriptors": {}}
+    todo = [e for e in cfg.pool if e["subject"] not in cache["descriptors"]]
+    for e in todo:
+        cache["descriptors"][e["subject"]] = describe_scan(cfg.pool_dir / e["image"]).as_dict()
+    if todo:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(cache_file, json.dumps(cache, indent=1, sort_keys=True), overwrite=True)
+    pool = {e["subject"]: ScanDescriptor.from_dict(cache["descriptors"][e["subject"]]) for e in cfg.pool}
+    return pool_density(pool)
+
+
 def run_baseline(cfg: LoopConfig) -> dict[str, Any]:
     """The shipped weights' validation Dice and held-out scores (round 0 of every chain), computed once."""
 
@@ -160,8 +208,9 @@ def _round(cfg: LoopConfig, strategy: str, seed: int, index: int, prev: dict[str
     unlabelled = [e["subject"] for e in cfg.pool if e["subject"] not in labelled]
     n_new = cfg.budgets[index - 1] - len(labelled)
     weights = Path(prev["weights"])
-    doubts = _doubts(cfg, weights, unlabelled) if strategy == "uncertainty" else None
-    picked = pick(strategy, unlabelled, n_new, seed, index, doubts)
+    doubts = _doubts(cfg, weights, unlabelled) if strategy in _DOUBTING else None
+    densities = _densities(cfg) if strategy == "uncertainty_typical" else None
+    picked = pick(strategy, unlabelled, n_new, seed, index, doubts, densities, cfg.beta)
     labelled = [*labelled, *picked]
     by_id = {e["subject"]: e for e in cfg.pool}
     data = runs.make_subset(
@@ -186,6 +235,7 @@ def _round(cfg: LoopConfig, strategy: str, seed: int, index: int, prev: dict[str
         "n_annotated": len(labelled),
         "picked": picked,
         "picked_doubt": [doubts[s] for s in picked] if doubts else [],
+        "picked_density": [densities[s] for s in picked] if densities else [],
         "pool_doubt_max": max(doubts.values()) if doubts else None,
         "pool_doubt_median": sorted(doubts.values())[len(doubts) // 2] if doubts else None,
         "labelled": labelled,
@@ -238,6 +288,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--patch_size", type=json.loads, default=None, help="e.g. [32,32,16] (tests)")
     p.add_argument("--workers", type=int, default=1, help="chains run at once (each one process)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    p.add_argument("--beta", type=float, default=1.0, help="uncertainty_typical: doubt x density ** beta")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     strategies = a.strategies.split(",")
@@ -258,6 +309,7 @@ def main(argv: list[str] | None = None) -> None:
         a.working_spacing,
         a.patch_size,
         a.threads,
+        a.beta,
     )
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     run_baseline(cfg)

@@ -30,6 +30,7 @@ COLUMNS = [
     "n_annotated",
     "picked",
     "picked_doubt",
+    "picked_density",
     "pool_doubt_max",
     "pool_doubt_median",
     "val_dice_before",
@@ -52,6 +53,7 @@ def collect(out_dir: Path) -> pd.DataFrame:
         r = json.loads(marker.read_text())
         r["picked"] = ";".join(r["picked"])
         r["picked_doubt"] = ";".join(f"{d:.4f}" for d in r["picked_doubt"])
+        r["picked_density"] = ";".join(f"{d:.4f}" for d in r.get("picked_density", []))  # uncertainty_typical
         rows.append(r)
     chains = {(r["strategy"], r["seed"]) for r in rows}
     for strategy, seed in chains:
@@ -62,6 +64,7 @@ def collect(out_dir: Path) -> pd.DataFrame:
                 "seed": seed,
                 "picked": "",
                 "picked_doubt": "",
+                "picked_density": "",
                 "weights_action": "shipped",
                 "cpu_s": None,
                 "wall_s": None,

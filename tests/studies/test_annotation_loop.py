@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from scripts.integrations.scan_typicality import describe_scan, pool_density
 from scripts.phantom.cohort import generate_cohort
 from scripts.studies import annotation_loop as loop
 from scripts.studies import annotation_runs as runs
@@ -21,6 +22,33 @@ def test_pick_uncertainty_takes_the_highest_doubts_ties_by_id():
     assert loop.pick("uncertainty", ["d", "c", "b", "a"], 3, 5, 2, doubts) == ["b", "d", "c"]
     with pytest.raises(ValueError, match="no doubt score"):
         loop.pick("uncertainty", ["a", "e"], 1, 0, 1, doubts)
+
+
+def test_pick_uncertainty_typical_weighs_the_doubt_by_density():
+    densities = {"atypical": 0.05, "typical": 0.8, "middle": 0.4}
+    pool = list(densities)
+    # equal doubts: the most typical scan first, then by density
+    equal = dict.fromkeys(pool, 0.1)
+    assert loop.pick("uncertainty_typical", pool, 1, 0, 1, equal, densities) == ["typical"]
+    assert loop.pick("uncertainty_typical", pool, 3, 0, 1, equal, densities) == ["typical", "middle", "atypical"]
+    # the atypical scan is the most doubtful: 0.3 x 0.05 = 0.015 < 0.1 x 0.8 = 0.08 (typical) < 0.25 x 0.4 = 0.1
+    doubts = {"atypical": 0.3, "typical": 0.1, "middle": 0.25}
+    assert loop.pick("uncertainty", pool, 1, 0, 1, doubts) == ["atypical"]
+    assert loop.pick("uncertainty_typical", pool, 3, 0, 1, doubts, densities) == ["middle", "typical", "atypical"]
+    # ... but with density 0.5 (0.3 x 0.5 = 0.15) it is typical enough to come first
+    denser = {**densities, "atypical": 0.5}
+    assert loop.pick("uncertainty_typical", pool, 1, 0, 1, doubts, denser) == ["atypical"]
+    # beta 2: 0.3 x 0.5^2 = 0.075 > 0.1 x 0.8^2 = 0.064 > 0.25 x 0.4^2 = 0.04
+    by_beta2 = loop.pick("uncertainty_typical", pool, 3, 0, 1, doubts, denser, beta=2.0)
+    assert by_beta2 == ["atypical", "typical", "middle"]
+    # beta 0 is the doubt alone
+    assert loop.pick("uncertainty_typical", pool, 3, 0, 1, doubts, densities, beta=0.0) == loop.pick(
+        "uncertainty", pool, 3, 0, 1, doubts
+    )
+    with pytest.raises(ValueError, match="no density"):
+        loop.pick("uncertainty_typical", pool, 1, 0, 1, doubts, {"typical": 1.0})
+    with pytest.raises(ValueError, match="no doubt score"):
+        loop.pick("uncertainty_typical", pool, 1, 0, 1, {}, densities)
 
 
 def test_pick_random_is_seeded_and_reproducible():
@@ -54,7 +82,7 @@ def tiny_cohort(tmp_path_factory) -> Path:
     return out
 
 
-def _config(cohort: Path, out: Path) -> loop.LoopConfig:
+def _config(cohort: Path, out: Path, **kwargs) -> loop.LoopConfig:
     return loop.LoopConfig(
         str(cohort),
         str(cohort),
@@ -68,6 +96,7 @@ def _config(cohort: Path, out: Path) -> loop.LoopConfig:
         str(runs.BUNDLE_ROOT / "models" / "model.pt"),
         [8.0, 8.0, 12.0],
         [32, 32, 16],
+        **kwargs,
     )
 
 
@@ -88,6 +117,26 @@ def test_round_keeps_the_previous_weights_unless_validation_improves(
         assert rec["weights"] == "old.pt" and rec["dice_mean"] == 0.5 and rec["ff_abs_err_median_pp"] == 3.0
         assert rec["val_dice"] == 0.60
     assert rec["n_annotated"] == 1 and rec["cpu_s"] >= 0
+
+
+def test_round_uncertainty_typical_uses_the_density_among_the_whole_pool(tiny_cohort, tmp_path, monkeypatch):
+    cfg = _config(tiny_cohort, tmp_path / "out")
+    by_id = {e["subject"]: e for e in cfg.pool}
+    density = pool_density({s: describe_scan(tiny_cohort / e["image"]) for s, e in by_id.items()})
+    labelled = [min(density, key=density.get)]  # annotated already, but still part of the pool
+    unlabelled = sorted(set(by_id) - set(labelled))
+    # equal doubts: the unlabelled scan most typical of the whole pool (unlabelled and labelled) is picked
+    monkeypatch.setattr(loop, "_doubts", lambda c, w, subjects: dict.fromkeys(subjects, 0.1))
+    monkeypatch.setattr(runs, "fine_tune", lambda *a, **k: (None, 0.0))
+    prev = {"weights": "old.pt", "val_dice": 0.6, "dice_mean": 0.5, "ff_abs_err_median_pp": 3.0, "labelled": labelled}
+    rec = loop._round(cfg, "uncertainty_typical", 0, 2, prev, tmp_path / "r2")
+    expected = max(unlabelled, key=lambda s: density[s])
+    assert rec["picked"] == [expected] and rec["labelled"] == [*labelled, expected]
+    assert rec["picked_density"] == [pytest.approx(density[expected], rel=1e-9)]
+    cache = json.loads((cfg.out_dir / "typicality.json").read_text())
+    assert set(cache["descriptors"]) == set(by_id)
+    with pytest.raises(ValueError, match="beta"):
+        _config(tiny_cohort, tmp_path / "other", beta=-1.0)
 
 
 def test_tiny_study_end_to_end_resume_and_table(tiny_cohort, tmp_path):
