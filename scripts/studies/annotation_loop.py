@@ -103,6 +103,8 @@ class LoopConfig:
         budgets: increasing numbers of annotated scans after each round.
         working_spacing, patch_size: optional overrides of the bundle's grid and patch/ROI (tests use tiny ones).
         beta: the density's weight of ``uncertainty_typical``.
+        cpu_precision: the network's precision on a CPU for held-out scoring and doubts (``float32`` keeps a run that
+            was started before bfloat16 became the default comparable with itself); None: the bundle's default.
     """
 
     def __init__(
@@ -121,6 +123,7 @@ class LoopConfig:
         patch_size: list[int] | None = None,
         threads: int = 1,
         beta: float = 1.0,
+        cpu_precision: str | None = None,
     ) -> None:
         if not budgets or any(b <= a for a, b in zip([0, *budgets], budgets)):
             raise ValueError(f"budgets must be positive and increasing, got {budgets}")
@@ -144,6 +147,8 @@ class LoopConfig:
             self.train_overrides["working_spacing"] = self.infer_overrides["working_spacing"] = working_spacing
         if patch_size:
             self.train_overrides["patch_size"] = self.infer_overrides["roi_size"] = patch_size
+        if cpu_precision:
+            self.infer_overrides["cpu_precision"] = cpu_precision
 
     def doubt_config(self) -> Path:
         """``configs/inference.json`` with the study's overrides, for the doubt scorer."""
@@ -289,6 +294,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workers", type=int, default=1, help="chains run at once (each one process)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per process")
     p.add_argument("--beta", type=float, default=1.0, help="uncertainty_typical: doubt x density ** beta")
+    p.add_argument("--cpu_precision", choices=["auto", "float32", "bfloat16"], default=None)
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     strategies = a.strategies.split(",")
@@ -310,6 +316,7 @@ def main(argv: list[str] | None = None) -> None:
         a.patch_size,
         a.threads,
         a.beta,
+        a.cpu_precision,
     )
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     run_baseline(cfg)

@@ -213,3 +213,10 @@ def test_verdict_reports_met_and_not_met():
     table.loc[table.strategy == "uncertainty", "dice_mean"] = [0.80, 0.81, 0.86]
     assert "Target not met: uncertainty reaches it first with 4 scans" in verdict(table, [1, 2, 4])
     assert "not available" in verdict(table[table.n_annotated < 4], [1, 2, 4])
+
+
+def test_cpu_precision_reaches_the_heldout_and_doubt_settings_only(tiny_cohort, tmp_path):
+    cfg = _config(tiny_cohort, tmp_path / "out", cpu_precision="float32")
+    assert cfg.infer_overrides["cpu_precision"] == "float32"
+    assert "cpu_precision" not in cfg.train_overrides
+    assert "cpu_precision" not in _config(tiny_cohort, tmp_path / "out2").infer_overrides
