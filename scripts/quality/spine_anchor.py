@@ -9,8 +9,11 @@ level of L5 and the sacrum. A "psoas" drawn on the rectus abdominis (the failure
 status ok at the time) lies 10 cm in front of the bodies, whatever the body outline looks like.
 
 All figures are measured on the axial slices a muscle shares with the vertebral labels, in world RAS mm (+x patient
-right, +y anterior, +z superior), from the affine. Without vertebral labels (the shipped 9-output network) nothing
-is added here; the verdict then says, only in the reasons about position, that the body outline alone judged it.
+right, +y anterior, +z superior), from the affine. Without vertebral labels (the shipped 9-output network) the
+same checks run against the vertebral bodies found in the FF map (:mod:`scripts.quality.image_spine`, a
+:class:`SpineFrame` from :func:`frame_from_points`; its reasons end with "(spine from the image)"; it knows no
+vertebral level, so the iliacus's height is not checked); when neither exists nothing is added, and the verdict
+says, only in the reasons about position, that the body outline alone judged it.
 """
 
 from __future__ import annotations
@@ -21,11 +24,21 @@ import numpy as np
 from scipy.spatial import cKDTree
 from scripts.labels import MUSCLE_VALUES, VERTEBRAL_LABELS, label_value, muscle_and_side
 
-__all__ = ["SpineLimits", "has_spine", "spine_findings"]
+__all__ = [
+    "FROM_IMAGE",
+    "SpineFrame",
+    "SpineLimits",
+    "frame_from_labels",
+    "frame_from_points",
+    "has_spine",
+    "spine_findings",
+]
 
 _VERTEBRAE = tuple(sorted(VERTEBRAL_LABELS))
 _BODIES, _SACRUM = _VERTEBRAE[:-1], _VERTEBRAE[-1]  # L1-L5, then the sacrum (docs/design.md)
 _L5 = _BODIES[-1]
+#: ends each reason judged against vertebral bodies found in the image rather than labelled in the map
+FROM_IMAGE = " (spine from the image)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,40 +74,66 @@ def has_spine(labels: np.ndarray) -> bool:
 
 
 @dataclasses.dataclass
-class _Frame:
-    """Per slice index (along the slice axis): the vertebral labels' centre x, posterior and anterior edge y, mm."""
+class SpineFrame:
+    """The vertebral bodies per axial slice (index along the slice axis), world RAS mm: their centre x, posterior
+    and anterior edge y, a k-d tree of their voxels; the top z of L5 and of the sacrum where known; and where the
+    frame came from (``"labels"``: vertebral labels of the map; ``"image"``: found in the FF map,
+    :mod:`scripts.quality.image_spine`, which knows no level)."""
 
     centre_x: dict[int, float]
     posterior_y: dict[int, float]
     anterior_y: dict[int, float]
     tree: dict[int, cKDTree]
     top_z: dict[int, float]
+    source: str = "labels"
 
 
 def _world(affine: np.ndarray, ijk: np.ndarray) -> np.ndarray:
     return ijk @ affine[:3, :3].T + affine[:3, 3]
 
 
-def _frame(labels: np.ndarray, affine: np.ndarray, axis: int) -> _Frame:
-    ijk = np.argwhere(np.isin(labels, _VERTEBRAE))
-    values = labels[tuple(ijk.T)]
-    xyz = _world(affine, ijk.astype(np.float64))
-    frame = _Frame({}, {}, {}, {}, {})
-    for k in np.unique(ijk[:, axis]):
-        on = ijk[:, axis] == k
-        bodies = on & np.isin(values, _BODIES)  # the sacrum's wings would move the edges; bodies where there are
+def frame_from_points(
+    slice_of: np.ndarray, xyz: np.ndarray, is_body: np.ndarray | None = None, source: str = "image"
+) -> SpineFrame:
+    """The frame of vertebral points from any source.
+
+    Args:
+        slice_of: (N,) slice index of each point along the slice axis of the label map's grid.
+        xyz: (N, 3) world RAS mm of each point.
+        is_body: (N,) bool, the points of the vertebral bodies proper (the edges and the centre come from them where
+            a slice has any; the sacrum's wings would move them); default: all.
+        source: ``"labels"`` or ``"image"`` (the reasons of an image-derived frame say so).
+    """
+    slice_of = np.asarray(slice_of)
+    is_body = np.ones(len(slice_of), dtype=bool) if is_body is None else np.asarray(is_body, dtype=bool)
+    frame = SpineFrame({}, {}, {}, {}, {}, source)
+    for k in np.unique(slice_of):
+        on = slice_of == k
+        bodies = on & is_body
         pts = xyz[bodies] if bodies.any() else xyz[on]
         frame.centre_x[int(k)] = float(np.median(pts[:, 0]))
         frame.posterior_y[int(k)] = float(np.percentile(pts[:, 1], 2))
         frame.anterior_y[int(k)] = float(np.percentile(pts[:, 1], 98))
         frame.tree[int(k)] = cKDTree(xyz[on])
+    return frame
+
+
+def frame_from_labels(labels: np.ndarray, affine: np.ndarray, axis: int) -> SpineFrame | None:
+    """The frame of the vertebral labels 9-14 of a label map (``None`` without any), with the top of L5 and of the
+    sacrum."""
+    ijk = np.argwhere(np.isin(labels, _VERTEBRAE))
+    if not len(ijk):
+        return None
+    values = labels[tuple(ijk.T)]
+    xyz = _world(affine, ijk.astype(np.float64))
+    frame = frame_from_points(ijk[:, axis], xyz, np.isin(values, _BODIES), source="labels")
     for v in (_L5, _SACRUM):
         if (values == v).any():
             frame.top_z[v] = float(xyz[values == v, 2].max())
     return frame
 
 
-def _side_figures(mask: np.ndarray, affine: np.ndarray, axis: int, frame: _Frame) -> dict[str, float] | None:
+def _side_figures(mask: np.ndarray, affine: np.ndarray, axis: int, frame: SpineFrame) -> dict[str, float] | None:
     """Centre (mm, RAS) and place against the spine of one label on the slices it shares with the spine."""
     ijk = np.argwhere(mask)
     shared = np.isin(ijk[:, axis], list(frame.tree))
@@ -118,7 +157,7 @@ def _grade(value: float, review: float, fail: float) -> str | None:
     return "fail" if value > fail else ("review" if value > review else None)
 
 
-def _muscle_findings(muscle: str, side: str, f: dict, figures: dict, frame: _Frame, limits: SpineLimits) -> list:
+def _muscle_findings(muscle: str, side: str, f: dict, figures: dict, frame: SpineFrame, limits: SpineLimits) -> list:
     out = []
     wrong = f["lateral"] if side == "left" else -f["lateral"]
     if wrong > limits.wrong_side_mm:
@@ -160,25 +199,31 @@ def _muscle_findings(muscle: str, side: str, f: dict, figures: dict, frame: _Fra
 
 
 def spine_findings(
-    labels: np.ndarray, affine: np.ndarray, axis: int, limits: SpineLimits | None = None
+    labels: np.ndarray,
+    affine: np.ndarray,
+    axis: int,
+    limits: SpineLimits | None = None,
+    frame: SpineFrame | None = None,
 ) -> dict[int, list[tuple[str, str]]]:
-    """Each muscle side's place against the vertebral labels of the same map.
+    """Each muscle side's place against the vertebral bodies: those of the same map, or ``frame``.
 
     Args:
-        labels: (X, Y, Z) label map holding muscles (1-8) and vertebral labels (9-14), any storage orientation.
+        labels: (X, Y, Z) label map holding muscles (1-8) and maybe vertebral labels (9-14), any storage orientation.
         affine: (4, 4) voxel -> RAS world mm.
         axis: the array axis of the axial slices.
         limits: the distances; default :class:`SpineLimits`.
+        frame: the bodies from elsewhere (:meth:`scripts.quality.image_spine.ImageSpine.frame`, slice indices of the
+            same grid); default: the map's vertebral labels.
 
     Returns:
-        label value -> list of (``review``/``fail``, reason in words, naming the vertebral bodies); empty when the
-        map holds no vertebral label or a muscle shares no slice with them.
+        label value -> list of (``review``/``fail``, reason in words, naming the vertebral bodies; an image-derived
+        frame's reasons end with :data:`FROM_IMAGE`); empty without a frame or when no muscle shares a slice with it.
     """
     limits = limits or SpineLimits()
     labels = np.asarray(labels)
-    if not has_spine(labels):
+    frame = frame if frame is not None else frame_from_labels(labels, affine, axis)
+    if frame is None or not frame.tree:
         return {}
-    frame = _frame(labels, affine, axis)
     figures = {}
     for value in MUSCLE_VALUES:
         mask = labels == value
@@ -186,10 +231,11 @@ def spine_findings(
             f = _side_figures(mask, affine, axis, frame)
             if f is not None:
                 figures[value] = f
+    note = FROM_IMAGE if frame.source == "image" else ""
     findings = {}
     for value, f in figures.items():
         muscle, side = muscle_and_side(value)
         found = _muscle_findings(muscle, side, f, figures, frame, limits)
         if found:
-            findings[value] = found
+            findings[value] = [(severity, reason + note) for severity, reason in found]
     return findings

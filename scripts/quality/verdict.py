@@ -16,7 +16,9 @@ no reference segmentation:
   agreement of FF;
 - **place against the vertebral bodies** (when the map holds labels 9-14, :mod:`scripts.quality.spine_anchor`):
   psoas against the bodies, QL lateral to and behind it, ES+MF behind them, left muscles left of them, iliacus at or
-  below L5; without them the position reasons say that the body outline alone judged them;
+  below L5; without them, the same checks (but the iliacus's) against the bodies found in the FF map
+  (:mod:`scripts.quality.image_spine`; those reasons end with "(spine from the image)"); when neither exists the
+  position reasons say that the body outline alone judged them;
 - **network confidence** (when the pipeline gives it, :mod:`scripts.quality.confidence`): a label whose voxels mostly
   lie near the network's decision boundary (top-1 probability within ``BOUNDARY_MARGIN`` of the next label's) was
   drawn by an unsure network.
@@ -29,6 +31,7 @@ score ``1 - 0.5 * fails - 0.15 * reviews`` clipped to [0, 1]. Coordinates: RAS+ 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping
 
 import numpy as np
@@ -37,6 +40,7 @@ from scipy import ndimage
 from scripts.labels import LABELS, LEFT_RIGHT_SWAP, label_value, muscle_and_side
 from scripts.quality.confidence import BOUNDARY_MARGIN
 from scripts.quality.extent import ExtentLimits, extent_findings
+from scripts.quality.image_spine import ImageSpineLimits, find_spine
 from scripts.quality.spine_anchor import SpineLimits, has_spine, spine_findings
 
 __all__ = [
@@ -49,8 +53,10 @@ __all__ = [
     "NET_COLUMNS",
 ]
 
+logger = logging.getLogger(__name__)
+
 STATUSES = ("pass", "review", "fail")
-#: ends a position reason when the map has no vertebral labels to anchor it (the shipped 9-output network)
+#: ends a position reason when neither the map's vertebral labels nor the FF map's bodies anchor it
 _NO_ANCHOR = " (body outline only: no vertebral labels in the map)"
 #: what :func:`add_qc_columns` adds to a subject's FF table
 QC_COLUMNS = ("qc_status", "qc_score", "qc_reasons")
@@ -147,6 +153,8 @@ class QCLimits:
     extent: ExtentLimits = dataclasses.field(default_factory=ExtentLimits)
     #: the place against the vertebral bodies when the map holds them (scripts.quality.spine_anchor)
     spine: SpineLimits = dataclasses.field(default_factory=SpineLimits)
+    #: the vertebral bodies' look on the FF map, to find them when the map has no vertebral labels
+    image_spine: ImageSpineLimits = dataclasses.field(default_factory=ImageSpineLimits)
 
 
 @dataclasses.dataclass
@@ -365,6 +373,7 @@ def assess_segmentation(
     body: np.ndarray | None = None,
     limits: QCLimits | None = None,
     confidence: Mapping[int, Mapping[str, float]] | None = None,
+    spine_from_image: bool = True,
 ) -> dict[int, SideVerdict]:
     """Judge every muscle label of one subject.
 
@@ -376,6 +385,9 @@ def assess_segmentation(
         limits: the ranges; default :class:`QCLimits`.
         confidence: label -> the network's confidence figures
             (:func:`scripts.quality.confidence.label_confidence`); ``None`` skips the confidence check.
+        spine_from_image: when ``labels`` holds no vertebral label (9-14), find the vertebral bodies in ``ff``
+            (:func:`scripts.quality.image_spine.find_spine`) and judge each side against them; not found (or
+            ``ff`` is ``None``): the body outline alone judges the position.
 
     Returns:
         label value -> :class:`SideVerdict` for the eight muscle labels (a missing label is ``review``).
@@ -393,6 +405,11 @@ def assess_segmentation(
     voxel_ml = float(np.prod(spacing)) / 1000.0
     points = _body_points(np.asarray(body, dtype=bool), affine, axis)
     anchored = has_spine(labels)
+    frame = None
+    if not anchored and spine_from_image and ff is not None:
+        image = find_spine(ff, affine, body, limits.image_spine)
+        frame = image.frame()
+        logger.info("spine from the FF map: %s%s", "" if image.found else "not found: ", image.reason)
     verdicts, mean_ff, per_slice = {}, {}, {}
     # every label is judged inside its bounding box, all found in one pass: the box's voxels in C order are the
     # whole grid's in C order, so coordinates, sums and FF values come out in the same order as over the grid
@@ -417,7 +434,7 @@ def assess_segmentation(
             continue
         depth = max(anterior - posterior, 1.0)
         ap = (centre[1] - posterior) / depth
-        _position_checks(verdict, centre[0] - midline, ap, limits, "" if anchored else _NO_ANCHOR)
+        _position_checks(verdict, centre[0] - midline, ap, limits, "" if anchored or frame else _NO_ANCHOR)
         _shape_checks(verdict, mask, per_slice[value], voxel_ml, float(spacing[axis]), limits)
         if confidence is not None:
             _confidence_checks(verdict, confidence.get(value), limits)
@@ -425,7 +442,7 @@ def assess_segmentation(
             mean_ff[value] = _signal_checks(verdict, np.asarray(ff)[box][mask], limits)
     _relation_checks(verdicts, per_slice, limits)
     _extent_checks(verdicts, per_slice, affine, labels.shape, axis, limits)
-    for value, found in spine_findings(labels, affine, axis, limits.spine).items():
+    for value, found in spine_findings(labels, affine, axis, limits.spine, frame).items():
         for severity, reason in found:
             verdicts[value].add(severity, reason)
     for value, ff_mean in mean_ff.items():
