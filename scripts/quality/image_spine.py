@@ -322,7 +322,23 @@ def _column(pieces: list[tuple], z: np.ndarray, lim: ImageSpineLimits) -> list[t
     if not chosen:
         return []
     typical = np.median([piece[4] for piece in chosen.values()])
-    return [chosen[kk] for kk in sorted(chosen) if chosen[kk][4] >= lim.min_area_share * typical]
+    rows = [chosen[kk] for kk in sorted(chosen, key=lambda kk: z[kk]) if chosen[kk][4] >= lim.min_area_share * typical]
+    return _longest_run(rows, z, lim)
+
+
+def _longest_run(rows: list[tuple], z: np.ndarray, lim: ImageSpineLimits) -> list[tuple]:
+    """The longest run of ``rows`` (sorted by z) whose centres step less than ``track_mm`` (plus 10 % of the gap
+    along z, for the curve of the spine) from one to the next: a short run of muscle or bowel that holds together
+    beyond an end of the column is no part of it."""
+    runs = [[rows[0]]] if rows else []
+    for prev, piece in zip(rows, rows[1:]):
+        step = np.hypot(piece[1] - prev[1], piece[2] - prev[2])
+        if step <= lim.track_mm + 0.1 * abs(z[piece[0]] - z[prev[0]]):
+            runs[-1].append(piece)
+        else:
+            runs.append([piece])
+    longest = max(runs, key=len) if runs else []
+    return sorted(longest, key=lambda piece: piece[0])
 
 
 def _track(z: np.ndarray, cx: np.ndarray, cy: np.ndarray, lim: ImageSpineLimits) -> np.ndarray:
