@@ -293,10 +293,11 @@ def _all_pieces(part: _Grid, window: np.ndarray, mid, back, front, lim: ImageSpi
 
 
 def _column(pieces: list[tuple], z: np.ndarray, lim: ImageSpineLimits) -> list[tuple]:
-    """One body per slice along one column: the best-scoring pieces that hold together along the slices fix the
-    column (:func:`_track`); then each slice near it takes its best piece within ``track_mm`` of the column's
-    centre interpolated there (a slice whose best piece lay elsewhere keeps its body); a piece under
-    ``min_area_share`` of the column's median area is dropped (a blob of tissue where the column ends)."""
+    """One body per slice along one column: the best-scoring pieces that hold together along the slices
+    (:func:`_track`), linked into the longest chain (:func:`_longest_chain`), fix the column; then each slice near
+    it takes its best piece within ``track_mm`` of the column's centre interpolated there (a slice whose best piece
+    lay elsewhere keeps its body); a piece under ``min_area_share`` of the column's median area is dropped (a blob
+    of tissue where the column ends)."""
     best: dict[int, tuple] = {}
     for piece in pieces:
         if piece[0] not in best or piece[3] > best[piece[0]][3]:
@@ -305,12 +306,11 @@ def _column(pieces: list[tuple], z: np.ndarray, lim: ImageSpineLimits) -> list[t
     if not rows:
         return []
     keep = _track(z[[r[0] for r in rows]], np.array([r[1] for r in rows]), np.array([r[2] for r in rows]), lim)
-    rows = [r for r, ok in zip(rows, keep) if ok]
+    rows = _longest_chain([r for r, ok in zip(rows, keep) if ok], z, lim)
     if not rows:
         return []
     zk = z[[r[0] for r in rows]]
-    order = np.argsort(zk)
-    zk, col_x, col_y = zk[order], np.array([r[1] for r in rows])[order], np.array([r[2] for r in rows])[order]
+    col_x, col_y = np.array([r[1] for r in rows]), np.array([r[2] for r in rows])
     chosen: dict[int, tuple] = {}
     for piece in pieces:
         zp = z[piece[0]]
@@ -319,26 +319,28 @@ def _column(pieces: list[tuple], z: np.ndarray, lim: ImageSpineLimits) -> list[t
         near = np.hypot(piece[1] - np.interp(zp, zk, col_x), piece[2] - np.interp(zp, zk, col_y)) <= lim.track_mm
         if near and (piece[0] not in chosen or piece[3] > chosen[piece[0]][3]):
             chosen[piece[0]] = piece
-    if not chosen:
-        return []
-    typical = np.median([piece[4] for piece in chosen.values()])
-    rows = [chosen[kk] for kk in sorted(chosen, key=lambda kk: z[kk]) if chosen[kk][4] >= lim.min_area_share * typical]
-    return _longest_run(rows, z, lim)
+    typical = np.median([piece[4] for piece in chosen.values()]) if chosen else 0.0
+    return [chosen[kk] for kk in sorted(chosen) if chosen[kk][4] >= lim.min_area_share * typical]
 
 
-def _longest_run(rows: list[tuple], z: np.ndarray, lim: ImageSpineLimits) -> list[tuple]:
-    """The longest run of ``rows`` (sorted by z) whose centres step less than ``track_mm`` (plus 10 % of the gap
-    along z, for the curve of the spine) from one to the next: a short run of muscle or bowel that holds together
-    beyond an end of the column is no part of it."""
-    runs = [[rows[0]]] if rows else []
-    for prev, piece in zip(rows, rows[1:]):
-        step = np.hypot(piece[1] - prev[1], piece[2] - prev[2])
-        if step <= lim.track_mm + 0.1 * abs(z[piece[0]] - z[prev[0]]):
-            runs[-1].append(piece)
+def _longest_chain(rows: list[tuple], z: np.ndarray, lim: ImageSpineLimits) -> list[tuple]:
+    """Link the pieces, in order along z, into chains: each joins the chain one of whose last two pieces lies
+    nearest, if less than ``track_mm`` (plus 10 % of the gap along z, for the curve of the spine) away, else starts
+    a chain (two pieces, so that one odd slice does not cut the column). The longest chain, sorted by z, is the
+    column: a short run of fatty muscle or bowel that holds together beside or beyond the column is no part of it."""
+    chains: list[list[tuple]] = []
+    for piece in sorted(rows, key=lambda r: z[r[0]]):
+        fits = {}
+        for i, chain in enumerate(chains):
+            for last in chain[-2:]:
+                step = np.hypot(piece[1] - last[1], piece[2] - last[2])
+                if step <= lim.track_mm + 0.1 * abs(z[piece[0]] - z[last[0]]):
+                    fits[i] = min(step, fits.get(i, np.inf))
+        if fits:
+            chains[min(fits, key=fits.get)].append(piece)
         else:
-            runs.append([piece])
-    longest = max(runs, key=len) if runs else []
-    return sorted(longest, key=lambda piece: piece[0])
+            chains.append([piece])
+    return max(chains, key=len) if chains else []
 
 
 def _track(z: np.ndarray, cx: np.ndarray, cy: np.ndarray, lim: ImageSpineLimits) -> np.ndarray:
