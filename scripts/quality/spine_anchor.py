@@ -233,9 +233,13 @@ def spine_findings(
                 figures[value] = f
     note = FROM_IMAGE if frame.source == "image" else ""
     findings = {}
-    for value, f in figures.items():
+    # the psoas first: a psoas that fails against the bodies is no reference for its QL (the QL is then judged
+    # against the bodies alone)
+    for value in sorted(figures, key=lambda v: muscle_and_side(v)[0] != "psoas"):
         muscle, side = muscle_and_side(value)
-        found = _muscle_findings(muscle, side, f, figures, frame, limits)
+        found = _muscle_findings(muscle, side, figures[value], figures, frame, limits)
         if found:
             findings[value] = [(severity, reason + note) for severity, reason in found]
+            if muscle == "psoas" and any(severity == "fail" for severity, _ in found):
+                figures = {k: v for k, v in figures.items() if k != value}
     return findings
