@@ -60,6 +60,9 @@ class ImageSpineLimits:
     window_mm: float = 60.0
     #: ... and at this antero-posterior place in the outline (0 back, 1 front)
     ap_fraction: tuple[float, float] = (0.12, 0.7)
+    #: ... and at least this far (mm) in front of the outline's back edge: the erector spinae and multifidus, the
+    #: laminae and the canal lie between (a fatty multifidus pair, joined at the midline, lies nearer)
+    min_back_mm: float = 50.0
     #: area of a body's cross-section, mm^2
     area_mm2: tuple[float, float] = (300.0, 3000.0)
     #: the piece's centre within the first distance (mm) of the outline's midline scores 1, falling to 0 at the second
@@ -75,8 +78,10 @@ class ImageSpineLimits:
     track_window_mm: float = 50.0
     #: found when at least this many slices remain ...
     min_slices: int = 4
-    #: ... spanning at least this length (mm)
+    #: ... spanning at least this length (mm) ...
     min_length_mm: float = 40.0
+    #: ... with a body on at least this share of the slices in that span (discs take about a quarter)
+    min_share: float = 0.5
 
 
 @dataclasses.dataclass
@@ -276,7 +281,7 @@ def _pieces(cand: np.ndarray, grid: _Grid, mid: np.ndarray, back: np.ndarray, fr
         * np.clip((lim.midline_mm[1] - offset) / (lim.midline_mm[1] - lim.midline_mm[0]), 0.0, 1.0)
     )
     gate = (area >= lim.area_mm2[0]) & (area <= lim.area_mm2[1]) & (ap >= lim.ap_fraction[0])
-    gate &= ap <= lim.ap_fraction[1]
+    gate &= (ap <= lim.ap_fraction[1]) & (cy - back[k] >= lim.min_back_mm)
     return labels, k, cx, cy, area, np.where(gate, score, 0.0)
 
 
@@ -356,6 +361,18 @@ def _track(z: np.ndarray, cx: np.ndarray, cy: np.ndarray, lim: ImageSpineLimits)
     return keep
 
 
+def _decide(k: np.ndarray, score: np.ndarray, z: np.ndarray, lim: ImageSpineLimits) -> tuple[bool, str]:
+    """Whether the bodies kept on slices ``k`` make a column, and why, in words."""
+    length = float(np.ptp(z[k])) if len(k) else 0.0
+    share = len(k) / (np.ptp(k) + 1) if len(k) else 0.0
+    what = f"{len(k)} slices over {length:.0f} mm with a vertebral body ({share:.0%} of the slices in that span, "
+    what += f"median score {np.median(score) if len(k) else 0.0:.2f})"
+    if len(k) >= lim.min_slices and length >= lim.min_length_mm and share >= lim.min_share:
+        return True, what
+    needs = f"needs {lim.min_slices} slices over {lim.min_length_mm:g} mm, on {lim.min_share:.0%} of them"
+    return False, f"only {what}; {needs}"
+
+
 def find_spine(
     ff: np.ndarray | None,
     affine: np.ndarray,
@@ -402,11 +419,7 @@ def find_spine(
         voxels.append(np.column_stack([ij, np.full(len(ij), kk)]))
     confidence = np.zeros(ff.shape[axis])
     confidence[k] = score
-    length = float(np.ptp(grid.z[k])) if len(k) else 0.0
-    found = len(k) >= lim.min_slices and length >= lim.min_length_mm
-    what = f"{len(k)} slices over {length:.0f} mm with a vertebral body (median score "
-    what += f"{np.median(score) if len(k) else 0.0:.2f})"
-    reason = what if found else f"only {what}; needs {lim.min_slices} slices over {lim.min_length_mm:g} mm"
+    found, reason = _decide(k, score, grid.z, lim)
     ijk = np.concatenate(voxels) if voxels else np.zeros((0, 3), dtype=np.intp)
     xyz = np.stack([part.x[tuple(ijk.T)], part.y[tuple(ijk.T)], grid.z[ijk[:, 2]]], axis=1).astype(np.float64)
     in_ff = np.zeros_like(ijk)
