@@ -10,19 +10,22 @@ order):
 
 1. the body outline of the slice (finite FF, or the given body mask): its left-right midline (median x) and its
    posterior and anterior edges (2nd and 98th percentile of y);
-2. voxels of intermediate FF (in-plane box-smoothed over about 6 mm) within a window about the midline and in the
-   posterior part of the outline, opened with a disc of ``opening_mm`` radius: what survives is thicker than
-   about 12 mm, so the pedicles, laminae, processes and the thin partial-volume rims of muscle and fat fall away and
-   the body stands alone;
-3. the slice's connected pieces are scored by area, fill of their moment ellipse (1 for an ellipse), elongation
-   and distance from the midline; the best one with a score of at least ``min_confidence`` is the slice's body;
-4. the column must hold together along the slices: a slice whose body centre lies more than ``track_mm`` from the
-   running median of its neighbours' (over about ``track_window_mm``) is dropped. The column is "found" when
-   enough slices over enough length remain; otherwise nothing is returned and the verdict judges by the body
-   outline alone.
+2. voxels of marrow-like FF (``marrow_ff``, by a 3x3 majority vote: a smoothed FF would turn every muscle-fat
+   border into "marrow") within a window about the midline and in the posterior part of the outline, opened
+   in-plane with discs of each ``opening_mm`` radius: what survives is thicker than about twice the radius, so the
+   pedicles, laminae, processes and the thin partial-volume rims of muscle and fat fall away and the body stands
+   alone (the larger radius also parts it from a fatty erector spinae joined to it through the arch);
+3. the pieces of each slice are scored by the fill of their moment ellipse (1 for an ellipse), elongation and
+   distance from the midline, within gates on area and on place (``ap_fraction``, ``min_back_mm``);
+4. the column must hold together along the slices: the best piece of each slice must lie within ``track_mm`` of
+   the running median of its neighbours' (over ``track_window_mm``); these are linked slice to slice into chains
+   and the longest chain is the column; each slice near it then takes its best piece within ``track_mm`` of the
+   column, and pieces under ``min_area_share`` of the column's median area are dropped. The column is "found"
+   with at least ``min_slices`` slices over ``min_length_mm``, a body on ``min_share`` of the slices of that span;
+   otherwise nothing may be used and the verdict judges by the body outline alone.
 
 Without an FF map (a single-contrast image) the marrow cannot be told from muscle or fat by its signal alone, so
-nothing is found; an in-plane spacing coarser than ``max_inplane_mm`` cannot resolve a 12 mm opening. The vertebral
+nothing is found; an in-plane spacing coarser than ``max_inplane_mm`` cannot resolve the openings. The vertebral
 level is not known from the image, so the iliacus's height check of :mod:`scripts.quality.spine_anchor` (against L5)
 is not made from it. Measured on phantoms and a real scan in docs/studies/quality_control.md ("Spine from the
 image").
@@ -98,6 +101,8 @@ class ImageSpine:
         xyz: (N, 3) world RAS mm of each kept body voxel.
         shape: the FF grid's shape.
         steps: in-plane subsampling of the working grid per array axis (1 along ``axis``).
+        voxels: (N, 3) indices of the kept body voxels on the working grid, in the FF grid's axis order (times
+            ``steps`` gives FF-grid indices; :meth:`body_mask` fills each block).
     """
 
     found: bool
