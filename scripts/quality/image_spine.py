@@ -15,8 +15,9 @@ order):
    in-plane with discs of each ``opening_mm`` radius: what survives is thicker than about twice the radius, so the
    pedicles, laminae, processes and the thin partial-volume rims of muscle and fat fall away and the body stands
    alone (the larger radius also parts it from a fatty erector spinae joined to it through the arch);
-3. the pieces of each slice are scored by the fill of their moment ellipse (1 for an ellipse), elongation and
-   distance from the midline, within gates on area and on place (``ap_fraction``, ``min_back_mm``);
+3. the pieces of each slice are scored by the fill of their moment ellipse (1 for an ellipse), elongation,
+   distance from the midline and the spread of their FF (marrow is one tissue), within gates on area and on place
+   (``ap_fraction``, ``min_back_mm``);
 4. the column must hold together along the slices: the best piece of each slice must lie within ``track_mm`` of
    the running median of its neighbours' (over ``track_window_mm``); these are linked slice to slice into chains
    and the longest chain is the column; each slice near it then takes its best piece within ``track_mm`` of the
@@ -58,7 +59,7 @@ class ImageSpineLimits:
     max_inplane_mm: float = 4.0
     #: radii of the in-plane openings (mm): structures thinner than about twice the radius fall away; the larger
     #: one also parts a body from posterior elements and muscles of marrow-like FF joined to it by the pedicles
-    opening_mm: tuple[float, ...] = (6.0, 10.0)
+    opening_mm: tuple[float, ...] = (6.0, 10.0, 14.0)
     #: search window: centre within this of the outline's midline (mm) ...
     window_mm: float = 60.0
     #: ... and at this antero-posterior place in the outline (0 back, 1 front)
@@ -71,6 +72,9 @@ class ImageSpineLimits:
     #: the piece's centre within the first distance (mm) of the outline's midline scores 1, falling to 0 at the second
     #: (a body lies on the midline of the trunk but for scoliosis or a trunk not centred on its spine)
     midline_mm: tuple[float, float] = (10.0, 30.0)
+    #: the FF's robust spread within a piece (interquartile range / 1.349, percentage points) up to the first
+    #: scores 1, falling to 0 at the second: marrow is one tissue; a body merged with visceral fat is two
+    ff_spread_pp: tuple[float, float] = (8.0, 13.0)
     #: a slice's body smaller than this share of the column's median cross-section is dropped
     min_area_share: float = 0.5
     #: the slice's body needs at least this score (0-1)
@@ -254,6 +258,24 @@ def _radii(grid: _Grid, lim: ImageSpineLimits) -> list[int]:
     return [max(1, int(round(r / grid.pixel_mm))) for r in lim.opening_mm]
 
 
+def _spread(lab: np.ndarray, ff: np.ndarray, n: int) -> np.ndarray:
+    """Robust spread of the FF within each of ``n`` pieces: interquartile range / 1.349 (a standard deviation for a
+    normal spread), in percentage points. Marrow is one tissue, so a body's FF varies little but for its rim of
+    partial volume (a minority, which the quartiles ignore); a body merged with fat or muscle is two populations."""
+    finite = np.isfinite(ff)
+    lab, ff = lab[finite], ff[finite]
+    order = np.lexsort((ff, lab))
+    lab, ff = lab[order], ff[order]
+    count = np.bincount(lab, minlength=n)
+    start = np.concatenate([[0], np.cumsum(count)[:-1]])
+    spread = np.full(n, np.inf)
+    has = count > 0
+    q1 = ff[start[has] + ((count[has] - 1) * 0.25).astype(int)]
+    q3 = ff[start[has] + ((count[has] - 1) * 0.75).astype(int)]
+    spread[has] = (q3 - q1) / 1.349
+    return spread
+
+
 def _pieces(cand: np.ndarray, grid: _Grid, mid: np.ndarray, back: np.ndarray, front: np.ndarray, lim):
     """Label the in-plane pieces of ``cand`` and score each as a vertebral body: (labels, slice, cx, cy, area
     mm^2, score)."""
@@ -280,10 +302,13 @@ def _pieces(cand: np.ndarray, grid: _Grid, mid: np.ndarray, back: np.ndarray, fr
     fill = area / (4 * np.pi * s1 * s2)
     offset = np.abs(cx - mid[k])
     ap = (cy - back[k]) / np.maximum(front[k] - back[k], 1.0)
+    spread = _spread(lab, grid.ff[at], n)
+    lo, hi = lim.ff_spread_pp
     score = (
         np.clip(1.0 - np.abs(fill - 1.0) / 0.4, 0.0, 1.0)
         * np.clip((2.5 - s1 / s2) / 1.2, 0.0, 1.0)
         * np.clip((lim.midline_mm[1] - offset) / (lim.midline_mm[1] - lim.midline_mm[0]), 0.0, 1.0)
+        * np.clip((hi - spread) / (hi - lo), 0.0, 1.0)
     )
     gate = (area >= lim.area_mm2[0]) & (area <= lim.area_mm2[1]) & (ap >= lim.ap_fraction[0])
     gate &= (ap <= lim.ap_fraction[1]) & (cy - back[k] >= lim.min_back_mm)
