@@ -235,23 +235,26 @@ def _candidates(grid: _Grid, window: np.ndarray, lim: ImageSpineLimits) -> np.nd
     return ndimage.uniform_filter(marrow.astype(np.float32), size=(3, 3, 1)) >= 0.5
 
 
-def _opened(cand: np.ndarray, radius: int) -> np.ndarray:
-    """``cand`` opened in-plane with an octagon of ``radius`` voxels (a disc to within a voxel): erosions and
-    dilations by 3x3 crosses and squares, whose cost does not grow with the radius squared as a disc's does."""
+def _openings(cand: np.ndarray, radii: list[int]):
+    """``cand`` opened in-plane with an octagon of each radius (voxels; a disc to within a voxel), smallest first:
+    erosions and dilations by 3x3 crosses and squares, whose cost does not grow with the radius squared as a disc's
+    does; each erosion goes on from the previous radius's (erosions by crosses and squares add up in any order)."""
     cross = np.zeros((3, 3, 3), dtype=bool)
     cross[:, :, 1] = ndimage.generate_binary_structure(2, 1)
     square = np.zeros((3, 3, 3), dtype=bool)
     square[:, :, 1] = True
-    n_cross = (radius + 1) // 2
-    steps = [(cross, n_cross), (square, radius - n_cross)]
-    out = cand
-    for structure, n in steps:
-        if n:
-            out = ndimage.binary_erosion(out, structure=structure, iterations=n)
-    for structure, n in steps:
-        if n:
-            out = ndimage.binary_dilation(out, structure=structure, iterations=n)
-    return out & cand
+    eroded, done = cand, (0, 0)
+    for radius in sorted(radii):
+        want = ((radius + 1) // 2, radius - (radius + 1) // 2)  # crosses, squares
+        for structure, n in zip((cross, square), np.subtract(want, done)):
+            if n > 0:
+                eroded = ndimage.binary_erosion(eroded, structure=structure, iterations=int(n))
+        done = want
+        out = eroded
+        for structure, n in zip((cross, square), want):
+            if n > 0:
+                out = ndimage.binary_dilation(out, structure=structure, iterations=int(n))
+        yield radius, out & cand
 
 
 def _radii(grid: _Grid, lim: ImageSpineLimits) -> list[int]:
@@ -320,8 +323,8 @@ def _all_pieces(part: _Grid, window: np.ndarray, mid, back, front, lim: ImageSpi
     (slice index, centre x, y mm, score, area mm^2, its radius's label map, its label)."""
     cand = _candidates(part, window, lim)
     found = []
-    for radius in _radii(part, lim):
-        labels, k, cx, cy, area, score = _pieces(_opened(cand, radius), part, mid, back, front, lim)
+    for _, opened in _openings(cand, _radii(part, lim)):
+        labels, k, cx, cy, area, score = _pieces(opened, part, mid, back, front, lim)
         kept = np.flatnonzero(score >= lim.min_confidence)
         found += [(int(k[i]), cx[i], cy[i], score[i], area[i], labels, i + 1) for i in kept]
     return found
