@@ -12,6 +12,9 @@ measures of
   the subject, cluster-robust intervals, Bland & Altman 2007 limits);
 - the regression of the error (L/R mean) on sex, age and activity per muscle (one row per subject, so classical
   OLS): a segmentation error that depends on the group would distort the group effects;
+- the same regression with the label's relative volume error added (``volume_error_regression.csv``): if the sex
+  term shrinks once the volume error is in the model, the group-dependent FF error comes from where the labels'
+  borders lie (a label grown into the surrounding fat reads fattier), not from the FF inside a correct label;
 - the group tests (Mann-Whitney by sex, Kruskal-Wallis by activity, Holm over the table) on the model's FF and on
   the truth's, side by side.
 
@@ -36,15 +39,17 @@ from scripts.evaluation.ff_agreement_stats import agreement_by_muscle
 from scripts.io.atomic import atomic_write_text
 from scripts.labels import MUSCLES
 from scripts.normative.group_comparison import (
+    ACTIVITY_ORDER,
     activity_comparison,
     cohort_frame,
     covariate_regression,
     holm_across_table,
+    ols,
     sex_comparison,
 )
 from scripts.normative.qc_exclusion import QCExclusion, exclude_failed_qc
 
-__all__ = ["subject_pairs", "error_regression", "group_tests_side_by_side", "run"]
+__all__ = ["subject_pairs", "error_regression", "volume_error_regression", "group_tests_side_by_side", "run"]
 
 QC_REASON = "left out by the quality verdict (qc_status fail)"
 
@@ -130,9 +135,70 @@ def group_tests_side_by_side(model: pd.DataFrame, truth: pd.DataFrame, side: str
     ).reset_index()
 
 
+def volume_error_regression(pairs: pd.DataFrame, model_table: pd.DataFrame, truth_table: pd.DataFrame) -> pd.DataFrame:
+    """Per muscle: OLS of the error (model - truth, pp; L/R mean) on sex, age, activity and the relative volume error.
+
+    Args:
+        pairs: :func:`subject_pairs` output.
+        model_table, truth_table: the cohort table and ``ground_truth.csv`` (``subject``, ``muscle``, ``side``,
+            ``volume_ml``); their ``mean`` rows hold both sides' volume.
+
+    Returns:
+        One row per muscle and term (``intercept``, ``age_per_decade``, ``female``, ``activity_step``,
+        ``volume_error_pct`` = 100 x (model / truth volume - 1)): coefficient, CI, p, R^2 and n. Empty when a table has
+        no ``volume_ml``.
+    """
+    if "volume_ml" not in model_table or "volume_ml" not in truth_table:
+        return pd.DataFrame()
+    keys = ["subject", "muscle"]
+
+    def volumes(table: pd.DataFrame) -> pd.DataFrame:
+        rows = table[table.side.astype(str).isin(["mean", "lr_mean"])]
+        return rows.assign(subject=rows.subject.astype(str))[keys + ["volume_ml"]]
+
+    vol = volumes(model_table).merge(volumes(truth_table), on=keys, suffixes=("_model", "_truth"))
+    vol = vol[pd.to_numeric(vol.volume_ml_truth, errors="coerce") > 0]
+    frame = pairs[pairs.side == "mean"].merge(vol, on=keys)
+    frame = frame.assign(volume_error_pct=100.0 * (frame.volume_ml_model.astype(float) / frame.volume_ml_truth - 1.0))
+    rows = []
+    for muscle in MUSCLES:
+        sub = frame[frame.muscle == muscle].dropna(subset=["error_pp", "volume_error_pct", "age", "sex", "activity"])
+        sub = _covariate_table(sub)
+        names = ["intercept", "age_per_decade", "female", "activity_step", "volume_error_pct"]
+        try:
+            design = np.column_stack([np.ones(len(sub))] + [sub[c].to_numpy(float) for c in names[1:]])
+            fit = ols(design, sub.error_pp.to_numpy(float), names)
+        except ValueError:
+            continue  # too few subjects or no spread: the plain error regression still stands
+        for i, name in enumerate(names):
+            rows.append(
+                {
+                    "muscle": muscle,
+                    "term": name,
+                    "coef": fit.coef[i],
+                    "ci_low": fit.ci_low[i],
+                    "ci_high": fit.ci_high[i],
+                    "p": fit.p[i],
+                    "r2": fit.r2,
+                    "n": fit.n,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _covariate_table(sub: pd.DataFrame) -> pd.DataFrame:
+    """``sub`` with the coded covariates of :func:`error_regression`: age per decade, female = 1, activity step."""
+    return sub.assign(
+        age_per_decade=sub.age.astype(float) / 10.0,
+        female=(sub.sex.astype(str).str.upper() == "F").astype(float),
+        activity_step=sub.activity.map({lv: i for i, lv in enumerate(ACTIVITY_ORDER)}).astype(float),
+    )
+
+
 def _markdown(
     agreement: pd.DataFrame,
     errors: pd.DataFrame,
+    volume_errors: pd.DataFrame,
     groups: pd.DataFrame,
     excluded: pd.DataFrame,
     n_subjects: int,
@@ -165,6 +231,22 @@ def _markdown(
     ]
     for _, r in errors[errors.term != "intercept"].iterrows():
         lines.append(f"| {r.muscle} | {r.term} | {r.coef:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}] | {r.p:.2g} |")
+    if len(volume_errors):
+        lines += [
+            "",
+            "## Is it where the borders lie? (the same regression with the label's volume error added)",
+            "",
+            "volume_error_pct = 100 x (model / truth volume − 1), both sides together. A sex term that shrinks here",
+            "comes from the labels' size, not from the FF inside a correct label.",
+            "",
+            "| muscle | term | coefficient (pp) [95 % CI] | p | R² |",
+            "|---|---|---|---|---|",
+        ]
+        for _, r in volume_errors[volume_errors.term.isin(["female", "volume_error_pct"])].iterrows():
+            lines.append(
+                f"| {r.muscle} | {r.term} | {r.coef:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}] | {r.p:.2g} | "
+                f"{r.r2:.2f} |"
+            )
     lines += [
         "",
         "## Group tests on the model's FF and on the truth's (same subjects; Holm over each table)",
@@ -216,7 +298,8 @@ def run(
     parts = Path(dataset_dir) / "participants.tsv"
     qc, withheld = _qc_checked(cohort_table, include_failed_qc)
     model = cohort_frame(qc.table, parts)
-    truth = cohort_frame(pd.read_csv(Path(dataset_dir) / "ground_truth.csv", dtype={"subject": str}), parts)
+    truth_table = pd.read_csv(Path(dataset_dir) / "ground_truth.csv", dtype={"subject": str})
+    truth = cohort_frame(truth_table, parts)
     pairs, excluded = subject_pairs(model, truth)
     by_qc = excluded.merge(withheld.assign(_qc=True), on=["subject", "muscle", "side"], how="left")["_qc"]
     excluded.loc[by_qc.fillna(False).to_numpy(bool), "reason"] = QC_REASON
@@ -227,6 +310,7 @@ def run(
     )
     agreement = agreement_by_muscle(sides, ["model"], "ff_method_pct", MUSCLES)
     errors = error_regression(pairs)
+    volume_errors = volume_error_regression(pairs, qc.table, truth_table)
     groups = group_tests_side_by_side(model, truth)
     out = Path(out_dir)
     for name, frame in (
@@ -234,10 +318,11 @@ def run(
         ("excluded.csv", excluded),
         ("agreement_by_muscle.csv", agreement),
         ("error_regression.csv", errors),
+        ("volume_error_regression.csv", volume_errors),
         ("group_tests_model_vs_truth.csv", groups),
     ):
         atomic_write_text(out / name, frame.to_csv(index=False), overwrite=overwrite)
-    text = _markdown(agreement, errors, groups, excluded, int(pairs.subject.nunique()), qc)
+    text = _markdown(agreement, errors, volume_errors, groups, excluded, int(pairs.subject.nunique()), qc)
     atomic_write_text(out / "pipeline_check.md", text, overwrite=overwrite)
     return text
 

@@ -88,3 +88,31 @@ def test_failed_rows_are_left_out_by_default_and_kept_on_request(tmp_path: Path)
     assert "QC: 2 row(s) with qc_status 'fail' kept on request" in kept
     pairs = pd.read_csv(tmp_path / "kept" / "subject_pairs.csv")
     assert pairs.error_pp.abs().max() > 60.0 and len(pd.read_csv(tmp_path / "kept" / "excluded.csv")) == 3
+
+
+def test_a_sex_dependent_error_that_comes_from_the_label_size_moves_to_the_volume_term(tmp_path: Path):
+    # women's iliacus labels are grown by 3 % more than men's, and each % of volume error reads 0.3 pp fattier:
+    # the error regression finds a sex effect of 0.9 pp, the volume-error regression puts all of it on the volume
+    root = _cohort(tmp_path / "cohort")
+    parts = pd.read_csv(root / "participants.tsv", sep="\t").set_index("participant_id")
+    rng = np.random.default_rng(7)
+    vol_err = {s: float(rng.uniform(-2, 2)) + (3.0 if parts.loc[s, "sex"] == "F" else 0.0) for s in parts.index}
+    truth = pd.read_csv(root / "ground_truth.csv").assign(volume_ml=100.0)
+    truth.loc[truth.side == "mean", "volume_ml"] = 200.0
+    model = truth.drop(columns="volume_ml").copy()
+    ili = model.muscle == "iliacus"
+    model.loc[ili, "ff_mean_pct"] += 0.3 * model.loc[ili, "subject"].map(vol_err)
+    model["volume_ml"] = 200.0 * (1.0 + model.subject.map(vol_err) / 100.0)
+    truth.to_csv(root / "ground_truth.csv", index=False)
+    model.to_csv(root / "cohort_ff_table.csv", index=False)
+    text = run(str(root), str(root / "cohort_ff_table.csv"), str(tmp_path / "out"))
+    plain = pd.read_csv(tmp_path / "out" / "error_regression.csv").set_index(["muscle", "term"])
+    women = np.mean([v for s, v in vol_err.items() if parts.loc[s, "sex"] == "F"])
+    men = np.mean([v for s, v in vol_err.items() if parts.loc[s, "sex"] == "M"])
+    assert plain.loc[("iliacus", "female"), "coef"] > 0.5  # confounded: about 0.3 x (women's - men's volume error)
+    assert np.isclose(0.3 * (women - men), 0.9, atol=0.4)
+    fit = pd.read_csv(tmp_path / "out" / "volume_error_regression.csv").set_index(["muscle", "term"])
+    assert np.isclose(fit.loc[("iliacus", "volume_error_pct"), "coef"], 0.3)
+    assert np.isclose(fit.loc[("iliacus", "female"), "coef"], 0.0, atol=1e-9)
+    assert np.isclose(fit.loc[("psoas", "volume_error_pct"), "coef"], 0.0, atol=1e-9)
+    assert "## Is it where the borders lie?" in text
