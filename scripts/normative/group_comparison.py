@@ -330,6 +330,7 @@ def covariate_regression(
     side: str = "mean",
     covariates: Sequence[str] = ("age", "sex", "activity", "bmi"),
     log_ff: bool = False,
+    extra: Sequence[str] = (),
 ) -> pd.DataFrame:
     """FF regressed on age (per decade), sex (female = 1), activity (ordinal step 0-3) and BMI, per muscle.
 
@@ -341,6 +342,7 @@ def covariate_regression(
         side: ``"mean"``, ``"left"`` or ``"right"``.
         covariates: subset of ``("age", "sex", "activity", "bmi")``.
         log_ff: regress ln(FF) instead of FF (percent).
+        extra: numeric columns of ``df`` added to the design as they are (e.g. a label's volume error).
 
     Returns:
         One row per muscle and term: coefficient, SE, t, p, 95 % CI, R^2 and n of the fit.
@@ -348,6 +350,7 @@ def covariate_regression(
     rows = []
     for muscle in MUSCLES:
         sub, cols = _coded_covariates(_values(df, muscle, side).copy(), covariates)
+        cols = cols + list(extra)
         used = sub.dropna(subset=cols + ["ff"])
         if log_ff:
             used = used[used.ff > 0]

@@ -39,12 +39,10 @@ from scripts.evaluation.ff_agreement_stats import agreement_by_muscle
 from scripts.io.atomic import atomic_write_text
 from scripts.labels import MUSCLES
 from scripts.normative.group_comparison import (
-    ACTIVITY_ORDER,
     activity_comparison,
     cohort_frame,
     covariate_regression,
     holm_across_table,
-    ols,
     sex_comparison,
 )
 from scripts.normative.qc_exclusion import QCExclusion, exclude_failed_qc
@@ -95,13 +93,14 @@ def subject_pairs(model: pd.DataFrame, truth: pd.DataFrame) -> tuple[pd.DataFram
     return pairs, excluded
 
 
-def error_regression(pairs: pd.DataFrame, side: str = "mean") -> pd.DataFrame:
+def error_regression(pairs: pd.DataFrame, side: str = "mean", extra: tuple[str, ...] = ()) -> pd.DataFrame:
     """Per muscle: OLS of the error (model - truth, pp) on age (per decade), sex (female = 1) and activity step.
 
-    One value per subject (the ``side`` rows), so the rows are independent and classical OLS applies.
+    One value per subject (the ``side`` rows), so the rows are independent and classical OLS applies. ``extra``:
+    further numeric columns of ``pairs`` in the design (see :func:`volume_error_regression`).
     """
     frame = pairs.rename(columns={"error_pp": "ff"}).drop(columns=["ff_model", "ff_truth"])
-    return covariate_regression(frame, side=side, covariates=("age", "sex", "activity"), log_ff=False)
+    return covariate_regression(frame, side=side, covariates=("age", "sex", "activity"), log_ff=False, extra=extra)
 
 
 def group_tests_side_by_side(model: pd.DataFrame, truth: pd.DataFrame, side: str = "mean") -> pd.DataFrame:
@@ -160,39 +159,7 @@ def volume_error_regression(pairs: pd.DataFrame, model_table: pd.DataFrame, trut
     vol = vol[pd.to_numeric(vol.volume_ml_truth, errors="coerce") > 0]
     frame = pairs[pairs.side == "mean"].merge(vol, on=keys)
     frame = frame.assign(volume_error_pct=100.0 * (frame.volume_ml_model.astype(float) / frame.volume_ml_truth - 1.0))
-    rows = []
-    for muscle in MUSCLES:
-        sub = frame[frame.muscle == muscle].dropna(subset=["error_pp", "volume_error_pct", "age", "sex", "activity"])
-        sub = _covariate_table(sub)
-        names = ["intercept", "age_per_decade", "female", "activity_step", "volume_error_pct"]
-        try:
-            design = np.column_stack([np.ones(len(sub))] + [sub[c].to_numpy(float) for c in names[1:]])
-            fit = ols(design, sub.error_pp.to_numpy(float), names)
-        except ValueError:
-            continue  # too few subjects or no spread: the plain error regression still stands
-        for i, name in enumerate(names):
-            rows.append(
-                {
-                    "muscle": muscle,
-                    "term": name,
-                    "coef": fit.coef[i],
-                    "ci_low": fit.ci_low[i],
-                    "ci_high": fit.ci_high[i],
-                    "p": fit.p[i],
-                    "r2": fit.r2,
-                    "n": fit.n,
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-def _covariate_table(sub: pd.DataFrame) -> pd.DataFrame:
-    """``sub`` with the coded covariates of :func:`error_regression`: age per decade, female = 1, activity step."""
-    return sub.assign(
-        age_per_decade=sub.age.astype(float) / 10.0,
-        female=(sub.sex.astype(str).str.upper() == "F").astype(float),
-        activity_step=sub.activity.map({lv: i for i, lv in enumerate(ACTIVITY_ORDER)}).astype(float),
-    )
+    return error_regression(frame.drop(columns=["volume_ml_model", "volume_ml_truth"]), extra=("volume_error_pct",))
 
 
 def _markdown(
