@@ -22,7 +22,8 @@ the training scans) train every arm once per seed and draw; :func:`scripts.studi
 tests
 every contrast, including B-spline added to rotations, over the training runs and declares equivalence only inside
 :data:`scripts.studies.ablation_stats.EQUIVALENCE_MARGINS`. Steps are resumable (markers as in
-:mod:`scripts.studies.cross_validation`). Output: ``out_dir/metrics.csv``, ``out_dir/contrasts.csv`` and
+:mod:`scripts.studies.cross_validation`); an arm whose ``<arm>/evaluate/`` step is finished is never retrained, so a
+run's ``datalist.json`` and ``evaluate/`` folders, copied to a fresh ``out_dir``, carry it across machines. Output: ``out_dir/metrics.csv``, ``out_dir/contrasts.csv`` and
 ``out_dir/report.md``.
 """
 
@@ -43,7 +44,7 @@ from scripts.io.atomic import atomic_write_text
 from scripts.studies.ablation_stats import EQUIVALENCE_MARGINS, contrast_table
 from scripts.studies.bundle_runs import predict_unet, train_unet
 from scripts.studies.cv_splits import read_entries
-from scripts.studies.resumable_steps import exit_on_sigterm, run_step
+from scripts.studies.resumable_steps import DONE, exit_on_sigterm, run_step
 
 __all__ = ["ARMS", "COMMON_OVERRIDES", "arm_overrides", "ablation_table", "contrast_report", "replicates", "run"]
 
@@ -337,7 +338,8 @@ def _run_replicate(
     """Train and evaluate every arm once on the training scans of ``draw`` with training seed ``train_seed``."""
     datalist = _write_datalist(dataset_dir, test_dir, n_train, draw, out)
     n_test = len(json.loads(datalist.read_text())["testing"])
-    if any(ARMS[a]["anatomical_model"] is None for a in names) and not anatomical_model:
+    pending = [a for a in names if not (out / a / "evaluate" / DONE).is_file()]
+    if any(ARMS[a]["anatomical_model"] is None for a in pending) and not anatomical_model:
         from scripts.transforms.anatomical_variability import build_variability_model_from_datalist
 
         def build(folder: Path) -> dict[str, Any]:
@@ -347,16 +349,24 @@ def _run_replicate(
         anatomical_model = run_step(out / "anatomical_model", build)["model"]
     frames, seconds = [], {}
     for arm in names:
-        overrides = {**arm_overrides(arm, anatomical_model), **dict(train_overrides or {})}
-        train = train_unet(dataset_dir, datalist, epochs, val_interval, train_seed, overrides)
-        trained = run_step(out / arm / "train", train)
-        seconds[arm] = float(trained["seconds"])
-        predicted = out / arm / "predict"
-        run_step(
-            predicted,
-            predict_unet(dataset_dir, datalist, out / arm / "train" / "models" / "model.pt", n_test, infer_overrides),
-        )
-        seg, _ = evaluate_run(str(test_dir), str(predicted / "out"))
+
+        def evaluate(folder: Path, arm: str = arm) -> dict[str, Any]:
+            # Why a step of its own: its folder (metrics.csv + marker, a few hundred kB) is all a finished arm
+            # needs, so a run copied to another machine without the weights and label maps resumes without
+            # retraining what was already measured.
+            overrides = {**arm_overrides(arm, anatomical_model), **dict(train_overrides or {})}
+            train = train_unet(dataset_dir, datalist, epochs, val_interval, train_seed, overrides)
+            trained = run_step(out / arm / "train", train)
+            predicted = out / arm / "predict"
+            model = out / arm / "train" / "models" / "model.pt"
+            run_step(predicted, predict_unet(dataset_dir, datalist, model, n_test, infer_overrides))
+            seg, _ = evaluate_run(str(test_dir), str(predicted / "out"))
+            seg.to_csv(folder / "metrics.csv", index=False)
+            return {"train_seconds": float(trained["seconds"]), "rows": len(seg)}
+
+        evaluated = run_step(out / arm / "evaluate", evaluate)
+        seconds[arm] = evaluated["train_seconds"]
+        seg = pd.read_csv(out / arm / "evaluate" / "metrics.csv", dtype={"subject": str})
         seg.insert(0, "arm", arm)
         frames.append(seg)
     return pd.concat(frames, ignore_index=True), seconds, n_test

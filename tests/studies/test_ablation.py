@@ -5,6 +5,7 @@ end-to-end run (two arms, 1 epoch, tiny phantoms) that resumes without redoing w
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -106,5 +107,14 @@ def test_tiny_ablation_end_to_end_and_resume(tmp_path: Path) -> None:
     stamp = model.stat().st_mtime_ns
     run(str(train), str(test), **kwargs)
     assert model.stat().st_mtime_ns == stamp
+    # a finished run copied elsewhere with only its evaluate/ folders and datalist resumes without retraining
+    moved = tmp_path / "copied"
+    moved.mkdir()
+    (moved / "datalist.json").write_text((out / "datalist.json").read_text())
+    for arm in ("none", "rotations"):
+        shutil.copytree(out / arm / "evaluate", moved / arm / "evaluate")
+    run(str(train), str(test), **{**kwargs, "out_dir": str(moved)})
+    assert not (moved / "none" / "train").exists() and not (moved / "rotations" / "predict").exists()
+    pd.testing.assert_frame_equal(pd.read_csv(moved / "metrics.csv"), metrics)
     with pytest.raises(ValueError, match="exists with other subjects"):
         run(str(train), str(test), **{**kwargs, "seed": 3})
