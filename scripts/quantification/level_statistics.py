@@ -1,13 +1,15 @@
 """Per-level FF, volume and cross-section area of every muscle side: the rows of the per-level table.
 
-The levels come from :func:`scripts.quantification.levels.assign_levels` (world z bounds, RAS mm). Each muscle
-voxel of the FF grid belongs to the level whose ``[z_low, z_high)`` holds its centre's world z, so the split follows
-the axial planes whatever the storage orientation. The conventions are those of the per-muscle table
+The levels come from :func:`scripts.quantification.levels.assign_levels` (world z bounds, RAS mm). For FF and voxel
+counts, each muscle voxel of the FF grid belongs to the level whose ``[z_low, z_high)`` holds its centre's world z, so
+the split follows the axial planes whatever the storage orientation. Volume and CSA weight each voxel by the share of
+its slab (centre +- half the slice step, in world z) inside the level, so the volumes of adjacent levels add up to the
+muscle's and follow a bound smoothly instead of in whole slices. The conventions are those of the per-muscle table
 (:func:`scripts.quantification.statistics.quantify_muscles`): the label map reaches the FF grid through the affines
 (nearest neighbour), the FF map is a fraction 0-1 with NaN for excluded voxels, the border-trim rule
 (:func:`scripts.quantification.statistics.trim_fat_border`) leaves the same voxels out, and a level side below
-``min_volume_ml`` is ``too_small`` with no FF. ``ff_mean_pct`` and ``ff_median_pct`` are the plain mean and median
-over the level side's valid voxels, no erosion.
+``min_volume_ml`` is ``too_small`` with no FF. ``ff_mean_pct`` and ``ff_median_pct`` are the plain mean and median over
+the level side's valid voxels, no erosion.
 """
 
 from __future__ import annotations
@@ -50,9 +52,9 @@ LEVEL_COLUMNS: tuple[str, ...] = (
 LEVEL_UNITS: dict[str, str] = {
     "ff_mean_pct": "percent; plain mean of F/(F+W) over the level side's valid voxels, no erosion",
     "ff_median_pct": "percent; median over the same voxels",
-    "volume_ml": "mL; label voxels (valid FF or not) in the level x voxel volume",
+    "volume_ml": "mL; label voxels (valid FF or not) x voxel volume x the share of each voxel's slab inside the level",
     "csa_mean_cm2": "cm^2; volume in the level / the level's height inside the field of view (0 where absent)",
-    "csa_mid_cm2": "cm^2; volume within half a slice step of the level's mid-plane / that step (NaN outside the FOV)",
+    "csa_mid_cm2": "cm^2; area at the level's mid-plane, interpolated between the two nearest slices (NaN outside FOV)",
     "level_z_low_mm": "mm, world z (RAS, superior +) of the level's caudal bound",
     "level_z_high_mm": "mm, world z of the level's cranial bound",
     "level_coverage": "0-1, share of the level's cranio-caudal extent inside the field of view",
@@ -73,18 +75,28 @@ def _row(
     values: np.ndarray, z: np.ndarray, ffv: np.ndarray, level, v: int, geom: dict[str, float], min_volume_ml: float
 ) -> dict:
     """One level side: ``values``/``z``/``ffv`` are the label, world z and FF of every muscle voxel."""
-    sel = (values == v) & (z >= level.z_low) & (z < level.z_high)
+    mine = values == v
+    sel = mine & (z >= level.z_low) & (z < level.z_high)
     n = int(sel.sum())
     f = ffv[sel]
     valid = f[np.isfinite(f)]
-    volume = n * geom["voxel_ml"]
+    step = geom["step"]
+    # Why weights: a 4-5 mm slice that straddles a bound belongs partly to each level; counting it whole by its
+    # centre moves a level's volume in steps of a slice (12-15 % of a 34 mm level) for a bound shifted by 1 mm.
+    zm = z[mine]
+    share = (np.minimum(zm + 0.5 * step, level.z_high) - np.maximum(zm - 0.5 * step, level.z_low)) / step
+    volume = float(np.clip(share, 0.0, 1.0).sum()) * geom["voxel_ml"]
     too_small = 0 < volume < min_volume_ml
     use = valid if not too_small else np.empty(0)
     inside_cm = max(0.0, min(level.z_high, geom["fov_high"]) - max(level.z_low, geom["fov_low"])) / 10.0
     mid = level.z_mid
     if geom["fov_low"] <= mid <= geom["fov_high"]:
-        n_mid = int((sel & (np.abs(z - mid) < 0.5 * geom["step"])).sum())
-        csa_mid = n_mid * geom["voxel_ml"] / (geom["step"] / 10.0)
+        # linear interpolation between the two slices around the mid-plane, renormalised where one of them lies
+        # outside the field of view
+        centres = np.arange(geom["fov_low"] + 0.5 * step, geom["fov_high"], step)
+        norm = float(np.clip(1.0 - np.abs(centres - mid) / step, 0.0, None).sum())
+        weight = float(np.clip(1.0 - np.abs(zm - mid) / step, 0.0, None).sum())
+        csa_mid = weight / norm * geom["voxel_ml"] / (step / 10.0) if norm > 0 else math.nan
     else:
         csa_mid = math.nan
     muscle, side = muscle_and_side(v)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 from scripts.quantification.level_statistics import LEVEL_COLUMNS, level_statistics
-from scripts.quantification.levels import assign_levels
+from scripts.quantification.levels import Level, LevelAssignment, assign_levels
 
 from tests.quantification.level_cases import affine, as_lps, crop_z, level_ff, spine_label
 
@@ -83,3 +83,42 @@ def test_percent_ff_is_refused():
     lab, aff = spine_label(), affine()
     with pytest.raises(ValueError, match="must be a fraction"):
         _table(lab, aff, level_ff() * 100.0, aff)
+
+
+def _tapered_case():
+    """Psoas left (1) on 4 mm slices (centres 0-76 mm, faces -2 to 78 mm) with 10 + k voxels of 1 x 1 mm in slice k,
+    and two levels meeting at 41 mm, a quarter into slice 10 (39-43 mm)."""
+    lab = np.zeros((20, 4, 20), np.uint8)
+    for k in range(20):
+        lab[: 10 + k // 2, : 1 + k % 2, k] = 1
+    aff = np.diag([1.0, 1.0, 4.0, 1.0])
+    levels = [Level("L2", 41.0, 78.0, 1.0, "ok"), Level("L3", -2.0, 41.0, 1.0, "ok")]
+    assignment = LevelAssignment(levels, [], "ok", [], "mid_disc", (-2.0, 78.0))
+    return lab, aff, np.full(lab.shape, 0.1, np.float32), assignment
+
+
+def test_a_slice_straddling_a_bound_is_shared_by_volume():
+    lab, aff, ff, assignment = _tapered_case()
+    t = level_statistics(lab, aff, ff, aff, assignment)
+    per_slice = (lab == 1).sum(axis=(0, 1)) * 4 / 1000  # mL per slice
+    l3, l2 = _row(t, "L3", "psoas", "left"), _row(t, "L2", "psoas", "left")
+    # slices 0-9 whole, slice 10 (centre 40 mm) for (41 - 38) / 4 = 0.75 of its slab
+    assert l3.volume_ml == pytest.approx(per_slice[:10].sum() + 0.75 * per_slice[10])
+    assert l2.volume_ml == pytest.approx(0.25 * per_slice[10] + per_slice[11:].sum())
+    assert l3.volume_ml + l2.volume_ml == pytest.approx(per_slice.sum())
+    assert l3.csa_mean_cm2 == pytest.approx(l3.volume_ml / 4.3)
+    # counts and FF still follow the centres: slice 10 (40 mm < 41) is in L3
+    assert l3.n_voxels == int((lab[..., :11] == 1).sum()) and l2.n_voxels == int((lab[..., 11:] == 1).sum())
+
+
+def test_mid_plane_area_is_interpolated_between_slices():
+    lab, aff, ff, assignment = _tapered_case()
+    t = level_statistics(lab, aff, ff, aff, assignment)
+    area = (lab == 1).sum(axis=(0, 1)) / 100.0  # cm^2 per slice (1 mm^2 voxels)
+    # L3's mid-plane 19.5 mm lies between slices 4 (16 mm) and 5 (20 mm), 7/8 of the way to slice 5
+    assert _row(t, "L3", "psoas", "left").csa_mid_cm2 == pytest.approx(area[4] / 8 + 7 * area[5] / 8)
+    # L2's mid-plane 59.5 mm: between slices 14 (56) and 15 (60)
+    assert _row(t, "L2", "psoas", "left").csa_mid_cm2 == pytest.approx(area[14] / 8 + 7 * area[15] / 8)
+    # a mid-plane between the last slice's centre and the face of the field of view takes that slice alone
+    edge = LevelAssignment([Level("L1", 74.5, 78.0, 1.0, "ok")], [], "ok", [], "mid_disc", (-2.0, 78.0))
+    assert _row(level_statistics(lab, aff, ff, aff, edge), "L1", "psoas", "left").csa_mid_cm2 == pytest.approx(area[19])
