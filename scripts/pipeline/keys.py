@@ -24,6 +24,9 @@ FF_KEY = "ff_map"
 #: key of the network's confidence in each label (plain dict: label -> figures of
 #: :func:`scripts.quality.confidence.label_confidence`, from the softmax on the 2x2x4 mm working grid)
 CONFIDENCE_KEY = "network_confidence"
+#: key of how the vertebral bodies were named (plain dict of
+#: :meth:`scripts.quantification.vertebra_naming.NamingResult.to_meta`), absent without vertebral labels
+VERTEBRA_NAMING_KEY = "vertebra_naming"
 #: key of the label map resampled onto the FF grid (``(I, J, K)`` uint8 array)
 LABEL_ON_FF_GRID_KEY = "label_on_ff_grid"
 #: key of the fat-water swap check (:class:`SwapReport`, or None without water and fat images)

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
-from scripts.pipeline.keys import FF_KEY, LEVEL_ROWS_KEY, LEVELS_KEY, SCAN_INFO_KEY, STATS_KEY
+from scripts.pipeline.keys import FF_KEY, LEVEL_ROWS_KEY, LEVELS_KEY, SCAN_INFO_KEY, STATS_KEY, VERTEBRA_NAMING_KEY
 from scripts.pipeline.label_map import label_and_affine
 from scripts.quantification.level_statistics import LEVEL_UNITS, level_statistics
 from scripts.quantification.levels import BOUNDARY_RULES, assign_levels
@@ -53,12 +53,14 @@ class LevelStatisticsd(MapTransform):
     ``border_trim_ff``. The levels come from the label map's vertebral labels 9-14
     (:func:`scripts.quantification.levels.assign_levels`, bounds in world z); the statistics from
     :func:`scripts.quantification.level_statistics.level_statistics` on the FF grid. It adds ``levels`` to the FF
-    table's JSON meta (status, reasons, rule, bodies, bounds, units) and adds ``level_statistics`` and
-    ``cohort_level_rows``; :class:`scripts.pipeline.write_results.WriteResultsd` writes ``<subject>_ff_levels.csv``
-    with the sides' quality verdict (and the per-level normative comparison when the reference has level strata),
-    and :class:`scripts.pipeline.mark_done.MarkDoned` adds the rows to ``cohort_ff_levels.csv``. A label map
-    without vertebral labels (the shipped 9-output model) gets ``levels: {"status": "not available", ...}`` in the
-    JSON and no per-level file; the log says why once per run. Entries without statistics pass through.
+    table's JSON meta (status, reasons, rule, bodies, bounds, units, and ``naming``: how
+    :class:`scripts.pipeline.vertebra_naming.NameVertebraeFromSacrumd` named the bodies) and adds
+    ``level_statistics`` and ``cohort_level_rows``; :class:`scripts.pipeline.write_results.WriteResultsd` writes
+    ``<subject>_ff_levels.csv`` with the sides' quality verdict (and the per-level normative comparison when the
+    reference has level strata), and :class:`scripts.pipeline.mark_done.MarkDoned` adds the rows to
+    ``cohort_ff_levels.csv``. A label map without vertebral labels (the shipped 9-output model) gets ``levels:
+    {"status": "not available", ...}`` in the JSON and no per-level file; the log says why once per run. Entries
+    without statistics pass through.
 
     Args:
         keys: the label-map key (``(1, X, Y, Z)`` MetaTensor on the input grid).
@@ -109,6 +111,8 @@ class LevelStatisticsd(MapTransform):
                 border_trim_ff=self.border_trim_ff,
             )
             result.meta["levels"] = {**assignment.to_meta(), "units": dict(LEVEL_UNITS)}
+            if VERTEBRA_NAMING_KEY in d:
+                result.meta["levels"]["naming"] = d[VERTEBRA_NAMING_KEY]
             if assignment.status != "ok":
                 logger.warning("%s: vertebral levels uncertain: %s", subject, "; ".join(assignment.reasons))
             d[LEVELS_KEY] = table

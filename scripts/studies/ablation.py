@@ -14,17 +14,16 @@ list; ``DIR``'s ``validation`` list picks the checkpoint) with the same seed, sc
 - ``rotations+bspline+anatomical``: plus deformations drawn from the training scans' own variability (a PCA model
   of their registrations, built from the same ``n_train`` label maps unless ``--anatomical_model`` is given).
 
-Every other augmentation (flip, contrast synthesis, field of view, intensity) is off in every arm, so the arms
-differ only in the spatial augmentation the paper describes. Each arm's model segments every ``testing`` scan of
-``test_dir`` through ``configs/inference.json``; Dice, RVD and HD95 per subject, muscle and side are compared with
-the ``none`` arm (paired Wilcoxon signed-rank, Holm-corrected). ``--seeds 0,1,2`` (and ``--draws 0,1``, draws of
-the training scans) train every arm once per seed and draw; :func:`scripts.studies.ablation_stats.contrast_table` then
-tests
-every contrast, including B-spline added to rotations, over the training runs and declares equivalence only inside
+Every other augmentation (flip, contrast synthesis, field of view, intensity) is off in every arm, so the arms differ
+only in the spatial augmentation the paper describes. Each arm's model segments every ``testing`` scan of ``test_dir``
+through ``configs/inference.json``; Dice, RVD and HD95 per subject, muscle and side are compared with the ``none`` arm
+(paired Wilcoxon signed-rank, Holm-corrected). ``--seeds 0,1,2`` (and ``--draws 0,1``, draws of the training scans)
+train every arm once per seed and draw; :func:`scripts.studies.ablation_stats.contrast_table` then tests every contrast,
+including B-spline added to rotations, over the training runs and declares equivalence only inside
 :data:`scripts.studies.ablation_stats.EQUIVALENCE_MARGINS`. Steps are resumable (markers as in
 :mod:`scripts.studies.cross_validation`); an arm whose ``<arm>/evaluate/`` step is finished is never retrained, so a
-run's ``datalist.json`` and ``evaluate/`` folders, copied to a fresh ``out_dir``, carry it across machines. Output: ``out_dir/metrics.csv``, ``out_dir/contrasts.csv`` and
-``out_dir/report.md``.
+run's ``datalist.json`` and ``evaluate/`` folders, copied to a fresh ``out_dir``, carry it across machines. Output:
+``out_dir/metrics.csv``, ``out_dir/contrasts.csv`` and ``out_dir/report.md``.
 """
 
 from __future__ import annotations

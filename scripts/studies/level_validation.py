@@ -2,7 +2,9 @@
 
 For each subject of a phantom cohort (``python -m scripts.phantom cohort ... --anatomy complete``) the truth label
 map (muscles 1-8 from ``label``, vertebrae 9-14 from ``vertebrae``) is given to
-:func:`scripts.quantification.levels.assign_levels`, as stored and cut to L2-L5, L3-S1 and T12-L3. The reference is
+:func:`scripts.quantification.levels.assign_levels`, as stored and cut to L2-L5, L3-S1 and T12-L3, after the bodies
+are counted up from the sacrum as the pipeline does (:mod:`scripts.quantification.vertebra_naming`); two more
+scenarios give it every body named one level too high (as stored, and cut to L3-S1). The reference is
 the generator's own geometry: its anatomy is drawn again from the subject's seed (``participants.tsv``; the same
 random stream as :func:`scripts.phantom.generate.generate_subject`), and level ``k`` (0 = L5) has its body at
 ``z_rel`` 5 + 36 k to 32 + 36 k, the sacrum's top at -2.5 (``scripts.phantom.spine``), world z =
@@ -34,6 +36,7 @@ from scripts.phantom.population import draw_participant
 from scripts.quantification.formulas import fat_fraction_from_water_fat
 from scripts.quantification.level_statistics import level_statistics
 from scripts.quantification.levels import Level, LevelAssignment, assign_levels
+from scripts.quantification.vertebra_naming import name_bodies_from_sacrum
 
 __all__ = ["generator_bounds", "crop_to_z", "evaluate_subject", "summarise", "main"]
 
@@ -43,8 +46,20 @@ SCENARIOS: dict[str, tuple[str, str] | None] = {
     "L2-L5": ("L5/S1", "L1/L2"),
     "L3-S1": ("S1_low", "L2/L3"),
     "T12-L3": ("L3/L4", "T12_high"),
+    # the 15-output candidates' typical error, every body named one level too high (L1 and L2 both "L1"): the
+    # pipeline counts the names back from the sacrum (scripts.quantification.vertebra_naming)
+    "names one level high": None,
+    "names one level high, L3-S1": ("S1_low", "L2/L3"),
 }
 _NAMES = ("L5", "L4", "L3", "L2", "L1")
+
+
+def names_one_level_high(label: np.ndarray) -> np.ndarray:
+    """The label map with every lumbar body named one level too high (L5 -> L4, ..., L2 -> L1, L1 stays L1)."""
+    out = label.copy()
+    bodies = (label >= 10) & (label <= 13)
+    out[bodies] = label[bodies] - 1
+    return out
 
 
 def generator_bounds(seed: int, subject: str, texture: str = "smooth") -> dict[str, float]:
@@ -150,15 +165,26 @@ def evaluate_subject(cohort: Path, row: pd.Series) -> tuple[list[dict], list[dic
     names, errors = [], []
     for scenario, ends in SCENARIOS.items():
         arrays, aff = [lab, ff, data["ff_true"].astype(np.float32)], data["affine"]
+        if scenario.startswith("names one level high"):
+            arrays[0] = names_one_level_high(arrays[0])
         if ends is not None:
             arrays, aff = crop_to_z(arrays, aff, planes[ends[0]], planes[ends[1]])
+        # as the pipeline does (NameVertebraeFromSacrumd before the levels)
+        arrays[0], naming = name_bodies_from_sacrum(arrays[0], aff)
         assignment = assign_levels(arrays[0], aff)
         if assignment is None:
             continue
         for r in _naming(assignment, truth):
             reasons = "; ".join(assignment.reasons)
             names.append(
-                {"subject": sid, "scenario": scenario, "level_status": assignment.status, "reasons": reasons, **r}
+                {
+                    "subject": sid,
+                    "scenario": scenario,
+                    "naming": naming.status,
+                    "level_status": assignment.status,
+                    "reasons": reasons,
+                    **r,
+                }
             )
         for r in _level_errors(*arrays[:1], aff, arrays[1], arrays[2], assignment, truth):
             errors.append({"subject": sid, "scenario": scenario, **r})
@@ -182,6 +208,7 @@ def summarise(names: pd.DataFrame, errors: pd.DataFrame, tol_mm: float = 3.0) ->
                 "ok": int((g.status == "ok").sum()),
                 "uncertain": int((g.status == "uncertain").sum()),
                 "misnamed": int(g.misnamed.sum()),
+                "renamed_subjects": int(g[g.naming == "renamed"].subject.nunique()),
                 "bounds_within_3mm_pct": 100.0 * float(within.mean()),
                 "bounds_within_3mm_full_coverage_pct": 100.0 * float(within_full.mean()) if len(full) else math.nan,
                 "max_bound_err_mm": float(np.nanmax(np.abs(named[["err_low_mm", "err_high_mm"]].to_numpy()))),

@@ -10,8 +10,10 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+from scripts.pipeline.keys import VERTEBRA_NAMING_KEY
 from scripts.pipeline.level_statistics import NO_CONTEXT_TEXT, LevelStatisticsd
 from scripts.pipeline.mark_done import MarkDoned
+from scripts.quantification.vertebra_naming import NamingResult
 
 from tests.pipeline.helpers import lean_body, loaded, quantification_steps, spine_subject
 
@@ -109,3 +111,14 @@ def test_per_level_reference_places_each_level_in_the_csv_cohort_table_and_repor
     # ES+MF failed the quality check on this box spine: its percentiles are withheld on the page
     es = re.search(r'<td class="t">L3</td><td class="t">Erector spinae \+ multifidus</td>(.*?)</tr>', section)
     assert es.group(1).count("withheld (QC fail)") == 2 and es.group(1).count("(QC fail)") == 6
+
+
+def test_the_naming_record_goes_into_the_levels_section(tmp_path):
+    out = tmp_path / "eval"
+    files, lab, aff = spine_subject(tmp_path)
+    entry = loaded(files, lab, aff, subject="spine")
+    record = NamingResult("renamed", ["L4 -> L5"]).to_meta()
+    d = quantification_steps(out)({**entry, VERTEBRA_NAMING_KEY: record})
+    assert d["ff_statistics"].meta["levels"]["naming"] == record
+    meta = json.loads((out / ".staging" / "spine" / "spine_ff_table.json").read_text())["meta"]["levels"]
+    assert meta["naming"]["renamed"] == ["L4 -> L5"] and meta["naming"]["rule"] == "counted up from the sacrum"

@@ -48,8 +48,21 @@ def test_one_phantom_has_no_misnamed_level(phantom):
     out, _, row = phantom
     names, errors = evaluate_subject(out, row)
     names, errors = pd.DataFrame(names), pd.DataFrame(errors)
-    assert set(names.scenario) == {"as_stored", "L2-L5", "L3-S1", "T12-L3"}
+    assert set(names.scenario) == {
+        "as_stored",
+        "L2-L5",
+        "L3-S1",
+        "T12-L3",
+        "names one level high",
+        "names one level high, L3-S1",
+    }
     assert not names.misnamed.any()
+    # names one level high are counted back from the sacrum: the same levels, ok, as the truth's
+    shifted = names[names.scenario == "names one level high"]
+    assert set(shifted.naming) == {"renamed"} and set(shifted.status) == {"ok"}
+    stored = names[names.scenario == "as_stored"]
+    assert list(shifted.level) == list(stored.level) and set(stored.naming) == {"confirmed"}
+    np.testing.assert_allclose(shifted.err_low_mm, stored.err_low_mm)
     assert set(names[names.scenario == "L2-L5"].level) == {"L2", "L3", "L4", "L5"}
     assert set(names[names.scenario == "L2-L5"].status) == {"uncertain"}
     assert set(names[names.scenario == "L3-S1"].status) == {"ok"}

@@ -1,0 +1,74 @@
+"""The label map's vertebral bodies named by counting up from the sacrum (a 15-output model's label map)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.transforms import MapTransform, Transform
+from scripts.labels import VERTEBRAL_LABELS
+from scripts.pipeline.keys import VERTEBRA_NAMING_KEY
+from scripts.quantification.vertebra_naming import NamingResult, name_bodies_from_sacrum
+
+__all__ = ["NameVertebraeFromSacrum", "NameVertebraeFromSacrumd"]
+
+logger = logging.getLogger(__name__)
+
+
+class NameVertebraeFromSacrum(Transform):
+    """Array version: a ``(1, X, Y, Z)`` label MetaTensor (with its affine) in, the renamed one out.
+
+    :func:`scripts.quantification.vertebra_naming.name_bodies_from_sacrum` on the label map; a map without vertebral
+    body labels (the 9-output model) is returned as it is, without a copy. The record of the last call is
+    ``last_result``.
+    """
+
+    backend = ["torch", "numpy"]
+
+    def __init__(self, min_piece_share: float = 0.1) -> None:
+        if not 0.0 <= min_piece_share < 1.0:
+            raise ValueError(f"min_piece_share must be in [0, 1), got {min_piece_share}")
+        self.min_piece_share = min_piece_share
+        self.last_result: NamingResult | None = None
+
+    def __call__(self, img: Any) -> Any:
+        if img.ndim != 4 or img.shape[0] != 1:
+            raise ValueError(f"expected a (1, X, Y, Z) label map, got shape {tuple(img.shape)}")
+        self.last_result = None
+        if float(img.max()) < min(VERTEBRAL_LABELS):
+            return img
+        arr = np.rint(img.detach().cpu().numpy()[0]).astype(np.int16)
+        affine = np.asarray(img.affine.detach().cpu().numpy(), dtype=np.float64)
+        out, self.last_result = name_bodies_from_sacrum(arr, affine, self.min_piece_share)
+        if self.last_result.status != "renamed":
+            return img
+        renamed = img.clone()
+        renamed[0] = torch.as_tensor(out, dtype=img.dtype)
+        return renamed
+
+
+class NameVertebraeFromSacrumd(MapTransform):
+    """Dictionary version of :class:`NameVertebraeFromSacrum`; runs before the largest-component step (two bodies
+    given one name are two pieces of one label until renamed). Adds ``vertebra_naming`` (the record) when the map
+    holds vertebral bodies; the per-level step puts it into the FF table's JSON (``levels.naming``)."""
+
+    backend = NameVertebraeFromSacrum.backend
+
+    def __init__(self, keys: KeysCollection, min_piece_share: float = 0.1, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.t = NameVertebraeFromSacrum(min_piece_share)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.t(d[key])
+            result = self.t.last_result
+            if result is not None:
+                d[VERTEBRA_NAMING_KEY] = result.to_meta()
+                if result.renamed:
+                    logger.info("vertebral bodies counted up from the sacrum: %s", ", ".join(result.renamed))
+        return d

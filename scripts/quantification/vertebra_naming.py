@@ -1,0 +1,211 @@
+"""Vertebral bodies named by counting up from the sacrum instead of by the network's own names.
+
+Why: a network that sees a 96x96x48 window at 2x2x4 mm (about five bodies) names the lumbar bodies by their look and
+their neighbours, and a body that looks like the one below it gets the wrong name: the 15-output candidates of
+docs/studies/training_history.md found L4-L5 well but called L1-L3 one level off on many subjects. Where the
+sacrum is in view the names follow from counting: the first body above the sacrum is L5, the next L4, and so on
+(the clinical convention, also used by readers of lumbar MRI; a lumbosacral transitional vertebra, in about one
+person in ten, shifts it just as it shifts a reader's count).
+
+Rule, in world RAS mm (superior +z) from the affine, any storage orientation:
+
+1. every connected piece (faces) of each body value 9-13 is a candidate; pieces under ``min_piece_share`` of the
+   largest piece are specks and are left as they are (the largest-component step removes them);
+2. candidates that share slices, or touch (gap under ``GAP_RANGE_MM[0]``) and together stay within the
+   plausible height of one body (``HEIGHT_RANGE_MM[1]``), are one body given two names; a candidate taller than that
+   height is two bodies given one name and is split at its narrowest slice (no disc is asked between the parts);
+3. the bodies above the top of the sacrum, caudal to cranial, are L5, L4, ... L1, as long as every gap (sacrum to
+   the first body, body to body) is a disc (``GAP_RANGE_MM``); a sixth body is T12 (or a sixth lumbar
+   vertebra) and is left unlabelled.
+
+Nothing is renamed, and the record says why, when the map has no sacrum (nothing to count from: the levels are then
+``uncertain``, :mod:`scripts.quantification.levels`), or when a gap is not a disc (a body missed by the network
+would shift every name above it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from scipy import ndimage
+from scripts.labels import VERTEBRAL_LABELS
+from scripts.quantification.levels import GAP_RANGE_MM, HEIGHT_RANGE_MM, SACRUM_VALUE
+
+__all__ = ["NamingResult", "name_bodies_from_sacrum"]
+
+#: body values, cranial (L1 = 9) to caudal (L5 = 13)
+_BODY_VALUES: tuple[int, ...] = tuple(v for v in sorted(VERTEBRAL_LABELS) if v != SACRUM_VALUE)
+_NAMES: dict[int, str] = {v: VERTEBRAL_LABELS[v].rsplit("_", 1)[-1] for v in _BODY_VALUES}
+
+
+@dataclasses.dataclass
+class NamingResult:
+    """What :func:`name_bodies_from_sacrum` did.
+
+    Attributes:
+        status: ``"confirmed"`` (the count gives the network's names), ``"renamed"``, ``"kept"`` (not counted: see
+            ``reasons``) or ``"no vertebral bodies"``.
+        renamed: ``"network name -> counted name"`` per body whose name changed, caudal to cranial.
+        reasons: why the names were kept, or facts about the count (a sixth body left unlabelled).
+    """
+
+    status: str
+    renamed: list[str] = dataclasses.field(default_factory=list)
+    reasons: list[str] = dataclasses.field(default_factory=list)
+
+    def to_meta(self) -> dict:
+        return {"rule": "counted up from the sacrum", **dataclasses.asdict(self)}
+
+
+@dataclasses.dataclass
+class _Body:
+    voxels: list[tuple[np.ndarray, ...]]  # index arrays of its pieces
+    values: list[int]  # the network's name of each piece
+    z: np.ndarray  # world z of every voxel (mm)
+    split: bool = False  # the upper part of a piece cut at its narrowest slice: no gap below it to check
+
+    @property
+    def low(self) -> float:
+        return float(self.z.min())
+
+    @property
+    def high(self) -> float:
+        return float(self.z.max())
+
+
+def _world_z(affine: np.ndarray, idx: tuple[np.ndarray, ...]) -> np.ndarray:
+    return affine[2, 0] * idx[0] + affine[2, 1] * idx[1] + affine[2, 2] * idx[2] + affine[2, 3]
+
+
+def _pieces(lab: np.ndarray, affine: np.ndarray, min_piece_share: float) -> list[_Body]:
+    found = []
+    objects = ndimage.find_objects(np.where(np.isin(lab, _BODY_VALUES), lab, 0).astype(np.int32))
+    for v in _BODY_VALUES:
+        if v > len(objects) or objects[v - 1] is None:
+            continue
+        box = objects[v - 1]
+        comp, n = ndimage.label(lab[box] == v)
+        for i in range(1, n + 1):
+            idx = tuple(c + s.start for c, s in zip(np.nonzero(comp == i), box))
+            found.append(_Body([idx], [v], _world_z(affine, idx)))
+    if not found:
+        return []
+    largest = max(b.z.size for b in found)
+    return [b for b in found if b.z.size >= min_piece_share * largest]
+
+
+def _merge(pieces: list[_Body], half: float) -> list[_Body]:
+    """Pieces of one body (sharing slices, or touching within one body's height) joined, caudal to cranial."""
+    bodies: list[_Body] = []
+    for p in sorted(pieces, key=lambda b: b.low):
+        if bodies:
+            last = bodies[-1]
+            gap = p.low - last.high - 2 * half  # between the voxel faces
+            height = max(p.high, last.high) - last.low + 2 * half
+            if gap < 0 or (gap < GAP_RANGE_MM[0] and height <= HEIGHT_RANGE_MM[1]):
+                bodies[-1] = _Body(last.voxels + p.voxels, last.values + p.values, np.concatenate([last.z, p.z]))
+                continue
+        bodies.append(p)
+    return bodies
+
+
+def _split_tall(body: _Body, half: float) -> list[_Body]:
+    """A body taller than one can be is two given one name: cut at the narrowest slice of its middle half."""
+    height = body.high - body.low + 2 * half
+    if height <= HEIGHT_RANGE_MM[1] or half <= 0:
+        return [body]
+    bins = np.floor((body.z - body.low) / (2 * half) + 0.5).astype(int)
+    counts = np.bincount(bins)
+    lo, hi = len(counts) // 4, max(len(counts) // 4 + 1, (3 * len(counts)) // 4)
+    cut = lo + int(np.argmin(counts[lo:hi]))
+    parts = []
+    for upper, keep in enumerate((bins <= cut, bins > cut)):
+        if not keep.any():
+            continue
+        offset = 0
+        voxels = []
+        for idx in body.voxels:
+            n = idx[0].size
+            sel = keep[offset : offset + n]
+            voxels.append(tuple(a[sel] for a in idx))
+            offset += n
+        parts.append(_Body(voxels, body.values, body.z[keep], split=bool(upper)))
+    return parts
+
+
+def name_bodies_from_sacrum(
+    label: np.ndarray, affine: np.ndarray, min_piece_share: float = 0.1
+) -> tuple[np.ndarray, NamingResult]:
+    """Rename the lumbar vertebral bodies of a label map by counting up from the sacrum.
+
+    Args:
+        label: 3D integer label map (:mod:`scripts.labels`: muscles 1-8, bodies L1-L5 9-13, sacrum 14).
+        affine: 4x4 voxel-to-world (RAS, mm) affine of ``label``.
+        min_piece_share: a piece of a body value smaller than this share of the largest piece is a speck, left as
+            it is.
+
+    Returns:
+        ``(renamed copy of label, record)``. Muscles and the sacrum are never changed; bodies only get new body
+        values (or 0 for a sixth body above the sacrum); slice-split bodies keep every voxel.
+
+    Raises:
+        ValueError: a label map that is not 3D.
+
+    Example:
+        >>> import numpy as np
+        >>> lab = np.zeros((4, 4, 80), np.uint8)
+        >>> lab[..., 0:10] = 14  # sacrum, then two bodies the network called L4 and L3
+        >>> lab[..., 14:40], lab[..., 46:72] = 12, 11
+        >>> out, rec = name_bodies_from_sacrum(lab, np.eye(4))
+        >>> rec.status, rec.renamed, int(out[0, 0, 20]), int(out[0, 0, 50])
+        ('renamed', ['L4 -> L5', 'L3 -> L4'], 13, 12)
+    """
+    lab = np.asarray(label)
+    if lab.ndim != 3:
+        raise ValueError(f"the label map must be 3D, got shape {lab.shape}")
+    aff = np.asarray(affine, dtype=np.float64)
+    half = 0.5 * float(np.abs(aff[2, :3]).max())  # half the z step of one voxel
+    pieces = _pieces(lab, aff, min_piece_share)
+    if not pieces:
+        return lab.copy(), NamingResult("no vertebral bodies")
+    sacrum = lab == SACRUM_VALUE
+    if not sacrum.any():
+        return lab.copy(), NamingResult(
+            "kept", reasons=["no sacrum in the label map: nothing to count from; the network's names are kept"]
+        )
+    top = float(_world_z(aff, np.nonzero(sacrum)).max())
+    bodies = [part for b in _merge(pieces, half) for part in _split_tall(b, half)]
+    above = [b for b in bodies if 0.5 * (b.low + b.high) > top]
+    below = len(bodies) - len(above)
+    if not above:
+        return lab.copy(), NamingResult("kept", reasons=["no vertebral body above the sacrum"])
+    edges = [top] + [b.high for b in above[:-1]]
+    for lower_top, b in zip(edges, above):
+        gap = b.low - lower_top - 2 * half
+        if not b.split and not GAP_RANGE_MM[0] <= gap <= GAP_RANGE_MM[1]:
+            return lab.copy(), NamingResult(
+                "kept",
+                reasons=[
+                    f"{gap:.0f} mm between the bodies counted up from the sacrum (a disc: "
+                    f"{GAP_RANGE_MM[0]:.0f}-{GAP_RANGE_MM[1]:.0f} mm): a body may be missing, so the count is not "
+                    "trusted and the network's names are kept"
+                ],
+            )
+    out = lab.copy()
+    record = NamingResult("confirmed")
+    for k, b in enumerate(above):
+        new = _BODY_VALUES[-1 - k] if k < len(_BODY_VALUES) else 0
+        old = sorted(set(b.values), key=b.values.index)
+        for idx in b.voxels:
+            out[idx] = new
+        if old != [new]:
+            was = "+".join(_NAMES[v] for v in old)
+            record.renamed.append(f"{was} -> {_NAMES.get(new, 'unlabelled')}")
+        if new == 0:
+            record.reasons.append("a sixth body above the sacrum (T12, or a sixth lumbar vertebra) is left unlabelled")
+    if below:
+        record.reasons.append(f"{below} body label(s) at or below the top of the sacrum left as they are")
+    if record.renamed:
+        record.status = "renamed"
+    return out, record

@@ -1,0 +1,105 @@
+"""Known-answer tests of the sacrum-anchored naming of vertebral bodies on the box spine of level_cases.py.
+
+The box spine (2 mm voxels): sacrum z index 0-9, L5 14-26, L4 31-43, L3 48-60, L2 65-77, L1 82-94 (8 mm discs).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scripts.quantification.levels import assign_levels
+from scripts.quantification.vertebra_naming import name_bodies_from_sacrum
+
+from tests.quantification.level_cases import BODIES, affine, as_lps, spine_label
+
+TRUE_NAMES = {13: 14 + 6, 12: 31 + 6, 11: 48 + 6, 10: 65 + 6, 9: 82 + 6}  # value -> a z index inside that body
+
+
+def _named(lab: np.ndarray) -> dict[int, int]:
+    """value found at the middle of each true body (x 9, y 6)."""
+    return {v: int(lab[9, 6, k]) for v, k in TRUE_NAMES.items()}
+
+
+def test_correct_names_are_confirmed_and_nothing_changes():
+    lab = spine_label()
+    out, rec = name_bodies_from_sacrum(lab, affine())
+    assert rec.status == "confirmed" and rec.renamed == [] and rec.reasons == []
+    np.testing.assert_array_equal(out, lab)
+
+
+def test_names_one_level_off_are_counted_back_from_the_sacrum():
+    # the network's typical error: every body named one level too high, the top two both "L1"
+    shifted = {14: BODIES[14], 12: BODIES[13], 11: BODIES[12], 10: BODIES[11], 9: BODIES[10]}
+    lab = spine_label(shifted)
+    lab[8:12, 4:9, BODIES[9][0] : BODIES[9][1]] = 9
+    out, rec = name_bodies_from_sacrum(lab, affine())
+    assert rec.status == "renamed"
+    assert rec.renamed == ["L4 -> L5", "L3 -> L4", "L2 -> L3", "L1 -> L2"]
+    assert _named(out) == {v: v for v in TRUE_NAMES}
+    np.testing.assert_array_equal(out, spine_label())
+    assert assign_levels(out, affine()).status == "ok"
+
+
+def test_a_body_split_between_two_names_becomes_one_body():
+    lab = spine_label()
+    z0, z1 = BODIES[11]
+    lab[8:12, 4:9, z0 : (z0 + z1) // 2] = 12  # the lower half of L3 called L4 as well
+    lab[8:12, 4:9, BODIES[12][0] : BODIES[12][1]] = 13  # and L4 called L5, L5 called L5: a clash
+    out, rec = name_bodies_from_sacrum(lab, affine())
+    assert rec.status == "renamed" and _named(out) == {v: v for v in TRUE_NAMES}
+    np.testing.assert_array_equal(out, spine_label())
+    assert "L5 -> L4" in rec.renamed and "L4+L3 -> L3" in rec.renamed
+
+
+def test_two_bodies_given_one_name_are_split_at_the_disc():
+    lab = spine_label()
+    lab[8:12, 4:9, BODIES[12][0] : BODIES[11][1]] = 0
+    lab[8:12, 4:9, BODIES[12][0] : BODIES[12][1]] = 11  # L4 and L3 both "L3", joined through a thin disc
+    lab[8:12, 4:9, BODIES[11][0] : BODIES[11][1]] = 11
+    lab[9:11, 5:7, BODIES[12][1] : BODIES[11][0]] = 11
+    out, rec = name_bodies_from_sacrum(lab, affine())
+    assert rec.status == "renamed" and _named(out) == {v: v for v in TRUE_NAMES}
+    # every voxel of the joined piece keeps a body label (the disc part goes with the body below or above)
+    assert ((out > 0) == (lab > 0)).all()
+
+
+def test_no_sacrum_or_a_missing_body_keeps_the_network_names():
+    lab = spine_label()
+    lab[lab == 14] = 0
+    out, rec = name_bodies_from_sacrum(lab, affine())
+    assert rec.status == "kept" and "no sacrum" in rec.reasons[0]
+    np.testing.assert_array_equal(out, lab)
+    lab = spine_label()
+    lab[lab == 12] = 0  # L4 not segmented: counting would call L3 "L4"
+    out, rec = name_bodies_from_sacrum(lab, affine())
+    assert rec.status == "kept" and "a body may be missing" in rec.reasons[0]
+    np.testing.assert_array_equal(out, lab)
+
+
+def test_a_sixth_body_is_left_unlabelled():
+    lab = np.zeros((20, 20, 115), np.uint8)
+    lab[:, :, :100] = spine_label()
+    lab[8:12, 4:9, 99:112] = 9  # T12 above L1, called L1 too
+    out, rec = name_bodies_from_sacrum(lab, affine())
+    assert _named(out) == {v: v for v in TRUE_NAMES} and (out[:, :, 99:112] == 0).all()
+    assert rec.status == "renamed" and rec.renamed == ["L1 -> unlabelled"] and "sixth body" in rec.reasons[0]
+
+
+def test_muscles_sacrum_and_specks_are_not_touched_and_lps_storage_agrees():
+    shifted = {14: BODIES[14], 12: BODIES[13], 11: BODIES[12], 10: BODIES[11], 9: BODIES[10]}
+    lab = spine_label(shifted)
+    lab[0, 0, 50] = 13  # a one-voxel speck
+    out, _ = name_bodies_from_sacrum(lab, affine())
+    assert out[0, 0, 50] == 13
+    keep = ~np.isin(lab, range(9, 14))
+    np.testing.assert_array_equal(out[keep], lab[keep])
+    lab_lps, aff_lps = as_lps(lab, affine(), flip_z=True)
+    out_lps, rec = name_bodies_from_sacrum(lab_lps, aff_lps)
+    back, _ = as_lps(out_lps, aff_lps, flip_z=True)
+    np.testing.assert_array_equal(back, out)
+    assert rec.renamed == ["L4 -> L5", "L3 -> L4", "L2 -> L3", "L1 -> L2"]
+
+
+def test_not_3d_is_refused():
+    with pytest.raises(ValueError, match="3D"):
+        name_bodies_from_sacrum(np.zeros((4, 4)), np.eye(4))
