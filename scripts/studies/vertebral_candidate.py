@@ -1,0 +1,247 @@
+"""A 15-output candidate (issue #21), made the way the shipped model was made: fine-tune, then interpolate.
+
+Why: two 15-output fine-tunes on anatomy-complete phantoms (docs/studies/training_history.md, "Vertebral context")
+beat the shipped model on those phantoms but lost on the default phantoms and on every real sample: the weights moved
+away from what transfers. The shipped model itself is 0.7 x a model + 0.3 x its fine-tune, and interpolating a
+fine-tune with its start keeps much of the start's robustness while gaining some of the tune (weight-space
+ensembles, "WiSE-FT"). Here the start is the shipped model widened to 15 outputs; the six vertebral output channels
+are the fine-tune's own at every weight (the start has none to give).
+
+Steps, each resumable (markers as in :mod:`scripts.studies.resumable_steps`)::
+
+    python -m scripts.studies.vertebral_candidate run --train_dirs A,B --target_val_dirs A,B --keep_val_dirs C \\
+        --out_dir OUT [--epochs 20] [--weights 0.25,0.5,0.75,1.0] [--train_overrides '{...}']
+
+1. ``datalist.json``: the training lists of every ``--train_dirs`` (absolute paths), their validation lists;
+2. ``train/``: configs/train.json from ``models/model.pt`` with ``--vertebral_context true`` (resumes its own
+   training state);
+3. ``soup_<w>/model.pt`` for each weight ``w``: ``(1 - w) x widened shipped + w x tuned``;
+4. every soup and the shipped 9-output model segment the validation subjects of every ``--target_val_dirs``
+   (anatomy-complete phantoms: what the tune is for) and ``--keep_val_dirs`` (default-anatomy phantoms: what the
+   shipped model does well and must keep, the only proxy for transfer that is not a real scan);
+5. the choice, by a rule fixed here before any result: the weight with the highest mean muscle Dice on the target
+   sets among those whose mean muscle Dice on the keep sets is at least the shipped model's minus ``keep_margin``
+   (none: no candidate). Written: ``validation.csv`` (per weight, set and structure), ``report.md`` and
+   ``chosen.json``. The held-out sets and the real samples are scored afterwards, once, on the chosen weights only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from scripts.evaluation.evaluate_phantom import evaluate_run
+from scripts.io.atomic import atomic_write, atomic_write_text
+from scripts.pipeline.pretrained import adapt_state_dict
+from scripts.studies.bundle_runs import BUNDLE_ROOT, predict_unet, train_unet, training_can_resume
+from scripts.studies.cv_splits import read_entries
+from scripts.studies.resumable_steps import exit_on_sigterm, marker_digest, run_step
+from scripts.tools.average_checkpoints import interpolate_state_dicts
+
+__all__ = ["widened_soup", "choose_weight", "run"]
+
+logger = logging.getLogger(__name__)
+
+SHIPPED = "shipped"
+
+
+def widened_soup(base: Mapping[str, torch.Tensor], tuned: Mapping[str, torch.Tensor], weight: float) -> dict:
+    """``(1 - weight) x base + weight x tuned`` where ``base`` may have fewer output channels than ``tuned``.
+
+    The base is first given the tuned network's shapes (:func:`scripts.pipeline.pretrained.adapt_state_dict`: its own
+    channels copied, the channels it lacks taken from ``tuned``), so the extra classes are the fine-tune's at every
+    weight and the old classes move from the base to the tune.
+
+    Args:
+        base: state_dict of the starting model (e.g. 9 outputs).
+        tuned: state_dict of its fine-tune (e.g. 15 outputs).
+        weight: share of ``tuned``, in [0, 1].
+    """
+    widened, _ = adapt_state_dict(dict(tuned), dict(base))
+    return interpolate_state_dicts(widened, tuned, weight)
+
+
+def choose_weight(table: pd.DataFrame, keep_margin: float = 0.005) -> dict[str, Any]:
+    """The rule of step 5 on ``validation.csv``'s rows (columns ``model``, ``group``, ``kind``, ``dice``).
+
+    ``group`` is ``target`` or ``keep``; ``kind`` is ``muscle`` (L/R mean rows) or ``vertebra``. Returns the chosen
+    ``model`` (a weight as text, or None), the reference keep Dice and every candidate's two scores.
+    """
+    muscles = table[table.kind == "muscle"]
+    score = muscles.groupby(["model", "group"]).dice.mean().unstack("group")
+    if SHIPPED not in score.index:
+        raise ValueError("the table has no rows of the shipped model, the reference of the keep rule")
+    floor = float(score.loc[SHIPPED, "keep"]) - keep_margin
+    candidates = score.drop(index=SHIPPED)
+    allowed = candidates[candidates["keep"] >= floor]
+    chosen = None if allowed.empty else str(allowed["target"].idxmax())
+    return {
+        "chosen": chosen,
+        "keep_floor": floor,
+        "scores": {m: {"target": float(r["target"]), "keep": float(r["keep"])} for m, r in candidates.iterrows()},
+        "shipped": {"target": float(score.loc[SHIPPED, "target"]), "keep": float(score.loc[SHIPPED, "keep"])},
+    }
+
+
+def _dirs(values: Sequence[str] | str) -> list[Path]:
+    items = values.split(",") if isinstance(values, str) else list(values)
+    out = [Path(v.strip()) for v in items if str(v).strip()]
+    if not out:
+        raise ValueError("give at least one folder")
+    return out
+
+
+def _datalist(train_dirs: list[Path], out: Path) -> Path:
+    data = {
+        "training": [e for d in train_dirs for e in read_entries(d, "training")],
+        "validation": [e for d in train_dirs for e in read_entries(d, "validation")],
+    }
+    path = out / "datalist.json"
+    if path.is_file() and json.loads(path.read_text()) != data:
+        raise ValueError(f"{path} exists with other subjects; use another --out_dir (nothing was overwritten)")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def _validate(model: Path, num_classes: int, val_dir: Path, folder: Path, infer_overrides: Mapping[str, Any]):
+    """Segment ``val_dir``'s validation subjects with ``model``; returns the metric rows (muscles and vertebrae)."""
+    entries = read_entries(val_dir, "validation")
+    folder.mkdir(parents=True, exist_ok=True)
+    datalist = folder / "datalist.json"
+    atomic_write_text(datalist, json.dumps({"testing": entries}, indent=2) + "\n", overwrite=True)
+    overrides = {**dict(infer_overrides), "num_classes": num_classes}
+    run_step(folder / "predict", predict_unet(val_dir, datalist, model, len(entries), overrides))
+    seg, _ = evaluate_run(str(val_dir), str(folder / "predict" / "out"), datalist_key="validation")
+    return seg
+
+
+def run(
+    train_dirs: Sequence[str] | str,
+    target_val_dirs: Sequence[str] | str,
+    keep_val_dirs: Sequence[str] | str,
+    out_dir: str = "eval/vertebral_candidate",
+    epochs: int = 20,
+    val_interval: int = 4,
+    learning_rate: float = 0.0002,
+    weights: Sequence[float] | str = (0.25, 0.5, 0.75, 1.0),
+    keep_margin: float = 0.005,
+    seed: int = 0,
+    base_ckpt: str = "",
+    train_overrides: Mapping[str, Any] | None = None,
+    infer_overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Steps 1-5 of the module docstring; returns the choice (also ``out_dir/chosen.json``).
+
+    Args:
+        train_dirs: phantom cohorts whose ``training`` and ``validation`` lists train the candidate.
+        target_val_dirs, keep_val_dirs: cohorts whose ``validation`` subjects score the weights (see above).
+        out_dir: output folder (resumes what is there).
+        epochs, val_interval, learning_rate, seed: the fine-tune's schedule.
+        weights: shares of the fine-tune to try, each in (0, 1].
+        keep_margin: Dice the candidate may lose against the shipped model on the keep sets.
+        base_ckpt: the starting weights (default: the bundle's ``models/model.pt``).
+        train_overrides: more train.json settings (e.g. ``{"contrast_prob": 0.3}``).
+        infer_overrides: more inference.json settings for the validation runs.
+    """
+    ws = [float(w) for w in (weights.split(",") if isinstance(weights, str) else weights)]
+    if not ws or any(not 0.0 < w <= 1.0 for w in ws):
+        raise ValueError(f"weights must lie in (0, 1], got {ws}")
+    if keep_margin < 0:
+        raise ValueError(f"keep_margin must be >= 0, got {keep_margin}")
+    out = Path(out_dir)
+    base = Path(base_ckpt) if base_ckpt else BUNDLE_ROOT / "models" / "model.pt"
+    if not base.is_file():
+        raise FileNotFoundError(f"{base}: the starting weights are missing (--base_ckpt)")
+    train_list = _datalist(_dirs(train_dirs), out)
+    overrides = {
+        "pretrained_ckpt": str(base),
+        "vertebral_context": True,
+        "learning_rate": learning_rate,
+        **dict(train_overrides or {}),
+    }
+    first = _dirs(train_dirs)[0]
+    run_step(
+        out / "train",
+        train_unet(first, train_list, epochs, val_interval, seed, overrides),
+        can_resume=training_can_resume,
+    )
+    tuned_path = out / "train" / "models" / "model.pt"
+    models: dict[str, tuple[Path, int]] = {SHIPPED: (base, 9)}
+    for w in ws:
+        folder = out / f"soup_{w:g}"
+
+        def soup(f: Path, w: float = w) -> dict[str, Any]:
+            state = widened_soup(
+                torch.load(base, map_location="cpu", weights_only=True),
+                torch.load(tuned_path, map_location="cpu", weights_only=True),
+                w,
+            )
+            atomic_write(f / "model.pt", lambda tmp: torch.save(state, tmp), suffix=".pt")
+            return {"weight": w}
+
+        run_step(folder, soup, depends=marker_digest(out / "train"))
+        models[f"{w:g}"] = (folder / "model.pt", 15)
+    rows = []
+    for group, dirs in (("target", _dirs(target_val_dirs)), ("keep", _dirs(keep_val_dirs))):
+        for val_dir in dirs:
+            for name, (model, n_classes) in models.items():
+                # keyed by folder, not group: a set given as both target and keep is segmented once
+                folder = out / "validation" / name / val_dir.resolve().name
+                seg = _validate(model, n_classes, val_dir, folder, infer_overrides or {})
+                part = seg[seg.side.isin(["mean", "midline"])].copy()
+                part.insert(0, "model", name)
+                part.insert(1, "group", group)
+                part.insert(2, "val_dir", str(val_dir))
+                part.insert(3, "kind", ["vertebra" if s == "midline" else "muscle" for s in part.side])
+                rows.append(part)
+    table = pd.concat(rows, ignore_index=True)
+    table.to_csv(out / "validation.csv", index=False)
+    choice = choose_weight(table, keep_margin)
+    vertebra = table[(table.kind == "vertebra") & (table.group == "target")].groupby("model").dice.mean()
+    choice["vertebra_dice_target"] = {m: (None if math.isnan(v) else float(v)) for m, v in vertebra.items()}
+    atomic_write_text(out / "chosen.json", json.dumps(choice, indent=2) + "\n", overwrite=True)
+    atomic_write_text(out / "report.md", _report(choice, keep_margin) + "\n", overwrite=True)
+    if choice["chosen"] is not None:
+        logger.info("chosen: weight %s (%s)", choice["chosen"], out / f"soup_{choice['chosen']}" / "model.pt")
+    else:
+        logger.warning("no weight keeps the default-anatomy Dice within %.3f of the shipped model's", keep_margin)
+    return choice
+
+
+def _report(choice: Mapping[str, Any], keep_margin: float) -> str:
+    lines = [
+        "# 15-output candidate: fine-tune interpolated with the shipped model",
+        "",
+        f"Rule: highest target-set muscle Dice among weights whose keep-set muscle Dice >= the shipped model's - "
+        f"{keep_margin:g} ({choice['keep_floor']:.4f}).",
+        "",
+        "| weight | muscle Dice, target sets | muscle Dice, keep sets | vertebra Dice, target sets |",
+        "|---|---|---|---|",
+        f"| shipped (9 outputs) | {choice['shipped']['target']:.4f} | {choice['shipped']['keep']:.4f} | - |",
+    ]
+    for m, s in choice["scores"].items():
+        v = choice.get("vertebra_dice_target", {}).get(m)
+        lines.append(f"| {m} | {s['target']:.4f} | {s['keep']:.4f} | {'-' if v is None else f'{v:.4f}'} |")
+    lines += ["", f"Chosen: {choice['chosen'] if choice['chosen'] is not None else 'none (no weight keeps the floor)'}"]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """``python -m scripts.studies.vertebral_candidate run ...``."""
+    import fire
+    from scripts.configuration.settings import typed_cli
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    exit_on_sigterm()
+    fire.Fire({"run": typed_cli(run)})
+
+
+if __name__ == "__main__":
+    main()
