@@ -10,7 +10,8 @@ person in ten, shifts it just as it shifts a reader's count).
 Rule, in world RAS mm (superior +z) from the affine, any storage orientation:
 
 1. every connected piece (faces) of each body value 9-13 is a candidate; pieces under ``min_piece_share`` of the
-   largest piece are specks and are left as they are (the largest-component step removes them);
+   largest piece are specks, removed when the bodies are renamed (as the largest-component step would have), and
+   so are the specks of the sacrum when its top is found;
 2. candidates that share slices, or touch (gap under ``GAP_RANGE_MM[0]``) and together stay within the
    plausible height of one body (``HEIGHT_RANGE_MM[1]``), are one body given two names; a candidate taller than that
    height is two bodies given one name and is split at its narrowest slice (no disc is asked between the parts);
@@ -78,7 +79,18 @@ def _world_z(affine: np.ndarray, idx: tuple[np.ndarray, ...]) -> np.ndarray:
     return affine[2, 0] * idx[0] + affine[2, 1] * idx[1] + affine[2, 2] * idx[2] + affine[2, 3]
 
 
-def _pieces(lab: np.ndarray, affine: np.ndarray, min_piece_share: float) -> list[_Body]:
+def _sacrum_top(lab: np.ndarray, affine: np.ndarray, min_piece_share: float) -> float | None:
+    """World z (mm) of the highest voxel centre of the sacrum's pieces that are not specks; None without one."""
+    comp, n = ndimage.label(lab == SACRUM_VALUE)
+    if n == 0:
+        return None
+    sizes = np.bincount(comp.ravel())[1:]
+    keep = np.flatnonzero(sizes >= min_piece_share * sizes.max()) + 1
+    return float(_world_z(affine, np.nonzero(np.isin(comp, keep))).max())
+
+
+def _pieces(lab: np.ndarray, affine: np.ndarray, min_piece_share: float) -> tuple[list[_Body], list[_Body]]:
+    """``(pieces, specks)`` of the body values: every connected piece, split by size against the largest."""
     found = []
     objects = ndimage.find_objects(np.where(np.isin(lab, _BODY_VALUES), lab, 0).astype(np.int32))
     for v in _BODY_VALUES:
@@ -90,9 +102,12 @@ def _pieces(lab: np.ndarray, affine: np.ndarray, min_piece_share: float) -> list
             idx = tuple(c + s.start for c, s in zip(np.nonzero(comp == i), box))
             found.append(_Body([idx], [v], _world_z(affine, idx)))
     if not found:
-        return []
+        return [], []
     largest = max(b.z.size for b in found)
-    return [b for b in found if b.z.size >= min_piece_share * largest]
+    return (
+        [b for b in found if b.z.size >= min_piece_share * largest],
+        [b for b in found if b.z.size < min_piece_share * largest],
+    )
 
 
 def _merge(pieces: list[_Body], half: float) -> list[_Body]:
@@ -147,7 +162,8 @@ def name_bodies_from_sacrum(
 
     Returns:
         ``(renamed copy of label, record)``. Muscles and the sacrum are never changed; bodies only get new body
-        values (or 0 for a sixth body above the sacrum); slice-split bodies keep every voxel.
+        values (or 0 for a sixth body above the sacrum, and for specks of body labels when anything is renamed);
+        slice-split bodies keep every voxel.
 
     Raises:
         ValueError: a label map that is not 3D.
@@ -166,15 +182,14 @@ def name_bodies_from_sacrum(
         raise ValueError(f"the label map must be 3D, got shape {lab.shape}")
     aff = np.asarray(affine, dtype=np.float64)
     half = 0.5 * float(np.abs(aff[2, :3]).max())  # half the z step of one voxel
-    pieces = _pieces(lab, aff, min_piece_share)
+    pieces, specks = _pieces(lab, aff, min_piece_share)
     if not pieces:
         return lab.copy(), NamingResult("no vertebral bodies")
-    sacrum = lab == SACRUM_VALUE
-    if not sacrum.any():
+    top = _sacrum_top(lab, aff, min_piece_share)
+    if top is None:
         return lab.copy(), NamingResult(
             "kept", reasons=["no sacrum in the label map: nothing to count from; the network's names are kept"]
         )
-    top = float(_world_z(aff, np.nonzero(sacrum)).max())
     bodies = [part for b in _merge(pieces, half) for part in _split_tall(b, half)]
     above = [b for b in bodies if 0.5 * (b.low + b.high) > top]
     below = len(bodies) - len(above)
@@ -208,4 +223,11 @@ def name_bodies_from_sacrum(
         record.reasons.append(f"{below} body label(s) at or below the top of the sacrum left as they are")
     if record.renamed:
         record.status = "renamed"
+        # Why: the largest-component step would have removed a speck beside its own body; once the bodies are
+        # renamed a speck may be the only voxels of its value left, and it would be taken for a body
+        for b in specks:
+            for idx in b.voxels:
+                out[idx] = 0
+        if specks:
+            record.reasons.append(f"{len(specks)} speck(s) of body labels removed")
     return out, record

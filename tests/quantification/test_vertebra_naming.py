@@ -88,16 +88,24 @@ def test_a_sixth_body_is_left_unlabelled():
 def test_muscles_sacrum_and_specks_are_not_touched_and_lps_storage_agrees():
     shifted = {14: BODIES[14], 12: BODIES[13], 11: BODIES[12], 10: BODIES[11], 9: BODIES[10]}
     lab = spine_label(shifted)
-    lab[0, 0, 50] = 13  # a one-voxel speck
-    out, _ = name_bodies_from_sacrum(lab, affine())
-    assert out[0, 0, 50] == 13
+    lab[0, 0, 50] = 13  # a one-voxel speck, removed once the bodies are renamed
+    lab[0, 0, 99] = 14  # a speck of sacrum far above: not the sacrum's top
+    out, rec = name_bodies_from_sacrum(lab, affine())
+    assert out[0, 0, 50] == 0 and "1 speck(s) of body labels removed" in rec.reasons
     keep = ~np.isin(lab, range(9, 14))
     np.testing.assert_array_equal(out[keep], lab[keep])
+    bodies = np.isin(lab, range(9, 14))
+    bodies[0, 0, 50] = False
+    np.testing.assert_array_equal(np.isin(out, range(9, 14)), bodies)  # every body voxel kept, the speck gone
     lab_lps, aff_lps = as_lps(lab, affine(), flip_z=True)
     out_lps, rec = name_bodies_from_sacrum(lab_lps, aff_lps)
     back, _ = as_lps(out_lps, aff_lps, flip_z=True)
     np.testing.assert_array_equal(back, out)
     assert rec.renamed == ["L4 -> L5", "L3 -> L4", "L2 -> L3", "L1 -> L2"]
+    confirmed = spine_label()
+    confirmed[0, 0, 50] = 13
+    kept, rec = name_bodies_from_sacrum(confirmed, affine())
+    assert rec.status == "confirmed" and kept[0, 0, 50] == 13  # nothing renamed: the largest-component step's job
 
 
 def test_not_3d_is_refused():
