@@ -13,7 +13,7 @@ from scripts.io.atomic import atomic_write_text
 
 __all__ = ["PATH_KEYS", "read_entries", "draw_splits", "load_or_draw_splits", "split_datalist"]
 
-PATH_KEYS = ("image", "label", "water", "fat", "inphase", "opposed", "ff", "ff_true")
+PATH_KEYS = ("image", "label", "water", "fat", "inphase", "opposed", "ff", "ff_true", "vertebrae", "tissue")
 
 
 def read_entries(dataset_dir: Path, key: str) -> list[dict[str, Any]]:
