@@ -61,8 +61,11 @@ class MarkDoned(MapTransform):
         # folder, so the subject is redone and its rows replaced; a marker never stands beside unfinished results
         if rows is not None:
             self.cohort.add(rows, subject=subject)
-        if level_rows is not None:
+        if level_rows is not None and len(level_rows):
             self.levels.add(level_rows, subject=subject)
+        elif level_rows is not None:
+            # levels assigned but none holds a row (e.g. only the sacrum in the map): no stale rows of an earlier run
+            self.levels.remove(subject)
         staged = self.output_dir / STAGING_DIR / subject
         if staged.is_dir():
             publish_folder(staged, self.output_dir / subject)

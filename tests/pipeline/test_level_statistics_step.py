@@ -122,3 +122,19 @@ def test_the_naming_record_goes_into_the_levels_section(tmp_path):
     assert d["ff_statistics"].meta["levels"]["naming"] == record
     meta = json.loads((out / ".staging" / "spine" / "spine_ff_table.json").read_text())["meta"]["levels"]
     assert meta["naming"]["renamed"] == ["L4 -> L5"] and meta["naming"]["rule"] == "counted up from the sacrum"
+
+
+def test_a_map_with_only_the_sacrum_finishes_without_level_rows(tmp_path):
+    out = tmp_path / "eval"
+    files, lab, aff = spine_subject(tmp_path)
+    first = quantification_steps(out, min_volume_ml=0.5)(loaded(files, lab, aff, subject="spine"))
+    MarkDoned(output_dir=str(out))(first)
+    assert len(pd.read_csv(out / "cohort_ff_levels.csv")) == 40
+    lab = lab.copy()
+    lab[(lab >= 9) & (lab <= 13)] = 0  # no lumbar body: levels assigned, none to measure
+    d = quantification_steps(out, min_volume_ml=0.5)(loaded(files, lab, aff, subject="spine"))
+    assert d["ff_statistics"].meta["levels"]["levels"] == []
+    MarkDoned(output_dir=str(out))(d)
+    assert (out / "spine" / "spine_done.json").is_file()
+    # the rerun's (empty) level rows replace the earlier run's
+    assert "spine" not in set(pd.read_csv(out / "cohort_ff_levels.csv").subject.astype(str))
