@@ -42,7 +42,7 @@ from scripts.evaluation.evaluate_phantom import evaluate_run
 from scripts.io.atomic import atomic_write_text
 from scripts.studies.ablation_stats import EQUIVALENCE_MARGINS, contrast_table
 from scripts.studies.bundle_runs import predict_unet, train_unet
-from scripts.studies.cv_splits import read_entries
+from scripts.studies.cv_splits import read_entries, write_study_datalist
 from scripts.studies.resumable_steps import DONE, exit_on_sigterm, run_step
 
 __all__ = ["ARMS", "COMMON_OVERRIDES", "arm_overrides", "ablation_table", "contrast_report", "replicates", "run"]
@@ -93,12 +93,7 @@ def _write_datalist(dataset_dir: Path, test_dir: Path, n_train: int, seed: int, 
         raise ValueError(f"{dataset_dir}/datalist.json: {len(training)} training scans, fewer than n_train={n_train}")
     pick = sorted(np.random.default_rng(seed).choice(len(training), size=n_train, replace=False).tolist())
     datalist = {"training": [training[i] for i in pick], "validation": validation, "testing": testing}
-    path = out / "datalist.json"
-    if path.is_file() and json.loads(path.read_text()) != datalist:
-        raise ValueError(f"{path} exists with other subjects; use another --out_dir (nothing was overwritten)")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(datalist, indent=2) + "\n")
-    return path
+    return write_study_datalist(out, datalist)
 
 
 def ablation_table(metrics: pd.DataFrame, baseline: str = "none") -> pd.DataFrame:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from scripts.io.atomic import atomic_write_text
 
-__all__ = ["PATH_KEYS", "read_entries", "draw_splits", "load_or_draw_splits", "split_datalist"]
+__all__ = ["PATH_KEYS", "read_entries", "write_study_datalist", "draw_splits", "load_or_draw_splits", "split_datalist"]
 
 PATH_KEYS = ("image", "label", "water", "fat", "inphase", "opposed", "ff", "ff_true", "vertebrae", "tissue")
 
@@ -46,6 +46,22 @@ def read_entries(dataset_dir: Path, key: str) -> list[dict[str, Any]]:
                 raise FileNotFoundError(f"{path}: {role} of {e['subject']} not found: {e[role]}")
         entries.append(e)
     return entries
+
+
+def write_study_datalist(out: Path, data: dict[str, Any]) -> Path:
+    """Write ``out/datalist.json``; an existing one with other entries is refused (nothing is overwritten).
+
+    A resumed study finds its own datalist again; a different one means another study's folder.
+
+    Returns:
+        the datalist's path.
+    """
+    path = out / "datalist.json"
+    if path.is_file() and json.loads(path.read_text()) != data:
+        raise ValueError(f"{path} exists with other subjects; use another --out_dir (nothing was overwritten)")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+    return path
 
 
 def draw_splits(subjects: Sequence[str], k: int, n_test: int, seed: int) -> list[dict[str, Any]]:

@@ -40,7 +40,7 @@ from scripts.evaluation.evaluate_phantom import evaluate_run
 from scripts.io.atomic import atomic_write, atomic_write_text
 from scripts.pipeline.pretrained import adapt_state_dict
 from scripts.studies.bundle_runs import BUNDLE_ROOT, predict_unet, train_unet, training_can_resume
-from scripts.studies.cv_splits import read_entries
+from scripts.studies.cv_splits import read_entries, write_study_datalist
 from scripts.studies.resumable_steps import exit_on_sigterm, marker_digest, run_step
 from scripts.tools.average_checkpoints import interpolate_state_dicts
 
@@ -102,12 +102,7 @@ def _datalist(train_dirs: list[Path], out: Path) -> Path:
         "training": [e for d in train_dirs for e in read_entries(d, "training")],
         "validation": [e for d in train_dirs for e in read_entries(d, "validation")],
     }
-    path = out / "datalist.json"
-    if path.is_file() and json.loads(path.read_text()) != data:
-        raise ValueError(f"{path} exists with other subjects; use another --out_dir (nothing was overwritten)")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
-    return path
+    return write_study_datalist(out, data)
 
 
 def _validate(model: Path, num_classes: int, val_dir: Path, folder: Path, infer_overrides: Mapping[str, Any]):

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from scripts.studies.cv_splits import PATH_KEYS, read_entries
+import pytest
+from scripts.studies.cv_splits import PATH_KEYS, read_entries, write_study_datalist
 
 
 def test_anatomy_complete_roles_become_absolute_paths(tmp_path: Path):
@@ -24,3 +25,13 @@ def test_anatomy_complete_roles_become_absolute_paths(tmp_path: Path):
         assert role in PATH_KEYS
         assert got[role] == str((cohort / "sub-0001" / f"sub-0001_{name}.nii.gz").resolve())
     assert got["age"] == 40 and got["subject"] == "sub-0001"
+
+
+def test_a_study_datalist_is_written_once_and_never_replaced(tmp_path: Path):
+    data = {"training": [{"subject": "a"}]}
+    path = write_study_datalist(tmp_path / "run", data)
+    assert json.loads(path.read_text()) == data
+    assert write_study_datalist(tmp_path / "run", data) == path  # a resumed study finds its own
+    with pytest.raises(ValueError, match="exists with other subjects"):
+        write_study_datalist(tmp_path / "run", {"training": [{"subject": "b"}]})
+    assert json.loads(path.read_text()) == data
