@@ -34,6 +34,7 @@ __all__ = [
     "LevelAssignment",
     "assign_levels",
     "field_of_view_z",
+    "z_of_voxels",
     "has_vertebral_context",
     "measure_bodies",
     "naming_problems",
@@ -191,7 +192,7 @@ def has_vertebral_context(label: np.ndarray) -> bool:
     return bool(np.isin(lab, list(VERTEBRAL_LABELS)).any())
 
 
-def _z_of_voxels(affine: np.ndarray, idx: tuple[np.ndarray, ...]) -> np.ndarray:
+def z_of_voxels(affine: np.ndarray, idx: tuple[np.ndarray, ...]) -> np.ndarray:
     """World z (mm) of the voxel centres ``idx`` (one index array per axis)."""
     return affine[2, 0] * idx[0] + affine[2, 1] * idx[1] + affine[2, 2] * idx[2] + affine[2, 3]
 
@@ -245,7 +246,7 @@ def measure_bodies(label: np.ndarray, affine: np.ndarray) -> list[Body]:
         # the sacrum is one bone in several pieces once cut (body, alae, dorsal plate): all of it counts
         piece = comp > 0 if v == SACRUM_VALUE else comp == largest
         idx = tuple(c + s.start for c, s in zip(np.nonzero(piece), box))
-        z = _z_of_voxels(aff, idx)
+        z = z_of_voxels(aff, idx)
         bodies.append(
             Body(
                 value=v,

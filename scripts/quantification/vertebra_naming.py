@@ -31,7 +31,7 @@ import dataclasses
 import numpy as np
 from scipy import ndimage
 from scripts.labels import VERTEBRAL_LABELS
-from scripts.quantification.levels import GAP_RANGE_MM, HEIGHT_RANGE_MM, SACRUM_VALUE
+from scripts.quantification.levels import GAP_RANGE_MM, HEIGHT_RANGE_MM, SACRUM_VALUE, z_of_voxels
 
 __all__ = ["NamingResult", "name_bodies_from_sacrum"]
 
@@ -75,10 +75,6 @@ class _Body:
         return float(self.z.max())
 
 
-def _world_z(affine: np.ndarray, idx: tuple[np.ndarray, ...]) -> np.ndarray:
-    return affine[2, 0] * idx[0] + affine[2, 1] * idx[1] + affine[2, 2] * idx[2] + affine[2, 3]
-
-
 def _sacrum_top(lab: np.ndarray, affine: np.ndarray, min_piece_share: float) -> float | None:
     """World z (mm) of the highest voxel centre of the sacrum's pieces that are not specks; None without one."""
     comp, n = ndimage.label(lab == SACRUM_VALUE)
@@ -86,7 +82,7 @@ def _sacrum_top(lab: np.ndarray, affine: np.ndarray, min_piece_share: float) -> 
         return None
     sizes = np.bincount(comp.ravel())[1:]
     keep = np.flatnonzero(sizes >= min_piece_share * sizes.max()) + 1
-    return float(_world_z(affine, np.nonzero(np.isin(comp, keep))).max())
+    return float(z_of_voxels(affine, np.nonzero(np.isin(comp, keep))).max())
 
 
 def _pieces(lab: np.ndarray, affine: np.ndarray, min_piece_share: float) -> tuple[list[_Body], list[_Body]]:
@@ -100,7 +96,7 @@ def _pieces(lab: np.ndarray, affine: np.ndarray, min_piece_share: float) -> tupl
         comp, n = ndimage.label(lab[box] == v)
         for i in range(1, n + 1):
             idx = tuple(c + s.start for c, s in zip(np.nonzero(comp == i), box))
-            found.append(_Body([idx], [v], _world_z(affine, idx)))
+            found.append(_Body([idx], [v], z_of_voxels(affine, idx)))
     if not found:
         return [], []
     largest = max(b.z.size for b in found)
