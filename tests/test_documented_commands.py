@@ -113,6 +113,12 @@ RUNS: dict[str, Tiny | None] = {
     "torchrun --standalone --nnodes=1 --nproc_per_node=2 -m monai.bundle run --config_file "
     "\"['configs/train.json','configs/multi_gpu_train.json']\" --dataset_dir phantom_train --ckpt_dir "
     "my_training_ddp/models": Tiny(append="--epochs 1 " + TINY_TRAINING),
+    "python -m scripts.phantom cohort --out_dir phantom_train_complete --n 32 --seed 1 --n_validation 6 --anatomy "
+    "complete": Tiny(replace=(("--n 32", "--n 3"), ("--n_validation 6", "--n_validation 1")), append=TINY_PHANTOMS),
+    "python -m monai.bundle run --config_file \"['configs/train.json','configs/spine_train.json']\" --dataset_dir "
+    "phantom_train_complete": Tiny(append="--epochs 1 " + TINY_TRAINING),
+    "python -m monai.bundle run --config_file configs/inference.json --dataset_dir phantom_test --output_dir "
+    "eval_test_spine --spine_ckpt_path spine_training/models/model.pt": Tiny(append=TINY_INFERENCE),
     "python -m monai.bundle ckpt_export network_def --filepath my_model/models/model.ts --ckpt_file "
     "my_model/models/model.pt --meta_file configs/metadata.json --config_file configs/inference.json": Tiny(),
     "python -m scripts.phantom cohort --out_dir phantom_septa --n 10 --seed 5 --texture septa": Tiny(

@@ -255,6 +255,7 @@ INFERENCE_OPTIONS: dict[str, Option] = {
     "participants_file": Option("text", optional=True, help="BIDS participants.tsv"),
     "output_dir": Option("text", help="results folder"),
     "ckpt_path": Option("text", help="weights"),
+    "spine_ckpt_path": Option("text", help="spine network weights (vertebral bodies and sacrum)"),
     "reference_file": Option("text", optional=True, help="normative reference JSON"),
     "ff_method": Option(
         "choice", choices=("auto", "water_fat", "inphase_opposed", "vendor_map", "magnitude_discrimination")
@@ -290,6 +291,12 @@ INFERENCE_OPTIONS: dict[str, Option] = {
     # 9: the muscles; 15: with the vertebral context (docs/design.md); checked against the weights' output layer
     "num_classes": Option("int", 9, 15, help="network outputs: 9 (muscles) or 15 (muscles and vertebral context)"),
     # the per-level table's bounds (docs/design.md "Levels"); used only when the label map holds labels 9-14
+    # scripts.pipeline.spine_network.VERTEBRAL_OUTPUTS (tested equal)
+    "vertebral_outputs": Option(
+        "bool",
+        choices=("auto",),
+        help="run the spine network for vertebral bodies and levels: auto (when its weights are there), true, false",
+    ),
     "level_rule": Option(
         "choice",
         choices=("mid_disc", "mid_body"),  # scripts.quantification.levels.BOUNDARY_RULES (tested equal)

@@ -27,6 +27,9 @@ CONFIDENCE_KEY = "network_confidence"
 #: key of how the vertebral bodies were named (plain dict of
 #: :meth:`scripts.quantification.vertebra_naming.NamingResult.to_meta`), absent without vertebral labels
 VERTEBRA_NAMING_KEY = "vertebra_naming"
+#: key of the spine network's output: ``(3, X, Y, Z)`` probabilities on the working grid
+#: (:class:`scripts.pipeline.spine_network.SpineSegmentd`), then the ``(1, X, Y, Z)`` uint8 classes on the input grid
+SPINE_KEY = "spine"
 #: key of the label map resampled onto the FF grid (``(I, J, K)`` uint8 array)
 LABEL_ON_FF_GRID_KEY = "label_on_ff_grid"
 #: key of the fat-water swap check (:class:`SwapReport`, or None without water and fat images)

@@ -20,7 +20,10 @@ __all__ = ["LevelStatisticsd", "NO_CONTEXT_TEXT", "with_side_verdicts"]
 logger = logging.getLogger(__name__)
 
 #: what a subject's JSON and the log say when the label map holds no vertebral labels (a 9-output model)
-NO_CONTEXT_TEXT = "no vertebral context in this model's output: per-level tables need a model with 15 outputs"
+NO_CONTEXT_TEXT = (
+    "no vertebral context in this model's output: per-level tables need a spine network "
+    "(models/spine_model.pt, configs/spine_train.json) or a model with 15 outputs"
+)
 
 
 def with_side_verdicts(levels: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
@@ -95,6 +98,13 @@ class LevelStatisticsd(MapTransform):
             label, label_affine = label_and_affine(d[key])
             assignment = assign_levels(label, label_affine, rule=self.rule)
             if assignment is None:
+                naming = d.get(VERTEBRA_NAMING_KEY)
+                if naming is not None:
+                    # the spine network ran: say what it found instead of asking for one
+                    reasons = list(naming.get("reasons") or []) or [f"vertebral bodies: {naming.get('status')}"]
+                    result.meta["levels"] = {"status": "not available", "reasons": reasons, "naming": naming}
+                    logger.info("%s: no per-level table: %s", subject, "; ".join(reasons))
+                    continue
                 if not self._told:
                     logger.info("%s; no per-level table is written", NO_CONTEXT_TEXT)
                     self._told = True

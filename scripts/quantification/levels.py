@@ -408,6 +408,8 @@ def assign_levels(label: np.ndarray, affine: np.ndarray, rule: str = "mid_disc")
     aff = np.asarray(affine, dtype=np.float64)
     bodies = measure_bodies(lab, aff)
     reasons = naming_problems(bodies)
+    if all(b.is_sacrum for b in bodies):
+        reasons.append("no lumbar vertebral body in the label map, only the sacrum: no level to give")
     status = "uncertain" if reasons else "ok"
     est = _estimates(bodies)
     fov = field_of_view_z(aff, lab.shape)

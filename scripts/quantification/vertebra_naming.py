@@ -19,6 +19,9 @@ Rule, in world RAS mm (superior +z) from the affine, any storage orientation:
    the first body, body to body) is a disc (``GAP_RANGE_MM``); a sixth body is T12 (or a sixth lumbar
    vertebra) and is left unlabelled.
 
+A spine network (``configs/spine_train.json``) segments every body as one class and gives no names:
+:func:`count_bodies_from_sacrum` applies the same rule to its map (0 background, 1 body, 2 sacrum) and writes 9-14.
+
 Nothing is renamed, and the record says why, when the map has no sacrum (nothing to count from: the levels are then
 ``uncertain``, :mod:`scripts.quantification.levels`), or when a gap is not a disc (a body missed by the network
 would shift every name above it).
@@ -33,7 +36,7 @@ from scipy import ndimage
 from scripts.labels import VERTEBRAL_LABELS
 from scripts.quantification.levels import GAP_RANGE_MM, HEIGHT_RANGE_MM, SACRUM_VALUE, z_of_voxels
 
-__all__ = ["NamingResult", "name_bodies_from_sacrum"]
+__all__ = ["NamingResult", "count_bodies_from_sacrum", "name_bodies_from_sacrum"]
 
 #: body values, cranial (L1 = 9) to caudal (L5 = 13)
 _BODY_VALUES: tuple[int, ...] = tuple(v for v in sorted(VERTEBRAL_LABELS) if v != SACRUM_VALUE)
@@ -46,7 +49,8 @@ class NamingResult:
 
     Attributes:
         status: ``"confirmed"`` (the count gives the network's names), ``"renamed"``, ``"kept"`` (not counted: see
-            ``reasons``) or ``"no vertebral bodies"``.
+            ``reasons``), ``"no vertebral bodies"``; for a spine network's unnamed bodies
+            (:func:`count_bodies_from_sacrum`) ``"counted"`` or ``"not named"`` (see ``reasons``).
         renamed: ``"network name -> counted name"`` per body whose name changed, caudal to cranial.
         reasons: why the names were kept, or facts about the count (a sixth body left unlabelled).
     """
@@ -122,7 +126,8 @@ def _merge(pieces: list[_Body], half: float) -> list[_Body]:
 
 
 def _split_tall(body: _Body, half: float) -> list[_Body]:
-    """A body taller than one can be is two given one name: cut at the narrowest slice of its middle half."""
+    """A body taller than one can be is several given one name: cut at the narrowest slice of its middle half, and
+    the parts again while one is still too tall."""
     height = body.high - body.low + 2 * half
     if height <= HEIGHT_RANGE_MM[1] or half <= 0:
         return [body]
@@ -134,6 +139,8 @@ def _split_tall(body: _Body, half: float) -> list[_Body]:
     for upper, keep in enumerate((bins <= cut, bins > cut)):
         if not keep.any():
             continue
+        if keep.all():
+            return [body]
         offset = 0
         voxels = []
         for idx in body.voxels:
@@ -141,8 +148,46 @@ def _split_tall(body: _Body, half: float) -> list[_Body]:
             sel = keep[offset : offset + n]
             voxels.append(tuple(a[sel] for a in idx))
             offset += n
-        parts.append(_Body(voxels, body.values, body.z[keep], split=bool(upper)))
-    return parts
+        parts.append(_Body(voxels, body.values, body.z[keep], split=bool(upper) or body.split))
+    return [piece for part in parts for piece in _split_tall(part, half)]
+
+
+def _count(
+    lab: np.ndarray, aff: np.ndarray, min_piece_share: float
+) -> tuple[list[_Body], int, list[_Body]] | NamingResult:
+    """The bodies above the sacrum, caudal to cranial, the number at or below its top, and the specks; or the
+    record of why they cannot be counted (status ``"kept"``, or ``"no vertebral bodies"``)."""
+    half = 0.5 * float(np.abs(aff[2, :3]).max())  # half the z step of one voxel
+    pieces, specks = _pieces(lab, aff, min_piece_share)
+    if not pieces:
+        return NamingResult("no vertebral bodies")
+    top = _sacrum_top(lab, aff, min_piece_share)
+    if top is None:
+        return NamingResult("kept", reasons=["no sacrum in the label map: nothing to count from"])
+    bodies = [part for b in _merge(pieces, half) for part in _split_tall(b, half)]
+    above = [b for b in bodies if 0.5 * (b.low + b.high) > top]
+    if not above:
+        return NamingResult("kept", reasons=["no vertebral body above the sacrum"])
+    edges = [top] + [b.high for b in above[:-1]]
+    for lower_top, b in zip(edges, above):
+        gap = b.low - lower_top - 2 * half
+        if not b.split and not GAP_RANGE_MM[0] <= gap <= GAP_RANGE_MM[1]:
+            return NamingResult(
+                "kept",
+                reasons=[
+                    f"{gap:.0f} mm between the bodies counted up from the sacrum (a disc: "
+                    f"{GAP_RANGE_MM[0]:.0f}-{GAP_RANGE_MM[1]:.0f} mm): a body may be missing"
+                ],
+            )
+    return above, len(bodies) - len(above), specks
+
+
+def _counted_value(k: int) -> int:
+    """Label value of the ``k``-th body above the sacrum (0 = L5); 0 beyond L1."""
+    return _BODY_VALUES[-1 - k] if k < len(_BODY_VALUES) else 0
+
+
+_SIXTH = "a sixth body above the sacrum (T12, or a sixth lumbar vertebra) is left unlabelled"
 
 
 def name_bodies_from_sacrum(
@@ -176,45 +221,26 @@ def name_bodies_from_sacrum(
     lab = np.asarray(label)
     if lab.ndim != 3:
         raise ValueError(f"the label map must be 3D, got shape {lab.shape}")
-    aff = np.asarray(affine, dtype=np.float64)
-    half = 0.5 * float(np.abs(aff[2, :3]).max())  # half the z step of one voxel
-    pieces, specks = _pieces(lab, aff, min_piece_share)
-    if not pieces:
-        return lab.copy(), NamingResult("no vertebral bodies")
-    top = _sacrum_top(lab, aff, min_piece_share)
-    if top is None:
-        return lab.copy(), NamingResult(
-            "kept", reasons=["no sacrum in the label map: nothing to count from; the network's names are kept"]
-        )
-    bodies = [part for b in _merge(pieces, half) for part in _split_tall(b, half)]
-    above = [b for b in bodies if 0.5 * (b.low + b.high) > top]
-    below = len(bodies) - len(above)
-    if not above:
-        return lab.copy(), NamingResult("kept", reasons=["no vertebral body above the sacrum"])
-    edges = [top] + [b.high for b in above[:-1]]
-    for lower_top, b in zip(edges, above):
-        gap = b.low - lower_top - 2 * half
-        if not b.split and not GAP_RANGE_MM[0] <= gap <= GAP_RANGE_MM[1]:
-            return lab.copy(), NamingResult(
-                "kept",
-                reasons=[
-                    f"{gap:.0f} mm between the bodies counted up from the sacrum (a disc: "
-                    f"{GAP_RANGE_MM[0]:.0f}-{GAP_RANGE_MM[1]:.0f} mm): a body may be missing, so the count is not "
-                    "trusted and the network's names are kept"
-                ],
-            )
+    count = _count(lab, np.asarray(affine, dtype=np.float64), min_piece_share)
+    if isinstance(count, NamingResult):
+        if count.status == "kept" and count.reasons and count.reasons[0].startswith("no sacrum"):
+            count.reasons = ["no sacrum in the label map: nothing to count from; the network's names are kept"]
+        elif count.status == "kept" and "a disc" in count.reasons[0]:
+            count.reasons[0] += ", so the count is not trusted and the network's names are kept"
+        return lab.copy(), count
+    above, below, specks = count
     out = lab.copy()
     record = NamingResult("confirmed")
     for k, b in enumerate(above):
-        new = _BODY_VALUES[-1 - k] if k < len(_BODY_VALUES) else 0
+        new = _counted_value(k)
         old = sorted(set(b.values), key=b.values.index)
         for idx in b.voxels:
             out[idx] = new
         if old != [new]:
             was = "+".join(_NAMES[v] for v in old)
             record.renamed.append(f"{was} -> {_NAMES.get(new, 'unlabelled')}")
-        if new == 0:
-            record.reasons.append("a sixth body above the sacrum (T12, or a sixth lumbar vertebra) is left unlabelled")
+        if new == 0 and _SIXTH not in record.reasons:
+            record.reasons.append(_SIXTH)
     if below:
         record.reasons.append(f"{below} body label(s) at or below the top of the sacrum left as they are")
     if record.renamed:
@@ -226,4 +252,55 @@ def name_bodies_from_sacrum(
                 out[idx] = 0
         if specks:
             record.reasons.append(f"{len(specks)} speck(s) of body labels removed")
+    return out, record
+
+
+def count_bodies_from_sacrum(
+    spine: np.ndarray, affine: np.ndarray, min_piece_share: float = 0.1
+) -> tuple[np.ndarray, NamingResult]:
+    """Name a spine network's bodies by counting up from the sacrum: its map becomes a vertebral label map.
+
+    Args:
+        spine: 3D map of :data:`scripts.transforms.label_maps.spine_target.SPINE_CLASSES` (0 background,
+            1 vertebral body of any level, 2 sacrum).
+        affine: 4x4 voxel-to-world (RAS, mm) affine of ``spine``.
+        min_piece_share: a body piece smaller than this share of the largest piece is a speck and removed.
+
+    Returns:
+        ``(vertebral label map, record)``: uint8, 9-13 the bodies counted L5, L4, ... up from the sacrum, 14 the
+        sacrum, 0 elsewhere (also bodies above L1 and specks). When the bodies cannot be counted (no sacrum in the
+        map, a gap that is not a disc) they are left out (0: a body without a name gives no level) and only the
+        sacrum is written; the record (status ``"not named"``) says why.
+
+    Raises:
+        ValueError: ``spine`` is not 3D or holds values other than 0, 1, 2.
+    """
+    sp = np.asarray(spine)
+    if sp.ndim != 3:
+        raise ValueError(f"the spine map must be 3D, got shape {sp.shape}")
+    bad = sorted(set(np.unique(sp).tolist()) - {0, 1, 2})
+    if bad:
+        raise ValueError(f"the spine map holds values {bad}; expected 0 (background), 1 (body), 2 (sacrum)")
+    lab = np.zeros(sp.shape, np.uint8)
+    lab[sp == 2] = SACRUM_VALUE
+    lab[sp == 1] = _BODY_VALUES[0]  # one value for every body: a placeholder, never written out
+    out = np.where(sp == 2, SACRUM_VALUE, 0).astype(np.uint8)
+    count = _count(lab, np.asarray(affine, dtype=np.float64), min_piece_share)
+    if isinstance(count, NamingResult):
+        if count.status == "kept":
+            count.status = "not named"
+            count.reasons = [f"{count.reasons[0]}: the vertebral bodies found are not named, and no levels are given"]
+        return out, count
+    above, below, specks = count
+    record = NamingResult("counted")
+    for k, b in enumerate(above):
+        new = _counted_value(k)
+        for idx in b.voxels:
+            out[idx] = new
+        if new == 0 and _SIXTH not in record.reasons:
+            record.reasons.append(_SIXTH)
+    if below:
+        record.reasons.append(f"{below} body piece(s) at or below the top of the sacrum left out")
+    if specks:
+        record.reasons.append(f"{len(specks)} speck(s) of body labels left out")
     return out, record

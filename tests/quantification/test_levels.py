@@ -142,3 +142,11 @@ def test_measure_bodies_reads_small_specks_as_one_piece():
     assert l3.n_pieces == 1 and l3.n_voxels == 4 * 5 * 13 + 1
     assert (l3.z_low, l3.z_high) == (95.0, 121.0)
     assert SHAPE[2] == 100
+
+
+def test_a_sacrum_alone_gives_no_level_and_says_so():
+    lab = np.zeros((4, 4, 30), np.uint8)
+    lab[..., :10] = 14
+    res = assign_levels(lab, np.eye(4))
+    assert res.levels == [] and res.status == "uncertain"
+    assert any("only the sacrum" in r for r in res.reasons)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scripts.quantification.levels import assign_levels
-from scripts.quantification.vertebra_naming import name_bodies_from_sacrum
+from scripts.quantification.vertebra_naming import count_bodies_from_sacrum, name_bodies_from_sacrum
 
 from tests.quantification.level_cases import BODIES, affine, as_lps, spine_label
 
@@ -111,3 +111,58 @@ def test_muscles_sacrum_and_specks_are_not_touched_and_lps_storage_agrees():
 def test_not_3d_is_refused():
     with pytest.raises(ValueError, match="3D"):
         name_bodies_from_sacrum(np.zeros((4, 4)), np.eye(4))
+
+
+def _spine_classes(lab: np.ndarray) -> np.ndarray:
+    """A spine network's view of a label map: every body 1, the sacrum 2, muscles and the rest 0."""
+    return np.where(np.isin(lab, range(9, 14)), 1, np.where(lab == 14, 2, 0)).astype(np.uint8)
+
+
+def test_a_spine_networks_unnamed_bodies_are_counted_from_the_sacrum():
+    lab = spine_label()
+    out, rec = count_bodies_from_sacrum(_spine_classes(lab), affine())
+    assert rec.status == "counted" and rec.renamed == [] and rec.reasons == []
+    np.testing.assert_array_equal(out, np.where(lab >= 9, lab, 0))
+    assert assign_levels(out, affine()).status == "ok"
+    lab_lps, aff_lps = as_lps(_spine_classes(lab), affine(), flip_z=True)
+    out_lps, _ = count_bodies_from_sacrum(lab_lps, aff_lps)
+    back, _ = as_lps(out_lps, aff_lps, flip_z=True)
+    np.testing.assert_array_equal(back, out)
+
+
+def test_a_spine_map_with_bodies_joined_through_two_discs_is_split_into_three():
+    spine = _spine_classes(spine_label())
+    for upper, lower in ((11, 12), (10, 11)):  # L4-L3 and L3-L2 joined by thin bridges through the discs
+        spine[9:11, 5:7, BODIES[lower][1] : BODIES[upper][0]] = 1
+    out, rec = count_bodies_from_sacrum(spine, affine())
+    assert rec.status == "counted" and _named(out) == {v: v for v in TRUE_NAMES}
+
+
+def test_a_spine_map_without_sacrum_or_with_a_missing_body_names_nothing():
+    lab = spine_label()
+    no_sacrum = _spine_classes(lab)
+    no_sacrum[no_sacrum == 2] = 0
+    out, rec = count_bodies_from_sacrum(no_sacrum, affine())
+    assert rec.status == "not named" and "no sacrum" in rec.reasons[0] and "no levels" in rec.reasons[0]
+    assert not out.any()
+    missing = _spine_classes(lab)
+    missing[lab == 12] = 0  # L4 missed: counting would call L3 "L4"
+    out, rec = count_bodies_from_sacrum(missing, affine())
+    assert rec.status == "not named" and "a body may be missing" in rec.reasons[0]
+    np.testing.assert_array_equal(out, np.where(lab == 14, 14, 0))
+
+
+def test_a_spine_maps_sixth_body_and_specks_are_left_out():
+    spine = np.zeros((20, 20, 115), np.uint8)
+    spine[:, :, :100] = _spine_classes(spine_label())
+    spine[8:12, 4:9, 99:112] = 1  # T12
+    spine[0, 0, 50] = 1  # a speck
+    out, rec = count_bodies_from_sacrum(spine, affine())
+    assert _named(out) == {v: v for v in TRUE_NAMES} and (out[:, :, 99:112] == 0).all() and out[0, 0, 50] == 0
+    assert rec.status == "counted" and any("sixth body" in r for r in rec.reasons)
+    assert "1 speck(s) of body labels left out" in rec.reasons
+
+
+def test_a_spine_map_of_other_values_is_refused():
+    with pytest.raises(ValueError, match="expected 0"):
+        count_bodies_from_sacrum(np.full((4, 4, 4), 9, np.uint8), np.eye(4))

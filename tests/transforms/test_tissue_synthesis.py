@@ -238,11 +238,19 @@ def test_train_json_leaves_the_step_out_at_zero_and_replaces_the_image_when_on(c
     item = parser.get_parsed_content("train_datalist")[0]
     load = parser.get_parsed_content("train#deterministic_transforms")
     dixon = Compose(load)(dict(item))
-    synth = Compose(load + parser.get_parsed_content("train#synthesis_transforms"))(dict(item))
+    synth = Compose(
+        load
+        + parser.get_parsed_content("train#tissue_transforms")
+        + parser.get_parsed_content("train#synthesis_transforms")
+    )(dict(item))
     assert "tissue" not in synth and synth["image"].shape == dixon["image"].shape
     assert synth["image"].dtype == torch.float32 and not torch.equal(synth["image"], dixon["image"])
     no_tissue = {k: v for k, v in item.items() if k != "tissue"}
-    kept = Compose(load + parser.get_parsed_content("train#synthesis_transforms"))(no_tissue)
+    kept = Compose(
+        load
+        + parser.get_parsed_content("train#tissue_transforms")
+        + parser.get_parsed_content("train#synthesis_transforms")
+    )(no_tissue)
     assert torch.equal(kept["image"], dixon["image"])
 
 
