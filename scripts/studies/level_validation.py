@@ -15,9 +15,17 @@ Counted per scenario: bounds within 3 mm of the truth, levels named ``ok`` whose
 (the levels' own error) and of the stored water/fat FF (end to end, with the acquisition's noise) against ff_true in the
 true levels, and the mean CSA against the truth label in the true levels.
 
+With ``--pred_dir`` (an inference run's output folder on the cohort, with a spine network or a 15-output model) the
+vertebral map is the run's (``<subject>/<subject>_seg.nii.gz``, values 9-14) instead of the truth, the muscles stay
+the truth's: this measures the levels the pipeline gives. Each scenario then counts the bodies of the cropped map up
+from the sacrum as a spine network's are (:func:`scripts.quantification.vertebra_naming.count_bodies_from_sacrum`,
+every body one class), and the two "names one level high" scenarios, which simulate a 15-output model's naming
+error on the truth, are left out.
+
 Usage::
 
     python -m scripts.studies.level_validation --cohort /work/data/vert/phantom_test_complete --out OUT [--limit N]
+        [--pred_dir RUN]
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ from scripts.phantom.population import draw_participant
 from scripts.quantification.formulas import fat_fraction_from_water_fat
 from scripts.quantification.level_statistics import level_statistics
 from scripts.quantification.levels import Level, LevelAssignment, assign_levels
-from scripts.quantification.vertebra_naming import name_bodies_from_sacrum
+from scripts.quantification.vertebra_naming import count_bodies_from_sacrum, name_bodies_from_sacrum
 
 __all__ = ["generator_bounds", "crop_to_z", "evaluate_subject", "summarise", "main"]
 
@@ -154,11 +162,31 @@ def _load(cohort: Path, sid: str) -> dict[str, np.ndarray]:
     return out
 
 
-def evaluate_subject(cohort: Path, row: pd.Series) -> tuple[list[dict], list[dict]]:
-    """Naming/bound rows and FF/CSA error rows of one subject over every scenario."""
+def _predicted_vertebrae(pred_dir: Path, sid: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The run's vertebral values (9-14) of one subject, on the truth's grid (the run writes the input grid)."""
+    path = pred_dir / sid / f"{sid}_seg.nii.gz"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no label map of {sid} in the run; run inference on the cohort first")
+    seg = np.asarray(nib.load(str(path)).dataobj)
+    if seg.shape != shape:
+        raise ValueError(f"{path}: shape {seg.shape} differs from the phantom's {shape}")
+    return np.where(seg >= 9, seg, 0).astype(np.uint8)
+
+
+def _spine_named(lab: np.ndarray, aff: np.ndarray):
+    """The vertebral part of ``lab`` as a spine network sees it (bodies one class), counted up from the sacrum."""
+    spine = np.where((lab >= 9) & (lab <= 13), 1, np.where(lab == 14, 2, 0)).astype(np.uint8)
+    vert, naming = count_bodies_from_sacrum(spine, aff)
+    return np.where((lab > 0) & (lab < 9), lab, vert).astype(np.uint8), naming
+
+
+def evaluate_subject(cohort: Path, row: pd.Series, pred_dir: Path | None = None) -> tuple[list[dict], list[dict]]:
+    """Naming/bound rows and FF/CSA error rows of one subject over every scenario (see the module docstring for
+    ``pred_dir``)."""
     sid = str(row["participant_id"])
     data = _load(cohort, sid)
-    lab = np.where(data["label"] > 0, data["label"], data["vertebrae"]).astype(np.uint8)
+    vertebrae = data["vertebrae"] if pred_dir is None else _predicted_vertebrae(pred_dir, sid, data["label"].shape)
+    lab = np.where(data["label"] > 0, data["label"], vertebrae).astype(np.uint8)
     ff = fat_fraction_from_water_fat(data["water"].astype(np.float32), data["fat"].astype(np.float32))
     planes = generator_bounds(int(row["seed"]), sid, str(row.get("texture", "smooth")))
     truth = true_levels(planes)
@@ -166,11 +194,16 @@ def evaluate_subject(cohort: Path, row: pd.Series) -> tuple[list[dict], list[dic
     for scenario, ends in SCENARIOS.items():
         arrays, aff = [lab, ff, data["ff_true"].astype(np.float32)], data["affine"]
         if scenario.startswith("names one level high"):
+            if pred_dir is not None:
+                continue
             arrays[0] = names_one_level_high(arrays[0])
         if ends is not None:
             arrays, aff = crop_to_z(arrays, aff, planes[ends[0]], planes[ends[1]])
-        # as the pipeline does (NameVertebraeFromSacrumd before the levels)
-        arrays[0], naming = name_bodies_from_sacrum(arrays[0], aff)
+        # as the pipeline does (NameVertebraeFromSacrumd, or a spine network's count, before the levels)
+        if pred_dir is None:
+            arrays[0], naming = name_bodies_from_sacrum(arrays[0], aff)
+        else:
+            arrays[0], naming = _spine_named(arrays[0], aff)
         assignment = assign_levels(arrays[0], aff)
         if assignment is None:
             continue
@@ -276,6 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="folder for levels_*.csv and the summary")
     parser.add_argument("--limit", type=int, default=None, help="first N subjects only")
     parser.add_argument("--figure", default=None, help="subject to draw (sagittal view with level lines)")
+    parser.add_argument(
+        "--pred_dir", default=None, help="inference run on the cohort: its vertebral maps, not the truth"
+    )
     args = parser.parse_args(argv)
     cohort, out = Path(args.cohort), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -284,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         participants = participants.head(args.limit)
     names, errors = [], []
     for _, row in participants.iterrows():
-        n, e = evaluate_subject(cohort, row)
+        n, e = evaluate_subject(cohort, row, Path(args.pred_dir) if args.pred_dir else None)
         names += n
         errors += e
     names_df, errors_df = pd.DataFrame(names), pd.DataFrame(errors)

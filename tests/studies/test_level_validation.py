@@ -3,6 +3,7 @@ positions, and a cohort of one tiny phantom is evaluated with no misnamed level.
 
 from __future__ import annotations
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
@@ -70,3 +71,24 @@ def test_one_phantom_has_no_misnamed_level(phantom):
     assert summary.loc["as_stored", "bounds_within_3mm_pct"] >= 80.0
     assert summary.loc["as_stored", "ff_level_abs_err_median_pp"] < 0.7
     assert np.isfinite(summary.loc["L3-S1", "csa_abs_err_median_pct"])
+
+
+def test_a_runs_vertebral_map_is_scored_as_a_spine_network_names_it(phantom, tmp_path):
+    out, subj, row = phantom
+    sid = subj.subject_id
+    truth = np.where(subj.images["label"] > 0, subj.images["label"], subj.images["vertebrae"]).astype(np.uint8)
+    (tmp_path / sid).mkdir()
+    nib.save(nib.Nifti1Image(truth, subj.affine), str(tmp_path / sid / f"{sid}_seg.nii.gz"))
+    names, _ = evaluate_subject(out, row, pred_dir=tmp_path)
+    names = pd.DataFrame(names)
+    # a perfect run: the same levels and bounds as the truth, named by counting; no simulated naming errors
+    assert not any(s.startswith("names one level high") for s in names.scenario)
+    stored = names[names.scenario == "as_stored"]
+    ref = pd.DataFrame(evaluate_subject(out, row)[0])
+    ref = ref[ref.scenario == "as_stored"]
+    assert set(stored.naming) == {"counted"} and list(stored.level) == list(ref.level)
+    np.testing.assert_allclose(stored.err_high_mm, ref.err_high_mm)
+    # without the sacrum a spine network's bodies get no names, so no level, and never a misnamed one
+    assert "L2-L5" not in set(names.scenario) and not names.misnamed.any()
+    with pytest.raises(FileNotFoundError, match="run inference on the cohort first"):
+        evaluate_subject(out, row, pred_dir=tmp_path / "empty")
