@@ -157,7 +157,7 @@ class SpineSegmentd(MapTransform):
                     f"the spine network reads one channel (1, X, Y, Z); {key!r} has shape {tuple(img.shape)}"
                 )
             device = next(self.network.parameters()).device
-            with torch.inference_mode():
+            with torch.no_grad():
                 logits = self.inferer(torch.as_tensor(img)[None].to(device), self.network)[0]
             if logits.shape[0] != SPINE_CHANNELS:
                 raise ValueError(f"the spine network gave {logits.shape[0]} outputs; expected {SPINE_CHANNELS}")
