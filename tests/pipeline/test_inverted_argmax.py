@@ -144,7 +144,8 @@ def test_inference_config_uses_it_after_softmax() -> None:
     names = [type(t).__name__ for t in p.get_parsed_content("postprocessing").transforms]
     assert "Invertd" not in names and "AsDiscreted" not in names
     i = names.index("InvertedArgmaxd")
-    assert names[0] == "Activationsd" and names[i + 1 : i + 3] == [
+    assert names[0] == "Activationsd" and names[i + 1 : i + 4] == [
         "NameVertebraeFromSacrumd",
+        "MergeSpineLabelsd",
         "KeepLargestComponentPerLabeld",
     ]

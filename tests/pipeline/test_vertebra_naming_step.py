@@ -69,4 +69,6 @@ def test_inference_config_names_the_bodies_before_the_largest_component_step():
     steps = [t["_target_"] for t in json.loads(CONFIG.read_text())["postprocessing"]["transforms"]]
     naming = steps.index("scripts.pipeline.vertebra_naming.NameVertebraeFromSacrumd")
     assert steps.index("scripts.pipeline.inverted_argmax.InvertedArgmaxd") < naming
-    assert naming + 1 == steps.index("scripts.pipeline.postprocess.KeepLargestComponentPerLabeld")
+    # the spine network's bodies are counted (and merged) between the two: neither step sees the other's bodies
+    assert naming + 1 == steps.index("scripts.pipeline.spine_labels.MergeSpineLabelsd")
+    assert naming + 2 == steps.index("scripts.pipeline.postprocess.KeepLargestComponentPerLabeld")
