@@ -47,16 +47,26 @@ def training_can_resume(folder: Path) -> bool:
 
 
 def train_unet(
-    dataset_dir: Path, datalist: Path, epochs: int, val_interval: int, seed: int, overrides: Mapping[str, Any] | None
+    dataset_dir: Path,
+    datalist: Path,
+    epochs: int,
+    val_interval: int,
+    seed: int,
+    overrides: Mapping[str, Any] | None,
+    overlays: Sequence[str] = (),
 ) -> Callable[[Path], dict[str, Any]]:
-    """The training step (for :func:`scripts.studies.resumable_steps.run_step`): train.json writing ``models/``."""
+    """The training step (for :func:`scripts.studies.resumable_steps.run_step`): train.json writing ``models/``.
+
+    ``overlays``: config files of ``configs/`` read over train.json (e.g. ``("spine_train.json",)``).
+    """
+    configs = [str(BUNDLE_ROOT / "configs" / name) for name in ("train.json", *overlays)]
 
     def work(folder: Path) -> dict[str, Any]:
         start = time.perf_counter()
         _bundle_run(
             [
                 "--config_file",
-                str(BUNDLE_ROOT / "configs" / "train.json"),
+                configs[0] if len(configs) == 1 else json.dumps(configs),
                 "--dataset_dir",
                 str(dataset_dir),
                 "--datalist",

@@ -11,7 +11,16 @@ from typing import Any
 import numpy as np
 from scripts.io.atomic import atomic_write_text
 
-__all__ = ["PATH_KEYS", "read_entries", "write_study_datalist", "draw_splits", "load_or_draw_splits", "split_datalist"]
+__all__ = [
+    "PATH_KEYS",
+    "read_entries",
+    "write_study_datalist",
+    "folder_list",
+    "write_cohorts_datalist",
+    "draw_splits",
+    "load_or_draw_splits",
+    "split_datalist",
+]
 
 PATH_KEYS = ("image", "label", "water", "fat", "inphase", "opposed", "ff", "ff_true", "vertebrae", "tissue")
 
@@ -62,6 +71,25 @@ def write_study_datalist(out: Path, data: dict[str, Any]) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
     return path
+
+
+def folder_list(values: Sequence[str] | str) -> list[Path]:
+    """Folders given as a list or as one comma-separated string (a study's command line); at least one."""
+    items = values.split(",") if isinstance(values, str) else list(values)
+    out = [Path(str(v).strip()) for v in items if str(v).strip()]
+    if not out:
+        raise ValueError("give at least one folder")
+    return out
+
+
+def write_cohorts_datalist(dirs: Sequence[Path], out: Path) -> Path:
+    """``out/datalist.json`` joining the ``training`` and the ``validation`` lists of several cohorts (absolute
+    paths, each subject's files from its own cohort); see :func:`write_study_datalist`."""
+    data = {
+        "training": [e for d in dirs for e in read_entries(d, "training")],
+        "validation": [e for d in dirs for e in read_entries(d, "validation")],
+    }
+    return write_study_datalist(out, data)
 
 
 def draw_splits(subjects: Sequence[str], k: int, n_test: int, seed: int) -> list[dict[str, Any]]:

@@ -40,7 +40,7 @@ from scripts.evaluation.evaluate_phantom import evaluate_run
 from scripts.io.atomic import atomic_write, atomic_write_text
 from scripts.pipeline.pretrained import adapt_state_dict
 from scripts.studies.bundle_runs import BUNDLE_ROOT, predict_unet, train_unet, training_can_resume
-from scripts.studies.cv_splits import read_entries, write_study_datalist
+from scripts.studies.cv_splits import folder_list, read_entries, write_cohorts_datalist
 from scripts.studies.resumable_steps import exit_on_sigterm, marker_digest, run_step
 from scripts.tools.average_checkpoints import interpolate_state_dicts
 
@@ -87,22 +87,6 @@ def choose_weight(table: pd.DataFrame, keep_margin: float = 0.005) -> dict[str, 
         "scores": {m: {"target": float(r["target"]), "keep": float(r["keep"])} for m, r in candidates.iterrows()},
         "shipped": {"target": float(score.loc[SHIPPED, "target"]), "keep": float(score.loc[SHIPPED, "keep"])},
     }
-
-
-def _dirs(values: Sequence[str] | str) -> list[Path]:
-    items = values.split(",") if isinstance(values, str) else list(values)
-    out = [Path(v.strip()) for v in items if str(v).strip()]
-    if not out:
-        raise ValueError("give at least one folder")
-    return out
-
-
-def _datalist(train_dirs: list[Path], out: Path) -> Path:
-    data = {
-        "training": [e for d in train_dirs for e in read_entries(d, "training")],
-        "validation": [e for d in train_dirs for e in read_entries(d, "validation")],
-    }
-    return write_study_datalist(out, data)
 
 
 def _validate(model: Path, num_classes: int, val_dir: Path, folder: Path, infer_overrides: Mapping[str, Any]):
@@ -154,14 +138,14 @@ def run(
     base = Path(base_ckpt) if base_ckpt else BUNDLE_ROOT / "models" / "model.pt"
     if not base.is_file():
         raise FileNotFoundError(f"{base}: the starting weights are missing (--base_ckpt)")
-    train_list = _datalist(_dirs(train_dirs), out)
+    train_list = write_cohorts_datalist(folder_list(train_dirs), out)
     overrides = {
         "pretrained_ckpt": str(base),
         "vertebral_context": True,
         "learning_rate": learning_rate,
         **dict(train_overrides or {}),
     }
-    first = _dirs(train_dirs)[0]
+    first = folder_list(train_dirs)[0]
     run_step(
         out / "train",
         train_unet(first, train_list, epochs, val_interval, seed, overrides),
@@ -184,7 +168,7 @@ def run(
         run_step(folder, soup, depends=marker_digest(out / "train"))
         models[f"{w:g}"] = (folder / "model.pt", 15)
     rows = []
-    for group, dirs in (("target", _dirs(target_val_dirs)), ("keep", _dirs(keep_val_dirs))):
+    for group, dirs in (("target", folder_list(target_val_dirs)), ("keep", folder_list(keep_val_dirs))):
         for val_dir in dirs:
             for name, (model, n_classes) in models.items():
                 # keyed by folder, not group: a set given as both target and keep is segmented once
