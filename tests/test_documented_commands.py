@@ -223,6 +223,12 @@ def _check_outputs(command: str, clone: Path) -> None:
         # the saver unwraps DistributedDataParallel: the weights load into the plain network
         assert state and not any(k.startswith("module.") for k in state)
         assert not (clone / "my_training_ddp" / "models" / "train_state").exists()
+    elif "--spine_ckpt_path" in command:
+        # the spine network trained by the command before ran for every subject and left its record
+        tables = list((clone / "eval_test_spine").glob("*/*_ff_table.json"))
+        assert len(tables) == 4
+        for path in tables:
+            assert json.loads(path.read_text())["meta"]["levels"]["naming"]["source"] == "spine network"
     elif "build_reference" in command:
         assert json.loads((clone / "my_reference.json").read_text())
     elif "--ckpt_dir my_training/models" in command:
