@@ -73,6 +73,8 @@ def test_a_trained_spine_network_gives_the_inference_its_vertebral_record(cohort
     (table,) = (tmp_path / "eval").glob("sub-*/sub-*_ff_table.json")
     naming = json.loads(table.read_text())["meta"]["levels"]["naming"]
     assert naming["source"] == "spine network" and naming["status"] in ("counted", "not named", "no vertebral bodies")
+    (record,) = (tmp_path / "eval").glob("sub-*/sub-*_run.json")
+    assert json.loads(record.read_text())["settings"]["segmentation"]["spine_model"]["sha256"] == _sha(weights)
     # required but absent: refused before anything is read, naming the file and the way forward
     missing = [a if a != str(weights) else str(tmp_path / "none.pt") for a in infer]
     missing[missing.index(str(tmp_path / "eval"))] = str(tmp_path / "eval_missing")

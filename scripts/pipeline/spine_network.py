@@ -31,6 +31,7 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 from scripts.pipeline.keys import SPINE_KEY
+from scripts.pipeline.run_record import file_fingerprint
 
 __all__ = ["VERTEBRAL_OUTPUTS", "SPINE_CHANNELS", "load_spine_network", "SpineSegmentd"]
 
@@ -69,7 +70,8 @@ def load_spine_network(
         channels: the muscle network's ``network_channels``; the spine network reads the in-phase image only.
 
     Returns:
-        the loaded network, or None (the reason is logged at info level).
+        the loaded network (its ``fingerprint``: the weights file's name, size and SHA-256, for the run record), or
+        None (the reason is logged at info level).
 
     Raises:
         FileNotFoundError: ``mode`` is true and the weights are not there (message: the path and the way forward).
@@ -111,6 +113,8 @@ def load_spine_network(
             f"{str(err).splitlines()[0]} ... Give weights trained with configs/spine_train.json"
         ) from None
     logger.info("spine network: %s", path)
+    # the run record keeps it, so that a cohort resumed with other spine weights is refused, not mixed
+    network.fingerprint = file_fingerprint(path)
     return network.to(device).eval()
 
 

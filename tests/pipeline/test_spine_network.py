@@ -3,6 +3,7 @@ grid, and the counted bodies merged into the muscle label map on the input grid 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -111,3 +112,12 @@ def test_inference_config_runs_the_spine_steps_in_order():
     steps = [t["_target_"].rsplit(".", 1)[-1] for t in json.loads(CONFIG.read_text())["postprocessing"]["transforms"]]
     assert steps.index("SpineSegmentd") < steps.index("InvertedArgmaxd") < steps.index("MergeSpineLabelsd")
     assert steps.index("MergeSpineLabelsd") < steps.index("KeepLargestComponentPerLabeld")
+
+
+def test_the_run_record_names_the_spine_weights(tmp_path):
+    weights = tmp_path / "spine_model.pt"
+    torch.save(_net().state_dict(), weights)
+    net = load_spine_network(_net(), weights, "auto")
+    assert net.fingerprint["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    record = json.loads(CONFIG.read_text())["run_record"]["segmentation_settings"]
+    assert record["spine_model"] == "$getattr(@spine_network, 'fingerprint', None)"
