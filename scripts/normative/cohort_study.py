@@ -84,8 +84,9 @@ def _level_rows(
     path = Path(level_table) if level_table else Path(cohort_table).with_name("cohort_ff_levels.csv")
     if not path.is_file():
         raise FileNotFoundError(
-            f"per-level table {path} not found: a run writes cohort_ff_levels.csv only when its model outputs the "
-            "vertebral context (inference with --num_classes 15 and a 15-output model); give it with --level_table"
+            f"per-level table {path} not found: a run writes cohort_ff_levels.csv only with the vertebral context "
+            "(a spine network, models/spine_model.pt or --spine_ckpt_path, or a 15-output model with --num_classes "
+            "15); give it with --level_table"
         )
     levels = pd.read_csv(path, dtype={"subject": str})
     if "qc_status" not in levels.columns:

@@ -244,7 +244,7 @@ def test_per_level_reference_takes_the_verdict_from_the_cohort_table_or_refuses_
     entry = load_reference(tmp_path / "ref.json").for_level("L3").select().entry("psoas", "left")
     assert entry["n"] == N_CLEAN and entry["p50"] == pytest.approx(14.0)  # f0's failed side still withheld
     paths["levels"].unlink()
-    with pytest.raises(FileNotFoundError, match=r"cohort_ff_levels.csv not found: .*--num_classes 15"):
+    with pytest.raises(FileNotFoundError, match=r"cohort_ff_levels.csv not found: .*spine network.*--num_classes"):
         cohort_study.build_reference(
             str(paths["table"]), str(paths["participants"]), str(tmp_path / "r2.json"), per_level=True
         )
