@@ -9,13 +9,13 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from scripts.io.atomic import atomic_write_text
 
-__all__ = ["DONE", "marker_digest", "run_step", "exit_on_sigterm"]
+__all__ = ["DONE", "marker_digest", "run_step", "exit_on_sigterm", "study_cli"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,3 +89,15 @@ def exit_on_sigterm() -> None:
     """Turn SIGTERM (``kill``, job schedulers) into ``SystemExit``, so that a running step's child process is killed
     too (``subprocess.run`` kills its child on any exception) instead of training on as an orphan."""
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
+def study_cli(commands: Mapping[str, Callable[..., Any]]) -> None:
+    """The command line of a study module: INFO logging, SIGTERM as an exit (:func:`exit_on_sigterm`), and one
+    ``fire`` sub-command per entry of ``commands`` with its options typed and checked
+    (:func:`scripts.configuration.settings.typed_cli`)."""
+    import fire
+    from scripts.configuration.settings import typed_cli
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    exit_on_sigterm()
+    fire.Fire({name: typed_cli(func) for name, func in commands.items()})

@@ -35,7 +35,7 @@ from scripts.labels import VERTEBRAL_LABELS
 from scripts.studies.bundle_runs import BUNDLE_ROOT, predict_unet, train_unet, training_can_resume
 from scripts.studies.cv_splits import folder_list, write_cohorts_datalist
 from scripts.studies.level_validation import evaluate_subject, summarise
-from scripts.studies.resumable_steps import exit_on_sigterm, marker_digest, run_step
+from scripts.studies.resumable_steps import marker_digest, run_step, study_cli
 
 __all__ = ["vertebra_scores", "run"]
 
@@ -200,12 +200,7 @@ def run(
 
 def main() -> None:
     """``python -m scripts.studies.spine_study run ...``."""
-    import fire
-    from scripts.configuration.settings import typed_cli
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    exit_on_sigterm()
-    fire.Fire({"run": typed_cli(run)})
+    study_cli({"run": run})
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from scripts.io.atomic import atomic_write, atomic_write_text
 from scripts.pipeline.pretrained import adapt_state_dict
 from scripts.studies.bundle_runs import BUNDLE_ROOT, predict_unet, train_unet, training_can_resume
 from scripts.studies.cv_splits import folder_list, read_entries, write_cohorts_datalist
-from scripts.studies.resumable_steps import exit_on_sigterm, marker_digest, run_step
+from scripts.studies.resumable_steps import marker_digest, run_step, study_cli
 from scripts.tools.average_checkpoints import interpolate_state_dicts
 
 __all__ = ["widened_soup", "choose_weight", "run"]
@@ -214,12 +214,7 @@ def _report(choice: Mapping[str, Any], keep_margin: float) -> str:
 
 def main() -> None:
     """``python -m scripts.studies.vertebral_candidate run ...``."""
-    import fire
-    from scripts.configuration.settings import typed_cli
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    exit_on_sigterm()
-    fire.Fire({"run": typed_cli(run)})
+    study_cli({"run": run})
 
 
 if __name__ == "__main__":
