@@ -45,6 +45,7 @@ from scripts.quantification.formulas import fat_fraction_from_water_fat
 from scripts.quantification.level_statistics import level_statistics
 from scripts.quantification.levels import Level, LevelAssignment, assign_levels
 from scripts.quantification.vertebra_naming import count_bodies_from_sacrum, name_bodies_from_sacrum
+from scripts.transforms.label_maps.spine_target import spine_target_array
 
 __all__ = ["generator_bounds", "crop_to_z", "evaluate_subject", "summarise", "main"]
 
@@ -175,8 +176,7 @@ def _predicted_vertebrae(pred_dir: Path, sid: str, shape: tuple[int, ...]) -> np
 
 def _spine_named(lab: np.ndarray, aff: np.ndarray):
     """The vertebral part of ``lab`` as a spine network sees it (bodies one class), counted up from the sacrum."""
-    spine = np.where((lab >= 9) & (lab <= 13), 1, np.where(lab == 14, 2, 0)).astype(np.uint8)
-    vert, naming = count_bodies_from_sacrum(spine, aff)
+    vert, naming = count_bodies_from_sacrum(spine_target_array(lab), aff)
     return np.where((lab > 0) & (lab < 9), lab, vert).astype(np.uint8), naming
 
 
