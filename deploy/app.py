@@ -180,7 +180,8 @@ class DixonQuantifyOperator(Operator):
         # the plain bundle's own measurement, with its defaults (no erosion override)
         result, _, levels = measure_subject_and_levels(scan, label, scan.affine, ff_method=self.ff_method)
         self.output_folder.mkdir(parents=True, exist_ok=True)
-        # with a 15-output model (labels 9-14) also <subject>_ff_levels.csv, as the plain bundle writes it
+        # with the vertebral context (labels 9-14: the spine network or a 15-output model) also
+        # <subject>_ff_levels.csv, as the plain bundle writes it
         write_tables(result, self.output_folder, scan.subject, overwrite=False, levels=levels)
         seg_img = nib.Nifti1Image(label, scan.affine)
         seg_img.header.set_qform(scan.affine, code=1)
@@ -240,6 +241,26 @@ class EagerBundleInferenceOperator(MonaiBundleInferenceOperator):
     """
 
     _eager: Any = None
+
+    def _init_config(self, config_names: Any) -> None:
+        # The SDK parses inference.json as it is, with bundle_root "." (the working folder): the spine network's
+        # weights (spine_ckpt_path, models/spine_model.pt) and the bundle version would be looked up where the app
+        # is started, and a run started elsewhere would go on without the vertebral outputs. The SDK gives no hook
+        # between reading the config and parsing its post-processing, so its reader is wrapped for this one call.
+        import monai.deploy.operators.monai_bundle_inference_operator as sdk_operator
+
+        read = sdk_operator.get_bundle_config
+
+        def read_with_root(bundle_path: Any, names: Any) -> Any:
+            parser = read(bundle_path, names)
+            parser["bundle_root"] = str(BUNDLE_DIR)
+            return parser
+
+        sdk_operator.get_bundle_config = read_with_root
+        try:
+            super()._init_config(config_names)
+        finally:
+            sdk_operator.get_bundle_config = read
 
     def predict(self, data: Any, *args: Any, **kwargs: Any) -> Any:
         if self._eager is None:

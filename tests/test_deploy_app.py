@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import nibabel as nib
@@ -47,7 +48,11 @@ def deploy_python() -> Path:
 
 
 def _app(python: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(python), str(APP), *args], cwd=BUNDLE_ROOT, capture_output=True, text=True, timeout=600)
+    """The app as a deployed app is started: from a working folder that is not the bundle (so that nothing it needs,
+    e.g. the spine network's weights, is found only by the bundle's relative paths)."""
+    return subprocess.run(
+        [str(python), str(APP), *args], cwd=tempfile.gettempdir(), capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.fixture(scope="module")
