@@ -27,16 +27,20 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from scripts.labels import VERTEBRAL_LABELS
+
 __all__ = [
     "BUNDLE_PARTS",
     "DEFAULT_NAME",
     "MONAILABEL_TRAIN_OPTIONS",
     "TORCHVISION_GUARD",
     "UNCERTAINTY_STRATEGY",
+    "VERTEBRAL_LABEL_NAMES",
     "default_python",
     "download_sample_app",
     "add_torchvision_guard",
     "add_uncertainty_strategy",
+    "add_vertebral_label_names",
     "copy_bundle",
     "set_train_options",
     "server_command",
@@ -146,6 +150,36 @@ MyApp.init_strategies = _with_uncertainty_strategy(MyApp.init_strategies)
 """
 UNCERTAINTY_STRATEGY = _STRATEGY_MARK + _STRATEGY_CODE
 
+_VERTEBRAL_MARK = "# --- lumbar_dixon bundle: vertebral label names (scripts/integrations/monailabel_app.py) ---"
+
+#: Appended to the sample app's main.py, with ``{name}`` the served model and ``{labels}`` the vertebral names.
+#: MONAI Label 0.8.5 names a bundle's labels from ``channel_def`` (the muscle network's 9 outputs); with the spine
+#: network (``models/spine_model.pt`` in the served copy) the label map also holds the vertebral bodies and the
+#: sacrum (9-14), which would come to the viewer without names. Their names are added to the model's labels (what
+#: ``/info`` lists and each result's ``label_names`` carries). Training needs nothing: the muscle network's training
+#: reduces 9-14 to background (``scripts/transforms/label_maps/muscle_labels_only.py``).
+_VERTEBRAL_CODE = """
+_SPINE_LABELS = {labels!r}
+
+
+def _with_vertebral_label_names(init_infers):
+    def init_infers_with_vertebral_label_names(self):
+        infers = init_infers(self)
+        bundle, task = self.models.get({name!r}), infers.get({name!r})
+        if bundle is None or task is None or not os.path.isfile(os.path.join(bundle, "models", "spine_model.pt")):
+            return infers
+        task.labels = {{**task.labels, **_SPINE_LABELS}}
+        logger.info(f"{name}: the spine network's labels {{list(_SPINE_LABELS)}} added to the model's labels")
+        return infers
+
+    return init_infers_with_vertebral_label_names
+
+
+MyApp.init_infers = _with_vertebral_label_names(MyApp.init_infers)
+# --- end of vertebral label names ---
+"""
+VERTEBRAL_LABEL_NAMES = _VERTEBRAL_MARK + _VERTEBRAL_CODE
+
 
 def default_python(bundle_dir: str | Path = ".") -> Path:
     """The interpreter of the MONAI Label environment made by ``.ci/install_monailabel.sh``."""
@@ -219,6 +253,27 @@ def add_uncertainty_strategy(main_py: str | Path, name: str = DEFAULT_NAME) -> b
     if not re.search(r"^class MyApp\b", text, re.MULTILINE) or "def init_strategies(" not in text:
         raise ValueError(f"{main_py} has no MyApp.init_strategies to add the uncertainty strategy to")
     main_py.write_text(text.rstrip("\n") + "\n\n\n" + UNCERTAINTY_STRATEGY.format(name=name))
+    return True
+
+
+def add_vertebral_label_names(main_py: str | Path, name: str = DEFAULT_NAME) -> bool:
+    """Append :data:`VERTEBRAL_LABEL_NAMES` for model ``name`` to the sample app's ``main_py``.
+
+    Returns:
+        True if appended, False if the file already had it.
+
+    Raises:
+        ValueError: ``main_py`` defines no ``MyApp.init_infers`` or does not import ``os`` (another sample app, or a
+            MONAI Label whose sample changed): the names would silently be missing.
+    """
+    main_py = Path(main_py)
+    text = main_py.read_text()
+    if _VERTEBRAL_MARK in text:
+        return False
+    if "def init_infers(" not in text or not re.search(r"^import os$", text, re.MULTILINE):
+        raise ValueError(f"{main_py} has no MyApp.init_infers (or no 'import os') to add the vertebral label names to")
+    labels = {label.lower(): value for value, label in VERTEBRAL_LABELS.items()}
+    main_py.write_text(text.rstrip("\n") + "\n\n\n" + VERTEBRAL_LABEL_NAMES.format(name=name, labels=labels))
     return True
 
 
@@ -358,6 +413,7 @@ def setup(
         download_sample_app(py, app)
         add_torchvision_guard(app / "main.py")
         add_uncertainty_strategy(app / "main.py", name)
+        add_vertebral_label_names(app / "main.py", name)
         copied = copy_bundle(bundle_dir, app / "model" / name)
         options = {**MONAILABEL_TRAIN_OPTIONS, **(train_options or {})}
         old = set_train_options(app / "model" / name, options)

@@ -8,6 +8,7 @@ every muscle (it resamples to 2 x 2 x 4 mm anyway), so generating, uploading and
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import hashlib
 import json
@@ -34,6 +35,7 @@ from scripts.integrations.monailabel_app import (
     MONAILABEL_TRAIN_OPTIONS,
     add_torchvision_guard,
     add_uncertainty_strategy,
+    add_vertebral_label_names,
     copy_bundle,
     server_command,
     set_train_options,
@@ -457,6 +459,48 @@ def test_uncertainty_strategy_is_appended_once_and_registered_from_the_bundle_co
     other.write_text("class SomethingElse:\n    pass\n")
     with pytest.raises(ValueError, match="no MyApp.init_strategies"):
         add_uncertainty_strategy(other)
+
+
+def test_vertebral_label_names_are_added_once_and_only_where_the_served_copy_has_a_spine_network(tmp_path):
+    app = tmp_path / "app"
+    app.mkdir()
+    main_py = app / "main.py"
+    main_py.write_text(
+        "import logging\nimport os\n\nlogger = logging.getLogger(__name__)\n\n\nclass Task:\n"
+        "    def __init__(self):\n        self.labels = {'psoas_left': 1}\n\n\nclass MyApp:\n"
+        "    def __init__(self, models):\n        self.models = models\n\n"
+        "    def init_infers(self):\n        return {name: Task() for name in self.models}\n"
+    )
+    assert add_vertebral_label_names(main_py) is True
+    assert add_vertebral_label_names(main_py) is False  # idempotent
+    bundle, spine = tmp_path / "bundle", tmp_path / "bundle" / "models" / "spine_model.pt"
+    spine.parent.mkdir(parents=True)
+    (app / "run.py").write_text(
+        "import sys\nimport main\n\n"
+        f"print(main.MyApp({{{DEFAULT_NAME!r}: sys.argv[1], 'other': sys.argv[1]}}).init_infers()[{DEFAULT_NAME!r}]"
+        ".labels)\n"
+    )
+
+    def labels() -> dict:
+        res = subprocess.run([sys.executable, "run.py", str(bundle)], cwd=app, capture_output=True, text=True, env={})
+        assert res.returncode == 0, res.stderr
+        return ast.literal_eval(res.stdout.strip())
+
+    assert labels() == {"psoas_left": 1}  # no spine network in the served copy: the label map holds 1-8 only
+    spine.write_bytes(b"")
+    assert labels() == {
+        "psoas_left": 1,
+        "vertebral_body_l1": 9,
+        "vertebral_body_l2": 10,
+        "vertebral_body_l3": 11,
+        "vertebral_body_l4": 12,
+        "vertebral_body_l5": 13,
+        "sacrum": 14,
+    }
+    other = tmp_path / "other.py"
+    other.write_text("class MyApp:\n    def init_infers(self):\n        return {}\n")
+    with pytest.raises(ValueError, match="no MyApp.init_infers"):
+        add_vertebral_label_names(other)
 
 
 def test_copy_bundle_takes_the_served_parts_only(tmp_path):
