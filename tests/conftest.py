@@ -8,6 +8,16 @@ from pathlib import Path
 
 import pytest
 
+# pytest.ini runs the tests in worker processes (pytest-xdist, one file per worker at a time). PyTorch's threads in
+# two workers on two cores contend and every test runs several times slower, so each worker and the bundle runs it
+# starts get their share of the cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _workers)))
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
 BUNDLE_ROOT = Path(__file__).resolve().parents[1]
 SHARED = BUNDLE_ROOT.parent / "shared"
 if str(BUNDLE_ROOT) not in sys.path:
