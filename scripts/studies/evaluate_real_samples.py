@@ -17,6 +17,7 @@ psoas).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import nibabel as nib
@@ -59,7 +60,13 @@ SAMPLES = {
 
 
 def segment(
-    image_path: str | Path, ckpt_path: str | Path, bundle_root: str | Path = ".", overrides: dict | None = None
+    image_path: str | Path,
+    ckpt_path: str | Path,
+    bundle_root: str | Path = ".",
+    overrides: dict | None = None,
+    network_key: str = "network_def",
+    inferer_key: str = "inferer",
+    largest_component_labels: Sequence[int] = range(1, 9),
 ) -> tuple[np.ndarray, np.ndarray]:
     """Label map (input grid) of one image by the bundle's network and inference settings.
 
@@ -68,6 +75,9 @@ def segment(
         ckpt_path: the weights (bare state_dict).
         bundle_root: the bundle folder (its configs/inference.json gives network and settings).
         overrides: inference.json ids to replace, e.g. ``{"working_spacing": [2, 2, 4]}``.
+        network_key, inferer_key: the inference.json nodes of the network and its inferer (the spine network:
+            ``spine_network_def``, ``spine_inferer``).
+        largest_component_labels: labels reduced to their largest connected piece (none: every piece kept).
 
     Returns:
         (label map on the image's grid, the image's affine).
@@ -90,7 +100,7 @@ def segment(
     p.read_config(str(Path(bundle_root) / "configs" / "inference.json"))
     p["bundle_root"] = str(bundle_root)
     p.update(overrides or {})
-    net = p.get_parsed_content("network_def")
+    net = p.get_parsed_content(network_key)
     net.load_state_dict(torch.load(ckpt_path, map_location="cpu", weights_only=True))
     net.eval()
     spacing = p.get_parsed_content("working_spacing")
@@ -105,16 +115,15 @@ def segment(
     )
     d = pre({"image": str(image_path)})
     with torch.no_grad():
-        d["pred"] = p.get_parsed_content("inferer")(d["image"][None].float(), net)[0]
-    post = Compose(
-        [
-            Activationsd("pred", softmax=True),
-            Invertd("pred", transform=pre, orig_keys="image", nearest_interp=False),
-            AsDiscreted("pred", argmax=True),
-            KeepLargestComponentPerLabeld("pred", labels=range(1, 9)),
-        ]
-    )
-    d = post(d)
+        d["pred"] = p.get_parsed_content(inferer_key)(d["image"][None].float(), net)[0]
+    post = [
+        Activationsd("pred", softmax=True),
+        Invertd("pred", transform=pre, orig_keys="image", nearest_interp=False),
+        AsDiscreted("pred", argmax=True),
+    ]
+    if len(largest_component_labels):
+        post.append(KeepLargestComponentPerLabeld("pred", labels=largest_component_labels))
+    d = Compose(post)(d)
     img = nib.load(str(image_path))
     return np.asarray(d["pred"][0].numpy(), dtype=np.uint8), img.affine
 
