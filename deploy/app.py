@@ -57,6 +57,7 @@ from monai.deploy.operators.monai_bundle_inference_operator import (  # noqa: E4
     IOMapping,
     MonaiBundleInferenceOperator,
 )
+from scripts.pipeline.keys import VERTEBRA_NAMING_KEY  # noqa: E402
 
 logger = logging.getLogger("lumbar_dixon_app")
 
@@ -178,7 +179,10 @@ class DixonQuantifyOperator(Operator):
         if label.shape != scan.shape:
             raise RuntimeError(f"label map {label.shape} is not on the input grid {scan.shape}")
         # the plain bundle's own measurement, with its defaults (no erosion override)
-        result, _, levels = measure_subject_and_levels(scan, label, scan.affine, ff_method=self.ff_method)
+        naming = (pred.metadata() or {}).get(VERTEBRA_NAMING_KEY)
+        result, _, levels = measure_subject_and_levels(
+            scan, label, scan.affine, ff_method=self.ff_method, naming=naming
+        )
         self.output_folder.mkdir(parents=True, exist_ok=True)
         # with the vertebral context (labels 9-14: the spine network or a 15-output model) also
         # <subject>_ff_levels.csv, as the plain bundle writes it
@@ -261,6 +265,18 @@ class EagerBundleInferenceOperator(MonaiBundleInferenceOperator):
             super()._init_config(config_names)
         finally:
             sdk_operator.get_bundle_config = read
+
+    def post_process(self, data: Any, *args: Any, **kwargs: Any) -> Any:
+        # the SDK sends on the label map only; how its vertebral bodies were named (the spine network's count from
+        # the sacrum) is a record of its own in the post-processing's dictionary, kept here for _send_output
+        outputs = super().post_process(data, *args, **kwargs)
+        self._naming = outputs.get(VERTEBRA_NAMING_KEY) if isinstance(outputs, dict) else None
+        return outputs
+
+    def _send_output(self, value: Any, name: str, metadata: dict, op_output: Any, context: Any) -> None:
+        if getattr(self, "_naming", None) is not None:
+            metadata = {**metadata, VERTEBRA_NAMING_KEY: self._naming}
+        super()._send_output(value, name, metadata, op_output, context)
 
     def predict(self, data: Any, *args: Any, **kwargs: Any) -> Any:
         if self._eager is None:

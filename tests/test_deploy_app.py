@@ -21,7 +21,7 @@ import pytest
 from scripts.io.dicom_select import select_dixon_series
 from scripts.io.dicom_series import scan_dicom_folder
 from scripts.io.dicom_stack import stack_series
-from scripts.labels import LABELS
+from scripts.labels import ALL_LABELS
 from scripts.phantom import Acquisition, generate_subject
 from scripts.phantom.dicom_export import write_dicom_study
 
@@ -59,7 +59,7 @@ def _app(python: Path, *args: str) -> subprocess.CompletedProcess:
 def runs(deploy_python, tmp_path_factory) -> dict:
     """One Philips-style study; the plain bundle and the app both run on its DICOM folder."""
     root = tmp_path_factory.mktemp("deploy")
-    subj = generate_subject(8, Acquisition.preset("low"))
+    subj = generate_subject(8, Acquisition.preset("low"), anatomy="complete")
     write_dicom_study(subj, root, vendor="philips")
     cmd = [
         sys.executable,
@@ -100,16 +100,24 @@ def _decode_seg(seg: pydicom.Dataset, reference_uids: list[str], shape: tuple[in
     return label
 
 
-def test_seg_has_eight_coded_segments_and_equals_the_bundle_label_map(runs):
+def test_seg_has_a_coded_segment_per_label_and_equals_the_bundle_label_map(runs):
     seg_files = list((runs["app"] / "seg").glob("*.dcm"))
     assert len(seg_files) == 1
     seg = pydicom.dcmread(seg_files[0])
     assert seg.Modality == "SEG" and seg.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4"
     assert seg.SegmentationType == "BINARY"
+    bundle = nib.load(runs["bundle"] / f"{runs['subject']}_seg.nii.gz")
+    values = sorted(set(np.unique(np.asarray(bundle.dataobj)).tolist()) - {0})
+    # the eight muscles, and with the shipped spine network the vertebral bodies and sacrum it names (9-14)
+    assert values[:8] == list(range(1, 9)) and set(values) <= set(range(1, 15))
+    assert (len(values) > 8) == (BUNDLE_ROOT / "models" / "spine_model.pt").is_file()
+    # segment number = label value; highdicom numbers segments without gaps, so a SEG with the vertebral context
+    # describes all of 9-14 (a body the count could not name is an empty segment)
+    numbers = list(range(1, 9 if values[-1] <= 8 else 15))
     segments = seg.SegmentSequence
-    assert [int(s.SegmentNumber) for s in segments] == list(range(1, 9))
-    assert [s.SegmentLabel for s in segments] == [LABELS[v] for v in range(1, 9)]
-    for s in segments:
+    assert [int(s.SegmentNumber) for s in segments] == numbers
+    assert [s.SegmentLabel for s in segments] == [ALL_LABELS[v] for v in numbers]
+    for s in segments[:8]:
         muscle, side = s.SegmentLabel.rsplit("_", 1)
         assert s.SegmentedPropertyCategoryCodeSequence[0].CodeValue == "91723000"
         assert s.SegmentedPropertyTypeCodeSequence[0].CodingSchemeDesignator == "SCT"
@@ -126,10 +134,8 @@ def test_seg_has_eight_coded_segments_and_equals_the_bundle_label_map(runs):
     assert seg.StudyInstanceUID == datasets[0].StudyInstanceUID
     assert seg.FrameOfReferenceUID == datasets[0].FrameOfReferenceUID
     label = _decode_seg(seg, [ds.SOPInstanceUID for ds in datasets], volume.shape)
-    bundle = nib.load(runs["bundle"] / f"{runs['subject']}_seg.nii.gz")
     np.testing.assert_allclose(bundle.affine, affine, atol=1e-4)
     np.testing.assert_array_equal(label, np.asarray(bundle.dataobj))
-    assert set(np.unique(label)) == set(range(9))
 
 
 def _without_network_confidence(tree):
@@ -152,15 +158,25 @@ def test_ff_table_equals_the_plain_bundle(runs):
     pd.testing.assert_frame_equal(app, plain.drop(columns=[c for c in plain.columns if c.startswith("net_")]))
     app_json = json.loads((runs["app"] / f"{sid}_ff_table.json").read_text())
     plain_json = json.loads((runs["bundle"] / f"{sid}_ff_table.json").read_text())
+    # the levels too: bounds, the naming record of the spine network (which the SDK does not send on by itself)
     assert _without_network_confidence(app_json) == _without_network_confidence(plain_json)
-    # the shipped 9-output model: no vertebral labels, so neither front end writes a per-level table, both say why
-    assert app_json["meta"]["levels"]["status"] == "not available"
-    assert not list(runs["app"].glob("*levels*")) and not list(runs["bundle"].glob("*levels*"))
+    levels = app_json["meta"]["levels"]
+    if (BUNDLE_ROOT / "models" / "spine_model.pt").is_file():
+        assert levels["naming"]["source"] == "spine network" and levels["status"] in ("ok", "uncertain")
+        app_levels = pd.read_csv(runs["app"] / f"{sid}_ff_levels.csv")
+        plain_levels = pd.read_csv(runs["bundle"] / f"{sid}_ff_levels.csv")
+        pd.testing.assert_frame_equal(
+            app_levels, plain_levels.drop(columns=[c for c in plain_levels.columns if c.startswith("net_")])
+        )
+    else:  # a 9-output model alone: no vertebral labels, so neither front end writes a per-level table
+        assert levels["status"] == "not available"
+        assert not list(runs["app"].glob("*levels*")) and not list(runs["bundle"].glob("*levels*"))
 
 
 def test_output_folder_is_never_overwritten_silently(runs, deploy_python):
     before = {p: p.stat().st_mtime_ns for p in runs["app"].rglob("*") if p.is_file()}
-    assert len(before) == 6  # SEG, SR, FF table CSV and JSON, slice profile, label NIfTI
+    # SEG, SR, FF table CSV and JSON, slice profile, label NIfTI (and the per-level table with the vertebral context)
+    assert len(before) == 6 + len(list(runs["app"].glob("*_ff_levels.csv")))
     res = _app(deploy_python, "-i", str(runs["root"] / "dicom"), "-o", str(runs["app"]))
     assert res.returncode == 2
     assert f"output folder {runs['app']} is not empty" in res.stderr and "--overwrite" in res.stderr

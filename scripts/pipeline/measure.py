@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import torch
@@ -9,7 +12,7 @@ from monai.data import MetaTensor
 from scripts.io.dixon_scan import DixonScan
 from scripts.pipeline.dixon_entry import scan_to_entry
 from scripts.pipeline.fat_fraction_map import FatFractionMapd
-from scripts.pipeline.keys import FF_KEY, LEVELS_KEY, STATS_KEY
+from scripts.pipeline.keys import FF_KEY, LEVELS_KEY, STATS_KEY, VERTEBRA_NAMING_KEY
 from scripts.pipeline.level_statistics import LevelStatisticsd, with_side_verdicts
 from scripts.pipeline.muscle_statistics import MuscleStatisticsd
 from scripts.pipeline.quality_verdict import QualityVerdictd
@@ -30,6 +33,7 @@ def measure_subject_and_levels(
     min_volume_ml: float = 1.0,
     border_trim_ff: float | None = 0.7,
     level_rule: str = "mid_disc",
+    naming: Mapping[str, Any] | None = None,
 ) -> tuple[QuantResult, FFResult, pd.DataFrame | None]:
     """FF map, fat-water swap check, per-muscle statistics, vertebral levels and quality verdict of one subject.
 
@@ -49,6 +53,9 @@ def measure_subject_and_levels(
         border_trim_ff: border voxels above this FF touching unlabelled fat are left out
             (:func:`scripts.quantification.statistics.trim_fat_border`); ``None`` counts every label voxel.
         level_rule: level bounds, ``"mid_disc"`` or ``"mid_body"`` (inference.json's ``level_rule``).
+        naming: how the vertebral bodies of ``label`` were named (the post-processing's ``vertebra_naming`` record:
+            :class:`scripts.pipeline.spine_labels.MergeSpineLabelsd`, :class:`NameVertebraeFromSacrumd`); it goes
+            into ``meta["levels"]["naming"]`` as in the plain bundle's FF JSON.
 
     Returns:
         ``(result, ffr, levels)``: the :class:`QuantResult` (FF table with the quality verdict, per-slice profiles,
@@ -67,6 +74,8 @@ def measure_subject_and_levels(
         torch.as_tensor(np.asarray(label)[None]), affine=torch.as_tensor(np.asarray(label_affine, dtype=np.float64))
     )
     d = {**scan_to_entry(scan), key: pred}
+    if naming is not None:
+        d[VERTEBRA_NAMING_KEY] = dict(naming)
     # called one by one, not through monai's Compose, so that an input error reaches the caller as itself
     # (Compose would wrap it in a RuntimeError)
     for step in steps:

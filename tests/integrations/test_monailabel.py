@@ -42,6 +42,7 @@ from scripts.integrations.monailabel_app import (
     setup,
 )
 from scripts.integrations.scan_typicality import ScanDescriptor, pool_density
+from scripts.labels import VERTEBRAL_LABELS
 from scripts.phantom import Acquisition, generate_subject
 
 from tests.conftest import BUNDLE_ROOT
@@ -56,6 +57,9 @@ MUSCLES = {
     "erector_spinae_multifidus_left": 7,
     "erector_spinae_multifidus_right": 8,
 }
+#: with the shipped spine network the label maps also hold the vertebral bodies and the sacrum, named in /info
+SPINE = (BUNDLE_ROOT / "models" / "spine_model.pt").is_file()
+LABELS = {**MUSCLES, **({v.lower(): k for k, v in VERTEBRAL_LABELS.items()} if SPINE else {})}
 GEOMETRY = Acquisition.from_spacing((4.0, 4.0, 8.0))
 TRAIN_SEEDS = (301, 302, 303, 304)  # labelled studies (3 train + 1 validation with val_split 0.25)
 INFER_SEED = 310  # an unlabelled study, as a new case in active learning
@@ -193,12 +197,12 @@ def server(monailabel_python, phantoms, shipped_model_hash):
     assert _sha256(BUNDLE_ROOT / "models" / "model.pt") == shipped_model_hash
 
 
-def test_info_lists_the_eight_muscles(server):
+def test_info_lists_the_eight_muscles_and_the_spine_labels(server):
     info = json.loads(server.request("GET", "/info/"))
     model = info["models"][DEFAULT_NAME]
-    assert model["labels"] == MUSCLES
+    assert model["labels"] == LABELS
     assert model["type"] == "segmentation" and model["dimension"] == 3
-    assert sorted(info["labels"]) == sorted(MUSCLES)
+    assert sorted(info["labels"]) == sorted(LABELS)
     assert DEFAULT_NAME in info["trainers"]
     stats = json.loads(server.request("GET", "/datastore/?output=stats"))
     assert stats["total"] == len(TRAIN_SEEDS) + 1 and stats["label_tags"] == {"final": len(TRAIN_SEEDS)}
@@ -214,7 +218,7 @@ def _infer_and_score(server: Server, truth: Any, out: Path) -> dict[str, float]:
     pred = np.asarray(seg.dataobj)
     assert pred.shape == truth.images["inphase"].shape
     np.testing.assert_allclose(seg.affine, truth.affine, atol=1e-4)
-    assert set(np.unique(pred)) <= set(range(9))
+    assert set(np.unique(pred)) <= {0, *LABELS.values()}
     lab = truth.images["label"]
     dice = {
         name: float(2 * np.sum((pred == v) & (lab == v)) / (np.sum(pred == v) + np.sum(lab == v)))
