@@ -40,12 +40,17 @@ import dataclasses
 import numpy as np
 from scipy import ndimage
 from scripts.labels import VERTEBRAL_LABELS
-from scripts.quantification.levels import GAP_RANGE_MM, HEIGHT_RANGE_MM, SACRUM_VALUE, z_of_voxels
+from scripts.quantification.levels import (
+    GAP_RANGE_MM,
+    HEIGHT_RANGE_MM,
+    SACRUM_OVERLAP_MM,
+    SACRUM_VALUE,
+    z_of_voxels,
+)
 
 __all__ = [
     "NamingResult",
     "SACRUM_MAX_OFF_COLUMN_MM",
-    "SACRUM_OVERLAP_MM",
     "count_bodies_from_sacrum",
     "name_bodies_from_sacrum",
 ]
@@ -54,9 +59,6 @@ __all__ = [
 #: behind and below L5: its centre 33-47 mm from the column's on the 20 anatomy-complete held-out phantoms, its top
 #: 21-33 mm; in adults the sacral promontory is under L5, so 80 mm leaves room for a steep lordosis.
 SACRUM_MAX_OFF_COLUMN_MM = 80.0
-#: the first body above the sacrum may overlap the sacrum's top by this much (mm; a negative gap). The spine network's
-#: sacrum ran 1-3 slices into L5 on 2 of the 20 held-out phantoms (gaps 0 and -5 mm), where no body was missing.
-SACRUM_OVERLAP_MM = -10.0
 
 #: body values, cranial (L1 = 9) to caudal (L5 = 13)
 _BODY_VALUES: tuple[int, ...] = tuple(v for v in sorted(VERTEBRAL_LABELS) if v != SACRUM_VALUE)
@@ -107,11 +109,11 @@ def _column(lab: np.ndarray, affine: np.ndarray) -> np.ndarray | None:
     return np.median(idx @ affine[:2, :3].T + affine[:2, 3], axis=0)
 
 
-def _sacrum_top(
+def _sacrum(
     lab: np.ndarray, affine: np.ndarray, min_piece_share: float, column: np.ndarray | None = None
-) -> float | None:
-    """World z (mm) of the highest voxel centre of the sacrum's pieces that are not specks and lie by the column of
-    bodies (rule 3 of the module); None without one."""
+) -> tuple[float, np.ndarray] | None:
+    """The sacrum's pieces that are not specks and lie by the column of bodies (rule 3 of the module): the world z
+    (mm) of their highest voxel centre and their mask; None without one."""
     comp, n = ndimage.label(lab == SACRUM_VALUE)
     if n == 0:
         return None
@@ -122,8 +124,8 @@ def _sacrum_top(
         sizes[np.hypot(*(world - column).T) > SACRUM_MAX_OFF_COLUMN_MM] = 0
     if not sizes.any():
         return None
-    keep = np.flatnonzero((sizes > 0) & (sizes >= min_piece_share * sizes.max())) + 1
-    return float(z_of_voxels(affine, np.nonzero(np.isin(comp, keep))).max())
+    keep = np.isin(comp, np.flatnonzero((sizes > 0) & (sizes >= min_piece_share * sizes.max())) + 1)
+    return float(z_of_voxels(affine, np.nonzero(keep)).max()), keep
 
 
 def _pieces(lab: np.ndarray, affine: np.ndarray, min_piece_share: float) -> tuple[list[_Body], list[_Body]]:
@@ -198,9 +200,10 @@ def _count(
     pieces, specks = _pieces(lab, aff, min_piece_share)
     if not pieces:
         return NamingResult("no vertebral bodies")
-    top = _sacrum_top(lab, aff, min_piece_share, _column(lab, aff))
-    if top is None:
+    sacrum = _sacrum(lab, aff, min_piece_share, _column(lab, aff))
+    if sacrum is None:
         return NamingResult("kept", reasons=["no sacrum in the label map: nothing to count from"])
+    top = sacrum[0]
     bodies = [part for b in _merge(pieces, half) for part in _split_tall(b, half)]
     above = [b for b in bodies if 0.5 * (b.low + b.high) > top]
     if not above:
@@ -322,12 +325,21 @@ def count_bodies_from_sacrum(
     lab = np.zeros(sp.shape, np.uint8)
     lab[sp == 2] = SACRUM_VALUE
     lab[sp == 1] = _BODY_VALUES[0]  # one value for every body: a placeholder, never written out
-    out = np.where(sp == 2, SACRUM_VALUE, 0).astype(np.uint8)
-    count = _count(lab, np.asarray(affine, dtype=np.float64), min_piece_share)
+    aff = np.asarray(affine, dtype=np.float64)
+    # only the sacrum that anchors the count is written: a piece of the class far from the column or a speck is
+    # not the sacrum, and the level rule (scripts.quantification.levels) would take its extent for the sacrum's
+    sacrum = _sacrum(lab, aff, min_piece_share, _column(lab, aff))
+    out = np.zeros(sp.shape, np.uint8)
+    if sacrum is not None:
+        out[sacrum[1]] = SACRUM_VALUE
+    dropped = int((sp == 2).sum() - (out == SACRUM_VALUE).sum())
+    count = _count(lab, aff, min_piece_share)
     if isinstance(count, NamingResult):
         if count.status == "kept":
             count.status = "not named"
             count.reasons = [f"{count.reasons[0]}: the vertebral bodies found are not named, and no levels are given"]
+        if dropped:
+            count.reasons.append(f"{dropped} voxel(s) of the sacrum class away from the column or in specks left out")
         return out, count
     above, below, specks = count
     record = NamingResult("counted")
@@ -341,4 +353,6 @@ def count_bodies_from_sacrum(
         record.reasons.append(f"{below} body piece(s) at or below the top of the sacrum left out")
     if specks:
         record.reasons.append(f"{len(specks)} speck(s) of body labels left out")
+    if dropped:
+        record.reasons.append(f"{dropped} voxel(s) of the sacrum class away from the column or in specks left out")
     return out, record

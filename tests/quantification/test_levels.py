@@ -114,7 +114,19 @@ def test_implausible_height_and_gap_are_reported():
     far = dict(BODIES)
     far[9] = (90, 100)  # cut at the top: its height is not judged, but the 24 mm gap is
     res = assign_levels(spine_label(far), affine())
-    assert res.reasons == ["24 mm between L1 and L2 (a disc: 1-20 mm)"]
+    assert res.reasons == ["24 mm between L1 and L2 (a disc: 1 to 20 mm)"]
+
+
+@pytest.mark.parametrize(("top", "status"), [(15, "ok"), (23, "uncertain")])
+def test_the_sacrum_may_reach_up_beside_l5_by_10_mm(top, status):
+    """A spine network's sacrum class running up behind the L5/S1 disc to z index ``top`` (2 mm slices; L5 starts at
+    14): -4 mm between L5 and the sacrum is a leak, accepted; -20 mm is not."""
+    lab = spine_label()
+    lab[8:12, 9:12, 10 : top + 1] = 14
+    res = assign_levels(lab, affine())
+    assert res.status == status
+    if status != "ok":
+        assert "-20 mm between L5 and sacrum (a disc: -10 to 20 mm)" in res.reasons
 
 
 def test_mid_body_rule_gives_disc_centred_segments():
