@@ -119,8 +119,14 @@ def _sacrum(
         return None
     sizes = np.bincount(comp.ravel())[1:].astype(float)
     if column is not None:
-        centres = ndimage.center_of_mass(np.ones(comp.shape), comp, range(1, n + 1))
-        world = np.asarray(centres, dtype=float) @ affine[:2, :3].T + affine[:2, 3]
+        # each piece's centre from its bounding box (a whole-volume centre_of_mass took 0.8 s on 400x320x145)
+        centres = np.array(
+            [
+                [np.nonzero(comp[box] == k)[a].mean() + box[a].start for a in range(3)]
+                for k, box in enumerate(ndimage.find_objects(comp), start=1)
+            ]
+        )
+        world = centres @ affine[:2, :3].T + affine[:2, 3]
         sizes[np.hypot(*(world - column).T) > SACRUM_MAX_OFF_COLUMN_MM] = 0
     if not sizes.any():
         return None

@@ -27,6 +27,7 @@ import torch
 from scripts.configuration.values import overrides_from_cli
 from scripts.evaluation.segmentation_metrics import dice
 from scripts.evaluation.surface_distance import hausdorff_distance
+from scripts.labels import MUSCLE_VALUES
 
 __all__ = ["SAMPLES", "segment", "evaluate", "reference_in_our_labels"]
 
@@ -66,7 +67,7 @@ def segment(
     overrides: dict | None = None,
     network_key: str = "network_def",
     inferer_key: str = "inferer",
-    largest_component_labels: Sequence[int] = range(1, 9),
+    largest_component_labels: Sequence[int] = MUSCLE_VALUES,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Label map (input grid) of one image by the bundle's network and inference settings.
 
