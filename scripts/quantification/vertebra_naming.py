@@ -198,15 +198,15 @@ def _split_tall(body: _Body, half: float) -> list[_Body]:
 
 
 def _count(
-    lab: np.ndarray, aff: np.ndarray, min_piece_share: float
+    lab: np.ndarray, aff: np.ndarray, min_piece_share: float, sacrum: tuple[float, np.ndarray] | None
 ) -> tuple[list[_Body], int, list[_Body]] | NamingResult:
-    """The bodies above the sacrum, caudal to cranial, the number at or below its top, and the specks; or the
-    record of why they cannot be counted (status ``"kept"``, or ``"no vertebral bodies"``)."""
+    """The bodies above the sacrum (``sacrum``: :func:`_sacrum` of ``lab``), caudal to cranial, the number at or
+    below its top, and the specks; or the record of why they cannot be counted (status ``"kept"``, or
+    ``"no vertebral bodies"``)."""
     half = 0.5 * float(np.abs(aff[2, :3]).max())  # half the z step of one voxel
     pieces, specks = _pieces(lab, aff, min_piece_share)
     if not pieces:
         return NamingResult("no vertebral bodies")
-    sacrum = _sacrum(lab, aff, min_piece_share, _column(lab, aff))
     if sacrum is None:
         return NamingResult("kept", reasons=["no sacrum in the label map: nothing to count from"])
     top = sacrum[0]
@@ -268,7 +268,8 @@ def name_bodies_from_sacrum(
     lab = np.asarray(label)
     if lab.ndim != 3:
         raise ValueError(f"the label map must be 3D, got shape {lab.shape}")
-    count = _count(lab, np.asarray(affine, dtype=np.float64), min_piece_share)
+    aff = np.asarray(affine, dtype=np.float64)
+    count = _count(lab, aff, min_piece_share, _sacrum(lab, aff, min_piece_share, _column(lab, aff)))
     if isinstance(count, NamingResult):
         if count.status == "kept" and count.reasons and count.reasons[0].startswith("no sacrum"):
             count.reasons = ["no sacrum in the label map: nothing to count from; the network's names are kept"]
@@ -339,7 +340,7 @@ def count_bodies_from_sacrum(
     if sacrum is not None:
         out[sacrum[1]] = SACRUM_VALUE
     dropped = int((sp == 2).sum() - (out == SACRUM_VALUE).sum())
-    count = _count(lab, aff, min_piece_share)
+    count = _count(lab, aff, min_piece_share, sacrum)
     if isinstance(count, NamingResult):
         if count.status == "kept":
             count.status = "not named"

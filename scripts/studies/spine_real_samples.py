@@ -42,6 +42,10 @@ MR_SAMPLES: dict[str, str] = {
 }
 
 
+def _voxel_ml(affine: np.ndarray) -> float:
+    return abs(float(np.linalg.det(affine[:3, :3]))) / 1000.0
+
+
 def body_pieces(spine: np.ndarray, affine: np.ndarray, column_mm: float = 15.0) -> pd.DataFrame:
     """The connected pieces of the body class of a spine map, with their place in world coordinates.
 
@@ -55,7 +59,7 @@ def body_pieces(spine: np.ndarray, affine: np.ndarray, column_mm: float = 15.0) 
         One row per piece, largest first: ``volume_ml``, ``height_mm`` (its extent along the world S axis),
         ``centre_r_mm``, ``centre_a_mm``, ``centre_s_mm`` (RAS), ``off_column_mm`` and ``in_column``.
     """
-    voxel_ml = abs(float(np.linalg.det(affine[:3, :3]))) / 1000.0
+    voxel_ml = _voxel_ml(affine)
     pieces, n = ndimage.label(spine == 1, structure=np.ones((3, 3, 3)))
     if n == 0:
         return pd.DataFrame(
@@ -90,8 +94,8 @@ def _picture(image: np.ndarray, spine: np.ndarray, affine: np.ndarray, title: st
     import matplotlib.pyplot as plt
 
     img = np.asarray(nib.as_closest_canonical(nib.Nifti1Image(image.astype(np.float32), affine)).dataobj)
-    sp = np.asarray(nib.as_closest_canonical(nib.Nifti1Image(spine.astype(np.uint8), affine)).dataobj)
-    zooms = nib.as_closest_canonical(nib.Nifti1Image(spine.astype(np.uint8), affine)).header.get_zooms()[:3]
+    canonical = nib.as_closest_canonical(nib.Nifti1Image(spine.astype(np.uint8), affine))
+    sp, zooms = np.asarray(canonical.dataobj), canonical.header.get_zooms()[:3]
     body = np.argwhere(sp == 1)
     x = int(np.median(body[:, 0])) if len(body) else sp.shape[0] // 2
     zs = np.unique(body[:, 2]) if len(body) else np.array([sp.shape[2] // 2])
@@ -146,7 +150,6 @@ def run(
         )
         pieces = body_pieces(spine, affine, column_mm).assign(sample=name)
         _, record = count_bodies_from_sacrum(spine, affine)
-        voxel_ml = abs(float(np.linalg.det(affine[:3, :3]))) / 1000.0
         body_ml = float(pieces["volume_ml"].sum()) if len(pieces) else 0.0
         in_column_ml = float(pieces.loc[pieces["in_column"], "volume_ml"].sum()) if len(pieces) else 0.0
         samples.append(
@@ -156,7 +159,7 @@ def run(
                 "pieces_in_column": int(pieces["in_column"].sum()) if len(pieces) else 0,
                 "body_ml": body_ml,
                 "body_share_in_column": in_column_ml / body_ml if body_ml else float("nan"),
-                "sacrum_ml": float((spine == 2).sum()) * voxel_ml,
+                "sacrum_ml": float((spine == 2).sum()) * _voxel_ml(affine),
                 "naming": record.status,
                 "naming_reason": "; ".join(record.reasons),
             }
