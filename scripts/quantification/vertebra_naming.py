@@ -23,7 +23,11 @@ Rule, in world RAS mm (superior +z) from the affine, any storage orientation:
    the first body, body to body) is a disc (``GAP_RANGE_MM``); a sixth body is T12 (or a sixth lumbar
    vertebra) and is left unlabelled. Between the sacrum and the first body an overlap down to
    ``SACRUM_OVERLAP_MM`` is accepted: a network's sacrum class that runs a slice or two into the L5/S1 disc or
-   the bottom of L5 (measured on thick slices), not a missing body, which would leave a gap of a body and a disc.
+   the bottom of L5 (measured on thick slices), not a missing body, which would leave a gap of a body and a disc;
+5. nothing is counted, and the record says why, from a sacrum that cannot be one: a body piece lies wholly below it
+   (no vertebral body lies below the sacrum: a "sacrum" drawn inside or between bodies), or its largest axial
+   cross-section is under ``SACRUM_MIN_AREA_SHARE`` of a body's. A wrong anchor would shift every name and every
+   level silently; no names give no levels, which the tables say.
 
 A spine network (``configs/spine_train.json``) segments every body as one class and gives no names:
 :func:`count_bodies_from_sacrum` applies the same rule to its map (0 background, 1 body, 2 sacrum) and writes 9-14.
@@ -51,6 +55,7 @@ from scripts.quantification.levels import (
 __all__ = [
     "NamingResult",
     "SACRUM_MAX_OFF_COLUMN_MM",
+    "SACRUM_MIN_AREA_SHARE",
     "count_bodies_from_sacrum",
     "name_bodies_from_sacrum",
 ]
@@ -59,6 +64,12 @@ __all__ = [
 #: behind and below L5: its centre 33-47 mm from the column's on the 20 anatomy-complete held-out phantoms, its top
 #: 21-33 mm; in adults the sacral promontory is under L5, so 80 mm leaves room for a steep lordosis.
 SACRUM_MAX_OFF_COLUMN_MM = 80.0
+
+#: the sacrum's largest axial cross-section must be at least this share of the bodies' (median of each body's
+#: largest). S1 alone is about as wide as L5 and its alae add as much again: 2.0-2.6 times on the 19 held-out
+#: phantoms whose sacrum is in view; the spine network with test-time batch-norm adaptation drew "sacrum" blobs of a
+#: few cm2 inside a thoracic body on the real CHAOS scan, which would have named every body above them.
+SACRUM_MIN_AREA_SHARE = 0.5
 
 #: body values, cranial (L1 = 9) to caudal (L5 = 13)
 _BODY_VALUES: tuple[int, ...] = tuple(v for v in sorted(VERTEBRAL_LABELS) if v != SACRUM_VALUE)
@@ -80,9 +91,13 @@ class NamingResult:
     status: str
     renamed: list[str] = dataclasses.field(default_factory=list)
     reasons: list[str] = dataclasses.field(default_factory=list)
+    #: the sacrum found cannot be one (rule 5): it is not written as the sacrum either
+    doubtful_sacrum: bool = dataclasses.field(default=False, repr=False)
 
     def to_meta(self) -> dict:
-        return {"rule": "counted up from the sacrum", **dataclasses.asdict(self)}
+        meta = dataclasses.asdict(self)
+        meta.pop("doubtful_sacrum")
+        return {"rule": "counted up from the sacrum", **meta}
 
 
 @dataclasses.dataclass
@@ -211,6 +226,9 @@ def _count(
         return NamingResult("kept", reasons=["no sacrum in the label map: nothing to count from"])
     top = sacrum[0]
     bodies = [part for b in _merge(pieces, half) for part in _split_tall(b, half)]
+    doubt = _doubtful_sacrum(bodies, sacrum, aff, half)
+    if doubt:
+        return NamingResult("kept", reasons=[doubt], doubtful_sacrum=True)
     above = [b for b in bodies if 0.5 * (b.low + b.high) > top]
     if not above:
         return NamingResult("kept", reasons=["no vertebral body above the sacrum"])
@@ -227,6 +245,35 @@ def _count(
                 ],
             )
     return above, len(bodies) - len(above), specks
+
+
+def _largest_cross_section_mm2(z: np.ndarray, half: float, voxel_mm2: float) -> float:
+    """Largest axial cross-section (mm^2) of the voxels whose world z (mm) is ``z``, slice by slice."""
+    if not z.size:
+        return 0.0
+    slices = np.floor((z - z.min()) / (2 * half) + 0.5).astype(int) if half > 0 else np.zeros(z.size, int)
+    return float(np.bincount(slices).max()) * voxel_mm2
+
+
+def _doubtful_sacrum(bodies: list[_Body], sacrum: tuple[float, np.ndarray], aff: np.ndarray, half: float) -> str:
+    """Why the sacrum found cannot anchor the count (rule 5 of the module), or ``""`` when it can."""
+    sac_z = z_of_voxels(aff, np.nonzero(sacrum[1]))
+    under = [b for b in bodies if b.high < sac_z.min()]
+    if under:
+        return (
+            f"{len(under)} vertebral body piece(s) lie wholly below the sacrum found: no vertebral body lies below "
+            "the sacrum, so the sacrum found is doubtful (a false sacrum inside or between bodies) and nothing is "
+            "counted from it"
+        )
+    voxel_mm2 = abs(float(np.linalg.det(aff[:3, :3]))) / (2 * half) if half > 0 else 1.0
+    body = float(np.median([_largest_cross_section_mm2(b.z, half, voxel_mm2) for b in bodies]))
+    sac = _largest_cross_section_mm2(sac_z, half, voxel_mm2)
+    if sac < SACRUM_MIN_AREA_SHARE * body:
+        return (
+            f"the sacrum found is at most {sac / 100:.1f} cm2 in cross-section, under {SACRUM_MIN_AREA_SHARE:.0%} "
+            f"of a vertebral body's ({body / 100:.1f} cm2): too small to be the sacrum, so nothing is counted from it"
+        )
+    return ""
 
 
 def _counted_value(k: int) -> int:
@@ -339,8 +386,10 @@ def count_bodies_from_sacrum(
     out = np.zeros(sp.shape, np.uint8)
     if sacrum is not None:
         out[sacrum[1]] = SACRUM_VALUE
-    dropped = int((sp == 2).sum() - (out == SACRUM_VALUE).sum())
     count = _count(lab, aff, min_piece_share, sacrum)
+    if isinstance(count, NamingResult) and count.doubtful_sacrum:
+        out[:] = 0  # not the sacrum: written as one, its extent would stand for the sacrum's in the level rule
+    dropped = int((sp == 2).sum() - (out == SACRUM_VALUE).sum())
     if isinstance(count, NamingResult):
         if count.status == "kept":
             count.status = "not named"
