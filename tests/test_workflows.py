@@ -462,3 +462,9 @@ def test_a_fine_tune_never_saves_a_model_worse_than_its_start(tiny_cohort, tiny_
     saved = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
     reference = torch.load(start, weights_only=True)
     assert all(torch.equal(saved[k], reference[k]) for k in reference)  # the starting weights stay the best
+    # the ruined last weights are kept apart, and the log says that model.pt is the starting model
+    last = torch.load(tmp_path / "models" / "model_last.pt", weights_only=True)
+    assert set(last) == set(reference) and not all(torch.equal(last[k], reference[k]) for k in reference)
+    log = res.stdout + res.stderr
+    assert "no epoch of this run beat the starting weights' validation score" in log and "model_last.pt" in log
+    assert not (tmp_path / "models" / "train_state").exists()

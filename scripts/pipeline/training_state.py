@@ -6,18 +6,25 @@ its best score in memory only, so a resumed run used to start from "no best yet"
 ``models/model.pt`` even when it scored below the model saved before the interruption. :class:`ValidationBest`
 puts that score (and the evaluator's ``best_metric``/``best_metric_epoch``) into the saved state and restores it.
 :class:`ValidateAtStart` gives a fine-tune the same guard from its first epoch: the starting weights are validated
-before any step, so they are the score to beat.
+before any step, so they are the score to beat. :class:`LastWeights` keeps the last epoch's weights when the run
+finishes (the training state is removed then) and says which weights ``model.pt`` holds.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+import torch
 from ignite.engine import Engine, Events
 from monai.engines import Workflow
 from monai.handlers import CheckpointSaver
 from scripts.configuration.values import as_bool
+
+logger = logging.getLogger(__name__)
 
 
 class ValidationBest:
@@ -79,6 +86,8 @@ class ValidateAtStart:
     def __init__(self, evaluator: Workflow, enabled: bool = True) -> None:
         self.evaluator = evaluator
         self.enabled = as_bool(enabled, "enabled")
+        #: the starting weights' validation score, once measured
+        self.metric: float | None = None
 
     def attach(self, engine: Engine) -> None:
         """Run the validation at ``engine``'s start (``Events.STARTED``), when enabled."""
@@ -87,3 +96,65 @@ class ValidateAtStart:
 
     def __call__(self, engine: Engine) -> None:
         self.evaluator.run()
+        self.metric = float(self.evaluator.state.best_metric)
+
+
+class LastWeights:
+    """When a training finishes: save the last epoch's weights beside the best model and say what ``model.pt`` holds.
+
+    Why: ``model.pt`` holds the best validation model, and the training state (the only copy of the last weights)
+    is removed when the run finishes. A fine-tune whose epochs never beat the starting weights' validation score
+    (:class:`ValidateAtStart`) then left ``model.pt`` as the starting model with only the metric log to say so
+    (found on a spine-network fine-tune whose stronger augmentation lowered the phantom validation Dice: 40 epochs,
+    ``model.pt`` byte-identical to the start, the last weights gone). Now the last weights are kept and a warning
+    says that ``model.pt`` is the starting model.
+
+    Args:
+        network: the trained network (a ``DistributedDataParallel`` wrapper is unwrapped; only rank 0 saves).
+        path: where the last weights go (a state_dict, as ``model.pt``), e.g. ``<ckpt_dir>/model_last.pt``.
+        evaluator: the validation engine (its ``state.best_metric`` and ``best_metric_epoch``).
+        start: the :class:`ValidateAtStart` of this run, whose score ``model.pt`` had to beat (None: no check).
+    """
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        path: str | os.PathLike,
+        evaluator: Workflow,
+        start: ValidateAtStart | None = None,
+    ) -> None:
+        self.network = network
+        self.path = Path(path)
+        self.evaluator = evaluator
+        self.start = start
+
+    def attach(self, engine: Engine) -> None:
+        """Run at ``engine``'s end (``Events.COMPLETED``: a finished run, not an interrupted one)."""
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank():
+            return
+        net = getattr(self.network, "module", self.network)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        torch.save(net.state_dict(), tmp)
+        os.replace(tmp, self.path)
+        best, epoch = float(self.evaluator.state.best_metric), int(self.evaluator.state.best_metric_epoch)
+        logger.info(
+            "last epoch's weights (epoch %d): %s; model.pt: the best validation, %.4f",
+            engine.state.epoch,
+            self.path,
+            best,
+        )
+        start = None if self.start is None else self.start.metric
+        if start is not None and best <= start:
+            logger.warning(
+                "no epoch of this run beat the starting weights' validation score %.4f (best %.4f, epoch %d), so "
+                "model.pt holds the starting weights. The last epoch's weights are in %s; to do better, lower the "
+                "learning rate, train longer, or check the validation subjects",
+                start,
+                best,
+                epoch,
+                self.path,
+            )
