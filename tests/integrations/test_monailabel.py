@@ -250,9 +250,13 @@ def test_train_round_rewrites_the_app_model(server, phantoms, tmp_path):
     details = "\n".join(task.get("details", []))
     assert task["status"] == "DONE", details[-3000:]
     assert "Epoch: 1/1" in details, details[-3000:]
-    # the served weights are validated first (validate_at_start), so the round's model replaces them only if better
-    best = [float(v) for v in re.findall(r"Key metric: val_mean_dice best value: ([0-9.]+)", details)]
-    assert best and details.index("Key metric: val_mean_dice") < details.index("Epoch: 1/1, Iter: 1/"), details[-3000:]
+    # the served weights are validated first (validate_at_start), so the round's model replaces them only if better;
+    # from the server's log, which keeps every line of the round (the task's details keep its last 20 only)
+    text = server.log.read_text(errors="replace")
+    full = text[text.rfind("COMMAND::") :]
+    best = [float(v) for v in re.findall(r"Key metric: val_mean_dice best value: ([0-9.]+)", full)]
+    assert best and full.index("Key metric: val_mean_dice") < full.index("Epoch: 1/1, Iter: 1/"), full[-3000:]
+    assert "model_last.pt" in full  # the round's last weights are kept beside the best
     shipped = torch.load(BUNDLE_ROOT / "models" / "model.pt", map_location="cpu", weights_only=True)
     trained = torch.load(server.model_file, map_location="cpu", weights_only=True)
     assert {k: v.shape for k, v in trained.items()} == {k: v.shape for k, v in shipped.items()}
