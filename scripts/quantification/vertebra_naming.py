@@ -67,8 +67,9 @@ SACRUM_MAX_OFF_COLUMN_MM = 80.0
 
 #: the sacrum's largest axial cross-section must be at least this share of the bodies' (median of each body's
 #: largest). S1 alone is about as wide as L5 and its alae add as much again: 2.0-2.6 times on the 19 held-out
-#: phantoms whose sacrum is in view; the spine network with test-time batch-norm adaptation drew "sacrum" blobs of a
-#: few cm2 inside a thoracic body on the real CHAOS scan, which would have named every body above them.
+#: phantoms whose sacrum is in view; the spine network with test-time batch-norm adaptation drew "sacrum" pieces of
+#: 0.5-5.4 cm2 inside or between bodies on the three real MR samples (none shows the sacrum), from which every body
+#: above them was named (docs/studies/real_scans.md).
 SACRUM_MIN_AREA_SHARE = 0.5
 
 #: body values, cranial (L1 = 9) to caudal (L5 = 13)
