@@ -23,6 +23,7 @@ from ignite.engine import Engine, Events
 from monai.engines import Workflow
 from monai.handlers import CheckpointSaver
 from scripts.configuration.values import as_bool
+from scripts.io.atomic import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -135,11 +136,8 @@ class LastWeights:
     def __call__(self, engine: Engine) -> None:
         if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank():
             return
-        net = getattr(self.network, "module", self.network)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        torch.save(net.state_dict(), tmp)
-        os.replace(tmp, self.path)
+        state = getattr(self.network, "module", self.network).state_dict()
+        atomic_write(self.path, lambda tmp: torch.save(state, tmp))
         best, epoch = float(self.evaluator.state.best_metric), int(self.evaluator.state.best_metric_epoch)
         logger.info(
             "last epoch's weights (epoch %d): %s; model.pt: the best validation, %.4f",
