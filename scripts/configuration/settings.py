@@ -302,6 +302,15 @@ INFERENCE_OPTIONS: dict[str, Option] = {
         choices=("mid_disc", "mid_body"),  # scripts.quantification.levels.BOUNDARY_RULES (tested equal)
         help="vertebral level bounds: mid_disc (planes midway between bodies) or mid_body (disc-centred segments)",
     ),
+    # scripts.quantification.vertebra_naming.LOWEST_BODY_NAMES (tested equal): the anchor of the level names on a scan
+    # without the sacrum (docs/design.md "Levels")
+    "lowest_vertebra": Option(
+        "choice",
+        choices=("L1", "L2", "L3", "L4", "L5"),
+        optional=True,
+        help="the lowest lumbar vertebral body in the field of view, which names the levels where the sacrum is "
+        "not in view (e.g. L5 for an L2-L5 scan); none: the levels are named from the sacrum only",
+    ),
     "amp": _BOOL,
     # scripts.pipeline.cpu_precision.CPU_PRECISIONS (tested equal)
     "cpu_precision": Option(

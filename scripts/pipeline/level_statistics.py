@@ -49,6 +49,19 @@ def with_side_verdicts(levels: pd.DataFrame, table: pd.DataFrame) -> pd.DataFram
     return out
 
 
+def _anchor(naming: Mapping[str, Any] | None) -> str:
+    """What anchors the names of the label map's bodies: the user's stated lowest body when the naming step counted
+    from it (:mod:`scripts.quantification.vertebra_naming`, rule 6), else the sacrum (which the level rule then asks
+    to see)."""
+    if naming and naming.get("status") in _NAMED and naming.get("anchor"):
+        return str(naming["anchor"])
+    return "sacrum"
+
+
+#: naming statuses whose names the count gave (the others kept the network's names or named nothing)
+_NAMED = ("counted", "confirmed", "renamed")
+
+
 class LevelStatisticsd(MapTransform):
     """Vertebral levels of the label map and the FF, volume and CSA of every muscle side in each level.
 
@@ -96,9 +109,9 @@ class LevelStatisticsd(MapTransform):
         subject = json.loads(d[SCAN_INFO_KEY])["subject"]
         for key in self.key_iterator(d):
             label, label_affine = label_and_affine(d[key])
-            assignment = assign_levels(label, label_affine, rule=self.rule)
+            naming = d.get(VERTEBRA_NAMING_KEY)
+            assignment = assign_levels(label, label_affine, rule=self.rule, anchor=_anchor(naming))
             if assignment is None:
-                naming = d.get(VERTEBRA_NAMING_KEY)
                 if naming is not None:
                     # the spine network ran: say what it found instead of asking for one
                     reasons = list(naming.get("reasons") or []) or [f"vertebral bodies: {naming.get('status')}"]

@@ -90,6 +90,7 @@ class RunRecord:
             spacing, network input, precision), so that a run with other settings is neither mistaken for a
             finished one nor allowed to overwrite it. Values must be JSON-able.
         level_rule: the vertebral level bounds (``mid_disc`` or ``mid_body``) of the per-level table.
+        lowest_vertebra: the stated lowest body in view that names the levels without the sacrum (None: not stated).
 
     Boolean arguments accept the command-line spellings of :func:`scripts.configuration.values.as_bool`.
     """
@@ -109,6 +110,7 @@ class RunRecord:
         reference_file: str | None = None,
         segmentation_settings: Mapping[str, Any] | None = None,
         level_rule: str = "mid_disc",
+        lowest_vertebra: str | None = None,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.model_fp = file_fingerprint(model_file) if model_file and Path(model_file).is_file() else None
@@ -126,6 +128,8 @@ class RunRecord:
             "segmentation": settings_record(segmentation_settings),
             # the bounds of the per-level table: a resumed run with the other rule must not mix the two
             "level_rule": level_rule,
+            # the names of the levels: a run with another stated lowest body gives other per-level tables
+            "lowest_vertebra": lowest_vertebra,
         }
 
     def manifest(self, subject: str, files: Mapping[str, str]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 from scripts.labels import NUM_CLASSES
 from scripts.pipeline.keys import SPINE_KEY, VERTEBRA_NAMING_KEY
-from scripts.quantification.vertebra_naming import count_bodies_from_sacrum
+from scripts.quantification.vertebra_naming import count_bodies_from_sacrum, lowest_body_value
 
 __all__ = ["MergeSpineLabelsd"]
 
@@ -35,11 +35,15 @@ class MergeSpineLabelsd(MapTransform):
         spine_key: ``(1, X, Y, Z)`` spine classes 0/1/2 on the same grid; removed after the merge. Entries without it
             (no spine network in this run) pass unchanged.
         min_piece_share: see :func:`~scripts.quantification.vertebra_naming.count_bodies_from_sacrum`.
+        lowest_vertebra: the lowest lumbar body in the field of view as the user knows it (``"L1"`` ... ``"L5"``;
+            inference.json's ``lowest_vertebra``): the bodies are counted up from it where the sacrum cannot anchor
+            them (a scan of L2-L5); None: from the sacrum only.
         allow_missing_keys: with True, missing label keys are skipped.
 
     Raises:
-        ValueError: the two maps are not on one grid, or the label map already holds vertebral values (a 15-output
-            model: its own bodies would be mixed with the spine network's).
+        ValueError: an unknown ``lowest_vertebra`` (at construction); the two maps are not on one grid, or the label
+            map already holds vertebral values (a 15-output model: its own bodies would be mixed with the spine
+            network's).
     """
 
     def __init__(
@@ -47,13 +51,16 @@ class MergeSpineLabelsd(MapTransform):
         keys: KeysCollection,
         spine_key: str = SPINE_KEY,
         min_piece_share: float = 0.1,
+        lowest_vertebra: str | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         if not 0.0 <= min_piece_share < 1.0:
             raise ValueError(f"min_piece_share must be in [0, 1), got {min_piece_share}")
+        lowest_body_value(lowest_vertebra)
         self.spine_key = spine_key
         self.min_piece_share = min_piece_share
+        self.lowest_vertebra = lowest_vertebra
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -73,7 +80,7 @@ class MergeSpineLabelsd(MapTransform):
                 )
             affine = np.asarray(torch.as_tensor(label.affine).cpu().numpy(), dtype=np.float64)
             sp = np.rint(torch.as_tensor(spine).cpu().numpy()[0]).astype(np.uint8)
-            vertebrae, record = count_bodies_from_sacrum(sp, affine, self.min_piece_share)
+            vertebrae, record = count_bodies_from_sacrum(sp, affine, self.min_piece_share, self.lowest_vertebra)
             lab = torch.as_tensor(label)
             vert = torch.as_tensor(vertebrae, dtype=lab.dtype, device=lab.device)[None]
             merged = label.clone()
@@ -81,7 +88,7 @@ class MergeSpineLabelsd(MapTransform):
             d[key] = merged
             d[VERTEBRA_NAMING_KEY] = {**record.to_meta(), "source": "spine network"}
             if record.status == "counted":
-                logger.info("vertebral bodies from the spine network, counted up from the sacrum")
+                logger.info("vertebral bodies from the spine network, %s", record.to_meta()["rule"])
             else:
                 logger.info("vertebral bodies from the spine network %s: %s", record.status, "; ".join(record.reasons))
         return d

@@ -12,7 +12,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from scripts.labels import VERTEBRAL_LABELS
 from scripts.pipeline.keys import VERTEBRA_NAMING_KEY
-from scripts.quantification.vertebra_naming import NamingResult, name_bodies_from_sacrum
+from scripts.quantification.vertebra_naming import NamingResult, lowest_body_value, name_bodies_from_sacrum
 
 __all__ = ["NameVertebraeFromSacrum", "NameVertebraeFromSacrumd"]
 
@@ -25,14 +25,21 @@ class NameVertebraeFromSacrum(Transform):
     :func:`scripts.quantification.vertebra_naming.name_bodies_from_sacrum` on the label map; a map without vertebral
     body labels (the 9-output model) is returned as it is, without a copy. The record of the last call is
     ``last_result``.
+
+    Args:
+        min_piece_share: a body piece under this share of the largest is a speck.
+        lowest_vertebra: the lowest lumbar body in the field of view as the user knows it (``"L1"`` ... ``"L5"``),
+            the anchor where the sacrum cannot be one; None: the sacrum only.
     """
 
     backend = ["torch", "numpy"]
 
-    def __init__(self, min_piece_share: float = 0.1) -> None:
+    def __init__(self, min_piece_share: float = 0.1, lowest_vertebra: str | None = None) -> None:
         if not 0.0 <= min_piece_share < 1.0:
             raise ValueError(f"min_piece_share must be in [0, 1), got {min_piece_share}")
+        lowest_body_value(lowest_vertebra)
         self.min_piece_share = min_piece_share
+        self.lowest_vertebra = lowest_vertebra
         self.last_result: NamingResult | None = None
 
     def __call__(self, img: Any) -> Any:
@@ -43,7 +50,7 @@ class NameVertebraeFromSacrum(Transform):
             return img
         arr = np.rint(img.detach().cpu().numpy()[0]).astype(np.int16)
         affine = np.asarray(img.affine.detach().cpu().numpy(), dtype=np.float64)
-        out, self.last_result = name_bodies_from_sacrum(arr, affine, self.min_piece_share)
+        out, self.last_result = name_bodies_from_sacrum(arr, affine, self.min_piece_share, self.lowest_vertebra)
         if self.last_result.status != "renamed":
             return img
         renamed = img.clone()
@@ -58,9 +65,15 @@ class NameVertebraeFromSacrumd(MapTransform):
 
     backend = NameVertebraeFromSacrum.backend
 
-    def __init__(self, keys: KeysCollection, min_piece_share: float = 0.1, allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self,
+        keys: KeysCollection,
+        min_piece_share: float = 0.1,
+        lowest_vertebra: str | None = None,
+        allow_missing_keys: bool = False,
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.t = NameVertebraeFromSacrum(min_piece_share)
+        self.t = NameVertebraeFromSacrum(min_piece_share, lowest_vertebra)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -70,5 +83,5 @@ class NameVertebraeFromSacrumd(MapTransform):
             if result is not None:
                 d[VERTEBRA_NAMING_KEY] = result.to_meta()
                 if result.renamed:
-                    logger.info("vertebral bodies counted up from the sacrum: %s", ", ".join(result.renamed))
+                    logger.info("vertebral bodies %s: %s", result.to_meta()["rule"], ", ".join(result.renamed))
         return d

@@ -59,6 +59,8 @@ SACRUM_OVERLAP_MM = -10.0
 #: used when no uncut body is visible: a nominal adult lumbar body height (mm) and disc height / body height
 _NOMINAL_HEIGHT_MM = 28.0
 _NOMINAL_GAP_RATIO = 0.33
+#: the start of the problem that says the sacrum is missing (a stated anchor replaces it)
+_NO_SACRUM = "the sacrum is not in the label map"
 #: a second piece of one body label counts when it holds at least this share of the largest piece's voxels
 _PIECE_FRACTION = 0.1
 
@@ -135,6 +137,8 @@ class LevelAssignment:
         reasons: why uncertain (empty when ok).
         rule: the bound rule (:data:`BOUNDARY_RULES`).
         fov_z: ``(low, high)`` world z (mm) of the field of view at the grid's in-plane centre.
+        estimates: mean body height and disc gap (mm) used for cut bodies and end bounds.
+        anchor: what anchors the names: ``"sacrum"``, or the user's statement (``"stated lowest body L5"``).
     """
 
     levels: list[Level]
@@ -144,12 +148,14 @@ class LevelAssignment:
     rule: str
     fov_z: tuple[float, float]
     estimates: dict[str, float] = field(default_factory=dict)
+    anchor: str = "sacrum"
 
     def to_meta(self) -> dict[str, Any]:
         """A JSON-ready description (the ``levels`` section of the FF table JSON)."""
         return {
             "status": self.status,
             "reasons": list(self.reasons),
+            "anchor": self.anchor,
             "boundary_rule": _RULE_TEXT[self.rule],
             "coordinates": "world RAS mm from the affine; bounds are axial planes of constant z (superior +)",
             "field_of_view_z_mm": [float(self.fov_z[0]), float(self.fov_z[1])],
@@ -303,8 +309,8 @@ def naming_problems(bodies: list[Body]) -> list[str]:
             problems.append(f"no {skipped} between {upper.name} and {lower.name}")
     if not any(b.is_sacrum for b in bodies):
         problems.append(
-            "the sacrum is not in the label map (outside the field of view or not segmented): nothing anchors "
-            "the names, which are the network's own"
+            f"{_NO_SACRUM} (outside the field of view or not segmented): nothing anchors the names, which are the "
+            "network's own"
         )
     return problems
 
@@ -381,7 +387,9 @@ def _mid_body_levels(bodies: list[Body], est: dict[str, float]) -> list[tuple[st
     return out
 
 
-def assign_levels(label: np.ndarray, affine: np.ndarray, rule: str = "mid_disc") -> LevelAssignment | None:
+def assign_levels(
+    label: np.ndarray, affine: np.ndarray, rule: str = "mid_disc", anchor: str = "sacrum"
+) -> LevelAssignment | None:
     """The vertebral levels of a label map, their bounds in world z and whether their names can be trusted.
 
     Args:
@@ -389,6 +397,10 @@ def assign_levels(label: np.ndarray, affine: np.ndarray, rule: str = "mid_disc")
         affine: 4x4 voxel-to-world (RAS, mm) affine of ``label``.
         rule: ``"mid_disc"`` (default: levels L1-L5 bounded by mid-disc planes) or ``"mid_body"`` (disc-centred
             segments between body mid-planes).
+        anchor: ``"sacrum"`` (default: the names must be anchored on the sacrum in the map), or the user's statement
+            the names were counted from (``"stated lowest body L5"``,
+            :func:`scripts.quantification.vertebra_naming.count_bodies_from_sacrum` with ``lowest_vertebra``): the
+            sacrum is then not asked for; every other check stands.
 
     Returns:
         A :class:`LevelAssignment`, or ``None`` when the map holds no vertebral value (a 9-output model).
@@ -412,6 +424,9 @@ def assign_levels(label: np.ndarray, affine: np.ndarray, rule: str = "mid_disc")
     aff = np.asarray(affine, dtype=np.float64)
     bodies = measure_bodies(lab, aff)
     reasons = naming_problems(bodies)
+    if anchor != "sacrum":
+        # the statement anchors the names that the sacrum would have (docs/design.md "Levels")
+        reasons = [r for r in reasons if not r.startswith(_NO_SACRUM)]
     if all(b.is_sacrum for b in bodies):
         reasons.append("no lumbar vertebral body in the label map, only the sacrum: no level to give")
     status = "uncertain" if reasons else "ok"
@@ -425,4 +440,4 @@ def assign_levels(label: np.ndarray, affine: np.ndarray, rule: str = "mid_disc")
         if coverage < 1.0:
             notes = [*notes, f"{coverage:.0%} of the level lies inside the field of view"]
         levels.append(Level(name, float(low), float(high), float(coverage), status, tuple(notes)))
-    return LevelAssignment(levels, bodies, status, reasons, rule, fov, est)
+    return LevelAssignment(levels, bodies, status, reasons, rule, fov, est, anchor)

@@ -29,6 +29,15 @@ Rule, in world RAS mm (superior +z) from the affine, any storage orientation:
    cross-section is under ``SACRUM_MIN_AREA_SHARE`` of a body's. A wrong anchor would shift every name and every
    level silently; no names give no levels, which the tables say.
 
+6. a stated anchor (``lowest``: "the lowest lumbar body in the field of view is L5", which the user knows from the
+   protocol or the localiser) names the bodies where the sacrum cannot: when the map has no sacrum, or a doubtful
+   one (rule 5), the lowest body found is the stated one and the bodies above it follow, as long as every gap is a
+   disc and no more than ``STATED_MAX_ROOM_BELOW_MM`` of the field of view lies below it (more would leave room for
+   the stated body itself, missed by the network, and every name would be one level off). Where the sacrum anchors
+   the count, the statement must agree with it, or nothing is named: one of the two is wrong and the map cannot
+   tell which. A scan of L2-L5 (the common lumbar Dixon protocol), which never shows the sacrum, gets levels this
+   way and no other.
+
 A spine network (``configs/spine_train.json``) segments every body as one class and gives no names:
 :func:`count_bodies_from_sacrum` applies the same rule to its map (0 background, 1 body, 2 sacrum) and writes 9-14.
 
@@ -49,14 +58,18 @@ from scripts.quantification.levels import (
     HEIGHT_RANGE_MM,
     SACRUM_OVERLAP_MM,
     SACRUM_VALUE,
+    field_of_view_z,
     z_of_voxels,
 )
 
 __all__ = [
+    "LOWEST_BODY_NAMES",
     "NamingResult",
     "SACRUM_MAX_OFF_COLUMN_MM",
     "SACRUM_MIN_AREA_SHARE",
+    "STATED_MAX_ROOM_BELOW_MM",
     "count_bodies_from_sacrum",
+    "lowest_body_value",
     "name_bodies_from_sacrum",
 ]
 
@@ -72,9 +85,31 @@ SACRUM_MAX_OFF_COLUMN_MM = 80.0
 #: above them was named (docs/studies/real_scans.md).
 SACRUM_MIN_AREA_SHARE = 0.5
 
+#: the most field of view (mm) that may lie below the lowest body found when the names come from a stated lowest body
+#: (rule 6): about a disc. The L5/S1 disc is 8-14 mm high in adults; with more room below, the stated body itself may
+#: be there, cut by the field of view or missed by the network, and the body found would be the one above it.
+STATED_MAX_ROOM_BELOW_MM = 15.0
+
 #: body values, cranial (L1 = 9) to caudal (L5 = 13)
 _BODY_VALUES: tuple[int, ...] = tuple(v for v in sorted(VERTEBRAL_LABELS) if v != SACRUM_VALUE)
 _NAMES: dict[int, str] = {v: VERTEBRAL_LABELS[v].rsplit("_", 1)[-1] for v in _BODY_VALUES}
+#: the names a stated lowest body may have (rule 6)
+LOWEST_BODY_NAMES: tuple[str, ...] = tuple(_NAMES[v] for v in _BODY_VALUES)
+
+
+def lowest_body_value(name: str | None) -> int | None:
+    """Label value (9-13) of a stated lowest body ``"L1"`` ... ``"L5"`` (any case); None for None.
+
+    Raises:
+        ValueError: any other name, with the names allowed.
+    """
+    if name is None:
+        return None
+    key = str(name).strip().upper()
+    for v, n in _NAMES.items():
+        if n == key:
+            return v
+    raise ValueError(f"lowest_vertebra must be one of {', '.join(LOWEST_BODY_NAMES)} (or null), got {name!r}")
 
 
 @dataclasses.dataclass
@@ -87,18 +122,29 @@ class NamingResult:
             (:func:`count_bodies_from_sacrum`) ``"counted"`` or ``"not named"`` (see ``reasons``).
         renamed: ``"network name -> counted name"`` per body whose name changed, caudal to cranial.
         reasons: why the names were kept, or facts about the count (a sixth body left unlabelled).
+        anchor: what the names were counted from: ``"sacrum"``, or ``"stated lowest body L5"`` (rule 6 of the
+            module; also when nothing was named and a lowest body was stated).
     """
 
     status: str
     renamed: list[str] = dataclasses.field(default_factory=list)
     reasons: list[str] = dataclasses.field(default_factory=list)
+    anchor: str = "sacrum"
     #: the sacrum found cannot be one (rule 5): it is not written as the sacrum either
     doubtful_sacrum: bool = dataclasses.field(default=False, repr=False)
+
+    @property
+    def stated(self) -> bool:
+        """The names come from a stated lowest body, not from the sacrum."""
+        return self.anchor != "sacrum"
 
     def to_meta(self) -> dict:
         meta = dataclasses.asdict(self)
         meta.pop("doubtful_sacrum")
-        return {"rule": "counted up from the sacrum", **meta}
+        rule = "counted up from the sacrum"
+        if self.stated:
+            rule = f"counted up from the {self.anchor} (the user's statement: the sacrum does not anchor this scan)"
+        return {"rule": rule, **meta}
 
 
 @dataclasses.dataclass
@@ -214,38 +260,97 @@ def _split_tall(body: _Body, half: float) -> list[_Body]:
 
 
 def _count(
-    lab: np.ndarray, aff: np.ndarray, min_piece_share: float, sacrum: tuple[float, np.ndarray] | None
-) -> tuple[list[_Body], int, list[_Body]] | NamingResult:
-    """The bodies above the sacrum (``sacrum``: :func:`_sacrum` of ``lab``), caudal to cranial, the number at or
-    below its top, and the specks; or the record of why they cannot be counted (status ``"kept"``, or
-    ``"no vertebral bodies"``)."""
+    lab: np.ndarray,
+    aff: np.ndarray,
+    min_piece_share: float,
+    sacrum: tuple[float, np.ndarray] | None,
+    lowest: int | None = None,
+) -> tuple[list[_Body], int, list[_Body], int, str, list[str]] | NamingResult:
+    """The bodies to name, caudal to cranial, the number at or below the sacrum's top, the specks, the value of the
+    first body to name (L5 = 13 from the sacrum), the anchor and facts for the record; or the record of why they
+    cannot be named (status ``"kept"``, or ``"no vertebral bodies"``). ``sacrum``: :func:`_sacrum` of ``lab``;
+    ``lowest``: the value of a stated lowest body in view (rule 6), or None."""
     half = 0.5 * float(np.abs(aff[2, :3]).max())  # half the z step of one voxel
     pieces, specks = _pieces(lab, aff, min_piece_share)
     if not pieces:
         return NamingResult("no vertebral bodies")
-    if sacrum is None:
-        return NamingResult("kept", reasons=["no sacrum in the label map: nothing to count from"])
-    top = sacrum[0]
     bodies = [part for b in _merge(pieces, half) for part in _split_tall(b, half)]
-    doubt = _doubtful_sacrum(bodies, sacrum, aff, half)
-    if doubt:
-        return NamingResult("kept", reasons=[doubt], doubtful_sacrum=True)
+    doubt = _doubtful_sacrum(bodies, sacrum, aff, half) if sacrum is not None else ""
+    if sacrum is None or doubt:
+        why = doubt or "no sacrum in the label map: nothing to count from"
+        if lowest is None:
+            return NamingResult("kept", reasons=[why], doubtful_sacrum=bool(doubt))
+        stated = _from_stated(bodies, aff, lab.shape, half, lowest)
+        if isinstance(stated, NamingResult):
+            stated.reasons.append(why)
+            stated.doubtful_sacrum = bool(doubt)
+            return stated
+        return bodies, 0, specks, lowest, _stated_anchor(lowest), [f"{why}; named from the stated lowest body"]
+    top = sacrum[0]
     above = [b for b in bodies if 0.5 * (b.low + b.high) > top]
     if not above:
         return NamingResult("kept", reasons=["no vertebral body above the sacrum"])
     edges = [top] + [b.high for b in above[:-1]]
     for k, (lower_top, b) in enumerate(zip(edges, above)):
         gap = b.low - lower_top - 2 * half
-        lowest = SACRUM_OVERLAP_MM if k == 0 else GAP_RANGE_MM[0]
-        if not b.split and not lowest <= gap <= GAP_RANGE_MM[1]:
+        lowest_gap = SACRUM_OVERLAP_MM if k == 0 else GAP_RANGE_MM[0]
+        if not b.split and not lowest_gap <= gap <= GAP_RANGE_MM[1]:
             return NamingResult(
                 "kept",
                 reasons=[
                     f"{gap:.0f} mm between the bodies counted up from the sacrum (a disc: "
-                    f"{lowest:.0f} to {GAP_RANGE_MM[1]:.0f} mm): a body may be missing"
+                    f"{lowest_gap:.0f} to {GAP_RANGE_MM[1]:.0f} mm): a body may be missing"
                 ],
             )
-    return above, len(bodies) - len(above), specks
+    facts = []
+    if lowest is not None:
+        first = _BODY_VALUES[-1]
+        if lowest != first:
+            return NamingResult(
+                "kept",
+                reasons=[
+                    f"the stated lowest body in view, {_NAMES[lowest]}, disagrees with the count up from the sacrum, "
+                    f"which makes the lowest body above it {_NAMES[first]}: one of the two is wrong, so nothing is "
+                    "counted"
+                ],
+                anchor=_stated_anchor(lowest),
+            )
+        facts.append(f"the stated lowest body in view, {_NAMES[lowest]}, agrees with the count up from the sacrum")
+    return above, len(bodies) - len(above), specks, _BODY_VALUES[-1], "sacrum", facts
+
+
+def _stated_anchor(lowest: int) -> str:
+    return f"stated lowest body {_NAMES[lowest]}"
+
+
+def _from_stated(
+    bodies: list[_Body], aff: np.ndarray, shape: tuple[int, ...], half: float, lowest: int
+) -> None | NamingResult:
+    """None when the bodies can be named up from the stated lowest body (rule 6), else the record of why not."""
+    anchor = _stated_anchor(lowest)
+    room = bodies[0].low - half - field_of_view_z(aff, shape)[0]
+    if room > STATED_MAX_ROOM_BELOW_MM:
+        return NamingResult(
+            "kept",
+            reasons=[
+                f"{room:.0f} mm of the field of view lie below the lowest vertebral body found (at most "
+                f"{STATED_MAX_ROOM_BELOW_MM:.0f} mm, about a disc, for the stated lowest body {_NAMES[lowest]}): the "
+                "stated body may be there, missed by the network, so nothing is counted from the statement"
+            ],
+            anchor=anchor,
+        )
+    for lower, b in zip(bodies[:-1], bodies[1:]):
+        gap = b.low - lower.high - 2 * half
+        if not b.split and not GAP_RANGE_MM[0] <= gap <= GAP_RANGE_MM[1]:
+            return NamingResult(
+                "kept",
+                reasons=[
+                    f"{gap:.0f} mm between the bodies counted up from the stated lowest body (a disc: "
+                    f"{GAP_RANGE_MM[0]:.0f} to {GAP_RANGE_MM[1]:.0f} mm): a body may be missing"
+                ],
+                anchor=anchor,
+            )
+    return None
 
 
 def _largest_cross_section_mm2(z: np.ndarray, half: float, voxel_mm2: float) -> float:
@@ -277,16 +382,25 @@ def _doubtful_sacrum(bodies: list[_Body], sacrum: tuple[float, np.ndarray], aff:
     return ""
 
 
-def _counted_value(k: int) -> int:
-    """Label value of the ``k``-th body above the sacrum (0 = L5); 0 beyond L1."""
-    return _BODY_VALUES[-1 - k] if k < len(_BODY_VALUES) else 0
+def _counted_value(k: int, first: int = _BODY_VALUES[-1]) -> int:
+    """Label value of the ``k``-th body counted up from the one named ``first`` (k 0; L5 = 13 above the sacrum);
+    0 beyond L1."""
+    return first - k if first - k >= _BODY_VALUES[0] else 0
 
 
 _SIXTH = "a sixth body above the sacrum (T12, or a sixth lumbar vertebra) is left unlabelled"
+_ABOVE_L1 = "a body above the one counted as L1 (T12, or a sixth lumbar vertebra) is left unlabelled"
+
+
+def _note_unlabelled(record: NamingResult, value: int) -> None:
+    """Say once in ``record`` that a body above L1 was left unlabelled (``value`` 0)."""
+    text = _ABOVE_L1 if record.stated else _SIXTH
+    if value == 0 and text not in record.reasons:
+        record.reasons.append(text)
 
 
 def name_bodies_from_sacrum(
-    label: np.ndarray, affine: np.ndarray, min_piece_share: float = 0.1
+    label: np.ndarray, affine: np.ndarray, min_piece_share: float = 0.1, lowest_vertebra: str | None = None
 ) -> tuple[np.ndarray, NamingResult]:
     """Rename the lumbar vertebral bodies of a label map by counting up from the sacrum.
 
@@ -295,6 +409,8 @@ def name_bodies_from_sacrum(
         affine: 4x4 voxel-to-world (RAS, mm) affine of ``label``.
         min_piece_share: a piece of a body value smaller than this share of the largest piece is a speck, left as
             it is.
+        lowest_vertebra: the lowest lumbar body in the field of view as the user knows it (``"L1"`` ... ``"L5"``),
+            used where the sacrum cannot anchor the count (rule 6 of the module); None: the sacrum only.
 
     Returns:
         ``(renamed copy of label, record)``. Muscles and the sacrum are never changed; bodies only get new body
@@ -302,7 +418,7 @@ def name_bodies_from_sacrum(
         slice-split bodies keep every voxel.
 
     Raises:
-        ValueError: a label map that is not 3D.
+        ValueError: a label map that is not 3D, or an unknown ``lowest_vertebra``.
 
     Example:
         >>> import numpy as np
@@ -317,26 +433,26 @@ def name_bodies_from_sacrum(
     if lab.ndim != 3:
         raise ValueError(f"the label map must be 3D, got shape {lab.shape}")
     aff = np.asarray(affine, dtype=np.float64)
-    count = _count(lab, aff, min_piece_share, _sacrum(lab, aff, min_piece_share, _column(lab, aff)))
+    lowest = lowest_body_value(lowest_vertebra)
+    count = _count(lab, aff, min_piece_share, _sacrum(lab, aff, min_piece_share, _column(lab, aff)), lowest)
     if isinstance(count, NamingResult):
         if count.status == "kept" and count.reasons and count.reasons[0].startswith("no sacrum"):
             count.reasons = ["no sacrum in the label map: nothing to count from; the network's names are kept"]
-        elif count.status == "kept" and "a disc" in count.reasons[0]:
-            count.reasons[0] += ", so the count is not trusted and the network's names are kept"
+        elif count.status == "kept" and count.reasons:
+            count.reasons[0] += "; the network's names are kept"
         return lab.copy(), count
-    above, below, specks = count
+    above, below, specks, first, anchor, facts = count
     out = lab.copy()
-    record = NamingResult("confirmed")
+    record = NamingResult("confirmed", reasons=list(facts), anchor=anchor)
     for k, b in enumerate(above):
-        new = _counted_value(k)
+        new = _counted_value(k, first)
         old = sorted(set(b.values), key=b.values.index)
         for idx in b.voxels:
             out[idx] = new
         if old != [new]:
             was = "+".join(_NAMES[v] for v in old)
             record.renamed.append(f"{was} -> {_NAMES.get(new, 'unlabelled')}")
-        if new == 0 and _SIXTH not in record.reasons:
-            record.reasons.append(_SIXTH)
+        _note_unlabelled(record, new)
     if below:
         record.reasons.append(f"{below} body label(s) at or below the top of the sacrum left as they are")
     if record.renamed:
@@ -352,7 +468,7 @@ def name_bodies_from_sacrum(
 
 
 def count_bodies_from_sacrum(
-    spine: np.ndarray, affine: np.ndarray, min_piece_share: float = 0.1
+    spine: np.ndarray, affine: np.ndarray, min_piece_share: float = 0.1, lowest_vertebra: str | None = None
 ) -> tuple[np.ndarray, NamingResult]:
     """Name a spine network's bodies by counting up from the sacrum: its map becomes a vertebral label map.
 
@@ -361,16 +477,20 @@ def count_bodies_from_sacrum(
             1 vertebral body of any level, 2 sacrum).
         affine: 4x4 voxel-to-world (RAS, mm) affine of ``spine``.
         min_piece_share: a body piece smaller than this share of the largest piece is a speck and removed.
+        lowest_vertebra: the lowest lumbar body in the field of view as the user knows it (``"L1"`` ... ``"L5"``),
+            used where the sacrum cannot anchor the count (rule 6 of the module); None: the sacrum only.
 
     Returns:
-        ``(vertebral label map, record)``: uint8, 9-13 the bodies counted L5, L4, ... up from the sacrum, 14 the
-        sacrum, 0 elsewhere (also bodies above L1 and specks). When the bodies cannot be counted (no sacrum in the
-        map, a gap that is not a disc) they are left out (0: a body without a name gives no level) and only the
-        sacrum is written; the record (status ``"not named"``) says why.
+        ``(vertebral label map, record)``: uint8, 9-13 the bodies counted L5, L4, ... up from the sacrum (or up
+        from the stated lowest body), 14 the sacrum that anchored the count, 0 elsewhere (also bodies above L1 and
+        specks). When the bodies cannot be counted (no anchor, a gap that is not a disc) they are left out (0: a
+        body without a name gives no level) and only a sacrum that can be one is written; the record (status
+        ``"not named"``) says why.
 
     Raises:
-        ValueError: ``spine`` is not 3D or holds values other than 0, 1, 2.
+        ValueError: ``spine`` is not 3D or holds values other than 0, 1, 2, or an unknown ``lowest_vertebra``.
     """
+    lowest = lowest_body_value(lowest_vertebra)
     sp = np.asarray(spine)
     if sp.ndim != 3:
         raise ValueError(f"the spine map must be 3D, got shape {sp.shape}")
@@ -387,25 +507,26 @@ def count_bodies_from_sacrum(
     out = np.zeros(sp.shape, np.uint8)
     if sacrum is not None:
         out[sacrum[1]] = SACRUM_VALUE
-    count = _count(lab, aff, min_piece_share, sacrum)
-    if isinstance(count, NamingResult) and count.doubtful_sacrum:
+    count = _count(lab, aff, min_piece_share, sacrum, lowest)
+    if (isinstance(count, NamingResult) and count.doubtful_sacrum) or (
+        not isinstance(count, NamingResult) and count[4] != "sacrum"
+    ):
         out[:] = 0  # not the sacrum: written as one, its extent would stand for the sacrum's in the level rule
     dropped = int((sp == 2).sum() - (out == SACRUM_VALUE).sum())
     if isinstance(count, NamingResult):
         if count.status == "kept":
             count.status = "not named"
-            count.reasons = [f"{count.reasons[0]}: the vertebral bodies found are not named, and no levels are given"]
+            count.reasons[0] += ": the vertebral bodies found are not named, and no levels are given"
         if dropped:
             count.reasons.append(f"{dropped} voxel(s) of the sacrum class away from the column or in specks left out")
         return out, count
-    above, below, specks = count
-    record = NamingResult("counted")
+    above, below, specks, first, anchor, facts = count
+    record = NamingResult("counted", reasons=list(facts), anchor=anchor)
     for k, b in enumerate(above):
-        new = _counted_value(k)
+        new = _counted_value(k, first)
         for idx in b.voxels:
             out[idx] = new
-        if new == 0 and _SIXTH not in record.reasons:
-            record.reasons.append(_SIXTH)
+        _note_unlabelled(record, new)
     if below:
         record.reasons.append(f"{below} body piece(s) at or below the top of the sacrum left out")
     if specks:

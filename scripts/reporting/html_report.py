@@ -43,6 +43,12 @@ _LEVELS_OK_TEXT = (
     "Levels ok: L1-L5 are the network's vertebral labels, checked (one piece per body, cranio-caudal order, body "
     "heights 20-40 mm, disc gaps 1-20 mm, no level skipped) and anchored on the sacrum in view."
 )
+#: "ok" levels named from the user's statement of the lowest body in view (--lowest_vertebra), not from the sacrum
+_LEVELS_STATED_TEXT = (
+    "Levels ok as stated: the sacrum is not in view, so the vertebral bodies were counted up from the lowest one, "
+    "which this run's --lowest_vertebra says is {body}, and checked (one piece per body, body heights 20-40 mm, disc "
+    "gaps 1-20 mm, no level skipped). The names are as right as that statement."
+)
 _LEVELS_UNCERTAIN_TAIL = (
     "so the L1-L5 names rest on the network's labels alone and may be off by a level: do not compare these "
     "levels with other subjects' without looking at the sagittal anatomy."
@@ -265,6 +271,9 @@ def _level_status_lines(levels: pd.DataFrame | None, level_info: Mapping[str, An
         reasons = [] if pd.isna(text) or not str(text) else [str(text)]
     why = "; ".join(reasons) or "no reason recorded"
     lines = [_LEVELS_OK_TEXT] if status == "ok" else [f"Levels uncertain: {why}; {_LEVELS_UNCERTAIN_TAIL}"]
+    anchor = str(level_info.get("anchor") or "sacrum")
+    if status == "ok" and anchor != "sacrum":
+        lines = [_LEVELS_STATED_TEXT.format(body=anchor.rsplit(" ", 1)[-1])]
     rule = level_info.get("boundary_rule")
     if rule:
         lines.append(f"Level bounds: {rule} (axial planes of world z).")

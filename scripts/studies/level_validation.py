@@ -4,7 +4,9 @@ For each subject of a phantom cohort (``python -m scripts.phantom cohort ... --a
 map (muscles 1-8 from ``label``, vertebrae 9-14 from ``vertebrae``) is given to
 :func:`scripts.quantification.levels.assign_levels`, as stored and cut to L2-L5, L3-S1 and T12-L3, after the bodies
 are counted up from the sacrum as the pipeline does (:mod:`scripts.quantification.vertebra_naming`); two more
-scenarios give it every body named one level too high (as stored, and cut to L3-S1). The reference is
+scenarios give it every body named one level too high (as stored, and cut to L3-S1), and three give the lowest body
+in view as a user states it (``--lowest_vertebra``: L5 for the L2-L5 cut, L3 for T12-L3, and a wrong L4 for L3-S1,
+which must name nothing). The reference is
 the generator's own geometry: its anatomy is drawn again from the subject's seed (``participants.tsv``; the same
 random stream as :func:`scripts.phantom.generate.generate_subject`), and level ``k`` (0 = L5) has its body at
 ``z_rel`` 5 + 36 k to 32 + 36 k, the sacrum's top at -2.5 (``scripts.phantom.spine``), world z =
@@ -59,7 +61,14 @@ SCENARIOS: dict[str, tuple[str, str] | None] = {
     # pipeline counts the names back from the sacrum (scripts.quantification.vertebra_naming)
     "names one level high": None,
     "names one level high, L3-S1": ("S1_low", "L2/L3"),
+    # the user states the lowest body in view (inference.json --lowest_vertebra): right without the sacrum, and
+    # wrong with the sacrum in view (the count must refuse it, not follow it)
+    "L2-L5, stated L5": ("L5/S1", "L1/L2"),
+    "T12-L3, stated L3": ("L3/L4", "T12_high"),
+    "L3-S1, stated L4 (wrong)": ("S1_low", "L2/L3"),
 }
+#: scenario -> the lowest body in view as a user states it (scripts.quantification.vertebra_naming, rule 6)
+STATED: dict[str, str] = {"L2-L5, stated L5": "L5", "T12-L3, stated L3": "L3", "L3-S1, stated L4 (wrong)": "L4"}
 _NAMES = ("L5", "L4", "L3", "L2", "L1")
 
 
@@ -174,9 +183,10 @@ def _predicted_vertebrae(pred_dir: Path, sid: str, shape: tuple[int, ...]) -> np
     return np.where(seg >= 9, seg, 0).astype(np.uint8)
 
 
-def _spine_named(lab: np.ndarray, aff: np.ndarray):
-    """The vertebral part of ``lab`` as a spine network sees it (bodies one class), counted up from the sacrum."""
-    vert, naming = count_bodies_from_sacrum(spine_target_array(lab), aff)
+def _spine_named(lab: np.ndarray, aff: np.ndarray, lowest_vertebra: str | None = None):
+    """The vertebral part of ``lab`` as a spine network sees it (bodies one class), counted up from the sacrum (or
+    from the stated lowest body)."""
+    vert, naming = count_bodies_from_sacrum(spine_target_array(lab), aff, lowest_vertebra=lowest_vertebra)
     return np.where((lab > 0) & (lab < 9), lab, vert).astype(np.uint8), naming
 
 
@@ -200,11 +210,13 @@ def evaluate_subject(cohort: Path, row: pd.Series, pred_dir: Path | None = None)
         if ends is not None:
             arrays, aff = crop_to_z(arrays, aff, planes[ends[0]], planes[ends[1]])
         # as the pipeline does (NameVertebraeFromSacrumd, or a spine network's count, before the levels)
+        stated = STATED.get(scenario)
         if pred_dir is None:
-            arrays[0], naming = name_bodies_from_sacrum(arrays[0], aff)
+            arrays[0], naming = name_bodies_from_sacrum(arrays[0], aff, lowest_vertebra=stated)
         else:
-            arrays[0], naming = _spine_named(arrays[0], aff)
-        assignment = assign_levels(arrays[0], aff)
+            arrays[0], naming = _spine_named(arrays[0], aff, stated)
+        named = naming.status in ("counted", "confirmed", "renamed")
+        assignment = assign_levels(arrays[0], aff, anchor=naming.anchor if named else "sacrum")
         if assignment is None:
             continue
         for r in _naming(assignment, truth):

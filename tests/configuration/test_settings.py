@@ -226,3 +226,26 @@ def test_level_rule_reaches_the_level_step_and_the_run_record_and_a_wrong_one_is
     assert parser.get_parsed_content("run_record").settings_in_force["level_rule"] == "mid_body"
     with pytest.raises(SettingsExit, match=r"level_rule must be one of mid_disc, mid_body, not .endplates."):
         validate_inference_settings(level_rule="endplates")
+
+
+def test_lowest_vertebra_reaches_both_naming_steps_and_the_run_record_and_a_wrong_one_is_refused():
+    from scripts.quantification.vertebra_naming import LOWEST_BODY_NAMES
+
+    assert INFERENCE_OPTIONS["lowest_vertebra"].choices == LOWEST_BODY_NAMES
+    parser = ConfigParser()
+    parser.read_config(BUNDLE_ROOT / "configs" / "inference.json")
+    steps = parser.get_parsed_content("postprocessing").transforms
+    naming = {type(s).__name__: s for s in steps}
+    assert (
+        naming["MergeSpineLabelsd"].lowest_vertebra is None
+        and naming["NameVertebraeFromSacrumd"].t.lowest_vertebra is None
+    )
+    parser.update({"lowest_vertebra": "l5"})
+    steps = {type(s).__name__: s for s in parser.get_parsed_content("postprocessing").transforms}
+    assert (
+        steps["MergeSpineLabelsd"].lowest_vertebra == "L5"
+        and steps["NameVertebraeFromSacrumd"].t.lowest_vertebra == "L5"
+    )
+    assert parser.get_parsed_content("run_record").settings_in_force["lowest_vertebra"] == "L5"
+    with pytest.raises(SettingsExit, match=r"lowest_vertebra must be one of L1, L2, L3, L4, L5"):
+        validate_inference_settings(lowest_vertebra="S1")

@@ -138,3 +138,21 @@ def test_a_map_with_only_the_sacrum_finishes_without_level_rows(tmp_path):
     assert (out / "spine" / "spine_done.json").is_file()
     # the rerun's (empty) level rows replace the earlier run's
     assert "spine" not in set(pd.read_csv(out / "cohort_ff_levels.csv").subject.astype(str))
+
+
+@pytest.mark.parametrize("status, expected", [("counted", "ok"), ("not named", "uncertain")])
+def test_names_counted_from_a_stated_lowest_body_need_no_sacrum(tmp_path, status, expected):
+    """Without the sacrum the levels are uncertain, unless the naming step counted the bodies up from the user's
+    stated lowest body (a record that names nothing anchors nothing)."""
+    out = tmp_path / "eval"
+    files, lab, aff = spine_subject(tmp_path)
+    lab = np.where(lab == 14, 0, lab)
+    record = NamingResult(status, anchor="stated lowest body L5").to_meta()
+    d = quantification_steps(out, min_volume_ml=0.5)(
+        {**loaded(files, lab, aff, subject="spine"), VERTEBRA_NAMING_KEY: record}
+    )
+    meta = d["ff_statistics"].meta["levels"]
+    assert meta["status"] == expected and meta["naming"]["anchor"] == "stated lowest body L5"
+    assert meta["anchor"] == ("stated lowest body L5" if status == "counted" else "sacrum")
+    table = pd.read_csv(out / ".staging" / "spine" / "spine_ff_levels.csv")
+    assert set(table.level_status) == {expected} and list(dict.fromkeys(table.level)) == ["L1", "L2", "L3", "L4", "L5"]

@@ -121,3 +121,24 @@ def test_the_run_record_names_the_spine_weights(tmp_path):
     assert net.fingerprint["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
     record = json.loads(CONFIG.read_text())["run_record"]["segmentation_settings"]
     assert record["spine_model"] == "$getattr(@spine_network, 'fingerprint', None)"
+
+
+def test_a_stated_lowest_vertebra_names_the_bodies_of_a_scan_without_the_sacrum():
+    truth = spine_label()[:, :, 10:]  # from the L5/S1 disc up: no sacrum in view
+    aff = affine()
+    aff[2, 3] += 20.0
+    muscles = np.where(truth <= 8, truth, 0)
+    spine = np.where((truth >= 9) & (truth <= 13), 1, 0)
+
+    def meta(arr):
+        return MetaTensor(torch.as_tensor(arr[None].astype(np.float32)), affine=torch.as_tensor(aff))
+
+    d = MergeSpineLabelsd("pred")({"pred": meta(muscles), SPINE_KEY: meta(spine)})
+    assert d[VERTEBRA_NAMING_KEY]["status"] == "not named"
+    d = MergeSpineLabelsd("pred", lowest_vertebra="L5")({"pred": meta(muscles), SPINE_KEY: meta(spine)})
+    np.testing.assert_array_equal(d["pred"][0].numpy().astype(np.uint8), truth)
+    record = d[VERTEBRA_NAMING_KEY]
+    assert record["status"] == "counted" and record["anchor"] == "stated lowest body L5"
+    assert record["rule"].startswith("counted up from the stated lowest body L5")
+    with pytest.raises(ValueError, match="lowest_vertebra must be one of"):
+        MergeSpineLabelsd("pred", lowest_vertebra="T12")

@@ -10,7 +10,7 @@ import pytest
 from scripts.quantification.levels import assign_levels
 from scripts.quantification.vertebra_naming import count_bodies_from_sacrum, name_bodies_from_sacrum
 
-from tests.quantification.level_cases import BODIES, affine, as_lps, spine_label
+from tests.quantification.level_cases import BODIES, TRUE_BOUNDS, affine, as_lps, spine_label
 
 TRUE_NAMES = {13: 14 + 6, 12: 31 + 6, 11: 48 + 6, 10: 65 + 6, 9: 82 + 6}  # value -> a z index inside that body
 
@@ -256,3 +256,92 @@ def test_a_sacrum_smaller_than_half_a_body_is_no_anchor(width, named):
     else:
         assert rec.status == "not named" and "too small to be the sacrum" in rec.reasons[0]
         assert "0.3 cm2" in rec.reasons[0] and "0.8 cm2" in rec.reasons[0] and not out.any()
+
+
+def _cut_above_sacrum(spine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A field of view from the L5/S1 disc up (z index 10 on: 8 mm of disc below L5), the sacrum out of view."""
+    aff = affine()
+    aff[2, 3] += 10 * aff[2, 2]
+    return spine[:, :, 10:].copy(), aff
+
+
+def test_a_stated_lowest_body_names_a_scan_without_the_sacrum():
+    """An L1-L5 field of view without the sacrum: unnamed from the sacrum; stated "L5", every body gets its true
+    name, and the levels are ok with the true bounds (the sacrum is not asked for)."""
+    lab = spine_label()
+    cut, aff = _cut_above_sacrum(_spine_classes(lab))
+    out, rec = count_bodies_from_sacrum(cut, aff)
+    assert rec.status == "not named" and not out.any()
+    out, rec = count_bodies_from_sacrum(cut, aff, lowest_vertebra="L5")
+    assert rec.status == "counted" and rec.anchor == "stated lowest body L5"
+    np.testing.assert_array_equal(out, np.where((lab >= 9) & (lab <= 13), lab, 0)[:, :, 10:])
+    assert rec.to_meta()["rule"].startswith("counted up from the stated lowest body L5")
+    assert "no sacrum" in rec.reasons[0]
+    assert assign_levels(out, aff).status == "uncertain"  # the default still asks for the sacrum
+    levels = assign_levels(out, aff, anchor=rec.anchor)
+    assert levels.status == "ok" and levels.reasons == [] and levels.to_meta()["anchor"] == "stated lowest body L5"
+    bounds = {lv.name: (lv.z_low, lv.z_high) for lv in levels.levels}
+    assert bounds["L3"] == pytest.approx(TRUE_BOUNDS["L3"]) and bounds["L4"] == pytest.approx(TRUE_BOUNDS["L4"])
+
+
+def test_a_stated_lowest_body_higher_up_names_the_bodies_above_it_and_leaves_those_above_l1():
+    """The same five bodies stated to start at L3 (a T11-L3 scan): L3, L2, L1, then two unlabelled bodies."""
+    cut, aff = _cut_above_sacrum(_spine_classes(spine_label()))
+    out, rec = count_bodies_from_sacrum(cut, aff, lowest_vertebra="l3")
+    assert rec.status == "counted"
+    assert [int(out[9, 6, TRUE_NAMES[v] - 10]) for v in (13, 12, 11, 10, 9)] == [11, 10, 9, 0, 0]
+    assert any("above the one counted as L1" in r for r in rec.reasons)
+
+
+def test_a_stated_lowest_body_is_refused_with_room_for_it_below_or_a_body_missing_between():
+    """The network missed L5 (room below L4 for a disc and a body): "L5" would call L4 L5, so nothing is named; a
+    missed L3 leaves a gap that is no disc."""
+    lab = spine_label()
+    spine = _spine_classes(lab)
+    spine[lab == 13] = 0
+    cut, aff = _cut_above_sacrum(spine)
+    out, rec = count_bodies_from_sacrum(cut, aff, lowest_vertebra="L5")
+    assert rec.status == "not named" and not out.any() and rec.anchor == "stated lowest body L5"
+    assert "42 mm of the field of view lie below the lowest vertebral body found" in rec.reasons[0]
+    spine = _spine_classes(lab)
+    spine[lab == 11] = 0
+    cut, aff = _cut_above_sacrum(spine)
+    out, rec = count_bodies_from_sacrum(cut, aff, lowest_vertebra="L5")
+    assert rec.status == "not named" and "a body may be missing" in rec.reasons[0] and not out.any()
+
+
+def test_with_the_sacrum_in_view_the_statement_must_agree_with_the_count():
+    spine = _spine_classes(spine_label())
+    out, rec = count_bodies_from_sacrum(spine, affine(), lowest_vertebra="L5")
+    assert rec.status == "counted" and rec.anchor == "sacrum" and _named(out) == {v: v for v in TRUE_NAMES}
+    assert rec.reasons == ["the stated lowest body in view, L5, agrees with the count up from the sacrum"]
+    out, rec = count_bodies_from_sacrum(spine, affine(), lowest_vertebra="L4")
+    assert rec.status == "not named" and "disagrees with the count up from the sacrum" in rec.reasons[0]
+    assert not np.isin(out, range(9, 14)).any()
+
+
+def test_a_doubtful_sacrum_gives_way_to_the_stated_lowest_body_and_is_not_written():
+    lab = spine_label()
+    cut, aff = _cut_above_sacrum(_spine_classes(lab))
+    cut[8:12, 4:9, BODIES[11][0] - 10 - 3 : BODIES[11][0] - 10 - 1] = 2  # a "sacrum" sliver in the L3/L4 disc
+    out, rec = count_bodies_from_sacrum(cut, aff, lowest_vertebra="L5")
+    assert rec.status == "counted" and rec.anchor == "stated lowest body L5" and not (out == 14).any()
+    assert "doubtful" in rec.reasons[0]
+    np.testing.assert_array_equal(out, np.where((lab >= 9) & (lab <= 13), lab, 0)[:, :, 10:])
+
+
+def test_a_fifteen_output_maps_names_follow_a_stated_lowest_body_too():
+    lab = spine_label()
+    shifted = {12: BODIES[13], 11: BODIES[12], 10: BODIES[11], 9: BODIES[10]}  # one level high, no sacrum, no L1
+    cut, aff = _cut_above_sacrum(spine_label(shifted))
+    out, rec = name_bodies_from_sacrum(cut, aff)
+    assert rec.status == "kept" and "network's names are kept" in rec.reasons[0]
+    out, rec = name_bodies_from_sacrum(cut, aff, lowest_vertebra="L5")
+    assert rec.status == "renamed" and rec.renamed == ["L4 -> L5", "L3 -> L4", "L2 -> L3", "L1 -> L2"]
+    expected = np.where(lab == 9, 0, np.where(lab == 14, 0, lab))[:, :, 10:]
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_an_unknown_stated_body_is_refused_with_the_names_allowed():
+    with pytest.raises(ValueError, match="lowest_vertebra must be one of L1, L2, L3, L4, L5"):
+        count_bodies_from_sacrum(_spine_classes(spine_label()), affine(), lowest_vertebra="S1")

@@ -91,7 +91,7 @@ def test_failed_side_is_red_and_its_comparison_withheld(tmp_path: Path):
     assert "FAILED the quality check: do not use its number" in text
 
 
-def _level_case(drop_sacrum: bool = False) -> tuple[pd.DataFrame, dict]:
+def _level_case(drop_sacrum: bool = False, anchor: str = "sacrum") -> tuple[pd.DataFrame, dict]:
     """The box spine of tests/quantification/level_cases.py: per-level table and the JSON ``levels`` section."""
     from scripts.quantification.level_statistics import level_statistics
     from scripts.quantification.levels import assign_levels
@@ -101,7 +101,7 @@ def _level_case(drop_sacrum: bool = False) -> tuple[pd.DataFrame, dict]:
     lab, aff = spine_label(), affine()
     if drop_sacrum:
         lab[lab == 14] = 0
-    assignment = assign_levels(lab, aff)
+    assignment = assign_levels(lab, aff, anchor=anchor)
     table = level_statistics(lab, aff, level_ff(), aff, assignment, subject="spine", min_volume_ml=0.5)
     return table, assignment.to_meta()
 
@@ -144,6 +144,17 @@ def test_level_section_says_uncertain_levels_plainly(tmp_path: Path):
     )
     assert "so the L1-L5 names rest on the network's labels alone" in section and "Levels ok" not in section
     assert '<p class="flag">Levels uncertain' in _level_section(text)
+
+
+def test_levels_named_from_a_stated_lowest_body_say_so(tmp_path: Path):
+    levels, info = _level_case(drop_sacrum=True, anchor="stated lowest body L5")
+    assert info["status"] == "ok" and info["anchor"] == "stated lowest body L5"
+    text = html_report(
+        "s1", qc_case_table(), None, {}, tmp_path / "r.html", PROV, levels=levels, level_info=info
+    ).read_text()
+    section = html.unescape(_level_section(text))
+    assert "Levels ok as stated: the sacrum is not in view" in section and "--lowest_vertebra says is L5" in section
+    assert "anchored on the sacrum in view" not in section and "uncertain" not in section
 
 
 def test_level_section_of_a_nine_class_model_is_one_sentence(tmp_path: Path):

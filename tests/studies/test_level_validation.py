@@ -56,8 +56,17 @@ def test_one_phantom_has_no_misnamed_level(phantom):
         "T12-L3",
         "names one level high",
         "names one level high, L3-S1",
+        "L2-L5, stated L5",
+        "T12-L3, stated L3",
+        "L3-S1, stated L4 (wrong)",
     }
     assert not names.misnamed.any()
+    # the sacrum is out of view in L2-L5 and T12-L3: uncertain from the names alone, ok from the statement
+    for plain, stated in (("L2-L5", "L2-L5, stated L5"), ("T12-L3", "T12-L3, stated L3")):
+        assert set(names[names.scenario == plain].status) == {"uncertain"}
+        assert set(names[names.scenario == stated].status) == {"ok"}
+    wrong = names[names.scenario == "L3-S1, stated L4 (wrong)"]
+    assert set(wrong.naming) == {"kept"} and wrong.reasons.str.len().eq(0).all()  # the sacrum's names stand
     # names one level high are counted back from the sacrum: the same levels, ok, as the truth's
     shifted = names[names.scenario == "names one level high"]
     assert set(shifted.naming) == {"renamed"} and set(shifted.status) == {"ok"}
