@@ -136,3 +136,15 @@ def test_an_l2_l5_scan_gets_its_levels_from_the_stated_lowest_vertebra(tmp_path)
     assert set(table.level_status) == {"ok"} and {"L3", "L4", "L5"} <= set(table.level)
     run = json.loads((out / "sub-0011_run.json").read_text())
     assert run["settings"]["lowest_vertebra"] == "L5"
+    # a cohort of several protocols states it per subject in participants.tsv: the same statement there is the same
+    # run (resumed, nothing redone); another one is refused rather than written over these results
+    participants = tmp_path / "scans" / "participants.tsv"
+    participants.write_text("participant_id\tlowest_vertebra\nsub-0011\tL5\n")
+    again = infer + ["--output_dir", str(tmp_path / "stated")]
+    res = subprocess.run(again, cwd=BUNDLE_ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads((out / "sub-0011_run.json").read_text()) == run
+    participants.write_text("participant_id\tlowest_vertebra\nsub-0011\tL4\n")
+    res = subprocess.run(again, cwd=BUNDLE_ROOT, capture_output=True, text=True)
+    assert res.returncode != 0 and "differs in: settings" in res.stdout + res.stderr
+    assert json.loads((out / "sub-0011_ff_table.json").read_text())["meta"]["levels"] == levels

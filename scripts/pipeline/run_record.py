@@ -16,6 +16,7 @@ from typing import Any
 
 from scripts.configuration.values import as_bool
 from scripts.pipeline.keys import DONE_SUFFIX
+from scripts.pipeline.lowest_vertebra import StatedLowestVertebra
 
 __all__ = ["RunRecord", "RunConflictError", "file_fingerprint", "settings_record"]
 
@@ -90,7 +91,9 @@ class RunRecord:
             spacing, network input, precision), so that a run with other settings is neither mistaken for a
             finished one nor allowed to overwrite it. Values must be JSON-able.
         level_rule: the vertebral level bounds (``mid_disc`` or ``mid_body``) of the per-level table.
-        lowest_vertebra: the stated lowest body in view that names the levels without the sacrum (None: not stated).
+        lowest_vertebra: the stated lowest body in view that names the levels without the sacrum (None: not stated),
+            or a :class:`~scripts.pipeline.lowest_vertebra.StatedLowestVertebra` (per subject, from participants.tsv);
+            each subject's manifest records its own.
 
     Boolean arguments accept the command-line spellings of :func:`scripts.configuration.values.as_bool`.
     """
@@ -110,7 +113,7 @@ class RunRecord:
         reference_file: str | None = None,
         segmentation_settings: Mapping[str, Any] | None = None,
         level_rule: str = "mid_disc",
-        lowest_vertebra: str | None = None,
+        lowest_vertebra: str | StatedLowestVertebra | None = None,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.model_fp = file_fingerprint(model_file) if model_file and Path(model_file).is_file() else None
@@ -129,8 +132,14 @@ class RunRecord:
             # the bounds of the per-level table: a resumed run with the other rule must not mix the two
             "level_rule": level_rule,
             # the names of the levels: a run with another stated lowest body gives other per-level tables
-            "lowest_vertebra": lowest_vertebra,
+            "lowest_vertebra": None,
         }
+        self.stated = (
+            lowest_vertebra
+            if isinstance(lowest_vertebra, StatedLowestVertebra)
+            else StatedLowestVertebra(lowest_vertebra)
+        )
+        self.settings_in_force["lowest_vertebra"] = self.stated.default
 
     def manifest(self, subject: str, files: Mapping[str, str]) -> dict[str, Any]:
         """What identifies this run's results for one subject: inputs (fingerprints), model, settings, version.
@@ -144,7 +153,7 @@ class RunRecord:
             "bundle_version": self.version,
             "inputs": {role: file_fingerprint(path) for role, path in sorted(files.items())},
             "model": self.model_fp,
-            "settings": dict(self.settings_in_force),
+            "settings": {**self.settings_in_force, "lowest_vertebra": self.stated(subject)},
         }
 
     def is_done(self, subject: str, files: Mapping[str, str]) -> bool:

@@ -20,7 +20,8 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 from scripts.labels import NUM_CLASSES
 from scripts.pipeline.keys import SPINE_KEY, VERTEBRA_NAMING_KEY
-from scripts.quantification.vertebra_naming import count_bodies_from_sacrum, lowest_body_value
+from scripts.pipeline.lowest_vertebra import StatedLowestVertebra
+from scripts.quantification.vertebra_naming import count_bodies_from_sacrum
 
 __all__ = ["MergeSpineLabelsd"]
 
@@ -36,7 +37,8 @@ class MergeSpineLabelsd(MapTransform):
             (no spine network in this run) pass unchanged.
         min_piece_share: see :func:`~scripts.quantification.vertebra_naming.count_bodies_from_sacrum`.
         lowest_vertebra: the lowest lumbar body in the field of view as the user knows it (``"L1"`` ... ``"L5"``;
-            inference.json's ``lowest_vertebra``): the bodies are counted up from it where the sacrum cannot anchor
+            inference.json's ``lowest_vertebra``), or a :class:`~scripts.pipeline.lowest_vertebra.StatedLowestVertebra`
+            (per subject, from participants.tsv): the bodies are counted up from it where the sacrum cannot anchor
             them (a scan of L2-L5); None: from the sacrum only.
         allow_missing_keys: with True, missing label keys are skipped.
 
@@ -51,16 +53,20 @@ class MergeSpineLabelsd(MapTransform):
         keys: KeysCollection,
         spine_key: str = SPINE_KEY,
         min_piece_share: float = 0.1,
-        lowest_vertebra: str | None = None,
+        lowest_vertebra: str | StatedLowestVertebra | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         if not 0.0 <= min_piece_share < 1.0:
             raise ValueError(f"min_piece_share must be in [0, 1), got {min_piece_share}")
-        lowest_body_value(lowest_vertebra)
+        self.stated = (
+            lowest_vertebra
+            if isinstance(lowest_vertebra, StatedLowestVertebra)
+            else StatedLowestVertebra(lowest_vertebra)
+        )
         self.spine_key = spine_key
         self.min_piece_share = min_piece_share
-        self.lowest_vertebra = lowest_vertebra
+        self.lowest_vertebra = self.stated.default
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -80,7 +86,8 @@ class MergeSpineLabelsd(MapTransform):
                 )
             affine = np.asarray(torch.as_tensor(label.affine).cpu().numpy(), dtype=np.float64)
             sp = np.rint(torch.as_tensor(spine).cpu().numpy()[0]).astype(np.uint8)
-            vertebrae, record = count_bodies_from_sacrum(sp, affine, self.min_piece_share, self.lowest_vertebra)
+            lowest = self.stated.for_entry(d)
+            vertebrae, record = count_bodies_from_sacrum(sp, affine, self.min_piece_share, lowest)
             lab = torch.as_tensor(label)
             vert = torch.as_tensor(vertebrae, dtype=lab.dtype, device=lab.device)[None]
             merged = label.clone()

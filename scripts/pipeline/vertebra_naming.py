@@ -12,7 +12,8 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from scripts.labels import VERTEBRAL_LABELS
 from scripts.pipeline.keys import VERTEBRA_NAMING_KEY
-from scripts.quantification.vertebra_naming import NamingResult, lowest_body_value, name_bodies_from_sacrum
+from scripts.pipeline.lowest_vertebra import StatedLowestVertebra
+from scripts.quantification.vertebra_naming import NamingResult, name_bodies_from_sacrum
 
 __all__ = ["NameVertebraeFromSacrum", "NameVertebraeFromSacrumd"]
 
@@ -37,12 +38,12 @@ class NameVertebraeFromSacrum(Transform):
     def __init__(self, min_piece_share: float = 0.1, lowest_vertebra: str | None = None) -> None:
         if not 0.0 <= min_piece_share < 1.0:
             raise ValueError(f"min_piece_share must be in [0, 1), got {min_piece_share}")
-        lowest_body_value(lowest_vertebra)
         self.min_piece_share = min_piece_share
-        self.lowest_vertebra = lowest_vertebra
+        self.lowest_vertebra = StatedLowestVertebra(lowest_vertebra).default
         self.last_result: NamingResult | None = None
 
-    def __call__(self, img: Any) -> Any:
+    def __call__(self, img: Any, lowest_vertebra: str | None = None) -> Any:
+        """``lowest_vertebra``: this image's stated lowest body, in place of the one given at construction."""
         if img.ndim != 4 or img.shape[0] != 1:
             raise ValueError(f"expected a (1, X, Y, Z) label map, got shape {tuple(img.shape)}")
         self.last_result = None
@@ -50,7 +51,8 @@ class NameVertebraeFromSacrum(Transform):
             return img
         arr = np.rint(img.detach().cpu().numpy()[0]).astype(np.int16)
         affine = np.asarray(img.affine.detach().cpu().numpy(), dtype=np.float64)
-        out, self.last_result = name_bodies_from_sacrum(arr, affine, self.min_piece_share, self.lowest_vertebra)
+        lowest = lowest_vertebra or self.lowest_vertebra
+        out, self.last_result = name_bodies_from_sacrum(arr, affine, self.min_piece_share, lowest)
         if self.last_result.status != "renamed":
             return img
         renamed = img.clone()
@@ -69,16 +71,21 @@ class NameVertebraeFromSacrumd(MapTransform):
         self,
         keys: KeysCollection,
         min_piece_share: float = 0.1,
-        lowest_vertebra: str | None = None,
+        lowest_vertebra: str | StatedLowestVertebra | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.t = NameVertebraeFromSacrum(min_piece_share, lowest_vertebra)
+        self.stated = (
+            lowest_vertebra
+            if isinstance(lowest_vertebra, StatedLowestVertebra)
+            else StatedLowestVertebra(lowest_vertebra)
+        )
+        self.t = NameVertebraeFromSacrum(min_piece_share, self.stated.default)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         for key in self.key_iterator(d):
-            d[key] = self.t(d[key])
+            d[key] = self.t(d[key], self.stated.for_entry(d))
             result = self.t.last_result
             if result is not None:
                 d[VERTEBRA_NAMING_KEY] = result.to_meta()
