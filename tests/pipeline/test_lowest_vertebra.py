@@ -14,7 +14,7 @@ from scripts.pipeline.lowest_vertebra import StatedLowestVertebra
 from scripts.pipeline.run_record import RunRecord
 from scripts.pipeline.spine_labels import MergeSpineLabelsd
 
-from tests.quantification.level_cases import affine, spine_label
+from tests.quantification.level_cases import cut_above_sacrum, spine_label
 
 
 def _participants(tmp_path, rows: str) -> str:
@@ -46,19 +46,15 @@ def test_a_wrong_cell_is_refused_naming_the_file_line_subject_and_what_is_accept
 
 
 def test_each_subject_is_named_from_its_own_statement_and_its_run_record_keeps_it(tmp_path):
-    truth = spine_label()[:, :, 10:]  # from the L5/S1 disc up: no sacrum in view
-    aff = affine()
-    aff[2, 3] += 20.0
-    muscles = np.where(truth <= 8, truth, 0)
-    spine = np.where((truth >= 9) & (truth <= 13), 1, 0)
+    truth, aff = cut_above_sacrum(spine_label())  # from the L5/S1 disc up: no sacrum in view
+    maps = {"pred": np.where(truth <= 8, truth, 0), SPINE_KEY: np.where((truth >= 9) & (truth <= 13), 1, 0)}
 
     def entry(subject):
-        meta = {"affine": torch.as_tensor(aff)}
-        return {
-            "subject": subject,
-            "pred": MetaTensor(torch.as_tensor(muscles[None].astype(np.float32)), **meta),
-            SPINE_KEY: MetaTensor(torch.as_tensor(spine[None].astype(np.float32)), **meta),
+        tensors = {
+            k: MetaTensor(torch.as_tensor(v[None].astype(np.float32)), affine=torch.as_tensor(aff))
+            for k, v in maps.items()
         }
+        return {"subject": subject, **tensors}
 
     stated = StatedLowestVertebra(None, _participants(tmp_path, "sub-01\t50\tL5\n"))
     step = MergeSpineLabelsd("pred", lowest_vertebra=stated)

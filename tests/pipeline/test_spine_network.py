@@ -20,7 +20,7 @@ from scripts.pipeline.spine_labels import MergeSpineLabelsd
 from scripts.pipeline.spine_network import VERTEBRAL_OUTPUTS, SpineSegmentd, load_spine_network
 from scripts.quantification.levels import assign_levels
 
-from tests.quantification.level_cases import affine, spine_label
+from tests.quantification.level_cases import affine, cut_above_sacrum, spine_label
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "inference.json"
 
@@ -124,9 +124,7 @@ def test_the_run_record_names_the_spine_weights(tmp_path):
 
 
 def test_a_stated_lowest_vertebra_names_the_bodies_of_a_scan_without_the_sacrum():
-    truth = spine_label()[:, :, 10:]  # from the L5/S1 disc up: no sacrum in view
-    aff = affine()
-    aff[2, 3] += 20.0
+    truth, aff = cut_above_sacrum(spine_label())  # from the L5/S1 disc up: no sacrum in view
     muscles = np.where(truth <= 8, truth, 0)
     spine = np.where((truth >= 9) & (truth <= 13), 1, 0)
 

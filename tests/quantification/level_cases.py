@@ -36,6 +36,14 @@ def affine() -> np.ndarray:
     return np.diag([SPACING, SPACING, SPACING, 1.0])
 
 
+def cut_above_sacrum(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``arr`` (a map of this case) from the L5/S1 disc up, as an L1-L5 scan shows it: z index 10 on (8 mm of disc
+    below L5, the sacrum out of view), and its affine (origin moved 20 mm up)."""
+    aff = affine()
+    aff[2, 3] += 10 * SPACING
+    return arr[:, :, 10:].copy(), aff
+
+
 def spine_label(bodies: dict[int, tuple[int, int]] | None = None, muscles: bool = True) -> np.ndarray:
     """The label map: bodies at x 8-11, y 4-8 (``bodies`` overrides :data:`BODIES`), and the muscle boxes."""
     lab = np.zeros(SHAPE, np.uint8)

@@ -10,7 +10,7 @@ import pytest
 from scripts.quantification.levels import assign_levels
 from scripts.quantification.vertebra_naming import count_bodies_from_sacrum, name_bodies_from_sacrum
 
-from tests.quantification.level_cases import BODIES, TRUE_BOUNDS, affine, as_lps, spine_label
+from tests.quantification.level_cases import BODIES, TRUE_BOUNDS, affine, as_lps, cut_above_sacrum, spine_label
 
 TRUE_NAMES = {13: 14 + 6, 12: 31 + 6, 11: 48 + 6, 10: 65 + 6, 9: 82 + 6}  # value -> a z index inside that body
 
@@ -258,18 +258,11 @@ def test_a_sacrum_smaller_than_half_a_body_is_no_anchor(width, named):
         assert "0.3 cm2" in rec.reasons[0] and "0.8 cm2" in rec.reasons[0] and not out.any()
 
 
-def _cut_above_sacrum(spine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A field of view from the L5/S1 disc up (z index 10 on: 8 mm of disc below L5), the sacrum out of view."""
-    aff = affine()
-    aff[2, 3] += 10 * aff[2, 2]
-    return spine[:, :, 10:].copy(), aff
-
-
 def test_a_stated_lowest_body_names_a_scan_without_the_sacrum():
     """An L1-L5 field of view without the sacrum: unnamed from the sacrum; stated "L5", every body gets its true
     name, and the levels are ok with the true bounds (the sacrum is not asked for)."""
     lab = spine_label()
-    cut, aff = _cut_above_sacrum(_spine_classes(lab))
+    cut, aff = cut_above_sacrum(_spine_classes(lab))
     out, rec = count_bodies_from_sacrum(cut, aff)
     assert rec.status == "not named" and not out.any()
     out, rec = count_bodies_from_sacrum(cut, aff, lowest_vertebra="L5")
@@ -286,7 +279,7 @@ def test_a_stated_lowest_body_names_a_scan_without_the_sacrum():
 
 def test_a_stated_lowest_body_higher_up_names_the_bodies_above_it_and_leaves_those_above_l1():
     """The same five bodies stated to start at L3 (a T11-L3 scan): L3, L2, L1, then two unlabelled bodies."""
-    cut, aff = _cut_above_sacrum(_spine_classes(spine_label()))
+    cut, aff = cut_above_sacrum(_spine_classes(spine_label()))
     out, rec = count_bodies_from_sacrum(cut, aff, lowest_vertebra="l3")
     assert rec.status == "counted"
     assert [int(out[9, 6, TRUE_NAMES[v] - 10]) for v in (13, 12, 11, 10, 9)] == [11, 10, 9, 0, 0]
@@ -299,13 +292,13 @@ def test_a_stated_lowest_body_is_refused_with_room_for_it_below_or_a_body_missin
     lab = spine_label()
     spine = _spine_classes(lab)
     spine[lab == 13] = 0
-    cut, aff = _cut_above_sacrum(spine)
+    cut, aff = cut_above_sacrum(spine)
     out, rec = count_bodies_from_sacrum(cut, aff, lowest_vertebra="L5")
     assert rec.status == "not named" and not out.any() and rec.anchor == "stated lowest body L5"
     assert "42 mm of the field of view lie below the lowest vertebral body found" in rec.reasons[0]
     spine = _spine_classes(lab)
     spine[lab == 11] = 0
-    cut, aff = _cut_above_sacrum(spine)
+    cut, aff = cut_above_sacrum(spine)
     out, rec = count_bodies_from_sacrum(cut, aff, lowest_vertebra="L5")
     assert rec.status == "not named" and "a body may be missing" in rec.reasons[0] and not out.any()
 
@@ -322,7 +315,7 @@ def test_with_the_sacrum_in_view_the_statement_must_agree_with_the_count():
 
 def test_a_doubtful_sacrum_gives_way_to_the_stated_lowest_body_and_is_not_written():
     lab = spine_label()
-    cut, aff = _cut_above_sacrum(_spine_classes(lab))
+    cut, aff = cut_above_sacrum(_spine_classes(lab))
     cut[8:12, 4:9, BODIES[11][0] - 10 - 3 : BODIES[11][0] - 10 - 1] = 2  # a "sacrum" sliver in the L3/L4 disc
     out, rec = count_bodies_from_sacrum(cut, aff, lowest_vertebra="L5")
     assert rec.status == "counted" and rec.anchor == "stated lowest body L5" and not (out == 14).any()
@@ -333,7 +326,7 @@ def test_a_doubtful_sacrum_gives_way_to_the_stated_lowest_body_and_is_not_writte
 def test_a_fifteen_output_maps_names_follow_a_stated_lowest_body_too():
     lab = spine_label()
     shifted = {12: BODIES[13], 11: BODIES[12], 10: BODIES[11], 9: BODIES[10]}  # one level high, no sacrum, no L1
-    cut, aff = _cut_above_sacrum(spine_label(shifted))
+    cut, aff = cut_above_sacrum(spine_label(shifted))
     out, rec = name_bodies_from_sacrum(cut, aff)
     assert rec.status == "kept" and "network's names are kept" in rec.reasons[0]
     out, rec = name_bodies_from_sacrum(cut, aff, lowest_vertebra="L5")
