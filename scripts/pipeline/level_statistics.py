@@ -14,6 +14,7 @@ from scripts.pipeline.keys import FF_KEY, LEVEL_ROWS_KEY, LEVELS_KEY, SCAN_INFO_
 from scripts.pipeline.label_map import label_and_affine
 from scripts.quantification.level_statistics import LEVEL_UNITS, level_statistics
 from scripts.quantification.levels import BOUNDARY_RULES, assign_levels
+from scripts.quantification.vertebra_naming import levels_anchor
 
 __all__ = ["LevelStatisticsd", "NO_CONTEXT_TEXT", "with_side_verdicts"]
 
@@ -47,19 +48,6 @@ def with_side_verdicts(levels: pd.DataFrame, table: pd.DataFrame) -> pd.DataFram
     at = list(out.columns).index("status") + 1 if "status" in out.columns else len(out.columns)
     out.insert(at, "qc_status", [verdict.get((str(m), str(s))) for m, s in zip(out["muscle"], out["side"])])
     return out
-
-
-def _anchor(naming: Mapping[str, Any] | None) -> str:
-    """What anchors the names of the label map's bodies: the user's stated lowest body when the naming step counted
-    from it (:mod:`scripts.quantification.vertebra_naming`, rule 6), else the sacrum (which the level rule then asks
-    to see)."""
-    if naming and naming.get("status") in _NAMED and naming.get("anchor"):
-        return str(naming["anchor"])
-    return "sacrum"
-
-
-#: naming statuses whose names the count gave (the others kept the network's names or named nothing)
-_NAMED = ("counted", "confirmed", "renamed")
 
 
 class LevelStatisticsd(MapTransform):
@@ -110,7 +98,8 @@ class LevelStatisticsd(MapTransform):
         for key in self.key_iterator(d):
             label, label_affine = label_and_affine(d[key])
             naming = d.get(VERTEBRA_NAMING_KEY)
-            assignment = assign_levels(label, label_affine, rule=self.rule, anchor=_anchor(naming))
+            anchor = levels_anchor(naming.get("status"), naming.get("anchor")) if naming else "sacrum"
+            assignment = assign_levels(label, label_affine, rule=self.rule, anchor=anchor)
             if assignment is None:
                 if naming is not None:
                     # the spine network ran: say what it found instead of asking for one

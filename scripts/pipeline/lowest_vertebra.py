@@ -68,6 +68,11 @@ class StatedLowestVertebra:
                 )
             self.per_subject[str(subject)] = str(cell).strip().upper()
 
+    @classmethod
+    def of(cls, stated: str | StatedLowestVertebra | None) -> StatedLowestVertebra:
+        """``stated`` as it is when already one, else the run-wide statement ``stated`` (a name or None)."""
+        return stated if isinstance(stated, cls) else cls(stated)
+
     def __call__(self, subject: str | None) -> str | None:
         return self.per_subject.get(str(subject), self.default)
 

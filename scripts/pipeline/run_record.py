@@ -134,11 +134,7 @@ class RunRecord:
             # the names of the levels: a run with another stated lowest body gives other per-level tables
             "lowest_vertebra": None,
         }
-        self.stated = (
-            lowest_vertebra
-            if isinstance(lowest_vertebra, StatedLowestVertebra)
-            else StatedLowestVertebra(lowest_vertebra)
-        )
+        self.stated = StatedLowestVertebra.of(lowest_vertebra)
         self.settings_in_force["lowest_vertebra"] = self.stated.default
 
     def manifest(self, subject: str, files: Mapping[str, str]) -> dict[str, Any]:

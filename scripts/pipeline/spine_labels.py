@@ -59,11 +59,7 @@ class MergeSpineLabelsd(MapTransform):
         super().__init__(keys, allow_missing_keys)
         if not 0.0 <= min_piece_share < 1.0:
             raise ValueError(f"min_piece_share must be in [0, 1), got {min_piece_share}")
-        self.stated = (
-            lowest_vertebra
-            if isinstance(lowest_vertebra, StatedLowestVertebra)
-            else StatedLowestVertebra(lowest_vertebra)
-        )
+        self.stated = StatedLowestVertebra.of(lowest_vertebra)
         self.spine_key = spine_key
         self.min_piece_share = min_piece_share
         self.lowest_vertebra = self.stated.default

@@ -75,11 +75,7 @@ class NameVertebraeFromSacrumd(MapTransform):
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.stated = (
-            lowest_vertebra
-            if isinstance(lowest_vertebra, StatedLowestVertebra)
-            else StatedLowestVertebra(lowest_vertebra)
-        )
+        self.stated = StatedLowestVertebra.of(lowest_vertebra)
         self.t = NameVertebraeFromSacrum(min_piece_share, self.stated.default)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:

@@ -68,7 +68,9 @@ __all__ = [
     "SACRUM_MAX_OFF_COLUMN_MM",
     "SACRUM_MIN_AREA_SHARE",
     "STATED_MAX_ROOM_BELOW_MM",
+    "NAMED_STATUSES",
     "count_bodies_from_sacrum",
+    "levels_anchor",
     "lowest_body_value",
     "name_bodies_from_sacrum",
 ]
@@ -95,6 +97,17 @@ _BODY_VALUES: tuple[int, ...] = tuple(v for v in sorted(VERTEBRAL_LABELS) if v !
 _NAMES: dict[int, str] = {v: VERTEBRAL_LABELS[v].rsplit("_", 1)[-1] for v in _BODY_VALUES}
 #: the names a stated lowest body may have (rule 6)
 LOWEST_BODY_NAMES: tuple[str, ...] = tuple(_NAMES[v] for v in _BODY_VALUES)
+
+
+#: naming statuses whose names the count gave (the others kept the network's names or named nothing)
+NAMED_STATUSES: tuple[str, ...] = ("counted", "confirmed", "renamed")
+
+
+def levels_anchor(status: str | None, anchor: str | None) -> str:
+    """What the level rule (:func:`scripts.quantification.levels.assign_levels`) should take as the names' anchor,
+    from a naming record's ``status`` and ``anchor``: a stated lowest body when the count named the bodies from it,
+    else ``"sacrum"`` (which the level rule then asks to see)."""
+    return str(anchor) if status in NAMED_STATUSES and anchor else "sacrum"
 
 
 def lowest_body_value(name: str | None) -> int | None:
@@ -290,18 +303,9 @@ def _count(
     above = [b for b in bodies if 0.5 * (b.low + b.high) > top]
     if not above:
         return NamingResult("kept", reasons=["no vertebral body above the sacrum"])
-    edges = [top] + [b.high for b in above[:-1]]
-    for k, (lower_top, b) in enumerate(zip(edges, above)):
-        gap = b.low - lower_top - 2 * half
-        lowest_gap = SACRUM_OVERLAP_MM if k == 0 else GAP_RANGE_MM[0]
-        if not b.split and not lowest_gap <= gap <= GAP_RANGE_MM[1]:
-            return NamingResult(
-                "kept",
-                reasons=[
-                    f"{gap:.0f} mm between the bodies counted up from the sacrum (a disc: "
-                    f"{lowest_gap:.0f} to {GAP_RANGE_MM[1]:.0f} mm): a body may be missing"
-                ],
-            )
+    missing = _missing_body([top] + [b.high for b in above[:-1]], above, half, SACRUM_OVERLAP_MM, "the sacrum")
+    if missing:
+        return NamingResult("kept", reasons=[missing])
     facts = []
     if lowest is not None:
         first = _BODY_VALUES[-1]
@@ -339,18 +343,26 @@ def _from_stated(
             ],
             anchor=anchor,
         )
-    for lower, b in zip(bodies[:-1], bodies[1:]):
-        gap = b.low - lower.high - 2 * half
-        if not b.split and not GAP_RANGE_MM[0] <= gap <= GAP_RANGE_MM[1]:
-            return NamingResult(
-                "kept",
-                reasons=[
-                    f"{gap:.0f} mm between the bodies counted up from the stated lowest body (a disc: "
-                    f"{GAP_RANGE_MM[0]:.0f} to {GAP_RANGE_MM[1]:.0f} mm): a body may be missing"
-                ],
-                anchor=anchor,
+    missing = _missing_body([b.high for b in bodies[:-1]], bodies[1:], half, GAP_RANGE_MM[0], "the stated lowest body")
+    return NamingResult("kept", reasons=[missing], anchor=anchor) if missing else None
+
+
+def _missing_body(edges: list[float], bodies: list[_Body], half: float, first_lowest: float, start: str) -> str:
+    """Why a body may be missing between the ones counted up from ``start`` (a gap that is no disc), or ``""``.
+
+    ``edges``: world z (mm) of the top of what lies below each of ``bodies``; the first gap may be as low as
+    ``first_lowest`` (a network's sacrum may overlap L5), the others ``GAP_RANGE_MM[0]``. A body split from a taller
+    piece has no gap of its own to check.
+    """
+    for k, (lower_top, b) in enumerate(zip(edges, bodies)):
+        gap = b.low - lower_top - 2 * half
+        lowest = first_lowest if k == 0 else GAP_RANGE_MM[0]
+        if not b.split and not lowest <= gap <= GAP_RANGE_MM[1]:
+            return (
+                f"{gap:.0f} mm between the bodies counted up from {start} (a disc: {lowest:.0f} to "
+                f"{GAP_RANGE_MM[1]:.0f} mm): a body may be missing"
             )
-    return None
+    return ""
 
 
 def _largest_cross_section_mm2(z: np.ndarray, half: float, voxel_mm2: float) -> float:

@@ -46,7 +46,7 @@ from scripts.phantom.population import draw_participant
 from scripts.quantification.formulas import fat_fraction_from_water_fat
 from scripts.quantification.level_statistics import level_statistics
 from scripts.quantification.levels import Level, LevelAssignment, assign_levels
-from scripts.quantification.vertebra_naming import count_bodies_from_sacrum, name_bodies_from_sacrum
+from scripts.quantification.vertebra_naming import count_bodies_from_sacrum, levels_anchor, name_bodies_from_sacrum
 from scripts.transforms.label_maps.spine_target import spine_target_array
 
 __all__ = ["generator_bounds", "crop_to_z", "evaluate_subject", "summarise", "main"]
@@ -215,8 +215,7 @@ def evaluate_subject(cohort: Path, row: pd.Series, pred_dir: Path | None = None)
             arrays[0], naming = name_bodies_from_sacrum(arrays[0], aff, lowest_vertebra=stated)
         else:
             arrays[0], naming = _spine_named(arrays[0], aff, stated)
-        named = naming.status in ("counted", "confirmed", "renamed")
-        assignment = assign_levels(arrays[0], aff, anchor=naming.anchor if named else "sacrum")
+        assignment = assign_levels(arrays[0], aff, anchor=levels_anchor(naming.status, naming.anchor))
         if assignment is None:
             continue
         for r in _naming(assignment, truth):
