@@ -28,7 +28,11 @@ Pipeline (one operator per job)::
 Usage::
 
     .venv-deploy/bin/python deploy/app.py -i <study folder> -o <empty output folder> [--rules rules.json]
-        [--overwrite]
+        [--lowest_vertebra L5] [--overwrite]
+
+``--lowest_vertebra`` (L1-L5) states the lowest lumbar body in the study's field of view, for a study without the
+sacrum (the L2-L5 protocol): its vertebral bodies, SEG segments and per-level table are then named from it, as
+inference.json's ``--lowest_vertebra`` does (docs/design.md "Levels").
 
 The output folder must be empty (or absent) unless ``--overwrite``: results are never replaced silently.
 """
@@ -246,6 +250,10 @@ class EagerBundleInferenceOperator(MonaiBundleInferenceOperator):
 
     _eager: Any = None
 
+    def __init__(self, *args: Any, lowest_vertebra: str | None = None, **kwargs: Any) -> None:
+        self.lowest_vertebra = lowest_vertebra
+        super().__init__(*args, **kwargs)
+
     def _init_config(self, config_names: Any) -> None:
         # The SDK parses inference.json as it is, with bundle_root "." (the working folder): the spine network's
         # weights (spine_ckpt_path, models/spine_model.pt) and the bundle version would be looked up where the app
@@ -258,6 +266,8 @@ class EagerBundleInferenceOperator(MonaiBundleInferenceOperator):
         def read_with_root(bundle_path: Any, names: Any) -> Any:
             parser = read(bundle_path, names)
             parser["bundle_root"] = str(BUNDLE_DIR)
+            # the app's --lowest_vertebra, as the plain bundle's command line sets it
+            parser["lowest_vertebra"] = self.lowest_vertebra
             return parser
 
         sdk_operator.get_bundle_config = read_with_root
@@ -292,8 +302,9 @@ class EagerBundleInferenceOperator(MonaiBundleInferenceOperator):
 class LumbarDixonApp(Application):
     """Lumbar Dixon muscle segmentation and fat fraction: DICOM study in, DICOM SEG + FF table out."""
 
-    def __init__(self, *args: Any, rules: Any = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, rules: Any = None, lowest_vertebra: str | None = None, **kwargs: Any) -> None:
         self.rules = rules
+        self.lowest_vertebra = lowest_vertebra
         super().__init__(*args, **kwargs)
 
     def compose(self) -> None:
@@ -322,6 +333,7 @@ class LumbarDixonApp(Application):
             app_context=ctx,
             bundle_config_names=BundleConfigNames(config_names=["inference"]),
             bundle_path=BUNDLE_DIR,
+            lowest_vertebra=self.lowest_vertebra,
             name="bundle_inference",
         )
         quantify = DixonQuantifyOperator(self, output_folder=output, name="ff_quantify")
@@ -337,6 +349,11 @@ def _app_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--rules", default=None, help="JSON file {role: {DICOM keyword: regex}} (docs/guides/dicom.md)")
     parser.add_argument("--overwrite", action="store_true", help="allow a non-empty output folder")
+    parser.add_argument(
+        "--lowest_vertebra",
+        default=None,
+        help="the lowest lumbar body in the field of view (L1-L5), for a study without the sacrum",
+    )
     parser.add_argument("-o", "--output", default=None)
     return parser.parse_known_args(argv)
 
@@ -347,9 +364,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv if argv is None else argv)
     own, rest = _app_args(argv[1:])
     from scripts.io.dicom_rules import load_rules
+    from scripts.quantification.vertebra_naming import lowest_body_value
 
     try:
         rules = load_rules(own.rules)
+        lowest = None if own.lowest_vertebra is None else str(own.lowest_vertebra).strip().upper()
+        lowest_body_value(lowest)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -370,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         rest += ["-o", str(out)]
     # the SDK reads -i/-o/-m/-l from sys.argv (holoscan's Application drops its first item itself)
     sys.argv = [argv[0], *rest]
-    app = LumbarDixonApp(rules=rules)
+    app = LumbarDixonApp(rules=rules, lowest_vertebra=lowest)
     try:
         app.run()
     finally:

@@ -251,3 +251,33 @@ def test_seg_describes_the_vertebral_context_of_a_15_class_model(deploy_python):
     assert [s[0] for s in segments] == list(range(1, 15))
     assert segments[8] == [9, "vertebral_body_L1", "66794005", "vertebral body of L1 vertebra"]
     assert segments[13][1:3] == ["sacrum", "54735007"]
+
+
+@pytest.mark.skipif(
+    not (BUNDLE_ROOT / "models" / "spine_model.pt").is_file(), reason="no spine network (models/spine_model.pt)"
+)
+def test_an_l2_l5_study_gets_its_levels_from_the_stated_lowest_vertebra(deploy_python, tmp_path):
+    """The common lumbar protocol shows no sacrum: ``--lowest_vertebra L5`` names its bodies and levels, as the
+    plain bundle's option does; a name that is no lumbar body is refused before anything runs."""
+    from tests.lumbar_cut import l2_l5_cut
+
+    subj, truth = l2_l5_cut(11)
+    write_dicom_study(subj, tmp_path, vendor="siemens")
+    res = _app(deploy_python, "-i", str(tmp_path / "dicom"), "-o", str(tmp_path / "bad"), "--lowest_vertebra", "S1")
+    assert res.returncode == 2 and "lowest_vertebra must be one of L1, L2, L3, L4, L5" in res.stderr, res.stderr
+    assert not (tmp_path / "bad").exists()
+    res = _app(deploy_python, "-i", str(tmp_path / "dicom"), "-o", str(tmp_path / "app"), "--lowest_vertebra", "L5")
+    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+    table = json.loads((tmp_path / "app" / f"{subj.subject_id}_ff_table.json").read_text())
+    levels = table["meta"]["levels"]
+    assert levels["status"] == "ok" and levels["anchor"] == "stated lowest body L5", levels
+    for level in levels["levels"]:
+        mid = 0.5 * (level["z_low_mm"] + level["z_high_mm"])
+        assert truth[level["level"]][0] <= mid < truth[level["level"]][1], (level, truth)
+    assert {"L3", "L4", "L5"} <= set(pd.read_csv(tmp_path / "app" / f"{subj.subject_id}_ff_levels.csv").level)
+    # the SEG carries the named bodies (segments 11-13 not empty), and no sacrum
+    seg = pydicom.dcmread(next((tmp_path / "app" / "seg").glob("*.dcm")))
+    frames = {
+        int(g.SegmentIdentificationSequence[0].ReferencedSegmentNumber) for g in seg.PerFrameFunctionalGroupsSequence
+    }
+    assert {11, 12, 13} <= frames and 14 not in frames, frames

@@ -92,22 +92,18 @@ def test_a_trained_spine_network_gives_the_inference_its_vertebral_record(cohort
 
 
 def test_an_l2_l5_scan_gets_its_levels_from_the_stated_lowest_vertebra(tmp_path):
-    """The common lumbar protocol, L2-L5 without the sacrum (29 slices of 5 mm here), through the shipped spine
+    """The common lumbar protocol, L2-L5 without the sacrum (27 slices of 5 mm here), through the shipped spine
     network: with ``--lowest_vertebra L5`` the levels are named and each lies where the generator put it (without
     it, none: tests/pipeline/test_spine_network.py)."""
     import nibabel as nib
-    from scripts.phantom import Acquisition
-    from scripts.phantom.generate import generate_subject
-    from scripts.studies.level_validation import crop_to_z, generator_bounds, true_levels
 
-    subj = generate_subject(11, Acquisition.preset("low"), anatomy="complete")
-    planes = generator_bounds(11, subj.subject_id)
-    roles = ("water", "fat", "inphase")
-    arrays, aff = crop_to_z([subj.images[r] for r in roles], subj.affine, planes["L5/S1"], planes["L1/L2"])
+    from tests.lumbar_cut import l2_l5_cut
+
+    subj, truth = l2_l5_cut(11)
     sdir = tmp_path / "scans" / "sub-0011"
     sdir.mkdir(parents=True)
-    for role, arr in zip(roles, arrays):
-        nib.save(nib.Nifti1Image(arr, aff), str(sdir / f"sub-0011_{role}.nii.gz"))
+    for role in ("water", "fat", "inphase"):
+        nib.save(nib.Nifti1Image(subj.images[role], subj.affine), str(sdir / f"sub-0011_{role}.nii.gz"))
     infer = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json"]
     infer += ["--dataset_dir", str(tmp_path / "scans"), "--write_report", "false", "--vertebral_outputs", "true"]
     res = subprocess.run(
@@ -121,7 +117,6 @@ def test_an_l2_l5_scan_gets_its_levels_from_the_stated_lowest_vertebra(tmp_path)
     levels = json.loads((out / "sub-0011_ff_table.json").read_text())["meta"]["levels"]
     assert levels["status"] == "ok" and levels["anchor"] == "stated lowest body L5", levels["reasons"]
     assert levels["naming"]["status"] == "counted" and levels["naming"]["anchor"] == "stated lowest body L5"
-    truth = true_levels(planes)
     named = {lv["level"]: 0.5 * (lv["z_low_mm"] + lv["z_high_mm"]) for lv in levels["levels"]}
     assert {"L3", "L4", "L5"} <= set(named)
     for name, mid in named.items():

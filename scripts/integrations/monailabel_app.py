@@ -158,6 +158,9 @@ _VERTEBRAL_MARK = "# --- lumbar_dixon bundle: vertebral label names (scripts/int
 #: sacrum (9-14), which would come to the viewer without names. Their names are added to the model's labels (what
 #: ``/info`` lists and each result's ``label_names`` carries). Training needs nothing: the muscle network's training
 #: reduces 9-14 to background (``scripts/transforms/label_maps/muscle_labels_only.py``).
+#: The model's options also get ``lowest_vertebra`` (empty: count from the sacrum), which the client shows and sends
+#: with each infer request: an L2-L5 scan shows no sacrum, so its bodies are named only from that statement
+#: (:meth:`scripts.pipeline.lowest_vertebra.StatedLowestVertebra.for_entry` reads it from the request).
 _VERTEBRAL_CODE = """
 _SPINE_LABELS = {labels!r}
 
@@ -169,7 +172,11 @@ def _with_vertebral_label_names(init_infers):
         if bundle is None or task is None or not os.path.isfile(os.path.join(bundle, "models", "spine_model.pt")):
             return infers
         task.labels = {{**task.labels, **_SPINE_LABELS}}
-        logger.info(f"{name}: the spine network's labels {{list(_SPINE_LABELS)}} added to the model's labels")
+        task._config.setdefault("lowest_vertebra", "")
+        logger.info(
+            f"{name}: the spine network's labels {{list(_SPINE_LABELS)}} added to the model's labels, and its option "
+            "lowest_vertebra (the lowest lumbar body in view, L1-L5, for a scan without the sacrum)"
+        )
         return infers
 
     return init_infers_with_vertebral_label_names

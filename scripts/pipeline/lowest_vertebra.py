@@ -4,7 +4,9 @@ The levels of a scan without the sacrum (the L2-L5 lumbar protocol) are named fr
 (:mod:`scripts.quantification.vertebra_naming`, rule 6). A cohort scanned with one protocol states it once for the
 run (inference.json ``--lowest_vertebra L5``); a cohort of several protocols states it per subject in a
 ``lowest_vertebra`` column of its BIDS ``participants.tsv`` (an empty cell takes the run's value). The run record
-keeps each subject's value, so a changed statement neither resumes nor overwrites earlier results.
+keeps each subject's value, so a changed statement neither resumes nor overwrites earlier results. A MONAI Label
+infer request states it for its one image (``params`` ``{"lowest_vertebra": "L5"}``): MONAI Label hands the
+request's parameters to the pipeline as keys of the entry, and such a key wins over the table and the run's value.
 """
 
 from __future__ import annotations
@@ -77,6 +79,21 @@ class StatedLowestVertebra:
         return self.per_subject.get(str(subject), self.default)
 
     def for_entry(self, data: Mapping[Hashable, Any]) -> str | None:
-        """The statement for the subject of a pipeline entry (its scan record, else its ``subject``)."""
+        """The statement for a pipeline entry: its own ``lowest_vertebra`` key where set (a MONAI Label request's
+        parameter; the bundle's discovery entries have no such key), else the one for its subject (its scan record,
+        else its ``subject``).
+
+        Raises:
+            ValueError: the entry's own statement is not a lumbar body name.
+        """
+        own = data.get(PARTICIPANTS_COLUMN)
+        if own is not None and str(own).strip():
+            if str(own).strip().upper() not in LOWEST_BODY_NAMES:
+                raise ValueError(
+                    f"the request's {PARTICIPANTS_COLUMN} {own!r} is not one of {', '.join(LOWEST_BODY_NAMES)}; "
+                    "state the lowest lumbar body in this scan's field of view, or leave it empty to count from the "
+                    "sacrum"
+                )
+            return str(own).strip().upper()
         subject = json.loads(data[SCAN_INFO_KEY])["subject"] if SCAN_INFO_KEY in data else data.get("subject")
         return self(subject)

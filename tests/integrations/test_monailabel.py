@@ -46,6 +46,7 @@ from scripts.labels import VERTEBRAL_LABELS
 from scripts.phantom import Acquisition, generate_subject
 
 from tests.conftest import BUNDLE_ROOT
+from tests.lumbar_cut import l2_l5_cut
 
 MUSCLES = {
     "psoas_left": 1,
@@ -232,6 +233,53 @@ def test_infer_returns_label_map_on_input_grid(server, phantoms, tmp_path):
     _, subjects = phantoms
     dice = _infer_and_score(server, subjects[INFER_SEED], tmp_path / "seg.nii.gz")
     assert min(dice.values()) > 0.9, dice
+
+
+def _infer_upload(server: Server, path: Path, params: dict[str, Any]) -> np.ndarray:
+    """POST /infer with an image file and the request's params (multipart, as the MONAI Label clients send them)."""
+    boundary = "lumbar-dixon-infer"
+    body = b"".join(
+        [
+            f'--{boundary}\r\nContent-Disposition: form-data; name="params"\r\n\r\n{json.dumps(params)}\r\n'.encode(),
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'.encode(),
+            b"Content-Type: application/octet-stream\r\n\r\n" + path.read_bytes() + b"\r\n",
+            f"--{boundary}--\r\n".encode(),
+        ]
+    )
+    req = urllib.request.Request(
+        f"{server.url}/infer/{DEFAULT_NAME}?output=image",
+        data=body,
+        method="POST",
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=300) as r:
+            out = path.with_name("result_" + path.name)
+            out.write_bytes(r.read())
+    except urllib.error.HTTPError as e:
+        raise AssertionError(f"POST /infer: HTTP {e.code} {e.read()[:500]!r}\n{server.log_tail()}") from e
+    return np.asarray(nib.load(out).dataobj)
+
+
+@pytest.mark.skipif(not SPINE, reason="the served copy has no spine network (models/spine_model.pt)")
+def test_an_l2_l5_scan_gets_its_vertebral_bodies_named_from_the_requests_lowest_vertebra(server, tmp_path):
+    """The common lumbar protocol shows no sacrum to count from: the client states the lowest body in view."""
+    info = json.loads(server.request("GET", "/info/"))
+    assert info["models"][DEFAULT_NAME]["config"]["lowest_vertebra"] == ""  # shown as an option, empty by default
+    subj, truth = l2_l5_cut(11)
+    path = tmp_path / "l2_l5.nii.gz"
+    nib.save(nib.Nifti1Image(subj.images["inphase"], subj.affine), path)
+    assert set(np.unique(_infer_upload(server, path, {}))) <= set(MUSCLES.values()) | {0}  # no anchor: none named
+    pred = _infer_upload(server, path, {"lowest_vertebra": "L5"})
+    bodies = {v: n for n, v in LABELS.items() if n.startswith("vertebral_body_")}
+    named = sorted(set(np.unique(pred)) & set(bodies))
+    assert {11, 12, 13} <= set(named) and 14 not in np.unique(pred), named  # L3-L5 at least; no sacrum
+    # each named body's centre lies within the generator's level of that name (world z, mm)
+    for value in named:
+        k = np.argwhere(pred == value)[:, 2].mean()
+        z = float(subj.affine[2, 2] * k + subj.affine[2, 3])
+        level = bodies[value].rsplit("_", 1)[1].upper()
+        assert truth[level][0] <= z < truth[level][1], (level, z, truth[level])
 
 
 def test_train_round_rewrites_the_app_model(server, phantoms, tmp_path):
@@ -475,7 +523,8 @@ def test_vertebral_label_names_are_added_once_and_only_where_the_served_copy_has
     main_py = app / "main.py"
     main_py.write_text(
         "import logging\nimport os\n\nlogger = logging.getLogger(__name__)\n\n\nclass Task:\n"
-        "    def __init__(self):\n        self.labels = {'psoas_left': 1}\n\n\nclass MyApp:\n"
+        "    def __init__(self):\n        self.labels = {'psoas_left': 1}\n"
+        "        self._config = {'device': 'cpu'}\n\n\nclass MyApp:\n"
         "    def __init__(self, models):\n        self.models = models\n\n"
         "    def init_infers(self):\n        return {name: Task() for name in self.models}\n"
     )
@@ -485,14 +534,17 @@ def test_vertebral_label_names_are_added_once_and_only_where_the_served_copy_has
     spine.parent.mkdir(parents=True)
     (app / "run.py").write_text(
         "import sys\nimport main\n\n"
-        f"print(main.MyApp({{{DEFAULT_NAME!r}: sys.argv[1], 'other': sys.argv[1]}}).init_infers()[{DEFAULT_NAME!r}]"
-        ".labels)\n"
+        f"task = main.MyApp({{{DEFAULT_NAME!r}: sys.argv[1], 'other': sys.argv[1]}}).init_infers()[{DEFAULT_NAME!r}]\n"
+        "print((task.labels, task._config))\n"
     )
 
     def labels() -> dict:
         res = subprocess.run([sys.executable, "run.py", str(bundle)], cwd=app, capture_output=True, text=True, env={})
         assert res.returncode == 0, res.stderr
-        return ast.literal_eval(res.stdout.strip())
+        labels, config = ast.literal_eval(res.stdout.strip())
+        # the option for a scan without the sacrum comes with the vertebral labels, empty (count from the sacrum)
+        assert config == ({"device": "cpu", "lowest_vertebra": ""} if len(labels) > 1 else {"device": "cpu"})
+        return labels
 
     assert labels() == {"psoas_left": 1}  # no spine network in the served copy: the label map holds 1-8 only
     spine.write_bytes(b"")

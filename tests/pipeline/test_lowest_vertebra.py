@@ -67,3 +67,14 @@ def test_each_subject_is_named_from_its_own_statement_and_its_run_record_keeps_i
     assert record.manifest("sub-01", files)["settings"]["lowest_vertebra"] == "L5"
     assert record.manifest("sub-02", files)["settings"]["lowest_vertebra"] is None
     assert json.dumps(record.manifest("sub-01", files))  # JSON-able as written
+
+
+def test_a_request_states_it_for_its_own_image_over_the_table_and_the_run(tmp_path):
+    """MONAI Label hands an infer request's parameters to the pipeline as keys of the entry."""
+    stated = StatedLowestVertebra("L3", _participants(tmp_path, "sub-01\t50\tL4\n"))
+    assert stated.for_entry({"subject": "sub-01"}) == "L4"
+    assert stated.for_entry({"subject": "sub-01", "lowest_vertebra": " l5 "}) == "L5"
+    # an empty option (what the MONAI Label client sends when nothing is stated) leaves the table and the run's value
+    assert stated.for_entry({"subject": "sub-02", "lowest_vertebra": ""}) == "L3"
+    with pytest.raises(ValueError, match=r"the request's lowest_vertebra 'S1' is not one of L1, L2, L3, L4, L5"):
+        stated.for_entry({"subject": "sub-01", "lowest_vertebra": "S1"})
