@@ -11,6 +11,7 @@ from scripts.phantom import Acquisition
 from scripts.phantom.generate import PhantomSubject, generate_subject
 from scripts.studies.level_validation import crop_to_z, generator_bounds, true_levels
 
+
 def l2_l5_cut(seed: int = 11) -> tuple[PhantomSubject, dict[str, tuple[float, float]]]:
     """A low-geometry anatomy-complete phantom cut from the L5/S1 to the L1/L2 disc (27 slices of 5 mm at seed 11).
 

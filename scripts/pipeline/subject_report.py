@@ -37,8 +37,10 @@ def report_mode(value: bool | str) -> str:
 class SubjectReportd(MapTransform):
     """Draw ``<subject>_qc_axial.png`` (label overlay montage), ``<subject>_ff_chart.png`` (FF against the reference)
     and write ``<subject>_report.html`` into the subject's staged folder. With vertebral levels
-    (:class:`scripts.pipeline.level_statistics.LevelStatisticsd`), also ``<subject>_ff_levels.png`` (FF by level and
-    muscle side) and ``<subject>_csa_levels.png`` (cross-section area by level), captioned with the level status,
+    (:class:`scripts.pipeline.level_statistics.LevelStatisticsd`), also ``<subject>_levels_sagittal.png`` (the level
+    bounds and names on the mid-sagittal plane through the vertebral bodies, to check the names against the spine),
+    ``<subject>_ff_levels.png`` (FF by level and muscle side) and ``<subject>_csa_levels.png`` (cross-section area by
+    level), captioned with the level status,
     shown in the page's "Per vertebral level" section with the level table and the status in words (a 9-output
     model's page says there that per-level results need the vertebral context).
 

@@ -20,7 +20,7 @@ from scripts.reporting.figures import new_figure, save_png
 from scripts.reporting.montage_panels import MontagePanels, montage_panels
 from scripts.reporting.style import CONTEXT_COLOUR, LABEL_COLOURS
 
-__all__ = ["qc_montage", "render_montage", "montage_figure"]
+__all__ = ["qc_montage", "render_montage", "montage_figure", "panel_rgb"]
 
 _GAP = 8  # pixels between panels and at the edges
 _TITLE_H = 26  # the montage title band
@@ -70,7 +70,7 @@ def _outlines(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return muscle, context
 
 
-def _panel_rgb(grey: np.ndarray, labels: np.ndarray, marks: list[int] = ()) -> np.ndarray:
+def panel_rgb(grey: np.ndarray, labels: np.ndarray, marks: list[int] = ()) -> np.ndarray:
     """One panel as ``(H, W, 3)`` uint8: grey levels, then the outlines, then the dotted mark rows on top."""
     rgb = np.repeat(grey[..., None], 3, axis=2)
     muscle, context = _outlines(labels)
@@ -107,10 +107,10 @@ def _compose(panels: MontagePanels, ncols: int) -> tuple[np.ndarray, list[tuple[
     canvas = np.full((height, width, 3), 255, dtype=np.uint8)
     _, ah, aw = panels.axial.shape
     for (r, c), grey, labels in zip(axial, panels.axial, panels.axial_labels):
-        canvas[r : r + ah, c : c + aw] = _panel_rgb(grey, labels)
+        canvas[r : r + ah, c : c + aw] = panel_rgb(grey, labels)
     _, ch, cw = panels.coronal.shape
     for (r, c), grey, labels in zip(coronal, panels.coronal, panels.coronal_labels):
-        canvas[r : r + ch, c : c + cw] = _panel_rgb(grey, labels, panels.marks)
+        canvas[r : r + ch, c : c + cw] = panel_rgb(grey, labels, panels.marks)
     return canvas, axial, coronal
 
 

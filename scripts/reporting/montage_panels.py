@@ -1,4 +1,5 @@
-"""What the QC montage shows, cut from the volume once: display-ready axial and coronal panels, saved and reloaded.
+"""What the report's pictures show, cut from the volume once: display-ready axial, coronal and mid-sagittal panels,
+saved and reloaded.
 
 Why a separate step: the volume work (reorientation to RAS, the display window, choosing the slices, cutting and
 resampling them to the panel size) needs the whole image; drawing the PNG needs only these small panels. A run
@@ -21,12 +22,14 @@ import numpy as np
 from scripts.grid import map_labels_to_grid, slice_axis_from_affine
 from scripts.io.atomic import atomic_write_bytes
 from scripts.labels import NUM_CLASSES, VERTEBRAL_LABELS
-from scripts.reporting.orientation import axial_view, coronal_view, to_ras
+from scripts.reporting.orientation import axial_view, coronal_view, sagittal_view, to_ras
 
 __all__ = ["MontagePanels", "montage_panels", "save_panels", "load_panels", "PANELS_FORMAT"]
 
-#: version of the ``.npz`` layout; a file of another version is refused with a message
-PANELS_FORMAT = "1"
+#: version of the ``.npz`` layout; a file of another version is refused with a message. "2" adds the mid-sagittal
+#: panel; a file of format "1" (bundle 0.25.0 and before) is still read, without it.
+PANELS_FORMAT = "2"
+_READABLE_FORMATS = ("1", PANELS_FORMAT)
 _WINDOW_PERCENTILES = (1.0, 99.5)
 #: at most this many voxels (an even stride through the volume) enter the display window's percentiles
 _WINDOW_SAMPLES = 1 << 21
@@ -34,6 +37,9 @@ _WINDOW_SAMPLES = 1 << 21
 _AXIAL_W = 280
 _CORONAL_W = 560
 _CORONAL_MAX_H = 640
+#: width and greatest height of the mid-sagittal panel, pixels
+_SAGITTAL_W = 360
+_SAGITTAL_MAX_H = 640
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,12 @@ class MontagePanels:
         marks: rows of the coronal panels at the axial panels' slices (dotted lines).
         has_context: the label map holds vertebral labels (9-14): the legend names them.
         title: the montage title.
+        sagittal: ``(Hs, Ws)`` uint8 grey levels of the sagittal plane through the spine (superior at the top,
+            anterior on the left), or None (panels of format "1").
+        sagittal_labels: ``(Hs, Ws)`` uint8 label values on the same pixels, or None.
+        sagittal_z_mm: ``(Hs,)`` world z (RAS, mm) of each sagittal row's centre at the panel's centre column
+            (continuous, decreasing down the panel), or None.
+        sagittal_title: what the sagittal plane passes through (world x, mm).
     """
 
     axial: np.ndarray
@@ -61,6 +73,10 @@ class MontagePanels:
     marks: list[int]
     has_context: bool
     title: str
+    sagittal: np.ndarray | None = None
+    sagittal_labels: np.ndarray | None = None
+    sagittal_z_mm: np.ndarray | None = None
+    sagittal_title: str = ""
 
 
 def _window(img: np.ndarray) -> tuple[float, float]:
@@ -102,6 +118,21 @@ def _coronal_planes(lab_ras: np.ndarray) -> list[tuple[str, int]]:
     return planes
 
 
+def _sagittal_plane(lab_ras: np.ndarray) -> tuple[str, int]:
+    """The RAS x index of the mid-sagittal plane: through the vertebral labels (9-14), else midway between the
+    left and right muscles, else the volume's centre."""
+    per_i = np.stack([np.bincount(lab_ras[i].ravel(), minlength=256) for i in range(lab_ras.shape[0])])
+    x = np.arange(lab_ras.shape[0], dtype=np.float64)
+    spine = per_i[:, min(VERTEBRAL_LABELS) : max(VERTEBRAL_LABELS) + 1].sum(axis=1)
+    if spine.sum():
+        return "the vertebral bodies", int(round(float((spine * x).sum() / spine.sum())))
+    left, right = per_i[:, 1:NUM_CLASSES:2].sum(axis=1), per_i[:, 2:NUM_CLASSES:2].sum(axis=1)
+    if left.sum() and right.sum():
+        mid = 0.5 * ((left * x).sum() / left.sum() + (right * x).sum() / right.sum())
+        return "the midline between the muscles", int(round(float(mid)))
+    return "the centre", lab_ras.shape[0] // 2
+
+
 def _rows(n_src: int, n_dst: int) -> np.ndarray:
     """Nearest-neighbour source index of each of ``n_dst`` display pixels over ``n_src`` voxels."""
     return np.minimum(((np.arange(n_dst) + 0.5) * n_src / n_dst).astype(np.intp), n_src - 1)
@@ -141,14 +172,17 @@ def montage_panels(
     label_affine: np.ndarray | None = None,
     title: str | None = None,
 ) -> MontagePanels:
-    """Cut the montage's panels from a volume: ``n_slices`` axial slices over the labelled range, two coronal planes.
+    """Cut the report's panels from a volume: ``n_slices`` axial slices over the labelled range, two coronal planes
+    and the mid-sagittal plane.
 
     Axial slices are evenly spaced over the cranio-caudal range of the muscle labels 1-8 (the whole volume when
     none is present); the coronal planes pass through the centroid of the anterior muscles (psoas, iliacus) and of
-    the posterior ones (quadratus lumborum, erector spinae + multifidus). The volume is reoriented to RAS by flips
-    and permutations only; each panel is resampled by nearest neighbour to square display pixels (axial panels
-    280 pixels wide, coronal 560 wide and at most 640 high), grey levels windowed at the 1st and 99.5th percentiles
-    of the non-zero voxels (:func:`_window`).
+    the posterior ones (quadratus lumborum, erector spinae + multifidus); the sagittal plane through the vertebral
+    labels' centroid (without them, midway between the left and right muscles), on which the report draws the
+    vertebral levels. The volume is reoriented to RAS by flips and permutations only; each panel is resampled by
+    nearest neighbour to square display pixels (axial panels 280 pixels wide, coronal 560 wide and at most 640
+    high, sagittal 360 wide and at most 640 high), grey levels windowed at the 1st and 99.5th percentiles of the
+    non-zero voxels (:func:`_window`).
 
     Args:
         inphase: 3D in-phase (or any anatomical) image ``(I, J, K)``, stored orientation.
@@ -186,6 +220,16 @@ def montage_panels(
     planes = _coronal_planes(lab_ras)
     # the coronal view runs superior (row 0) to inferior: a slice k is source row (n - 1 - k)
     marks = sorted({int(np.searchsorted(cr, ras.shape[2] - 1 - int(k))) for k in chosen})
+    through, i = _sagittal_plane(lab_ras)
+    sh, sw = _display_size(ras.shape[2] * sp[2], ras.shape[1] * sp[1], _SAGITTAL_W, _SAGITTAL_MAX_H)
+    sr, sc = _rows(ras.shape[2], sh), _rows(ras.shape[1], sw)
+    # display row r samples the continuous RAS slice position k = n - 1 - u, u = (r + 0.5) n / H - 0.5 (voxel
+    # centres at whole numbers): a line at a world z then falls where that plane is, not on a voxel centre
+    u = (np.arange(sh, dtype=np.float64) + 0.5) * ras.shape[2] / sh - 0.5
+    ks = ras.shape[2] - 1 - u
+    centre = np.array([float(i), (ras.shape[1] - 1) / 2.0, 0.0, 1.0])
+    z_mm = ras_aff[2, 3] + ras_aff[2, 0] * centre[0] + ras_aff[2, 1] * centre[1] + ras_aff[2, 2] * ks
+    x_mm = float((ras_aff @ np.array([float(i), (ras.shape[1] - 1) / 2.0, (ras.shape[2] - 1) / 2.0, 1.0]))[0])
     return MontagePanels(
         axial=np.stack(axial),
         axial_labels=np.stack(axial_labels).astype(np.uint8),
@@ -196,6 +240,10 @@ def montage_panels(
         marks=[m for m in marks if m < ch],
         has_context=bool(((lab_ras >= min(VERTEBRAL_LABELS)) & (lab_ras <= max(VERTEBRAL_LABELS))).any()),
         title=title or "QC: axial montage (radiological: patient right on image left) and coronal reformat",
+        sagittal=_grey(sagittal_view(ras, i)[np.ix_(sr, sc)], window),
+        sagittal_labels=sagittal_view(lab_ras, i)[np.ix_(sr, sc)].astype(np.uint8),
+        sagittal_z_mm=z_mm,
+        sagittal_title=f"sagittal through {through} (x={x_mm:.0f} mm)",
     )
 
 
@@ -214,7 +262,13 @@ def save_panels(panels: MontagePanels, path: str | os.PathLike[str], notes: Mapp
         "marks": panels.marks,
         "has_context": panels.has_context,
         "title": panels.title,
+        "sagittal_title": panels.sagittal_title,
         "notes": dict(notes or {}),
+    }
+    sagittal = {
+        k: getattr(panels, k)
+        for k in ("sagittal", "sagittal_labels", "sagittal_z_mm")
+        if getattr(panels, k) is not None
     }
     buffer = io.BytesIO()
     np.savez_compressed(
@@ -224,6 +278,7 @@ def save_panels(panels: MontagePanels, path: str | os.PathLike[str], notes: Mapp
         coronal=panels.coronal,
         coronal_labels=panels.coronal_labels,
         texts=np.array(json.dumps(texts)),
+        **sagittal,
     )
     return atomic_write_bytes(Path(path), buffer.getvalue())
 
@@ -241,12 +296,13 @@ def load_panels(path: str | os.PathLike[str]) -> tuple[MontagePanels, dict[str, 
     try:
         with np.load(p, allow_pickle=False) as z:
             arrays = {k: z[k] for k in ("axial", "axial_labels", "coronal", "coronal_labels")}
+            arrays.update({k: z[k] for k in ("sagittal", "sagittal_labels", "sagittal_z_mm") if k in z.files})
             texts = json.loads(str(z["texts"]))
     except (KeyError, ValueError, OSError, EOFError) as err:
         raise ValueError(
             f"{p}: not a readable QC panels file ({err}); rerun the subject with --write_report later"
         ) from err
-    if texts.get("format") != PANELS_FORMAT:
+    if texts.get("format") not in _READABLE_FORMATS:
         raise ValueError(
             f"{p}: panels format {texts.get('format')!r}, this bundle reads {PANELS_FORMAT!r}; rerun the subject "
             "with --write_report later (or true)"
@@ -258,5 +314,6 @@ def load_panels(path: str | os.PathLike[str]) -> tuple[MontagePanels, dict[str, 
         marks=[int(m) for m in texts["marks"]],
         has_context=bool(texts["has_context"]),
         title=str(texts["title"]),
+        sagittal_title=str(texts.get("sagittal_title", "")),
     )
     return panels, dict(texts.get("notes", {}))

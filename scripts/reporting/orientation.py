@@ -12,7 +12,7 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 
-__all__ = ["to_ras", "display_slice", "coronal_slice", "axial_view", "coronal_view"]
+__all__ = ["to_ras", "display_slice", "coronal_slice", "axial_view", "coronal_view", "sagittal_view"]
 
 
 def to_ras(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -44,6 +44,12 @@ def coronal_view(ras: np.ndarray, j: int) -> np.ndarray:
     """Coronal slice ``j`` of a RAS array as displayed, shape ``(n_superior_inferior, n_right_left)``."""
     # rows from superior (top) to inferior, columns from patient right to patient left
     return ras[::-1, j, ::-1].T
+
+
+def sagittal_view(ras: np.ndarray, i: int) -> np.ndarray:
+    """Sagittal slice ``i`` of a RAS array as displayed, shape ``(n_superior_inferior, n_anterior_posterior)``."""
+    # rows from superior (top) to inferior, columns from anterior (left: the patient faces left) to posterior
+    return ras[i, ::-1, ::-1].T
 
 
 def display_slice(inphase: np.ndarray, affine: np.ndarray, k: int) -> np.ndarray:

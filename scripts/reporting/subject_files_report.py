@@ -20,6 +20,7 @@ import pandas as pd
 from scripts.reporting.ff_chart import ff_chart
 from scripts.reporting.html_report import html_report
 from scripts.reporting.level_charts import level_csa_chart, level_heatmap
+from scripts.reporting.level_sagittal import level_sagittal
 from scripts.reporting.montage import render_montage
 from scripts.reporting.montage_panels import MontagePanels, load_panels, save_panels
 
@@ -40,11 +41,13 @@ _NEEDED = ("_ff_table.json", "_normative.csv")
 
 
 def report_paths(subject_dir: str | os.PathLike[str], subject: str) -> dict[str, Path]:
-    """The report's files in ``subject_dir``: ``montage``, ``chart``, ``levels``, ``csa``, ``html``, ``inputs``."""
+    """The report's files in ``subject_dir``: ``montage``, ``chart``, ``sagittal``, ``levels``, ``csa``, ``html``,
+    ``inputs``."""
     sdir = Path(subject_dir)
     names = {
         "montage": "_qc_axial.png",
         "chart": "_ff_chart.png",
+        "sagittal": "_levels_sagittal.png",
         "levels": "_ff_levels.png",
         "csa": "_csa_levels.png",
         "html": REPORT_SUFFIX,
@@ -99,16 +102,22 @@ def _provenance_value(text: Any) -> Any:
     return text
 
 
-def _level_images(levels: pd.DataFrame, paths: Mapping[str, Path]) -> dict[str, Path]:
-    """The per-level pictures, captioned with the level status and, when uncertain, its reasons."""
+def _level_images(
+    levels: pd.DataFrame, paths: Mapping[str, Path], panels: MontagePanels, level_info: Mapping[str, Any] | None
+) -> dict[str, Path]:
+    """The per-level pictures, captioned with the level status and, when uncertain, its reasons: first the levels
+    on the mid-sagittal plane (not from panels of format "1", which hold no sagittal plane), then the charts."""
     status = str(levels["level_status"].iloc[0])
     reasons = levels["level_reasons"].iloc[0]
     reasons = "" if status == "ok" or pd.isna(reasons) else str(reasons)
     note = "levels ok" if status == "ok" else f"levels UNCERTAIN: {reasons}"
-    return {
-        f"FF by vertebral level and muscle side ({note})": level_heatmap(levels, paths["levels"]),
-        f"Cross-section area by vertebral level ({note})": level_csa_chart(levels, paths["csa"]),
-    }
+    images = {}
+    if panels.sagittal is not None:
+        caption = f"Vertebral levels on the mid-sagittal plane: check the names against the spine ({note})"
+        images[caption] = level_sagittal(panels, levels, paths["sagittal"], level_info)
+    images[f"FF by vertebral level and muscle side ({note})"] = level_heatmap(levels, paths["levels"])
+    images[f"Cross-section area by vertebral level ({note})"] = level_csa_chart(levels, paths["csa"])
+    return images
 
 
 def render_subject_report(
@@ -117,7 +126,8 @@ def render_subject_report(
     panels: MontagePanels,
     normative_attrs: Mapping[str, Any] | None = None,
 ) -> dict[str, Path]:
-    """Draw ``<subject>_qc_axial.png``, ``<subject>_ff_chart.png`` (and the level pictures) and write the page.
+    """Draw ``<subject>_qc_axial.png``, ``<subject>_ff_chart.png`` (and the level pictures:
+    ``_levels_sagittal.png``, ``_ff_levels.png``, ``_csa_levels.png``) and write the page.
 
     Args:
         subject_dir: the subject's folder (staged in the pipeline, published for a later rendering), holding the
@@ -128,7 +138,8 @@ def render_subject_report(
             :func:`scripts.normative.comparison.compare_to_reference`: reference id, version, the approximation).
 
     Returns:
-        name -> written path (``montage``, ``chart``, ``html`` and, with levels, ``levels`` and ``csa``).
+        name -> written path (``montage``, ``chart``, ``html`` and, with levels, ``sagittal``, ``levels`` and
+        ``csa``).
 
     Raises:
         FileNotFoundError: a table is missing (the message names the file).
@@ -143,7 +154,8 @@ def render_subject_report(
         "FF against reference": ff_chart(t["table"], comparison, paths["chart"]),
     }
     levels = t["levels"]
-    level_images = _level_images(levels, paths) if levels is not None and len(levels) else {}
+    has_levels = levels is not None and len(levels)
+    level_images = _level_images(levels, paths, panels, t["level_info"]) if has_levels else {}
     html = html_report(
         subject,
         t["table"],
@@ -158,6 +170,8 @@ def render_subject_report(
     written = {"montage": images["QC montage"], "chart": images["FF against reference"], "html": html}
     if level_images:
         written.update(levels=paths["levels"], csa=paths["csa"])
+        if panels.sagittal is not None:
+            written["sagittal"] = paths["sagittal"]
     return written
 
 

@@ -280,38 +280,26 @@ def sagittal_levels_png(cohort: Path, sid: str, out_png: Path) -> Path:
 
 def sagittal_levels_figure(image_path: Path, label_path: Path, out_png: Path, title: str) -> Path:
     """A mid-sagittal view of ``image_path`` with the vertebral labels (9-14) of ``label_path`` (a vertebral map or a
-    whole label map on the same grid) outlined and the assigned level bounds drawn as lines (world RAS mm; both
-    images are turned to the closest canonical orientation first). Ok levels in yellow, uncertain ones in orange."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure  # research figure only
+    whole label map on the same grid) outlined and the bounds of the levels :func:`assign_levels` gives drawn as
+    lines: the report's picture (:mod:`scripts.reporting.level_sagittal`) of the label map alone, titled ``title``."""
+    from scripts.reporting.level_sagittal import level_sagittal
+    from scripts.reporting.montage_panels import montage_panels
 
-    img_nii = nib.as_closest_canonical(nib.load(str(image_path)))
-    lab_nii = nib.as_closest_canonical(nib.load(str(label_path)))
-    image = np.asarray(img_nii.dataobj, float)
+    img_nii, lab_nii = nib.load(str(image_path)), nib.load(str(label_path))
     lab = np.asarray(lab_nii.dataobj)
     vert = np.where((lab >= 9) & (lab <= 14), lab, 0)
-    if vert.shape != image.shape or not vert.any():
+    if vert.shape != img_nii.shape or not vert.any():
         raise ValueError(f"{label_path}: no vertebral label (9-14) on the grid of {image_path}")
-    aff = img_nii.affine
-    assignment = assign_levels(vert, aff)
-    x = int(np.round(np.nonzero(vert)[0].mean()))
-    ys = aff[1, 1] * np.arange(image.shape[1]) + aff[1, 3]
-    zs = aff[2, 2] * np.arange(image.shape[2]) + aff[2, 3]
-    fig = Figure(figsize=(5.0, 7.0), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    extent = (ys[0], ys[-1], zs[0], zs[-1])
-    ax.imshow(image[x].T, cmap="gray", origin="lower", extent=extent, aspect="equal", vmax=np.percentile(image, 99.5))
-    ax.contour(ys, zs, (vert[x] > 0).T.astype(float), levels=[0.5], colors="#ffffff", linewidths=0.8)
-    for lv in assignment.levels:
-        for z in (lv.z_low, lv.z_high):
-            ax.axhline(z, color="#ffd54f" if lv.status == "ok" else "#ff7043", lw=0.9)
-        ax.text(ys[0] + 3, lv.z_mid, lv.name, color="#ffd54f", fontsize=10, va="center", fontweight="bold")
-    ax.set_xlabel("y (mm, posterior - anterior)")
-    ax.set_ylabel("z (mm, inferior - superior)")
-    ax.set_title(f"{title}\nlevels {assignment.status} (mid-disc bounds)", fontsize=9)
-    fig.savefig(out_png, dpi=110)
-    return out_png
+    assignment = assign_levels(vert, img_nii.affine)
+    levels = pd.DataFrame(
+        [
+            {"level": lv.name, "level_z_low_mm": lv.z_low, "level_z_high_mm": lv.z_high, "level_status": lv.status}
+            for lv in assignment.levels
+        ],
+        columns=["level", "level_z_low_mm", "level_z_high_mm", "level_status"],
+    )
+    panels = montage_panels(np.asarray(img_nii.dataobj, np.float32), img_nii.affine, vert, n_slices=1, title=title)
+    return level_sagittal(panels, levels, out_png, {"anchor": "sacrum"}, title=f"{title}: levels {assignment.status}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,12 +36,13 @@ def test_levels_written_to_csv_json_cohort_and_report(tmp_path, lps):
     assert meta["levels"][2]["z_low_mm"] == pytest.approx(91.0) and "csa_mean_cm2" in meta["units"]
     cohort = pd.read_csv(out / "cohort_ff_levels.csv")
     assert len(cohort) == 40 and set(cohort.subject) == {"spine"}
-    for name in ("spine_ff_levels.png", "spine_csa_levels.png"):
+    for name in ("spine_levels_sagittal.png", "spine_ff_levels.png", "spine_csa_levels.png"):
         assert (sdir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = (sdir / "spine_report.html").read_text()
     assert "FF by vertebral level and muscle side (levels ok)" in page
     section = page.split("<h2>Per vertebral level</h2>", 1)[1].split("<h2>", 1)[0]
-    assert "Levels ok" in section and section.count("data:image/png;base64") == 2
+    assert "Levels ok" in section and section.count("data:image/png;base64") == 3
+    assert "Vertebral levels on the mid-sagittal plane: check the names against the spine (levels ok)" in section
     assert '<td class="t">L3</td><td class="t">Psoas</td><td>14.0</td><td>20.0</td>' in section
 
 

@@ -10,7 +10,7 @@ import pytest
 from matplotlib.colors import to_rgb
 from PIL import Image
 from scripts.phantom import Acquisition, generate_subject
-from scripts.reporting.montage import _outlines, _panel_rgb, montage_figure, qc_montage, render_montage
+from scripts.reporting.montage import _outlines, montage_figure, panel_rgb, qc_montage, render_montage
 from scripts.reporting.montage_panels import montage_panels
 from scripts.reporting.style import CONTEXT_COLOUR, LABEL_COLOURS
 
@@ -37,7 +37,7 @@ def test_outlines_are_two_pixels_wide_inside_the_label_in_the_label_colour():
     labels[5:15, 5:15] = 1
     labels[8:12, 15:18] = 12  # a vertebral body beside it: dashed, in the context colour
     grey = np.full((20, 20), 100, np.uint8)
-    rgb = _panel_rgb(grey, labels)
+    rgb = panel_rgb(grey, labels)
     muscle, context = _outlines(labels)
     ring = np.zeros((20, 20), bool)
     ring[5:15, 5:15] = True

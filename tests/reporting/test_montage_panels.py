@@ -72,3 +72,27 @@ def test_panels_round_trip_through_the_file_and_bad_files_are_refused(tmp_path: 
         load_panels(tmp_path / "absent.npz")
     with pytest.raises(ValueError, match="n_slices"):
         montage_panels(img, np.eye(4), lab, n_slices=0)
+
+
+def test_panels_of_format_1_are_read_without_the_sagittal_plane_and_other_formats_refused(tmp_path: Path):
+    """Runs of bundle 0.25.0 and before kept format "1" (no sagittal plane): their reports can still be drawn."""
+    import json
+
+    img = np.random.default_rng(2).normal(100, 10, (20, 16, 10)).astype(np.float32)
+    panels = montage_panels(img, np.eye(4), np.zeros(img.shape, np.uint8), n_slices=2)
+    texts = {
+        "format": "1",
+        "axial_titles": panels.axial_titles,
+        "coronal_titles": panels.coronal_titles,
+        "marks": panels.marks,
+        "has_context": False,
+        "title": "old",
+        "notes": {},
+    }
+    arrays = {k: getattr(panels, k) for k in ("axial", "axial_labels", "coronal", "coronal_labels")}
+    np.savez_compressed(tmp_path / "old.npz", texts=np.array(json.dumps(texts)), **arrays)
+    old, _ = load_panels(tmp_path / "old.npz")
+    assert old.sagittal is None and old.sagittal_z_mm is None and old.title == "old"
+    np.savez_compressed(tmp_path / "future.npz", texts=np.array(json.dumps({**texts, "format": "9"})), **arrays)
+    with pytest.raises(ValueError, match="panels format '9', this bundle reads '2'"):
+        load_panels(tmp_path / "future.npz")

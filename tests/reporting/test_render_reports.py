@@ -14,7 +14,7 @@ from scripts.reporting.subject_files_report import report_paths
 from tests.conftest import BUNDLE_ROOT
 from tests.pipeline.helpers import loaded, quantify_and_finish, spine_subject
 
-_PICTURES = ("montage", "chart", "levels", "csa", "html")
+_PICTURES = ("montage", "chart", "sagittal", "levels", "csa", "html")
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_a_report_drawn_later_equals_the_pipelines_byte_for_byte(runs):
     html = later["html"].read_text(encoding="utf-8")
     for section in ("Flags", "Fat fraction per muscle", "Normative comparison", "Per vertebral level", "Pictures"):
         assert f"<h2>{section}" in html
-    assert html.count("data:image/png;base64,") == 4
+    assert html.count("data:image/png;base64,") == 5
     # a second call keeps the page; --overwrite draws it again, the same
     assert render_reports(runs["later"])[0]["status"] == "skipped"
     before = later["html"].stat().st_mtime_ns
