@@ -235,29 +235,31 @@ def test_infer_returns_label_map_on_input_grid(server, phantoms, tmp_path):
     assert min(dice.values()) > 0.9, dice
 
 
-def _infer_upload(server: Server, path: Path, params: dict[str, Any]) -> np.ndarray:
-    """POST /infer with an image file and the request's params (multipart, as the MONAI Label clients send them)."""
-    boundary = "lumbar-dixon-infer"
+def _multipart(server: Server, method: str, path: str, params: dict[str, Any], field: str, file: Path) -> bytes:
+    """A multipart request (``params`` JSON and one file under ``field``), as the MONAI Label clients and Slicer send
+    labels and images."""
+    boundary = "lumbar-dixon-boundary"
     body = b"".join(
         [
             f'--{boundary}\r\nContent-Disposition: form-data; name="params"\r\n\r\n{json.dumps(params)}\r\n'.encode(),
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'.encode(),
-            b"Content-Type: application/octet-stream\r\n\r\n" + path.read_bytes() + b"\r\n",
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{file.name}"\r\n'.encode(),
+            b"Content-Type: application/octet-stream\r\n\r\n" + file.read_bytes() + b"\r\n",
             f"--{boundary}--\r\n".encode(),
         ]
     )
-    req = urllib.request.Request(
-        f"{server.url}/infer/{DEFAULT_NAME}?output=image",
-        data=body,
-        method="POST",
-        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
-    )
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    req = urllib.request.Request(f"{server.url}{path}", data=body, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=300) as r:
-            out = path.with_name("result_" + path.name)
-            out.write_bytes(r.read())
+            return r.read()
     except urllib.error.HTTPError as e:
-        raise AssertionError(f"POST /infer: HTTP {e.code} {e.read()[:500]!r}\n{server.log_tail()}") from e
+        raise AssertionError(f"{method} {path}: HTTP {e.code} {e.read()[:500]!r}\n{server.log_tail()}") from e
+
+
+def _infer_upload(server: Server, path: Path, params: dict[str, Any]) -> np.ndarray:
+    """POST /infer with an image file and the request's params; the returned label map."""
+    out = path.with_name("result_" + path.name)
+    out.write_bytes(_multipart(server, "POST", f"/infer/{DEFAULT_NAME}?output=image", params, "file", path))
     return np.asarray(nib.load(out).dataobj)
 
 
@@ -370,23 +372,7 @@ def _save_label(server: Server, image_id: str, label: np.ndarray, affine: np.nda
     """PUT /datastore/label (multipart, as the MONAI Label client and Slicer send a finished label)."""
     path = tmp / f"{image_id}.nii.gz"
     nib.save(nib.Nifti1Image(label, affine), path)
-    boundary = "lumbar-dixon-boundary"
-    body = b"".join(
-        [
-            f'--{boundary}\r\nContent-Disposition: form-data; name="params"\r\n\r\n{{}}\r\n'.encode(),
-            f'--{boundary}\r\nContent-Disposition: form-data; name="label"; filename="{path.name}"\r\n'.encode(),
-            b"Content-Type: application/octet-stream\r\n\r\n" + path.read_bytes() + b"\r\n",
-            f"--{boundary}--\r\n".encode(),
-        ]
-    )
-    req = urllib.request.Request(
-        f"{server.url}/datastore/label?image={image_id}&tag=final",
-        data=body,
-        method="PUT",
-        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
-    )
-    with urllib.request.urlopen(req, timeout=60) as r:
-        assert r.status == 200, r.read()
+    _multipart(server, "PUT", f"/datastore/label?image={image_id}&tag=final", {}, "label", path)
 
 
 def _cache(server: Server) -> dict[str, Any]:
