@@ -20,6 +20,11 @@ label). Commands (2-core CPU: about a minute per subject and kind)::
         --output_dir /tmp/qcnet_eval
     python -m scripts.studies.qc_network_cases score --dataset_dir /tmp/qcnet --run_dir /tmp/qcnet_eval \\
         --out_dir docs/studies/quality_control/network
+
+``score`` also scores a run on a cohort as generated (subject names without a degradation suffix: the case is
+``as generated``), e.g. the anatomy-complete held-out phantoms, whose neighbours of the targets make the network
+fail as it does on real scans; where the cohort has a tissue map (``--anatomy complete``), each side also gets the
+structures its extra voxels (predicted, not true) lie in.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import numpy as np
 import pandas as pd
 from scripts.io.atomic import atomic_write_text
 from scripts.labels import MUSCLES, label_value
+from scripts.phantom.tissue_ids import TISSUE_IDS
 
 __all__ = ["DEGRADATIONS", "degrade", "score_run", "summarise"]
 
@@ -105,10 +111,29 @@ def degrade(
     return str(out / "datalist.json")
 
 
+def _subject_and_case(name: str) -> tuple[str, str]:
+    """``sub-0001-noise`` -> ``("sub-0001", "noise")``; a name without a degradation suffix is ``as generated``."""
+    stem, _, suffix = name.rpartition("-")
+    kinds = {k.replace("_", "") for k in DEGRADATIONS}
+    return (stem, suffix) if stem and suffix in kinds else (name, "as generated")
+
+
+def _extra_tissues(extra: np.ndarray, tissue: np.ndarray | None, top: int = 3) -> str:
+    """The structures holding a label's extra voxels, largest share first: ``"muscle_fascia 0.38; ..."``."""
+    if tissue is None or not extra.any():
+        return ""
+    ids, counts = np.unique(tissue[extra], return_counts=True)
+    ranked = sorted(zip((-counts).tolist(), ids.tolist()))[:top]  # largest share first, ties by structure id
+    return "; ".join(f"{TISSUE_IDS.get(i, str(i))} {-n / extra.sum():.2f}" for n, i in ranked)
+
+
 def score_run(dataset_dir: str, run_dir: str) -> pd.DataFrame:
     """One row per subject, kind and muscle side of the run's FF tables: Dice; ``ff_error_pp``, the label's own
     error (the phantom's exact FF over the predicted against the true label); ``reported_ff_error_pp``, the FF table's
-    ``ff_mean_pct`` (stored water and fat, border-trim rule) against the exact FF over the true label; the verdict.
+    ``ff_mean_pct`` (stored water and fat, border-trim rule) against the exact FF over the true label; the verdict;
+    ``extra_share`` (the share of the predicted label outside the true one) and, with a tissue map,
+    ``extra_tissues`` (the structures those voxels lie in). A side the field of view does not hold (no true voxel)
+    is not scored.
 
     Args:
         dataset_dir: the degraded cohort of :func:`degrade` (truth: ``label``, ``ff_true`` per entry).
@@ -127,19 +152,25 @@ def score_run(dataset_dir: str, run_dir: str) -> pd.DataFrame:
         pred = np.asarray(nib.load(str(seg_path)).dataobj).astype(np.int16)
         truth = np.asarray(nib.load(str(root / entry["label"])).dataobj).astype(np.int16)
         ff = np.asarray(nib.load(str(root / entry["ff_true"])).dataobj, dtype=np.float64) * 100.0
+        tissue = np.asarray(nib.load(str(root / entry["tissue"])).dataobj) if entry.get("tissue") else None
+        name, case = _subject_and_case(subject)
         table = pd.read_csv(table_path).set_index(["muscle", "side"])
         for muscle in MUSCLES:
             for side in ("left", "right"):
                 value = label_value(muscle, side)
                 p, t = pred == value, truth == value
+                if not t.any():
+                    # the field of view holds none of this muscle: nothing to score against (a label drawn there
+                    # anyway is the verdict's to catch, as a speck or a lone side)
+                    continue
                 dice = 2.0 * (p & t).sum() / max(p.sum() + t.sum(), 1)
                 true_ff = float(np.nanmean(ff[t]))
                 ff_err = abs(float(np.nanmean(ff[p])) - true_ff) if p.any() else float("nan")
                 row = table.loc[(muscle, side)]
                 rows.append(
                     {
-                        "subject": subject.rsplit("-", 1)[0],
-                        "case": subject.rsplit("-", 1)[1],
+                        "subject": name,
+                        "case": case,
                         "label": value,
                         "dice": float(dice),
                         "ff_error_pp": ff_err,
@@ -148,6 +179,8 @@ def score_run(dataset_dir: str, run_dir: str) -> pd.DataFrame:
                         "qc_score": float(row["qc_score"]),
                         "qc_reasons": row["qc_reasons"] if isinstance(row["qc_reasons"], str) else "",
                         "net_margin_mean": float(row.get("net_margin_mean", np.nan)),
+                        "extra_share": float((p & ~t).sum() / max(p.sum(), 1)),
+                        "extra_tissues": _extra_tissues(p & ~t, tissue),
                     }
                 )
     if not rows:

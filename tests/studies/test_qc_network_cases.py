@@ -80,3 +80,20 @@ def test_score_run_scores_labels_and_verdicts_against_the_truth(degraded, tmp_pa
     assert eroded.dice < 0.7 and eroded.qc_status != "pass", eroded.qc_reasons
     text = summarise(scores)
     assert "| clean | 8 | 1.000 |" in text and "| noise | 8 |" in text
+
+
+def test_a_cohort_as_generated_is_one_case_and_extra_voxels_are_named_by_structure():
+    from scripts.studies.qc_network_cases import _extra_tissues, _subject_and_case
+
+    assert _subject_and_case("sub-0001-noise") == ("sub-0001", "noise")
+    assert _subject_and_case("sub-0001-waterasinphase") == ("sub-0001", "waterasinphase")
+    assert _subject_and_case("sub-0001") == ("sub-0001", "as generated")
+    assert _subject_and_case("sub-0001-clean") == ("sub-0001", "clean")
+    tissue = np.zeros((4, 4, 1), np.uint8)
+    tissue[0] = 33  # muscle_fascia
+    tissue[1, :2] = 84  # mesenteric_fat
+    extra = np.zeros(tissue.shape, bool)
+    extra[:2] = True  # 4 fascia voxels, 2 mesenteric fat, 2 background
+    assert _extra_tissues(extra, tissue) == "muscle_fascia 0.50; background 0.25; mesenteric_fat 0.25"
+    assert _extra_tissues(extra, tissue, top=1) == "muscle_fascia 0.50"
+    assert _extra_tissues(extra, None) == "" and _extra_tissues(np.zeros_like(extra), tissue) == ""
