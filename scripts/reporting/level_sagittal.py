@@ -93,7 +93,7 @@ def level_sagittal_figure(
     rgb = panel_rgb(panels.sagittal, panels.sagittal_labels)
     h, w = rgb.shape[:2]
     ok, status = _status_line(levels, level_info)
-    # inches: the level names right of the panel, three title lines above it, and at least the title's width
+    # inches: the level names right of the panel, the two title lines above it, and at least the title's width
     pw, ph = w / dpi, h / dpi
     names_w, title_h, pad = 0.45, 0.6, 0.08
     fig_w, fig_h = max(pw + names_w + 2 * pad, 3.8), ph + title_h + 2 * pad
