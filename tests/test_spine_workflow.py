@@ -123,6 +123,7 @@ def test_an_l2_l5_scan_gets_its_levels_from_the_stated_lowest_vertebra(tmp_path)
         assert truth[name][0] <= mid < truth[name][1], (name, mid, truth[name])
     table = pd.read_csv(out / "sub-0011_ff_levels.csv")
     assert set(table.level_status) == {"ok"} and {"L3", "L4", "L5"} <= set(table.level)
+    assert set(table.level_anchor) == {"stated lowest body L5"}  # a mixed cohort can tell these levels apart
     run = json.loads((out / "sub-0011_run.json").read_text())
     assert run["settings"]["lowest_vertebra"] == "L5"
     # a cohort of several protocols states it per subject in participants.tsv: the same statement there is the same

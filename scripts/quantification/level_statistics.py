@@ -46,6 +46,7 @@ LEVEL_COLUMNS: tuple[str, ...] = (
     "level_coverage",
     "level_status",
     "level_reasons",
+    "level_anchor",
     "boundary_rule",
 )
 #: column -> unit and rule, for the JSON
@@ -58,6 +59,7 @@ LEVEL_UNITS: dict[str, str] = {
     "level_z_low_mm": "mm, world z (RAS, superior +) of the level's caudal bound",
     "level_z_high_mm": "mm, world z of the level's cranial bound",
     "level_coverage": "0-1, share of the level's cranio-caudal extent inside the field of view",
+    "level_anchor": "what the level names stand on: sacrum (counted up from it) or stated lowest body L1-L5",
 }
 #: a fraction map has P95 <= 1.05 even with noisy edges (as in the per-muscle statistics)
 _MAX_FRACTION_P95 = 1.5
@@ -147,7 +149,8 @@ def level_statistics(
         ``csa_mean_cm2`` averages the area over the level's height inside the field of view (zero where the muscle
         is absent, so a muscle that starts inside the level has a smaller mean); ``csa_mid_cm2`` is the area at
         the level's mid-plane (NaN when the plane is outside the field of view). ``level_reasons`` repeats the
-        assignment's reasons and the level's notes.
+        assignment's reasons and the level's notes; ``level_anchor`` says what the names stand on (a cohort of
+        several protocols can keep the levels counted from the sacrum apart from those named from a statement).
 
     Raises:
         ValueError: non-3D arrays, or an FF map that is not a fraction (P95 inside the labels above 1.5).
@@ -190,7 +193,13 @@ def level_statistics(
         for v in MUSCLE_VALUES:
             row = _row(values, z, ffv, level, v, geom, min_volume_ml)
             n_trim = 0 if zt is None else int(((trimmed == v) & (zt >= level.z_low) & (zt < level.z_high)).sum())
-            row.update(subject=subject, n_trimmed_voxels=n_trim, level_reasons=reasons, boundary_rule=assignment.rule)
+            row.update(
+                subject=subject,
+                n_trimmed_voxels=n_trim,
+                level_reasons=reasons,
+                level_anchor=assignment.anchor,
+                boundary_rule=assignment.rule,
+            )
             rows.append(row)
     table = pd.DataFrame(rows, columns=list(LEVEL_COLUMNS))
     return table.astype({"label": "int64", "n_voxels": "int64", "n_excluded_voxels": "int64"})

@@ -30,7 +30,7 @@ def test_levels_written_to_csv_json_cohort_and_report(tmp_path, lps):
     psoas = table[(table.muscle == "psoas") & (table.side == "left")].set_index("level")
     np.testing.assert_allclose(psoas.ff_mean_pct.to_numpy(), [10.0, 12.0, 14.0, 16.0, 18.0], atol=1e-3)
     assert psoas.loc["L3", "csa_mean_cm2"] == pytest.approx(0.96)
-    assert set(table.level_status) == {"ok"}
+    assert set(table.level_status) == {"ok"} and set(table.level_anchor) == {"sacrum"}
     meta = json.loads((sdir / "spine_ff_table.json").read_text())["meta"]["levels"]
     assert meta["status"] == "ok" and [lv["level"] for lv in meta["levels"]] == ["L1", "L2", "L3", "L4", "L5"]
     assert meta["levels"][2]["z_low_mm"] == pytest.approx(91.0) and "csa_mean_cm2" in meta["units"]
