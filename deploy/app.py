@@ -364,12 +364,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv if argv is None else argv)
     own, rest = _app_args(argv[1:])
     from scripts.io.dicom_rules import load_rules
-    from scripts.quantification.vertebra_naming import lowest_body_value
+    from scripts.pipeline.lowest_vertebra import StatedLowestVertebra
 
     try:
         rules = load_rules(own.rules)
-        lowest = None if own.lowest_vertebra is None else str(own.lowest_vertebra).strip().upper()
-        lowest_body_value(lowest)
+        lowest = StatedLowestVertebra(own.lowest_vertebra).default  # checked and spelt as the bundle spells it
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

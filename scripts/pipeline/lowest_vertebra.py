@@ -87,13 +87,14 @@ class StatedLowestVertebra:
             ValueError: the entry's own statement is not a lumbar body name.
         """
         own = data.get(PARTICIPANTS_COLUMN)
-        if own is not None and str(own).strip():
-            if str(own).strip().upper() not in LOWEST_BODY_NAMES:
+        name = "" if own is None else str(own).strip().upper()
+        if name:
+            if name not in LOWEST_BODY_NAMES:
                 raise ValueError(
                     f"the request's {PARTICIPANTS_COLUMN} {own!r} is not one of {', '.join(LOWEST_BODY_NAMES)}; "
                     "state the lowest lumbar body in this scan's field of view, or leave it empty to count from the "
                     "sacrum"
                 )
-            return str(own).strip().upper()
+            return name
         subject = json.loads(data[SCAN_INFO_KEY])["subject"] if SCAN_INFO_KEY in data else data.get("subject")
         return self(subject)

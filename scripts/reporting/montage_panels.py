@@ -226,10 +226,9 @@ def montage_panels(
     # display row r samples the continuous RAS slice position k = n - 1 - u, u = (r + 0.5) n / H - 0.5 (voxel
     # centres at whole numbers): a line at a world z then falls where that plane is, not on a voxel centre
     u = (np.arange(sh, dtype=np.float64) + 0.5) * ras.shape[2] / sh - 0.5
-    ks = ras.shape[2] - 1 - u
-    centre = np.array([float(i), (ras.shape[1] - 1) / 2.0, 0.0, 1.0])
-    z_mm = ras_aff[2, 3] + ras_aff[2, 0] * centre[0] + ras_aff[2, 1] * centre[1] + ras_aff[2, 2] * ks
-    x_mm = float((ras_aff @ np.array([float(i), (ras.shape[1] - 1) / 2.0, (ras.shape[2] - 1) / 2.0, 1.0]))[0])
+    rows = np.stack([np.full(sh, float(i)), np.full(sh, (ras.shape[1] - 1) / 2.0), ras.shape[2] - 1 - u, np.ones(sh)])
+    world = ras_aff @ rows  # (4, Hs): each row's point at the panel's centre column
+    z_mm, x_mm = world[2], float(world[0].mean())
     return MontagePanels(
         axial=np.stack(axial),
         axial_labels=np.stack(axial_labels).astype(np.uint8),
