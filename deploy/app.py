@@ -22,8 +22,9 @@ Pipeline (one operator per job)::
   and ``<subject>_ff_levels.csv`` (FF and CSA per vertebral level, :mod:`scripts.pipeline.measure`) when the model
   outputs the vertebral context (labels 9-14);
 - the SEG writer writes ``seg/<subject>_seg.dcm``: 8 segments with SNOMED CT codes (:mod:`deploy.dicom_seg`),
-  referencing the network-input series, and ``sr/<subject>_ff_sr.dcm``: the FF and volume per muscle and side as
-  a TID 1500 measurement report referencing the SEG's segments (:mod:`deploy.dicom_sr`).
+  referencing the network-input series, and ``sr/<subject>_ff_sr.dcm``: the FF, volume and quality verdict per
+  muscle and side, and the FF and cross-section per vertebral level when there are levels, as a TID 1500
+  measurement report referencing the SEG's segments (:mod:`deploy.dicom_sr`).
 
 Usage::
 
@@ -150,7 +151,8 @@ class DixonQuantifyOperator(Operator):
         dixon: the loader's dict.
 
     Outputs:
-        result: dict with ``label`` (``(I, J, K)`` uint8), ``scan``, ``reference_datasets``, ``table_csv``.
+        result: dict with ``label`` (``(I, J, K)`` uint8), ``scan``, ``reference_datasets``, ``table`` (the FF
+            table with the verdict), ``levels`` (the per-level table, or None without named vertebral bodies).
 
     Args:
         fragment: the application.
@@ -196,12 +198,13 @@ class DixonQuantifyOperator(Operator):
         seg_img.header.set_sform(scan.affine, code=1)
         nib.save(seg_img, str(self.output_folder / f"{scan.subject}_seg.nii.gz"))
         logger.info("%s: FF table written to %s", scan.subject, self.output_folder)
-        op_output.emit({"label": label, "table": result.table, **dixon}, "result")
+        op_output.emit({"label": label, "table": result.table, "levels": levels, **dixon}, "result")
 
 
 class DicomSegWriterOperator(Operator):
     """Write the label map as a DICOM SEG (8 coded segments) referencing the network-input series, and the FF
-    table as a DICOM SR (TID 1500) referencing the SEG's segments.
+    table with each side's quality verdict, and the per-level table when there is one, as a DICOM SR (TID 1500)
+    referencing the SEG's segments.
 
     Args:
         fragment: the application.
@@ -234,6 +237,7 @@ class DicomSegWriterOperator(Operator):
             result["reference_datasets"],
             self.output_folder / "sr" / f"{subject}_ff_sr.dcm",
             self.version,
+            levels=result.get("levels"),
         )
         logger.info("DICOM SR written: %s", sr_path)
 

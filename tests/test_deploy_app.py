@@ -203,40 +203,133 @@ def _sr_groups(sr: pydicom.Dataset) -> list[pydicom.Dataset]:
     return list(measurements[0].ContentSequence)
 
 
-def test_sr_reports_the_table_numbers_per_segment(runs):
+def _group_items(group: pydicom.Dataset) -> dict:
+    """A measurement group's numbers ``{(concept code, derivation): (value, unit)}``, its tracking id, finding sites
+    (code values), quality assessment (code value) and comment (text)."""
+    out: dict = {"numbers": {}, "sites": [], "assessment": None, "comment": None}
+    for it in group.ContentSequence:
+        name = it.ConceptNameCodeSequence[0]
+        if it.ValueType == "NUM":
+            mods = {m.ConceptNameCodeSequence[0].CodeMeaning: m for m in it.get("ContentSequence", [])}
+            derivation = mods["Derivation"].ConceptCodeSequence[0].CodeMeaning if "Derivation" in mods else None
+            out["numbers"][(name.CodeValue, derivation)] = (
+                float(it.MeasuredValueSequence[0].NumericValue),
+                it.MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0].CodeValue,
+            )
+        elif name.CodeMeaning == "Tracking Identifier":
+            out["tracking"] = it.TextValue
+        elif name.CodeMeaning == "Finding Site":
+            out["sites"].append(it.ConceptCodeSequence[0].CodeValue)
+        elif name.CodeValue == "111050":  # Quality Assessment
+            out["assessment"] = it.ConceptCodeSequence[0].CodeValue
+        elif name.CodeValue == "121106":  # Comment
+            out["comment"] = it.TextValue
+    return out
+
+
+#: verdict -> DICOM quality assessment value (DCM 111237 / 111236 / 111235)
+ASSESSMENT = {"pass": "111237", "review": "111236", "fail": "111235"}
+
+
+def test_sr_reports_the_table_numbers_and_verdict_per_segment(runs):
     sid = runs["subject"]
     table = pd.read_csv(runs["app"] / f"{sid}_ff_table.csv")
     seg = pydicom.dcmread(runs["app"] / "seg" / f"{sid}_seg.dcm")
     sr = pydicom.dcmread(runs["app"] / "sr" / f"{sid}_ff_sr.dcm")
     assert sr.Modality == "SR" and sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.34"  # Comprehensive 3D SR
     assert sr.StudyInstanceUID == seg.StudyInstanceUID
-    groups = _sr_groups(sr)
+    groups = [g for g in _sr_groups(sr) if any(it.ValueType == "IMAGE" for it in g.ContentSequence)]
     assert len(groups) == 8
     for group in groups:
-        items = group.ContentSequence
-        image = next(it for it in items if it.ValueType == "IMAGE")
+        image = next(it for it in group.ContentSequence if it.ValueType == "IMAGE")
         ref = image.ReferencedSOPSequence[0]
         assert ref.ReferencedSOPInstanceUID == seg.SOPInstanceUID
         value = int(ref.ReferencedSegmentNumber)
         row = table[table.label == value].iloc[0]
-        numbers = {}
-        for it in items:
-            if it.ValueType != "NUM":
-                continue
-            mods = {m.ConceptNameCodeSequence[0].CodeMeaning: m for m in it.get("ContentSequence", [])}
-            derivation = mods["Derivation"].ConceptCodeSequence[0].CodeMeaning if "Derivation" in mods else None
-            key = (it.ConceptNameCodeSequence[0].CodeValue, derivation)
-            numbers[key] = (
-                float(it.MeasuredValueSequence[0].NumericValue),
-                it.MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0].CodeValue,
-            )
+        items = _group_items(group)
+        numbers = items["numbers"]
+        assert items["tracking"] == f"{row.muscle}_{row.side}"
         assert numbers[("129100", "Mean")][1] == "%" and numbers[("118565006", None)][1] == "cm3"
         # a DICOM decimal string keeps about 10 significant digits
         np.testing.assert_allclose(numbers[("129100", "Mean")][0], row.ff_mean_pct, rtol=1e-8)
         np.testing.assert_allclose(numbers[("129100", "Median")][0], row.ff_median_pct, rtol=1e-8)
         np.testing.assert_allclose(numbers[("118565006", None)][0], row.volume_ml, rtol=1e-8)
-        finding = next(it for it in items if it.ConceptNameCodeSequence[0].CodeMeaning == "Finding")
+        # the verdict: the table's status as DICOM's quality assessment, its score, its reasons in words
+        assert items["assessment"] == ASSESSMENT[row.qc_status]
+        assert numbers[("246262008", None)] == (pytest.approx(row.qc_score), "1")
+        assert items["comment"] == (row.qc_reasons if isinstance(row.qc_reasons, str) else None)
+        finding = next(it for it in group.ContentSequence if it.ConceptNameCodeSequence[0].CodeMeaning == "Finding")
         assert finding.ConceptCodeSequence[0].CodeValue == EXPECTED_TYPES[row.muscle]
+
+
+@pytest.mark.skipif(
+    not (BUNDLE_ROOT / "models" / "spine_model.pt").is_file(), reason="no spine network (models/spine_model.pt)"
+)
+def test_sr_reports_each_level_side_of_the_levels_table(runs):
+    """A viewer of the SR alone sees the per-level values: one group per level and side, sited on the muscle (with its
+    laterality) and the vertebra, with the numbers of ``<subject>_ff_levels.csv``."""
+    sid = runs["subject"]
+    levels = pd.read_csv(runs["app"] / f"{sid}_ff_levels.csv")
+    sr = pydicom.dcmread(runs["app"] / "sr" / f"{sid}_ff_sr.dcm")
+    groups = [_group_items(g) for g in _sr_groups(sr) if not any(it.ValueType == "IMAGE" for it in g.ContentSequence)]
+    assert len(groups) == len(levels) and len(levels) >= 8 * 3
+    vertebra = {"L1": "66794005", "L2": "14293000", "L3": "36470004", "L4": "11994002", "L5": "49668003"}
+    side_code = {"left": "7771000", "right": "24028007"}
+    by_id = {g["tracking"]: g for g in groups}
+    for row in levels.itertuples():
+        group = by_id[f"{row.muscle}_{row.side}_{row.level}"]
+        assert group["sites"] == [EXPECTED_TYPES[row.muscle], vertebra[row.level]]
+        if np.isfinite(row.ff_mean_pct):
+            np.testing.assert_allclose(group["numbers"][("129100", "Mean")][0], row.ff_mean_pct, rtol=1e-8)
+        else:  # a level side too small for an FF (or absent) has no FF in the SR either
+            assert ("129100", "Mean") not in group["numbers"] and row.status != "ok"
+        np.testing.assert_allclose(group["numbers"][("118565006", None)][0], row.volume_ml, rtol=1e-8)
+        assert group["numbers"][("42798000", "Mean")] == (pytest.approx(row.csa_mean_cm2, rel=1e-8), "cm2")
+        expected = "review" if (row.qc_status == "pass" and row.level_status != "ok") else row.qc_status
+        assert group["assessment"] == ASSESSMENT[expected]
+    # the laterality sits on the muscle's finding site
+    group = next(g for g in _sr_groups(sr) if not any(it.ValueType == "IMAGE" for it in g.ContentSequence))
+    site = next(it for it in group.ContentSequence if it.ConceptNameCodeSequence[0].CodeMeaning == "Finding Site")
+    assert site.ContentSequence[0].ConceptCodeSequence[0].CodeValue in side_code.values()
+
+
+def test_sr_names_a_failed_side_and_an_uncertain_level(runs, deploy_python, tmp_path):
+    """Known answers for the verdict's coding: a side set to fail is DICOM's "Unusable" with its reasons, in its own
+    group and in its level groups; a passing side on a level with uncertain bounds is "Does not meet" with why."""
+    sid = runs["subject"]
+    table = pd.read_csv(runs["app"] / f"{sid}_ff_table.csv")
+    table.loc[table.label == 2, ["qc_status", "qc_reasons"]] = ["fail", "fail: lies 110 mm from the vertebral bodies"]
+    table.to_csv(tmp_path / "table.csv", index=False)
+    levels = pd.DataFrame(
+        [
+            {"level": "L4", "muscle": "psoas", "side": "right", "label": 2, "ff_mean_pct": 7.5, "volume_ml": 20.0,
+             "csa_mean_cm2": 5.0, "qc_status": "fail", "level_status": "ok", "level_reasons": ""},
+            {"level": "L4", "muscle": "psoas", "side": "left", "label": 1, "ff_mean_pct": 8.0, "volume_ml": 21.0,
+             "csa_mean_cm2": 5.2, "qc_status": "pass", "level_status": "uncertain",
+             "level_reasons": "gap between L4 and L5 not a disc"},
+        ]
+    )  # fmt: skip
+    levels.to_csv(tmp_path / "levels.csv", index=False)
+    code = (
+        "import sys, pandas as pd, pydicom; from deploy.dicom_sr import write_sr; d = sys.argv[1]; "
+        "seg = sys.argv[2]; src = [pydicom.dcmread(seg)]; "
+        "write_sr(pd.read_csv(d + '/table.csv'), seg, src, d + '/sr.dcm', '0', levels=pd.read_csv(d + '/levels.csv'))"
+    )
+    seg = runs["app"] / "seg" / f"{sid}_seg.dcm"
+    out = subprocess.run(
+        [str(deploy_python), "-c", code, str(tmp_path), str(seg)], cwd=BUNDLE_ROOT, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    groups = {g["tracking"]: g for g in map(_group_items, _sr_groups(pydicom.dcmread(tmp_path / "sr.dcm")))}
+    assert groups["psoas_right"]["assessment"] == "111235"
+    assert groups["psoas_right"]["comment"] == "fail: lies 110 mm from the vertebral bodies"
+    # a level side carries its side's verdict and reasons
+    assert groups["psoas_right_L4"]["assessment"] == "111235"
+    assert groups["psoas_right_L4"]["comment"] == "fail: lies 110 mm from the vertebral bodies"
+    assert groups["psoas_left_L4"]["assessment"] == "111236"
+    assert groups["psoas_left_L4"]["comment"].endswith("level bounds uncertain: gap between L4 and L5 not a disc")
+    assert groups["psoas_left_L4"]["numbers"][("129100", "Mean")][0] == pytest.approx(8.0)
+    assert ("129100", "Median") not in groups["psoas_left_L4"]["numbers"]  # absent from the row: not reported
 
 
 def test_seg_describes_the_vertebral_context_of_a_15_class_model(deploy_python):
