@@ -158,13 +158,22 @@ class DixonQuantifyOperator(Operator):
         fragment: the application.
         output_folder: where ``<subject>_ff_table.csv/.json`` and ``<subject>_seg.nii.gz`` go.
         ff_method: :func:`scripts.quantification.ff_map.compute_ff` method (inference.json's default ``"auto"``).
+        lowest_vertebra: the app's ``--lowest_vertebra``: where the label map names no body, the bodies found in the
+            FF map are named up from it, as the plain bundle does (:mod:`scripts.pipeline.image_vertebrae`).
     """
 
     def __init__(
-        self, fragment: Fragment, *args: Any, output_folder: Path, ff_method: str = "auto", **kwargs: Any
+        self,
+        fragment: Fragment,
+        *args: Any,
+        output_folder: Path,
+        ff_method: str = "auto",
+        lowest_vertebra: str | None = None,
+        **kwargs: Any,
     ) -> None:
         self.output_folder = Path(output_folder)
         self.ff_method = ff_method
+        self.lowest_vertebra = lowest_vertebra
         super().__init__(fragment, *args, **kwargs)
 
     def setup(self, spec: OperatorSpec) -> None:
@@ -174,7 +183,7 @@ class DixonQuantifyOperator(Operator):
 
     def compute(self, op_input, op_output, context) -> None:
         import nibabel as nib
-        from scripts.pipeline.measure import measure_subject_and_levels
+        from scripts.pipeline.measure import measure_subject_levels_and_label
         from scripts.quantification.tables import write_tables
 
         pred = op_input.receive("pred")
@@ -186,8 +195,8 @@ class DixonQuantifyOperator(Operator):
             raise RuntimeError(f"label map {label.shape} is not on the input grid {scan.shape}")
         # the plain bundle's own measurement, with its defaults (no erosion override)
         naming = (pred.metadata() or {}).get(VERTEBRA_NAMING_KEY)
-        result, _, levels = measure_subject_and_levels(
-            scan, label, scan.affine, ff_method=self.ff_method, naming=naming
+        result, _, levels, label = measure_subject_levels_and_label(
+            scan, label, scan.affine, ff_method=self.ff_method, naming=naming, lowest_vertebra=self.lowest_vertebra
         )
         self.output_folder.mkdir(parents=True, exist_ok=True)
         # with the vertebral context (labels 9-14: the spine network or a 15-output model) also
@@ -340,7 +349,9 @@ class LumbarDixonApp(Application):
             lowest_vertebra=self.lowest_vertebra,
             name="bundle_inference",
         )
-        quantify = DixonQuantifyOperator(self, output_folder=output, name="ff_quantify")
+        quantify = DixonQuantifyOperator(
+            self, output_folder=output, lowest_vertebra=self.lowest_vertebra, name="ff_quantify"
+        )
         writer = DicomSegWriterOperator(self, output_folder=output, version=version, name="seg_writer")
         self.add_flow(loader, infer, {("image", "image")})
         self.add_flow(loader, quantify, {("dixon", "dixon")})

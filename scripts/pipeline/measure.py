@@ -12,6 +12,7 @@ from monai.data import MetaTensor
 from scripts.io.dixon_scan import DixonScan
 from scripts.pipeline.dixon_entry import scan_to_entry
 from scripts.pipeline.fat_fraction_map import FatFractionMapd
+from scripts.pipeline.image_vertebrae import VertebraeFromFFMapd
 from scripts.pipeline.keys import FF_KEY, LEVELS_KEY, STATS_KEY, VERTEBRA_NAMING_KEY
 from scripts.pipeline.level_statistics import LevelStatisticsd, with_side_verdicts
 from scripts.pipeline.muscle_statistics import MuscleStatisticsd
@@ -20,10 +21,10 @@ from scripts.pipeline.swap_check import SwapCheckd
 from scripts.quantification.ff_map import FFResult
 from scripts.quantification.statistics import QuantResult
 
-__all__ = ["measure_subject", "measure_subject_and_levels"]
+__all__ = ["measure_subject", "measure_subject_and_levels", "measure_subject_levels_and_label"]
 
 
-def measure_subject_and_levels(
+def measure_subject_levels_and_label(
     scan: DixonScan,
     label: np.ndarray,
     label_affine: np.ndarray,
@@ -34,12 +35,14 @@ def measure_subject_and_levels(
     border_trim_ff: float | None = 0.7,
     level_rule: str = "mid_disc",
     naming: Mapping[str, Any] | None = None,
-) -> tuple[QuantResult, FFResult, pd.DataFrame | None]:
-    """FF map, fat-water swap check, per-muscle statistics, vertebral levels and quality verdict of one subject.
+    lowest_vertebra: str | None = None,
+) -> tuple[QuantResult, FFResult, pd.DataFrame | None, np.ndarray]:
+    """FF map, vertebral bodies from the FF map where none are named, fat-water swap check, per-muscle statistics,
+    vertebral levels and quality verdict of one subject.
 
     The same steps, with the same defaults, as the measuring part of configs/inference.json
-    (:class:`FatFractionMapd`, :class:`SwapCheckd`, :class:`MuscleStatisticsd`, :class:`LevelStatisticsd`,
-    :class:`QualityVerdictd`), so every front end reports the same numbers.
+    (:class:`FatFractionMapd`, :class:`VertebraeFromFFMapd`, :class:`SwapCheckd`, :class:`MuscleStatisticsd`,
+    :class:`LevelStatisticsd`, :class:`QualityVerdictd`), so every front end reports the same numbers.
 
     Args:
         scan: the subject's validated Dixon images (:func:`scripts.io.load.load_dixon`).
@@ -56,15 +59,20 @@ def measure_subject_and_levels(
         naming: how the vertebral bodies of ``label`` were named (the post-processing's ``vertebra_naming`` record:
             :class:`scripts.pipeline.spine_labels.MergeSpineLabelsd`, :class:`NameVertebraeFromSacrumd`); it goes
             into ``meta["levels"]["naming"]`` as in the plain bundle's FF JSON.
+        lowest_vertebra: the stated lowest lumbar body in view (``"L1"`` ... ``"L5"``; inference.json's
+            ``lowest_vertebra``): where ``label`` names no body, the bodies found in the FF map are named up from it
+            (:class:`scripts.pipeline.image_vertebrae.VertebraeFromFFMapd`); None: not tried.
 
     Returns:
-        ``(result, ffr, levels)``: the :class:`QuantResult` (FF table with the quality verdict, per-slice profiles,
-        ``meta["levels"]``), the FF map with its provenance, and the per-level table with each side's verdict
-        (``qc_status``), or None when ``label`` holds no vertebral labels (``meta["levels"]`` then says so).
+        ``(result, ffr, levels, label)``: the :class:`QuantResult` (FF table with the quality verdict, per-slice
+        profiles, ``meta["levels"]``), the FF map with its provenance, the per-level table with each side's verdict
+        (``qc_status``), or None when the label map holds no vertebral labels (``meta["levels"]`` then says so), and
+        the ``(X, Y, Z)`` label map measured (``label`` with the bodies from the FF map, where they were named).
     """
     key = "pred"
     steps = (
         FatFractionMapd(key, ff_method=ff_method, ff_scale=ff_scale),
+        VertebraeFromFFMapd(key, lowest_vertebra=lowest_vertebra),
         SwapCheckd(key),
         MuscleStatisticsd(key, erosion_mm=erosion_mm, min_volume_ml=min_volume_ml, border_trim_ff=border_trim_ff),
         LevelStatisticsd(key, min_volume_ml=min_volume_ml, border_trim_ff=border_trim_ff, rule=level_rule),
@@ -83,7 +91,26 @@ def measure_subject_and_levels(
     levels = d.get(LEVELS_KEY)
     if levels is not None:
         levels = with_side_verdicts(levels, d[STATS_KEY].table)
-    return d[STATS_KEY], d[FF_KEY], levels
+    return d[STATS_KEY], d[FF_KEY], levels, np.asarray(d[key].detach().cpu().numpy()[0]).astype(np.uint8)
+
+
+def measure_subject_and_levels(
+    scan: DixonScan,
+    label: np.ndarray,
+    label_affine: np.ndarray,
+    ff_method: str = "auto",
+    ff_scale: str | None = None,
+    erosion_mm: float | None = None,
+    min_volume_ml: float = 1.0,
+    border_trim_ff: float | None = 0.7,
+    level_rule: str = "mid_disc",
+    naming: Mapping[str, Any] | None = None,
+) -> tuple[QuantResult, FFResult, pd.DataFrame | None]:
+    """:func:`measure_subject_levels_and_label` of a label map whose bodies are as given: ``(result, ffr, levels)``."""
+    result, ffr, levels, _ = measure_subject_levels_and_label(
+        scan, label, label_affine, ff_method, ff_scale, erosion_mm, min_volume_ml, border_trim_ff, level_rule, naming
+    )
+    return result, ffr, levels
 
 
 def measure_subject(

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from scripts.io.atomic import atomic_write_bytes
 from scripts.labels import MUSCLES
+from scripts.quantification.image_vertebrae import IMAGE_SOURCE
 from scripts.reporting.qc_marks import QC_COLOURS, QC_WITHHELD_TEXT, qc_status_of, qc_statuses
 from scripts.reporting.style import muscle_name, side_key
 
@@ -48,6 +49,11 @@ _LEVELS_STATED_TEXT = (
     "Levels ok as stated: the sacrum is not in view, so the vertebral bodies were counted up from the lowest one, "
     "which this run's --lowest_vertebra says is {body}, and checked (one piece per body, body heights 20-40 mm, disc "
     "gaps 1-20 mm, no level skipped). The names are as right as that statement."
+)
+#: bodies found in the FF map (scripts.pipeline.image_vertebrae), not by a network
+_LEVELS_FROM_FF_MAP_TEXT = (
+    "The vertebral bodies were found in the FF map (marrow between water-like discs), because the spine network "
+    "named none: check them on the sagittal picture below."
 )
 _LEVELS_UNCERTAIN_TAIL = (
     "so the L1-L5 names rest on the network's labels alone and may be off by a level: do not compare these "
@@ -274,6 +280,8 @@ def _level_status_lines(levels: pd.DataFrame | None, level_info: Mapping[str, An
     anchor = str(level_info.get("anchor") or "sacrum")
     if status == "ok" and anchor != "sacrum":
         lines = [_LEVELS_STATED_TEXT.format(body=anchor.rsplit(" ", 1)[-1])]
+    if (level_info.get("naming") or {}).get("source") == IMAGE_SOURCE:
+        lines.append(_LEVELS_FROM_FF_MAP_TEXT)
     rule = level_info.get("boundary_rule")
     if rule:
         lines.append(f"Level bounds: {rule} (axial planes of world z).")

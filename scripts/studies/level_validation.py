@@ -22,12 +22,17 @@ vertebral map is the run's (``<subject>/<subject>_seg.nii.gz``, values 9-14) ins
 the truth's: this measures the levels the pipeline gives. Each scenario then counts the bodies of the cropped map up
 from the sacrum as a spine network's are (:func:`scripts.quantification.vertebra_naming.count_bodies_from_sacrum`,
 every body one class), and the two "names one level high" scenarios, which simulate a 15-output model's naming
-error on the truth, are left out.
+error on the truth, are left out. With ``--from_image`` the vertebral map is the bodies found in each cropped FF map
+(water/fat, with the acquisition's noise) and named from the scenario's statement
+(:func:`scripts.quantification.image_vertebrae.vertebrae_from_image`); only the stated scenarios run. Each naming
+row says whether the statement was true (``statement_true``: the stated body is the lowest with at least half of
+it in view; a truncated phantom cut "L2-L5" may show L3 as its lowest), and the summary counts the misnamed levels
+under a false statement apart (``misnamed_wrong_statement``).
 
 Usage::
 
     python -m scripts.studies.level_validation --cohort /work/data/vert/phantom_test_complete --out OUT [--limit N]
-        [--pred_dir RUN]
+        [--pred_dir RUN | --from_image]
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from scripts.grid import slice_axis_from_affine
 from scripts.phantom.generate import make_anatomy
 from scripts.phantom.population import draw_participant
 from scripts.quantification.formulas import fat_fraction_from_water_fat
+from scripts.quantification.image_vertebrae import vertebrae_from_image
 from scripts.quantification.level_statistics import level_statistics
 from scripts.quantification.levels import Level, LevelAssignment, assign_levels
 from scripts.quantification.vertebra_naming import count_bodies_from_sacrum, levels_anchor, name_bodies_from_sacrum
@@ -190,9 +196,20 @@ def _spine_named(lab: np.ndarray, aff: np.ndarray, lowest_vertebra: str | None =
     return np.where((lab > 0) & (lab < 9), lab, vert).astype(np.uint8), naming
 
 
-def evaluate_subject(cohort: Path, row: pd.Series, pred_dir: Path | None = None) -> tuple[list[dict], list[dict]]:
+def _true_lowest(vertebrae: np.ndarray, cropped: np.ndarray) -> str | None:
+    """The lowest lumbar body with at least half of its voxels in the cropped truth map: what a user would state."""
+    for value in range(13, 8, -1):
+        total = int((vertebrae == value).sum())
+        if total and (cropped == value).sum() >= 0.5 * total:
+            return f"L{value - 8}"
+    return None
+
+
+def evaluate_subject(
+    cohort: Path, row: pd.Series, pred_dir: Path | None = None, from_image: bool = False
+) -> tuple[list[dict], list[dict]]:
     """Naming/bound rows and FF/CSA error rows of one subject over every scenario (see the module docstring for
-    ``pred_dir``)."""
+    ``pred_dir`` and ``from_image``)."""
     sid = str(row["participant_id"])
     data = _load(cohort, sid)
     vertebrae = data["vertebrae"] if pred_dir is None else _predicted_vertebrae(pred_dir, sid, data["label"].shape)
@@ -202,16 +219,22 @@ def evaluate_subject(cohort: Path, row: pd.Series, pred_dir: Path | None = None)
     truth = true_levels(planes)
     names, errors = [], []
     for scenario, ends in SCENARIOS.items():
-        arrays, aff = [lab, ff, data["ff_true"].astype(np.float32)], data["affine"]
+        stated = STATED.get(scenario)
+        if from_image and stated is None:
+            continue  # the FF map shows no sacrum: only a statement names its bodies
+        arrays, aff = [lab, ff, data["ff_true"].astype(np.float32), data["vertebrae"]], data["affine"]
         if scenario.startswith("names one level high"):
             if pred_dir is not None:
                 continue
             arrays[0] = names_one_level_high(arrays[0])
         if ends is not None:
             arrays, aff = crop_to_z(arrays, aff, planes[ends[0]], planes[ends[1]])
+        true_lowest = _true_lowest(data["vertebrae"], arrays[3])
         # as the pipeline does (NameVertebraeFromSacrumd, or a spine network's count, before the levels)
-        stated = STATED.get(scenario)
-        if pred_dir is None:
+        if from_image:
+            vert, naming, _ = vertebrae_from_image(arrays[1] * 100.0, aff, stated)
+            arrays[0] = np.where((arrays[0] > 0) & (arrays[0] < 9), arrays[0], vert).astype(np.uint8)
+        elif pred_dir is None:
             arrays[0], naming = name_bodies_from_sacrum(arrays[0], aff, lowest_vertebra=stated)
         else:
             arrays[0], naming = _spine_named(arrays[0], aff, stated)
@@ -225,12 +248,14 @@ def evaluate_subject(cohort: Path, row: pd.Series, pred_dir: Path | None = None)
                     "subject": sid,
                     "scenario": scenario,
                     "naming": naming.status,
+                    "stated": stated or "",
+                    "statement_true": stated is None or stated == true_lowest,
                     "level_status": assignment.status,
                     "reasons": reasons,
                     **r,
                 }
             )
-        for r in _level_errors(*arrays[:1], aff, arrays[1], arrays[2], assignment, truth):
+        for r in _level_errors(arrays[0], aff, arrays[1], arrays[2], assignment, truth):
             errors.append({"subject": sid, "scenario": scenario, **r})
     return names, errors
 
@@ -252,6 +277,7 @@ def summarise(names: pd.DataFrame, errors: pd.DataFrame, tol_mm: float = 3.0) ->
                 "ok": int((g.status == "ok").sum()),
                 "uncertain": int((g.status == "uncertain").sum()),
                 "misnamed": int(g.misnamed.sum()),
+                "misnamed_wrong_statement": int(g.misnamed[~g.statement_true].sum()) if "statement_true" in g else 0,
                 "renamed_subjects": int(g[g.naming == "renamed"].subject.nunique()),
                 "bounds_within_3mm_pct": 100.0 * float(within.mean()),
                 "bounds_within_3mm_full_coverage_pct": 100.0 * float(within_full.mean()) if len(full) else math.nan,
@@ -311,6 +337,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--pred_dir", default=None, help="inference run on the cohort: its vertebral maps, not the truth"
     )
+    parser.add_argument(
+        "--from_image",
+        action="store_true",
+        help="the bodies found in the FF map and named from the statement (stated scenarios only), not the truth",
+    )
     args = parser.parse_args(argv)
     cohort, out = Path(args.cohort), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -319,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         participants = participants.head(args.limit)
     names, errors = [], []
     for _, row in participants.iterrows():
-        n, e = evaluate_subject(cohort, row, Path(args.pred_dir) if args.pred_dir else None)
+        n, e = evaluate_subject(cohort, row, Path(args.pred_dir) if args.pred_dir else None, args.from_image)
         names += n
         errors += e
     names_df, errors_df = pd.DataFrame(names), pd.DataFrame(errors)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 from scripts.pipeline.fat_fraction_map import FatFractionMapd
+from scripts.pipeline.image_vertebrae import VertebraeFromFFMapd
 from scripts.pipeline.level_statistics import LevelStatisticsd
 from scripts.pipeline.load_dixon import LoadDixond
 from scripts.pipeline.mark_done import MarkDoned
@@ -73,6 +74,7 @@ def quantification_steps(
     steps = (
         PrepareResultsd("pred", run_record=record),
         FatFractionMapd("pred", **ff),
+        VertebraeFromFFMapd("pred", lowest_vertebra=settings.get("lowest_vertebra")),
         SwapCheckd("pred"),
         MuscleStatisticsd("pred", **stats),
         LevelStatisticsd(

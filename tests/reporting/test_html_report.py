@@ -155,6 +155,15 @@ def test_levels_named_from_a_stated_lowest_body_say_so(tmp_path: Path):
     section = html.unescape(_level_section(text))
     assert "Levels ok as stated: the sacrum is not in view" in section and "--lowest_vertebra says is L5" in section
     assert "anchored on the sacrum in view" not in section and "uncertain" not in section
+    assert "found in the FF map" not in section
+    # the same levels from the bodies of the FF map (the spine network named none): the page says so
+    info["naming"] = {"status": "counted", "anchor": "stated lowest body L5", "source": "FF map"}
+    text = html_report(
+        "s1", qc_case_table(), None, {}, tmp_path / "r2.html", PROV, levels=levels, level_info=info
+    ).read_text()
+    section = html.unescape(_level_section(text))
+    assert "Levels ok as stated" in section
+    assert "The vertebral bodies were found in the FF map (marrow between water-like discs)" in section
 
 
 def test_level_section_of_a_nine_class_model_is_one_sentence(tmp_path: Path):
