@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from scripts.quantification.image_vertebrae import IMAGE_SOURCE
 from scripts.reporting.figures import new_figure, save_png
 from scripts.reporting.montage import panel_rgb
 from scripts.reporting.montage_panels import MontagePanels
@@ -62,6 +63,8 @@ def _status_line(levels: pd.DataFrame, level_info: Mapping[str, Any] | None) -> 
     ok = str(levels["level_status"].iloc[0]) == "ok"
     anchor = str((level_info or {}).get("anchor") or "sacrum")
     named = "counted up from the sacrum" if anchor == "sacrum" else f"named from the {anchor}"
+    if ((level_info or {}).get("naming") or {}).get("source") == IMAGE_SOURCE:
+        named += ", bodies found in the FF map"
     return ok, f"levels {'ok' if ok else 'UNCERTAIN'}, {named}"
 
 

@@ -72,6 +72,9 @@ def test_the_picture_is_drawn_and_old_panels_without_the_plane_are_refused(tmp_p
     fig = level_sagittal_figure(panels, table, {"anchor": "stated lowest body L5"})
     assert "levels UNCERTAIN, named from the stated lowest body L5" in fig.axes[0].get_title(loc="left")
     assert [t.get_text() for t in fig.axes[0].texts if t.get_text().startswith("L")] == ["L3"]
+    info = {"anchor": "stated lowest body L5", "naming": {"source": "FF map"}}
+    title = level_sagittal_figure(panels, table, info).axes[0].get_title(loc="left")
+    assert "named from the stated lowest body L5, bodies found in the FF map" in title
     out = level_sagittal(panels, table, tmp_path / "s_levels_sagittal.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # saved and read back: the same plane (what --write_report later keeps)
