@@ -12,8 +12,9 @@ no reference segmentation:
 - **size and extent against the partner** (:mod:`scripts.quality.extent`): a side whose volume or cranio-caudal
   extent is a fraction of the other side's, or that is absent or thin on slices where the other side is well formed,
   was partly missed (eroded, cut short) even when it lies in the right place;
-- **signal**: the FF inside the label (a "muscle" whose median voxel is mostly fat lies on fat), and left/right
-  agreement of FF;
+- **signal**: the FF inside the label (a "muscle" whose median voxel is mostly fat lies on fat), left/right
+  agreement of FF, and the tissue just outside it (:mod:`scripts.quality.border_tissue`: mostly of the label's own
+  FF where the label stops inside the muscle);
 - **place against the vertebral bodies** (when the map holds labels 9-14, :mod:`scripts.quality.spine_anchor`):
   psoas against the bodies, QL lateral to and behind it, ES+MF behind them, left muscles left of them, iliacus at or
   below L5; without them, the same checks (but the iliacus's) against the bodies found in the FF map
@@ -38,6 +39,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 from scripts.labels import LABELS, LEFT_RIGHT_SWAP, label_value, muscle_and_side
+from scripts.quality.border_tissue import border_like_share
 from scripts.quality.confidence import BOUNDARY_MARGIN
 from scripts.quality.extent import ExtentLimits, extent_findings
 from scripts.quality.image_spine import ImageSpineLimits, find_spine
@@ -149,6 +151,11 @@ class QCLimits:
     #: (docs/studies/quality_control.md): sides with Dice >= 0.9 reach at most 0.09 and at least 0.74, sides drawn
     #: wrong on noisy or upside-down scans 0.13-0.35 and 0.33-0.84; most real scans are less sure than phantoms
     net_margin_mean_review: float = 0.6
+    #: more than this share of the unlabelled tissue just outside the label has the label's own FF (within
+    #: ``border_like_pp``): the label stops inside the muscle (scripts.quality.border_tissue; phantom truths at most
+    #: 0.24, labels eroded by one voxel median 0.58, the network's labels on anatomy-complete phantoms at most 0.48)
+    border_like_review: float = 0.5
+    border_like_pp: float = 10.0
     #: a side against its partner: volume, extent and slice-wise cross-section ratios (scripts.quality.extent)
     extent: ExtentLimits = dataclasses.field(default_factory=ExtentLimits)
     #: the place against the vertebral bodies when the map holds them (scripts.quality.spine_anchor)
@@ -311,6 +318,17 @@ def _confidence_checks(verdict: SideVerdict, figures: Mapping[str, float] | None
         )
 
 
+def _border_check(verdict: SideVerdict, labels, value: int, ff, body, box, axis: int, limits: QCLimits) -> None:
+    """Ask for review when the tissue just outside the label is mostly like the label's own (under-segmented)."""
+    share, median, n = border_like_share(labels, value, ff, body, box, axis, limits.border_like_pp)
+    if n and share > limits.border_like_review:
+        verdict.add(
+            "review",
+            f"{share:.0%} of the tissue just outside it has its own FF (within {limits.border_like_pp:g} pp of "
+            f"{median:.0f} %): the label may stop inside the muscle (under-segmented?)",
+        )
+
+
 def _relation_checks(
     verdicts: Mapping[int, SideVerdict], per_slice: Mapping[int, np.ndarray], limits: QCLimits
 ) -> None:
@@ -440,6 +458,7 @@ def assess_segmentation(
             _confidence_checks(verdict, confidence.get(value), limits)
         if ff is not None:
             mean_ff[value] = _signal_checks(verdict, np.asarray(ff)[box][mask], limits)
+            _border_check(verdict, labels, value, np.asarray(ff), np.asarray(body, dtype=bool), box, axis, limits)
     _relation_checks(verdicts, per_slice, limits)
     _extent_checks(verdicts, per_slice, affine, labels.shape, axis, limits)
     for value, found in spine_findings(labels, affine, axis, limits.spine, frame).items():
