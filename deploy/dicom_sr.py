@@ -202,10 +202,11 @@ def write_sr(
     referencing the SEG's segments.
 
     Args:
-        table: the subject's FF table with its verdict (:func:`scripts.pipeline.measure.measure_subject_and_levels`):
-            columns ``label``, ``muscle``, ``side``, ``ff_mean_pct``, ``ff_median_pct``, ``volume_ml``, and
-            ``qc_status``, ``qc_score``, ``qc_reasons`` where the verdict ran; rows with ``side`` ``left``/``right``
-            are reported (the L/R mean rows are derived numbers and stay in the CSV/JSON).
+        table: the subject's FF table with its verdict
+            (:func:`scripts.pipeline.measure.measure_subject_levels_and_label`): columns ``label``, ``muscle``,
+            ``side``, ``ff_mean_pct``, ``ff_median_pct``, ``volume_ml``, and ``qc_status``, ``qc_score``,
+            ``qc_reasons`` where the verdict ran; rows with ``side`` ``left``/``right`` are reported (the L/R mean
+            rows are derived numbers and stay in the CSV/JSON).
         seg_path: the DICOM SEG the measurements refer to (segment number = label value).
         source_datasets: the SEG's source images (evidence; their series is the segmentation source).
         out_path: the SR file (refused when it exists).

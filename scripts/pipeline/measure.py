@@ -21,7 +21,7 @@ from scripts.pipeline.swap_check import SwapCheckd
 from scripts.quantification.ff_map import FFResult
 from scripts.quantification.statistics import QuantResult
 
-__all__ = ["measure_subject", "measure_subject_and_levels", "measure_subject_levels_and_label"]
+__all__ = ["measure_subject", "measure_subject_levels_and_label"]
 
 
 def measure_subject_levels_and_label(
@@ -94,25 +94,6 @@ def measure_subject_levels_and_label(
     return d[STATS_KEY], d[FF_KEY], levels, np.asarray(d[key].detach().cpu().numpy()[0]).astype(np.uint8)
 
 
-def measure_subject_and_levels(
-    scan: DixonScan,
-    label: np.ndarray,
-    label_affine: np.ndarray,
-    ff_method: str = "auto",
-    ff_scale: str | None = None,
-    erosion_mm: float | None = None,
-    min_volume_ml: float = 1.0,
-    border_trim_ff: float | None = 0.7,
-    level_rule: str = "mid_disc",
-    naming: Mapping[str, Any] | None = None,
-) -> tuple[QuantResult, FFResult, pd.DataFrame | None]:
-    """:func:`measure_subject_levels_and_label` of a label map whose bodies are as given: ``(result, ffr, levels)``."""
-    result, ffr, levels, _ = measure_subject_levels_and_label(
-        scan, label, label_affine, ff_method, ff_scale, erosion_mm, min_volume_ml, border_trim_ff, level_rule, naming
-    )
-    return result, ffr, levels
-
-
 def measure_subject(
     scan: DixonScan,
     label: np.ndarray,
@@ -123,11 +104,11 @@ def measure_subject(
     min_volume_ml: float = 1.0,
     border_trim_ff: float | None = 0.7,
 ) -> tuple[QuantResult, FFResult]:
-    """:func:`measure_subject_and_levels` without the per-level table: ``(result, ffr)``.
+    """:func:`measure_subject_levels_and_label` without the per-level table and the label map: ``(result, ffr)``.
 
     ``result.meta["levels"]`` still describes the levels (or says they are not available).
     """
-    result, ffr, _ = measure_subject_and_levels(
+    result, ffr, _, _ = measure_subject_levels_and_label(
         scan, label, label_affine, ff_method, ff_scale, erosion_mm, min_volume_ml, border_trim_ff
     )
     return result, ffr

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scripts.io.load import load_dixon
 from scripts.pipeline.level_statistics import NO_CONTEXT_TEXT
-from scripts.pipeline.measure import measure_subject, measure_subject_and_levels
+from scripts.pipeline.measure import measure_subject, measure_subject_levels_and_label
 from scripts.quantification.tables import write_tables
 
 from tests.pipeline.helpers import lean_body, loaded, quantification_steps, spine_subject
@@ -16,7 +16,7 @@ from tests.pipeline.helpers import lean_body, loaded, quantification_steps, spin
 
 def test_levels_of_the_deploy_route_equal_the_pipeline_files(tmp_path):
     files, lab, aff = spine_subject(tmp_path, lps=True)
-    result, _, levels = measure_subject_and_levels(
+    result, _, levels, _ = measure_subject_levels_and_label(
         load_dixon({**files, "subject": "spine"}), lab, aff, min_volume_ml=0.5
     )
     psoas = levels[(levels.muscle == "psoas") & (levels.side == "left")].set_index("level")
@@ -40,7 +40,8 @@ def test_levels_of_the_deploy_route_equal_the_pipeline_files(tmp_path):
 
 def test_nine_class_label_map_gives_no_levels_and_says_why(tmp_path):
     files, label, aff = lean_body(tmp_path)
-    result, _, levels = measure_subject_and_levels(load_dixon({**files, "subject": "lean"}), label, aff)
+    result, _, levels, measured = measure_subject_levels_and_label(load_dixon({**files, "subject": "lean"}), label, aff)
+    np.testing.assert_array_equal(measured, label)
     assert levels is None
     assert result.meta["levels"] == {"status": "not available", "reasons": [NO_CONTEXT_TEXT]}
     assert "levels_csv" not in write_tables(result, tmp_path / "app", "lean", levels=levels)
@@ -52,4 +53,4 @@ def test_nine_class_label_map_gives_no_levels_and_says_why(tmp_path):
 def test_unknown_level_rule_is_refused(tmp_path):
     files, lab, aff = spine_subject(tmp_path)
     with pytest.raises(ValueError, match="rule must be one of"):
-        measure_subject_and_levels(load_dixon(files), lab, aff, level_rule="endplates")
+        measure_subject_levels_and_label(load_dixon(files), lab, aff, level_rule="endplates")
