@@ -10,9 +10,12 @@ tissue is the muscle itself.
 The measure, per side, in the axial plane (the slices are the thick axis): the unlabelled voxels one voxel outside the
 label (4-neighbourhood, inside the body, with a finite FF) and the share of them whose FF lies within
 ``tolerance_pp`` of the label's own median FF (the median over its one-voxel-eroded core, which the partial volume at
-its border does not reach). Phantom truths (480 sides of three cohorts): at most 0.24; labels eroded by one voxel
-0.20-0.89 (median 0.58), by two 0.39-0.99 (median 0.87); the shipped network's labels on 20 anatomy-complete
-phantoms at most 0.48.
+its border does not reach). Phantom truths (480 sides of three cohorts: anatomy-complete, default, septa): at most
+0.15; labels eroded in-plane by one voxel 0.35-0.70 (medians 0.43-0.45), by two voxels 5th percentiles 0.55-0.74
+(medians 0.73-0.85); the shipped network's labels on 20 anatomy-complete phantoms at most 0.40. A real scan's muscles
+touch other muscles more than the phantom's (the ribs' intercostals and the latissimus over the erector spinae, the
+abdominal wall beside the QL): on the real CHAOS scan (9 mm slices, FF from in-phase/opposed-phase) QL and ES+MF
+labels in their place give 0.51-0.54, so the review level sits above them.
 """
 
 from __future__ import annotations
