@@ -10,6 +10,7 @@ plane through the vertebral labels) and the per-level table, so a report drawn l
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -98,8 +99,16 @@ def level_sagittal_figure(
     ok, status = _status_line(levels, level_info)
     # inches: the level names right of the panel, the two title lines above it, and at least the title's width
     pw, ph = w / dpi, h / dpi
-    names_w, title_h, pad = 0.45, 0.6, 0.08
-    fig_w, fig_h = max(pw + names_w + 2 * pad, 3.8), ph + title_h + 2 * pad
+    names_w, pad = 0.45, 0.08
+    fig_w = max(pw + names_w + 2 * pad, 3.8)
+    # an 8 pt character is about 0.55 x 8 pt wide: wrap the title to the figure's width
+    lines = [
+        wrapped
+        for line in (title or "Vertebral levels: " + status, panels.sagittal_title)
+        for wrapped in textwrap.wrap(line, width=max(int(fig_w * 72 / (0.55 * 8)), 20))
+    ]
+    title_h = 0.2 + 0.15 * len(lines)
+    fig_h = ph + title_h + 2 * pad
     left = (fig_w - pw - names_w) / 2.0
     fig = new_figure((fig_w, fig_h), layout=None, dpi=dpi)
     ax = fig.add_axes((left / fig_w, pad / fig_h, pw / fig_w, ph / fig_h))
@@ -114,7 +123,7 @@ def level_sagittal_figure(
         ax.text(w + 4, mid, band["level"], color="black", fontsize=9, ha="left", va="center", clip_on=False)
     for x, y, text in ((0.03, 0.5, "A"), (0.97, 0.5, "P"), (0.5, 0.96, "S"), (0.5, 0.04, "I")):
         ax.text(x, y, text, color="yellow", fontsize=8, ha="center", va="center", transform=ax.transAxes)
-    ax.set_title(f"{title or 'Vertebral levels: ' + status}\n{panels.sagittal_title}", fontsize=8, loc="left")
+    ax.set_title("\n".join(lines), fontsize=8, loc="left")
     return fig
 
 
