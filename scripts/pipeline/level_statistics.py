@@ -105,7 +105,9 @@ class LevelStatisticsd(MapTransform):
                     # the spine network ran: say what it found instead of asking for one
                     reasons = list(naming.get("reasons") or []) or [f"vertebral bodies: {naming.get('status')}"]
                     result.meta["levels"] = {"status": "not available", "reasons": reasons, "naming": naming}
-                    logger.info("%s: no per-level table: %s", subject, "; ".join(reasons))
+                    # a user who stated the lowest body asked for levels: not getting them is a warning
+                    log = logger.warning if str(naming.get("anchor") or "sacrum") != "sacrum" else logger.info
+                    log("%s: no per-level table: %s", subject, "; ".join(reasons))
                     continue
                 if not self._told:
                     logger.info("%s; no per-level table is written", NO_CONTEXT_TEXT)

@@ -157,3 +157,17 @@ def test_names_counted_from_a_stated_lowest_body_need_no_sacrum(tmp_path, status
     assert meta["anchor"] == ("stated lowest body L5" if status == "counted" else "sacrum")
     table = pd.read_csv(out / ".staging" / "spine" / "spine_ff_levels.csv")
     assert set(table.level_status) == {expected} and list(dict.fromkeys(table.level)) == ["L1", "L2", "L3", "L4", "L5"]
+
+
+def test_no_levels_despite_a_stated_lowest_body_is_a_warning(tmp_path, caplog):
+    """A user who states the lowest body asked for levels: when none can be named the log warns, with the reasons;
+    without a statement the same outcome is a plain note."""
+    files, label, aff = lean_body(tmp_path)
+    for anchor, level in (("stated lowest body L5", logging.WARNING), ("sacrum", logging.INFO)):
+        record = {"status": "not named", "anchor": anchor, "reasons": ["no vertebral bodies found"]}
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="scripts.pipeline.level_statistics"):
+            steps = quantification_steps(tmp_path / anchor.replace(" ", "_"))
+            steps({**loaded(files, label, aff, subject="lean"), VERTEBRA_NAMING_KEY: record})
+        (found,) = [r for r in caplog.records if "no per-level table" in r.getMessage()]
+        assert found.levelno == level and "no vertebral bodies found" in found.getMessage()
