@@ -18,7 +18,7 @@ The verdict, in every group, is the coded quality assessment of DICOM's quality-
 ``review`` -> ``DCM 111236 Usable - Does not meet the quality control standard``, ``fail`` -> ``DCM 111235 Unusable``;
 the reasons in words follow as a ``DCM 121106 Comment`` (TEXT). A level group takes its side's verdict, lowered from
 pass to review when the level's bounds are uncertain (the comment says why), so a viewer that shows only the SR still
-shows which numbers not to trust.
+shows which numbers not to trust; the comment of a level named from the user's stated lowest body says so.
 """
 
 from __future__ import annotations
@@ -170,6 +170,11 @@ def _level_groups(levels: pd.DataFrame, table: pd.DataFrame, algorithm: Any) -> 
         if str(row.get("level_status", "ok")) != "ok":
             status = "review" if status == "pass" else status
             why.append(f"level bounds {row['level_status']}: {_text(row.get('level_reasons'))}")
+        anchor = _text(row.get("level_anchor"))
+        if anchor and anchor != "sacrum":
+            # a level named from the user's statement is only as right as the statement: a reader of the SR alone
+            # must see that
+            why.append(f"level names from the {anchor}, not from the sacrum")
         evaluations, comments = _verdict_items(status, "; ".join(w for w in why if w))
         group = hd.sr.MeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(

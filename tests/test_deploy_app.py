@@ -307,6 +307,9 @@ def test_sr_names_a_failed_side_and_an_uncertain_level(runs, deploy_python, tmp_
             {"level": "L4", "muscle": "psoas", "side": "left", "label": 1, "ff_mean_pct": 8.0, "volume_ml": 21.0,
              "csa_mean_cm2": 5.2, "qc_status": "pass", "level_status": "uncertain",
              "level_reasons": "gap between L4 and L5 not a disc"},
+            {"level": "L5", "muscle": "psoas", "side": "left", "label": 1, "ff_mean_pct": 9.0, "volume_ml": 22.0,
+             "csa_mean_cm2": 5.4, "qc_status": "pass", "level_status": "ok", "level_reasons": "",
+             "level_anchor": "stated lowest body L5"},
         ]
     )  # fmt: skip
     levels.to_csv(tmp_path / "levels.csv", index=False)
@@ -330,6 +333,9 @@ def test_sr_names_a_failed_side_and_an_uncertain_level(runs, deploy_python, tmp_
     assert groups["psoas_left_L4"]["comment"].endswith("level bounds uncertain: gap between L4 and L5 not a disc")
     assert groups["psoas_left_L4"]["numbers"][("129100", "Mean")][0] == pytest.approx(8.0)
     assert ("129100", "Median") not in groups["psoas_left_L4"]["numbers"]  # absent from the row: not reported
+    # a level named from the user's statement says so; its verdict stays the side's
+    assert groups["psoas_left_L5"]["assessment"] == "111237"
+    assert groups["psoas_left_L5"]["comment"] == "level names from the stated lowest body L5, not from the sacrum"
 
 
 def test_seg_describes_the_vertebral_context_of_a_15_class_model(deploy_python):
