@@ -90,3 +90,17 @@ def test_nothing_is_named_without_a_statement_or_below_a_whole_sacrum(phantom):
     assert record.reasons == ["slices of 9.0 mm cannot part the vertebral bodies at their discs (at most 6 mm)"]
     with pytest.raises(ValueError, match="lowest_vertebra must be one of L1, L2, L3, L4, L5"):
         vertebrae_from_image(ff, affine, "S1")
+
+
+def test_the_real_l2_l5_protocols_grid_is_named_too():
+    """1 x 1 x 4 mm (the real scans that judge the bundle: 400 x 400 x 29), another subject, cut to L2-L5."""
+    subj = generate_subject(13, Acquisition.from_spacing((1.0, 1.0, 4.0)), anatomy="complete")
+    planes = generator_bounds(13, subj.subject_id)
+    water, fat = (subj.images[r].astype(np.float32) for r in ("water", "fat"))
+    (cut,), aff = crop_to_z(
+        [fat_fraction_from_water_fat(water, fat) * 100.0], subj.affine, planes["L5/S1"], planes["L1/L2"]
+    )
+    vertebrae, record, _ = vertebrae_from_image(cut, aff, "L5")
+    assert record.status == "counted", record.reasons
+    found = _true_level_of_each_body(vertebrae, aff, true_levels(planes))
+    assert found == {name: name for name in ("L2", "L3", "L4", "L5")}, found
