@@ -38,8 +38,6 @@ QC_ASSESSMENT: dict[str, tuple[str, str]] = {
     "review": ("111236", "Usable - Does not meet the quality control standard"),
     "fail": ("111235", "Unusable - Quality renders image unusable"),
 }
-#: level name -> SNOMED CT vertebra (deploy.dicom_seg.CONTEXT_CODES, by label value 9-13)
-_LEVEL_LABELS = {"L1": 9, "L2": 10, "L3": 11, "L4": 12, "L5": 13}
 
 
 def _finite(value: Any) -> float | None:
@@ -144,6 +142,7 @@ def _level_groups(levels: pd.DataFrame, table: pd.DataFrame, algorithm: Any) -> 
     import highdicom as hd
     from highdicom.sr.coding import CodedConcept
     from pydicom.sr.codedict import codes
+    from scripts.quantification.vertebra_naming import LOWEST_BODY_NAMES, lowest_body_value
 
     from deploy.dicom_seg import CONTEXT_CODES, LATERALITY, MUSCLE_CODES
 
@@ -159,12 +158,12 @@ def _level_groups(levels: pd.DataFrame, table: pd.DataFrame, algorithm: Any) -> 
         reasons = {int(r.label): _text(r.qc_reasons) for r in sides.itertuples()}
     groups = []
     for _, row in levels.iterrows():
-        if str(row["level"]) not in _LEVEL_LABELS or str(row["side"]) not in LATERALITY:
+        if str(row["level"]) not in LOWEST_BODY_NAMES or str(row["side"]) not in LATERALITY:
             continue
         muscle = MUSCLE_CODES[str(row["muscle"])]
         muscle_code = CodedConcept(muscle.value, "SCT", muscle.meaning)
         side = LATERALITY[str(row["side"])]
-        vertebra = CONTEXT_CODES[_LEVEL_LABELS[str(row["level"])]]
+        vertebra = CONTEXT_CODES[lowest_body_value(str(row["level"]))]
         status = str(row.get("qc_status", ""))
         why = [reasons.get(int(row["label"]), "")]
         if str(row.get("level_status", "ok")) != "ok":

@@ -22,7 +22,7 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 from scripts.grid import map_labels_to_grid
-from scripts.pipeline.keys import FF_KEY, LABEL_ON_FF_GRID_KEY, SCAN_INFO_KEY, VERTEBRA_NAMING_KEY
+from scripts.pipeline.keys import FF_KEY, IMAGE_SPINE_KEY, LABEL_ON_FF_GRID_KEY, SCAN_INFO_KEY, VERTEBRA_NAMING_KEY
 from scripts.pipeline.label_map import label_and_affine
 from scripts.pipeline.lowest_vertebra import StatedLowestVertebra
 from scripts.quantification.image_vertebrae import IMAGE_SOURCE, vertebrae_from_image
@@ -71,13 +71,15 @@ class VertebraeFromFFMapd(MapTransform):
             if np.isin(label, _BODY_VALUES).any():
                 continue  # a network named the bodies
             on_ff = d.get(LABEL_ON_FF_GRID_KEY)
-            vertebrae, record, _ = vertebrae_from_image(ffr.ff * 100.0, ffr.affine, lowest)
+            vertebrae, record, spine = vertebrae_from_image(ffr.ff * 100.0, ffr.affine, lowest)
             meta = {**record.to_meta(), "source": IMAGE_SOURCE}
             network = d.get(VERTEBRA_NAMING_KEY)
             if network is not None:
                 meta["spine_network"] = network
             d[VERTEBRA_NAMING_KEY] = meta
             if record.status != "counted":
+                if spine is not None:
+                    d[IMAGE_SPINE_KEY] = spine  # the verdict judges the sides against these bodies, unnamed
                 logger.info("%s: vertebral bodies from the FF map not named: %s", subject, "; ".join(record.reasons))
                 continue
             if on_ff is not None:

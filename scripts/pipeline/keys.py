@@ -30,6 +30,10 @@ VERTEBRA_NAMING_KEY = "vertebra_naming"
 #: key of the spine network's output: ``(3, X, Y, Z)`` probabilities on the working grid
 #: (:class:`scripts.pipeline.spine_network.SpineSegmentd`), then the ``(1, X, Y, Z)`` uint8 classes on the input grid
 SPINE_KEY = "spine"
+#: key of the vertebral bodies found in the FF map (:class:`scripts.quality.image_spine.ImageSpine`) by
+#: :class:`scripts.pipeline.image_vertebrae.VertebraeFromFFMapd` when it could not name them, kept so that the quality
+#: verdict does not search the same map again; absent otherwise
+IMAGE_SPINE_KEY = "image_spine"
 #: key of the label map resampled onto the FF grid (``(I, J, K)`` uint8 array)
 LABEL_ON_FF_GRID_KEY = "label_on_ff_grid"
 #: key of the fat-water swap check (:class:`SwapReport`, or None without water and fat images)

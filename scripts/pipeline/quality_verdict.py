@@ -11,7 +11,14 @@ from typing import Any
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 from scripts.pipeline.dixon_entry import scan_from_entry
-from scripts.pipeline.keys import CONFIDENCE_KEY, FF_KEY, LABEL_ON_FF_GRID_KEY, SCAN_INFO_KEY, STATS_KEY
+from scripts.pipeline.keys import (
+    CONFIDENCE_KEY,
+    FF_KEY,
+    IMAGE_SPINE_KEY,
+    LABEL_ON_FF_GRID_KEY,
+    SCAN_INFO_KEY,
+    STATS_KEY,
+)
 from scripts.quality.dixon_consistency import DixonConsistency, dixon_consistency
 from scripts.quality.verdict import add_qc_columns, assess_segmentation, subject_verdict
 
@@ -53,7 +60,13 @@ class QualityVerdictd(MapTransform):
         subject = json.loads(d[SCAN_INFO_KEY])["subject"]
         consistency = self._consistency(d, subject)
         result.meta["input_consistency"] = consistency.to_dict()
-        verdicts = assess_segmentation(d[LABEL_ON_FF_GRID_KEY], ffr.affine, ff=ffr.ff * 100.0, confidence=confidence)
+        verdicts = assess_segmentation(
+            d[LABEL_ON_FF_GRID_KEY],
+            ffr.affine,
+            ff=ffr.ff * 100.0,
+            confidence=confidence,
+            image_spine=d.get(IMAGE_SPINE_KEY),
+        )
         reasons = subject_verdict(verdicts)[2]  # the sides' own reasons; the input's are logged once, first
         for severity, reason in consistency.side_findings:
             for verdict in verdicts.values():

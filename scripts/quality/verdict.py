@@ -42,7 +42,7 @@ from scripts.labels import LABELS, LEFT_RIGHT_SWAP, label_value, muscle_and_side
 from scripts.quality.border_tissue import border_like_share
 from scripts.quality.confidence import BOUNDARY_MARGIN
 from scripts.quality.extent import ExtentLimits, extent_findings
-from scripts.quality.image_spine import ImageSpineLimits, find_spine
+from scripts.quality.image_spine import ImageSpine, ImageSpineLimits, find_spine
 from scripts.quality.spine_anchor import SpineLimits, has_spine, spine_findings
 
 __all__ = [
@@ -393,6 +393,7 @@ def assess_segmentation(
     limits: QCLimits | None = None,
     confidence: Mapping[int, Mapping[str, float]] | None = None,
     spine_from_image: bool = True,
+    image_spine: ImageSpine | None = None,
 ) -> dict[int, SideVerdict]:
     """Judge every muscle label of one subject.
 
@@ -407,6 +408,8 @@ def assess_segmentation(
         spine_from_image: when ``labels`` holds no vertebral label (9-14), find the vertebral bodies in ``ff``
             (:func:`scripts.quality.image_spine.find_spine`) and judge each side against them; not found (or
             ``ff`` is ``None``): the body outline alone judges the position.
+        image_spine: those bodies when they were already found in ``ff`` with ``body`` and ``limits.image_spine``
+            (:class:`scripts.pipeline.image_vertebrae.VertebraeFromFFMapd`); None searches ``ff`` here.
 
     Returns:
         label value -> :class:`SideVerdict` for the eight muscle labels (a missing label is ``review``).
@@ -426,7 +429,7 @@ def assess_segmentation(
     anchored = has_spine(labels)
     frame = None
     if not anchored and spine_from_image and ff is not None:
-        image = find_spine(ff, affine, body, limits.image_spine)
+        image = image_spine if image_spine is not None else find_spine(ff, affine, body, limits.image_spine)
         frame = image.frame()
         logger.info("spine from the FF map: %s%s", "" if image.found else "not found: ", image.reason)
     verdicts, mean_ff, per_slice = {}, {}, {}
