@@ -115,6 +115,7 @@ def run(
     base_ckpt: str = "",
     train_overrides: Mapping[str, Any] | None = None,
     infer_overrides: Mapping[str, Any] | None = None,
+    vertebral_context: bool = True,
 ) -> dict[str, Any]:
     """Steps 1-5 of the module docstring; returns the choice (also ``out_dir/chosen.json``).
 
@@ -128,6 +129,8 @@ def run(
         base_ckpt: the starting weights (default: the bundle's ``models/model.pt``).
         train_overrides: more train.json settings (e.g. ``{"contrast_prob": 0.3}``).
         infer_overrides: more inference.json settings for the validation runs.
+        vertebral_context: True: the tune has 15 outputs (muscles and vertebrae); False: the shipped 9 outputs
+            (a muscle-only tune, e.g. on a mix of anatomy-complete and default-anatomy cohorts).
     """
     ws = [float(w) for w in (weights.split(",") if isinstance(weights, str) else weights)]
     if not ws or any(not 0.0 < w <= 1.0 for w in ws):
@@ -139,9 +142,10 @@ def run(
     if not base.is_file():
         raise FileNotFoundError(f"{base}: the starting weights are missing (--base_ckpt)")
     train_list = write_cohorts_datalist(folder_list(train_dirs), out)
+    n_tuned = 15 if vertebral_context else 9
     overrides = {
         "pretrained_ckpt": str(base),
-        "vertebral_context": True,
+        "vertebral_context": vertebral_context,
         "learning_rate": learning_rate,
         **dict(train_overrides or {}),
     }
@@ -166,7 +170,7 @@ def run(
             return {"weight": w}
 
         run_step(folder, soup, depends=marker_digest(out / "train"))
-        models[f"{w:g}"] = (folder / "model.pt", 15)
+        models[f"{w:g}"] = (folder / "model.pt", n_tuned)
     rows = []
     for group, dirs in (("target", folder_list(target_val_dirs)), ("keep", folder_list(keep_val_dirs))):
         for val_dir in dirs:
@@ -186,7 +190,7 @@ def run(
     vertebra = table[(table.kind == "vertebra") & (table.group == "target")].groupby("model").dice.mean()
     choice["vertebra_dice_target"] = {m: (None if math.isnan(v) else float(v)) for m, v in vertebra.items()}
     atomic_write_text(out / "chosen.json", json.dumps(choice, indent=2) + "\n", overwrite=True)
-    atomic_write_text(out / "report.md", _report(choice, keep_margin) + "\n", overwrite=True)
+    atomic_write_text(out / "report.md", _report(choice, keep_margin, n_tuned) + "\n", overwrite=True)
     if choice["chosen"] is not None:
         logger.info("chosen: weight %s (%s)", choice["chosen"], out / f"soup_{choice['chosen']}" / "model.pt")
     else:
@@ -194,9 +198,9 @@ def run(
     return choice
 
 
-def _report(choice: Mapping[str, Any], keep_margin: float) -> str:
+def _report(choice: Mapping[str, Any], keep_margin: float, n_outputs: int = 15) -> str:
     lines = [
-        "# 15-output candidate: fine-tune interpolated with the shipped model",
+        f"# {n_outputs}-output candidate: fine-tune interpolated with the shipped model",
         "",
         f"Rule: highest target-set muscle Dice among weights whose keep-set muscle Dice >= the shipped model's - "
         f"{keep_margin:g} ({choice['keep_floor']:.4f}).",

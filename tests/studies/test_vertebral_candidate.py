@@ -1,5 +1,6 @@
-"""The 15-output candidate recipe (scripts/studies/vertebral_candidate.py): the widened interpolation and the choice
-rule by known answers, and a tiny end-to-end run on tiny anatomy-complete phantoms that resumes without redoing."""
+"""The candidate recipe (scripts/studies/vertebral_candidate.py), 15 outputs or muscle-only: the widened
+interpolation and the choice rule by known answers, and tiny end-to-end runs on tiny anatomy-complete phantoms (one
+that resumes without redoing)."""
 
 from __future__ import annotations
 
@@ -80,3 +81,34 @@ def test_tiny_run_end_to_end_and_resume(tmp_path: Path):
     assert soup.stat().st_mtime_ns == stamp
     with pytest.raises(ValueError, match=r"\(0, 1\]"):
         run(str(cohort), str(cohort), str(cohort), **{**kwargs, "weights": "0"})
+
+
+def test_muscle_only_tune_keeps_nine_outputs(tmp_path: Path):
+    cohort = tmp_path / "complete"
+    generate_cohort(
+        cohort, n=3, seed=7, geometry="tiny", variety=False, n_validation=1, anatomy="complete", progress=False
+    )
+    out = tmp_path / "candidate9"
+    choice = run(
+        str(cohort),
+        str(cohort),
+        str(cohort),
+        out_dir=str(out),
+        epochs=1,
+        val_interval=1,
+        weights="0.5",
+        # off: after one tiny epoch the starting weights may validate better and be kept as the tune
+        train_overrides={**TINY_TRAIN, "validate_at_start": False},
+        infer_overrides=TINY_INFER,
+        vertebral_context=False,
+    )
+    assert choice["vertebra_dice_target"] == {}
+    assert "9-output candidate" in (out / "report.md").read_text()
+    table = pd.read_csv(out / "validation.csv")
+    assert (table.kind == "muscle").all() and set(table.model.astype(str)) == {SHIPPED, "0.5"}
+    base = torch.load(BUNDLE_ROOT / "models" / "model.pt", weights_only=True)
+    tuned = torch.load(out / "train" / "models" / "model.pt", weights_only=True)
+    soup = torch.load(out / "soup_0.5" / "model.pt", weights_only=True)
+    assert {k: v.shape for k, v in soup.items()} == {k: v.shape for k, v in base.items()}
+    key = next(k for k, v in base.items() if v.is_floating_point() and not torch.equal(v, tuned[k]))
+    assert torch.allclose(soup[key], 0.5 * base[key] + 0.5 * tuned[key], atol=1e-6)
