@@ -199,13 +199,15 @@ def run(
 
 
 def _report(choice: Mapping[str, Any], keep_margin: float, n_outputs: int = 15) -> str:
+    # a 9-output network draws no vertebra: its vertebra rows come from the pipeline's own spine network
+    vertebra = "vertebra Dice, target sets" if n_outputs == 15 else "vertebra Dice (spine network), target sets"
     lines = [
         f"# {n_outputs}-output candidate: fine-tune interpolated with the shipped model",
         "",
         f"Rule: highest target-set muscle Dice among weights whose keep-set muscle Dice >= the shipped model's - "
         f"{keep_margin:g} ({choice['keep_floor']:.4f}).",
         "",
-        "| weight | muscle Dice, target sets | muscle Dice, keep sets | vertebra Dice, target sets |",
+        f"| weight | muscle Dice, target sets | muscle Dice, keep sets | {vertebra} |",
         "|---|---|---|---|",
         f"| shipped (9 outputs) | {choice['shipped']['target']:.4f} | {choice['shipped']['keep']:.4f} | - |",
     ]

@@ -102,10 +102,12 @@ def test_muscle_only_tune_keeps_nine_outputs(tmp_path: Path):
         infer_overrides=TINY_INFER,
         vertebral_context=False,
     )
-    assert choice["vertebra_dice_target"] == {}
-    assert "9-output candidate" in (out / "report.md").read_text()
+    assert set(choice["scores"]) == {"0.5"}
+    report = (out / "report.md").read_text()
+    assert "9-output candidate" in report and "spine network" in report
     table = pd.read_csv(out / "validation.csv")
-    assert (table.kind == "muscle").all() and set(table.model.astype(str)) == {SHIPPED, "0.5"}
+    assert set(table.model.astype(str)) == {SHIPPED, "0.5"}
+    assert (table[table.kind == "muscle"].groupby("model").size() == 8).all()  # 4 muscles x 2 groups
     base = torch.load(BUNDLE_ROOT / "models" / "model.pt", weights_only=True)
     tuned = torch.load(out / "train" / "models" / "model.pt", weights_only=True)
     soup = torch.load(out / "soup_0.5" / "model.pt", weights_only=True)
