@@ -49,20 +49,32 @@ def test_choice_takes_the_best_target_among_those_that_keep_the_default_anatomy(
         choose_weight(table[table.model != SHIPPED])
 
 
-def test_tiny_run_end_to_end_and_resume(tmp_path: Path):
-    cohort = tmp_path / "complete"
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three tiny anatomy-complete phantoms (one validation), shared by the end-to-end runs."""
+    folder = tmp_path_factory.mktemp("vertebral_candidate") / "complete"
     generate_cohort(
-        cohort, n=3, seed=7, geometry="tiny", variety=False, n_validation=1, anatomy="complete", progress=False
+        folder, n=3, seed=7, geometry="tiny", variety=False, n_validation=1, anatomy="complete", progress=False
     )
-    out = tmp_path / "candidate"
-    kwargs = dict(
+    return folder
+
+
+def _tiny_run(out: Path, **extra) -> dict:
+    """``run``'s options for one tiny epoch, one weight (0.5), tiny grids."""
+    return dict(
         out_dir=str(out),
         epochs=1,
         val_interval=1,
         weights="0.5",
         train_overrides=TINY_TRAIN,
         infer_overrides=TINY_INFER,
+        **extra,
     )
+
+
+def test_tiny_run_end_to_end_and_resume(tmp_path: Path, cohort: Path):
+    out = tmp_path / "candidate"
+    kwargs = _tiny_run(out)
     choice = run(str(cohort), str(cohort), str(cohort), **kwargs)
     assert set(choice["scores"]) == {"0.5"} and "vertebra_dice_target" in choice
     table = pd.read_csv(out / "validation.csv")
@@ -83,25 +95,11 @@ def test_tiny_run_end_to_end_and_resume(tmp_path: Path):
         run(str(cohort), str(cohort), str(cohort), **{**kwargs, "weights": "0"})
 
 
-def test_muscle_only_tune_keeps_nine_outputs(tmp_path: Path):
-    cohort = tmp_path / "complete"
-    generate_cohort(
-        cohort, n=3, seed=7, geometry="tiny", variety=False, n_validation=1, anatomy="complete", progress=False
-    )
+def test_muscle_only_tune_keeps_nine_outputs(tmp_path: Path, cohort: Path):
     out = tmp_path / "candidate9"
-    choice = run(
-        str(cohort),
-        str(cohort),
-        str(cohort),
-        out_dir=str(out),
-        epochs=1,
-        val_interval=1,
-        weights="0.5",
-        # off: after one tiny epoch the starting weights may validate better and be kept as the tune
-        train_overrides={**TINY_TRAIN, "validate_at_start": False},
-        infer_overrides=TINY_INFER,
-        vertebral_context=False,
-    )
+    # validate_at_start off: after one tiny epoch the starting weights may validate better and be kept as the tune
+    kwargs = {**_tiny_run(out, vertebral_context=False), "train_overrides": {**TINY_TRAIN, "validate_at_start": False}}
+    choice = run(str(cohort), str(cohort), str(cohort), **kwargs)
     assert set(choice["scores"]) == {"0.5"}
     report = (out / "report.md").read_text()
     assert "9-output candidate" in report and "spine network" in report
