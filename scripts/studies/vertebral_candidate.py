@@ -1,11 +1,14 @@
-"""A 15-output candidate (issue #21), made the way the shipped model was made: fine-tune, then interpolate.
+"""A 15-output (or, with ``--vertebral_context false``, a muscle-only 9-output) candidate (issue #21), made the way
+the shipped model was made: fine-tune, then interpolate.
 
 Why: two 15-output fine-tunes on anatomy-complete phantoms (docs/studies/training_history.md, "Vertebral context")
 beat the shipped model on those phantoms but lost on the default phantoms and on every real sample: the weights moved
 away from what transfers. The shipped model itself is 0.7 x a model + 0.3 x its fine-tune, and interpolating a
 fine-tune with its start keeps much of the start's robustness while gaining some of the tune (weight-space
 ensembles, "WiSE-FT"). Here the start is the shipped model widened to 15 outputs; the six vertebral output channels
-are the fine-tune's own at every weight (the start has none to give).
+are the fine-tune's own at every weight (the start has none to give). A muscle-only tune keeps the shipped shapes
+(the vertebrae then come from the pipeline's spine network), so its cohorts may mix anatomy-complete phantoms with
+the default-anatomy ones the shipped model was made on.
 
 Steps, each resumable (markers as in :mod:`scripts.studies.resumable_steps`)::
 
@@ -13,8 +16,8 @@ Steps, each resumable (markers as in :mod:`scripts.studies.resumable_steps`)::
         --out_dir OUT [--epochs 20] [--weights 0.25,0.5,0.75,1.0] [--train_overrides '{...}']
 
 1. ``datalist.json``: the training lists of every ``--train_dirs`` (absolute paths), their validation lists;
-2. ``train/``: configs/train.json from ``models/model.pt`` with ``--vertebral_context true`` (resumes its own
-   training state);
+2. ``train/``: configs/train.json from ``models/model.pt`` with ``--vertebral_context true`` (or false; resumes its
+   own training state);
 3. ``soup_<w>/model.pt`` for each weight ``w``: ``(1 - w) x widened shipped + w x tuned``;
 4. every soup and the shipped 9-output model segment the validation subjects of every ``--target_val_dirs``
    (anatomy-complete phantoms: what the tune is for) and ``--keep_val_dirs`` (default-anatomy phantoms: what the
