@@ -5,6 +5,7 @@ Examples::
     python -m scripts.phantom cohort --out_dir sample_data --n 3 --seed 0
     python -m scripts.phantom cohort --out_dir phantom_septa --n 32 --seed 1 --texture septa
     python -m scripts.phantom cohort --out_dir phantom_complete --n 32 --seed 1 --anatomy complete
+    python -m scripts.phantom cohort --out_dir phantom_crest --n 32 --seed 1 --crest_height varied
     python -m scripts.phantom subject --out_dir /tmp/ph --seed 7 --geometry low --orientation LPS --swap regional
     python -m scripts.phantom dicom --out_dir /tmp/ph_dcm --seed 7 --vendor ge --geometry low
 """
@@ -33,12 +34,14 @@ def subject(
     overwrite: bool = False,
     texture: str = "smooth",
     anatomy: str = "default",
+    crest_height: str = "fixed",
 ) -> dict:
     """Generate one subject and write its NIfTI files under ``out_dir/sub-<seed>/``; prints its ground truth.
-    ``anatomy="complete"`` also writes the tissue-id and vertebral label maps (see docs/guides/phantom.md)."""
+    ``anatomy="complete"`` also writes the tissue-id and vertebral label maps (see docs/guides/phantom.md);
+    ``crest_height="varied"`` moves the iliac crest (see ``generate.generate_subject``)."""
     kw = dict(orientation=orientation, coverage=coverage, swap=swap, ff_scale=ff_scale, snr=snr, bias=bias)
     acq = Acquisition.from_spacing(tuple(spacing), **kw) if spacing else Acquisition.preset(geometry, **kw)
-    subj = generate_subject(seed, acq, texture=texture, anatomy=anatomy)
+    subj = generate_subject(seed, acq, texture=texture, anatomy=anatomy, crest_height=crest_height)
     paths = write_subject(subj, out_dir, overwrite=overwrite)
     subj.truth.to_csv(f"{out_dir}/{subj.subject_id}/{subj.subject_id}_ground_truth.csv", index=False)
     return paths

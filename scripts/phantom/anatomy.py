@@ -77,6 +77,10 @@ class SubjectAnatomy:
             between bowel loops of varied signal, as in real lumbar scans; see docs/guides/phantom.md).
         texture_seed: seed of the ``"septa"`` fields, drawn apart from the subject's stream so that ``"smooth"``
             subjects stay byte-identical to earlier versions.
+        crest_shift_mm: cranio-caudal shift (mm along the spine, before ``height_factor``) of the iliac crest from
+            its default height (``z_rel`` 50, the lower L4 body); 0 keeps earlier phantoms byte-identical. The wing,
+            the iliacus, the gluteus medius and the lower end of the QL (which inserts on the crest) follow it,
+            stretched between a fixed point and the crest (``crest_z_rel``); the sacrum and hips stay.
     """
 
     sex: str
@@ -94,6 +98,7 @@ class SubjectAnatomy:
     other_muscle_ff: float = 0.09
     texture: str = "smooth"
     texture_seed: int = 0
+    crest_shift_mm: float = 0.0
     extras: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -101,6 +106,17 @@ class SubjectAnatomy:
             raise ValueError(f"texture must be one of {TEXTURES}, got {self.texture!r}")
 
     # -- spine geometry ---------------------------------------------------------------------------------------------
+    def crest_z_rel(self, z_rel: float | np.ndarray, fixed_at: float, crest_at: float) -> np.ndarray:
+        """Spine-relative heights of a structure that hangs from the iliac crest, after the subject's crest shift.
+
+        A keyframe at ``crest_at`` moves by ``crest_shift_mm``, one at or beyond ``fixed_at`` (away from the crest)
+        stays, and those between move in proportion, so the keyframes keep their order for any shift smaller than
+        their spacing.
+        """
+        z_rel = np.asarray(z_rel, dtype=np.float64)
+        weight = np.clip((z_rel - fixed_at) / (crest_at - fixed_at), 0.0, 1.0)
+        return z_rel + self.crest_shift_mm * weight
+
     def z(self, z_rel: float | np.ndarray) -> np.ndarray:
         """World z of a spine-relative position (mm above the L5/S1 disc, before scaling)."""
         return np.asarray(z_rel, dtype=np.float64) * self.height_factor + self.offset_mm[2]
@@ -153,12 +169,17 @@ class KeyframeBuilder:
         scale: float = 1.0,
         y_mode: str = "ref",
         jitter: float | None = None,
+        crest: tuple[float, float] | None = None,
     ) -> Shape:
         """A world-space shape from keyframes at spine-relative heights ``z_rel``: x mirrored for ``side``, y from
         ``SubjectAnatomy.y_ref`` or ``y_spine`` (``y_mode``), sizes scaled by the subject's width and ``scale``,
-        centres and semi-axes jittered per keyframe (``jitter``, default the subject's; 0 keeps the keyframes exact)."""
+        centres and semi-axes jittered per keyframe (``jitter``, default the subject's; 0 keeps the keyframes exact).
+        ``crest`` = (fixed_at, crest_at) makes the heights follow the subject's iliac crest
+        (``SubjectAnatomy.crest_z_rel``)."""
         an = self.anat
         z_rel = np.asarray(z_rel, dtype=np.float64)
+        if crest is not None:
+            z_rel = an.crest_z_rel(z_rel, *crest)
         n = z_rel.size
         jit = an.jitter if jitter is None else jitter
         zw = an.z(z_rel)
@@ -254,6 +275,8 @@ BACK_MUSCLE_KEYFRAMES: dict[str, tuple[dict, dict]] = {
             a=[5, 13, 18, 21, 23, 22, 21, 10],
             b=[3, 5.5, 7, 7.5, 7, 6, 8.5, 4.5],
             theta=[-0.1, -0.15, -0.2, -0.25, -0.25, -0.25, -0.25, -0.25],
+            # the lower end inserts on the iliac crest (and the iliolumbar ligament)
+            crest=(85.0, 18.0),
         ),
         dict(caudal_gradient=0.1, z_mid_rel=120),
     ),
@@ -269,6 +292,7 @@ ILIACUS_KEYFRAMES: tuple[dict, dict] = (
         a=[4, 15, 24, 29, 29, 25, 19, 15, 13],
         b=[2.5, 5, 8, 10, 12, 13, 13, 12, 11],
         theta=[0.75, 0.8, 0.85, 0.9, 1.0, 1.15, 1.3, 1.4, 1.45],
+        crest=(-35.0, 50.0),
     ),
     dict(caudal_gradient=0.0, z_mid_rel=-20),
 )
@@ -285,6 +309,7 @@ def iliac_wing(builder: KeyframeBuilder, side: str, marrow: Tissue) -> Structure
         [0.55, 0.58, 0.62, 0.66, 0.75, 0.9, 1.1, 1.2],
         side=side,
         jitter=0.03,
+        crest=(-60.0, 50.0),
     )
     return Structure(f"iliac_wing_{side}", wing, marrow, shell_mm=1.5, shell_tissue=TISSUES["cortical_bone"])
 

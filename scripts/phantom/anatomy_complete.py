@@ -83,6 +83,7 @@ def _gluteals(builder: KeyframeBuilder, canvas: TissueCanvas, muscle: Tissue) ->
             [4, 11, 15, 17, 15, 11],
             [0.5, 0.55, 0.62, 0.7, 0.8, 0.9],
             side=side,
+            crest=(-60.0, 45.0),
         )
         canvas.draw_id(
             Structure(f"gluteus_medius_{side}", med, muscle, shell_mm=1.2, shell_tissue=TISSUES["fascia"]),

@@ -204,6 +204,7 @@ def _draw_muscles(anat: SubjectAnatomy, canvas: Canvas, builder: KeyframeBuilder
                     [7, 18, 28, 34, 30, 28],
                     0.5,
                     side=side,
+                    crest=(-70.0, 45.0),
                 ),
                 Tissue("gluteal", TISSUES["muscle_other"].signal, anat.other_muscle_ff),
                 shell_mm=1.5,

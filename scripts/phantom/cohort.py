@@ -18,7 +18,7 @@ from scripts.phantom import acquisition as acqmod
 from scripts.phantom.acquisition import Acquisition
 from scripts.phantom.anatomy import TEXTURES
 from scripts.phantom.anatomy_complete import ANATOMIES
-from scripts.phantom.generate import generate_subject, write_subject
+from scripts.phantom.generate import CREST_HEIGHTS, generate_subject, write_subject
 from tqdm import tqdm
 
 __all__ = ["random_acquisition", "generate_cohort"]
@@ -57,10 +57,10 @@ def random_acquisition(
 
 def _cohort_subject(job: tuple) -> tuple[dict, dict, pd.DataFrame]:
     """Generate and write one cohort subject (a process-pool task): its datalist entry, participant row, truth."""
-    sseed, sid, geometry, variety, swap_probability, out, write_ff_true, overwrite, texture, anatomy = job
+    sseed, sid, geometry, variety, swap_probability, out, write_ff_true, overwrite, texture, anatomy, crest_height = job
     rng = np.random.default_rng([sseed, 7])
     acq = random_acquisition(rng, geometry=geometry, variety=variety, swap_probability=swap_probability)
-    subj = generate_subject(sseed, acq, subject_id=sid, texture=texture, anatomy=anatomy)
+    subj = generate_subject(sseed, acq, subject_id=sid, texture=texture, anatomy=anatomy, crest_height=crest_height)
     rel = write_subject(subj, out, write_ff_true=write_ff_true, overwrite=overwrite)
     row = asdict(subj.participant)
     row.update(
@@ -76,6 +76,8 @@ def _cohort_subject(job: tuple) -> tuple[dict, dict, pd.DataFrame]:
     if anatomy != "default":
         # only the new anatomy adds the column, so default cohorts' tables stay byte-identical
         row["anatomy"] = anatomy
+    if crest_height != "fixed":
+        row["crest_shift_mm"] = subj.flags["crest_shift_mm"]
     return {"subject": sid, "image": rel["inphase"], **rel}, row, subj.truth
 
 
@@ -103,6 +105,7 @@ def _write_cohort_tables(
     n_testing: int,
     texture: str,
     anatomy: str,
+    crest_height: str = "fixed",
 ) -> dict[str, str]:
     """Write the cohort's participants.tsv, ground_truth.csv and datalist.json from its subjects' ``results``
     (``_cohort_subject``); the datalist's last ``n_testing`` subjects test, the ``n_val`` before them validate."""
@@ -114,7 +117,8 @@ def _write_cohort_tables(
     datalist = {
         "description": f"lumbar Dixon phantom cohort, seed {seed}"
         + ("" if texture == "smooth" else f", texture {texture}")
-        + ("" if anatomy == "default" else f", anatomy {anatomy}"),
+        + ("" if anatomy == "default" else f", anatomy {anatomy}")
+        + ("" if crest_height == "fixed" else f", crest height {crest_height}"),
         "labels": {str(k): v for k, v in LABELS.items()},
         "training": entries[:n_train],
         "validation": entries[n_train : n_train + n_val],
@@ -148,6 +152,7 @@ def generate_cohort(
     workers: int = 1,
     texture: str = "smooth",
     anatomy: str = "default",
+    crest_height: str = "fixed",
 ) -> dict[str, str]:
     """Generate ``n`` subjects with a BIDS-style participants.tsv, a MONAI datalist and a ground-truth table.
 
@@ -171,6 +176,8 @@ def generate_cohort(
         texture: ``"smooth"`` or ``"septa"`` (see ``generate_subject``).
         anatomy: ``"default"`` or ``"complete"`` (see ``generate_subject``); ``"complete"`` adds the keys "tissue"
             and "vertebrae" (tissue-id and vertebral label maps) to each datalist entry.
+        crest_height: ``"fixed"`` or ``"varied"`` (see ``generate_subject``); ``"varied"`` adds the column
+            ``crest_shift_mm`` to participants.tsv.
 
     Returns:
         paths of the written tables: {"datalist", "participants", "ground_truth"}.
@@ -184,6 +191,8 @@ def generate_cohort(
             "choose a new out_dir or pass overwrite=True"
         )
     n_val = _validation_size(n, n_validation, n_testing, workers, texture, anatomy)
+    if crest_height not in CREST_HEIGHTS:
+        raise ValueError(f"crest_height must be one of {CREST_HEIGHTS}, got {crest_height!r}")
     jobs = [
         (
             seed * 100003 + i,
@@ -196,12 +205,13 @@ def generate_cohort(
             overwrite,
             texture,
             anatomy,
+            crest_height,
         )
         for i in range(n)
     ]
     with ProcessPoolExecutor(max_workers=min(workers, n)) if workers > 1 else nullcontext() as pool:
         done = (pool.map if pool else map)(_cohort_subject, jobs)
         results = list(tqdm(done, total=n, desc="phantom cohort", disable=not progress))
-    paths = _write_cohort_tables(out, results, seed, n_val, n_testing, texture, anatomy)
+    paths = _write_cohort_tables(out, results, seed, n_val, n_testing, texture, anatomy, crest_height)
     logger.info("wrote %d subjects to %s", n, out)
     return paths

@@ -26,6 +26,9 @@ from scripts.phantom.tissue_ids import vertebral_labels
 
 __all__ = [
     "PhantomSubject",
+    "CREST_HEIGHTS",
+    "CREST_SHIFT_RANGE_MM",
+    "crest_shift",
     "make_anatomy",
     "generate_subject",
     "write_subject",
@@ -327,6 +330,25 @@ def _scale_ff(ff: np.ndarray, ff_scale: str) -> np.ndarray:
     return ff
 
 
+#: ``crest_height`` choices of ``generate_subject``.
+CREST_HEIGHTS = ("fixed", "varied")
+#: range (mm along the spine, before the height factor) of the crest shift that ``crest_height="varied"`` draws:
+#: the top of the iliac crests from the middle of L5 (-30) to the L3/L4 disc (+18) around the default lower L4
+#: body. The intercrestal (Tuffier's) line lies at L4/L5 or L4 in most adults and at L5 or L3/L4 in the rest
+#: (lower in women); the real MuscleMap sample's crest is at the lower L5 body.
+CREST_SHIFT_RANGE_MM = (-30.0, 18.0)
+
+
+def crest_shift(seed: int, crest_height: str) -> float:
+    """The subject's iliac-crest shift (mm) for ``crest_height``; drawn from its own stream so that every other
+    draw of the subject stays as it was."""
+    if crest_height not in CREST_HEIGHTS:
+        raise ValueError(f"crest_height must be one of {CREST_HEIGHTS}, got {crest_height!r}")
+    if crest_height == "fixed":
+        return 0.0
+    return float(np.random.default_rng([int(seed), 20261206]).uniform(*CREST_SHIFT_RANGE_MM))
+
+
 def generate_subject(
     seed: int,
     acquisition: Acquisition | None = None,
@@ -334,6 +356,7 @@ def generate_subject(
     subject_id: str | None = None,
     texture: str = "smooth",
     anatomy: str = "default",
+    crest_height: str = "fixed",
 ) -> PhantomSubject:
     """Generate one subject; the same arguments give byte-identical images.
 
@@ -348,18 +371,24 @@ def generate_subject(
             abdominal wall, back and gluteal muscles, crura, vessels, organs, bowel with gas, realistic vertebrae and
             sacrum, and a psoas growing from T12-L1 in the groove beside the bodies; also returns the tissue-id and
             vertebral label maps); see ``anatomy_complete``.
+        crest_height: ``"fixed"`` (default; the iliac crest at the lower L4 body, as in earlier versions) or
+            ``"varied"`` (the crest, and the wing, iliacus, gluteus medius and QL end with it, shifted by a draw
+            from ``CREST_SHIFT_RANGE_MM``; recorded in ``flags["crest_shift_mm"]``).
 
     Returns:
         the stored subject (see ``PhantomSubject``).
     """
     if anatomy not in ANATOMIES:
         raise ValueError(f"anatomy must be one of {ANATOMIES}, got {anatomy!r}")
+    if crest_height not in CREST_HEIGHTS:
+        raise ValueError(f"crest_height must be one of {CREST_HEIGHTS}, got {crest_height!r}")
     acq = acquisition or Acquisition()
     sid = subject_id or f"sub-{seed:04d}"
     # one stream, drawn in a fixed order (participant, anatomy, warp, drawing, bias, noise, swap, truncation)
     rng = np.random.default_rng([int(seed), 20261125])
     p = participant or draw_participant(sid, rng)
     anat = make_anatomy(p, rng, texture=texture, texture_seed=int(seed))
+    anat.crest_shift_mm = crest_shift(seed, crest_height)
     grid = acqmod.make_grid(acq)
     canvas = _paint_anatomy(anat, acq, grid, rng, anatomy)
     targets = {label_value(m, s): v for (m, s), v in anat.muscle_ff.items()}
@@ -391,6 +420,8 @@ def generate_subject(
     flags["muscle_ff_target"] = {f"{m}_{s}": v for (m, s), v in anat.muscle_ff.items()}
     if anatomy != "default":
         flags["anatomy"] = anatomy
+    if crest_height != "fixed":
+        flags["crest_shift_mm"] = round(anat.crest_shift_mm, 2)
     return PhantomSubject(sid, images, out_affine, truth, p, acq, flags)
 
 
