@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,6 +13,8 @@ from scripts.phantom import generate as gen
 from scripts.phantom.acquisition import Acquisition
 from scripts.phantom.anatomy import SubjectAnatomy
 from scripts.phantom.cohort import generate_cohort
+
+from tests.conftest import BUNDLE_ROOT
 
 
 def _anatomy(shift: float) -> SubjectAnatomy:
@@ -77,8 +82,11 @@ def test_a_lower_crest_lowers_the_ql_end_and_the_iliacus_top_and_nothing_else(mo
             np.testing.assert_allclose(_z_extent_mm(low, value), _z_extent_mm(fixed, value), atol=slice_mm)
 
 
-def test_varied_cohort_records_each_subjects_shift(tmp_path):
-    generate_cohort(tmp_path / "c", n=2, seed=4, geometry="tiny", n_validation=0, progress=False, crest_height="varied")
+def test_varied_cohort_from_the_command_line_records_each_subjects_shift(tmp_path):
+    # the guide's command, made tiny
+    cmd = "-m scripts.phantom cohort --out_dir {} --n 2 --seed 4 --crest_height varied --n_validation 0"
+    cmd += " --geometry tiny --variety false --progress false"
+    subprocess.run([sys.executable, *cmd.format(tmp_path / "c").split()], cwd=BUNDLE_ROOT, check=True)
     table = pd.read_csv(tmp_path / "c" / "participants.tsv", sep="\t")
     expected = [round(gen.crest_shift(4 * 100003 + i, "varied"), 2) for i in range(2)]
     np.testing.assert_allclose(table["crest_shift_mm"], expected)
