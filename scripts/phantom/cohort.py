@@ -81,7 +81,9 @@ def _cohort_subject(job: tuple) -> tuple[dict, dict, pd.DataFrame]:
     return {"subject": sid, "image": rel["inphase"], **rel}, row, subj.truth
 
 
-def _validation_size(n: int, n_validation: int | None, n_testing: int, workers: int, texture: str, anatomy: str) -> int:
+def _validation_size(
+    n: int, n_validation: int | None, n_testing: int, workers: int, texture: str, anatomy: str, crest_height: str
+) -> int:
     """Check a cohort's arguments; returns its number of validation subjects (see ``generate_cohort``)."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
@@ -94,6 +96,8 @@ def _validation_size(n: int, n_validation: int | None, n_testing: int, workers: 
         raise ValueError(f"texture must be one of {TEXTURES}, got {texture!r}")
     if anatomy not in ANATOMIES:
         raise ValueError(f"anatomy must be one of {ANATOMIES}, got {anatomy!r}")
+    if crest_height not in CREST_HEIGHTS:
+        raise ValueError(f"crest_height must be one of {CREST_HEIGHTS}, got {crest_height!r}")
     return n_val
 
 
@@ -105,7 +109,7 @@ def _write_cohort_tables(
     n_testing: int,
     texture: str,
     anatomy: str,
-    crest_height: str = "fixed",
+    crest_height: str,
 ) -> dict[str, str]:
     """Write the cohort's participants.tsv, ground_truth.csv and datalist.json from its subjects' ``results``
     (``_cohort_subject``); the datalist's last ``n_testing`` subjects test, the ``n_val`` before them validate."""
@@ -190,9 +194,7 @@ def generate_cohort(
             f"{datalist_path} exists: refusing to overwrite an earlier cohort; "
             "choose a new out_dir or pass overwrite=True"
         )
-    n_val = _validation_size(n, n_validation, n_testing, workers, texture, anatomy)
-    if crest_height not in CREST_HEIGHTS:
-        raise ValueError(f"crest_height must be one of {CREST_HEIGHTS}, got {crest_height!r}")
+    n_val = _validation_size(n, n_validation, n_testing, workers, texture, anatomy, crest_height)
     jobs = [
         (
             seed * 100003 + i,

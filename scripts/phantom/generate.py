@@ -380,8 +380,6 @@ def generate_subject(
     """
     if anatomy not in ANATOMIES:
         raise ValueError(f"anatomy must be one of {ANATOMIES}, got {anatomy!r}")
-    if crest_height not in CREST_HEIGHTS:
-        raise ValueError(f"crest_height must be one of {CREST_HEIGHTS}, got {crest_height!r}")
     acq = acquisition or Acquisition()
     sid = subject_id or f"sub-{seed:04d}"
     # one stream, drawn in a fixed order (participant, anatomy, warp, drawing, bias, noise, swap, truncation)
