@@ -9,7 +9,8 @@ posterior elements, and a sacrum with alae (``organs``, ``spine``). The psoas is
 drawn as it is in life: small at its T12-L1 origin, growing caudally, its medial side in the groove beside the
 vertebral bodies (the bodies, painted after it, carve the groove) and in front of the transverse processes.
 
-QL, ES+MF and iliacus keep the default anatomy's courses. Every structure gets an id in the tissue map
+QL and iliacus keep the default anatomy's courses; ES+MF keeps it from L3 down and above it is the flat, wide band
+of real scans (``COMPLETE_BACK_MUSCLE_KEYFRAMES``). Every structure gets an id in the tissue map
 (``tissue_ids.TISSUE_IDS``); target-muscle voxels carry their label value. Coordinates: RAS world millimetres.
 """
 
@@ -43,10 +44,25 @@ from scripts.phantom.textures import SmoothNoise
 from scripts.phantom.tissue_canvas import TissueCanvas
 from scripts.phantom.tissue_ids import tissue_id
 
-__all__ = ["ANATOMIES", "draw_subject_complete", "psoas_keyframes"]
+__all__ = ["ANATOMIES", "COMPLETE_BACK_MUSCLE_KEYFRAMES", "draw_subject_complete", "psoas_keyframes"]
 
 #: generator anatomies: the default phantom (byte-identical to earlier versions) and the anatomy-complete one.
 ANATOMIES = ("default", "complete")
+
+#: the back muscles of the complete anatomy: the default courses, except ES+MF at and above L2 (z_rel 130-290).
+#: Two real upper-abdominal label maps (TotalSegmentator's CT and MR samples, ``scripts.studies.phantom_real_upper``)
+#: agree there: the erector spinae spreads laterally over the ribs into a flat band, its centroid 40-45 mm from the
+#: midline with an equivalent semi-major axis of 37-42 mm and a semi-minor of 10-17 mm, where the default course
+#: stays a compact oval (27-31 mm, 24-28 mm, 19 mm). The number of keyframes is unchanged, so every later draw of
+#: the subject's random stream is too.
+COMPLETE_BACK_MUSCLE_KEYFRAMES: dict[str, tuple[dict, dict]] = copy.deepcopy(BACK_MUSCLE_KEYFRAMES)
+COMPLETE_BACK_MUSCLE_KEYFRAMES["erector_spinae_multifidus"][0].update(
+    cx=[30, 38, 41, 38, 34, 34, 31, 25, 18, 13, 10],
+    # the anterior edge (cy + b) moves back by half the thinning, the posterior edge forward by the other half
+    cy=[-42.5, -42.5, -45.5, -48, -51, -52, -50, -43, -30, -22, -20],
+    a=[28, 35, 40, 37, 34, 34, 30, 23, 16, 10, 4],
+    b=[12, 13, 16, 19, 23, 23, 22, 17, 12, 8, 3],
+)
 
 #: psoas keyframe heights (z_rel, mm above L5/S1) and the vertebral level whose body it lies against there.
 _PSOAS_Z = (214, 200, 180, 155, 125, 90, 55, 20, -10, -35, -75, -115, -150)
@@ -141,7 +157,7 @@ def _target_muscles(
         )
 
     for side in ("left", "right"):
-        for name, (shape_args, muscle_kwargs) in BACK_MUSCLE_KEYFRAMES.items():
+        for name, (shape_args, muscle_kwargs) in COMPLETE_BACK_MUSCLE_KEYFRAMES.items():
             muscle(name, side, copy.deepcopy(shape_args), **muscle_kwargs)
         muscle("psoas", side, psoas_keyframes(sizes), caudal_gradient=0.0, z_mid_rel=80)
         muscle("iliacus", side, copy.deepcopy(ILIACUS_KEYFRAMES[0]), **ILIACUS_KEYFRAMES[1])
