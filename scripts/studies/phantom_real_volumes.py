@@ -169,20 +169,26 @@ def phantom_anatomy(seed: int, subject_id: str | None = None) -> SubjectAnatomy:
 
 
 def phantom_volume(
-    seed: int, geometry: str = "reference", extra_keys: Sequence[str] = ("water", "fat", "ff"), texture: str = "smooth"
+    seed: int,
+    geometry: str = "reference",
+    extra_keys: Sequence[str] = ("water", "fat", "ff"),
+    texture: str = "smooth",
+    anatomy: str = "default",
 ) -> Volume:
     """Generate phantom subject ``seed`` (RAS, full coverage) and attach its spine-relative slice positions.
 
     Args:
         seed: subject seed.
         geometry: acquisition preset ("reference", "low" or "tiny").
-        extra_keys: other images kept in ``Volume.extra`` (of "water", "fat", "ff", "opposed"; FF as stored).
+        extra_keys: other images kept in ``Volume.extra`` (of "water", "fat", "ff", "opposed"; FF as stored; with
+            ``anatomy="complete"`` also "tissue" and "vertebrae").
         texture: the phantom's texture, "smooth" or "septa" (see :func:`scripts.phantom.generate_subject`).
+        anatomy: "default" or "complete" (see :func:`scripts.phantom.generate_subject`).
 
     Returns:
         the subject as a :class:`Volume` (image = in-phase).
     """
-    subj = generate_subject(seed, Acquisition.preset(geometry), texture=texture)
+    subj = generate_subject(seed, Acquisition.preset(geometry), texture=texture, anatomy=anatomy)
     anat = phantom_anatomy(seed, subj.subject_id)
     canon = nib.as_closest_canonical(nib.Nifti1Image(subj.images["label"], subj.affine))
     if not np.allclose(canon.affine, subj.affine):
