@@ -31,6 +31,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from scripts.labels import label_value
 from scripts.phantom.tissue_ids import TISSUE_NAMES
 from scripts.studies.phantom_real_measures import (
@@ -53,6 +55,7 @@ __all__ = [
     "structure_metrics",
     "compare_structures",
     "format_upper_report",
+    "plot_upper",
     "main",
 ]
 
@@ -300,23 +303,59 @@ def format_upper_report(muscles: pd.DataFrame, structures: pd.DataFrame, info: d
     return "\n".join(lines)
 
 
+def plot_upper(real: Volume, phantom: Volume, out_png: str | Path, z_rels: Sequence[float] = (126, 160, 195)) -> Path:
+    """Real CT (top) and a phantom subject's in-phase image (bottom) at the same spine-relative heights, same mm
+    scale, target labels in red and vertebral bodies in cyan."""
+    fig = Figure(figsize=(4.2 * len(z_rels), 7.6))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2, len(z_rels), squeeze=False)
+    for row, (vol, title) in enumerate(((real, "real CT (TotalSegmentator sample)"), (phantom, phantom.name))):
+        sx, sy = vol.spacing[:2]
+        xs, ys = np.arange(vol.label.shape[0]) * sx, np.arange(vol.label.shape[1]) * sy
+        for ax, z in zip(axes[row], z_rels):
+            k = vol.slice_at(z)
+            im = vol.image[:, :, k].T
+            # centre the view on the spine reference so that both rows show the same 240 x 200 mm
+            ref = spine_reference(vol.label[:, :, k], (sx, sy)) or (xs.mean(), ys.mean())
+            # CT: a soft-tissue window (HU); MR: the image's own range
+            lo, hi = (-160.0, 240.0) if vol is real else (np.percentile(im, 2), np.percentile(im, 99.5))
+            ax.imshow(im, origin="lower", cmap="gray", extent=(0, xs[-1] + sx, 0, ys[-1] + sy), vmin=lo, vmax=hi)
+            ax.contour(xs, ys, vol.label[:, :, k].T, levels=np.arange(0.5, 9), colors="r", linewidths=0.8)
+            if "body" in vol.extra:
+                ax.contour(xs, ys, vol.extra["body"][:, :, k].T, levels=[0.5], colors="c", linewidths=0.8)
+            ax.set_xlim(ref[0] + 120, ref[0] - 120)  # radiological view: patient right on the image left
+            ax.set_ylim(ref[1] - 60, ref[1] + 140)
+            ax.set_title(f"{title}, z_rel {vol.z_rel[k]:.0f}", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.tight_layout()
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=80)
+    return out
+
+
 def main(
     seeds: Sequence[int] = (0, 1, 2, 3, 4),
     anatomy: str = "complete",
     geometry: str = "reference",
     real_dir: str | Path = TS_CT_DIR,
+    out_png: str | Path | None = None,
 ) -> str:
     """Compare phantom subjects ``seeds`` (``anatomy``: "complete" or "default") with the TotalSegmentator CT
-    sample at T12-L2; returns the Markdown report (real / phantom mean [min-max] per band)."""
+    sample at T12-L2; returns the Markdown report (real / phantom mean [min-max] per band). ``out_png``: a figure
+    of the real sample beside the first seed at the L2 body, L1 body and T12/L1 disc."""
     seeds = [int(s) for s in (seeds if isinstance(seeds, (list, tuple)) else [seeds])]
     real = load_totalsegmentator_ct(real_dir)
     real_m = volume_metrics(real, None, muscles=UPPER_MUSCLES)
     real_s = structure_metrics(real)
     ph_m, ph_s = [], []
-    for seed in seeds:
+    for i, seed in enumerate(seeds):
         vol = _phantom_upper(seed, geometry, anatomy)
         ph_m.append(volume_metrics(vol, None, muscles=UPPER_MUSCLES))
         ph_s.append(structure_metrics(vol))
+        if out_png is not None and i == 0:
+            plot_upper(real, vol, out_png)
     muscles = compare_bands(real_m, ph_m, UPPER_BANDS)
     structures = compare_structures(real_s, ph_s)
     return format_upper_report(muscles, structures, real.info)
