@@ -44,7 +44,7 @@ from scripts.studies.phantom_real_measures import (
     spine_reference,
     volume_metrics,
 )
-from scripts.studies.phantom_real_volumes import phantom_volume
+from scripts.studies.phantom_real_volumes import REAL_SAMPLE_DIR, phantom_volume
 
 __all__ = [
     "TS_CT_DIR",
@@ -60,7 +60,7 @@ __all__ = [
 ]
 
 #: the TotalSegmentator CT sample beside the checkout (``<checkout>/../shared``).
-TS_CT_DIR: Path = Path(__file__).resolve().parents[3] / "shared" / "real-samples" / "totalsegmentator_ct_sample"
+TS_CT_DIR: Path = REAL_SAMPLE_DIR.parent / "totalsegmentator_ct_sample"
 _TS_IMAGE = "example_ct_sm.nii.gz"
 _TS_LABEL = "example_seg_total.nii.gz"
 #: TotalSegmentator ``total`` values used here.
