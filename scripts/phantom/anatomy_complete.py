@@ -4,7 +4,7 @@ network confuses with them on real scans.
 Beyond the default phantom (``anatomy_default.draw_subject``) it draws the abdominal wall muscles, latissimus
 dorsi, serratus posterior inferior, diaphragm crura, aorta, IVC and iliac vessels, kidneys with perirenal and
 renal-sinus fat, liver and spleen tips, bowel loops with gas, fluid and fat-containing content, ascending and
-descending colon, the 11th and 12th ribs, gluteus maximus and medius, vertebrae with kidney-bean bodies, discs and
+descending colon, the 11th and 12th ribs, the lung bases in the diaphragm, gluteus maximus and medius, vertebrae with kidney-bean bodies, discs and
 posterior elements, and a sacrum with alae (``organs``, ``spine``). The psoas is
 drawn as it is in life: small at its T12-L1 origin, growing caudally, its medial side in the groove beside the
 vertebral bodies (the bodies, painted after it, carve the groove) and in front of the transverse processes.
@@ -32,6 +32,7 @@ from scripts.phantom.anatomy import (
 from scripts.phantom.organs import (
     BodyWall,
     draw_colon,
+    draw_lung_bases,
     draw_organs,
     draw_ribs,
     draw_trunk,
@@ -182,6 +183,7 @@ def draw_subject_complete(
     draw_trunk(anat, wall, canvas, rng)
     draw_colon(anat, wall, builder, canvas, rng)
     draw_organs(anat, wall, builder, canvas)
+    draw_lung_bases(anat, wall, canvas, np.random.default_rng([anat.texture_seed, 20261207]))
     sizes = draw_body_sizes(rng)
     draw_vessels_and_crura(anat, builder, canvas, rng, sizes["L3"][1])
     draw_wall_muscles(anat, wall, canvas)

@@ -14,6 +14,8 @@ and MuscleMap samples in ``shared/real-samples`` (see docs/guides/phantom.md, "A
   right one lower) in perirenal fat with renal-sinus fat at the hilum; the
   liver tip (right) and spleen tip (left) at the upper levels;
 - the 11th and 12th ribs in the posterolateral wall at the upper levels;
+- the lung bases in the posterior costophrenic recesses from about the T12/L1 disc up, each wrapped in the
+  diaphragm's muscle (the real scans' dark air beside and in front of the upper erector spinae);
 - vessels: aorta left-anterior of the bodies down to its bifurcation at L4, common iliac arteries, IVC right-anterior
   down to its confluence at L5, common iliac veins; diaphragm crura beside the aorta at T12-L3.
 """
@@ -36,6 +38,7 @@ __all__ = [
     "draw_ribs",
     "draw_wall_muscles",
     "draw_organs",
+    "draw_lung_bases",
     "draw_vessels_and_crura",
 ]
 
@@ -48,6 +51,21 @@ _BOWEL = {
     "mesenteric_fat": (0.95, 0.92),
 }
 SPLEEN = Tissue("spleen", 0.45, 0.02)
+#: aerated lung: almost no signal in any Dixon image.
+LUNG = Tissue("lung", 0.03, 0.0)
+#: lung-base keyframes (right side; mirrored): z_rel, x from the midline, y from the body centre, semi-axes (mm).
+#: From TotalSegmentator's real CT sample (docs/guides/phantom.md, "Upper lumbar levels"): the lower lobes appear at
+#: the T12/L1 disc, 65-85 mm from the midline with their back at the erector spinae's anterior edge, and grow to
+#: 30-60 cm^2 per side within one level.
+_LUNG_BASE = dict(
+    z_rel=[172, 185, 200, 225, 260, 300],
+    cx=[80, 80, 82, 82, 80, 76],
+    cy=[-28, -24, -18, -8, 2, 10],
+    a=[4, 22, 34, 44, 50, 52],
+    b=[2, 9, 16, 28, 40, 46],
+)
+#: the bases' height varies between subjects (the costophrenic recess reaches L1 in some adults, T12 in others).
+LUNG_SHIFT_RANGE_MM: tuple[float, float] = (-12.0, 18.0)
 
 
 class BodyWall:
@@ -336,6 +354,26 @@ def draw_organs(anat: SubjectAnatomy, wall: BodyWall, builder: KeyframeBuilder, 
             kz[1:4] + np.array([8, 0, -8]), [56, 57, 56], [2, 1, -1], [6, 8, 6], [4, 6, 4], -0.6, side=side
         )
         canvas.draw_id(Structure(f"renal_sinus_{side}", sinus, TISSUES["visceral_fat"]), tissue_id("renal_sinus_fat"))
+
+
+def draw_lung_bases(anat: SubjectAnatomy, wall: BodyWall, canvas: TissueCanvas, rng: np.random.Generator) -> None:
+    """Left and right lung bases in the posterior costophrenic recesses, inside the trunk, each in a 4-mm shell of
+    diaphragm muscle; shifted along the spine by one draw per subject from ``LUNG_SHIFT_RANGE_MM``.
+
+    ``rng`` is a stream of the lungs' own, so adding them moved no other draw of the subject.
+    """
+    builder = KeyframeBuilder(anat, rng)
+    shift = float(rng.uniform(*LUNG_SHIFT_RANGE_MM))
+    clip = _cavity_clip(canvas, wall)
+    for side in ("left", "right"):
+        kf = dict(_LUNG_BASE, z_rel=[z + shift for z in _LUNG_BASE["z_rel"]])
+        lung = builder.shape(side=side, theta=0.5, **kf)  # the lateral end curves forward with the wall
+        canvas.draw_id(
+            Structure(f"lung_{side}", lung, LUNG, shell_mm=4.0, shell_tissue=TISSUES["muscle_other"]),
+            tissue_id(f"lung_{side}"),
+            shell_tid=tissue_id("diaphragm"),
+            clip=clip,
+        )
 
 
 def draw_vessels_and_crura(

@@ -65,7 +65,8 @@ DEFAULT_TISSUE_GROUPS: dict[str, tuple[int, ...]] = {
             "diaphragm_crus",
             "gluteus_maximus",
             "gluteus_medius",
-        )
+        ),
+        "diaphragm",
     ),
     "fat": _ids(
         "subcutaneous_fat",

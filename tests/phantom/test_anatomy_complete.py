@@ -34,6 +34,7 @@ NEW_STRUCTURES = (
     "kidney",
     "common_iliac_artery",
     "common_iliac_vein",
+    "lung",
 )
 SINGLE_STRUCTURES = (
     "aorta",
@@ -58,6 +59,7 @@ SINGLE_STRUCTURES = (
     "iliac_bone",
     "femoral_head",
     "rib",
+    "diaphragm",
 )
 
 
@@ -188,6 +190,25 @@ def test_structures_sit_where_they_do_relative_to_the_spine(subj, world):
     xs = world[0][np.argwhere(tis == 14)[:, 0]]
     x5 = world[0][np.argwhere(tis == 13)[:, 0]]
     assert np.ptp(xs) > 1.5 * np.ptp(x5)
+
+
+def test_lung_bases_sit_in_the_posterior_recesses_above_l1(subj, world):
+    tis = subj.images["tissue"]
+    sp = _spine(subj, world)
+    lungs = np.isin(tis, [tissue_id("lung_left"), tissue_id("lung_right")])
+    lowest = world[2][np.nonzero(lungs.any(axis=(0, 1)))[0].min()]
+    # they start between the L1 body and one level above it (the costophrenic recess at T12-L1)
+    assert sp["vertebral_body_L2"][2] < lowest < sp["vertebral_body_L1"][2] + 45
+    body_y = sp["vertebral_body_L1"][1]
+    for side in ("left", "right"):
+        lung = _centroid(tis == tissue_id(f"lung_{side}"), world)
+        esmf = _centroid(subj.images["label"] == label_value("erector_spinae_multifidus", side), world)
+        assert abs(lung[0] - sp["vertebral_body_L1"][0]) > abs(esmf[0] - sp["vertebral_body_L1"][0])  # lateral
+        assert lung[1] < body_y + 30  # in the back half of the trunk, not in front of the organs
+    # each lies inside its shell of diaphragm muscle, which is never a target label
+    dia = tis == tissue_id("diaphragm")
+    assert (binary_dilation(lungs, iterations=2) & dia).sum() > 0.5 * dia.sum()
+    assert not np.any(subj.images["label"][dia])
 
 
 def _level_slices(subj, world, value: int) -> np.ndarray:
