@@ -4,8 +4,8 @@ network confuses with them on real scans.
 Beyond the default phantom (``anatomy_default.draw_subject``) it draws the abdominal wall muscles, latissimus
 dorsi, serratus posterior inferior, diaphragm crura, aorta, IVC and iliac vessels, kidneys with perirenal and
 renal-sinus fat, liver and spleen tips, bowel loops with gas, fluid and fat-containing content, ascending and
-descending colon, the 11th and 12th ribs, the lung bases in the diaphragm, gluteus maximus and medius, vertebrae with kidney-bean bodies, discs and
-posterior elements, and a sacrum with alae (``organs``, ``spine``). The psoas is
+descending colon, the 11th and 12th ribs, the lung bases in the diaphragm, gluteus maximus and medius, vertebrae
+with kidney-bean bodies, discs and posterior elements, and a sacrum with alae (``organs``, ``spine``). The psoas is
 drawn as it is in life: small at its T12-L1 origin, growing caudally, its medial side in the groove beside the
 vertebral bodies (the bodies, painted after it, carve the groove) and in front of the transverse processes.
 
