@@ -61,8 +61,8 @@ _LUNG_BASE = dict(
     z_rel=[172, 185, 200, 225, 260, 300],
     cx=[80, 80, 82, 82, 80, 76],
     cy=[-28, -24, -18, -8, 2, 10],
-    a=[4, 22, 34, 44, 50, 52],
-    b=[2, 9, 16, 28, 40, 46],
+    a=[4, 22, 38, 48, 52, 54],
+    b=[2, 9, 22, 34, 44, 48],
 )
 #: the bases' height varies between subjects (the costophrenic recess reaches L1 in some adults, T12 in others).
 LUNG_SHIFT_RANGE_MM: tuple[float, float] = (-12.0, 18.0)

@@ -14,8 +14,8 @@ gets the phantom's spine-relative position ``z_rel`` (mm above L5/S1 for a 36-mm
 the subject's anatomy (:func:`scripts.studies.phantom_real_volumes.phantom_volume`).
 
 Measured per band (L2 body, L1/L2 disc, L1 body, T12/L1 disc, T12 body): psoas and ES+MF as in the MuscleMap
-comparison (area, position from the spine reference, equivalent ellipse), and the vertebral body and kidneys
-(area, width, depth, position). Left and right are averaged. The real sample is one subject; the phantom's
+comparison (area, position from the spine reference, equivalent ellipse), and the vertebral body, kidneys and lung
+bases (area, width, depth, position). Left and right are averaged. The real sample is one subject; the phantom's
 subjects give a range, and a real value outside that range is a gap.
 
 Command line (``fire``)::
@@ -73,6 +73,7 @@ _TS_MUSCLES: dict[int, int] = {
 _TS_VERTEBRAE: dict[str, int] = {"L2": 30, "L1": 31, "T12": 32, "T11": 33}
 _TS_CORD = 79
 _TS_KIDNEY = {"left": 3, "right": 2}
+_TS_LUNG = {"left": (11,), "right": (14,)}  # the lower lobes (the bases); the lingula lies far in front
 #: a body slice holds at least this share of the body's largest cross-section (3-mm slices cut the end plates).
 _BODY_SHARE = 1.0 / 3.0
 #: body voxels lie this far in front of the spinal cord's anterior edge (mm): the pedicles stay out.
@@ -145,9 +146,9 @@ def load_totalsegmentator_ct(directory: str | Path = TS_CT_DIR) -> Volume:
     """Load the TotalSegmentator CT sample as RAS with bundle labels (psoas, ES+MF) and spine levels.
 
     Returns:
-        a :class:`Volume` (image: CT in HU); ``extra`` holds ``body`` (vertebral bodies T11-L2, uint8) and
-        ``kidney_left`` / ``kidney_right`` masks; ``info`` the body extents, disc centres (mm along z) and the
-        real level height.
+        a :class:`Volume` (image: CT in HU); ``extra`` holds ``body`` (vertebral bodies T11-L2, uint8),
+        ``kidney_left`` / ``kidney_right`` and ``lung_left`` / ``lung_right`` (lower lobes) masks; ``info`` the body
+        extents, disc centres (mm along z) and the real level height.
 
     Raises:
         FileNotFoundError: when the files are absent.
@@ -181,6 +182,7 @@ def load_totalsegmentator_ct(directory: str | Path = TS_CT_DIR) -> Volume:
     for m in bodies.values():
         body[m] = 1
     extra = {"body": body, **{f"kidney_{s}": (seg == v).astype(np.uint8) for s, v in _TS_KIDNEY.items()}}
+    extra.update({f"lung_{s}": np.isin(seg, v).astype(np.uint8) for s, v in _TS_LUNG.items()})
     info: dict[str, object] = {
         "body_extents_mm": {n: tuple(round(v, 1) for v in e) for n, e in extents.items()},
         "discs_mm": {n: round(v, 1) for n, v in discs.items()},
@@ -192,7 +194,7 @@ def load_totalsegmentator_ct(directory: str | Path = TS_CT_DIR) -> Volume:
 
 
 def _phantom_upper(seed: int, geometry: str, anatomy: str) -> Volume:
-    """A phantom subject with the same ``extra`` masks as the real sample (bodies T11-L2 and kidneys)."""
+    """A phantom subject with the same ``extra`` masks as the real sample (bodies T11-L2, kidneys, lungs)."""
     if anatomy != "complete":  # the default anatomy has no tissue map: its muscles only
         return phantom_volume(seed, geometry, extra_keys=(), anatomy=anatomy)
     vol = phantom_volume(seed, geometry, extra_keys=("tissue", "vertebrae"), anatomy=anatomy)
@@ -201,12 +203,16 @@ def _phantom_upper(seed: int, geometry: str, anatomy: str) -> Volume:
     upper = (TISSUE_NAMES["vertebral_body_T12"], TISSUE_NAMES["vertebral_body_T11"])
     vol.extra["body"] = (np.isin(vert, (9, 10)) | np.isin(tissue, upper)).astype(np.uint8)  # L2, L1, T12, T11
     for side in ("left", "right"):
-        vol.extra[f"kidney_{side}"] = (tissue == TISSUE_NAMES[f"kidney_{side}"]).astype(np.uint8)
+        for organ in ("kidney", "lung"):
+            vol.extra[f"{organ}_{side}"] = (tissue == TISSUE_NAMES[f"{organ}_{side}"]).astype(np.uint8)
     return vol
 
 
 # ---- structures other than the target muscles ------------------------------------------------------------------------
-def structure_metrics(vol: Volume, keys: Sequence[str] = ("body", "kidney_left", "kidney_right")) -> pd.DataFrame:
+_STRUCTURES = ("body", "kidney_left", "kidney_right", "lung_left", "lung_right")
+
+
+def structure_metrics(vol: Volume, keys: Sequence[str] = _STRUCTURES) -> pd.DataFrame:
     """Per slice with a spine reference, each mask of ``vol.extra`` named in ``keys``: area (cm^2), width and
     depth (its left-right and antero-posterior extent, mm), lateral offset from the midline and antero-posterior
     offset from the ES+MF anterior edge (mm, + anterior) of its centroid. Absent structures give area 0."""
