@@ -183,6 +183,7 @@ def draw_subject_complete(
     draw_trunk(anat, wall, canvas, rng)
     draw_colon(anat, wall, builder, canvas, rng)
     draw_organs(anat, wall, builder, canvas)
+    # a stream of their own (from the subject's seed): the lungs came after the other draws and must not move them
     draw_lung_bases(anat, wall, canvas, np.random.default_rng([anat.texture_seed, 20261207]))
     sizes = draw_body_sizes(rng)
     draw_vessels_and_crura(anat, builder, canvas, rng, sizes["L3"][1])

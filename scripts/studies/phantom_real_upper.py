@@ -256,8 +256,8 @@ def _band_means(m: pd.DataFrame, bands: Sequence[tuple[str, float, float]]) -> d
 def compare_structures(
     real: pd.DataFrame, phantoms: Sequence[pd.DataFrame], bands: Sequence[tuple[str, float, float]] = UPPER_BANDS
 ) -> pd.DataFrame:
-    """Band means of :func:`structure_metrics` (left and right kidneys pooled): real against phantom mean
-    [min-max]. One row per (structure, band) that the real scan holds."""
+    """Band means of :func:`structure_metrics` (left and right sides of kidneys and lungs pooled): real against
+    phantom mean [min-max]. One row per (structure, band) that the real scan holds."""
     r = _band_means(real, bands)
     ps = [_band_means(p, bands) for p in phantoms]
     rows = []
