@@ -202,4 +202,7 @@ def draw_sheet(
     # inside the surface moved in by inset0, minus inside the surface moved in by inset0 + thickness
     f = np.clip(0.5 - (d + i0) / h, 0, 1) - np.clip(0.5 - (d + i0 + th) / h, 0, 1)
     f = np.clip(f, 0.0, 1.0) * (th > 0.05)
+    # above or below the trunk's keyframes its centre is NaN, and a NaN occupancy would turn whole slices of the
+    # canvas into NaN (stored as 0): no trunk, no sheet
+    f = np.where(np.isfinite(f), f, 0.0)
     canvas.paint_id(sl, f.astype(np.float32), tissue.signal * (1 - tissue.ff), tissue.signal * tissue.ff, tid)

@@ -302,3 +302,30 @@ def test_cli_anatomy_flag(tmp_path):
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "sub-0002" / "sub-0002_tissue.nii.gz").exists()
     assert (tmp_path / "sub-0002" / "sub-0002_vertebrae.nii.gz").exists()
+
+
+def test_sheets_paint_nothing_above_the_trunk():
+    """A grid reaching above the trunk's top keyframe (a sheet's keyframes reach higher) keeps finite water and fat:
+    before the fix those slices became NaN, stored as 0 (seed-2 held-out subject 12's upper slices)."""
+    from scripts.phantom.render import RenderGrid, Shape, Tissue
+    from scripts.phantom.tissue_canvas import SheetFrame, TissueCanvas, draw_sheet
+
+    grid = RenderGrid(shape=(40, 30, 12), spacing=(4.0, 4.0, 5.0), origin=(-80.0, -60.0, 0.0))
+    canvas = TissueCanvas(grid, n_sub=2)
+    trunk = Shape(z=[0.0, 30.0], cx=0.0, cy=0.0, a=60.0, b=40.0)  # the trunk ends at z 30 mm; the grid goes to 55
+    frame = SheetFrame(canvas, trunk, (0.0, 60.0))
+    z = np.array([0.0, 60.0])
+    draw_sheet(
+        frame,
+        "left",
+        z,
+        np.full(2, 2.0),
+        np.full(2, 5.0),
+        np.full(2, 40.0),
+        np.full(2, 140.0),
+        Tissue("m", 0.5, 0.1),
+        40,
+    )
+    assert np.isfinite(canvas.water).all() and np.isfinite(canvas.fat).all()
+    assert canvas.water[..., :6].max() > 0.4  # painted where the trunk is
+    assert canvas.water[..., 8:].max() == 0.0  # nothing above it
