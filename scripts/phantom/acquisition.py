@@ -159,7 +159,16 @@ def dixon_signals(
 
 
 def to_storage(x: np.ndarray) -> np.ndarray:
-    """Signal -> int16 vendor-like integers."""
+    """Signal -> int16 vendor-like integers.
+
+    Raises:
+        ValueError: the signal holds NaN or infinity (a generator bug: cast to int16 it would be stored as 0).
+    """
+    if not np.isfinite(x).all():
+        raise ValueError(
+            f"phantom signal holds {int((~np.isfinite(x)).sum())} non-finite voxels: a bug in the phantom's drawing; "
+            "report the seed and settings"
+        )
     return np.clip(np.rint(x * STORAGE_SCALE), 0, 32767).astype(np.int16)
 
 

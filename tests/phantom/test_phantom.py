@@ -257,3 +257,11 @@ def test_writing_the_same_subject_again_is_a_no_op_and_other_content_is_refused(
     other.subject_id = subj.subject_id
     with pytest.raises(FileExistsError, match="other content"):
         write_subject(other, tmp_path)
+
+
+def test_storage_refuses_non_finite_signal():
+    from scripts.phantom.acquisition import STORAGE_SCALE, to_storage
+
+    assert to_storage(np.array([0.0, 1.0, -1.0], np.float32)).tolist() == [0, int(round(STORAGE_SCALE)), 0]
+    with pytest.raises(ValueError, match="2 non-finite voxels"):
+        to_storage(np.array([np.nan, 1.0, np.inf], np.float32))
