@@ -24,8 +24,10 @@ Steps, each resumable (markers as in :mod:`scripts.studies.resumable_steps`)::
    shipped model does well and must keep, the only proxy for transfer that is not a real scan);
 5. the choice, by a rule fixed here before any result: the weight with the highest mean muscle Dice on the target
    sets among those whose mean muscle Dice on the keep sets is at least the shipped model's minus ``keep_margin``
-   (none: no candidate). Written: ``validation.csv`` (per weight, set and structure), ``report.md`` and
-   ``chosen.json``. The held-out sets and the real samples are scored afterwards, once, on the chosen weights only.
+   and, with ``--keep_ff_r2_margin``, whose keep sets' FF R^2 is at least the shipped model's minus that margin
+   (none: no candidate). Written: ``validation.csv`` (per weight, set and structure), ``validation_ff.csv`` (FF
+   per side), ``report.md`` and ``chosen.json``. The held-out sets and the real samples are scored afterwards,
+   once, on the chosen weights only.
 """
 
 from __future__ import annotations
@@ -70,11 +72,30 @@ def widened_soup(base: Mapping[str, torch.Tensor], tuned: Mapping[str, torch.Ten
     return interpolate_state_dicts(widened, tuned, weight)
 
 
-def choose_weight(table: pd.DataFrame, keep_margin: float = 0.005) -> dict[str, Any]:
+def ff_r2(ff: pd.DataFrame) -> pd.Series:
+    """R^2 of the predicted against the true mean FF over the muscle sides, per ``model`` (keep-group rows only).
+
+    ``ff`` has the columns ``model``, ``group``, ``side``, ``ff_mean_pct_pred`` and ``ff_mean_pct_truth`` (as the FF
+    agreement table of :func:`scripts.evaluation.evaluate_phantom.evaluate_run`, with ``model`` and ``group`` added).
+    """
+    sides = ff[(ff.group == "keep") & ff.side.isin(["left", "right"])]
+    return sides.groupby("model").apply(
+        lambda t: float(t.ff_mean_pct_truth.corr(t.ff_mean_pct_pred) ** 2), include_groups=False
+    )
+
+
+def choose_weight(
+    table: pd.DataFrame,
+    keep_margin: float = 0.005,
+    ff: pd.DataFrame | None = None,
+    keep_ff_r2_margin: float | None = None,
+) -> dict[str, Any]:
     """The rule of step 5 on ``validation.csv``'s rows (columns ``model``, ``group``, ``kind``, ``dice``).
 
-    ``group`` is ``target`` or ``keep``; ``kind`` is ``muscle`` (L/R mean rows) or ``vertebra``. Returns the chosen
-    ``model`` (a weight as text, or None), the reference keep Dice and every candidate's two scores.
+    ``group`` is ``target`` or ``keep``; ``kind`` is ``muscle`` (L/R mean rows) or ``vertebra``. With
+    ``keep_ff_r2_margin`` (and ``ff``, the FF agreement rows: see :func:`ff_r2`), a weight must also keep the keep
+    sets' FF R^2 within that margin of the shipped model's, as the adoption rule asks of the default held-out set.
+    Returns the chosen ``model`` (a weight as text, or None), the reference keep Dice and every candidate's scores.
     """
     muscles = table[table.kind == "muscle"]
     score = muscles.groupby(["model", "group"]).dice.mean().unstack("group")
@@ -83,25 +104,44 @@ def choose_weight(table: pd.DataFrame, keep_margin: float = 0.005) -> dict[str, 
     floor = float(score.loc[SHIPPED, "keep"]) - keep_margin
     candidates = score.drop(index=SHIPPED)
     allowed = candidates[candidates["keep"] >= floor]
+    r2 = None
+    ff_floor = None
+    if keep_ff_r2_margin is not None:
+        if ff is None:
+            raise ValueError("keep_ff_r2_margin needs the FF agreement rows (ff)")
+        r2 = ff_r2(ff)
+        if SHIPPED not in r2.index:
+            raise ValueError("the FF rows have no keep-set rows of the shipped model, the reference of the FF rule")
+        ff_floor = float(r2[SHIPPED]) - keep_ff_r2_margin
+        # a NaN R^2 (constant FF) never passes
+        allowed = allowed[[bool(r2.get(m, float("nan")) >= ff_floor) for m in allowed.index]]
     chosen = None if allowed.empty else str(allowed["target"].idxmax())
-    return {
+    scores = {m: {"target": float(r["target"]), "keep": float(r["keep"])} for m, r in candidates.iterrows()}
+    if r2 is not None:
+        for m in scores:
+            scores[m]["keep_ff_r2"] = float(r2.get(m, float("nan")))
+    result = {
         "chosen": chosen,
         "keep_floor": floor,
-        "scores": {m: {"target": float(r["target"]), "keep": float(r["keep"])} for m, r in candidates.iterrows()},
+        "scores": scores,
         "shipped": {"target": float(score.loc[SHIPPED, "target"]), "keep": float(score.loc[SHIPPED, "keep"])},
     }
+    if r2 is not None:
+        result["keep_ff_r2_floor"] = ff_floor
+        result["shipped"]["keep_ff_r2"] = float(r2[SHIPPED])
+    return result
 
 
 def _validate(model: Path, num_classes: int, val_dir: Path, folder: Path, infer_overrides: Mapping[str, Any]):
-    """Segment ``val_dir``'s validation subjects with ``model``; returns the metric rows (muscles and vertebrae)."""
+    """Segment ``val_dir``'s validation subjects with ``model``; returns the metric rows (muscles and vertebrae) and
+    the FF agreement rows."""
     entries = read_entries(val_dir, "validation")
     folder.mkdir(parents=True, exist_ok=True)
     datalist = folder / "datalist.json"
     atomic_write_text(datalist, json.dumps({"testing": entries}, indent=2) + "\n", overwrite=True)
     overrides = {**dict(infer_overrides), "num_classes": num_classes}
     run_step(folder / "predict", predict_unet(val_dir, datalist, model, len(entries), overrides))
-    seg, _ = evaluate_run(str(val_dir), str(folder / "predict" / "out"), datalist_key="validation")
-    return seg
+    return evaluate_run(str(val_dir), str(folder / "predict" / "out"), datalist_key="validation")
 
 
 def run(
@@ -114,6 +154,7 @@ def run(
     learning_rate: float = 0.0002,
     weights: Sequence[float] | str = (0.25, 0.5, 0.75, 1.0),
     keep_margin: float = 0.005,
+    keep_ff_r2_margin: float | None = None,
     seed: int = 0,
     base_ckpt: str = "",
     train_overrides: Mapping[str, Any] | None = None,
@@ -129,6 +170,7 @@ def run(
         epochs, val_interval, learning_rate, seed: the fine-tune's schedule.
         weights: shares of the fine-tune to try, each in (0, 1].
         keep_margin: Dice the candidate may lose against the shipped model on the keep sets.
+        keep_ff_r2_margin: FF R^2 the candidate may lose on the keep sets (None: not checked).
         base_ckpt: the starting weights (default: the bundle's ``models/model.pt``).
         train_overrides: more train.json settings (e.g. ``{"contrast_prob": 0.3}``).
         infer_overrides: more inference.json settings for the validation runs.
@@ -140,6 +182,8 @@ def run(
         raise ValueError(f"weights must lie in (0, 1], got {ws}")
     if keep_margin < 0:
         raise ValueError(f"keep_margin must be >= 0, got {keep_margin}")
+    if keep_ff_r2_margin is not None and keep_ff_r2_margin < 0:
+        raise ValueError(f"keep_ff_r2_margin must be >= 0, got {keep_ff_r2_margin}")
     out = Path(out_dir)
     base = Path(base_ckpt) if base_ckpt else BUNDLE_ROOT / "models" / "model.pt"
     if not base.is_file():
@@ -174,13 +218,14 @@ def run(
 
         run_step(folder, soup, depends=marker_digest(out / "train"))
         models[f"{w:g}"] = (folder / "model.pt", n_tuned)
-    rows = []
+    rows, ff_rows = [], []
     for group, dirs in (("target", folder_list(target_val_dirs)), ("keep", folder_list(keep_val_dirs))):
         for val_dir in dirs:
             for name, (model, n_classes) in models.items():
                 # keyed by folder, not group: a set given as both target and keep is segmented once
                 folder = out / "validation" / name / val_dir.resolve().name
-                seg = _validate(model, n_classes, val_dir, folder, infer_overrides or {})
+                seg, ff = _validate(model, n_classes, val_dir, folder, infer_overrides or {})
+                ff_rows.append(ff.assign(model=name, group=group, val_dir=str(val_dir)))
                 part = seg[seg.side.isin(["mean", "midline"])].copy()
                 part.insert(0, "model", name)
                 part.insert(1, "group", group)
@@ -189,7 +234,9 @@ def run(
                 rows.append(part)
     table = pd.concat(rows, ignore_index=True)
     table.to_csv(out / "validation.csv", index=False)
-    choice = choose_weight(table, keep_margin)
+    ff_table = pd.concat(ff_rows, ignore_index=True)
+    ff_table.to_csv(out / "validation_ff.csv", index=False)
+    choice = choose_weight(table, keep_margin, ff_table, keep_ff_r2_margin)
     vertebra = table[(table.kind == "vertebra") & (table.group == "target")].groupby("model").dice.mean()
     choice["vertebra_dice_target"] = {m: (None if math.isnan(v) else float(v)) for m, v in vertebra.items()}
     atomic_write_text(out / "chosen.json", json.dumps(choice, indent=2) + "\n", overwrite=True)
@@ -204,19 +251,34 @@ def run(
 def _report(choice: Mapping[str, Any], keep_margin: float, n_outputs: int = 15) -> str:
     # a 9-output network draws no vertebra: its vertebra rows come from the pipeline's own spine network
     vertebra = "vertebra Dice, target sets" if n_outputs == 15 else "vertebra Dice (spine network), target sets"
+    with_ff = "keep_ff_r2_floor" in choice
+    rule = (
+        f"Rule: highest target-set muscle Dice among weights whose keep-set muscle Dice >= the shipped model's - "
+        f"{keep_margin:g} ({choice['keep_floor']:.4f})"
+    )
+    if with_ff:
+        rule += f" and whose keep-set FF R^2 >= {choice['keep_ff_r2_floor']:.4f}"
+    head = f"| weight | muscle Dice, target sets | muscle Dice, keep sets | {vertebra} |"
+    sep = "|---|---|---|---|"
+    if with_ff:
+        head, sep = head + " FF R^2, keep sets |", sep + "---|"
+
+    def ff_cell(s: Mapping[str, Any]) -> str:
+        return f" {s['keep_ff_r2']:.4f} |" if with_ff else ""
+
+    shipped = choice["shipped"]
     lines = [
         f"# {n_outputs}-output candidate: fine-tune interpolated with the shipped model",
         "",
-        f"Rule: highest target-set muscle Dice among weights whose keep-set muscle Dice >= the shipped model's - "
-        f"{keep_margin:g} ({choice['keep_floor']:.4f}).",
+        rule + ".",
         "",
-        f"| weight | muscle Dice, target sets | muscle Dice, keep sets | {vertebra} |",
-        "|---|---|---|---|",
-        f"| shipped (9 outputs) | {choice['shipped']['target']:.4f} | {choice['shipped']['keep']:.4f} | - |",
+        head,
+        sep,
+        f"| shipped (9 outputs) | {shipped['target']:.4f} | {shipped['keep']:.4f} | - |{ff_cell(shipped)}",
     ]
     for m, s in choice["scores"].items():
         v = choice.get("vertebra_dice_target", {}).get(m)
-        lines.append(f"| {m} | {s['target']:.4f} | {s['keep']:.4f} | {'-' if v is None else f'{v:.4f}'} |")
+        lines.append(f"| {m} | {s['target']:.4f} | {s['keep']:.4f} | {'-' if v is None else f'{v:.4f}'} |{ff_cell(s)}")
     lines += ["", f"Chosen: {choice['chosen'] if choice['chosen'] is not None else 'none (no weight keeps the floor)'}"]
     return "\n".join(lines)
 
