@@ -144,7 +144,9 @@ class SheetFrame:
         sl = canvas._bbox(trunk, 3.0 * canvas._h + (8.0 if canvas.warp is not None else 0.0))
         if sl is None:
             return
-        k = np.nonzero((canvas.z[sl[2]] >= z_range[0]) & (canvas.z[sl[2]] <= z_range[1]))[0]
+        # the bbox reaches a slice or two past the trunk's ends, where its centre is NaN: keep to the trunk too
+        lo, hi = max(z_range[0], trunk.z_range[0]), min(z_range[1], trunk.z_range[1])
+        k = np.nonzero((canvas.z[sl[2]] >= lo) & (canvas.z[sl[2]] <= hi))[0]
         if k.size == 0:
             return
         self.sl = (sl[0], sl[1], slice(sl[2].start + k[0], sl[2].start + k[-1] + 1))
@@ -202,7 +204,4 @@ def draw_sheet(
     # inside the surface moved in by inset0, minus inside the surface moved in by inset0 + thickness
     f = np.clip(0.5 - (d + i0) / h, 0, 1) - np.clip(0.5 - (d + i0 + th) / h, 0, 1)
     f = np.clip(f, 0.0, 1.0) * (th > 0.05)
-    # above or below the trunk's keyframes its centre is NaN, and a NaN occupancy would turn whole slices of the
-    # canvas into NaN (stored as 0): no trunk, no sheet
-    f = np.where(np.isfinite(f), f, 0.0)
     canvas.paint_id(sl, f.astype(np.float32), tissue.signal * (1 - tissue.ff), tissue.signal * tissue.ff, tid)

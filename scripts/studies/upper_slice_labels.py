@@ -20,6 +20,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
+from scripts.grid import check_same_grid
 from scripts.labels import label_value
 
 __all__ = ["upper_slice_volumes", "main"]
@@ -58,8 +59,14 @@ def upper_slice_volumes(
     if not 0.0 < dark_fraction < 1.0:
         raise ValueError(f"dark_fraction must lie in (0, 1), got {dark_fraction}")
     seg_img, img = nib.load(str(seg_path)), nib.load(str(image_path))
-    if seg_img.shape[:3] != img.shape[:3] or not np.allclose(seg_img.affine, img.affine, atol=1e-3):
-        raise ValueError(f"{seg_path}: its grid differs from {image_path}'s; resample the label map onto the image")
+    try:
+        check_same_grid(
+            seg_img.shape, seg_img.affine, img.shape, img.affine, name_a=str(seg_path), name_b=str(image_path)
+        )
+    except ValueError as err:
+        raise ValueError(
+            f"{seg_path}: its grid differs from the image's; resample the label map onto it ({err})"
+        ) from err
     axes = nib.aff2axcodes(img.affine)
     if axes[2] not in ("S", "I"):
         raise ValueError(f"{image_path}: third axis is {axes[2]}, not superior-inferior; reorient the image to axial")

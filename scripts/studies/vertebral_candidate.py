@@ -41,6 +41,7 @@ from typing import Any
 
 import pandas as pd
 import torch
+from scripts.evaluation.agreement import linear_regression
 from scripts.evaluation.evaluate_phantom import evaluate_run
 from scripts.io.atomic import atomic_write, atomic_write_text
 from scripts.pipeline.pretrained import adapt_state_dict
@@ -79,8 +80,8 @@ def ff_r2(ff: pd.DataFrame) -> pd.Series:
     agreement table of :func:`scripts.evaluation.evaluate_phantom.evaluate_run`, with ``model`` and ``group`` added).
     """
     sides = ff[(ff.group == "keep") & ff.side.isin(["left", "right"])]
-    return sides.groupby("model").apply(
-        lambda t: float(t.ff_mean_pct_truth.corr(t.ff_mean_pct_pred) ** 2), include_groups=False
+    return pd.Series(
+        {m: linear_regression(t.ff_mean_pct_truth, t.ff_mean_pct_pred).r2 for m, t in sides.groupby("model")}
     )
 
 
@@ -113,7 +114,6 @@ def choose_weight(
         if SHIPPED not in r2.index:
             raise ValueError("the FF rows have no keep-set rows of the shipped model, the reference of the FF rule")
         ff_floor = float(r2[SHIPPED]) - keep_ff_r2_margin
-        # a NaN R^2 (constant FF) never passes
         allowed = allowed[[bool(r2.get(m, float("nan")) >= ff_floor) for m in allowed.index]]
     chosen = None if allowed.empty else str(allowed["target"].idxmax())
     scores = {m: {"target": float(r["target"]), "keep": float(r["keep"])} for m, r in candidates.iterrows()}
