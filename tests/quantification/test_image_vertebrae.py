@@ -94,8 +94,18 @@ def test_nothing_is_named_without_a_statement_or_below_a_whole_sacrum(phantom):
 
 def test_the_real_l2_l5_protocols_grid_is_named_too():
     """1 x 1 x 4 mm (the real scans that judge the bundle: 400 x 400 x 29), another subject, cut to L2-L5."""
-    subj = generate_subject(13, Acquisition.from_spacing((1.0, 1.0, 4.0)), anatomy="complete")
-    planes = generator_bounds(13, subj.subject_id)
+    planes = generator_bounds(13, "sub-0013")
+    # only the slab the protocol covers, plus a body's height either side, is rendered (half the reference field of
+    # view's slices: the same anatomy at a fraction of the cost)
+    low, high = planes["L5/S1"] - 36.0, planes["L1/L2"] + 36.0
+    full = Acquisition.from_spacing((1.0, 1.0, 4.0))
+    # the generator centres its field of view on world z = 65 mm (scripts.phantom.acquisition.make_grid)
+    acq = Acquisition(
+        shape=(*full.shape[:2], int(np.ceil((high - low) / 4.0)) + 1),
+        spacing=full.spacing,
+        fov_shift_mm=(0.0, 0.0, (low + high) / 2.0 - 65.0),
+    )
+    subj = generate_subject(13, acq, anatomy="complete")
     water, fat = (subj.images[r].astype(np.float32) for r in ("water", "fat"))
     (cut,), aff = crop_to_z(
         [fat_fraction_from_water_fat(water, fat) * 100.0], subj.affine, planes["L5/S1"], planes["L1/L2"]
