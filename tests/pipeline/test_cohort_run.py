@@ -201,9 +201,7 @@ def test_every_segmentation_setting_is_part_of_the_run_identity(cohort, one_proc
     fast = {"roi_size": [64, 64, 32], "write_report": "false", "flip_ensemble": "false", "adapt_batch_norm": "false"}
     parser = ConfigParser()
     parser.read_config(str(BUNDLE_ROOT / "configs" / "inference.json"))
-    parser.update(
-        {"bundle_root": str(BUNDLE_ROOT), "dataset_dir": str(cohort), "output_dir": str(one_process), **fast}
-    )
+    parser.update({"bundle_root": str(BUNDLE_ROOT), "dataset_dir": str(cohort), "output_dir": str(one_process), **fast})
     parser.parse()
     assert len(parser.get_parsed_content("data").load()) == 0  # the run as it was made: every subject finished
     parser.update(override)
