@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -129,35 +130,41 @@ def _files(out: Path) -> dict[Path, int]:
     return {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
 
 
+def _refused(cohort: Path, out: Path, *extra: str) -> str:
+    """Run the cohort command again with ``extra`` settings; it must refuse, skip nothing, and say why."""
+    res = subprocess.run(
+        _cmd(cohort, out, *extra), cwd=BUNDLE_ROOT, capture_output=True, text=True, timeout=900, env=ENV
+    )
+    assert res.returncode != 0
+    assert "already finished" not in res.stdout + res.stderr
+    return res.stdout + res.stderr
+
+
+def _parser(cohort: Path, out: Path, **updates: Any):
+    """inference.json parsed in this process for ``cohort`` -> ``out`` with ``updates``."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLE_ROOT / "configs" / "inference.json"))
+    parser.update({"bundle_root": str(BUNDLE_ROOT), "dataset_dir": str(cohort), "output_dir": str(out), **updates})
+    return parser
+
+
 def test_changed_settings_are_not_mistaken_for_finished_work(cohort, one_process):
     # a different erosion is a different run: nothing is skipped, and the earlier results are not overwritten
     before = _files(one_process)
-    res = subprocess.run(
-        _cmd(cohort, one_process, "--erosion_mm", "3.0"),
-        cwd=BUNDLE_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env=ENV,
+    assert "holds results of a different run (differs in: settings)" in _refused(
+        cohort, one_process, "--erosion_mm", "3.0"
     )
-    assert res.returncode != 0
-    assert "holds results of a different run (differs in: settings)" in res.stdout + res.stderr
-    assert "already finished" not in res.stdout + res.stderr
     assert _files(one_process) == before
 
 
 def test_a_conflict_is_refused_before_any_segmentation(cohort, one_process):
     """The cohort's subject list is checked against the output folder first: a refused run has segmented nothing
     (the pending-subject step raises, so no subject reaches the network)."""
-    from monai.bundle import ConfigParser
-
-    parser = ConfigParser()
-    parser.read_config(str(BUNDLE_ROOT / "configs" / "inference.json"))
-    parser.update(
-        {"bundle_root": str(BUNDLE_ROOT), "dataset_dir": str(cohort), "output_dir": str(one_process), "erosion_mm": 3.0}
-    )
     from scripts.pipeline.run_record import RunConflictError
 
+    parser = _parser(cohort, one_process, erosion_mm=3.0)
     data = parser.get_parsed_content("data")  # a lazy list: made in `run`, so check_properties needs no data
     with pytest.raises(RunConflictError, match="differs in: settings"):
         data.load()
@@ -168,17 +175,7 @@ def test_a_conflict_is_refused_before_any_segmentation(cohort, one_process):
 
 def test_changed_segmentation_settings_are_not_mistaken_for_finished_work(cohort, one_process):
     # the label map itself would differ: reusing the earlier results would report numbers of another segmentation
-    res = subprocess.run(
-        _cmd(cohort, one_process, "--sw_padding_mode", "constant"),
-        cwd=BUNDLE_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env=ENV,
-    )
-    assert res.returncode != 0
-    assert "holds results of a different run" in res.stdout + res.stderr
-    assert "already finished" not in res.stdout + res.stderr
+    assert "holds results of a different run" in _refused(cohort, one_process, "--sw_padding_mode", "constant")
 
 
 @pytest.mark.parametrize(
@@ -195,14 +192,10 @@ def test_changed_segmentation_settings_are_not_mistaken_for_finished_work(cohort
 def test_every_segmentation_setting_is_part_of_the_run_identity(cohort, one_process, override):
     """The other settings that change the label map, checked in this process (the command line above shows the
     refusal end to end; the check is the same step, reached without starting a bundle for each setting)."""
-    from monai.bundle import ConfigParser
     from scripts.pipeline.run_record import RunConflictError
 
     fast = {"roi_size": [64, 64, 32], "write_report": "false", "flip_ensemble": "false", "adapt_batch_norm": "false"}
-    parser = ConfigParser()
-    parser.read_config(str(BUNDLE_ROOT / "configs" / "inference.json"))
-    parser.update({"bundle_root": str(BUNDLE_ROOT), "dataset_dir": str(cohort), "output_dir": str(one_process), **fast})
-    parser.parse()
+    parser = _parser(cohort, one_process, **fast)
     assert len(parser.get_parsed_content("data").load()) == 0  # the run as it was made: every subject finished
     parser.update(override)
     parser.parse()
