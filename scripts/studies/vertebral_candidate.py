@@ -16,8 +16,8 @@ Steps, each resumable (markers as in :mod:`scripts.studies.resumable_steps`)::
         --out_dir OUT [--epochs 20] [--weights 0.25,0.5,0.75,1.0] [--train_overrides '{...}']
 
 1. ``datalist.json``: the training lists of every ``--train_dirs`` (absolute paths), their validation lists;
-2. ``train/``: configs/train.json from ``models/model.pt`` with ``--vertebral_context true`` (or false; resumes its
-   own training state);
+2. ``train/``: configs/train.json from ``models/model.pt`` (or ``--start_ckpt``: a second phase of an earlier
+   tune) with ``--vertebral_context true`` (or false; resumes its own training state);
 3. ``soup_<w>/model.pt`` for each weight ``w``: ``(1 - w) x widened shipped + w x tuned``;
 4. every soup and the shipped 9-output model segment the validation subjects of every ``--target_val_dirs``
    (anatomy-complete phantoms: what the tune is for) and ``--keep_val_dirs`` (default-anatomy phantoms: what the
@@ -157,6 +157,7 @@ def run(
     keep_ff_r2_margin: float | None = None,
     seed: int = 0,
     base_ckpt: str = "",
+    start_ckpt: str = "",
     train_overrides: Mapping[str, Any] | None = None,
     infer_overrides: Mapping[str, Any] | None = None,
     vertebral_context: bool = True,
@@ -171,7 +172,10 @@ def run(
         weights: shares of the fine-tune to try, each in (0, 1].
         keep_margin: Dice the candidate may lose against the shipped model on the keep sets.
         keep_ff_r2_margin: FF R^2 the candidate may lose on the keep sets (None: not checked).
-        base_ckpt: the starting weights (default: the bundle's ``models/model.pt``).
+        base_ckpt: the shipped weights that every soup interpolates from and every rule compares with (default:
+            the bundle's ``models/model.pt``).
+        start_ckpt: the weights the fine-tune starts from (default: ``base_ckpt``); e.g. an earlier tune, for a
+            second phase under other settings. Its output count must be the tune's (9 or 15).
         train_overrides: more train.json settings (e.g. ``{"contrast_prob": 0.3}``).
         infer_overrides: more inference.json settings for the validation runs.
         vertebral_context: True: the tune has 15 outputs (muscles and vertebrae); False: the shipped 9 outputs
@@ -187,11 +191,14 @@ def run(
     out = Path(out_dir)
     base = Path(base_ckpt) if base_ckpt else BUNDLE_ROOT / "models" / "model.pt"
     if not base.is_file():
-        raise FileNotFoundError(f"{base}: the starting weights are missing (--base_ckpt)")
+        raise FileNotFoundError(f"{base}: the shipped weights are missing (--base_ckpt)")
+    start = Path(start_ckpt) if start_ckpt else base
+    if not start.is_file():
+        raise FileNotFoundError(f"{start}: the weights to start the tune from are missing (--start_ckpt)")
     train_list = write_cohorts_datalist(folder_list(train_dirs), out)
     n_tuned = 15 if vertebral_context else 9
     overrides = {
-        "pretrained_ckpt": str(base),
+        "pretrained_ckpt": str(start),
         "vertebral_context": vertebral_context,
         "learning_rate": learning_rate,
         **dict(train_overrides or {}),
