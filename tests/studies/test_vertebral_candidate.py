@@ -97,18 +97,25 @@ def test_tiny_run_end_to_end_and_resume(tmp_path: Path, cohort: Path):
 
 def test_muscle_only_tune_keeps_nine_outputs(tmp_path: Path, cohort: Path):
     out = tmp_path / "candidate9"
+    base = torch.load(BUNDLE_ROOT / "models" / "model.pt", weights_only=True)
+    # a second phase: the tune starts from other weights (one tensor moved far), the soup still mixes in the base
+    moved = next(k for k, v in base.items() if v.is_floating_point() and v.ndim == 5)
+    start = {k: (v + 0.5 if k == moved else v) for k, v in base.items()}
+    torch.save(start, tmp_path / "start.pt")
     # validate_at_start off: after one tiny epoch the starting weights may validate better and be kept as the tune
     kwargs = {**_tiny_run(out, vertebral_context=False), "train_overrides": {**TINY_TRAIN, "validate_at_start": False}}
-    choice = run(str(cohort), str(cohort), str(cohort), **kwargs)
+    choice = run(str(cohort), str(cohort), str(cohort), start_ckpt=str(tmp_path / "start.pt"), **kwargs)
     assert set(choice["scores"]) == {"0.5"}
     report = (out / "report.md").read_text()
     assert "9-output candidate" in report and "spine network" in report
     table = pd.read_csv(out / "validation.csv")
     assert set(table.model.astype(str)) == {SHIPPED, "0.5"}
     assert (table[table.kind == "muscle"].groupby("model").size() == 8).all()  # 4 muscles x 2 groups
-    base = torch.load(BUNDLE_ROOT / "models" / "model.pt", weights_only=True)
     tuned = torch.load(out / "train" / "models" / "model.pt", weights_only=True)
     soup = torch.load(out / "soup_0.5" / "model.pt", weights_only=True)
     assert {k: v.shape for k, v in soup.items()} == {k: v.shape for k, v in base.items()}
+    assert (tuned[moved] - start[moved]).abs().mean() < 0.1 < (tuned[moved] - base[moved]).abs().mean()
+    with pytest.raises(FileNotFoundError, match="--start_ckpt"):
+        run(str(cohort), str(cohort), str(cohort), start_ckpt=str(tmp_path / "missing.pt"), **kwargs)
     key = next(k for k, v in base.items() if v.is_floating_point() and not torch.equal(v, tuned[k]))
     assert torch.allclose(soup[key], 0.5 * base[key] + 0.5 * tuned[key], atol=1e-6)
