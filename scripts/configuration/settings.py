@@ -351,6 +351,8 @@ TRAIN_OPTIONS: dict[str, Option] = {
     "field_of_view_outside": Option("choice", choices=("fill", "replicate")),
     "amp": _BOOL,
     "vertebral_context": _BOOL,
+    # the synthesis mixes each voxel's lean tissue with fat by the Dixon fat fraction (tissue_synthesis.py)
+    "synthesis_fat_mix": _BOOL,
     # the starting weights' validation score is the one to beat, so a fine-tune never saves a worse model.pt
     "validate_at_start": _BOOL,
     **dict.fromkeys(

@@ -11,6 +11,12 @@ The idea follows Billot et al., "SynthSeg" (Medical Image Analysis 2023); the co
 - :class:`RandTissueSynthesis`: tissue-id map ``(1, X, Y, Z)`` -> random synthetic image ``(1, X, Y, Z)``;
 - :class:`RandTissueSynthesisd`: the dictionary version, replacing the image key(s) with probability ``prob``.
 
+Optionally (``fat_fraction`` given; the dictionary version's ``water_key`` and ``fat_key``) each voxel is a mix of
+its lean tissue and fat in the proportion of the Dixon fat fraction, ``(1 - f) x mean[lean id] + f x mean[fat]``:
+the random contrast then keeps the phantom's intramuscular fat and the partial volume of every muscle border with
+the fat around it, which an id map (one id per voxel) cannot show. Why: trained on pure id-map images the network
+widened psoas and iliacus on Dixon images (docs/studies/training_history.md, "What widens the psoas and iliacus").
+
 Conventions as in :mod:`scripts.transforms`: channel-first ``(C, X, Y, Z)`` arrays, the MetaTensor ``affine`` maps
 voxels to RAS world millimetres (LPS metadata is converted), spatial parameters are in mm and converted to voxels
 with the image's spacing, all randomness is drawn from the transform's ``R`` (set by ``set_random_state``), so a
@@ -31,6 +37,7 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, RandomizableTransform
 from monai.utils import convert_to_dst_type
+from scipy import ndimage
 from scripts.phantom.tissue_ids import TISSUE_NAMES
 from scripts.transforms.geometry import array_axis_of_world_axis, as_spatial_tensor, ras_affine, spacing_from_affine
 from scripts.transforms.parameters import parse_probability, parse_range
@@ -174,6 +181,11 @@ class RandTissueSynthesis(RandomizableTransform):
     5. Rician noise of standard deviation drawn from ``noise_range`` (magnitude of the image plus complex Gaussian
        noise, as an MR magnitude image has).
 
+    With a ``fat_fraction`` map (``__call__``), step 1's mean becomes ``(1 - f) x mean[lean id] + f x mean[fat]``:
+    ``mean[fat]`` is the mean of the ``fat_group``'s tissue means, and a voxel whose own id is a fat tissue takes
+    as its lean id that of the nearest voxel (in mm) of a tissue that is neither fat nor background, the tissue it
+    shares the voxel with at a border.
+
     Args:
         prob: probability of synthesising, in [0, 1]; when a call does not synthesise it returns ``image`` (None
             when not given).
@@ -191,6 +203,7 @@ class RandTissueSynthesis(RandomizableTransform):
         slice_thickness_mm: (low, high) of the through-plane slice-profile FWHM, mm, >= 0.
         slice_axis: world axis of the slice direction: 0 = x (sagittal slices), 1 = y (coronal), 2 = z (axial).
         max_id: largest tissue id accepted, 1-65535; larger or negative ids in a map raise ValueError.
+        fat_group: the group of ``groups`` that is fat, used only with a ``fat_fraction`` map.
     """
 
     def __init__(
@@ -209,12 +222,16 @@ class RandTissueSynthesis(RandomizableTransform):
         slice_thickness_mm: Sequence[float] = (0.0, 8.0),
         slice_axis: int = 2,
         max_id: int = 255,
+        fat_group: str = "fat",
     ) -> None:
         RandomizableTransform.__init__(self, parse_probability(prob))
         if isinstance(max_id, bool) or not isinstance(max_id, (int, np.integer)) or not 1 <= int(max_id) <= 65535:
             raise ValueError(f"max_id must be an integer in [1, 65535], not {max_id!r}")
         self.max_id = int(max_id)
         self.groups = _parse_groups(groups, self.max_id)
+        if not isinstance(fat_group, str):
+            raise ValueError(f"fat_group must be the name of a group, not {fat_group!r}")
+        self.fat_group = fat_group
         self.mean_range = parse_range(mean_range, "mean_range", minimum=0.0)
         self.group_spread = _parse_nonnegative(group_spread, "group_spread")
         self.std_range = parse_range(std_range, "std_range", minimum=0.0)
@@ -293,12 +310,48 @@ class RandTissueSynthesis(RandomizableTransform):
         )
         return torch.exp(field[0])
 
-    def synthesise(self, tissue: torch.Tensor) -> torch.Tensor:
-        """The image of the current draw for ``tissue`` ``(C, X, Y, Z)``: float32 tensor, same shape, no metadata."""
+    def _fat_mixed_means(self, ids: torch.Tensor, fat_fraction: Any, spacing: np.ndarray) -> torch.Tensor:
+        """``(1 - f) x mean[lean id] + f x mean[fat]`` per voxel; background stays 0 (see the class docstring)."""
+        f = fat_fraction.as_tensor() if isinstance(fat_fraction, MetaTensor) else torch.as_tensor(fat_fraction)
+        f = f.detach().cpu().to(torch.float32)
+        if tuple(f.shape) != tuple(ids.shape):
+            raise ValueError(
+                f"RandTissueSynthesis: fat_fraction {tuple(f.shape)} and tissue map {tuple(ids.shape)} must have "
+                "the same shape (C, X, Y, Z)"
+            )
+        if self.fat_group not in self.groups:
+            raise ValueError(
+                f"RandTissueSynthesis: fat_group {self.fat_group!r} is not one of the groups {sorted(self.groups)}; "
+                "the fat-fraction mix needs the fat tissues' group"
+            )
+        f = torch.nan_to_num(f, nan=0.0).clamp(0.0, 1.0)
+        fat_ids = list(self.groups[self.fat_group])
+        means = torch.as_tensor(self.means, dtype=torch.float32)
+        is_fat = torch.isin(ids, torch.as_tensor(fat_ids))
+        lean = ids.clone()
+        lean_source = (~is_fat & (ids != 0)).numpy()
+        if is_fat.any() and lean_source.any():
+            nearest = ndimage.distance_transform_edt(
+                ~lean_source[0], sampling=spacing, return_distances=False, return_indices=True
+            )
+            # the nearest lean voxel of a lean voxel is itself, so only fat (and background, zeroed below) change
+            lean[0] = torch.as_tensor(ids[0].numpy()[tuple(nearest)])
+        mixed = (1.0 - f) * means[lean] + f * float(means[fat_ids].mean())
+        return torch.where(ids == 0, torch.zeros_like(mixed), mixed)
+
+    def synthesise(self, tissue: torch.Tensor, fat_fraction: Any = None) -> torch.Tensor:
+        """The image of the current draw for ``tissue`` ``(C, X, Y, Z)``: float32 tensor, same shape, no metadata.
+
+        ``fat_fraction``: None, or the voxel fat fraction (0-1, same shape; NaN counts as 0) mixed in as the class
+        docstring says.
+        """
         ids = self._tissue_ids(tissue)
         spacing = spacing_from_affine(ras_affine(tissue))
         gen = torch.Generator().manual_seed(self.field_seed)
-        means = torch.as_tensor(self.means, dtype=torch.float32)[ids]
+        if fat_fraction is None:
+            means = torch.as_tensor(self.means, dtype=torch.float32)[ids]
+        else:
+            means = self._fat_mixed_means(ids, fat_fraction, spacing)
         stds = torch.as_tensor(self.stds, dtype=torch.float32)[ids]
         img = (means + stds * torch.randn(ids.shape, generator=gen)).clamp_min(0.0)
         peak = float(img.max())
@@ -315,7 +368,7 @@ class RandTissueSynthesis(RandomizableTransform):
             img = torch.sqrt(real * real + imag * imag)
         return img.to(torch.float32)
 
-    def __call__(self, tissue: Any, image: Any = None, randomize: bool = True) -> Any:
+    def __call__(self, tissue: Any, image: Any = None, randomize: bool = True, fat_fraction: Any = None) -> Any:
         """Synthesise from ``tissue`` ``(1, X, Y, Z)``, integer ids; returns ``image`` when this call does not.
 
         Args:
@@ -323,6 +376,7 @@ class RandTissueSynthesis(RandomizableTransform):
             image: the image the synthesis replaces (same spatial shape); the output carries its metadata
                 (affine, filename), or the tissue map's when None.
             randomize: draw new statistics (False: reuse the last draw, e.g. for a dictionary with several keys).
+            fat_fraction: optional voxel fat fraction ``(1, X, Y, Z)``, 0-1, mixed in (class docstring).
 
         Returns:
             float32 ``(1, X, Y, Z)`` tensor of the type of ``image`` (or of ``tissue``), or ``image`` unchanged.
@@ -339,7 +393,7 @@ class RandTissueSynthesis(RandomizableTransform):
             self.randomize(None)
         if not self._do_transform:
             return image
-        out = self.synthesise(t)
+        out = self.synthesise(t, fat_fraction)
         # the image's metadata (affine, file name, applied operations) but float32 and one channel
         return convert_to_dst_type(out, image if image is not None else t, dtype=torch.float32)[0]
 
@@ -357,6 +411,8 @@ class RandTissueSynthesisd(RandomizableTransform, MapTransform):
         prob: probability of replacing, in [0, 1].
         allow_missing_keys: a missing tissue key (a datalist without tissue maps) or image key leaves the
             dictionary unchanged; False: a missing key raises KeyError.
+        water_key, fat_key: both None (an id-map image), or the keys of the water and fat images on the tissue
+            map's grid: their fat fraction ``fat / (water + fat)`` is mixed in (see :class:`RandTissueSynthesis`).
         kwargs: the other arguments of :class:`RandTissueSynthesis` (``groups``, ``mean_range``, ...).
     """
 
@@ -366,6 +422,8 @@ class RandTissueSynthesisd(RandomizableTransform, MapTransform):
         tissue_key: str = "tissue",
         prob: float = 0.5,
         allow_missing_keys: bool = False,
+        water_key: str | None = None,
+        fat_key: str | None = None,
         **kwargs: Any,
     ) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
@@ -373,6 +431,14 @@ class RandTissueSynthesisd(RandomizableTransform, MapTransform):
         if not isinstance(tissue_key, str) or not tissue_key:
             raise ValueError(f"tissue_key must be a non-empty string, not {tissue_key!r}")
         self.tissue_key = tissue_key
+        if (water_key is None) != (fat_key is None):
+            raise ValueError(
+                f"water_key and fat_key go together (both keys, or both None), not {water_key!r} and {fat_key!r}"
+            )
+        for name, key in (("water_key", water_key), ("fat_key", fat_key)):
+            if key is not None and (not isinstance(key, str) or not key):
+                raise ValueError(f"{name} must be a non-empty string or None, not {key!r}")
+        self.water_key, self.fat_key = water_key, fat_key
         self.synthesis = RandTissueSynthesis(prob=1.0, **kwargs)
 
     def set_random_state(
@@ -402,7 +468,9 @@ class RandTissueSynthesisd(RandomizableTransform, MapTransform):
         keys = list(self.key_iterator(d))
         if not keys:
             return d
-        out = self.synthesis.synthesise(as_spatial_tensor(d[self.tissue_key], type(self).__name__))
+        out = self.synthesis.synthesise(
+            as_spatial_tensor(d[self.tissue_key], type(self).__name__), self._fat_fraction(d)
+        )
         for key in keys:
             img = d[key]
             if tuple(np.shape(img))[1:] != tuple(out.shape[1:]):
@@ -412,3 +480,19 @@ class RandTissueSynthesisd(RandomizableTransform, MapTransform):
                 )
             d[key] = convert_to_dst_type(out.clone(), img, dtype=torch.float32)[0]
         return d
+
+    def _fat_fraction(self, d: Mapping[Hashable, Any]) -> torch.Tensor | None:
+        """``fat / (water + fat)`` of the water and fat keys, 0 where their sum is not positive; None without keys."""
+        if self.water_key is None or self.fat_key is None:
+            return None
+        missing = [k for k in (self.water_key, self.fat_key) if k not in d or d[k] is None]
+        if missing:
+            raise KeyError(
+                f"RandTissueSynthesisd: no {missing} in the data (keys: {sorted(map(str, d))}); the fat-fraction "
+                "mix needs the water and fat images (or set water_key and fat_key to None)"
+            )
+        water, fat = (
+            as_spatial_tensor(d[k], type(self).__name__).float().cpu() for k in (self.water_key, self.fat_key)
+        )
+        total = water + fat
+        return torch.where(total > 0, fat / total.clamp_min(1e-12), torch.zeros_like(total))

@@ -213,7 +213,7 @@ def complete_cohort(tmp_path_factory) -> Path:
     return out
 
 
-def _parser(cohort: Path, synthesis_prob: float) -> ConfigParser:
+def _parser(cohort: Path, synthesis_prob: float, fat_mix: bool = False) -> ConfigParser:
     parser = ConfigParser()
     parser.read_config(str(BUNDLE_ROOT / "configs" / "train.json"))
     parser.update(
@@ -221,11 +221,41 @@ def _parser(cohort: Path, synthesis_prob: float) -> ConfigParser:
             "bundle_root": str(BUNDLE_ROOT),
             "dataset_dir": str(cohort),
             "synthesis_prob": synthesis_prob,
+            "synthesis_fat_mix": fat_mix,
             "working_spacing": [8.0, 8.0, 12.0],
             "patch_size": [32, 32, 16],
         }
     )
     return parser
+
+
+def test_train_json_fat_mix_reads_the_dixon_fat_fraction(complete_cohort):
+    assert validate_train_settings(synthesis_fat_mix="true")["synthesis_fat_mix"] is True
+    for mix in (False, True):
+        parser = _parser(complete_cohort, 1.0, fat_mix=mix)
+        step = parser.get_parsed_content("train#synthesis_transforms")[0]
+        assert (step.water_key, step.fat_key) == (("water", "fat") if mix else (None, None))
+        for name, value in PLAIN.items():  # no noise, blur or bias: each voxel is its mean
+            setattr(step.synthesis, name, value)
+        item = parser.get_parsed_content("train_datalist")[0]
+        data = Compose(
+            parser.get_parsed_content("train#deterministic_transforms")
+            + parser.get_parsed_content("train#tissue_transforms")
+        )(dict(item))
+        image = step.set_random_state(11)(dict(data))["image"].as_tensor()
+        means = step.synthesis.means
+        psoas = data["tissue"].as_tensor() == 2
+        f = (data["fat"] / (data["water"] + data["fat"])).as_tensor()
+        expected = (1 - f) * means[2] + f * means[list(DEFAULT_TISSUE_GROUPS["fat"])].mean() if mix else means[2]
+        # the phantom's psoas holds 1-30 % fat: the mixed image follows it voxel by voxel, the plain one does not
+        assert torch.allclose(
+            image[psoas],
+            torch.as_tensor(expected, dtype=torch.float32)[psoas]
+            if mix
+            else torch.full_like(image[psoas], float(expected)),
+            atol=1e-5,
+        )
+        assert float(f[psoas].std()) > 0.005
 
 
 def test_train_json_leaves_the_step_out_at_zero_and_replaces_the_image_when_on(complete_cohort):
@@ -266,6 +296,8 @@ def test_train_command_runs_with_synthesis(complete_cohort, tmp_path):
         str(complete_cohort),
         "--synthesis_prob",
         "0.5",
+        "--synthesis_fat_mix",  # the guide's command with the mix: the water and fat keys reach the step
+        "true",
         "--epochs",
         "1",
         "--val_interval",
@@ -286,3 +318,62 @@ def test_train_command_runs_with_synthesis(complete_cohort, tmp_path):
     res = subprocess.run(cmd, cwd=BUNDLE_ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-3000:]
     assert (tmp_path / "models" / "model.pt").is_file()
+
+
+def _fat_fraction(tissue: MetaTensor, by_id: dict[int, float]) -> torch.Tensor:
+    f = torch.zeros(tissue.shape, dtype=torch.float32)
+    for i, value in by_id.items():
+        f[tissue.as_tensor() == i] = value
+    return f
+
+
+def test_fat_fraction_mix_known_answer_lean_part_of_fat_from_the_nearest_lean_tissue():
+    # stripes along x: background, psoas (2), subcutaneous fat (31), rectus abdominis (40)
+    tissue = _tissue(shape=(8, 4, 3), ids=(0, 2, 31, 40))
+    x = torch.arange(8)[:, None, None].expand(8, 4, 3)[None]
+    f = _fat_fraction(tissue, {2: 0.2, 40: 0.1})
+    f[(tissue.as_tensor() == 31) & (x == 4)] = 0.6  # the fat voxel next to the psoas: 40 % psoas
+    f[(tissue.as_tensor() == 31) & (x == 5)] = 0.7  # the one next to the rectus: 30 % rectus
+    synth = RandTissueSynthesis(prob=1.0, group_spread=0.05, **PLAIN).set_random_state(3)
+    out = synth(tissue, fat_fraction=f)[0].numpy()
+    m = synth.means
+    m_fat = m[list(DEFAULT_TISSUE_GROUPS["fat"])].mean()
+    assert np.all(out[0:2] == 0)  # background stays dark whatever its fat fraction
+    np.testing.assert_allclose(out[2:4], 0.8 * m[2] + 0.2 * m_fat, rtol=1e-5)
+    np.testing.assert_allclose(out[4], 0.4 * m[2] + 0.6 * m_fat, rtol=1e-5)
+    np.testing.assert_allclose(out[5], 0.3 * m[40] + 0.7 * m_fat, rtol=1e-5)
+    np.testing.assert_allclose(out[6:8], 0.9 * m[40] + 0.1 * m_fat, rtol=1e-5)
+    # without the map the same draw gives each id its own mean
+    plain = synth(tissue, randomize=False)[0].numpy()
+    np.testing.assert_allclose(plain[4:6], m[31], rtol=1e-6)
+
+
+def test_dictionary_fat_mix_uses_the_water_and_fat_images():
+    tissue = _tissue(shape=(8, 4, 3), ids=(0, 2, 31, 40))
+    f = _fat_fraction(tissue, {2: 0.25, 31: 0.9, 40: 0.5})
+    fat = MetaTensor(f * 200.0, affine=tissue.affine)
+    water = MetaTensor((1.0 - f) * 200.0, affine=tissue.affine)
+    water[tissue.as_tensor() == 0] = 0.0
+    fat[tissue.as_tensor() == 0] = 0.0  # background: no signal, fat fraction 0, no division by zero
+    data = {"image": _image(shape=(8, 4, 3)), "tissue": tissue, "water": water, "fat": fat}
+    out = RandTissueSynthesisd("image", prob=1.0, water_key="water", fat_key="fat").set_random_state(5)(data)
+    expected = RandTissueSynthesis(prob=1.0).set_random_state(5)(tissue, fat_fraction=f)
+    assert torch.allclose(out["image"].as_tensor(), expected.as_tensor(), atol=1e-6)
+    assert torch.isfinite(out["image"]).all()
+    unmixed = RandTissueSynthesisd("image", prob=1.0).set_random_state(5)(dict(data))
+    assert not torch.allclose(unmixed["image"].as_tensor(), out["image"].as_tensor())
+
+
+def test_fat_mix_parameters_and_inputs_are_checked():
+    with pytest.raises(ValueError, match="water_key and fat_key go together"):
+        RandTissueSynthesisd("image", water_key="water")
+    with pytest.raises(KeyError, match="needs the water and fat images"):
+        RandTissueSynthesisd("image", prob=1.0, water_key="water", fat_key="fat")(
+            {"image": _image(), "tissue": _tissue()}
+        )
+    with pytest.raises(ValueError, match="must have the same shape"):
+        RandTissueSynthesis(prob=1.0)(_tissue(), fat_fraction=torch.zeros(1, 3, 3, 3))
+    with pytest.raises(ValueError, match="fat_group 'fat' is not one of the groups"):
+        RandTissueSynthesis(prob=1.0, groups={"muscle": [1, 2]})(
+            _tissue(ids=(0, 1, 2)), fat_fraction=torch.zeros(1, 12, 10, 8)
+        )
