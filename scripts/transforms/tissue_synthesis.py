@@ -16,6 +16,7 @@ its lean tissue and fat in the proportion of the Dixon fat fraction, ``(1 - f) x
 the random contrast then keeps the phantom's intramuscular fat and the partial volume of every muscle border with
 the fat around it, which an id map (one id per voxel) cannot show. Why: trained on pure id-map images the network
 widened psoas and iliacus on Dixon images (docs/studies/training_history.md, "What widens the psoas and iliacus").
+Measured with two seeds, the mix widens them more, not less, so train.json leaves it off (``synthesis_fat_mix``).
 
 Conventions as in :mod:`scripts.transforms`: channel-first ``(C, X, Y, Z)`` arrays, the MetaTensor ``affine`` maps
 voxels to RAS world millimetres (LPS metadata is converted), spatial parameters are in mm and converted to voxels
