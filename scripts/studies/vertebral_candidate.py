@@ -152,7 +152,7 @@ def run(
     epochs: int = 20,
     val_interval: int = 4,
     learning_rate: float = 0.0002,
-    weights: Sequence[float] | str = (0.25, 0.5, 0.75, 1.0),
+    weights: Sequence[float] | str | float = (0.25, 0.5, 0.75, 1.0),
     keep_margin: float = 0.005,
     keep_ff_r2_margin: float | None = None,
     seed: int = 0,
@@ -181,6 +181,9 @@ def run(
         vertebral_context: True: the tune has 15 outputs (muscles and vertebrae); False: the shipped 9 outputs
             (a muscle-only tune, e.g. on a mix of anatomy-complete and default-anatomy cohorts).
     """
+    # one weight on the command line (``--weights 1``) arrives as a number, not a list
+    if isinstance(weights, (int, float)):
+        weights = [weights]
     ws = [float(w) for w in (weights.split(",") if isinstance(weights, str) else weights)]
     if not ws or any(not 0.0 < w <= 1.0 for w in ws):
         raise ValueError(f"weights must lie in (0, 1], got {ws}")

@@ -93,6 +93,9 @@ def test_tiny_run_end_to_end_and_resume(tmp_path: Path, cohort: Path):
     assert soup.stat().st_mtime_ns == stamp
     with pytest.raises(ValueError, match=r"\(0, 1\]"):
         run(str(cohort), str(cohort), str(cohort), **{**kwargs, "weights": "0"})
+    # one weight given on the command line (``--weights 1``) reaches run() as a number
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        run(str(cohort), str(cohort), str(cohort), **{**kwargs, "weights": 0})
 
 
 def test_muscle_only_tune_keeps_nine_outputs(tmp_path: Path, cohort: Path):
