@@ -13,9 +13,10 @@ network, sliding window, flip ensembling, inversion and largest component); only
 With ``--coil_decay_mm D`` every contrast is scored twice: as mixed, and shaded by a posterior surface coil whose
 gain falls as ``exp(-depth / D)`` from the body's posterior edge (no floor, no anterior coil; the profile of
 :class:`scripts.transforms.acquisition.surface_coil.RandSurfaceCoil`, fixed rather than drawn), named
-``<contrast>+coil<D>mm``. Real lumbar scans from a spine array can be that dark in front: on the MuscleMap sample
-the psoas is 0.09-0.29 times as bright as ES+MF, and a model that loses a psoas there can be measured on phantoms,
-where the truth is known, instead of on that one scan.
+``<contrast>+coil<D>mm``. Real lumbar scans from a spine array can be that dark in front (on the MuscleMap sample
+the psoas is 0.09-0.29 times as bright as ES+MF); this measures, where the truth is known, how a model holds muscle
+that dark. It did not predict which models lose that sample's right psoas (docs/studies/training_history.md, "Does a
+coil-shaded phantom show the lost psoas?").
 
 Usage::
 
