@@ -37,9 +37,11 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import torch
+from monai.data import MetaTensor
 from scripts.configuration.values import overrides_from_cli
 from scripts.evaluation.segmentation_metrics import compute_label_metrics
 from scripts.labels import MUSCLES
+from scripts.transforms.acquisition.surface_coil import RandSurfaceCoil
 
 __all__ = ["CONTRASTS", "mix_contrast", "coil_shaded", "evaluate_contrasts", "summarise"]
 
@@ -86,9 +88,6 @@ def coil_shaded(image: np.ndarray, affine: np.ndarray, decay_mm: float) -> np.nd
     """``image`` (X, Y, Z) times a posterior surface-coil gain ``exp(-depth / decay_mm)``, depth in mm from the
     body's posterior edge along the patient's antero-posterior axis (found through ``affine``, so LPS or RAS storage
     alike); the gain is 1 at that edge and behind it. Returns float32 of the input shape."""
-    from monai.data import MetaTensor
-    from scripts.transforms.acquisition.surface_coil import RandSurfaceCoil
-
     if not np.isfinite(decay_mm) or decay_mm <= 0:
         raise ValueError(f"coil_decay_mm must be a positive number of mm, not {decay_mm!r}")
     coil = RandSurfaceCoil(prob=1.0, decay_range_mm=(decay_mm, decay_mm), floor_range=(0.0, 0.0), anterior_prob=0.0)
