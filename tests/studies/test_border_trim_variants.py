@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from scripts.studies.border_trim_variants import side_errors, summary
+from scripts.quantification.statistics import trim_fat_border
+from scripts.studies.border_trim_variants import peel_fat_border, peel_passes, side_errors, summary
 
 
 def _case() -> tuple[np.ndarray, ...]:
@@ -32,3 +33,49 @@ def test_the_default_keeps_a_border_whose_neighbour_is_not_fat_enough_and_a_lowe
     table = summary(pd.DataFrame(rows))
     assert list(table.variant.astype(str)) == ["none", "0.7/0.8", "0.7/0.7"]
     assert table.bias_pp.iloc[2] == pytest.approx(0.0, abs=1e-9) and (table.sides == 1).all()
+
+
+def _two_voxel_rim() -> tuple[np.ndarray, ...]:
+    """A psoas of FF 10 % (6 x 6 voxels, 3 slices) drawn two voxels too wide into fat of FF 90 %, one fat voxel
+    (marbling) in its middle."""
+    truth = np.zeros((14, 14, 3), np.uint8)
+    truth[4:10, 4:10] = 1
+    pred = np.zeros_like(truth)
+    pred[2:12, 2:12] = 1  # two rings: 36 + 28 extra voxels per slice, 64 in all
+    ff = np.full(truth.shape, 0.90)
+    ff[truth == 1] = 0.10
+    ff[6, 6, :] = 0.90
+    return pred, truth, ff
+
+
+def test_a_peel_takes_a_fat_rim_as_deep_as_its_passes_and_never_the_marbling():
+    pred, truth, ff = _two_voxel_rim()
+    once = peel_fat_border(pred, ff, 2, 0.7, 0.8, 1)
+    np.testing.assert_array_equal(once, trim_fat_border(pred, ff, 2))  # one pass is the bundle's trim
+    assert int(once[:, :, 0].sum()) == 100 - 36  # the outer ring only
+    twice = peel_fat_border(pred, ff, 2, 0.7, 0.8, 2)
+    np.testing.assert_array_equal(twice, truth)  # both rings; the marbling voxel inside stays labelled
+    np.testing.assert_array_equal(peel_fat_border(pred, ff, 2, 0.7, 0.8, 5), truth)  # nothing more to take
+    rows = side_errors(pred, truth, 100 * ff, ff, np.eye(4), variants=[(0.7, 0.8), (0.7, 0.8, 2)])
+    errors = {r["variant"]: r["ff_error_pp"] for r in rows}
+    # truth: 35 voxels at 10 % and one at 90 % per slice; exact mean 12.2222 %
+    exact = 100 * (35 * 0.10 + 0.90) / 36
+    assert errors["0.7/0.8 x2"] == pytest.approx(0.0, abs=1e-9)
+    assert errors["0.7/0.8"] == pytest.approx(100 * (35 * 0.10 + 29 * 0.90) / 64 - exact)
+
+
+def test_a_depth_in_mm_peels_as_many_native_voxels_as_make_the_working_voxel():
+    pred, truth, ff = _two_voxel_rim()
+    fine, coarse = np.diag([1.0, 1.0, 4.0, 1.0]), np.diag([2.0, 2.0, 4.0, 1.0])
+    assert peel_passes("2mm", 1.0) == 2 and peel_passes("2mm", 2.0) == 1 and peel_passes("2mm", 0.8) == 3
+    assert peel_passes("2mm", 5.0) == 1 and peel_passes(3, 1.0) == 3
+    by_grid = {}
+    for name, affine in (("fine", fine), ("coarse", coarse)):
+        rows = side_errors(pred, truth, 100 * ff, ff, affine, variants=[(0.7, 0.8, "2mm")])
+        by_grid[name] = rows[0]["n_voxels"]
+    assert by_grid == {"fine": 36 * 3, "coarse": 64 * 3}
+    for bad in (0, 1.5, "2", "two mm"):
+        with pytest.raises(ValueError, match="passes must be"):
+            peel_passes(bad, 1.0)
+    with pytest.raises(ValueError, match="trim_ff <= fat_ff"):
+        peel_fat_border(pred, ff, 2, 0.9, 0.8, 2)
