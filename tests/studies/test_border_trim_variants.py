@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
+import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
 from scripts.quantification.statistics import trim_fat_border
 from scripts.studies.border_trim_variants import peel_fat_border, peel_passes, side_errors, summary
+
+from tests.conftest import BUNDLE_ROOT
 
 
 def _case() -> tuple[np.ndarray, ...]:
@@ -79,3 +86,29 @@ def test_a_depth_in_mm_peels_as_many_native_voxels_as_make_the_working_voxel():
             peel_passes(bad, 1.0)
     with pytest.raises(ValueError, match="trim_ff <= fat_ff"):
         peel_fat_border(pred, ff, 2, 0.9, 0.8, 2)
+
+
+def test_the_documented_command_on_a_validation_list(tmp_path):
+    """``python -m scripts.studies.border_trim_variants ... --key validation``, as heldout_phantoms.md runs it, on one
+    subject written here (1 x 1 x 4 mm, so ``2mm`` peels two voxels)."""
+    pred, truth, ff = _two_voxel_rim()
+    affine = np.diag([1.0, 1.0, 4.0, 1.0])
+    cohort, run = tmp_path / "cohort", tmp_path / "run" / "sub-0001"
+    (cohort / "sub-0001").mkdir(parents=True)
+    run.mkdir(parents=True)
+    nib.save(nib.Nifti1Image(truth, affine), str(cohort / "sub-0001" / "label.nii.gz"))
+    nib.save(nib.Nifti1Image(ff.astype(np.float32), affine), str(cohort / "sub-0001" / "ff_true.nii.gz"))
+    nib.save(nib.Nifti1Image(pred, affine), str(run / "sub-0001_seg.nii.gz"))
+    nib.save(nib.Nifti1Image((100 * ff).astype(np.float32), affine), str(run / "sub-0001_ff.nii.gz"))
+    entry = {"subject": "sub-0001", "label": "sub-0001/label.nii.gz", "ff_true": "sub-0001/ff_true.nii.gz"}
+    (cohort / "datalist.json").write_text(json.dumps({"training": [], "validation": [entry]}))
+    out_csv = tmp_path / "trim.csv"
+    cmd = [sys.executable, "-m", "scripts.studies.border_trim_variants", "--dataset_dir", str(cohort)]
+    cmd += ["--run_dir", str(run.parent), "--key", "validation", "--out_csv", str(out_csv)]
+    done = subprocess.run(cmd, cwd=BUNDLE_ROOT, check=True, capture_output=True, text=True)
+    assert "0.7/0.8 x2mm" in done.stdout, done.stdout
+    errors = pd.read_csv(out_csv).set_index("variant").ff_error_pp
+    assert errors["0.7/0.8 x2mm"] == pytest.approx(0.0, abs=1e-3)  # both rings peeled at 1 mm
+    assert errors["0.7/0.8"] == pytest.approx(
+        100 * (35 * 0.10 + 29 * 0.90) / 64 - 100 * (35 * 0.10 + 0.90) / 36, abs=1e-3
+    )
