@@ -266,6 +266,10 @@ INFERENCE_OPTIONS: dict[str, Option] = {
     # the trim rule compares with fat at FF 0.8 (scripts.quantification.statistics.trim_fat_border): a threshold above
     # it is void
     "border_trim_ff": Option("float", 0.0, 0.8, low_open=True, optional=True),
+    # scripts.pipeline.background_weight.MAX_BACKGROUND_WEIGHT (tested equal)
+    "background_weight": Option(
+        "float", 1.0, 20.0, help="factor on the background probability before the argmax: above 1, tighter borders"
+    ),
     "overwrite": _BOOL,
     "resume": _BOOL,
     # later: keep the montage panels, draw the pictures and page afterwards (python -m scripts.reporting.render_reports)
