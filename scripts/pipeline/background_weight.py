@@ -34,7 +34,9 @@ def check_background_weight(weight: float) -> float:
     try:
         value = float(weight)
     except (TypeError, ValueError):
-        raise ValueError(f"background_weight must be a number from 1 to {MAX_BACKGROUND_WEIGHT:g}, got {weight!r}")
+        raise ValueError(
+            f"background_weight must be a number from 1 to {MAX_BACKGROUND_WEIGHT:g}, got {weight!r}"
+        ) from None
     if not 1.0 <= value <= MAX_BACKGROUND_WEIGHT:
         raise ValueError(
             f"background_weight must be from 1 (the plain argmax) to {MAX_BACKGROUND_WEIGHT:g}, got {weight!r}: "

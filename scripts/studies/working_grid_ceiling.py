@@ -36,7 +36,6 @@ from monai.data import MetaTensor
 from monai.transforms import Orientation, Spacing, SpatialResample
 from nibabel.affines import voxel_sizes
 from scipy import ndimage
-
 from scripts.evaluation.segmentation_metrics import dice
 from scripts.labels import MUSCLE_VALUES, muscle_and_side
 from scripts.studies.border_trim_variants import side_errors
