@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from scripts.configuration.muscle_weights import muscle_weights
 from scripts.configuration.values import BOOL_SPELLINGS, as_bool
 
 __all__ = [
@@ -63,6 +64,7 @@ class Option:
         optional: None (and the strings "none" / "null") is accepted and returned as None.
         length: number of elements of a list option.
         multiple_of: every element of an ``"ints"`` option must be a multiple of this (the network's stride).
+        parse: for an ``"any"`` option, ``parse(value, name)`` gives the typed value or raises ``ValueError``.
         help: what the option does, for the error message.
     """
 
@@ -76,6 +78,7 @@ class Option:
     length: int | None = None
     multiple_of: int | None = None
     help: str = ""
+    parse: Callable[[Any, str], Any] | None = None
 
     def accepted(self) -> str:
         """What the option accepts, in words (for error messages and the documentation)."""
@@ -184,6 +187,8 @@ def typed_value(option: Option, value: Any, name: str) -> Any:
         if not isinstance(value, str) or not value.strip():
             raise ValueError(f"{name} must be a non-empty text value, not {value!r}")
         return value
+    if option.parse is not None:
+        return option.parse(value, name)
     return value
 
 
@@ -266,9 +271,10 @@ INFERENCE_OPTIONS: dict[str, Option] = {
     # the trim rule compares with fat at FF 0.8 (scripts.quantification.statistics.trim_fat_border): a threshold above
     # it is void
     "border_trim_ff": Option("float", 0.0, 0.8, low_open=True, optional=True),
-    # scripts.pipeline.background_weight.MAX_BACKGROUND_WEIGHT (tested equal)
     "background_weight": Option(
-        "float", 1.0, 20.0, help="factor on the background probability before the argmax: above 1, tighter borders"
+        "any",
+        parse=muscle_weights,
+        help="how many times a muscle's probability must exceed the background's (a number, or one per muscle)",
     ),
     "overwrite": _BOOL,
     "resume": _BOOL,

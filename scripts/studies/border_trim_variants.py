@@ -145,7 +145,7 @@ def side_errors(
                     "side": side,
                     "variant": _name(variant),
                     "n_voxels": int(m.sum()),
-                    "ff_error_pp": 100.0 * (float(ff[m].mean()) - float(np.mean(ff_true[t]))),
+                    "ff_error_pp": 100.0 * (float(ff[m].mean()) - float(np.nanmean(ff_true[t]))),
                 }
             )
     return rows

@@ -68,6 +68,7 @@ def segment(
     network_key: str = "network_def",
     inferer_key: str = "inferer",
     largest_component_labels: Sequence[int] = MUSCLE_VALUES,
+    weigh_muscles: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Label map (input grid) of one image by the bundle's network and inference settings.
 
@@ -79,6 +80,8 @@ def segment(
         network_key, inferer_key: the inference.json nodes of the network and its inferer (the spine network:
             ``spine_network_def``, ``spine_inferer``).
         largest_component_labels: labels reduced to their largest connected piece (none: every piece kept).
+        weigh_muscles: apply inference.json's ``background_weight`` before the argmax, as the inference does (the
+            muscle network's channels; off for the spine network).
 
     Returns:
         (label map on the image's grid, the image's affine).
@@ -95,6 +98,7 @@ def segment(
         ScaleIntensityRangePercentilesd,
         Spacingd,
     )
+    from scripts.pipeline.background_weight import BackgroundWeightd
     from scripts.pipeline.postprocess import KeepLargestComponentPerLabeld
 
     p = ConfigParser()
@@ -117,8 +121,10 @@ def segment(
     d = pre({"image": str(image_path)})
     with torch.no_grad():
         d["pred"] = p.get_parsed_content(inferer_key)(d["image"][None].float(), net)[0]
-    post = [
-        Activationsd("pred", softmax=True),
+    post = [Activationsd("pred", softmax=True)]
+    if weigh_muscles:
+        post.append(BackgroundWeightd("pred", weight=p.get_parsed_content("background_weight")))
+    post += [
         Invertd("pred", transform=pre, orig_keys="image", nearest_interp=False),
         AsDiscreted("pred", argmax=True),
     ]

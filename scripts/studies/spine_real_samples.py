@@ -147,6 +147,7 @@ def run(
             network_key="spine_network_def",
             inferer_key="spine_inferer",
             largest_component_labels=(),
+            weigh_muscles=False,
         )
         pieces = body_pieces(spine, affine, column_mm).assign(sample=name)
         _, record = count_bodies_from_sacrum(spine, affine)

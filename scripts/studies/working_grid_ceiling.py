@@ -4,10 +4,14 @@ The network decides on the working grid (2 x 2 x 4 mm) and its probabilities com
 trilinear interpolation and an argmax (:mod:`scripts.pipeline.inverted_argmax`). Even a network that reproduced
 its training target exactly would then miss a native voxel here and there at every border. This study measures
 that floor: for each phantom subject it builds the label map such a perfect network would give, measures each side's
-mean FF on the run's own FF map with the FF step's default border trim, and compares it with the phantom's exact FF
-over the true label (as :mod:`scripts.studies.border_trim_variants` does for the network's labels). Three labels:
+mean FF on the run's own FF map with the FF step's default border trim, and compares it with a reference over the
+true label: ``reference="image"`` (default) the plain mean of the same FF map over the true label, which is what
+``scripts.evaluation.evaluate_phantom`` calls the truth (the phantom's ``ff_mean_pct``: the images' own FF); or
+``reference="exact"`` the phantom's exact tissue FF (``ff_true``), which adds the FF map's own error (noise, partial
+volume), as :mod:`scripts.studies.border_trim_variants` measures. The labels:
 
-- ``truth_plain``: the true label on the input grid, the plain mean (the FF map's own error);
+- ``truth_plain``: the true label on the input grid, the plain mean (zero against the image reference; the FF
+  map's own error against the exact one);
 - ``truth``: the true label on the input grid with the trim (adds the trim's error, still no resampling);
 - ``target``: the training target (the true label resampled to the working grid by nearest neighbour, as
   ``configs/train.json`` does), one-hot, brought back as the inference brings probabilities back;
@@ -18,7 +22,7 @@ over the true label (as :mod:`scripts.studies.border_trim_variants` does for the
 ::
 
     python -m scripts.studies.working_grid_ceiling --dataset_dir phantom_train_crest \
-        --run_dir <run>/phantom_train_crest/predict/out --key validation --out_csv ceiling.csv
+        --run_dir <run>/phantom_train_crest/predict/out --key validation --out_csv ceiling.csv [--reference exact]
 """
 
 from __future__ import annotations
@@ -100,15 +104,25 @@ def soft_working_and_back(labels: MetaTensor, spacing: Sequence[float] = WORKING
 
 
 def subject_rows(
-    truth: np.ndarray, network: np.ndarray, ff_pct: np.ndarray, ff_true: np.ndarray, affine: np.ndarray
+    truth: np.ndarray,
+    network: np.ndarray,
+    ff_pct: np.ndarray,
+    ff_true: np.ndarray,
+    affine: np.ndarray,
+    reference: str = "image",
 ) -> list[dict]:
-    """Per side and label kind: FF error (pp, default trim, against the exact FF of the true label) and Dice.
+    """Per side and label kind: FF error (pp, default trim, against the reference over the true label) and Dice.
 
     Args:
         truth: the phantom's true label map on the input grid.
         network: the run's label map on the same grid.
         ff_pct: the run's FF map in percent; ff_true: the exact voxel FF (fraction); affine: the grid's affine.
+        reference: ``"image"`` (the FF map's plain mean over the true label) or ``"exact"`` (``ff_true``'s).
     """
+    if reference not in ("image", "exact"):
+        raise ValueError(f"reference must be 'image' or 'exact', got {reference!r}")
+    if reference == "image":
+        ff_true = np.asarray(ff_pct, dtype=np.float64) / 100.0
     t_ras = _ras(truth, affine)
     ras = [t_ras.numpy()[0]]
     for array in (network, ff_pct, ff_true):
@@ -144,7 +158,7 @@ def subject_rows(
     return rows
 
 
-def run_rows(dataset_dir: str, run_dir: str, key: str = "testing") -> pd.DataFrame:
+def run_rows(dataset_dir: str, run_dir: str, key: str = "testing", reference: str = "image") -> pd.DataFrame:
     """:func:`subject_rows` for every subject of the datalist's ``key`` with a finished result in ``run_dir``."""
     root, run = Path(dataset_dir), Path(run_dir)
     datalist = json.loads((root / "datalist.json").read_text())
@@ -159,7 +173,7 @@ def run_rows(dataset_dir: str, run_dir: str, key: str = "testing") -> pd.DataFra
         arrays = [np.asarray(nib.load(str(root / entry["label"])).dataobj), np.asarray(img.dataobj)]
         for path in (run / subject / f"{subject}_ff.nii.gz", root / entry["ff_true"]):
             arrays.append(np.asarray(nib.load(str(path)).dataobj, dtype=np.float64))
-        rows += [{"subject": subject, **row} for row in subject_rows(*arrays, img.affine)]
+        rows += [{"subject": subject, **row} for row in subject_rows(*arrays, img.affine, reference)]
     if not rows:
         raise FileNotFoundError(f"{run} holds no finished subject of {root / 'datalist.json'}: run inference first")
     return pd.DataFrame(rows)
@@ -179,9 +193,11 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["label_kind", "muscle"]).reset_index(drop=True)
 
 
-def main(dataset_dir: str, run_dir: str, out_csv: str | None = None, key: str = "testing") -> None:
+def main(
+    dataset_dir: str, run_dir: str, out_csv: str | None = None, key: str = "testing", reference: str = "image"
+) -> None:
     """Print the summary; with ``out_csv`` also write the per-side rows there."""
-    rows = run_rows(dataset_dir, run_dir, key)
+    rows = run_rows(dataset_dir, run_dir, key, reference)
     if out_csv:
         rows.to_csv(out_csv, index=False, float_format="%.4f")
     print(summary(rows).round(3).to_string(index=False))

@@ -85,3 +85,14 @@ def test_the_documented_command_runs_on_a_cohort_written_in_the_test(tmp_path):
     assert len(written) == len(LABELS) and set(written.subject) == {"sub-01"}
     net = written.set_index("label_kind").loc["network", "ff_error_pp"]
     assert net == pytest.approx(100 * (120 * 0.10 + 48 * 0.90) / 168 - 10.0, abs=1e-3)
+
+
+def test_the_image_reference_leaves_out_the_ff_map_s_own_error_and_the_exact_one_keeps_it():
+    truth, network, ff_pct, ff_true = _case()
+    biased = ff_pct + np.where(truth == 1, 2.0, 0.0)  # an FF map reading the muscle 2 pp too fatty
+    image = pd.DataFrame(subject_rows(truth, network, biased, ff_true, AFFINE)).set_index("label_kind")
+    exact = pd.DataFrame(subject_rows(truth, network, biased, ff_true, AFFINE, "exact")).set_index("label_kind")
+    assert image.loc["truth_plain", "ff_error_pp"] == pytest.approx(0.0, abs=1e-9)
+    assert exact.loc["truth_plain", "ff_error_pp"] == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="reference"):
+        subject_rows(truth, network, biased, ff_true, AFFINE, "nominal")
