@@ -468,3 +468,34 @@ def test_a_fine_tune_never_saves_a_model_worse_than_its_start(tiny_cohort, tiny_
     log = res.stdout + res.stderr
     assert "no epoch of this run beat the starting weights' validation score" in log and "model_last.pt" in log
     assert not (tmp_path / "models" / "train_state").exists()
+
+
+def test_background_weight_typed_on_the_command_line_shrinks_the_weighted_muscle(tiny_cohort, tiny_model, tmp_path):
+    """``--background_weight`` as a user types it (a number, or JSON per muscle): the weighted muscle's labels shrink,
+    the run record keeps the weights, and a weight under 1 is refused before anything is written."""
+    dl = json.loads((tiny_cohort / "datalist.json").read_text())
+    subject = dl["testing"][0]["subject"]
+    common = ["--config_file", "configs/inference.json", "--dataset_dir", str(tiny_cohort)]
+    common += ["--ckpt_path", str(tiny_model / "models" / "model.pt"), "--roi_size", "[32,32,16]"]
+    common += ["--write_report", "false", *TINY_OVERRIDES[:2]]
+    volumes = {}
+    for name, weight in (("plain", "1"), ("psoas", '{"psoas": 20, "iliacus": 20}')):
+        out = tmp_path / name
+        res = _bundle_run(*common, "--output_dir", str(out), "--background_weight", weight)
+        assert res.returncode == 0, res.stderr[-3000:]
+        seg = np.asarray(nib.load(out / subject / f"{subject}_seg.nii.gz").dataobj)
+        volumes[name] = np.bincount(seg.ravel(), minlength=9)[:9]  # voxels per label 0-8
+        record = json.loads((out / subject / f"{subject}_run.json").read_text())
+        volumes[name + "_record"] = record["settings"]["segmentation"]["background_weight"]
+    assert volumes["plain_record"] == dict.fromkeys(
+        ("psoas", "iliacus", "quadratus_lumborum", "erector_spinae_multifidus"), 1.0
+    )
+    assert volumes["psoas_record"]["psoas"] == 20.0 and volumes["psoas_record"]["quadratus_lumborum"] == 1.0
+    plain = volumes["plain"][1:5].sum()  # psoas and iliacus, both sides
+    assert plain > 0, volumes["plain"]  # the tiny model draws them, so the comparison means something
+    assert volumes["psoas"][1:5].sum() < plain
+    # the unweighted QL and ES+MF (5-8) never lose a voxel: only the weighted channels were divided
+    assert (volumes["psoas"][5:9] >= volumes["plain"][5:9]).all(), (volumes["plain"], volumes["psoas"])
+    bad = tmp_path / "bad"
+    res = _bundle_run(*common, "--output_dir", str(bad), "--background_weight", "0.5")
+    assert res.returncode != 0 and "background_weight" in res.stderr and not bad.exists()

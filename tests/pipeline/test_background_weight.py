@@ -130,7 +130,8 @@ def test_the_setting_types_the_weights_and_refuses_a_wrong_value_before_anything
 
 def test_inference_json_weighs_after_the_confidence_and_before_the_argmax():
     config = json.loads((BUNDLE_ROOT / "configs" / "inference.json").read_text())
-    assert config["background_weight"] == 1.0  # the default: unchanged labels
+    # the default chosen on the validation phantoms (docs/studies/heldout_phantoms.md, "the border decision")
+    assert config["background_weight"] == {"psoas": 1.5, "iliacus": 1.5}
     names = [s["_target_"].rsplit(".", 1)[-1] for s in config["postprocessing"]["transforms"]]
     at = names.index("BackgroundWeightd")
     assert names.index("NetworkConfidenced") < at < names.index("InvertedArgmaxd") == at + 1
