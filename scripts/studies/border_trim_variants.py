@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import nibabel as nib
@@ -31,7 +31,7 @@ from scripts.grid import slice_axis_from_affine
 from scripts.labels import MUSCLE_VALUES, muscle_and_side
 from scripts.quantification.statistics import trim_fat_border
 
-__all__ = ["VARIANTS", "peel_passes", "peel_fat_border", "side_errors", "run_errors", "summary"]
+__all__ = ["VARIANTS", "peel_passes", "peel_fat_border", "side_errors", "finished_subjects", "run_errors", "summary"]
 
 Variant = tuple[float, float] | tuple[float, float, int | str] | None
 
@@ -151,8 +151,12 @@ def side_errors(
     return rows
 
 
-def run_errors(dataset_dir: str, run_dir: str, key: str = "testing") -> pd.DataFrame:
-    """:func:`side_errors` for every subject of a phantom cohort's datalist with a finished result in ``run_dir``.
+def finished_subjects(
+    dataset_dir: str, run_dir: str, key: str = "testing"
+) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """``(subject, pred, truth, ff_pct, ff_true, affine)`` for every subject of a phantom cohort's datalist ``key``
+    (all sections if it has none) with a finished result in ``run_dir``: the run's label map, the true label map,
+    the run's FF map (percent), the exact voxel FF (fraction), the grid's affine; the maps as float64 but the run's.
 
     Raises:
         FileNotFoundError: no subject of the datalist has a result in ``run_dir``.
@@ -160,20 +164,28 @@ def run_errors(dataset_dir: str, run_dir: str, key: str = "testing") -> pd.DataF
     root, run = Path(dataset_dir), Path(run_dir)
     datalist = json.loads((root / "datalist.json").read_text())
     entries = datalist.get(key) or [e for k in ("training", "validation", "testing") for e in datalist.get(k, [])]
-    rows = []
+    found = False
     for entry in entries:
         subject = entry["subject"]
         seg = run / subject / f"{subject}_seg.nii.gz"
         if not seg.is_file():
             continue
+        found = True
         img = nib.load(str(seg))
-        arrays = [np.asarray(img.dataobj)]
-        for path in (root / entry["label"], run / subject / f"{subject}_ff.nii.gz", root / entry["ff_true"]):
-            arrays.append(np.asarray(nib.load(str(path)).dataobj, dtype=np.float64))
-        for row in side_errors(arrays[0], arrays[1], arrays[2], arrays[3], img.affine):
-            rows.append({"subject": subject, **row})
-    if not rows:
+        arrays = [
+            np.asarray(nib.load(str(path)).dataobj, dtype=np.float64)
+            for path in (root / entry["label"], run / subject / f"{subject}_ff.nii.gz", root / entry["ff_true"])
+        ]
+        yield subject, np.asarray(img.dataobj), *arrays, img.affine
+    if not found:
         raise FileNotFoundError(f"{run} holds no finished subject of {root / 'datalist.json'}: run inference first")
+
+
+def run_errors(dataset_dir: str, run_dir: str, key: str = "testing") -> pd.DataFrame:
+    """:func:`side_errors` for every subject of :func:`finished_subjects`."""
+    rows = []
+    for subject, pred, truth, ff_pct, ff_true, affine in finished_subjects(dataset_dir, run_dir, key):
+        rows += [{"subject": subject, **row} for row in side_errors(pred, truth, ff_pct, ff_true, affine)]
     return pd.DataFrame(rows)
 
 

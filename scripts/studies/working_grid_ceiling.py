@@ -27,12 +27,9 @@ volume), as :mod:`scripts.studies.border_trim_variants` measures. The labels:
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
-from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 import torch
@@ -41,8 +38,8 @@ from monai.transforms import Orientation, Spacing, SpatialResample
 from nibabel.affines import voxel_sizes
 from scipy import ndimage
 from scripts.evaluation.segmentation_metrics import dice
-from scripts.labels import MUSCLE_VALUES, muscle_and_side
-from scripts.studies.border_trim_variants import side_errors
+from scripts.labels import MUSCLE_VALUES
+from scripts.studies.border_trim_variants import finished_subjects, side_errors
 
 __all__ = ["WORKING_SPACING", "LABELS", "to_working_and_back", "soft_working_and_back", "subject_rows", "run_rows"]
 
@@ -139,43 +136,18 @@ def subject_rows(
     rows = []
     for kind, pred in labels.items():
         variant = None if kind == "truth_plain" else (0.7, 0.8)
-        errors = side_errors(pred, truth_r, ff_r, ff_true_r, ras_affine, variants=[variant])
-        by_label = {row["label"]: row for row in errors}
-        for value in MUSCLE_VALUES:
-            if value not in by_label:
-                continue
-            muscle, side = muscle_and_side(value)
-            rows.append(
-                {
-                    "label_kind": kind,
-                    "label": value,
-                    "muscle": muscle,
-                    "side": side,
-                    "dice": dice(pred == value, truth_r == value),
-                    "ff_error_pp": by_label[value]["ff_error_pp"],
-                }
-            )
+        for row in side_errors(pred, truth_r, ff_r, ff_true_r, ras_affine, variants=[variant]):
+            kept = {k: row[k] for k in ("label", "muscle", "side")}
+            dsc = dice(pred == row["label"], truth_r == row["label"])
+            rows.append({"label_kind": kind, **kept, "dice": dsc, "ff_error_pp": row["ff_error_pp"]})
     return rows
 
 
 def run_rows(dataset_dir: str, run_dir: str, key: str = "testing", reference: str = "image") -> pd.DataFrame:
     """:func:`subject_rows` for every subject of the datalist's ``key`` with a finished result in ``run_dir``."""
-    root, run = Path(dataset_dir), Path(run_dir)
-    datalist = json.loads((root / "datalist.json").read_text())
-    entries = datalist.get(key) or [e for k in ("training", "validation", "testing") for e in datalist.get(k, [])]
     rows = []
-    for entry in entries:
-        subject = entry["subject"]
-        seg = run / subject / f"{subject}_seg.nii.gz"
-        if not seg.is_file():
-            continue
-        img = nib.load(str(seg))
-        arrays = [np.asarray(nib.load(str(root / entry["label"])).dataobj), np.asarray(img.dataobj)]
-        for path in (run / subject / f"{subject}_ff.nii.gz", root / entry["ff_true"]):
-            arrays.append(np.asarray(nib.load(str(path)).dataobj, dtype=np.float64))
-        rows += [{"subject": subject, **row} for row in subject_rows(*arrays, img.affine, reference)]
-    if not rows:
-        raise FileNotFoundError(f"{run} holds no finished subject of {root / 'datalist.json'}: run inference first")
+    for subject, pred, truth, ff_pct, ff_true, affine in finished_subjects(dataset_dir, run_dir, key):
+        rows += [{"subject": subject, **row} for row in subject_rows(truth, pred, ff_pct, ff_true, affine, reference)]
     return pd.DataFrame(rows)
 
 
