@@ -27,8 +27,10 @@ volume), as :mod:`scripts.studies.border_trim_variants` measures. The labels:
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -43,8 +45,10 @@ from scripts.studies.border_trim_variants import finished_subjects, side_errors
 
 __all__ = ["WORKING_SPACING", "LABELS", "to_working_and_back", "soft_working_and_back", "subject_rows", "run_rows"]
 
-WORKING_SPACING: tuple[float, float, float] = (2.0, 2.0, 4.0)
-"""The inference's and training's working grid in mm (RAS axes), ``configs/inference.json`` ``working_spacing``."""
+WORKING_SPACING: tuple[float, ...] = tuple(
+    json.loads((Path(__file__).resolve().parents[2] / "configs" / "inference.json").read_text())["working_spacing"]
+)
+"""The inference's working grid in mm (RAS axes), read from ``configs/inference.json`` so that the two never differ."""
 
 LABELS: tuple[str, ...] = ("truth_plain", "truth", "target", "soft", "network")
 
@@ -126,9 +130,10 @@ def subject_rows(
         ras.append(_ras(array, affine).numpy()[0])
     truth_r, net_r, ff_r, ff_true_r = ras
     ras_affine = np.asarray(t_ras.affine, dtype=np.float64)
+    muscles = np.where((truth_r >= 1) & (truth_r <= 8), truth_r, 0).astype(np.uint8)
     labels = {
-        "truth_plain": np.where((truth_r >= 1) & (truth_r <= 8), truth_r, 0).astype(np.uint8),
-        "truth": np.where((truth_r >= 1) & (truth_r <= 8), truth_r, 0).astype(np.uint8),
+        "truth_plain": muscles,
+        "truth": muscles,
         "target": to_working_and_back(t_ras),
         "soft": soft_working_and_back(t_ras),
         "network": net_r.astype(np.uint8),
