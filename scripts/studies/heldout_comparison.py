@@ -1,0 +1,116 @@
+"""Two evaluations of the same held-out phantoms side by side, unrounded: the numbers an adoption rule is checked on.
+
+A candidate model (new weights, a new inference default) is adopted or not by rules written before its held-out
+run (docs/studies/training_history.md, heldout_phantoms.md): a mean Dice at least the baseline's plus a margin,
+a per-muscle median FF error no more than some tenths of a point worse, and so on. ``evaluate_phantom``'s
+``summary.md`` rounds Dice to three decimals and FF errors to two, which can turn a gain of 0.0019 into 0.002: a
+rule checked on the summary can pass when it fails. This tool recomputes every measure from the two evaluations'
+per-case tables at full precision and gives the candidate minus the baseline.
+
+Measures (each evaluation: ``segmentation_metrics.csv`` and ``ff_agreement.csv`` of
+``scripts.evaluation.evaluate_phantom --out_dir``; sides left and right, muscles 1-8 only):
+
+- ``dice_<muscle>``, ``hd95_mm_<muscle>``: mean over the sides of the muscle (both sides pooled);
+  ``dice_mean``: the mean of the four muscles' means;
+- ``ff_median_pp_<muscle>``, ``ff_p95_pp_<muscle>``: median and 95th percentile of the per-side absolute error of
+  the mean FF (percentage points); ``ff_median_pp_mean``: the mean of the four medians;
+- ``ff_median_pp``, ``ff_p95_pp``, ``ff_r2``, ``ff_bias_pp``: all sides pooled; R^2 of the regression of predicted on
+  true FF and the Bland-Altman bias (predicted minus true), as ``evaluate_phantom`` reports them.
+
+::
+
+    python -m scripts.studies.heldout_comparison --baseline eval_base/accuracy --candidate eval_new/accuracy \
+        [--out_csv comparison.csv]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scripts.evaluation.agreement import bland_altman, linear_regression
+from scripts.labels import MUSCLES
+
+__all__ = ["accuracy_measures", "compare", "main"]
+
+TABLES = ("segmentation_metrics.csv", "ff_agreement.csv")
+
+
+def _tables(accuracy_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    root = Path(accuracy_dir)
+    missing = [name for name in TABLES if not (root / name).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{root} lacks {', '.join(missing)}: give the --out_dir of scripts.evaluation.evaluate_phantom "
+            "(python -m scripts.evaluation.evaluate_phantom --dataset_dir D --pred_dir P --out_dir <this folder>)"
+        )
+    seg, ff = (pd.read_csv(root / name) for name in TABLES)
+    return seg[seg.side.isin(["left", "right"])], ff[ff.side.isin(["left", "right"])]
+
+
+def accuracy_measures(accuracy_dir: str | Path) -> pd.Series:
+    """Every measure of the module docstring for one evaluation, at full precision.
+
+    Raises:
+        FileNotFoundError: a per-case table is missing.
+        ValueError: a muscle has no side in the segmentation table, or no side has both a predicted and a true FF.
+    """
+    seg, ff = _tables(accuracy_dir)
+    sides = ff.dropna(subset=["ff_mean_pct_pred", "ff_mean_pct_truth"])
+    if sides.empty:
+        raise ValueError(f"{accuracy_dir}: no side has both a predicted and a true mean FF")
+    error = (sides.ff_mean_pct_pred - sides.ff_mean_pct_truth).abs()
+    out: dict[str, float] = {}
+    for muscle in MUSCLES:
+        rows = seg[seg.muscle == muscle]
+        if rows.empty:
+            raise ValueError(f"{accuracy_dir}: segmentation_metrics.csv has no side of {muscle}")
+        out[f"dice_{muscle}"] = float(rows.dice.mean())
+        out[f"hd95_mm_{muscle}"] = float(rows.hd95_mm.replace([np.inf], np.nan).mean())
+        e = error[sides.muscle == muscle]
+        out[f"ff_median_pp_{muscle}"] = float(e.median())
+        out[f"ff_p95_pp_{muscle}"] = float(e.quantile(0.95))
+    out["dice_mean"] = float(np.mean([out[f"dice_{m}"] for m in MUSCLES]))
+    out["ff_median_pp_mean"] = float(np.nanmean([out[f"ff_median_pp_{m}"] for m in MUSCLES]))
+    out["ff_median_pp"] = float(error.median())
+    out["ff_p95_pp"] = float(error.quantile(0.95))
+    out["ff_r2"] = float(linear_regression(sides.ff_mean_pct_truth, sides.ff_mean_pct_pred).r2)
+    out["ff_bias_pp"] = float(bland_altman(sides.ff_mean_pct_pred, sides.ff_mean_pct_truth).bias)
+    return pd.Series(out, name=str(accuracy_dir))
+
+
+def compare(baseline_dir: str | Path, candidate_dir: str | Path) -> pd.DataFrame:
+    """One row per measure: ``baseline``, ``candidate`` and ``difference`` (candidate minus baseline).
+
+    Raises:
+        ValueError: the two evaluations are not of the same subjects (a comparison of different phantoms would
+            say nothing about the models).
+    """
+    subjects = [set(_tables(d)[0].subject) for d in (baseline_dir, candidate_dir)]
+    if subjects[0] != subjects[1]:
+        raise ValueError(
+            f"{baseline_dir} and {candidate_dir} evaluate different subjects "
+            f"({len(subjects[0] ^ subjects[1])} differ): run both models on the same held-out set"
+        )
+    table = pd.DataFrame({"baseline": accuracy_measures(baseline_dir), "candidate": accuracy_measures(candidate_dir)})
+    table["difference"] = table.candidate - table.baseline
+    return table.rename_axis("measure").reset_index()
+
+
+def main(baseline: str, candidate: str, out_csv: str | None = None) -> None:
+    """Print the comparison as Markdown (five decimals) and optionally write it as CSV (full precision)."""
+    table = compare(baseline, candidate)
+    lines = ["| measure | baseline | candidate | candidate - baseline |", "|---|---|---|---|"]
+    for row in table.itertuples():
+        lines.append(f"| {row.measure} | {row.baseline:.5f} | {row.candidate:.5f} | {row.difference:+.5f} |")
+    print("\n".join(lines))
+    if out_csv:
+        Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out_csv, index=False)
+
+
+if __name__ == "__main__":
+    import fire
+
+    fire.Fire(main)
