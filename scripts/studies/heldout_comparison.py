@@ -17,10 +17,13 @@ Measures (each evaluation: ``segmentation_metrics.csv`` and ``ff_agreement.csv``
 - ``ff_median_pp``, ``ff_p95_pp``, ``ff_r2``, ``ff_bias_pp``: all sides pooled; R^2 of the regression of predicted on
   true FF and the Bland-Altman bias (predicted minus true), as ``evaluate_phantom`` reports them.
 
+``--n_bootstrap N`` adds a paired bootstrap over subjects: how far the difference would move on another draw of
+the same number of phantoms (two held-out draws of 20 moved a muscle's median FF error by up to 0.25 pp).
+
 ::
 
     python -m scripts.studies.heldout_comparison --baseline eval_base/accuracy --candidate eval_new/accuracy \
-        [--out_csv comparison.csv]
+        [--out_csv comparison.csv] [--n_bootstrap 2000 --seed 0]
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import pandas as pd
 from scripts.evaluation.agreement import bland_altman, linear_regression
 from scripts.labels import MUSCLES
 
-__all__ = ["accuracy_measures", "compare", "main"]
+__all__ = ["measures", "accuracy_measures", "compare", "main"]
 
 TABLES = ("segmentation_metrics.csv", "ff_agreement.csv")
 
@@ -49,23 +52,21 @@ def _tables(accuracy_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return seg[seg.side.isin(["left", "right"])], ff[ff.side.isin(["left", "right"])]
 
 
-def accuracy_measures(accuracy_dir: str | Path) -> pd.Series:
-    """Every measure of the module docstring for one evaluation, at full precision.
+def measures(seg: pd.DataFrame, ff: pd.DataFrame, where: str = "the tables") -> pd.Series:
+    """Every measure of the module docstring from per-side tables (``side`` left or right only).
 
     Raises:
-        FileNotFoundError: a per-case table is missing.
-        ValueError: a muscle has no side in the segmentation table, or no side has both a predicted and a true FF.
+        ValueError: a muscle has no side in ``seg``, or no side of ``ff`` has both a predicted and a true FF.
     """
-    seg, ff = _tables(accuracy_dir)
     sides = ff.dropna(subset=["ff_mean_pct_pred", "ff_mean_pct_truth"])
     if sides.empty:
-        raise ValueError(f"{accuracy_dir}: no side has both a predicted and a true mean FF")
+        raise ValueError(f"{where}: no side has both a predicted and a true mean FF")
     error = (sides.ff_mean_pct_pred - sides.ff_mean_pct_truth).abs()
     out: dict[str, float] = {}
     for muscle in MUSCLES:
         rows = seg[seg.muscle == muscle]
         if rows.empty:
-            raise ValueError(f"{accuracy_dir}: segmentation_metrics.csv has no side of {muscle}")
+            raise ValueError(f"{where}: segmentation_metrics.csv has no side of {muscle}")
         out[f"dice_{muscle}"] = float(rows.dice.mean())
         out[f"hd95_mm_{muscle}"] = float(rows.hd95_mm.replace([np.inf], np.nan).mean())
         e = error[sides.muscle == muscle]
@@ -77,17 +78,42 @@ def accuracy_measures(accuracy_dir: str | Path) -> pd.Series:
     out["ff_p95_pp"] = float(error.quantile(0.95))
     out["ff_r2"] = float(linear_regression(sides.ff_mean_pct_truth, sides.ff_mean_pct_pred).r2)
     out["ff_bias_pp"] = float(bland_altman(sides.ff_mean_pct_pred, sides.ff_mean_pct_truth).bias)
-    return pd.Series(out, name=str(accuracy_dir))
+    return pd.Series(out)
 
 
-def compare(baseline_dir: str | Path, candidate_dir: str | Path) -> pd.DataFrame:
+def accuracy_measures(accuracy_dir: str | Path) -> pd.Series:
+    """:func:`measures` of one evaluation folder, at full precision.
+
+    Raises:
+        FileNotFoundError: a per-case table is missing.
+        ValueError: see :func:`measures`.
+    """
+    return measures(*_tables(accuracy_dir), where=str(accuracy_dir)).rename(str(accuracy_dir))
+
+
+def _resampled(table: pd.DataFrame, subjects: np.ndarray) -> pd.DataFrame:
+    """The rows of ``subjects`` (a subject drawn twice contributes its rows twice)."""
+    groups = dict(tuple(table.groupby("subject", sort=False)))
+    return pd.concat([groups[s] for s in subjects if s in groups], ignore_index=True)
+
+
+def compare(
+    baseline_dir: str | Path, candidate_dir: str | Path, n_bootstrap: int = 0, seed: int = 0, level: float = 0.95
+) -> pd.DataFrame:
     """One row per measure: ``baseline``, ``candidate`` and ``difference`` (candidate minus baseline).
+
+    With ``n_bootstrap`` > 0, also ``ci_low`` and ``ci_high``: the percentile interval (``level``) of the difference
+    when the subjects are drawn again with replacement, the same draw for both models (a paired bootstrap: the
+    phantoms, not the models, are what a second held-out set would change).
 
     Raises:
         ValueError: the two evaluations are not of the same subjects (a comparison of different phantoms would
-            say nothing about the models).
+            say nothing about the models), or ``n_bootstrap`` / ``level`` out of range.
     """
-    subjects = [set(_tables(d)[0].subject) for d in (baseline_dir, candidate_dir)]
+    if n_bootstrap < 0 or not 0.0 < level < 1.0:
+        raise ValueError(f"n_bootstrap must be >= 0 and level in (0, 1), got {n_bootstrap} and {level}")
+    tables = [_tables(d) for d in (baseline_dir, candidate_dir)]
+    subjects = [set(seg.subject) for seg, _ in tables]
     if subjects[0] != subjects[1]:
         raise ValueError(
             f"{baseline_dir} and {candidate_dir} evaluate different subjects "
@@ -95,15 +121,33 @@ def compare(baseline_dir: str | Path, candidate_dir: str | Path) -> pd.DataFrame
         )
     table = pd.DataFrame({"baseline": accuracy_measures(baseline_dir), "candidate": accuracy_measures(candidate_dir)})
     table["difference"] = table.candidate - table.baseline
+    if n_bootstrap:
+        rng = np.random.default_rng(seed)
+        names = np.array(sorted(subjects[0]))
+        draws = []
+        for _ in range(n_bootstrap):
+            pick = rng.choice(names, size=len(names), replace=True)
+            pair = [measures(_resampled(seg, pick), _resampled(ff, pick)) for seg, ff in tables]
+            draws.append(pair[1] - pair[0])
+        spread = pd.DataFrame(draws)
+        tail = (1.0 - level) / 2.0
+        table["ci_low"] = spread.quantile(tail)
+        table["ci_high"] = spread.quantile(1.0 - tail)
     return table.rename_axis("measure").reset_index()
 
 
-def main(baseline: str, candidate: str, out_csv: str | None = None) -> None:
-    """Print the comparison as Markdown (five decimals) and optionally write it as CSV (full precision)."""
-    table = compare(baseline, candidate)
-    lines = ["| measure | baseline | candidate | candidate - baseline |", "|---|---|---|---|"]
+def main(baseline: str, candidate: str, out_csv: str | None = None, n_bootstrap: int = 0, seed: int = 0) -> None:
+    """Print the comparison as Markdown (five decimals; with ``n_bootstrap`` the 95 % interval of the difference)
+    and optionally write it as CSV (full precision)."""
+    table = compare(baseline, candidate, n_bootstrap=n_bootstrap, seed=seed)
+    ci = "ci_low" in table
+    lines = [
+        "| measure | baseline | candidate | candidate - baseline |" + (" 95 % interval |" if ci else ""),
+        "|---|---|---|---|" + ("---|" if ci else ""),
+    ]
     for row in table.itertuples():
-        lines.append(f"| {row.measure} | {row.baseline:.5f} | {row.candidate:.5f} | {row.difference:+.5f} |")
+        line = f"| {row.measure} | {row.baseline:.5f} | {row.candidate:.5f} | {row.difference:+.5f} |"
+        lines.append(line + (f" {row.ci_low:+.5f} to {row.ci_high:+.5f} |" if ci else ""))
     print("\n".join(lines))
     if out_csv:
         Path(out_csv).parent.mkdir(parents=True, exist_ok=True)

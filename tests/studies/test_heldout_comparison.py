@@ -108,6 +108,8 @@ def test_the_command_prints_the_table_and_writes_the_csv(tmp_path):
             str(cand),
             "--out_csv",
             str(out_csv),
+            "--n_bootstrap",
+            "20",
         ],
         cwd=BUNDLE_ROOT,
         capture_output=True,
@@ -115,7 +117,31 @@ def test_the_command_prints_the_table_and_writes_the_csv(tmp_path):
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    assert "| dice_mean | 0.93555 | 0.94555 | +0.01000 |" in done.stdout
+    assert "| dice_mean | 0.93555 | 0.94555 | +0.01000 | +0.01000 to +0.01000 |" in done.stdout
     table = pd.read_csv(out_csv).set_index("measure")
     assert table.loc["dice_mean", "difference"] == pytest.approx(0.01)
-    assert len(table) == 4 * 4 + 6
+    assert len(table) == 4 * 4 + 6 and {"ci_low", "ci_high"} <= set(table.columns)
+
+
+def test_the_paired_bootstrap_gives_no_spread_to_a_shift_every_subject_shares(tmp_path):
+    """Each subject's sides move by the same amount, so every redraw of the subjects gives the same difference; a
+    difference that only some subjects carry gets an interval that spans it."""
+    subjects = tuple(f"sub-{i:04d}" for i in range(1, 7))
+    base = _evaluation(tmp_path / "base", BASE_DICE, ff_error=1.0, subjects=subjects)
+    cand = _evaluation(tmp_path / "cand", {m: v + 0.01 for m, v in BASE_DICE.items()}, 1.0, subjects=subjects)
+    table = compare(base, cand, n_bootstrap=40, seed=3).set_index("measure")
+    assert table.loc["dice_mean", ["ci_low", "ci_high"]].tolist() == pytest.approx([0.01, 0.01])
+    assert table.loc["ff_bias_pp", ["ci_low", "ci_high"]].tolist() == pytest.approx([0.0, 0.0])
+    # now only the first subject's psoas gains 0.06: the mean gain is 0.01, some redraws hold it twice, some never
+    seg = pd.read_csv(base / "segmentation_metrics.csv")
+    seg.loc[(seg.subject == "sub-0001") & (seg.muscle == "psoas"), "dice"] += 0.06
+    one = tmp_path / "one"
+    one.mkdir()
+    seg.to_csv(one / "segmentation_metrics.csv", index=False)
+    (one / "ff_agreement.csv").write_text((base / "ff_agreement.csv").read_text())
+    lumpy = compare(base, one, n_bootstrap=200, seed=3).set_index("measure")
+    assert lumpy.loc["dice_psoas", "difference"] == pytest.approx(0.01)
+    assert lumpy.loc["dice_psoas", "ci_low"] == pytest.approx(0.0)
+    assert lumpy.loc["dice_psoas", "ci_high"] > 0.015
+    with pytest.raises(ValueError, match="n_bootstrap"):
+        compare(base, one, n_bootstrap=-1)
