@@ -17,38 +17,54 @@ Measures (each evaluation: ``segmentation_metrics.csv`` and ``ff_agreement.csv``
 - ``ff_median_pp``, ``ff_p95_pp``, ``ff_r2``, ``ff_bias_pp``: all sides pooled; R^2 of the regression of predicted on
   true FF and the Bland-Altman bias (predicted minus true), as ``evaluate_phantom`` reports them.
 
-``--n_bootstrap N`` adds a paired bootstrap over subjects: how far the difference would move on another draw of
-the same number of phantoms (two held-out draws of 20 moved a muscle's median FF error by up to 0.25 pp).
+Either side may also be a bundle version whose held-out tables the bundle keeps (``--baseline 0.36.0 --candidate
+0.37.0``: ``docs/studies/validation/heldout/*_<version>.csv``, the default held-out set). ``--n_bootstrap N``
+adds a paired bootstrap over subjects: how far the difference would move on another draw of the same number of
+phantoms (two held-out draws of 20 moved a muscle's median FF error by up to 0.25 pp).
 
 ::
 
     python -m scripts.studies.heldout_comparison --baseline eval_base/accuracy --candidate eval_new/accuracy \
         [--out_csv comparison.csv] [--n_bootstrap 2000 --seed 0]
+    python -m scripts.studies.heldout_comparison --baseline 0.36.0 --candidate 0.37.0 --n_bootstrap 2000
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scripts.evaluation.agreement import bland_altman, linear_regression
 from scripts.labels import MUSCLES
+from scripts.tools.eval_metrics import heldout_tables
 
 __all__ = ["measures", "accuracy_measures", "compare", "main"]
 
 TABLES = ("segmentation_metrics.csv", "ff_agreement.csv")
 
 
-def _tables(accuracy_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    root = Path(accuracy_dir)
-    missing = [name for name in TABLES if not (root / name).is_file()]
-    if missing:
+def _tables(source: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The per-side tables of ``source``: an evaluation folder, or a bundle version whose held-out tables the
+    bundle keeps (``docs/studies/validation/heldout/*_<version>.csv``, the seed-2 default held-out set)."""
+    root = Path(source)
+    if root.is_dir():
+        missing = [name for name in TABLES if not (root / name).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"{root} lacks {', '.join(missing)}: give the --out_dir of scripts.evaluation.evaluate_phantom "
+                "(python -m scripts.evaluation.evaluate_phantom --dataset_dir D --pred_dir P --out_dir <this folder>)"
+            )
+        paths = tuple(root / name for name in TABLES)
+    elif re.fullmatch(r"\d+\.\d+\.\d+", str(source)):
+        paths = heldout_tables(str(source))
+    else:
         raise FileNotFoundError(
-            f"{root} lacks {', '.join(missing)}: give the --out_dir of scripts.evaluation.evaluate_phantom "
-            "(python -m scripts.evaluation.evaluate_phantom --dataset_dir D --pred_dir P --out_dir <this folder>)"
+            f"{source} is neither an evaluation folder (the --out_dir of scripts.evaluation.evaluate_phantom) nor a "
+            "bundle version with held-out tables in docs/studies/validation/heldout (for example 0.37.0)"
         )
-    seg, ff = (pd.read_csv(root / name) for name in TABLES)
+    seg, ff = (pd.read_csv(path) for path in paths)
     return seg[seg.side.isin(["left", "right"])], ff[ff.side.isin(["left", "right"])]
 
 
@@ -82,7 +98,7 @@ def measures(seg: pd.DataFrame, ff: pd.DataFrame, where: str = "the tables") -> 
 
 
 def accuracy_measures(accuracy_dir: str | Path) -> pd.Series:
-    """:func:`measures` of one evaluation folder, at full precision.
+    """:func:`measures` of one evaluation folder (or a bundle version's held-out tables), at full precision.
 
     Raises:
         FileNotFoundError: a per-case table is missing.

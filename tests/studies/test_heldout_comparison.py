@@ -145,3 +145,15 @@ def test_the_paired_bootstrap_gives_no_spread_to_a_shift_every_subject_shares(tm
     assert lumpy.loc["dice_psoas", "ci_high"] > 0.015
     with pytest.raises(ValueError, match="n_bootstrap"):
         compare(base, one, n_bootstrap=-1)
+
+
+def test_two_bundle_versions_compare_from_the_tables_the_bundle_keeps():
+    """0.37.0 changed only the psoas and iliacus borders (the border decision): QL and ES+MF are the same numbers."""
+    table = compare("0.36.0", "0.37.0").set_index("measure")
+    assert table.loc["ff_median_pp_quadratus_lumborum", "difference"] == 0.0
+    assert table.loc["dice_erector_spinae_multifidus", "difference"] == 0.0
+    assert table.loc["ff_r2", "difference"] > 0.005  # what the border decision was adopted for
+    with pytest.raises(FileNotFoundError, match="neither an evaluation folder"):
+        compare("no_such_folder", "0.37.0")
+    with pytest.raises(FileNotFoundError, match="no held-out table for version 0.0.1"):
+        compare("0.0.1", "0.37.0")
