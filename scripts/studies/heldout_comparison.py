@@ -107,9 +107,8 @@ def accuracy_measures(accuracy_dir: str | Path) -> pd.Series:
     return measures(*_tables(accuracy_dir), where=str(accuracy_dir)).rename(str(accuracy_dir))
 
 
-def _resampled(table: pd.DataFrame, subjects: np.ndarray) -> pd.DataFrame:
-    """The rows of ``subjects`` (a subject drawn twice contributes its rows twice)."""
-    groups = dict(tuple(table.groupby("subject", sort=False)))
+def _resampled(groups: dict, subjects: np.ndarray) -> pd.DataFrame:
+    """The rows of ``subjects`` from a table split by subject (a subject drawn twice contributes its rows twice)."""
     return pd.concat([groups[s] for s in subjects if s in groups], ignore_index=True)
 
 
@@ -140,10 +139,11 @@ def compare(
     if n_bootstrap:
         rng = np.random.default_rng(seed)
         names = np.array(sorted(subjects[0]))
+        split = [[dict(tuple(t.groupby("subject", sort=False))) for t in pair] for pair in tables]
         draws = []
         for _ in range(n_bootstrap):
             pick = rng.choice(names, size=len(names), replace=True)
-            pair = [measures(_resampled(seg, pick), _resampled(ff, pick)) for seg, ff in tables]
+            pair = [measures(_resampled(seg, pick), _resampled(ff, pick)) for seg, ff in split]
             draws.append(pair[1] - pair[0])
         spread = pd.DataFrame(draws)
         tail = (1.0 - level) / 2.0
