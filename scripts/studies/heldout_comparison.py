@@ -134,7 +134,8 @@ def compare(
             f"{baseline_dir} and {candidate_dir} evaluate different subjects "
             f"({len(subjects[0] ^ subjects[1])} differ): run both models on the same held-out set"
         )
-    table = pd.DataFrame({"baseline": accuracy_measures(baseline_dir), "candidate": accuracy_measures(candidate_dir)})
+    base, cand = (measures(seg, ff, where=str(d)) for (seg, ff), d in zip(tables, (baseline_dir, candidate_dir)))
+    table = pd.DataFrame({"baseline": base, "candidate": cand})
     table["difference"] = table.candidate - table.baseline
     if n_bootstrap:
         rng = np.random.default_rng(seed)
