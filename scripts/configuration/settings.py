@@ -289,6 +289,8 @@ INFERENCE_OPTIONS: dict[str, Option] = {
     "sw_batch_size": Option("int", 1, 1024),
     "sw_overlap": Option("float", 0.0, 1.0, high_open=True),
     "sw_padding_mode": Option("choice", choices=("constant", "reflect", "replicate", "circular")),
+    # scripts.pipeline.fitted_window: a scan shorter than the window gets a window only as long as the scan
+    "sw_fit_to_scan": Option("bool", help="shorten the window's cranio-caudal extent to a short scan"),
     "flip_ensemble": _BOOL,
     "adapt_batch_norm": _BOOL,
     # scripts.pipeline.batchnorm_adaptation.STATISTICS_SOURCES (tested equal)

@@ -195,14 +195,18 @@ class AdaptiveBatchNormInferer(Inferer):
             return "windows"
         return "volume"
 
-    def _windows(self) -> tuple[tuple[int, ...], Any] | None:
-        """The statistics inferer's window size and overlap (None when it is not a sliding window)."""
+    def _windows(self, spatial_shape: tuple[int, ...]) -> tuple[tuple[int, ...], Any] | None:
+        """The statistics inferer's window size for an image of ``spatial_shape`` and its overlap (None when it is
+        not a sliding window); a window fitted to the image (``fitted_window.py``) says its own size."""
         roi, overlap = (
             getattr(self.statistics_inferer, "roi_size", None),
             getattr(self.statistics_inferer, "overlap", None),
         )
         if roi is None or overlap is None:
             return None
+        roi_for = getattr(self.statistics_inferer, "roi_for", None)
+        if callable(roi_for):
+            roi = roi_for(spatial_shape)
         return (tuple(roi) if isinstance(roi, (list, tuple)) else (int(roi),) * 3), overlap
 
     def _view_statistics(
@@ -222,7 +226,7 @@ class AdaptiveBatchNormInferer(Inferer):
                     f"pad_multiple {self.pad_multiple} is not a multiple of the network's total stride {total}; "
                     f"set it to {total} or use adapt_statistics 'windows'"
                 )
-            windows = self._windows()
+            windows = self._windows(tuple(int(n) for n in views[0].shape[2:]))
             if windows is None:  # the statistics inferer sees the whole image: so does the volume pass
                 padded_views, regions = views, None
             else:  # the sliding window's patches, as boxes of the image padded as the sliding window pads it

@@ -11,6 +11,7 @@ import torch
 from monai.bundle import ConfigParser
 from monai.inferers import SimpleInferer, SlidingWindowInferer
 from scripts.pipeline.batchnorm_adaptation import AdaptiveBatchNormInferer, batch_norm_layers
+from scripts.pipeline.fitted_window import FittedSlidingWindowInferer
 from scripts.pipeline.flip_ensemble import LeftRightFlipInferer
 
 BUNDLE_ROOT = Path(__file__).resolve().parents[2]
@@ -164,7 +165,7 @@ def test_inference_config_adapts_by_default_on_the_scan_and_its_mirror():
     # the statistics passes use the flip ensemble's own sliding window, on the scan and on its left-right mirror
     # (array axis 0 after Orientationd RAS), so that a mirrored scan gets the same statistics
     assert inferer.statistics_inferer is inferer.inferer.inferer
-    assert isinstance(inferer.statistics_inferer, SlidingWindowInferer)
+    assert isinstance(inferer.statistics_inferer, FittedSlidingWindowInferer)
     assert inferer.mirror_axis == inferer.inferer.spatial_axis == 0
     # the statistics: one pass of the whole scan per view, padded as the sliding window pads, to the UNet's stride
     assert parser["adapt_statistics"] == "volume" and inferer.statistics == "volume"
