@@ -358,6 +358,7 @@ TRAIN_OPTIONS: dict[str, Option] = {
     "learning_rate": Option("float", 0.0, 10.0),  # 0 freezes the weights (a fine-tune start check uses it)
     "val_interval": Option("int", 1, 100000),
     "sw_padding_mode": INFERENCE_OPTIONS["sw_padding_mode"],
+    "sw_fit_to_scan": INFERENCE_OPTIONS["sw_fit_to_scan"],
     "epochs": Option("int", 1, 1000000),
     "seed": Option("int", 0, 2**32 - 1),
     "field_of_view_outside": Option("choice", choices=("fill", "replicate")),

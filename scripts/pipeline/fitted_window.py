@@ -7,7 +7,9 @@ network sees a window that is mostly invented image, which it never met in train
 the batch-norm statistics that inference re-estimates from the scan (``batchnorm_adaptation.py``). On phantoms a
 short stack alone costs QL and ES+MF Dice (docs/studies/real_scans.md, "What the real sample's geometry does");
 fitting the window to the scan leaves at most ``multiple - 1`` padded slices. Scans at least as long as the window,
-and every in-plane axis, keep the configured window to the voxel.
+and every in-plane axis, keep the configured window to the voxel. inference.json slides it for both networks and the
+batch-norm statistics; train.json's validation (and so evaluate.json) slides it too, so that a checkpoint chosen on
+short annotated stacks is chosen on what inference will show it.
 """
 
 from __future__ import annotations

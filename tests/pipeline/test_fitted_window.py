@@ -129,3 +129,31 @@ def test_inference_config_fits_by_default_and_the_setting_turns_it_off():
     parser["sw_fit_to_scan"] = "sometimes"
     with pytest.raises(SettingsExit, match="sw_fit_to_scan must be one of true/false"):
         parser.get_parsed_content("sliding_window_inferer", lazy=False)
+
+
+def test_training_validation_and_evaluation_slide_the_same_fitted_window():
+    """Checkpoint choice and evaluate.json on a user's short annotated stacks see what inference shows them."""
+    parser = ConfigParser()
+    parser.read_config([str(BUNDLE_ROOT / "configs" / "train.json"), str(BUNDLE_ROOT / "configs" / "evaluate.json")])
+    parser["bundle_root"] = str(BUNDLE_ROOT)
+    sw = parser.get_parsed_content("validate#sliding_window_inferer", lazy=False)
+    assert isinstance(sw, FittedSlidingWindowInferer) and sw.fit
+    assert sw.roi_size == (96, 96, 48) and sw.roi_for((200, 160, 22)) == (96, 96, 32)
+    # the phantom cohorts' validation scans (240 mm and longer, 60 working slices) keep the 48-slice window
+    assert sw.roi_for((200, 160, 60)) == (96, 96, 48)
+    evaluator_inferer = parser.get_parsed_content("validate#inferer", lazy=False)
+    assert isinstance(evaluator_inferer, AdaptiveBatchNormInferer)
+    assert isinstance(evaluator_inferer.inferer, FittedSlidingWindowInferer)
+    parser["sw_fit_to_scan"] = "no"
+    assert not parser.get_parsed_content("validate#sliding_window_inferer", lazy=False).fit
+
+
+def test_training_validation_window_keeps_monai_blend_for_long_scans():
+    """train.json's window blended with MONAI's default (constant weights): it still does, so a long scan's
+    validation Dice is what it was."""
+    x = torch.from_numpy(np.random.default_rng(2).normal(size=(1, 1, 40, 36, 70))).float()
+    conv = torch.nn.Conv3d(1, 2, 3, padding=1).eval()
+    fitted = FittedSlidingWindowInferer((32, 32, 48), sw_batch_size=2, overlap=0.25, mode="constant")
+    with torch.no_grad():
+        want = SlidingWindowInferer((32, 32, 48), sw_batch_size=2, overlap=0.25, padding_mode="replicate")(x, conv)
+        assert torch.equal(fitted(x, conv), want)
