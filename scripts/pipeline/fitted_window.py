@@ -33,9 +33,10 @@ def fitted_roi(
 
     Args:
         spatial_shape: the image's spatial shape (X, Y, Z), voxels of the working grid.
-        roi_size: the largest window (X, Y, Z), voxels; each a multiple of ``multiple``.
+        roi_size: the largest window (X, Y, Z), voxels (kept where the image is at least as long).
         fit_axes: array axes that may be shortened (2: cranio-caudal after ``Orientationd("RAS")``).
-        multiple: the network's total stride (16 for four stride-2 levels), so a window stays a valid input.
+        multiple: the network's total stride (16 for four stride-2 levels), so a shortened window stays a valid
+            input; a window the configuration gives is used as given.
 
     Returns:
         the window (X, Y, Z), voxels; e.g. ``(128, 128, 32)`` for a 22-slice scan and ``roi_size`` (128, 128, 64).
@@ -44,8 +45,8 @@ def fitted_roi(
     roi = [int(r) for r in roi_size]
     if len(shape) != len(roi):
         raise ValueError(f"spatial_shape {tuple(shape)} and roi_size {tuple(roi)} differ in length")
-    if multiple < 1 or any(r < 1 or r % multiple for r in roi):
-        raise ValueError(f"roi_size {tuple(roi)} must be positive multiples of {multiple}")
+    if multiple < 1 or any(r < 1 for r in roi):
+        raise ValueError(f"roi_size {tuple(roi)} and multiple {multiple} must be positive")
     axes = [int(a) for a in fit_axes]
     if any(a < 0 or a >= len(roi) for a in axes):
         raise ValueError(f"fit_axes {tuple(axes)} must be axes of a {len(roi)}-D image")

@@ -37,13 +37,17 @@ def test_the_window_is_cut_to_the_scan_cranio_caudally_only(shape, want):
 def test_other_axes_and_strides_fit_the_same_way():
     assert fitted_roi((20, 50, 22), (64, 64, 64), fit_axes=(0, 2), multiple=8) == (24, 64, 24)
     assert fitted_roi((20, 50, 22), (64, 64, 64), fit_axes=()) == (64, 64, 64)
+    # a configured window that is no multiple of the stride is the configuration's own; only a cut one is rounded
+    assert fitted_roi((20, 50, 60), (64, 64, 40)) == (64, 64, 40)
+    assert fitted_roi((20, 50, 22), (64, 64, 40)) == (64, 64, 32)
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
         (((10, 10), (16, 16, 16)), "differ in length"),
-        (((10, 10, 10), (16, 16, 24)), "multiples of 16"),
+        (((10, 10, 10), (16, 0, 16)), "must be positive"),
+        (((10, 10, 10), (16, 16, 16), (2,), 0), "must be positive"),
         (((10, 10, 10), (16, 16, 16), (3,)), "fit_axes"),
         (((10, 0, 10), (16, 16, 16)), "empty axis"),
     ],
@@ -51,7 +55,7 @@ def test_other_axes_and_strides_fit_the_same_way():
 def test_bad_arguments_are_refused_with_a_clear_message(args, message):
     with pytest.raises(ValueError, match=message):
         fitted_roi(*args)
-    if len(args) == 2 and len(args[1]) == 3 and args[1][2] % 16:
+    if len(args) == 2 and len(args[1]) == 3 and 0 in args[1]:
         with pytest.raises(ValueError, match=message):
             FittedSlidingWindowInferer(args[1])
 
