@@ -188,13 +188,14 @@ def test_evaluate_overlay_adapts_and_training_validation_does_not():
     validation subjects with the training statistics."""
     train = ConfigParser()
     train.read_config(BUNDLE_ROOT / "configs" / "train.json")
-    assert isinstance(train.get_parsed_content("validate#inferer"), SlidingWindowInferer)
+    # the plain (fitted) sliding window, no adaptation
+    assert isinstance(train.get_parsed_content("validate#inferer"), FittedSlidingWindowInferer)
     evaluate = ConfigParser()
     evaluate.read_config([str(BUNDLE_ROOT / "configs" / "train.json"), str(BUNDLE_ROOT / "configs" / "evaluate.json")])
     assert evaluate["validate"]["evaluator"]["inferer"] == "@validate#inferer"
     inferer = evaluate.get_parsed_content("validate#inferer")
     assert isinstance(inferer, AdaptiveBatchNormInferer) and inferer.enabled
-    assert isinstance(inferer.inferer, SlidingWindowInferer) and inferer.statistics_inferer is inferer.inferer
+    assert isinstance(inferer.inferer, FittedSlidingWindowInferer) and inferer.statistics_inferer is inferer.inferer
 
 
 def _small_segmenter() -> torch.nn.Module:
