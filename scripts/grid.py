@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Iterable
 
 import numpy as np
+from scripts.label_values import present_values
 
 __all__ = [
     "check_same_grid",
@@ -239,8 +240,8 @@ def truncation_flags(
     aff = _check_affine(affine, "the label map")
     axis = slice_axis_from_affine(aff)
     z_increases_with_index = aff[2, axis] > 0
-    first = set(np.unique(np.take(data, 0, axis=axis)).tolist())
-    last = set(np.unique(np.take(data, data.shape[axis] - 1, axis=axis)).tolist())
+    first = set(present_values(np.take(data, 0, axis=axis)))
+    last = set(present_values(np.take(data, data.shape[axis] - 1, axis=axis)))
     inferior_end, superior_end = (first, last) if z_increases_with_index else (last, first)
-    values = [v for v in np.unique(data).tolist() if v != 0] if labels is None else list(labels)
+    values = [v for v in present_values(data) if v != 0] if labels is None else list(labels)
     return {int(v): {"truncated_inferior": v in inferior_end, "truncated_superior": v in superior_end} for v in values}

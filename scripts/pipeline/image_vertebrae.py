@@ -22,6 +22,7 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 from scripts.grid import map_labels_to_grid
+from scripts.label_values import present_values
 from scripts.pipeline.keys import FF_KEY, IMAGE_SPINE_KEY, LABEL_ON_FF_GRID_KEY, SCAN_INFO_KEY, VERTEBRA_NAMING_KEY
 from scripts.pipeline.label_map import label_and_affine
 from scripts.pipeline.lowest_vertebra import StatedLowestVertebra
@@ -90,7 +91,7 @@ class VertebraeFromFFMapd(MapTransform):
             merged = d[key].clone()
             merged.copy_(torch.where(lab == 0, vert, lab))
             d[key] = merged
-            names = sorted({int(v) for v in np.unique(vertebrae)} - {0})
+            names = sorted({int(v) for v in present_values(vertebrae)} - {0})
             logger.info(
                 "%s: vertebral bodies %s found in the FF map and %s",
                 subject,

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 from scripts.grid import slice_axis_from_affine, truncation_flags
+from scripts.label_values import present_values
 from scripts.labels import VERTEBRAL_LABELS
 
 __all__ = [
@@ -244,7 +245,8 @@ def measure_bodies(label: np.ndarray, affine: np.ndarray) -> list[Body]:
         raise ValueError(f"the label map must be 3D, got shape {lab.shape}")
     aff = np.asarray(affine, dtype=np.float64)
     half_z = 0.5 * float(np.abs(aff[2, :3]).sum())  # half the z extent of one voxel (any orientation)
-    values = [v for v in VERTEBRAL_LABELS if v in set(np.unique(lab).tolist())]
+    present = set(present_values(lab))
+    values = [v for v in VERTEBRAL_LABELS if v in present]
     cut = truncation_flags(lab, values, aff)
     objects = ndimage.find_objects(np.where(np.isin(lab, values), lab, 0).astype(np.int32))
     bodies = []

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 from scripts.grid import check_same_grid, map_labels_to_grid, slice_axis_from_affine, truncation_flags
+from scripts.label_values import present_values
 from scripts.labels import MUSCLES, NUM_CLASSES, VERTEBRAL_LABELS, label_value, muscle_and_side
 from scripts.quantification.columns import (
     _AGG_LABEL,
@@ -505,7 +506,7 @@ def quantify_muscles(
     lab_vals = mapped.ravel()[labelled]
     _check_ff_fraction(np.asarray(ffa.ravel()[labelled], dtype=np.float64))
     coords_all = np.unravel_index(labelled, ffa.shape)
-    unknown = sorted(set(np.unique(lab_vals).tolist()) - set(values) - set(VERTEBRAL_LABELS))
+    unknown = sorted(set(present_values(lab_vals)) - set(values) - set(VERTEBRAL_LABELS))
     if unknown:
         logger.warning("label values %s are not muscles of scripts.labels and are ignored", unknown)
 

@@ -52,6 +52,7 @@ import dataclasses
 
 import numpy as np
 from scipy import ndimage
+from scripts.label_values import present_values
 from scripts.labels import VERTEBRAL_LABELS
 from scripts.quantification.levels import (
     GAP_RANGE_MM,
@@ -506,7 +507,7 @@ def count_bodies_from_sacrum(
     sp = np.asarray(spine)
     if sp.ndim != 3:
         raise ValueError(f"the spine map must be 3D, got shape {sp.shape}")
-    bad = sorted(set(np.unique(sp).tolist()) - {0, 1, 2})
+    bad = sorted(set(present_values(sp)) - {0, 1, 2})
     if bad:
         raise ValueError(f"the spine map holds values {bad}; expected 0 (background), 1 (body), 2 (sacrum)")
     lab = np.zeros(sp.shape, np.uint8)
