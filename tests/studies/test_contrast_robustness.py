@@ -87,12 +87,14 @@ def table(tmp_path_factory):
         str(data),
         str(BUNDLE_ROOT / "models" / "model.pt"),
         str(BUNDLE_ROOT),
-        contrasts=["in_phase", "opposed"],
+        # the two contrasts the tests below judge (the opposed-phase mix is a known answer of its own above; each
+        # extra contrast is one more ~40 s segmentation on the 2-core CPU)
+        contrasts=["in_phase"],
         coil_decay_mm=200,
     )
 
 
-NAMES = ["in_phase", "in_phase+coil200mm", "opposed", "opposed+coil200mm"]
+NAMES = ["in_phase", "in_phase+coil200mm"]
 
 
 def test_every_contrast_muscle_and_side_is_scored(table):
@@ -110,7 +112,7 @@ def test_shipped_model_segments_the_training_contrast(table):
     mean = table[(table.side == "mean") & (table.contrast == "in_phase")]
     assert (mean.dice > 0.9).all(), mean[["muscle", "dice"]]
     text = summarise(table)
-    assert text.splitlines()[2].startswith("| in_phase |") and "opposed" in text
+    assert text.splitlines()[2].startswith("| in_phase |") and text.splitlines()[3].startswith("| in_phase+coil200mm |")
 
 
 def test_a_mild_coil_profile_keeps_every_muscle(table):
