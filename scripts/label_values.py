@@ -36,5 +36,5 @@ def present_values(label: np.ndarray) -> list[int]:
     counts = np.zeros(int(flat.max()) + 1, np.int64)
     for start in range(0, flat.size, _CHUNK):
         part = flat[start : start + _CHUNK]
-        counts += np.bincount(part, minlength=counts.size)
+        counts += np.bincount(part.astype(np.intp, copy=False), minlength=counts.size)  # uint64 does not cast itself
     return np.flatnonzero(counts).tolist()

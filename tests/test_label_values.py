@@ -7,7 +7,7 @@ import pytest
 from scripts.label_values import present_values
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int32, np.int64, np.uint16])
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int32, np.int64, np.uint16, np.uint32, np.uint64])
 def test_counted_values_are_the_sorted_distinct_values(dtype) -> None:
     rng = np.random.default_rng(3)
     label = rng.choice([0, 1, 5, 9, 14], size=(30, 20, 11), p=[0.6, 0.1, 0.1, 0.1, 0.1]).astype(dtype)
