@@ -23,40 +23,6 @@ SHARED = BUNDLE_ROOT.parent / "shared"
 if str(BUNDLE_ROOT) not in sys.path:
     sys.path.insert(0, str(BUNDLE_ROOT))
 
-#: the files that take a minute or more on the 2-core CI machine, longest first (the fresh-clone .ci/run of
-#: 2026-12-08). pytest-xdist hands whole files to the two workers in collection order (pytest.ini:
-#: --no-loadscope-reorder); a long file handed out near the end keeps one worker busy while the other idles, so these
-#: start first and the many short files fill in behind them. Only the order changes, never what runs.
-LONG_FILES_FIRST = (
-    "tests/test_documented_commands.py",
-    "tests/integrations/test_monailabel.py",
-    "tests/test_deploy_app.py",
-    "tests/pipeline/test_cohort_run.py",
-    "tests/test_workflows.py",
-    "tests/studies/test_cross_validation.py",
-    "tests/test_zoo_release.py",
-    "tests/phantom/test_phantom.py",
-    "tests/studies/test_vertebral_candidate.py",
-    "tests/studies/test_annotation_loop.py",
-    "tests/quality/test_verdict.py",
-    "tests/test_spine_workflow.py",
-    "tests/studies/test_contrast_robustness.py",
-    "tests/io/test_dicom_study.py",
-    "tests/studies/test_ablation.py",
-    "tests/pipeline/test_image_vertebrae_step.py",
-    "tests/studies/test_image_spine_accuracy.py",
-    "tests/studies/test_spine_real_samples.py",
-    "tests/quantification/test_image_vertebrae.py",
-)
-_missing = [name for name in LONG_FILES_FIRST if not (BUNDLE_ROOT / name).is_file()]
-assert not _missing, f"tests/conftest.py LONG_FILES_FIRST names files that no longer exist: {_missing}"
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The files of :data:`LONG_FILES_FIRST` first, in that order; the tests inside a file keep their order."""
-    rank = {name: i for i, name in enumerate(LONG_FILES_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
-
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
