@@ -30,10 +30,10 @@ def present_values(label: np.ndarray) -> list[int]:
     arr = np.asarray(label)
     if arr.size == 0:
         return []
-    if arr.dtype.kind not in "ui" or (arr.dtype.kind == "i" and int(arr.min()) < 0) or int(arr.max()) >= _MAX_COUNTED:
+    if arr.dtype.kind not in "ui" or int(arr.min()) < 0 or (top := int(arr.max())) >= _MAX_COUNTED:
         return np.unique(arr).tolist()
     flat = arr.ravel()
-    counts = np.zeros(int(flat.max()) + 1, np.int64)
+    counts = np.zeros(top + 1, np.int64)
     for start in range(0, flat.size, _CHUNK):
         part = flat[start : start + _CHUNK]
         counts += np.bincount(part.astype(np.intp, copy=False), minlength=counts.size)  # uint64 does not cast itself
